@@ -1,0 +1,1 @@
+"""A live interpreter for LiveKit rooms: ears (STT) → brain (LLM + TTS) → mouth (playback)."""

@@ -1,0 +1,38 @@
+"""Where captions go. The loops call a `CaptionSink`; the room, the file mode and tests provide one.
+
+Source captions (interim, then final) come from the ears as soon as the STT gives them, before any
+queue, so they are never dropped. The translated caption of an utterance comes from the mouth when
+its audio starts playing, or from the brain when no audio could be made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Caption:
+    segment_id: str  # stable per segment, so a front end can update it in place
+    speaker: str
+    language: str
+    text: str
+    final: bool
+    translated: bool  # False: what the speaker said; True: the interpretation
+
+
+class CaptionSink(Protocol):
+    def publish(self, caption: Caption) -> None: ...
+
+
+class CaptionLog:
+    """Keeps captions in memory (file mode, tests)."""
+
+    def __init__(self) -> None:
+        self.captions: list[Caption] = []
+
+    def publish(self, caption: Caption) -> None:
+        self.captions.append(caption)
+
+    def finals(self, *, translated: bool) -> list[Caption]:
+        return [c for c in self.captions if c.final and c.translated == translated]

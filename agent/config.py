@@ -1,0 +1,249 @@
+"""Typed settings read from the environment (and `.env`), validated in one pass.
+
+Every problem is collected before anything is raised, so one start-up error names every missing or
+malformed variable at once. Secrets are never echoed back in those messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from dotenv import dotenv_values
+
+T = TypeVar("T")
+
+_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_URL_RE = re.compile(r"^(https?|wss?)://[^\s/]+")
+
+DEFAULT_DEEPGRAM_URL = "https://api.deepgram.com/v1/listen"
+DEFAULT_CEREBRAS_URL = "https://api.cerebras.ai"
+DEFAULT_GROQ_URL = "https://api.groq.com/openai/v1"
+DEFAULT_CARTESIA_URL = "https://api.cartesia.ai"
+
+
+class ConfigError(ValueError):
+    """Raised at start-up with every configuration problem found, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True, slots=True)
+class LiveKitSettings:
+    url: str
+    api_key: str
+    api_secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class SttSettings:
+    api_key: str
+    base_url: str
+    model: str
+    endpointing_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LlmProviderSettings:
+    name: str
+    api_key: str
+    base_url: str
+    model: str
+    reasoning_effort: str
+
+
+@dataclass(frozen=True, slots=True)
+class TtsSettings:
+    api_key: str
+    base_url: str
+    model: str
+    voice: str | None
+    sample_rate: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    agent_name: str
+    source_language: str
+    target_language: str
+    livekit: LiveKitSettings | None
+    stt: SttSettings
+    llms: tuple[LlmProviderSettings, ...]  # in fallback order: Cerebras first, then Groq
+    tts: TtsSettings
+    llm_attempt_timeout_s: float
+    max_in_flight: int
+    context_pairs: int
+    utterance_queue_size: int
+    latency_log_interval_s: float
+    log_level: str
+
+
+class _Reader:
+    """Reads typed values from an environment mapping and records every problem."""
+
+    def __init__(self, env: Mapping[str, str | None]) -> None:
+        self._env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self._env.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def required(self, name: str, why: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            self.problems.append(f"{name} is missing ({why})")
+            return ""
+        return value
+
+    def text(self, name: str, default: str) -> str:
+        return self.raw(name) or default
+
+    def _parsed(self, name: str, default: T, parse: Callable[[str], T], what: str) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except ValueError:
+            self.problems.append(f"{name}={value!r} is malformed: expected {what}")
+            return default
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+        def parse(v: str) -> int:
+            n = int(v)
+            if not minimum <= n <= maximum:
+                raise ValueError
+            return n
+
+        return self._parsed(name, default, parse, f"an integer from {minimum} to {maximum}")
+
+    def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        def parse(v: str) -> float:
+            x = float(v)
+            if not minimum <= x <= maximum:
+                raise ValueError
+            return x
+
+        return self._parsed(name, default, parse, f"a number from {minimum} to {maximum}")
+
+    def language(self, name: str, default: str) -> str:
+        def parse(v: str) -> str:
+            if not _LANGUAGE_RE.match(v):
+                raise ValueError
+            return v
+
+        return self._parsed(name, default, parse, "a language code such as 'en' or 'pt-BR'")
+
+    def url(self, name: str, default: str) -> str:
+        def parse(v: str) -> str:
+            if not _URL_RE.match(v):
+                raise ValueError
+            return v.rstrip("/")
+
+        return self._parsed(name, default, parse, "an http(s):// or ws(s):// URL")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        def parse(v: str) -> str:
+            if v not in choices:
+                raise ValueError
+            return v
+
+        return self._parsed(name, default, parse, "one of " + ", ".join(choices))
+
+
+def read_environment(dotenv_path: str | None = ".env") -> dict[str, str | None]:
+    """The process environment over the values of `.env` (the real environment wins)."""
+    values: dict[str, str | None] = {}
+    if dotenv_path and os.path.exists(dotenv_path):
+        values.update(dotenv_values(dotenv_path))
+    values.update(os.environ)
+    return values
+
+
+def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True) -> Settings:
+    """Validate `env` into `Settings`, or raise `ConfigError` naming every problem.
+
+    `require_livekit` is False for the file mode, which needs no LiveKit server.
+    """
+    r = _Reader(env)
+
+    livekit: LiveKitSettings | None = None
+    if require_livekit:
+        livekit = LiveKitSettings(
+            url=r.required("LIVEKIT_URL", "the LiveKit server the worker registers with"),
+            api_key=r.required("LIVEKIT_API_KEY", "LiveKit API key"),
+            api_secret=r.required("LIVEKIT_API_SECRET", "LiveKit API secret"),
+        )
+        if livekit.url and not _URL_RE.match(livekit.url):
+            r.problems.append(f"LIVEKIT_URL={livekit.url!r} is malformed: expected a ws(s):// URL")
+
+    stt = SttSettings(
+        api_key=r.required("DEEPGRAM_API_KEY", "Deepgram speech-to-text"),
+        base_url=r.url("DEEPGRAM_BASE_URL", DEFAULT_DEEPGRAM_URL),
+        model=r.text("DEEPGRAM_MODEL", "nova-3"),
+        endpointing_ms=r.integer("STT_ENDPOINTING_MS", 300, minimum=10, maximum=5000),
+    )
+
+    effort_choices = ("none", "low", "medium", "high")
+    llms: list[LlmProviderSettings] = []
+    cerebras_key = r.raw("CEREBRAS_API_KEY")
+    groq_key = r.raw("GROQ_API_KEY")
+    if cerebras_key is None and groq_key is None:
+        r.problems.append(
+            "CEREBRAS_API_KEY and GROQ_API_KEY are both missing (translation needs at least one; "
+            "set both so Groq can take over when Cerebras fails)"
+        )
+    cerebras = LlmProviderSettings(
+        name="cerebras",
+        api_key=cerebras_key or "",
+        base_url=r.url("CEREBRAS_BASE_URL", DEFAULT_CEREBRAS_URL),
+        model=r.text("CEREBRAS_MODEL", "gpt-oss-120b"),
+        reasoning_effort=r.choice("CEREBRAS_REASONING_EFFORT", "low", effort_choices),
+    )
+    groq = LlmProviderSettings(
+        name="groq",
+        api_key=groq_key or "",
+        base_url=r.url("GROQ_BASE_URL", DEFAULT_GROQ_URL),
+        model=r.text("GROQ_MODEL", "openai/gpt-oss-120b"),
+        reasoning_effort=r.choice("GROQ_REASONING_EFFORT", "low", effort_choices),
+    )
+    if cerebras_key is not None:
+        llms.append(cerebras)
+    if groq_key is not None:
+        llms.append(groq)
+
+    tts = TtsSettings(
+        api_key=r.required("CARTESIA_API_KEY", "Cartesia text-to-speech"),
+        base_url=r.url("CARTESIA_BASE_URL", DEFAULT_CARTESIA_URL),
+        model=r.text("CARTESIA_MODEL", "sonic-3"),
+        voice=r.raw("CARTESIA_VOICE"),
+        sample_rate=24000,
+    )
+
+    settings = Settings(
+        agent_name=r.text("AGENT_NAME", "interpreter"),
+        source_language=r.language("SOURCE_LANGUAGE", "en"),
+        target_language=r.language("TARGET_LANGUAGE", "es"),
+        livekit=livekit,
+        stt=stt,
+        llms=tuple(llms),
+        tts=tts,
+        llm_attempt_timeout_s=r.number("LLM_ATTEMPT_TIMEOUT_S", 4.0, minimum=0.5, maximum=60),
+        max_in_flight=r.integer("MAX_IN_FLIGHT", 3, minimum=1, maximum=16),
+        context_pairs=r.integer("CONTEXT_PAIRS", 4, minimum=0, maximum=32),
+        utterance_queue_size=r.integer("UTTERANCE_QUEUE_SIZE", 16, minimum=1, maximum=1024),
+        latency_log_interval_s=r.number("LATENCY_LOG_INTERVAL_S", 60.0, minimum=1, maximum=3600),
+        log_level=r.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+    )
+    if r.problems:
+        raise ConfigError(r.problems)
+    return settings

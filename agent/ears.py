@@ -1,0 +1,261 @@
+"""Ears: one speaker's audio → streaming STT → utterances on a bounded queue (and source captions).
+
+The ears own the STT connection. The provider stream runs without framework retries; when it dies
+the ears reopen it with backoff and first replay the audio that was not yet finalized (kept since
+the last final word), then go on live. Audio that arrives while the link is down is kept too, so
+words spoken during a gap are transcribed once the link is back, and none twice. The replay buffer
+is bounded (`replay_limit_s`); what falls off it is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+
+from livekit import rtc
+from livekit.agents import stt
+from livekit.agents.stt import SpeechStream
+
+from .captions import Caption, CaptionSink
+from .latency import Clock, LatencyTracker, Mark
+from .models import Utterance
+from .providers import STT_CONN_OPTIONS
+from .queues import UtteranceQueue
+from .text import is_substantive
+
+logger = logging.getLogger("agent.ears")
+
+
+class AudioClock:
+    """Maps the speaker's audio timeline (seconds of audio received) to clock time.
+
+    Each frame is noted with the clock time it arrived. Live audio arrives in real time, so the
+    moment audio time T was spoken is the arrival of the frame holding T, less what of that frame
+    came after T.
+    """
+
+    def __init__(self, maxlen: int = 6000) -> None:
+        self._points: deque[tuple[float, float]] = deque(maxlen=maxlen)  # (audio end, arrived at)
+
+    def note(self, audio_end: float, arrived_at: float) -> None:
+        self._points.append((audio_end, arrived_at))
+
+    def to_clock(self, audio_t: float) -> float | None:
+        if not self._points:
+            return None
+        for audio_end, arrived_at in self._points:
+            if audio_end >= audio_t:
+                return arrived_at - (audio_end - audio_t)
+        audio_end, arrived_at = self._points[-1]
+        return arrived_at - (audio_end - audio_t)
+
+
+@dataclass(slots=True)
+class Backoff:
+    initial_s: float = 0.1
+    max_s: float = 5.0
+    report_after: int = 5  # consecutive failures before a clear error is logged
+
+    def delay(self, failures: int) -> float:
+        return min(self.max_s, self.initial_s * (2 ** max(0, failures - 1)))
+
+
+class Ears:
+    def __init__(
+        self,
+        *,
+        stt: stt.STT,
+        frames: AsyncIterable[rtc.AudioFrame],
+        out: UtteranceQueue,
+        tracker: LatencyTracker,
+        speaker: str,
+        language: str,
+        captions: CaptionSink | None = None,
+        replay_limit_s: float = 30.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._stt = stt
+        self._frames = frames
+        self._out = out
+        self._tracker = tracker
+        self._clock: Clock = tracker.clock
+        self.speaker = speaker
+        self.language = language
+        self._captions = captions
+        self._replay_limit_s = replay_limit_s
+        self._backoff = backoff or Backoff()
+
+        self._audio_clock = AudioClock()
+        self._timeline = 0.0  # seconds of audio received so far
+        self._pending: deque[tuple[float, rtc.AudioFrame]] = deque()  # not yet finalized audio
+        self._stream: SpeechStream | None = None
+        self._origin = 0.0  # audio timeline time at the current stream's t=0
+        self._input_done = asyncio.Event()
+        self._seq = 0
+        self.reconnects = 0
+        self.dropped_audio_s = 0.0
+        self.utterances = 0
+
+    @property
+    def segment_id(self) -> str:
+        """The id of the segment being heard now (it becomes the next utterance's id)."""
+        return f"{self.speaker}-{self._seq}"
+
+    async def run(self) -> None:
+        intake = asyncio.create_task(self._intake(), name=f"ears-intake-{self.speaker}")
+        try:
+            await self._recognize()
+        finally:
+            await _cancel(intake)
+            if self._stream is not None:
+                await self._stream.aclose()
+                self._stream = None
+
+    # -- audio intake: never blocks on the STT or the brain --------------------------------------
+
+    async def _intake(self) -> None:
+        try:
+            async for frame in self._frames:
+                start = self._timeline
+                self._timeline += frame.samples_per_channel / frame.sample_rate
+                self._audio_clock.note(self._timeline, self._clock())
+                self._pending.append((start, frame))
+                self._trim_pending()
+                if self._stream is not None:
+                    # a closing stream refuses it; the frame stays pending for the next stream
+                    with contextlib.suppress(RuntimeError):
+                        self._stream.push_frame(frame)
+        finally:
+            self._input_done.set()
+            if self._stream is not None:
+                with contextlib.suppress(RuntimeError):
+                    self._stream.end_input()
+
+    def _trim_pending(self) -> None:
+        while self._pending and self._timeline - self._pending[0][0] > self._replay_limit_s:
+            _, frame = self._pending.popleft()
+            if self._stream is None:  # the link is down: this audio will never be transcribed
+                if self.dropped_audio_s == 0:
+                    logger.error(
+                        "speech recognition down longer than the replay buffer; audio is being lost",
+                        extra={"speaker": self.speaker, "replay_limit_s": self._replay_limit_s},
+                    )
+                self.dropped_audio_s += frame.samples_per_channel / frame.sample_rate
+
+    def _finalized_until(self, audio_t: float) -> None:
+        """Audio before `audio_t` has been transcribed: it is never replayed."""
+        while self._pending:
+            start, frame = self._pending[0]
+            if start + frame.samples_per_channel / frame.sample_rate > audio_t:
+                break
+            self._pending.popleft()
+
+    # -- recognition: (re)opens the STT stream and turns finals into utterances ------------------
+
+    async def _recognize(self) -> None:
+        failures = 0
+        while True:
+            stream = self._open_stream()
+            try:
+                async for event in stream:
+                    if self._on_event(event):
+                        failures = 0
+                if self._input_done.is_set():
+                    return  # the input ended and the stream drained: done
+                raise ConnectionError("speech stream ended early")
+            except Exception as e:
+                failures += 1
+                self.reconnects += 1
+                delay = self._backoff.delay(failures)
+                log = logger.error if failures >= self._backoff.report_after else logger.warning
+                log(
+                    "speech recognition stream failed; reconnecting",
+                    extra={
+                        "speaker": self.speaker,
+                        "failures": failures,
+                        "retry_in_s": delay,
+                        "error": type(e).__name__,
+                    },
+                )
+            finally:
+                self._stream = None
+                await stream.aclose()
+            if self._input_done.is_set() and (not self._pending or failures >= self._backoff.report_after):
+                if self._pending:
+                    logger.error(
+                        "input ended while speech recognition was down; unrecognized audio remains",
+                        extra={"speaker": self.speaker, "failures": failures},
+                    )
+                return
+            await asyncio.sleep(delay)
+
+    def _open_stream(self) -> SpeechStream:
+        stream = self._stt.stream(language=self.language, conn_options=STT_CONN_OPTIONS)
+        # replay what was not finalized (and what arrived while the link was down), then go live
+        self._origin = self._pending[0][0] if self._pending else self._timeline
+        for _, frame in self._pending:
+            stream.push_frame(frame)
+        if self._input_done.is_set():
+            stream.end_input()
+        self._stream = stream
+        return stream
+
+    def _on_event(self, event: stt.SpeechEvent) -> bool:
+        """Handle one STT event; True when it proves the link works."""
+        if event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
+            text = event.alternatives[0].text
+            if text.strip():
+                self._caption(text, final=False)
+            return True
+        if event.type != stt.SpeechEventType.FINAL_TRANSCRIPT or not event.alternatives:
+            return event.type != stt.SpeechEventType.RECOGNITION_USAGE
+        data = event.alternatives[0]
+        final_at = self._clock()
+        audio_end = self._origin + data.end_time if data.end_time > 0 else self._timeline
+        audio_start = self._origin + data.start_time if data.end_time > 0 else audio_end
+        self._finalized_until(audio_end)
+        if not is_substantive(data.text):
+            logger.debug("dropped a non-substantive segment", extra={"speaker": self.speaker})
+            return True
+        speech_end_at = self._audio_clock.to_clock(audio_end)
+        utterance = Utterance(
+            id=self.segment_id,
+            speaker=self.speaker,
+            text=data.text.strip(),
+            language=self.language,
+            audio_start=audio_start,
+            audio_end=audio_end,
+            speech_end_at=speech_end_at if speech_end_at is not None else final_at,
+            final_at=final_at,
+        )
+        self._caption(utterance.text, final=True)
+        self._seq += 1
+        self.utterances += 1
+        self._tracker.mark(utterance.record_ids, Mark.SPEECH_END, at=utterance.speech_end_at)
+        self._tracker.mark(utterance.record_ids, Mark.TRANSCRIPT_FINAL, at=final_at)
+        self._out.put_nowait(utterance)
+        return True
+
+    def _caption(self, text: str, *, final: bool) -> None:
+        if self._captions is None:
+            return
+        self._captions.publish(
+            Caption(
+                segment_id=self.segment_id,
+                speaker=self.speaker,
+                language=self.language,
+                text=text.strip(),
+                final=final,
+                translated=False,
+            )
+        )
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

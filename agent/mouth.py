@@ -1,0 +1,102 @@
+"""Mouth: plays each `Speech` in order into an audio output (the published `rtc.AudioSource`).
+
+Frames arrive at the TTS's sample rate (24 kHz), which is the source's rate, so nothing is resampled.
+Each utterance's audio fades in over a few milliseconds and its last frame fades out, so joins
+between segments do not click. The mouth notes when each utterance's audio started and finished
+playing, and publishes the translated caption when its audio starts (updated when it ends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+import numpy as np
+from livekit import rtc
+
+from .brain import translated_caption
+from .captions import CaptionSink
+from .latency import LatencyTracker, Mark
+from .models import Speech
+
+logger = logging.getLogger("agent.mouth")
+
+
+class AudioOutput(Protocol):
+    """What the mouth plays into; `rtc.AudioSource` is one."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def queued_duration(self) -> float: ...
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None: ...
+
+
+def fade(frame: rtc.AudioFrame, *, fade_in: bool, fade_out: bool, fade_s: float) -> rtc.AudioFrame:
+    """A copy of the frame with a linear fade over its first and/or last `fade_s` seconds."""
+    if not (fade_in or fade_out):
+        return frame
+    samples = np.frombuffer(frame.data, dtype=np.int16).astype(np.float32)
+    samples = samples.reshape(-1, frame.num_channels)
+    n = min(len(samples), max(1, int(frame.sample_rate * fade_s)))
+    ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)[:, None]
+    if fade_in:
+        samples[:n] *= ramp
+    if fade_out:
+        samples[-n:] *= ramp[::-1]
+    return rtc.AudioFrame(
+        data=samples.astype(np.int16).tobytes(),
+        sample_rate=frame.sample_rate,
+        num_channels=frame.num_channels,
+        samples_per_channel=frame.samples_per_channel,
+    )
+
+
+class Mouth:
+    def __init__(
+        self,
+        *,
+        output: AudioOutput,
+        inbox: asyncio.Queue[Speech | None],
+        tracker: LatencyTracker,
+        captions: CaptionSink | None = None,
+        fade_s: float = 0.005,
+    ) -> None:
+        self._output = output
+        self._inbox = inbox
+        self._tracker = tracker
+        self._captions = captions
+        self._fade_s = fade_s
+        self.played: list[str] = []  # utterance ids in the order their audio played
+
+    async def run(self) -> None:
+        while (speech := await self._inbox.get()) is not None:
+            await self._play(speech)
+
+    async def _play(self, speech: Speech) -> None:
+        ids = speech.utterance.record_ids
+        first = True
+        async for frame, last in speech.frames():
+            if frame.sample_rate != self._output.sample_rate:
+                raise ValueError(
+                    f"TTS audio at {frame.sample_rate} Hz cannot play on a {self._output.sample_rate} Hz"
+                    " source: configure both to the same rate"
+                )
+            frame = fade(frame, fade_in=first, fade_out=last, fade_s=self._fade_s)
+            if first:
+                self._tracker.mark(ids, Mark.FIRST_FRAME)
+                if self._captions is not None:
+                    self._captions.publish(translated_caption(speech, final=False))
+                first = False
+            await self._output.capture_frame(frame)
+        if first:  # no audio at all: the brain reported why, and published the caption if any
+            self._tracker.complete(ids, spoken=False)
+            return
+        self._tracker.mark(ids, Mark.PLAYOUT_END, at=self._tracker.clock() + self._output.queued_duration)
+        self._tracker.complete(ids, spoken=not speech.failed)
+        self.played.append(speech.utterance.id)
+        if self._captions is not None:
+            self._captions.publish(translated_caption(speech, final=True))

@@ -1,0 +1,144 @@
+"""Builds the provider objects (real plugins and SDK) from settings. The loops get them injected.
+
+Retries are kept in one place per provider: the framework's `APIConnectOptions` on each stream and
+`llm.FallbackAdapter` across LLMs; the SDK's own retries are off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from cerebras.cloud import sdk as cerebras
+from livekit.agents import APIConnectOptions, llm, stt, tts
+from livekit.agents.tokenize import SentenceStream, SentenceTokenizer, TokenData
+from livekit.plugins import cartesia, deepgram, openai
+
+from .cerebras_llm import CerebrasLLM
+from .config import Settings
+
+# STT streams get no framework retries: the ears reconnect themselves and replay buffered audio.
+STT_CONN_OPTIONS = APIConnectOptions(max_retry=0, timeout=5.0)
+TTS_CONN_OPTIONS = APIConnectOptions(max_retry=2, retry_interval=0.2, timeout=5.0)
+
+
+@dataclass(slots=True)
+class Providers:
+    stt: stt.STT
+    llm: llm.LLM
+    tts: tts.TTS
+
+    def prewarm(self) -> None:
+        """Open connections early without blocking the event loop."""
+        self.llm.prewarm()
+        self.tts.prewarm()
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()
+        await self.tts.aclose()
+        await self.stt.aclose()
+
+
+class ClauseTokenizer(SentenceTokenizer):
+    """Hands each pushed text to the TTS as one unit, at once.
+
+    The brain already cuts the translation into clauses; the plugin's default sentence tokenizer
+    would hold a sentence back until the next one starts. Being a `SentenceTokenizer`, it also makes
+    the Cartesia plugin send `max_buffer_delay_ms: 0`, so Cartesia starts on each clause at once.
+    """
+
+    def tokenize(self, text: str, *, language: str | None = None) -> list[str]:
+        return [text] if text.strip() else []
+
+    def stream(self, *, language: str | None = None) -> SentenceStream:
+        return _ClauseStream()
+
+
+class _ClauseStream(SentenceStream):
+    def push_text(self, text: str) -> None:
+        self._check_not_closed()
+        if text.strip():
+            self._event_ch.send_nowait(TokenData(token=text.strip()))
+
+    def flush(self) -> None:
+        pass
+
+    def end_input(self) -> None:
+        self._do_close()
+
+    async def aclose(self) -> None:
+        self._do_close()
+
+
+def build_stt(settings: Settings, language: str, http_session: aiohttp.ClientSession | None) -> stt.STT:
+    return deepgram.STT(
+        api_key=settings.stt.api_key,
+        base_url=settings.stt.base_url,
+        model=settings.stt.model,
+        language=language,
+        interim_results=True,
+        punctuate=True,
+        smart_format=False,
+        endpointing_ms=settings.stt.endpointing_ms,
+        vad_events=True,
+        sample_rate=16000,
+        http_session=http_session,
+    )
+
+
+def build_llm(settings: Settings) -> llm.LLM:
+    instances: list[llm.LLM] = []
+    for p in settings.llms:
+        if p.name == "cerebras":
+            client = cerebras.AsyncCerebras(
+                api_key=p.api_key, base_url=p.base_url, max_retries=0, warm_tcp_connection=False
+            )
+            instances.append(CerebrasLLM(client=client, model=p.model, reasoning_effort=p.reasoning_effort))
+        else:
+            instances.append(
+                openai.LLM(
+                    model=p.model,
+                    api_key=p.api_key,
+                    base_url=p.base_url,
+                    reasoning_effort=p.reasoning_effort,  # type: ignore[arg-type]
+                    temperature=0.2,
+                    max_retries=0,
+                )
+            )
+    return llm.FallbackAdapter(
+        instances, attempt_timeout=settings.llm_attempt_timeout_s, max_retry_per_llm=0, retry_interval=0.2
+    )
+
+
+def build_tts(
+    settings: Settings, language: str, http_session: aiohttp.ClientSession | None, voice: str | None = None
+) -> tts.TTS:
+    kwargs = {}
+    if voice or settings.tts.voice:
+        kwargs["voice"] = voice or settings.tts.voice
+    return cartesia.TTS(
+        api_key=settings.tts.api_key,
+        base_url=settings.tts.base_url,
+        model=settings.tts.model,
+        language=language,
+        sample_rate=settings.tts.sample_rate,
+        encoding="pcm_s16le",
+        word_timestamps=False,
+        tokenizer=ClauseTokenizer(),
+        http_session=http_session,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def build_providers(
+    settings: Settings,
+    *,
+    source_language: str,
+    target_language: str,
+    http_session: aiohttp.ClientSession | None = None,
+) -> Providers:
+    return Providers(
+        stt=build_stt(settings, source_language, http_session),
+        llm=build_llm(settings),
+        tts=build_tts(settings, target_language, http_session),
+    )

@@ -1,0 +1,52 @@
+"""The bounded queue from the ears to the brain, and its policy when full.
+
+The ears must never block on the brain, and nothing a speaker said may be dropped. So `put_nowait`
+never waits: when the queue is full, the new utterance is folded into the newest waiting one (its
+text appended, its latency record kept). A brain that falls behind therefore gets fewer, longer
+utterances — it catches up by translating more per request — and the backlog stays bounded by
+count. Captions never pass through this queue: the ears publish them before queueing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from .models import Utterance
+
+
+class UtteranceQueue:
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.maxsize = maxsize
+        self._items: deque[Utterance] = deque()
+        self._closed = False
+        self._changed = asyncio.Event()
+        self.merged = 0  # how many utterances were folded into a waiting one
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, utterance: Utterance) -> None:
+        if self._closed:
+            raise RuntimeError("UtteranceQueue is closed")
+        if len(self._items) >= self.maxsize:
+            self._items[-1].absorb(utterance)
+            self.merged += 1
+        else:
+            self._items.append(utterance)
+        self._changed.set()
+
+    def close(self) -> None:
+        """No more utterances: `get` returns None once the queue is empty."""
+        self._closed = True
+        self._changed.set()
+
+    async def get(self) -> Utterance | None:
+        while not self._items:
+            if self._closed:
+                return None
+            self._changed.clear()
+            await self._changed.wait()
+        return self._items.popleft()

@@ -1,0 +1,62 @@
+import pytest
+
+from agent.config import ConfigError, load_settings
+
+FULL = {
+    "LIVEKIT_URL": "wss://example.livekit.cloud",
+    "LIVEKIT_API_KEY": "lk-key",
+    "LIVEKIT_API_SECRET": "lk-secret-value",
+    "DEEPGRAM_API_KEY": "dg-secret-value",
+    "CEREBRAS_API_KEY": "cb-secret-value",
+    "GROQ_API_KEY": "gq-secret-value",
+    "CARTESIA_API_KEY": "ct-secret-value",
+}
+
+
+def test_defaults_and_fallback_order():
+    s = load_settings(FULL)
+    assert s.agent_name == "interpreter"
+    assert [p.name for p in s.llms] == ["cerebras", "groq"]
+    assert s.llms[0].model == "gpt-oss-120b" and s.llms[0].reasoning_effort == "low"
+    assert s.tts.sample_rate == 24000 and s.stt.model == "nova-3"
+
+
+def test_every_missing_variable_is_named_at_once():
+    with pytest.raises(ConfigError) as err:
+        load_settings({})
+    message = str(err.value)
+    for name in (
+        "LIVEKIT_URL",
+        "LIVEKIT_API_KEY",
+        "LIVEKIT_API_SECRET",
+        "DEEPGRAM_API_KEY",
+        "CEREBRAS_API_KEY",
+        "GROQ_API_KEY",
+        "CARTESIA_API_KEY",
+    ):
+        assert name in message
+    assert len(err.value.problems) == 6  # the two LLM keys are one problem
+
+
+def test_malformed_values_are_named_and_secrets_not_echoed():
+    env = {
+        **FULL,
+        "LIVEKIT_URL": "not a url",
+        "MAX_IN_FLIGHT": "lots",
+        "SOURCE_LANGUAGE": "English!",
+        "CEREBRAS_BASE_URL": "ftp://x",
+        "CEREBRAS_REASONING_EFFORT": "max",
+    }
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    message = str(err.value)
+    for name in ("LIVEKIT_URL", "MAX_IN_FLIGHT", "SOURCE_LANGUAGE", "CEREBRAS_BASE_URL", "CEREBRAS_REASONING_EFFORT"):
+        assert name in message
+    assert "secret-value" not in message
+
+
+def test_file_mode_needs_no_livekit_and_one_llm_is_enough():
+    env = {k: v for k, v in FULL.items() if not k.startswith("LIVEKIT") and k != "CEREBRAS_API_KEY"}
+    s = load_settings(env, require_livekit=False)
+    assert s.livekit is None
+    assert [p.name for p in s.llms] == ["groq"]

@@ -1,0 +1,35 @@
+import asyncio
+
+from agent.models import Utterance
+from agent.queues import UtteranceQueue
+
+
+def utt(i: int) -> Utterance:
+    return Utterance(
+        id=f"s-{i}", speaker="s", text=f"part {i}.", language="en",
+        audio_start=i, audio_end=i + 0.5, speech_end_at=i + 0.5, final_at=i + 0.6,
+    )  # fmt: skip
+
+
+async def test_a_full_queue_folds_new_utterances_into_the_newest_and_never_blocks():
+    q = UtteranceQueue(2)
+    for i in range(5):
+        q.put_nowait(utt(i))  # never blocks, never raises
+    assert q.qsize() == 2 and q.merged == 3
+    first, second = await q.get(), await q.get()
+    assert first is not None and second is not None
+    assert first.text == "part 0."
+    assert second.text == "part 1. part 2. part 3. part 4."
+    assert second.record_ids == ["s-1", "s-2", "s-3", "s-4"]
+    assert second.audio_end == 4.5
+
+
+async def test_get_waits_and_close_ends_after_draining():
+    q = UtteranceQueue(4)
+    getter = asyncio.create_task(q.get())
+    await asyncio.sleep(0)
+    q.put_nowait(utt(1))
+    q.close()
+    got = await getter
+    assert got is not None and got.id == "s-1"
+    assert await q.get() is None
