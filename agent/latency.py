@@ -43,6 +43,7 @@ STAGES: tuple[tuple[str, Mark, Mark], ...] = (
     ("first_clause", Mark.LLM_FIRST_TOKEN, Mark.FIRST_CLAUSE),
     ("tts_first_audio", Mark.FIRST_CLAUSE, Mark.TTS_FIRST_AUDIO),
     ("to_playout", Mark.TTS_FIRST_AUDIO, Mark.FIRST_FRAME),
+    ("after_final", Mark.TRANSCRIPT_FINAL, Mark.FIRST_FRAME),  # everything after the STT's part
     ("end_to_end", Mark.SPEECH_END, Mark.FIRST_FRAME),
 )
 END_TO_END = "end_to_end"

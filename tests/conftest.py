@@ -1,0 +1,113 @@
+"""Shared test set-up: the fake providers, settings pointing at them, and the fixture scenarios."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent.config import Settings, load_settings
+from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A committed WAV fixture and what the fake providers answer for it."""
+
+    wav: Path
+    transcripts: list[str]  # what the fake Deepgram "hears", one per speech segment
+    translations: dict[str, str]  # a key found in the source text → the fake LLM's translation
+    tones: dict[str, float]  # a word of a translation → the fake Cartesia's tone frequency (Hz)
+    speech_ends: list[float]  # where each segment's speech ends in the WAV (seconds)
+
+    def freq_for(self, text: str) -> float:
+        for word, freq in self.tones.items():
+            if word in text:
+                return freq
+        return 440.0
+
+
+DIALOGUE = Scenario(
+    wav=FIXTURES / "dialogue_en.wav",
+    transcripts=[
+        "Good morning, everyone.",
+        "Thank you for joining the call today.",
+        "Let us start with the budget.",
+    ],
+    translations={
+        "Good morning": "Buenos días a todos.",
+        "Thank you": "Gracias por acompañarnos hoy en la llamada.",
+        "budget": "Empecemos por el presupuesto.",
+    },
+    tones={"Buenos": 400.0, "Gracias": 600.0, "presupuesto": 800.0},
+    speech_ends=[1.96, 4.97, 7.53],
+)
+
+ONE_SENTENCE = Scenario(
+    wav=FIXTURES / "one_sentence_en.wav",
+    transcripts=["Please turn on your camera."],
+    translations={"camera": "Por favor, enciende tu cámara."},
+    tones={"cámara": 500.0},
+    speech_ends=[1.83],
+)
+
+
+@dataclass
+class Fakes:
+    deepgram: FakeDeepgram
+    cerebras: FakeLLM
+    groq: FakeLLM
+    cartesia: FakeCartesia
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return {
+            "DEEPGRAM_API_KEY": "dg-test-key",
+            "DEEPGRAM_BASE_URL": self.deepgram.base_url,
+            "CEREBRAS_API_KEY": "cb-test-key",
+            "CEREBRAS_BASE_URL": self.cerebras.base_url,
+            "GROQ_API_KEY": "gq-test-key",
+            "GROQ_BASE_URL": self.groq.openai_base_url,
+            "CARTESIA_API_KEY": "ct-test-key",
+            "CARTESIA_BASE_URL": self.cartesia.base_url,
+            "STT_ENDPOINTING_MS": "300",
+            "LLM_ATTEMPT_TIMEOUT_S": "3",
+            **overrides,
+        }
+
+    def settings(self, **overrides: str) -> Settings:
+        return load_settings(self.env(**overrides), require_livekit=False)
+
+
+async def start_fakes(scenario: Scenario) -> Fakes:
+    fakes = Fakes(
+        deepgram=FakeDeepgram(scenario.transcripts),
+        cerebras=FakeLLM(translations=scenario.translations),
+        groq=FakeLLM(translations=scenario.translations),
+        cartesia=FakeCartesia(freq_for=scenario.freq_for),
+    )
+    for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
+        await server.start()
+    return fakes
+
+
+async def stop_fakes(fakes: Fakes) -> None:
+    for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
+        await server.aclose()
+
+
+@pytest.fixture
+async def dialogue_fakes() -> AsyncIterator[Fakes]:
+    fakes = await start_fakes(DIALOGUE)
+    yield fakes
+    await stop_fakes(fakes)
+
+
+@pytest.fixture
+async def one_sentence_fakes() -> AsyncIterator[Fakes]:
+    fakes = await start_fakes(ONE_SENTENCE)
+    yield fakes
+    await stop_fakes(fakes)

@@ -1,0 +1,101 @@
+"""Local `rtc` objects standing in for the room: a speaker's track in, the interpretation track out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import numpy as np
+from livekit import rtc
+
+from agent.filemode import Pcm, paced_frames
+from agent.room import track_frames
+
+
+class LoopbackSpeaker:
+    """A WAV spoken in real time into a local audio track, read back as a subscribed track would be."""
+
+    def __init__(self, pcm: Pcm) -> None:
+        self._pcm = pcm
+        self.source = rtc.AudioSource(pcm.sample_rate, 1, queue_size_ms=100)
+        self.track = rtc.LocalAudioTrack.create_audio_track("speaker-mic", self.source)
+        self.done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _speak(self) -> None:
+        try:
+            async for frame in paced_frames(self._pcm):
+                await self.source.capture_frame(frame)
+        finally:
+            self.done.set()
+
+    async def frames(self, tail_s: float = 0.5) -> AsyncIterator[rtc.AudioFrame]:
+        """The track's frames; ends `tail_s` after the speaker is done (the track itself never ends:
+        an idle local source keeps yielding silence, as a muted-but-published mic would)."""
+        frames = track_frames(self.track)
+        self._task = asyncio.create_task(self._speak())
+        tail = 0.0
+        try:
+            async for frame in frames:
+                yield frame
+                if self.done.is_set():
+                    tail += frame.samples_per_channel / frame.sample_rate
+                    if tail >= tail_s:
+                        return
+        finally:
+            await frames.aclose()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.source.aclose()
+
+
+class LoopbackListener:
+    """Listens to the interpreter's published source through a local track, as a room member would."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.source = rtc.AudioSource(sample_rate, 1, queue_size_ms=400)
+        self.track = rtc.LocalAudioTrack.create_audio_track("interpretation", self.source)
+        self.frames: list[tuple[float, np.ndarray]] = []  # (arrival time, samples)
+        self._task = asyncio.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        stream = rtc.AudioStream.from_track(track=self.track, sample_rate=self.sample_rate, num_channels=1)
+        try:
+            async for event in stream:
+                self.frames.append((time.perf_counter(), np.frombuffer(event.frame.data, np.int16).copy()))
+        finally:
+            await stream.aclose()
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate([s for _, s in self.frames]) if self.frames else np.zeros(0, np.int16)
+
+    async def aclose(self) -> None:
+        await self.source.wait_for_playout()
+        await asyncio.sleep(0.1)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.source.aclose()
+
+
+def tone_sequence(samples: np.ndarray, sample_rate: int, *, window_s: float = 0.02) -> list[float]:
+    """The dominant frequency of each non-silent run of audio, in order (consecutive repeats merged)."""
+    n = int(sample_rate * window_s)
+    out: list[float] = []
+    for start in range(0, len(samples) - n, n):
+        w = samples[start : start + n].astype(np.float32)
+        if np.sqrt(np.mean(w**2)) < 1000:
+            continue
+        spectrum = np.abs(np.fft.rfft(w * np.hanning(n)))
+        freq = float(np.fft.rfftfreq(n, 1 / sample_rate)[int(np.argmax(spectrum))])
+        freq = round(freq / 100) * 100  # 50 Hz bins at 20 ms: round to the scenario's 100 Hz grid
+        if not out or out[-1] != freq:
+            out.append(freq)
+    return out
