@@ -50,7 +50,13 @@ def test_malformed_values_are_named_and_secrets_not_echoed():
     with pytest.raises(ConfigError) as err:
         load_settings(env)
     message = str(err.value)
-    for name in ("LIVEKIT_URL", "MAX_IN_FLIGHT", "SOURCE_LANGUAGE", "CEREBRAS_BASE_URL", "CEREBRAS_REASONING_EFFORT"):
+    for name in (
+        "LIVEKIT_URL",
+        "MAX_IN_FLIGHT",
+        "SOURCE_LANGUAGE",
+        "CEREBRAS_BASE_URL",
+        "CEREBRAS_REASONING_EFFORT",
+    ):
         assert name in message
     assert "secret-value" not in message
 
