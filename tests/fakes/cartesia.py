@@ -1,0 +1,264 @@
+"""A Cartesia TTS server for hermetic tests: the `/tts/websocket` streaming endpoint and `/tts/bytes`.
+
+Speech is a sine tone, `freq_for(transcript)` Hz for `max(0.1, len(transcript.strip()) * seconds_per_char)`
+seconds, so a test can tell which text became which audio and how long it should last.
+
+Websocket messages, in the shapes the livekit cartesia plugin parses:
+- audio: `{"type": "chunk", "context_id": C, "data": "<base64 s16le>", "done": false, ...}`, `chunk_ms` each;
+- word timings, if the request had `add_timestamps` (the plugin sends it by default):
+  `{"type": "timestamps", "context_id": C, "word_timestamps": {"words", "start", "end"}, ...}`;
+- after a message with `continue: false` and all its context's audio: `{"type": "done", "done": true, ...}`.
+Messages of one context are answered in order; contexts on one socket interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from aiohttp import WSMsgType, web
+
+from ._server import FakeServer, abort_connection
+
+logger = logging.getLogger(__name__)
+
+FreqFor = Callable[[str], float]
+
+
+def _constant_440(_: str) -> float:
+    return 440.0
+
+
+@dataclass
+class _Context:
+    queue: asyncio.Queue[dict[str, Any]]
+    error: bool = False
+    drop_after_chunks: int | None = None
+    chunks_sent: int = 0
+    audio_started: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+class _Socket:
+    """One websocket connection: its contexts and a lock so that frames of interleaved contexts don't mix."""
+
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
+        self.request = request
+        self.ws = ws
+        self.contexts: dict[str, _Context] = {}
+        self._lock = asyncio.Lock()
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        async with self._lock:
+            await self.ws.send_str(json.dumps(payload))
+
+
+class FakeCartesia(FakeServer):
+    """Cartesia TTS; `base_url` goes to `cartesia.TTS(base_url=...)`."""
+
+    def __init__(
+        self,
+        *,
+        freq_for: FreqFor | None = None,
+        seconds_per_char: float = 0.05,
+        chunk_ms: int = 40,
+        ttfb_s: float = 0.0,
+        rtf: float = 0.0,
+        word_timestamps: bool = True,
+        amplitude: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.freq_for: FreqFor = freq_for or _constant_440
+        self.seconds_per_char = seconds_per_char
+        self.chunk_ms = chunk_ms
+        self.ttfb_s = ttfb_s
+        self.rtf = rtf
+        self.word_timestamps = word_timestamps
+        self.amplitude = amplitude
+        # records
+        self.contexts: dict[str, list[str]] = {}
+        self.context_order: list[str] = []
+        self.audio_s: dict[str, float] = {}
+        self.connections = 0
+        self.api_keys: list[str | None] = []  # one per websocket connection and per /tts/bytes request
+        self.cartesia_versions: list[str | None] = []
+        self.bytes_requests: list[dict[str, Any]] = []
+        self.errored_contexts: list[str] = []
+        self.dropped_contexts: list[str] = []
+        # faults, applied to the next new contexts
+        self._drop_next_after: int | None = None
+        self._errors_remaining = 0
+
+    def _setup(self, app: web.Application) -> None:
+        app.router.add_get("/tts/websocket", self._websocket)
+        app.router.add_post("/tts/bytes", self._bytes)
+
+    @property
+    def base_url(self) -> str:
+        return self.root_url
+
+    def duration_for(self, transcript: str) -> float:
+        """Seconds of audio the fake produces for one transcript."""
+        return max(0.1, len(transcript.strip()) * self.seconds_per_char)
+
+    def synthesize_pcm(self, transcript: str, sample_rate: int) -> bytes:
+        n = round(self.duration_for(transcript) * sample_rate)
+        t = np.arange(n) / sample_rate
+        tone = self.amplitude * np.sin(2 * np.pi * self.freq_for(transcript) * t)
+        return (tone * 32767).astype("<i2").tobytes()
+
+    def drop_next_context_after(self, chunks: int) -> None:
+        """Abort the socket once `chunks` audio chunks of the next new context were sent."""
+        self._drop_next_after = chunks
+
+    def error_next(self, n: int = 1) -> None:
+        """Answer every message of the next `n` new contexts (or /tts/bytes requests) with an error."""
+        self._errors_remaining = n
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        self.connections += 1
+        self.api_keys.append(request.headers.get("X-API-Key"))
+        self.cartesia_versions.append(request.query.get("cartesia_version"))
+        ws = web.WebSocketResponse(timeout=1.0)
+        await ws.prepare(request)
+        self._websockets.add(ws)
+        sock = _Socket(request, ws)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self._accept(sock, json.loads(msg.data))
+        finally:
+            tasks = [c.task for c in sock.contexts.values() if c.task is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._websockets.discard(ws)
+        return ws
+
+    def _accept(self, sock: _Socket, data: dict[str, Any]) -> None:
+        context_id = str(data.get("context_id", ""))
+        context = sock.contexts.get(context_id)
+        if context is None:
+            context = sock.contexts[context_id] = _Context(queue=asyncio.Queue())
+            if context_id not in self.contexts:
+                self.contexts[context_id] = []
+                self.context_order.append(context_id)
+                self.audio_s[context_id] = 0.0
+            if self._errors_remaining > 0:
+                self._errors_remaining -= 1
+                context.error = True
+                self.errored_contexts.append(context_id)
+            elif self._drop_next_after is not None:
+                context.drop_after_chunks, self._drop_next_after = self._drop_next_after, None
+            context.task = asyncio.create_task(self._run_context(sock, context_id, context))
+        self.contexts[context_id].append(str(data.get("transcript", "")))
+        context.queue.put_nowait(data)
+
+    async def _run_context(self, sock: _Socket, context_id: str, context: _Context) -> None:
+        elapsed_s = 0.0
+        with contextlib.suppress(ConnectionError):
+            while True:
+                data = await context.queue.get()
+                if context.error:
+                    logger.info("fake cartesia: answering a context with an error")
+                    await sock.send(
+                        {
+                            "type": "error",
+                            "context_id": context_id,
+                            "error": "scripted error",
+                            "status_code": 500,
+                            "done": True,
+                        }
+                    )
+                    continue
+                transcript = str(data.get("transcript", ""))
+                if transcript.strip():
+                    sample_rate = int(data.get("output_format", {}).get("sample_rate", 24000))
+                    if not await self._send_audio(sock, context_id, context, transcript, sample_rate):
+                        return
+                    duration = self.duration_for(transcript)
+                    if data.get("add_timestamps") and self.word_timestamps:
+                        await sock.send(_timestamps_message(context_id, transcript, elapsed_s, duration))
+                    elapsed_s += duration
+                if not data.get("continue", False):
+                    if self._should_drop(sock, context_id, context):
+                        return
+                    await sock.send(
+                        {"type": "done", "context_id": context_id, "done": True, "status_code": 206}
+                    )
+
+    async def _send_audio(
+        self, sock: _Socket, context_id: str, context: _Context, transcript: str, sample_rate: int
+    ) -> bool:
+        """Stream one transcript's audio; False if the socket was dropped on purpose."""
+        if not context.audio_started:
+            context.audio_started = True
+            await asyncio.sleep(self.ttfb_s)
+        pcm = self.synthesize_pcm(transcript, sample_rate)
+        step = 2 * max(1, sample_rate * self.chunk_ms // 1000)
+        for offset in range(0, len(pcm), step):
+            if self._should_drop(sock, context_id, context):
+                return False
+            chunk = pcm[offset : offset + step]
+            await sock.send(
+                {
+                    "type": "chunk",
+                    "context_id": context_id,
+                    "data": base64.b64encode(chunk).decode(),
+                    "done": False,
+                    "status_code": 206,
+                }
+            )
+            context.chunks_sent += 1
+            seconds = len(chunk) / 2 / sample_rate
+            self.audio_s[context_id] += seconds
+            if self.rtf > 0:
+                await asyncio.sleep(seconds * self.rtf)
+        return True
+
+    def _should_drop(self, sock: _Socket, context_id: str, context: _Context) -> bool:
+        if context.drop_after_chunks is None or context.chunks_sent < context.drop_after_chunks:
+            return False
+        logger.info("fake cartesia: dropping the socket after %d chunks", context.chunks_sent)
+        context.drop_after_chunks = None
+        self.dropped_contexts.append(context_id)
+        abort_connection(sock.request)
+        return True
+
+    async def _bytes(self, request: web.Request) -> web.StreamResponse:
+        body: dict[str, Any] = await request.json()
+        self.bytes_requests.append(body)
+        self.api_keys.append(request.headers.get("X-API-Key"))
+        self.cartesia_versions.append(request.headers.get("Cartesia-Version"))
+        if self._errors_remaining > 0:
+            self._errors_remaining -= 1
+            return web.json_response({"error": "scripted error", "status_code": 500}, status=500)
+        await asyncio.sleep(self.ttfb_s)
+        sample_rate = int(body.get("output_format", {}).get("sample_rate", 24000))
+        pcm = self.synthesize_pcm(str(body.get("transcript", "")), sample_rate)
+        return web.Response(body=pcm, content_type="application/octet-stream")
+
+
+def _timestamps_message(
+    context_id: str, transcript: str, start_s: float, duration_s: float
+) -> dict[str, Any]:
+    words = transcript.split()
+    step = duration_s / len(words)
+    return {
+        "type": "timestamps",
+        "context_id": context_id,
+        "done": False,
+        "status_code": 206,
+        "word_timestamps": {
+            "words": words,
+            "start": [round(start_s + i * step, 3) for i in range(len(words))],
+            "end": [round(start_s + (i + 1) * step, 3) for i in range(len(words))],
+        },
+    }

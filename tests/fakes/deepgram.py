@@ -1,0 +1,371 @@
+"""A scripted Deepgram live-transcription server (the `/v1/listen` websocket) for hermetic tests.
+
+It cannot recognise speech. An energy VAD over the received linear16 audio finds speech segments, and each
+finished segment is answered with the next scripted transcript; word times are on the connection's own
+audio timeline, which restarts at 0 on every new connection, as Deepgram's does.
+
+Server messages, as the livekit deepgram plugin parses them:
+- `SpeechStarted` when a segment starts (only if the query has `vad_events=true`);
+- interim `Results` (`is_final` false) about every `interim_every_s` of speech, with a growing prefix of
+  the next transcript (only if `interim_results=true`);
+- a final `Results` (`is_final` and `speech_final` true) after `endpointing` ms of silence;
+- on `{"type":"Finalize"}` a final `Results` for the open segment at once, with `from_finalize` true and
+  `speech_final` false (Deepgram does not mark a forced flush as an endpoint, so the plugin emits
+  FINAL_TRANSCRIPT there but no END_OF_SPEECH);
+- on `{"type":"CloseStream"}` the same flush, then a `Metadata` message and a normal close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from aiohttp import WSMsgType, web
+
+from ._server import FakeServer, abort_connection
+
+logger = logging.getLogger(__name__)
+
+VAD_WINDOW_S = 0.01
+_EPS = 1e-6  # timeline comparisons: 0.9 - 0.6 must count as 0.3
+DEFAULT_ENDPOINTING_MS = 300
+
+
+@dataclass
+class DeepgramConnection:
+    """What one websocket connection asked for and sent."""
+
+    index: int
+    query: dict[str, str]
+    authorization: str | None
+    audio_s: float = 0.0
+    control_messages: list[str] = field(default_factory=list)
+    dropped: bool = False
+    closed: bool = False  # the handler is done with this connection, for whatever reason
+    close_stream_handled: bool = False  # closed normally after the client's CloseStream
+
+
+@dataclass(frozen=True)
+class DeepgramFinal:
+    """A final transcript the fake sent; start/end are on that connection's audio timeline."""
+
+    transcript: str
+    start: float
+    end: float
+    connection: int
+    from_finalize: bool = False
+
+
+@dataclass(frozen=True)
+class IgnoredSegment:
+    """A finished speech segment that got no transcript because the script was exhausted."""
+
+    start: float
+    end: float
+    connection: int
+
+
+@dataclass(frozen=True)
+class _SpeechStarted:
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class _Result:
+    start: float
+    end: float
+    is_final: bool
+    speech_final: bool = False
+    from_finalize: bool = False
+    interim_words: int = 0
+
+
+@dataclass(frozen=True)
+class _Close:
+    pass
+
+
+_Outgoing = _SpeechStarted | _Result | _Close
+
+
+def _query_bool(value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    return value.lower() == "true"
+
+
+def _endpointing_s(value: str | None) -> float:
+    if value is None or not value.isdigit():  # absent or "false"
+        return DEFAULT_ENDPOINTING_MS / 1000
+    return int(value) / 1000
+
+
+class _Listener:
+    """VAD and timeline of one connection; queues what should be sent, the sender renders it."""
+
+    def __init__(self, record: DeepgramConnection, *, vad_threshold: float, interim_every_s: float) -> None:
+        query = record.query
+        self.record = record
+        self.sample_rate = int(query.get("sample_rate", "16000"))
+        self.endpointing_s = _endpointing_s(query.get("endpointing"))
+        self.vad_events = _query_bool(query.get("vad_events"), False)
+        self.interim_results = _query_bool(query.get("interim_results"), False)
+        self.outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
+        self._vad_threshold = vad_threshold
+        self._interim_every_s = interim_every_s
+        self._window = max(1, int(self.sample_rate * VAD_WINDOW_S))
+        self._pending = bytearray()
+        self._samples = 0
+        self._segment_start: float | None = None
+        self._segment_end = 0.0
+        self._interims = 0
+
+    def feed(self, data: bytes) -> None:
+        self.record.audio_s += len(data) / 2 / self.sample_rate
+        self._pending += data
+        usable = len(self._pending) // (2 * self._window) * (2 * self._window)
+        if not usable:
+            return
+        pcm = np.frombuffer(bytes(self._pending[:usable]), dtype="<i2").astype(np.float32) / 32768.0
+        del self._pending[:usable]
+        rms = np.sqrt(np.mean(np.square(pcm.reshape(-1, self._window)), axis=1))
+        for level in rms:
+            start = self._samples / self.sample_rate
+            self._samples += self._window
+            end = self._samples / self.sample_rate
+            if level >= self._vad_threshold:
+                self._on_voice(start, end)
+            elif self._segment_start is not None and end - self._segment_end >= self.endpointing_s - _EPS:
+                self.finalize(speech_final=True)
+
+    def _on_voice(self, start: float, end: float) -> None:
+        if self._segment_start is None:
+            self._segment_start = start
+            self._interims = 0
+            if self.vad_events:
+                self.outbox.put_nowait(_SpeechStarted(timestamp=start))
+        self._segment_end = end
+        next_interim_at = (self._interims + 1) * self._interim_every_s - _EPS
+        if self.interim_results and end - self._segment_start >= next_interim_at:
+            self._interims += 1
+            self.outbox.put_nowait(
+                _Result(self._segment_start, end, is_final=False, interim_words=self._interims)
+            )
+
+    def finalize(self, *, speech_final: bool, from_finalize: bool = False) -> None:
+        if self._segment_start is None:
+            return
+        self.outbox.put_nowait(
+            _Result(
+                self._segment_start,
+                self._segment_end,
+                is_final=True,
+                speech_final=speech_final,
+                from_finalize=from_finalize,
+            )
+        )
+        self._segment_start = None
+
+
+def _plain_word(word: str) -> str:
+    return re.sub(r"[^\w'-]", "", word).lower()
+
+
+def _results_message(
+    words: list[str], item: _Result, *, request_id: str, confidence: float = 0.99
+) -> dict[str, Any]:
+    step = (item.end - item.start) / len(words) if words else 0.0
+    timed = [
+        {
+            "word": _plain_word(w),
+            "punctuated_word": w,
+            "start": round(item.start + i * step, 3),
+            "end": round(item.start + (i + 1) * step, 3),
+            "confidence": confidence,
+        }
+        for i, w in enumerate(words)
+    ]
+    return {
+        "type": "Results",
+        "channel_index": [0, 1],
+        "duration": round(item.end - item.start, 3),
+        "start": round(item.start, 3),
+        "is_final": item.is_final,
+        "speech_final": item.speech_final,
+        "from_finalize": item.from_finalize,
+        "channel": {
+            "alternatives": [{"transcript": " ".join(words), "confidence": confidence, "words": timed}]
+        },
+        "metadata": {
+            "request_id": request_id,
+            "model_info": {"name": "fake-nova-3", "version": "0", "arch": "fake"},
+            "model_uuid": "00000000-0000-0000-0000-000000000000",
+        },
+    }
+
+
+class FakeDeepgram(FakeServer):
+    """Deepgram live STT at `/v1/listen`; `transcripts` are handed out in order, one per speech segment."""
+
+    def __init__(
+        self,
+        transcripts: list[str],
+        *,
+        finalize_delay_s: float = 0.0,
+        vad_threshold: float = 0.02,
+        interim_every_s: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.transcripts = list(transcripts)
+        self.finalize_delay_s = finalize_delay_s
+        self.vad_threshold = vad_threshold
+        self.interim_every_s = interim_every_s
+        # records
+        self.connections: list[DeepgramConnection] = []
+        self.finals: list[DeepgramFinal] = []
+        self.ignored_segments: list[IgnoredSegment] = []
+        self.interims_sent = 0
+        self.refused = 0
+        # script and faults
+        self._next_transcript = 0
+        self._script_lock = asyncio.Lock()
+        self._drop_after_s: float | None = None
+        self._refuse_remaining = 0
+        self._refuse_status = 503
+        self._close_stream_handled = asyncio.Event()
+
+    def _setup(self, app: web.Application) -> None:
+        app.router.add_get("/v1/listen", self._listen)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root_url}/v1/listen"
+
+    @property
+    def remaining_transcripts(self) -> list[str]:
+        return self.transcripts[self._next_transcript :]
+
+    def drop_after_audio_s(self, seconds: float) -> None:
+        """Once: abort the current connection (no finalize) after it received `seconds` of audio."""
+        self._drop_after_s = seconds
+
+    def refuse_next(self, n: int = 1, status: int = 503) -> None:
+        """Reject the next `n` websocket handshakes with HTTP `status`."""
+        self._refuse_remaining = n
+        self._refuse_status = status
+
+    async def _listen(self, request: web.Request) -> web.StreamResponse:
+        if self._refuse_remaining > 0:
+            self._refuse_remaining -= 1
+            self.refused += 1
+            logger.info("fake deepgram: refusing a handshake with %d", self._refuse_status)
+            return web.json_response(
+                {"err_code": "SERVICE_UNAVAILABLE", "err_msg": "scripted refusal"},
+                status=self._refuse_status,
+            )
+
+        record = DeepgramConnection(
+            index=len(self.connections),
+            query=dict(request.query),
+            authorization=request.headers.get("Authorization"),
+        )
+        self.connections.append(record)
+        listener = _Listener(record, vad_threshold=self.vad_threshold, interim_every_s=self.interim_every_s)
+        ws = web.WebSocketResponse(timeout=1.0)
+        await ws.prepare(request)
+        self._websockets.add(ws)
+        request_id = str(uuid.uuid4())
+        sender = asyncio.create_task(self._send_loop(ws, listener, request_id))
+        close_requested = False
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    listener.feed(msg.data)
+                    if self._drop_after_s is not None and record.audio_s >= self._drop_after_s:
+                        self._drop_after_s = None
+                        record.dropped = True
+                        logger.info("fake deepgram: dropping connection %d", record.index)
+                        sender.cancel()
+                        abort_connection(request)
+                        break
+                elif msg.type == WSMsgType.TEXT:
+                    kind = str(json.loads(msg.data).get("type", ""))
+                    record.control_messages.append(kind)
+                    if kind == "Finalize":
+                        listener.finalize(speech_final=False, from_finalize=True)
+                    elif kind == "CloseStream":
+                        listener.finalize(speech_final=False, from_finalize=True)
+                        listener.outbox.put_nowait(_Close())
+                        close_requested = True
+                        break
+            if close_requested:
+                with contextlib.suppress(ConnectionError):
+                    await sender
+                record.close_stream_handled = True
+                self._close_stream_handled.set()
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await sender
+            self._websockets.discard(ws)
+            record.closed = True
+        return ws
+
+    async def wait_close_stream_handled(self) -> None:
+        """Wait until a connection was closed after the client's CloseStream, so every final was delivered.
+        (The plugin's own stream ends up to 5 s later: its KeepAlive task sleeps 5 s between pings.)"""
+        await self._close_stream_handled.wait()
+
+    async def _send_loop(self, ws: web.WebSocketResponse, listener: _Listener, request_id: str) -> None:
+        while True:
+            item = await listener.outbox.get()
+            if isinstance(item, _Close):
+                await ws.send_json(
+                    {
+                        "type": "Metadata",
+                        "transaction_key": "deprecated",
+                        "request_id": request_id,
+                        "sha256": "",
+                        "duration": round(listener.record.audio_s, 3),
+                        "channels": 1,
+                    }
+                )
+                await ws.close()
+                return
+            if isinstance(item, _SpeechStarted):
+                started = {"type": "SpeechStarted", "channel": [0], "timestamp": round(item.timestamp, 3)}
+                await ws.send_json(started)
+            elif item.is_final:
+                if self.finalize_delay_s > 0:
+                    await asyncio.sleep(self.finalize_delay_s)
+                await self._send_final(ws, listener, item, request_id)
+            else:
+                remaining = self.remaining_transcripts
+                if remaining:
+                    words = remaining[0].split()[: item.interim_words]
+                    await ws.send_json(_results_message(words, item, request_id=request_id))
+                    self.interims_sent += 1
+
+    async def _send_final(
+        self, ws: web.WebSocketResponse, listener: _Listener, item: _Result, request_id: str
+    ) -> None:
+        index = listener.record.index
+        async with self._script_lock:
+            remaining = self.remaining_transcripts
+            if not remaining:
+                logger.info("fake deepgram: script exhausted, ignoring a segment")
+                self.ignored_segments.append(IgnoredSegment(item.start, item.end, index))
+                return
+            transcript = remaining[0]
+            await ws.send_json(_results_message(transcript.split(), item, request_id=request_id))
+            # consumed only once it was handed to the socket: a segment cut off earlier is not
+            self._next_transcript += 1
+            self.finals.append(DeepgramFinal(transcript, item.start, item.end, index, item.from_finalize))
+            logger.info("fake deepgram: sent final #%d on connection %d", self._next_transcript, index)

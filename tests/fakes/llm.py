@@ -1,0 +1,271 @@
+"""An OpenAI-compatible chat-completions server for hermetic tests, shaped for both the Cerebras SDK
+(`AsyncCerebras(base_url=fake.base_url)`, path `/v1/chat/completions`) and the livekit openai plugin
+pointed at Groq (`openai.LLM(base_url=fake.openai_base_url)`, path `/openai/v1/chat/completions`).
+
+Any POST path ending in `/chat/completions` is served; GET `.../models` lists one model and
+GET `/v1/tcp_warming` answers 200 (the Cerebras SDK's connection warm-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ._server import FakeServer, abort_connection
+
+logger = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+Responder = Callable[[list[Message]], str]
+
+
+@dataclass(frozen=True)
+class LLMRequest:
+    """One chat-completions request as the fake received it."""
+
+    path: str
+    model: str | None
+    messages: list[Message]
+    reasoning_effort: str | None
+    stream: bool
+    authorization: str | None
+    body: dict[str, Any]
+    fault: str | None = None  # "fail" | "hang" | "drop" when a scripted fault answered it
+
+
+@dataclass(frozen=True)
+class _Fail:
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Hang:
+    send_headers: bool
+
+
+@dataclass(frozen=True)
+class _DropAfter:
+    tokens: int
+
+
+_Fault = _Fail | _Hang | _DropAfter
+
+
+def message_text(message: Message) -> str:
+    """The text of a chat message whose content is a string or a list of `{"type": "text"}` parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def last_user_text(messages: list[Message]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return message_text(message)
+    return ""
+
+
+def split_tokens(text: str, max_chars: int = 4) -> list[str]:
+    """Token-like pieces of at most `max_chars` visible characters that join back to `text`."""
+    return re.findall(rf"\s*\S{{1,{max_chars}}}|\s+$", text)
+
+
+class FakeLLM(FakeServer):
+    """Replies with `responder(messages)`; by default with the first `translations` value whose key
+    occurs in the last user message, else `"[translated] <last user message>"`."""
+
+    def __init__(
+        self,
+        *,
+        translations: Mapping[str, str] | None = None,
+        responder: Responder | None = None,
+        ttft_s: float = 0.0,
+        tokens_per_s: float | None = None,
+        reasoning: str | None = None,
+        max_token_chars: int = 4,
+    ) -> None:
+        super().__init__()
+        self.translations = dict(translations or {})
+        self.responder: Responder = responder or self._translate
+        self.ttft_s = ttft_s
+        self.tokens_per_s = tokens_per_s
+        self.reasoning = reasoning
+        self.max_token_chars = max_token_chars
+        self.requests: list[LLMRequest] = []
+        self._faults: deque[_Fault] = deque()
+
+    def _setup(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+
+    @property
+    def base_url(self) -> str:
+        """Root URL, for `AsyncCerebras(base_url=...)`."""
+        return self.root_url
+
+    @property
+    def openai_base_url(self) -> str:
+        """Groq-style URL, for `livekit.plugins.openai.LLM(base_url=...)`."""
+        return f"{self.root_url}/openai/v1"
+
+    def _translate(self, messages: list[Message]) -> str:
+        text = last_user_text(messages)
+        for source, target in self.translations.items():
+            if source in text:
+                return target
+        return f"[translated] {text}"
+
+    # faults, consumed one per chat-completions request, in the order they were scripted
+
+    def fail_next(self, status: int, n: int = 1, body: dict[str, Any] | None = None) -> None:
+        """Answer the next `n` requests with HTTP `status` and a JSON error body, before any token."""
+        error = body or {
+            "error": {"message": "scripted failure", "type": "server_error", "code": str(status)}
+        }
+        self._faults.extend(_Fail(status, error) for _ in range(n))
+
+    def hang_next(self, n: int = 1, *, send_headers: bool = False) -> None:
+        """Accept the next `n` requests and then send nothing (optionally after the 200 headers)
+        until the client gives up."""
+        self._faults.extend(_Hang(send_headers) for _ in range(n))
+
+    def drop_next_after(self, tokens: int, n: int = 1) -> None:
+        """Stream `tokens` content chunks of the next `n` replies, then abort the connection."""
+        self._faults.extend(_DropAfter(tokens) for _ in range(n))
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path.endswith("/chat/completions") and request.method == "POST":
+            return await self._chat(request)
+        if path.endswith("/models") and request.method == "GET":
+            return web.json_response(
+                {"object": "list", "data": [{"id": "fake-model", "object": "model", "owned_by": "fake"}]}
+            )
+        if path.endswith("/tcp_warming"):
+            return web.Response(text="OK")
+        return web.json_response({"error": {"message": "not found", "type": "not_found"}}, status=404)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body: dict[str, Any] = await request.json()
+        fault = self._faults.popleft() if self._faults else None
+        stream = bool(body.get("stream", False))
+        self.requests.append(
+            LLMRequest(
+                path=request.path,
+                model=body.get("model"),
+                messages=list(body.get("messages", [])),
+                reasoning_effort=body.get("reasoning_effort"),
+                stream=stream,
+                authorization=request.headers.get("Authorization"),
+                body=body,
+                fault={_Fail: "fail", _Hang: "hang", _DropAfter: "drop"}[type(fault)] if fault else None,
+            )
+        )
+        if isinstance(fault, _Fail):
+            logger.info("fake llm: failing a request with %d", fault.status)
+            return web.json_response(fault.body, status=fault.status)
+        if isinstance(fault, _Hang):
+            logger.info("fake llm: hanging a request")
+            return await self._hang(request, fault)
+
+        reply = self.responder(body.get("messages", []))
+        if not stream:
+            await asyncio.sleep(self.ttft_s)
+            return web.json_response(self._completion(body, reply))
+        drop_after = fault.tokens if isinstance(fault, _DropAfter) else None
+        try:
+            return await self._stream(request, body, reply, drop_after)
+        except ConnectionError:  # the client went away mid-stream
+            return web.Response(status=499)
+
+    async def _hang(self, request: web.Request, fault: _Hang) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        if fault.send_headers:
+            await response.prepare(request)
+        await self._wait_until_client_gone(request)
+        return response if fault.send_headers else web.Response(status=504)
+
+    def _completion(self, body: dict[str, Any], reply: str) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": reply}
+        if self.reasoning:
+            message["reasoning"] = self.reasoning
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:16]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model") or "fake-model",
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": self._usage(body, len(split_tokens(reply, self.max_token_chars))),
+        }
+
+    def _usage(self, body: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
+        prompt_tokens = sum(len(message_text(m).split()) for m in body.get("messages", []))
+        reasoning_tokens = len(split_tokens(self.reasoning, self.max_token_chars)) if self.reasoning else 0
+        completion_tokens += reasoning_tokens
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
+        }
+
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], reply: str, drop_after: int | None
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:16]}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model") or "fake-model",
+            "system_fingerprint": "fp_fake",
+        }
+
+        async def send(payload: dict[str, Any]) -> None:
+            await response.write(f"data: {json.dumps({**base, **payload})}\n\n".encode())
+
+        def choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+            return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+        await asyncio.sleep(self.ttft_s)
+        pieces = [("reasoning", p) for p in split_tokens(self.reasoning or "", self.max_token_chars)]
+        pieces += [("content", p) for p in split_tokens(reply, self.max_token_chars)]
+        sent_content = 0
+        for i, (kind, piece) in enumerate(pieces):
+            if kind == "content" and drop_after is not None and sent_content >= drop_after:
+                break
+            if i and self.tokens_per_s:
+                await asyncio.sleep(1 / self.tokens_per_s)
+            delta: dict[str, Any] = {kind: piece}
+            if i == 0:
+                delta["role"] = "assistant"
+            await send(choice(delta))
+            if kind == "content":
+                sent_content += 1
+        if drop_after is not None:
+            logger.info("fake llm: dropping a stream after %d content chunks", sent_content)
+            abort_connection(request)
+            return response
+
+        await send(choice({} if pieces else {"role": "assistant", "content": ""}, "stop"))
+        await send({"choices": [], "usage": self._usage(body, sent_content)})
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response

@@ -1,0 +1,541 @@
+"""The fake provider servers, exercised by the real LiveKit plugins and the real Cerebras SDK."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import numpy as np
+import pytest
+from cerebras.cloud.sdk import AsyncCerebras, AsyncStream, InternalServerError
+from cerebras.cloud.sdk.types.chat.chat_completion import ChatChunkResponse, ChatCompletionResponse
+from livekit import rtc
+from livekit.agents import (
+    APIConnectionError,
+    APIConnectOptions,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    llm,
+    stt,
+)
+from livekit.plugins import cartesia, deepgram
+from livekit.plugins import openai as lk_openai
+
+from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+
+SR = 16000
+FAST_RETRY = APIConnectOptions(max_retry=3, retry_interval=0.1, timeout=2.0)
+
+
+@pytest.fixture
+async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+# Deepgram
+
+
+def speech(*parts: tuple[str, float], sr: int = SR) -> np.ndarray:
+    """Concatenated ("tone" | "silence", seconds) parts; the tone is 300 Hz at 0.3 full scale."""
+    chunks = []
+    for kind, seconds in parts:
+        t = np.arange(round(seconds * sr)) / sr
+        chunks.append(0.3 * np.sin(2 * np.pi * 300 * t) if kind == "tone" else np.zeros_like(t))
+    return (np.concatenate(chunks) * 32767).astype(np.int16)
+
+
+TWO_UTTERANCES = speech(("tone", 0.6), ("silence", 0.8), ("tone", 0.5), ("silence", 0.8))
+
+
+def frames_20ms(pcm: np.ndarray, sr: int = SR) -> list[rtc.AudioFrame]:
+    n = sr // 50
+    return [
+        rtc.AudioFrame(pcm[i : i + n].tobytes(), sr, 1, len(pcm[i : i + n])) for i in range(0, len(pcm), n)
+    ]
+
+
+def make_deepgram(fake: FakeDeepgram, session: aiohttp.ClientSession) -> deepgram.STT:
+    return deepgram.STT(
+        base_url=fake.base_url,
+        api_key="k",
+        model="nova-3",
+        language="en",
+        interim_results=True,
+        endpointing_ms=300,
+        sample_rate=SR,
+        http_session=session,
+    )
+
+
+async def recognize(
+    fake: FakeDeepgram,
+    engine: stt.STT,
+    pcm: np.ndarray,
+    *,
+    conn_options: APIConnectOptions = FAST_RETRY,
+    pace_s: float = 0.004,
+) -> list[stt.SpeechEvent]:
+    """Push 20 ms frames (faster than real time), end input, and collect every event until the fake
+    closed the connection after CloseStream (the plugin's own stream lingers up to 5 s longer)."""
+    stream = engine.stream(conn_options=conn_options)
+    events: list[stt.SpeechEvent] = []
+
+    async def collect() -> None:
+        async for event in stream:
+            events.append(event)
+
+    collector = asyncio.create_task(collect())
+    closed = asyncio.create_task(fake.wait_close_stream_handled())
+    try:
+        for frame in frames_20ms(pcm):
+            stream.push_frame(frame)
+            await asyncio.sleep(pace_s)
+        stream.end_input()
+        await asyncio.wait({collector, closed}, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closed.cancel()
+        await stream.aclose()
+        await collector
+    return events
+
+
+def of_type(events: list[stt.SpeechEvent], kind: stt.SpeechEventType) -> list[stt.SpeechEvent]:
+    return [e for e in events if e.type == kind]
+
+
+async def test_deepgram_finals_follow_the_script_with_audio_timeline(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    async with FakeDeepgram(["Hola, mundo.", "¿Cómo estás hoy?"]) as fake:
+        events = await recognize(fake, make_deepgram(fake, http_session), TWO_UTTERANCES)
+
+    finals = of_type(events, stt.SpeechEventType.FINAL_TRANSCRIPT)
+    assert [f.alternatives[0].text for f in finals] == ["Hola, mundo.", "¿Cómo estás hoy?"]
+    first, second = finals[0].alternatives[0], finals[1].alternatives[0]
+    assert first.start_time == pytest.approx(0.0, abs=0.1)
+    assert first.end_time == pytest.approx(0.6, abs=0.1)
+    assert second.start_time == pytest.approx(1.4, abs=0.1)
+    assert second.end_time == pytest.approx(1.9, abs=0.1)
+    assert first.words is not None
+    assert [str(w) for w in first.words] == ["Hola,", "mundo."]
+    assert first.words[0].end_time == pytest.approx(0.3, abs=0.05)
+    assert len(of_type(events, stt.SpeechEventType.START_OF_SPEECH)) == 2
+    assert len(of_type(events, stt.SpeechEventType.END_OF_SPEECH)) == 2
+    interims = of_type(events, stt.SpeechEventType.INTERIM_TRANSCRIPT)
+    assert [i.alternatives[0].text for i in interims] == ["Hola,", "¿Cómo"]
+
+    (conn,) = fake.connections
+    assert conn.authorization == "Token k"
+    assert conn.query["sample_rate"] == "16000"
+    assert conn.query["endpointing"] == "300"
+    assert conn.audio_s == pytest.approx(2.7, abs=0.01)
+    assert conn.control_messages[-2:] == ["Finalize", "CloseStream"]
+    assert [(f.transcript, f.connection, f.from_finalize) for f in fake.finals] == [
+        ("Hola, mundo.", 0, False),
+        ("¿Cómo estás hoy?", 0, False),
+    ]
+    assert fake.finals[1].end == pytest.approx(1.9, abs=0.02)
+
+
+async def test_deepgram_finalize_flushes_and_exhausted_script_is_ignored(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    # the last tone has no trailing silence: only the Finalize sent by end_input() closes it
+    pcm = speech(("tone", 0.4), ("silence", 0.5), ("tone", 0.4), ("silence", 0.5), ("tone", 0.3))
+    async with FakeDeepgram(["one", "two"]) as fake:
+        events = await recognize(fake, make_deepgram(fake, http_session), pcm)
+
+    finals = of_type(events, stt.SpeechEventType.FINAL_TRANSCRIPT)
+    assert [f.alternatives[0].text for f in finals] == ["one", "two"]
+    assert [f.from_finalize for f in fake.finals] == [False, False]
+    (ignored,) = fake.ignored_segments
+    assert ignored.start == pytest.approx(1.8, abs=0.02)
+    assert ignored.end == pytest.approx(2.1, abs=0.02)
+    assert fake.remaining_transcripts == []
+
+
+async def test_deepgram_finalize_sends_a_final_without_speech_final(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    async with FakeDeepgram(["cut short"]) as fake:
+        events = await recognize(fake, make_deepgram(fake, http_session), speech(("tone", 0.3)))
+
+    (final,) = of_type(events, stt.SpeechEventType.FINAL_TRANSCRIPT)
+    assert final.alternatives[0].text == "cut short"
+    assert final.alternatives[0].end_time == pytest.approx(0.3, abs=0.05)
+    assert fake.finals[0].from_finalize
+    # Deepgram's forced flush is not an endpoint, so the plugin reports no END_OF_SPEECH
+    assert of_type(events, stt.SpeechEventType.END_OF_SPEECH) == []
+
+
+async def test_deepgram_finalize_delay_holds_the_final_back(http_session: aiohttp.ClientSession) -> None:
+    async with FakeDeepgram(["late"], finalize_delay_s=0.3) as fake:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        pcm = speech(("tone", 0.2), ("silence", 0.4))
+        events = await recognize(fake, make_deepgram(fake, http_session), pcm)
+        elapsed = loop.time() - start
+    assert [f.alternatives[0].text for f in of_type(events, stt.SpeechEventType.FINAL_TRANSCRIPT)] == ["late"]
+    assert elapsed >= 0.3
+
+
+async def test_deepgram_plugin_reconnects_after_a_drop(http_session: aiohttp.ClientSession) -> None:
+    async with FakeDeepgram(["first", "second"]) as fake:
+        fake.drop_after_audio_s(1.0)
+        events = await recognize(fake, make_deepgram(fake, http_session), TWO_UTTERANCES)
+
+    finals = of_type(events, stt.SpeechEventType.FINAL_TRANSCRIPT)
+    assert [f.alternatives[0].text for f in finals] == ["first", "second"]
+    assert len(fake.connections) == 2
+    assert fake.connections[0].dropped
+    assert fake.connections[0].audio_s == pytest.approx(1.0, abs=0.06)
+    assert [f.connection for f in fake.finals] == [0, 1]
+    # the new connection's timeline restarted at 0: the second tone began 1.4 s into the audio
+    assert fake.finals[1].start < 1.0
+
+
+async def test_deepgram_plugin_retries_refused_handshakes(http_session: aiohttp.ClientSession) -> None:
+    async with FakeDeepgram(["after refusal"]) as fake:
+        fake.refuse_next(1)
+        events = await recognize(
+            fake, make_deepgram(fake, http_session), speech(("tone", 0.5), ("silence", 0.5))
+        )
+    assert fake.refused == 1
+    assert len(fake.connections) == 1
+    finals = of_type(events, stt.SpeechEventType.FINAL_TRANSCRIPT)
+    assert [f.alternatives[0].text for f in finals] == ["after refusal"]
+
+
+async def test_deepgram_plugin_gives_up_when_every_handshake_is_refused(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    async with FakeDeepgram(["never"]) as fake:
+        fake.refuse_next(5, status=503)
+        with pytest.raises(APIConnectionError):
+            await recognize(
+                fake,
+                make_deepgram(fake, http_session),
+                speech(("tone", 0.2)),
+                conn_options=APIConnectOptions(max_retry=1, retry_interval=0.05),
+            )
+    assert fake.refused == 2
+    assert fake.connections == []
+
+
+# LLM (Groq through the livekit openai plugin, Cerebras through its SDK)
+
+
+def chat_context(text: str) -> llm.ChatContext:
+    ctx = llm.ChatContext.empty()
+    ctx.add_message(role="system", content="Translate from English to Spanish.")
+    ctx.add_message(role="user", content=text)
+    return ctx
+
+
+async def collect_reply(model: llm.LLM, text: str, conn_options: APIConnectOptions = FAST_RETRY) -> str:
+    reply = ""
+    async with model.chat(chat_ctx=chat_context(text), conn_options=conn_options) as stream:
+        async for chunk in stream:
+            if chunk.delta and chunk.delta.content:
+                reply += chunk.delta.content
+    return reply
+
+
+def groq(fake: FakeLLM) -> lk_openai.LLM:
+    return lk_openai.LLM(model="openai/gpt-oss-120b", api_key="k", base_url=fake.openai_base_url)
+
+
+async def test_openai_plugin_streams_the_scripted_reply() -> None:
+    async with FakeLLM(translations={"Good morning": "Buenos días, amigos."}) as fake:
+        model = groq(fake)
+        try:
+            assert await collect_reply(model, "Good morning, friends.") == "Buenos días, amigos."
+            assert await collect_reply(model, "Unscripted") == "[translated] Unscripted"
+        finally:
+            await model.aclose()
+
+    first = fake.requests[0]
+    assert first.path == "/openai/v1/chat/completions"
+    assert first.model == "openai/gpt-oss-120b"
+    assert first.stream
+    assert first.authorization == "Bearer k"
+    assert [m["role"] for m in first.messages] == ["system", "user"]
+    assert first.messages[-1]["content"] == "Good morning, friends."
+
+
+async def test_cerebras_sdk_streams_full_chunks_with_reasoning() -> None:
+    async with FakeLLM(
+        translations={"Hello": "Hola"}, reasoning="Short greeting.", tokens_per_s=2000
+    ) as fake:
+        client = AsyncCerebras(api_key="k", base_url=fake.base_url, warm_tcp_connection=False, max_retries=0)
+        content, reasoning, usage_chunks = "", "", 0
+        try:
+            stream = await client.chat.completions.create(
+                model="gpt-oss-120b",
+                messages=[{"role": "user", "content": "Hello there"}],
+                stream=True,
+                reasoning_effort="low",
+            )
+            assert isinstance(stream, AsyncStream)
+            async for chunk in stream:
+                assert isinstance(chunk, ChatChunkResponse)
+                usage_chunks += chunk.usage is not None
+                for choice in chunk.choices or []:
+                    if choice.delta is not None:
+                        content += choice.delta.content or ""
+                        reasoning += choice.delta.reasoning or ""
+        finally:
+            await client.close()
+
+    assert content == "Hola"
+    assert reasoning == "Short greeting."
+    assert usage_chunks == 1
+    (request,) = fake.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.reasoning_effort == "low"
+    assert request.authorization == "Bearer k"
+
+
+async def test_cerebras_sdk_non_streaming_and_failure() -> None:
+    async with FakeLLM(translations={"Hello": "Hola"}) as fake:
+        client = AsyncCerebras(api_key="k", base_url=fake.base_url, warm_tcp_connection=False, max_retries=0)
+        try:
+            response = await client.chat.completions.create(
+                model="gpt-oss-120b", messages=[{"role": "user", "content": "Hello"}], stream=False
+            )
+            assert isinstance(response, ChatCompletionResponse)
+            assert response.choices[0].message.content == "Hola"
+
+            fake.fail_next(500)
+            with pytest.raises(InternalServerError):
+                await client.chat.completions.create(
+                    model="gpt-oss-120b", messages=[{"role": "user", "content": "Hello"}], stream=True
+                )
+        finally:
+            await client.close()
+    assert [(r.stream, r.fault) for r in fake.requests] == [(False, None), (True, "fail")]
+
+
+async def test_openai_plugin_retries_a_failed_request_then_gives_up() -> None:
+    async with FakeLLM(translations={"Hi": "Hola"}) as fake:
+        model = groq(fake)
+        try:
+            fake.fail_next(503)
+            assert await collect_reply(model, "Hi") == "Hola"
+            fake.fail_next(503, n=2)
+            with pytest.raises(APIConnectionError) as failure:
+                await collect_reply(model, "Hi", APIConnectOptions(max_retry=1, retry_interval=0.05))
+        finally:
+            await model.aclose()
+    assert isinstance(failure.value.__cause__, APIStatusError)
+    assert failure.value.__cause__.status_code == 503
+    assert [r.fault for r in fake.requests] == ["fail", None, "fail", "fail"]
+
+
+@pytest.mark.parametrize("send_headers", [False, True])
+async def test_openai_plugin_times_out_on_a_hung_request(send_headers: bool) -> None:
+    async with FakeLLM() as fake:
+        model = groq(fake)
+        try:
+            fake.hang_next(send_headers=send_headers)
+            with pytest.raises(APITimeoutError):
+                await collect_reply(model, "Hi", APIConnectOptions(max_retry=0, timeout=0.3))
+        finally:
+            await model.aclose()
+    assert fake.requests[0].fault == "hang"
+
+
+async def test_llm_fake_paces_first_token_and_rate() -> None:
+    async with FakeLLM(translations={"Hi": "Hola, ¿qué tal?"}, ttft_s=0.15, tokens_per_s=50) as fake:
+        client = AsyncCerebras(api_key="k", base_url=fake.base_url, warm_tcp_connection=False, max_retries=0)
+        arrivals: list[float] = []
+        try:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            stream = await client.chat.completions.create(
+                model="gpt-oss-120b", messages=[{"role": "user", "content": "Hi"}], stream=True
+            )
+            assert isinstance(stream, AsyncStream)
+            async for chunk in stream:
+                if isinstance(chunk, ChatChunkResponse) and any(
+                    c.delta and c.delta.content for c in chunk.choices or []
+                ):
+                    arrivals.append(loop.time() - start)
+        finally:
+            await client.close()
+    assert len(arrivals) == 4  # "Hola", ",", " ¿qué", " tal?"
+    assert arrivals[0] == pytest.approx(0.15, abs=0.08)
+    assert arrivals[-1] - arrivals[0] == pytest.approx(3 / 50, abs=0.04)
+
+
+async def test_openai_plugin_sees_a_dropped_stream_after_partial_content() -> None:
+    async with FakeLLM(translations={"Hi": "Hola a todos"}) as fake:
+        model = groq(fake)
+        reply = ""
+        try:
+            fake.drop_next_after(2)
+            with pytest.raises(APIConnectionError):
+                async with model.chat(chat_ctx=chat_context("Hi"), conn_options=FAST_RETRY) as stream:
+                    async for chunk in stream:
+                        if chunk.delta and chunk.delta.content:
+                            reply += chunk.delta.content
+        finally:
+            await model.aclose()
+    assert reply == "Hola a"  # two chunks, and no retry once content was emitted
+    assert len(fake.requests) == 1
+
+
+async def test_llm_fake_answers_models_and_tcp_warming(http_session: aiohttp.ClientSession) -> None:
+    async with FakeLLM() as fake:
+        async with http_session.get(f"{fake.openai_base_url}/models") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["object"] == "list"
+        async with http_session.get(f"{fake.base_url}/v1/tcp_warming") as resp:
+            assert resp.status == 200
+    assert fake.requests == []
+
+
+# Cartesia
+
+
+def dominant_hz(frames: list[rtc.AudioFrame]) -> float:
+    pcm = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in frames]).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(pcm))
+    return float(np.argmax(spectrum) * frames[0].sample_rate / len(pcm))
+
+
+def seconds(frames: list[rtc.AudioFrame]) -> float:
+    return sum(f.samples_per_channel for f in frames) / 24000
+
+
+def make_cartesia(fake: FakeCartesia, session: aiohttp.ClientSession) -> cartesia.TTS:
+    return cartesia.TTS(api_key="k", base_url=fake.base_url, sample_rate=24000, http_session=session)
+
+
+async def speak(
+    engine: cartesia.TTS, text: str, conn_options: APIConnectOptions = FAST_RETRY
+) -> list[rtc.AudioFrame]:
+    stream = engine.stream(conn_options=conn_options)
+    try:
+        stream.push_text(text)
+        stream.end_input()
+        return [event.frame async for event in stream]
+    finally:
+        await stream.aclose()
+
+
+async def test_cartesia_stream_speaks_a_tone_per_transcript(http_session: aiohttp.ClientSession) -> None:
+    async with FakeCartesia(freq_for=lambda text: 330.0 if "Hola" in text else 550.0) as fake:
+        engine = make_cartesia(fake, http_session)
+        try:
+            frames = await speak(engine, "Hola mundo. ")
+        finally:
+            await engine.aclose()
+
+    assert seconds(frames) == pytest.approx(fake.duration_for("Hola mundo."), abs=0.03)
+    assert dominant_hz(frames) == pytest.approx(330.0, abs=5)
+    (context_id,) = fake.context_order
+    assert fake.contexts[context_id] == ["Hola mundo. ", " "]
+    assert fake.audio_s[context_id] == pytest.approx(0.55, abs=0.01)
+    assert fake.connections == 1
+    assert fake.api_keys == ["k"]
+    assert fake.cartesia_versions[0]
+
+
+async def test_cartesia_paces_audio_and_interleaves_contexts(http_session: aiohttp.ClientSession) -> None:
+    async with FakeCartesia(
+        ttfb_s=0.1, rtf=1.0, freq_for=lambda text: 300.0 if "uno" in text else 600.0
+    ) as fake:
+        engine = make_cartesia(fake, http_session)
+        try:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            first, second = await asyncio.gather(speak(engine, "uno dos. "), speak(engine, "tres. "))
+            elapsed = loop.time() - start
+        finally:
+            await engine.aclose()
+
+    assert dominant_hz(first) == pytest.approx(300.0, abs=5)
+    assert dominant_hz(second) == pytest.approx(600.0, abs=5)
+    assert seconds(first) == pytest.approx(0.4, abs=0.03)
+    # both contexts were served at once (the pool opened a socket per stream), each at real time
+    assert fake.connections == 2
+    assert 0.45 <= elapsed < 0.9
+    assert sorted(fake.contexts.values()) == [["tres. ", " "], ["uno dos. ", " "]]
+
+
+async def test_cartesia_synthesize_uses_tts_bytes(http_session: aiohttp.ClientSession) -> None:
+    async with FakeCartesia(seconds_per_char=0.02) as fake:
+        engine = make_cartesia(fake, http_session)
+        try:
+            frames = [event.frame async for event in engine.synthesize("Buenos días.")]
+        finally:
+            await engine.aclose()
+
+    assert seconds(frames) == pytest.approx(0.24, abs=0.03)
+    assert dominant_hz(frames) == pytest.approx(440.0, abs=5)
+    (body,) = fake.bytes_requests
+    assert body["transcript"] == "Buenos días."
+    assert body["output_format"]["sample_rate"] == 24000
+    assert fake.context_order == []
+
+
+async def test_cartesia_plugin_retries_a_context_dropped_before_audio(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    async with FakeCartesia() as fake:
+        engine = make_cartesia(fake, http_session)
+        try:
+            fake.drop_next_context_after(0)
+            frames = await speak(engine, "Hola. ")
+        finally:
+            await engine.aclose()
+
+    assert seconds(frames) == pytest.approx(0.25, abs=0.03)
+    assert fake.connections == 2
+    assert len(fake.context_order) == 2
+    assert fake.dropped_contexts == fake.context_order[:1]
+
+
+async def test_cartesia_error_context_yields_no_audio(http_session: aiohttp.ClientSession) -> None:
+    async with FakeCartesia() as fake:
+        engine = make_cartesia(fake, http_session)
+        try:
+            fake.error_next()
+            with pytest.raises(APIError):
+                await speak(engine, "Hola. ", APIConnectOptions(max_retry=0))
+        finally:
+            await engine.aclose()
+    assert fake.errored_contexts == fake.context_order
+    assert sum(fake.audio_s.values()) == 0.0
+
+
+async def test_cartesia_interleaves_contexts_on_one_socket(http_session: aiohttp.ClientSession) -> None:
+    def message(context_id: str, transcript: str, more: bool) -> dict[str, object]:
+        return {
+            "context_id": context_id,
+            "transcript": transcript,
+            "continue": more,
+            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 24000},
+        }
+
+    async with FakeCartesia(rtf=0.5) as fake:
+        url = f"{fake.base_url}/tts/websocket?cartesia_version=2025-04-16"
+        async with http_session.ws_connect(url, headers={"X-API-Key": "k"}) as ws:
+            for msg in (message("a", "uno dos tres. ", True), message("b", "cuatro. ", False)):
+                await ws.send_json(msg)
+            await ws.send_json(message("a", " ", False))
+            received: list[tuple[str, str]] = []
+            while len([r for r in received if r[1] == "done"]) < 2:
+                data = await ws.receive_json(timeout=2.0)
+                received.append((data["context_id"], data["type"]))
+
+    chunk_owners = [context_id for context_id, kind in received if kind == "chunk"]
+    assert chunk_owners.index("b") < len(chunk_owners) - 1 - chunk_owners[::-1].index("a")  # interleaved
+    assert [r for r in received if r[1] == "done"] == [("b", "done"), ("a", "done")]
+    assert fake.contexts == {"a": ["uno dos tres. ", " "], "b": ["cuatro. "]}
+    assert fake.context_order == ["a", "b"]
+    assert fake.audio_s["a"] == pytest.approx(0.65, abs=0.02)
