@@ -19,6 +19,9 @@ class Caption:
     text: str
     final: bool
     translated: bool  # False: what the speaker said; True: the interpretation
+    # where the speech lies on the speaker's audio timeline (seconds), once known
+    start_s: float | None = None
+    end_s: float | None = None
 
 
 class CaptionSink(Protocol):

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
 from livekit import rtc
@@ -77,6 +77,7 @@ class Ears:
         captions: CaptionSink | None = None,
         replay_limit_s: float = 30.0,
         backoff: Backoff | None = None,
+        drain_idle_s: float = 1.5,
     ) -> None:
         self._stt = stt
         self._frames = frames
@@ -88,6 +89,7 @@ class Ears:
         self._captions = captions
         self._replay_limit_s = replay_limit_s
         self._backoff = backoff or Backoff()
+        self._drain_idle_s = drain_idle_s
 
         self._audio_clock = AudioClock()
         self._timeline = 0.0  # seconds of audio received so far
@@ -147,12 +149,19 @@ class Ears:
                 self.dropped_audio_s += frame.samples_per_channel / frame.sample_rate
 
     def _finalized_until(self, audio_t: float) -> None:
-        """Audio before `audio_t` has been transcribed: it is never replayed."""
+        """Audio before `audio_t` has been transcribed: it is never replayed (a frame that straddles
+        `audio_t` keeps only its part after it, so a finalized word cannot be heard twice)."""
         while self._pending:
             start, frame = self._pending[0]
-            if start + frame.samples_per_channel / frame.sample_rate > audio_t:
-                break
-            self._pending.popleft()
+            duration = frame.samples_per_channel / frame.sample_rate
+            if start + duration <= audio_t:
+                self._pending.popleft()
+                continue
+            if start < audio_t:
+                cut = round((audio_t - start) * frame.sample_rate)
+                if 0 < cut < frame.samples_per_channel:
+                    self._pending[0] = (start + cut / frame.sample_rate, _tail(frame, cut))
+            break
 
     # -- recognition: (re)opens the STT stream and turns finals into utterances ------------------
 
@@ -161,7 +170,7 @@ class Ears:
         while True:
             stream = self._open_stream()
             try:
-                async for event in stream:
+                async for event in self._events(stream):
                     if self._on_event(event):
                         failures = 0
                 if self._input_done.is_set():
@@ -192,6 +201,17 @@ class Ears:
                     )
                 return
             await asyncio.sleep(delay)
+
+    async def _events(self, stream: SpeechStream) -> AsyncIterator[stt.SpeechEvent]:
+        """The stream's events. Once the input has ended, a quiet spell of `drain_idle_s` counts as
+        drained: the plugin's own stream lingers for its keep-alive period after the last result."""
+        events = aiter(stream)
+        while True:
+            timeout = self._drain_idle_s if self._input_done.is_set() else None
+            try:
+                yield await asyncio.wait_for(anext(events), timeout)
+            except (StopAsyncIteration, TimeoutError):
+                return
 
     def _open_stream(self) -> SpeechStream:
         stream = self._stt.stream(language=self.language, conn_options=STT_CONN_OPTIONS)
@@ -232,7 +252,7 @@ class Ears:
             speech_end_at=speech_end_at if speech_end_at is not None else final_at,
             final_at=final_at,
         )
-        self._caption(utterance.text, final=True)
+        self._caption(utterance.text, final=True, span=(audio_start, audio_end))
         self._seq += 1
         self.utterances += 1
         self._tracker.mark(utterance.record_ids, Mark.SPEECH_END, at=utterance.speech_end_at)
@@ -240,7 +260,7 @@ class Ears:
         self._out.put_nowait(utterance)
         return True
 
-    def _caption(self, text: str, *, final: bool) -> None:
+    def _caption(self, text: str, *, final: bool, span: tuple[float, float] | None = None) -> None:
         if self._captions is None:
             return
         self._captions.publish(
@@ -251,8 +271,21 @@ class Ears:
                 text=text.strip(),
                 final=final,
                 translated=False,
+                start_s=round(span[0], 3) if span else None,
+                end_s=round(span[1], 3) if span else None,
             )
         )
+
+
+def _tail(frame: rtc.AudioFrame, skip_samples: int) -> rtc.AudioFrame:
+    """The frame without its first `skip_samples` samples (per channel)."""
+    data = frame.data[skip_samples * frame.num_channels :]
+    return rtc.AudioFrame(
+        data=data.tobytes(),
+        sample_rate=frame.sample_rate,
+        num_channels=frame.num_channels,
+        samples_per_channel=frame.samples_per_channel - skip_samples,
+    )
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

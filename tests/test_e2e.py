@@ -2,47 +2,11 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from agent.captions import CaptionLog
-from agent.filemode import read_wav
 from agent.latency import LatencyTracker, Mark
-from agent.pipeline import Interpreter
-from agent.providers import build_providers
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
-from tests.loopback import LoopbackListener, LoopbackSpeaker, tone_sequence
-
-
-def spoken_text(transcripts: list[str]) -> str:
-    """What one Cartesia context was asked to say (the plugin pads and ends with a blank message)."""
-    return " ".join(t.strip() for t in transcripts if t.strip())
-
-
-async def run_interpreter(fakes: Fakes, wav, tracker: LatencyTracker, captions: CaptionLog):
-    settings = fakes.settings()
-    speaker = LoopbackSpeaker(read_wav(wav))
-    listener = LoopbackListener(settings.tts.sample_rate)
-    async with aiohttp.ClientSession() as http:
-        providers = build_providers(settings, source_language="en", target_language="es", http_session=http)
-        interpreter = Interpreter(
-            stt=providers.stt,
-            llm=providers.llm,
-            tts=providers.tts,
-            frames=speaker.frames(),
-            output=listener.source,
-            tracker=tracker,
-            speaker="alice",
-            source_language="en",
-            target_language="es",
-            captions=captions,
-        )
-        try:
-            await interpreter.run()
-            await listener.aclose()
-        finally:
-            await speaker.aclose()
-            await providers.aclose()
-    return interpreter, listener
+from tests.harness import run_interpreter, spoken_text
+from tests.loopback import tone_sequence
 
 
 async def test_dialogue_is_interpreted_in_order_with_nothing_lost(dialogue_fakes: Fakes):
@@ -91,6 +55,7 @@ async def test_cerebras_failure_falls_back_to_groq_and_speaks_once(one_sentence_
     assert len(fakes.cerebras.requests) >= 1  # it was asked first, and failed
     assert len(fakes.groq.requests) == 1
     assert fakes.groq.requests[0].model == "openai/gpt-oss-120b"
+    assert fakes.groq.requests[0].reasoning_effort == "low"
     # spoken exactly once
     assert [spoken_text(t) for t in fakes.cartesia.contexts.values()] == ["Por favor, enciende tu cámara."]
     assert interpreter.mouth.played == ["alice-0"]

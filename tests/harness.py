@@ -1,0 +1,49 @@
+"""Runs one interpretation over local rtc objects against the fake providers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from agent.captions import CaptionLog
+from agent.filemode import read_wav
+from agent.latency import LatencyTracker
+from agent.pipeline import Interpreter
+from agent.providers import build_providers
+from tests.conftest import Fakes
+from tests.loopback import LoopbackListener, LoopbackSpeaker
+
+
+def spoken_text(transcripts: list[str]) -> str:
+    """What one Cartesia context was asked to say (the plugin pads and ends with a blank message)."""
+    return " ".join(t.strip() for t in transcripts if t.strip())
+
+
+async def run_interpreter(
+    fakes: Fakes, wav: Path, tracker: LatencyTracker, captions: CaptionLog
+) -> tuple[Interpreter, LoopbackListener]:
+    settings = fakes.settings()
+    speaker = LoopbackSpeaker(read_wav(wav))
+    listener = LoopbackListener(settings.tts.sample_rate)
+    async with aiohttp.ClientSession() as http:
+        providers = build_providers(settings, source_language="en", target_language="es", http_session=http)
+        interpreter = Interpreter(
+            stt=providers.stt,
+            llm=providers.llm,
+            tts=providers.tts,
+            frames=speaker.frames(),
+            output=listener.source,
+            tracker=tracker,
+            speaker="alice",
+            source_language="en",
+            target_language="es",
+            captions=captions,
+        )
+        try:
+            await interpreter.run()
+            await listener.aclose()
+        finally:
+            await speaker.aclose()
+            await providers.aclose()
+    return interpreter, listener
