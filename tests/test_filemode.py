@@ -75,7 +75,8 @@ async def test_interpret_writes_an_aligned_interpretation(dialogue_fakes: Fakes,
 
     written = json.loads(captions.read_text())
     assert [c["text"] for c in written if c["final"] and not c["translated"]] == DIALOGUE.transcripts
-    assert [c["text"] for c in written if c["final"] and c["translated"]] == list(DIALOGUE.translations.values())
+    translated = [c["text"] for c in written if c["final"] and c["translated"]]
+    assert translated == list(DIALOGUE.translations.values())
 
 
 async def test_interpret_names_every_missing_key(tmp_path: Path):
