@@ -9,10 +9,9 @@ RUNS_JOBS = {"start", "dev", "connect", "console"}
 
 
 def main() -> int:
-    if sys.platform != "win32":
-        import uvloop
+    from .worker import install_uvloop
 
-        uvloop.install()
+    install_uvloop()
 
     if len(sys.argv) > 1 and sys.argv[1] == "interpret":
         from .filemode import main as interpret

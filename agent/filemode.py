@@ -148,9 +148,10 @@ async def interpret_file(
     target: str,
     with_original: bool = False,
     captions_path: Path | None = None,
+    tracker: LatencyTracker | None = None,
 ) -> FileResult:
     pcm = read_wav(in_path)
-    tracker = LatencyTracker()
+    tracker = tracker or LatencyTracker()
     captions = CaptionLog()
     started: asyncio.Future[float] = asyncio.get_running_loop().create_future()
     output = RecordingOutput(settings.tts.sample_rate, started)
@@ -160,9 +161,7 @@ async def interpret_file(
         )
         providers.prewarm()
         interpreter = Interpreter(
-            stt=providers.stt,
-            llm=providers.llm,
-            tts=providers.tts,
+            providers=providers,
             frames=paced_frames(pcm, started=started),
             output=output,
             tracker=tracker,
@@ -170,11 +169,7 @@ async def interpret_file(
             source_language=source,
             target_language=target,
             captions=captions,
-            options=PipelineOptions(
-                max_in_flight=settings.max_in_flight,
-                context_pairs=settings.context_pairs,
-                utterance_queue_size=settings.utterance_queue_size,
-            ),
+            options=PipelineOptions.from_settings(settings),
         )
         try:
             await interpreter.run()

@@ -11,15 +11,16 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass
 
 from livekit import rtc
-from livekit.agents import llm, stt, tts
 
 from .brain import Brain
 from .captions import CaptionSink
+from .config import Settings
 from .ears import Ears
 from .latency import LatencyTracker
 from .models import Speech
 from .mouth import AudioOutput, Mouth
 from .prompt import TranslationContext
+from .providers import Providers
 from .queues import UtteranceQueue
 
 
@@ -29,14 +30,20 @@ class PipelineOptions:
     context_pairs: int = 4
     utterance_queue_size: int = 16
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineOptions:
+        return cls(
+            max_in_flight=settings.max_in_flight,
+            context_pairs=settings.context_pairs,
+            utterance_queue_size=settings.utterance_queue_size,
+        )
+
 
 class Interpreter:
     def __init__(
         self,
         *,
-        stt: stt.STT,
-        llm: llm.LLM,
-        tts: tts.TTS,
+        providers: Providers,
         frames: AsyncIterable[rtc.AudioFrame],
         output: AudioOutput,
         tracker: LatencyTracker,
@@ -51,7 +58,7 @@ class Interpreter:
         self.speeches: asyncio.Queue[Speech | None] = asyncio.Queue(maxsize=opts.max_in_flight)
         self.tracker = tracker
         self.ears = Ears(
-            stt=stt,
+            stt=providers.stt,
             frames=frames,
             out=self.utterances,
             tracker=tracker,
@@ -60,8 +67,8 @@ class Interpreter:
             captions=captions,
         )
         self.brain = Brain(
-            llm=llm,
-            tts=tts,
+            llm=providers.llm,
+            tts=providers.tts,
             inbox=self.utterances,
             outbox=self.speeches,
             tracker=tracker,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 from livekit import rtc
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess
@@ -17,13 +18,28 @@ from .room import RoomCaptions, track_frames, wait_for_speaker_track
 logger = logging.getLogger("agent.worker")
 
 
+def install_uvloop() -> None:
+    """uvloop on Linux/macOS. Called on import too: job processes import this module (to find the
+    entrypoint) before they create their event loop, so they get uvloop as well."""
+    if sys.platform != "win32":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+install_uvloop()
+
+
 def track_name(language: str) -> str:
     """The published interpretation track of a language: stable, so front ends can find it."""
     return f"interpretation-{language}"
 
 
 def prewarm(proc: JobProcess) -> None:
-    # validate once per process, before any job arrives: a bad deployment fails loudly and early
+    """Per worker process, before any job: validate settings and pay one-off import costs here,
+    not on a job's event loop (the Cerebras SDK loads its chat resources lazily, ~35 ms)."""
+    import cerebras.cloud.sdk.resources.chat.completions  # noqa: F401
+
     proc.userdata["settings"] = load_settings(read_environment())
 
 
@@ -59,9 +75,7 @@ async def entrypoint(ctx: JobContext) -> None:
         language = participant.attributes.get("language") or source_language
         logger.info("interpreting a speaker", extra={"speaker": participant.identity, "language": language})
         interpreter = Interpreter(
-            stt=providers.stt,
-            llm=providers.llm,
-            tts=providers.tts,
+            providers=providers,
             frames=track_frames(speaker_track),
             output=source,
             tracker=tracker,
@@ -69,11 +83,7 @@ async def entrypoint(ctx: JobContext) -> None:
             source_language=language,
             target_language=target_language,
             captions=captions,
-            options=PipelineOptions(
-                max_in_flight=settings.max_in_flight,
-                context_pairs=settings.context_pairs,
-                utterance_queue_size=settings.utterance_queue_size,
-            ),
+            options=PipelineOptions.from_settings(settings),
         )
         await interpreter.run()
 

@@ -29,9 +29,7 @@ async def run_interpreter(
     async with aiohttp.ClientSession() as http:
         providers = build_providers(settings, source_language="en", target_language="es", http_session=http)
         interpreter = Interpreter(
-            stt=providers.stt,
-            llm=providers.llm,
-            tts=providers.tts,
+            providers=providers,
             frames=speaker.frames(),
             output=listener.source,
             tracker=tracker,

@@ -1,0 +1,1 @@
+"""Benchmarks: the real loops and plugins against the local fake providers (see README)."""

@@ -1,0 +1,77 @@
+"""The pipeline's own overhead: the real three loops and plugins against fake providers that answer at
+once, fed the committed speech fixtures in real time.
+
+    uv run python -m bench.overhead --runs 5
+
+With providers that take no time, speech end → first frame is what the interpreter itself adds, plus the
+STT's endpointing (the silence Deepgram waits for before it finalizes: a provider setting, reported
+apart as `stt_finalize`). `after_final` (final transcript → first frame) is the pipeline's own part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from agent.filemode import interpret_file
+from agent.latency import LatencyTracker, format_table, stats_of
+from tests.conftest import DIALOGUE, ONE_SENTENCE, start_fakes, stop_fakes
+
+
+async def run(runs: int) -> dict[str, dict[str, float | int]]:
+    samples: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(runs):
+            for scenario in (DIALOGUE, ONE_SENTENCE):
+                fakes = await start_fakes(scenario)
+                try:
+                    settings = fakes.settings()
+                    tracker = LatencyTracker()
+                    await interpret_file(
+                        settings, scenario.wav, Path(tmp) / f"{i}.wav", source="en", target="es",
+                        tracker=tracker,
+                    )  # fmt: skip
+                finally:
+                    await stop_fakes(fakes)
+                for record in tracker.completed:
+                    for name, value in record_spans(record).items():
+                        samples.setdefault(name, []).append(value)
+    out: dict[str, dict[str, float | int]] = {}
+    for name, values in samples.items():
+        stats = stats_of(values)
+        if stats is not None:
+            out[name] = stats.as_ms()
+    return out
+
+
+def record_spans(record) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    from agent.latency import STAGES
+
+    spans = {}
+    for name, start, end in STAGES:
+        value = record.span(start, end)
+        if value is not None:
+            spans[name] = value
+    return spans
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5, help="passes over the fixtures")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    summary = asyncio.run(run(args.runs))
+    print(format_table(summary))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
