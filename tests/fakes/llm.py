@@ -94,6 +94,7 @@ class FakeLLM(FakeServer):
         translations: Mapping[str, str] | None = None,
         responder: Responder | None = None,
         ttft_s: float = 0.0,
+        ttft_for: Callable[[list[Message]], float] | None = None,
         tokens_per_s: float | None = None,
         reasoning: str | None = None,
         max_token_chars: int = 4,
@@ -102,6 +103,7 @@ class FakeLLM(FakeServer):
         self.translations = dict(translations or {})
         self.responder: Responder = responder or self._translate
         self.ttft_s = ttft_s
+        self.ttft_for = ttft_for  # per-request time to first token, from the request's messages
         self.tokens_per_s = tokens_per_s
         self.reasoning = reasoning
         self.max_token_chars = max_token_chars
@@ -244,7 +246,7 @@ class FakeLLM(FakeServer):
         def choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
-        await asyncio.sleep(self.ttft_s)
+        await asyncio.sleep(self.ttft_for(body.get("messages", [])) if self.ttft_for else self.ttft_s)
         pieces = [("reasoning", p) for p in split_tokens(self.reasoning or "", self.max_token_chars)]
         pieces += [("content", p) for p in split_tokens(reply, self.max_token_chars)]
         sent_content = 0

@@ -1,0 +1,74 @@
+"""Brain and mouth together: several utterances in flight, audio still in utterance order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from agent.brain import Brain
+from agent.captions import CaptionLog
+from agent.latency import LatencyTracker, Mark
+from agent.models import Speech, Utterance
+from agent.mouth import Mouth
+from agent.prompt import TranslationContext
+from agent.providers import build_llm, build_tts
+from agent.queues import UtteranceQueue
+from tests.conftest import Fakes
+from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+from tests.fakes.llm import last_user_text
+from tests.loopback import LoopbackListener, tone_sequence
+
+SOURCES = ["First point.", "Second point.", "Third point."]
+TRANSLATIONS = {"First": "Primer punto.", "Second": "Segundo punto.", "Third": "Tercer punto."}
+TONES = {"Primer": 400.0, "Segundo": 600.0, "Tercer": 800.0}
+
+
+def utterance(i: int, text: str, now: float) -> Utterance:
+    return Utterance(
+        id=f"bob-{i}", speaker="bob", text=text, language="en",
+        audio_start=i, audio_end=i + 0.5, speech_end_at=now, final_at=now,
+    )  # fmt: skip
+
+
+async def test_in_flight_utterances_play_in_order_even_when_a_later_one_is_ready_first():
+    # the first translation is slow to start; the next two are ready at once
+    slow_first = FakeLLM(
+        translations=TRANSLATIONS, ttft_for=lambda m: 0.6 if "First" in last_user_text(m) else 0.0
+    )
+    cartesia = FakeCartesia(freq_for=lambda t: next((f for w, f in TONES.items() if w in t), 440.0))
+    fakes = Fakes(deepgram=FakeDeepgram([]), cerebras=slow_first, groq=FakeLLM(), cartesia=cartesia)
+    servers = (fakes.deepgram, slow_first, fakes.groq, cartesia)
+    for server in servers:
+        await server.start()
+    settings = fakes.settings()
+    tracker, captions = LatencyTracker(), CaptionLog()
+    inbox, outbox = UtteranceQueue(8), asyncio.Queue[Speech | None](maxsize=3)
+    listener = LoopbackListener(24000)
+    async with aiohttp.ClientSession() as http:
+        llm, tts = build_llm(settings), build_tts(settings, "es", http)
+        brain = Brain(
+            llm=llm, tts=tts, inbox=inbox, outbox=outbox, tracker=tracker, captions=captions,
+            context=TranslationContext(source_language="en", target_language="es"), max_in_flight=3,
+        )  # fmt: skip
+        mouth = Mouth(output=listener.source, inbox=outbox, tracker=tracker, captions=captions)
+        for i, text in enumerate(SOURCES):
+            inbox.put_nowait(utterance(i, text, tracker.clock()))
+        inbox.close()
+        try:
+            await asyncio.wait_for(asyncio.gather(brain.run(), mouth.run()), 20)
+            await listener.aclose()
+        finally:
+            await llm.aclose()
+            await tts.aclose()
+            for server in servers:
+                await server.aclose()
+
+    # the later utterances were synthesized while the first was still waiting for its LLM...
+    first_audio = {r.utterance_id: r.marks[Mark.TTS_FIRST_AUDIO] for r in tracker.completed}
+    assert first_audio["bob-1"] < first_audio["bob-0"] and first_audio["bob-2"] < first_audio["bob-0"]
+    # ...yet everything played in utterance order, each once
+    assert mouth.played == ["bob-0", "bob-1", "bob-2"]
+    assert tone_sequence(listener.audio(), 24000) == [400, 600, 800]
+    assert [c.text for c in captions.finals(translated=True)] == list(TRANSLATIONS.values())
+    assert tracker.spoken == 3 and tracker.open_count == 0
