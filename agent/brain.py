@@ -15,7 +15,7 @@ from livekit.agents import llm, tts
 from .captions import Caption, CaptionSink
 from .latency import LatencyTracker, Mark
 from .models import Speech, Utterance
-from .prompt import TranslationContext
+from .prompt import ContextBook
 from .providers import TTS_CONN_OPTIONS
 from .queues import UtteranceQueue
 from .text import ClauseSplitter, ReasoningFilter, clean_clause, is_speakable
@@ -32,7 +32,7 @@ class Brain:
         inbox: UtteranceQueue,
         outbox: asyncio.Queue[Speech | None],
         tracker: LatencyTracker,
-        context: TranslationContext,
+        contexts: ContextBook,
         captions: CaptionSink | None = None,
         max_in_flight: int = 3,
     ) -> None:
@@ -41,7 +41,7 @@ class Brain:
         self._inbox = inbox
         self._outbox = outbox
         self._tracker = tracker
-        self._context = context
+        self.contexts = contexts
         self._captions = captions
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -49,7 +49,7 @@ class Brain:
 
     @property
     def target_language(self) -> str:
-        return self._context.target_language
+        return self.contexts.target_language
 
     async def run(self) -> None:
         try:
@@ -84,7 +84,7 @@ class Brain:
             await audio
             ok = bool(speech.clauses)
             if ok:
-                self._context.remember(utterance.text, speech.text)
+                self.contexts.for_source(utterance.language).remember(utterance.text, speech.text)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -124,7 +124,7 @@ class Brain:
                 speech.clauses.append(clause)
                 tts_stream.push_text(clause)
 
-        chat_ctx = self._context.chat_context(utterance.text)
+        chat_ctx = self.contexts.for_source(utterance.language).chat_context(utterance.text)
         async with self._llm.chat(chat_ctx=chat_ctx) as stream:
             async for chunk in stream:
                 content = chunk.delta.content if chunk.delta else None

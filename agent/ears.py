@@ -21,10 +21,10 @@ from livekit.agents import stt
 from livekit.agents.stt import SpeechStream
 
 from .captions import Caption, CaptionSink
-from .latency import Clock, LatencyTracker, Mark
+from .latency import Clock, LatencyTracker
 from .models import Utterance
 from .providers import STT_CONN_OPTIONS
-from .queues import UtteranceQueue
+from .queues import UtteranceSink
 from .text import is_substantive
 
 logger = logging.getLogger("agent.ears")
@@ -70,11 +70,12 @@ class Ears:
         *,
         stt: stt.STT,
         frames: AsyncIterable[rtc.AudioFrame],
-        out: UtteranceQueue,
+        out: UtteranceSink,
         tracker: LatencyTracker,
         speaker: str,
         language: str,
         captions: CaptionSink | None = None,
+        segment_prefix: str | None = None,
         replay_limit_s: float = 30.0,
         backoff: Backoff | None = None,
         drain_idle_s: float = 1.5,
@@ -98,6 +99,8 @@ class Ears:
         self._origin = 0.0  # audio timeline time at the current stream's t=0
         self._input_done = asyncio.Event()
         self._seq = 0
+        self._prefix = segment_prefix or speaker
+        self._intake_task: asyncio.Task[None] | None = None
         self.reconnects = 0
         self.dropped_audio_s = 0.0
         self.utterances = 0
@@ -105,10 +108,15 @@ class Ears:
     @property
     def segment_id(self) -> str:
         """The id of the segment being heard now (it becomes the next utterance's id)."""
-        return f"{self.speaker}-{self._seq}"
+        return f"{self._prefix}-{self._seq}"
+
+    def stop(self) -> None:
+        """Stop taking audio (mute, unpublish, leave): what was heard is still finalized, then `run` ends."""
+        if self._intake_task is not None:
+            self._intake_task.cancel()
 
     async def run(self) -> None:
-        intake = asyncio.create_task(self._intake(), name=f"ears-intake-{self.speaker}")
+        intake = self._intake_task = asyncio.create_task(self._intake(), name=f"ears-intake-{self.speaker}")
         try:
             await self._recognize()
         finally:
@@ -255,8 +263,6 @@ class Ears:
         self._caption(utterance.text, final=True, span=(audio_start, audio_end))
         self._seq += 1
         self.utterances += 1
-        self._tracker.mark(utterance.record_ids, Mark.SPEECH_END, at=utterance.speech_end_at)
-        self._tracker.mark(utterance.record_ids, Mark.TRANSCRIPT_FINAL, at=final_at)
         self._out.put_nowait(utterance)
         return True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -64,17 +65,23 @@ class Mouth:
         tracker: LatencyTracker,
         captions: CaptionSink | None = None,
         fade_s: float = 0.005,
+        on_playing: Callable[[bool], None] | None = None,
     ) -> None:
         self._output = output
         self._inbox = inbox
         self._tracker = tracker
         self._captions = captions
         self._fade_s = fade_s
+        self._on_playing = on_playing  # told True when an utterance starts playing, False when it ends
         self.played: list[str] = []  # utterance ids in the order their audio played
 
     async def run(self) -> None:
         while (speech := await self._inbox.get()) is not None:
-            await self._play(speech)
+            try:
+                await self._play(speech)
+            finally:
+                if self._on_playing is not None and self._inbox.empty():
+                    self._on_playing(False)
 
     async def _play(self, speech: Speech) -> None:
         ids = speech.utterance.record_ids
@@ -88,6 +95,8 @@ class Mouth:
             frame = fade(frame, fade_in=first, fade_out=last, fade_s=self._fade_s)
             if first:
                 self._tracker.mark(ids, Mark.FIRST_FRAME)
+                if self._on_playing is not None:
+                    self._on_playing(True)
                 if self._captions is not None:
                     self._captions.publish(translated_caption(speech, final=False))
                 first = False

@@ -1,25 +1,31 @@
-"""One interpretation: ears → brain → mouth for one speaker into one target language.
+"""Wiring the loops: ears (one per speaker) → router → channels (one per target language).
 
-The loops are joined by bounded queues and run side by side; data flows one way. When the speaker's
-audio ends, each loop drains what it holds and ends, so nothing already heard is lost.
+A `Channel` is one target language: a brain and a mouth behind one bounded queue, playing into one
+output. Utterances of every speaker that target that language share it, in the order their speech
+ended, so they are never mixed over each other. The `Router` hands each utterance to every channel
+whose language differs from the one it was spoken in. `Interpreter` is the simplest assembly: one
+speaker, one target language (file mode, tests).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable
+import dataclasses
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 
 from livekit import rtc
+from livekit.agents import llm, tts
+from livekit.agents.language import LanguageCode
 
 from .brain import Brain
 from .captions import CaptionSink
 from .config import Settings
 from .ears import Ears
-from .latency import LatencyTracker
-from .models import Speech
+from .latency import LatencyTracker, Mark
+from .models import Speech, Utterance
 from .mouth import AudioOutput, Mouth
-from .prompt import TranslationContext
+from .prompt import ContextBook, Instructions
 from .providers import Providers
 from .queues import UtteranceQueue
 
@@ -39,7 +45,83 @@ class PipelineOptions:
         )
 
 
+def same_language(a: str, b: str) -> bool:
+    """'en' and 'en-GB' are the same language: speech is never interpreted into its own language."""
+    return LanguageCode(a).language == LanguageCode(b).language
+
+
+class Channel:
+    """One target language: utterances in, translated speech out on one output."""
+
+    def __init__(
+        self,
+        *,
+        llm: llm.LLM,
+        tts: tts.TTS,
+        output: AudioOutput,
+        tracker: LatencyTracker,
+        language: str,
+        captions: CaptionSink | None = None,
+        options: PipelineOptions | None = None,
+        instructions: Instructions | None = None,
+        on_playing: Callable[[bool], None] | None = None,
+    ) -> None:
+        opts = options or PipelineOptions()
+        self.language = language
+        self.tts = tts
+        self._tracker = tracker
+        self.inbox = UtteranceQueue(opts.utterance_queue_size)
+        self.speeches: asyncio.Queue[Speech | None] = asyncio.Queue(maxsize=opts.max_in_flight)
+        self.brain = Brain(
+            llm=llm,
+            tts=tts,
+            inbox=self.inbox,
+            outbox=self.speeches,
+            tracker=tracker,
+            contexts=ContextBook(language, max_pairs=opts.context_pairs, instructions=instructions),
+            captions=captions,
+            max_in_flight=opts.max_in_flight,
+        )
+        self.mouth = Mouth(
+            output=output, inbox=self.speeches, tracker=tracker, captions=captions, on_playing=on_playing
+        )
+
+    def put_nowait(self, utterance: Utterance) -> None:
+        """Take an utterance for this language (a copy: queues may fold utterances together)."""
+        own = dataclasses.replace(
+            utterance,
+            id=f"{utterance.id}-{self.language}",
+            record_ids=[f"{rid}-{self.language}" for rid in utterance.record_ids],
+        )
+        self._tracker.mark(own.record_ids, Mark.SPEECH_END, at=own.speech_end_at)
+        self._tracker.mark(own.record_ids, Mark.TRANSCRIPT_FINAL, at=own.final_at)
+        self.inbox.put_nowait(own)
+
+    def close(self) -> None:
+        """No more utterances: what is queued is still spoken, then `run` ends."""
+        self.inbox.close()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.brain.run(), name=f"brain-{self.language}")
+            group.create_task(self.mouth.run(), name=f"mouth-{self.language}")
+
+
+class Router:
+    """Hands each utterance to every channel of another language."""
+
+    def __init__(self) -> None:
+        self.channels: dict[str, Channel] = {}
+
+    def put_nowait(self, utterance: Utterance) -> None:
+        for language, channel in self.channels.items():
+            if not same_language(language, utterance.language):
+                channel.put_nowait(utterance)
+
+
 class Interpreter:
+    """One speaker into one target language."""
+
     def __init__(
         self,
         *,
@@ -53,44 +135,39 @@ class Interpreter:
         captions: CaptionSink | None = None,
         options: PipelineOptions | None = None,
     ) -> None:
-        opts = options or PipelineOptions()
-        self.utterances = UtteranceQueue(opts.utterance_queue_size)
-        self.speeches: asyncio.Queue[Speech | None] = asyncio.Queue(maxsize=opts.max_in_flight)
-        self.tracker = tracker
+        self.channel = Channel(
+            llm=providers.llm,
+            tts=providers.tts,
+            output=output,
+            tracker=tracker,
+            language=target_language,
+            captions=captions,
+            options=options,
+        )
+        self.router = Router()
+        self.router.channels[target_language] = self.channel
         self.ears = Ears(
             stt=providers.stt,
             frames=frames,
-            out=self.utterances,
+            out=self.router,
             tracker=tracker,
             speaker=speaker,
             language=source_language,
             captions=captions,
         )
-        self.brain = Brain(
-            llm=providers.llm,
-            tts=providers.tts,
-            inbox=self.utterances,
-            outbox=self.speeches,
-            tracker=tracker,
-            context=TranslationContext(
-                source_language=source_language,
-                target_language=target_language,
-                max_pairs=opts.context_pairs,
-            ),
-            captions=captions,
-            max_in_flight=opts.max_in_flight,
-        )
-        self.mouth = Mouth(output=output, inbox=self.speeches, tracker=tracker, captions=captions)
+
+    @property
+    def mouth(self) -> Mouth:
+        return self.channel.mouth
 
     async def run(self) -> None:
         """Run until the speaker's audio ends and everything heard has been spoken."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._hear(), name="ears")
-            group.create_task(self.brain.run(), name="brain")
-            group.create_task(self.mouth.run(), name="mouth")
+            group.create_task(self.channel.run(), name="channel")
 
     async def _hear(self) -> None:
         try:
             await self.ears.run()
         finally:
-            self.utterances.close()
+            self.channel.close()

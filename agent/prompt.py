@@ -23,7 +23,34 @@ alternatives. Never answer a question in the speech: translate it.
 - Keep the meaning, tone and register. Keep names, numbers and terms consistent with the earlier \
 turns, which are context only.
 - The transcript may stop mid-sentence: translate exactly what is there, without completing it.
-- Write for speech: plain sentences that sound natural when read aloud."""
+- Write for speech: plain sentences that sound natural when read aloud.{extras}"""
+
+FORMALITY_RULES = {
+    "formal": "Use the formal register (formal forms of address).",
+    "informal": "Use the informal register (informal forms of address).",
+    "neutral": "",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Instructions:
+    """Per-room additions to the system prompt for one target language."""
+
+    fixed: tuple[tuple[str, str], ...] = ()  # (source term, its required translation)
+    keep: tuple[str, ...] = ()  # terms never to translate
+    formality: str = "neutral"
+
+    def render(self) -> str:
+        lines: list[str] = []
+        if rule := FORMALITY_RULES.get(self.formality, ""):
+            lines.append(f"- {rule}")
+        if self.fixed:
+            terms = "; ".join(f"{escape_speech(a)} → {escape_speech(b)}" for a, b in self.fixed)
+            lines.append(f"- Glossary, always translate these terms this way: {terms}.")
+        if self.keep:
+            kept = ", ".join(map(escape_speech, self.keep))
+            lines.append(f"- Never translate these terms, keep them as written: {kept}.")
+        return "".join("\n" + line for line in lines)
 
 
 def language_name(code: str) -> str:
@@ -48,13 +75,26 @@ class Pair:
 class TranslationContext:
     """System prompt + the last `max_pairs` pairs (older ones pruned), for one language direction."""
 
-    def __init__(self, *, source_language: str, target_language: str, max_pairs: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        source_language: str,
+        target_language: str,
+        max_pairs: int = 4,
+        instructions: Instructions | None = None,
+    ) -> None:
         self.source_language = source_language
         self.target_language = target_language
-        self.system_prompt = SYSTEM_PROMPT.format(
-            source=language_name(source_language), target=language_name(target_language)
-        )
+        self.set_instructions(instructions or Instructions())
         self._pairs: deque[Pair] = deque(maxlen=max_pairs) if max_pairs > 0 else deque(maxlen=0)
+
+    def set_instructions(self, instructions: Instructions) -> None:
+        """Room settings changed: a new system prompt, the same rolling context."""
+        self.system_prompt = SYSTEM_PROMPT.format(
+            source=language_name(self.source_language),
+            target=language_name(self.target_language),
+            extras=instructions.render(),
+        )
 
     @property
     def pairs(self) -> list[Pair]:
@@ -72,3 +112,29 @@ class TranslationContext:
             ctx.add_message(role="assistant", content=pair.translation)
         ctx.add_message(role="user", content=speech_message(text, self.source_language))
         return ctx
+
+
+class ContextBook:
+    """The rolling contexts of one target language: one per source language, the same instructions."""
+
+    def __init__(self, target_language: str, *, max_pairs: int = 4, instructions: Instructions | None = None):
+        self.target_language = target_language
+        self._max_pairs = max_pairs
+        self._instructions = instructions or Instructions()
+        self._contexts: dict[str, TranslationContext] = {}
+
+    def for_source(self, source_language: str) -> TranslationContext:
+        context = self._contexts.get(source_language)
+        if context is None:
+            context = self._contexts[source_language] = TranslationContext(
+                source_language=source_language,
+                target_language=self.target_language,
+                max_pairs=self._max_pairs,
+                instructions=self._instructions,
+            )
+        return context
+
+    def set_instructions(self, instructions: Instructions) -> None:
+        self._instructions = instructions
+        for context in self._contexts.values():
+            context.set_instructions(instructions)

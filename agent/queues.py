@@ -1,18 +1,27 @@
 """The bounded queue from the ears to the brain, and its policy when full.
 
 The ears must never block on the brain, and nothing a speaker said may be dropped. So `put_nowait`
-never waits: when the queue is full, the new utterance is folded into the newest waiting one (its
-text appended, its latency record kept). A brain that falls behind therefore gets fewer, longer
-utterances — it catches up by translating more per request — and the backlog stays bounded by
-count. Captions never pass through this queue: the ears publish them before queueing.
+never waits: when the queue is full, the new utterance is folded into the newest waiting one of the
+same speaker (its text appended, its latency record kept). A brain that falls behind therefore gets
+fewer, longer utterances — it catches up by translating more per request — and the backlog stays
+bounded: `maxsize`, plus at most one per speaker with nothing waiting yet. Utterances of several
+speakers wait in the order their speech ended. Captions never pass through this queue: the ears
+publish them before queueing.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Protocol
 
 from .models import Utterance
+
+
+class UtteranceSink(Protocol):
+    """Where the ears put utterances; it must never block."""
+
+    def put_nowait(self, utterance: Utterance) -> None: ...
 
 
 class UtteranceQueue:
@@ -29,13 +38,21 @@ class UtteranceQueue:
         return len(self._items)
 
     def put_nowait(self, utterance: Utterance) -> None:
+        """Queue in the order speech ended (several speakers may share a queue); never blocks."""
         if self._closed:
             raise RuntimeError("UtteranceQueue is closed")
         if len(self._items) >= self.maxsize:
-            self._items[-1].absorb(utterance)
-            self.merged += 1
-        else:
-            self._items.append(utterance)
+            same_speaker = [u for u in self._items if u.speaker == utterance.speaker]
+            if same_speaker:  # never fold one speaker's words into another's
+                same_speaker[-1].absorb(utterance)
+                self.merged += 1
+                self._changed.set()
+                return
+            # no waiting utterance of this speaker: the queue grows by at most one per speaker
+        index = len(self._items)
+        while index > 0 and self._items[index - 1].speech_end_at > utterance.speech_end_at:
+            index -= 1
+        self._items.insert(index, utterance)
         self._changed.set()
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from agent.captions import CaptionLog
 from agent.latency import LatencyTracker, Mark
 from agent.models import Speech, Utterance
 from agent.mouth import Mouth
-from agent.prompt import TranslationContext
+from agent.prompt import ContextBook
 from agent.providers import build_llm, build_tts
 from agent.queues import UtteranceQueue
 from tests.conftest import Fakes
@@ -49,7 +49,7 @@ async def test_in_flight_utterances_play_in_order_even_when_a_later_one_is_ready
         llm, tts = build_llm(settings), build_tts(settings, "es", http)
         brain = Brain(
             llm=llm, tts=tts, inbox=inbox, outbox=outbox, tracker=tracker, captions=captions,
-            context=TranslationContext(source_language="en", target_language="es"), max_in_flight=3,
+            contexts=ContextBook("es"), max_in_flight=3,
         )  # fmt: skip
         mouth = Mouth(output=listener.source, inbox=outbox, tracker=tracker, captions=captions)
         for i, text in enumerate(SOURCES):

@@ -1,0 +1,309 @@
+"""Per-room interpreter settings, carried as JSON in the job (dispatch) metadata and the room metadata.
+
+Both sources use the same schema and the room metadata overrides the job metadata key by key (a host can
+change it mid-meeting). Parsing never raises: every problem becomes one line naming the source and the key,
+the bad part is dropped and the rest applies. A key whose whole value is unusable counts as absent, so an
+earlier value survives it; JSON null resets a key to its default. Problems never echo the metadata, a
+glossary translation, or any value longer than 40 characters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, TypeGuard, TypeVar, cast
+
+# A conservative intersection of the languages Deepgram nova-3 streams and Cartesia sonic-3 speaks (base
+# codes, per both providers' docs as of 2026). Change it here, and only once both support a language:
+# Arabic, Malayalam and Georgian (Cartesia) are left out until Deepgram nova-3 documents streaming them.
+# fmt: off
+SUPPORTED_LANGUAGES: frozenset[str] = frozenset({
+    "en", "es", "fr", "de", "it", "pt", "nl", "ja", "ko", "zh", "hi", "ru", "pl", "tr", "sv", "da", "no",
+    "fi", "uk", "cs", "el", "hu", "ro", "bg", "hr", "sk", "id", "ms", "vi", "th", "ta", "te", "bn", "mr",
+    "gu", "kn", "pa", "he", "tl",
+})
+# fmt: on
+
+Formality = Literal["formal", "informal", "neutral"]
+FORMALITIES: tuple[Formality, ...] = ("formal", "informal", "neutral")
+
+MAX_METADATA_BYTES = 64 * 1024
+MAX_KEEP_TERMS = 200
+MAX_TERM_CHARS = 100
+MAX_TRANSLATE_TERMS = 500
+MAX_TRANSLATION_CHARS = 200
+_QUOTE_CHARS = 40
+_MAX_PROBLEMS_PER_SOURCE = 20
+
+_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", re.IGNORECASE | re.ASCII)
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+T = TypeVar("T")
+_SKIP: Any = object()  # a field parser's "nothing usable here"
+
+
+def base_language(code: str) -> str:
+    """The lowercase base of a language code: "pt-BR" -> "pt", "EN" -> "en"."""
+    return code.split("-", 1)[0].lower()
+
+
+def is_supported_language(code: str) -> bool:
+    return bool(_LANGUAGE_RE.fullmatch(code)) and base_language(code) in SUPPORTED_LANGUAGES
+
+
+def _canonical(code: str) -> str:
+    """Lowercase base, uppercase region, title-case script: "PT-br" -> "pt-BR", "zh-hant" -> "zh-Hant"."""
+    base, *subtags = code.split("-")
+    return "-".join([base.lower(), *map(_canonical_subtag, subtags)])
+
+
+def _canonical_subtag(tag: str) -> str:
+    if tag.isascii() and tag.isalpha() and len(tag) in (2, 4):
+        return tag.upper() if len(tag) == 2 else tag.title()
+    return tag
+
+
+def _lookup(by_language: Mapping[str, str], language: str) -> str | None:
+    return by_language.get(_canonical(language)) or by_language.get(base_language(language))
+
+
+@dataclass(frozen=True, slots=True)
+class Glossary:
+    keep: tuple[str, ...] = ()  # terms never to translate (names, brands)
+    # source term -> {target language -> fixed translation}
+    translate: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keep", tuple(self.keep))
+        frozen = {term: MappingProxyType(dict(by)) for term, by in self.translate.items()}
+        object.__setattr__(self, "translate", MappingProxyType(frozen))
+
+    def fixed_for(self, target_language: str) -> list[tuple[str, str]]:
+        """(term, translation) pairs for `target_language`; "pt-BR" entries first, else "pt" ones."""
+        pairs = ((term, _lookup(by, target_language)) for term, by in self.translate.items())
+        return [(term, translation) for term, translation in pairs if translation]
+
+    def is_empty(self) -> bool:
+        return not self.keep and not self.translate
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSettings:
+    source_language: str | None = None  # None: the worker's SOURCE_LANGUAGE
+    target_languages: tuple[str, ...] = ()  # besides what participants ask for
+    glossary: Glossary = Glossary()
+    voices: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # language -> voice id
+    formality: Formality = "neutral"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_languages", tuple(self.target_languages))
+        object.__setattr__(self, "voices", MappingProxyType(dict(self.voices)))
+
+    def voice_for(self, target_language: str) -> str | None:
+        """The Cartesia voice id for `target_language` ("pt-BR" first, else "pt"), if the room set one."""
+        return _lookup(self.voices, target_language)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), "null")
+
+
+def _key(name: str) -> str:
+    """A key, repr'd and truncated: keys name what is wrong, so even long ones are (partly) shown."""
+    return repr(name[:_QUOTE_CHARS]) + ("…" if len(name) > _QUOTE_CHARS else "")
+
+
+def _unknown(names: list[str]) -> str:
+    return "unknown key(s) " + ", ".join(map(_key, names[:5])) + (", …" if names[5:] else "")
+
+
+def _value(value: str) -> str:
+    """A value, repr'd only when short."""
+    return repr(value) if len(value) <= _QUOTE_CHARS else f"a value of {len(value)} characters"
+
+
+class _Problems:
+    """One source's problems, each prefixed with the source and capped so a hostile payload can't flood."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: list[str] = []
+        self.hidden = 0
+
+    def add(self, where: str, detail: str, action: str = "ignored") -> None:
+        if len(self.lines) < _MAX_PROBLEMS_PER_SOURCE:
+            self.lines.append(f"{self.source}: {where + ': ' if where else ''}{detail}; {action}")
+        else:
+            self.hidden += 1
+
+    def typed(self, value: object, expected: type[T], where: str, action: str = "ignored") -> TypeGuard[T]:
+        if isinstance(value, expected) and not isinstance(value, bool):
+            return True
+        self.add(where, f"expected {_kind(expected())}, got {_kind(value)}", action)
+        return False
+
+    def language(self, where: str, code: object, action: str = "dropped") -> str | None:
+        if not self.typed(code, str, where, action):
+            return None
+        if not _LANGUAGE_RE.fullmatch(code):
+            self.add(where, f"{_value(code)} is not a language code (expected e.g. 'en' or 'pt-BR')", action)
+            return None
+        if base_language(code) not in SUPPORTED_LANGUAGES:
+            self.add(where, f"{_value(code)} is not a supported language", action)
+            return None
+        return _canonical(code)
+
+
+def _target_languages(p: _Problems, value: object) -> Any:
+    if not p.typed(value, list, "target_languages"):
+        return _SKIP
+    codes = (p.language(f"target_languages[{i}]", code) for i, code in enumerate(value))
+    return tuple(dict.fromkeys(code for code in codes if code))  # de-duplicated, order kept
+
+
+def _voices(p: _Problems, value: object) -> Any:
+    if not p.typed(value, dict, "voices"):
+        return _SKIP
+    voices: dict[str, str] = {}
+    for name, voice in value.items():
+        language = p.language(f"voices[{_key(name)}]", name)
+        if language and p.typed(voice, str, f"voices[{_key(name)}]", "dropped"):
+            if _UUID_RE.fullmatch(voice):
+                voices[language] = voice.lower()
+            else:
+                p.add(f"voices[{_key(name)}]", f"voice id {_value(voice)} is not a UUID", "dropped")
+    return voices
+
+
+def _keep(p: _Problems, value: object) -> tuple[str, ...]:
+    if not p.typed(value, list, "glossary.keep"):
+        return ()
+    if len(value) > MAX_KEEP_TERMS:
+        limit = f"only the first {MAX_KEEP_TERMS} are used"
+        p.add("glossary.keep", f"more than {MAX_KEEP_TERMS} terms", limit)
+    terms: dict[str, None] = {}
+    for i, term in enumerate(value[:MAX_KEEP_TERMS]):
+        if p.typed(term, str, f"glossary.keep[{i}]", "dropped"):
+            if 0 < len(term.strip()) <= MAX_TERM_CHARS:
+                terms[term.strip()] = None
+            else:
+                p.add(f"glossary.keep[{i}]", f"must be 1 to {MAX_TERM_CHARS} characters", "dropped")
+    return tuple(terms)
+
+
+def _translate(p: _Problems, value: object) -> dict[str, dict[str, str]]:
+    if not p.typed(value, dict, "glossary.translate"):
+        return {}
+    if len(value) > MAX_TRANSLATE_TERMS:
+        limit = f"only the first {MAX_TRANSLATE_TERMS} are used"
+        p.add("glossary.translate", f"more than {MAX_TRANSLATE_TERMS} terms", limit)
+    fixed: dict[str, dict[str, str]] = {}
+    for term, by_language in list(value.items())[:MAX_TRANSLATE_TERMS]:
+        where = f"glossary.translate[{_key(term)}]"
+        if not 0 < len(term.strip()) <= MAX_TERM_CHARS:
+            p.add(where, f"a term must be 1 to {MAX_TERM_CHARS} characters", "dropped")
+            continue
+        if not p.typed(by_language, dict, where, "dropped"):
+            continue
+        translations: dict[str, str] = {}
+        for code, translation in by_language.items():
+            language = p.language(f"{where}[{_key(code)}]", code)
+            if language and p.typed(translation, str, f"{where}[{_key(code)}]", "dropped"):
+                if 0 < len(translation.strip()) <= MAX_TRANSLATION_CHARS:
+                    translations[language] = translation.strip()
+                else:
+                    detail = f"a translation must be 1 to {MAX_TRANSLATION_CHARS} characters"
+                    p.add(f"{where}[{_key(code)}]", detail, "dropped")
+        if translations:
+            fixed[term.strip()] = translations
+    return fixed
+
+
+def _glossary(p: _Problems, value: object) -> Any:
+    if not p.typed(value, dict, "glossary"):
+        return _SKIP
+    unknown = [name for name in value if name not in ("keep", "translate")]
+    if unknown:
+        p.add("glossary", _unknown(unknown))
+    keep = _keep(p, value["keep"]) if value.get("keep") is not None else ()
+    translate = _translate(p, value["translate"]) if value.get("translate") is not None else {}
+    return Glossary(keep=keep, translate=translate)
+
+
+def _source_language(p: _Problems, value: object) -> Any:
+    return p.language("source_language", value, "ignored") or _SKIP
+
+
+def _formality(p: _Problems, value: object) -> Any:
+    if not p.typed(value, str, "formality"):
+        return _SKIP
+    if value.lower() not in FORMALITIES:
+        p.add("formality", f"{_value(value)} is not one of " + ", ".join(map(repr, FORMALITIES)))
+        return _SKIP
+    return cast(Formality, value.lower())
+
+
+_FIELDS = {
+    "source_language": _source_language,
+    "target_languages": _target_languages,
+    "glossary": _glossary,
+    "voices": _voices,
+    "formality": _formality,
+}
+_DEFAULTS = {name: getattr(RoomSettings(), name) for name in _FIELDS}
+
+
+def _parse_source(p: _Problems, text: object) -> dict[str, Any]:
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return {}
+    if not isinstance(text, str):
+        p.add("", f"expected text, got {type(text).__name__}")
+        return {}
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_METADATA_BYTES:
+        p.add("", f"larger than 64 KiB ({size} bytes)")
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:  # e.msg never contains the text itself
+        p.add("", f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})")
+        return {}
+    except RecursionError:
+        p.add("", "not valid JSON (nested too deeply)")
+        return {}
+    except ValueError:  # e.g. an integer beyond Python's digit limit
+        p.add("", "not valid JSON")
+        return {}
+    if not isinstance(data, dict):
+        p.add("", f"not a JSON object (got {_kind(data)})")
+        return {}
+    unknown = [name for name in data if name not in _FIELDS]
+    if unknown:
+        p.add("", _unknown(unknown))
+    values: dict[str, Any] = {}
+    for name, parse in _FIELDS.items():
+        if name in data:
+            value = _DEFAULTS[name] if data[name] is None else parse(p, data[name])
+            if value is not _SKIP:
+                values[name] = value
+    return values
+
+
+def parse_room_settings(
+    job_metadata: str | None, room_metadata: str | None
+) -> tuple[RoomSettings, list[str]]:
+    """Returns the settings and a list of human-readable problems (empty if none). Never raises."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for source, text in (("job metadata", job_metadata), ("room metadata", room_metadata)):
+        p = _Problems(source)
+        values.update(_parse_source(p, text))
+        problems += p.lines
+        if p.hidden:
+            problems.append(f"{source}: {p.hidden} more problem(s) not shown")
+    return RoomSettings(**values), problems
