@@ -1,15 +1,26 @@
-"""The thin room-facing layer: speaker audio in, captions out. Everything behind it runs without a room."""
+"""The thin room-facing layer: speaker audio in; captions and agent attributes out, in order.
+
+The room contract (documented in the README):
+- read from participants: `language` (what they speak, and hear unless they say otherwise) and
+  `interpret_to` (comma-separated languages they want to hear);
+- written on the agent: `lk.agent.state`, `interpreter.languages`, `interpreter.warnings`;
+- captions on `lk.transcription` text streams.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
 
 from livekit import rtc
 from livekit.agents.types import (
+    ATTRIBUTE_AGENT_STATE,
     ATTRIBUTE_TRANSCRIPTION_FINAL,
     ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID,
+    ATTRIBUTE_TRANSCRIPTION_TRACK_ID,
     TOPIC_TRANSCRIPTION,
 )
 
@@ -18,11 +29,21 @@ from .captions import Caption
 logger = logging.getLogger("agent.room")
 
 STT_SAMPLE_RATE = 16000
+ATTR_LANGUAGE = "language"
+ATTR_INTERPRET_TO = "interpret_to"
+ATTR_LANGUAGES = "interpreter.languages"
+ATTR_WARNINGS = "interpreter.warnings"
+ATTR_SPEAKER = "interpreter.speaker"
 
 
-def is_speaker(participant: rtc.RemoteParticipant) -> bool:
+def track_name(language: str) -> str:
+    """The published interpretation track of a language: stable, so front ends can find it."""
+    return f"interpretation-{language}"
+
+
+def is_speaker(participant: Any) -> bool:
     """Humans (and SIP callers) are interpreted; agents, this one included, never are."""
-    return participant.kind != rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+    return bool(participant.kind != rtc.ParticipantKind.PARTICIPANT_KIND_AGENT)
 
 
 async def track_frames(track: rtc.Track) -> AsyncIterator[rtc.AudioFrame]:
@@ -37,61 +58,75 @@ async def track_frames(track: rtc.Track) -> AsyncIterator[rtc.AudioFrame]:
         await stream.aclose()
 
 
-async def wait_for_speaker_track(room: rtc.Room) -> tuple[rtc.RemoteParticipant, rtc.Track]:
-    """The first subscribed audio track of a participant who is not an agent."""
-    for participant in room.remote_participants.values():
-        if not is_speaker(participant):
-            continue
-        for publication in participant.track_publications.values():
-            if publication.kind == rtc.TrackKind.KIND_AUDIO and publication.track is not None:
-                return participant, publication.track
-    found: asyncio.Future[tuple[rtc.RemoteParticipant, rtc.Track]] = (
-        asyncio.get_running_loop().create_future()
-    )
+class LocalParticipantLike(Protocol):
+    identity: str
 
-    def on_subscribed(
-        track: rtc.Track, _pub: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
-    ) -> None:
-        if track.kind == rtc.TrackKind.KIND_AUDIO and is_speaker(participant) and not found.done():
-            found.set_result((participant, track))
+    async def set_attributes(self, attributes: dict[str, str]) -> None: ...
 
-    room.on("track_subscribed", on_subscribed)
-    try:
-        return await found
-    finally:
-        room.off("track_subscribed", on_subscribed)
+    async def stream_text(self, **kwargs: Any) -> Any: ...
 
 
-class RoomCaptions:
-    """Publishes captions on `lk.transcription` text streams, following LiveKit's conventions."""
+class RoomPublisher:
+    """Sends captions and attribute updates one at a time, in the order they were made.
 
-    def __init__(self, participant: rtc.LocalParticipant, *, track_ids: dict[str, str] | None = None) -> None:
+    Callers never wait on the network. Captions follow LiveKit's transcription conventions: one text
+    stream per update, the same `lk.segment_id` for a segment's interim and final versions.
+    """
+
+    def __init__(self, participant: LocalParticipantLike) -> None:
         self._participant = participant
-        self._track_ids = track_ids or {}  # speaker identity → their audio track sid
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._queue: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name="room-publisher")
+        self.speaker_tracks: dict[str, str] = {}  # speaker identity → their audio track sid
+        self.language_tracks: dict[str, str] = {}  # target language → interpretation track sid
+        self._attributes: dict[str, str] = {}
 
     def publish(self, caption: Caption) -> None:
-        task = asyncio.create_task(self._send(caption))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._queue.put_nowait(lambda: self._send_caption(caption))
 
-    async def _send(self, caption: Caption) -> None:
+    def set_attributes(self, **attributes: str) -> None:
+        changed = {k: v for k, v in attributes.items() if self._attributes.get(k) != v}
+        if not changed:
+            return
+        self._attributes.update(changed)
+        self._queue.put_nowait(lambda: self._participant.set_attributes(changed))
+
+    def set_state(self, state: str) -> None:
+        self.set_attributes(**{ATTRIBUTE_AGENT_STATE: state})
+
+    def set_warnings(self, warnings: list[str]) -> None:
+        self.set_attributes(**{ATTR_WARNINGS: json.dumps(warnings) if warnings else ""})
+
+    async def _send_caption(self, caption: Caption) -> None:
         attributes = {
             ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID: caption.segment_id,
             ATTRIBUTE_TRANSCRIPTION_FINAL: "true" if caption.final else "false",
-            "language": caption.language,
-            "lk.translated": "true" if caption.translated else "false",
-            "speaker": caption.speaker,
+            ATTR_LANGUAGE: caption.language,
         }
-        if track_id := self._track_ids.get(caption.speaker):
-            attributes["lk.transcribed_track_id"] = track_id
-        try:
-            await self._participant.send_text(caption.text, topic=TOPIC_TRANSCRIPTION, attributes=attributes)
-        except Exception as e:
-            logger.warning(
-                "could not publish a caption", extra={"segment_id": caption.segment_id, "error": str(e)}
-            )
+        if caption.translated:
+            track_id = self.language_tracks.get(caption.language)
+            attributes[ATTR_SPEAKER] = caption.speaker
+            sender = None  # the interpretation is the agent's own speech
+        else:
+            track_id = self.speaker_tracks.get(caption.speaker)
+            sender = caption.speaker  # the source caption is attributed to the speaker
+        if track_id:
+            attributes[ATTRIBUTE_TRANSCRIPTION_TRACK_ID] = track_id
+        kwargs: dict[str, Any] = {"topic": TOPIC_TRANSCRIPTION, "attributes": attributes}
+        if sender:
+            kwargs["sender_identity"] = sender
+        writer = await self._participant.stream_text(**kwargs)
+        await writer.write(caption.text)
+        await writer.aclose()
+
+    async def _run(self) -> None:
+        while (job := await self._queue.get()) is not None:
+            try:
+                await job()
+            except Exception as e:
+                logger.warning("could not publish to the room", extra={"error": type(e).__name__})
 
     async def aclose(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Send what is queued, then stop."""
+        self._queue.put_nowait(None)
+        await self._task

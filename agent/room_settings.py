@@ -158,6 +158,20 @@ class _Problems:
             return None
         return _canonical(code)
 
+    def text(self, value: object, where: str, what: str, limit: int) -> str | None:
+        """`value` stripped, if it is a string of 1 to `limit` characters; never quoted in a problem."""
+        if not self.typed(value, str, where, "dropped"):
+            return None
+        if 0 < len(value.strip()) <= limit:
+            return value.strip()
+        self.add(where, f"{what} must be 1 to {limit} characters", "dropped")
+        return None
+
+    def capped(self, items: list[T], where: str, limit: int) -> list[T]:
+        if len(items) > limit:
+            self.add(where, f"more than {limit} terms", f"only the first {limit} are used")
+        return items[:limit]
+
 
 def _target_languages(p: _Problems, value: object) -> Any:
     if not p.typed(value, list, "target_languages"):
@@ -170,57 +184,42 @@ def _voices(p: _Problems, value: object) -> Any:
     if not p.typed(value, dict, "voices"):
         return _SKIP
     voices: dict[str, str] = {}
-    for name, voice in value.items():
-        language = p.language(f"voices[{_key(name)}]", name)
-        if language and p.typed(voice, str, f"voices[{_key(name)}]", "dropped"):
-            if _UUID_RE.fullmatch(voice):
-                voices[language] = voice.lower()
-            else:
-                p.add(f"voices[{_key(name)}]", f"voice id {_value(voice)} is not a UUID", "dropped")
+    for code, voice in value.items():
+        where = f"voices[{_key(code)}]"
+        language = p.language(where, code)
+        if not language or not p.typed(voice, str, where, "dropped"):
+            continue
+        if _UUID_RE.fullmatch(voice):
+            voices[language] = voice.lower()
+        else:
+            p.add(where, f"voice id {_value(voice)} is not a UUID", "dropped")
     return voices
 
 
 def _keep(p: _Problems, value: object) -> tuple[str, ...]:
     if not p.typed(value, list, "glossary.keep"):
         return ()
-    if len(value) > MAX_KEEP_TERMS:
-        limit = f"only the first {MAX_KEEP_TERMS} are used"
-        p.add("glossary.keep", f"more than {MAX_KEEP_TERMS} terms", limit)
-    terms: dict[str, None] = {}
-    for i, term in enumerate(value[:MAX_KEEP_TERMS]):
-        if p.typed(term, str, f"glossary.keep[{i}]", "dropped"):
-            if 0 < len(term.strip()) <= MAX_TERM_CHARS:
-                terms[term.strip()] = None
-            else:
-                p.add(f"glossary.keep[{i}]", f"must be 1 to {MAX_TERM_CHARS} characters", "dropped")
-    return tuple(terms)
+    terms = p.capped(value, "glossary.keep", MAX_KEEP_TERMS)
+    kept = (p.text(term, f"glossary.keep[{i}]", "a term", MAX_TERM_CHARS) for i, term in enumerate(terms))
+    return tuple(dict.fromkeys(term for term in kept if term))
 
 
 def _translate(p: _Problems, value: object) -> dict[str, dict[str, str]]:
     if not p.typed(value, dict, "glossary.translate"):
         return {}
-    if len(value) > MAX_TRANSLATE_TERMS:
-        limit = f"only the first {MAX_TRANSLATE_TERMS} are used"
-        p.add("glossary.translate", f"more than {MAX_TRANSLATE_TERMS} terms", limit)
     fixed: dict[str, dict[str, str]] = {}
-    for term, by_language in list(value.items())[:MAX_TRANSLATE_TERMS]:
-        where = f"glossary.translate[{_key(term)}]"
-        if not 0 < len(term.strip()) <= MAX_TERM_CHARS:
-            p.add(where, f"a term must be 1 to {MAX_TERM_CHARS} characters", "dropped")
+    for raw_term, by_language in p.capped(list(value.items()), "glossary.translate", MAX_TRANSLATE_TERMS):
+        where = f"glossary.translate[{_key(raw_term)}]"
+        term = p.text(raw_term, where, "a term", MAX_TERM_CHARS)
+        if not term or not p.typed(by_language, dict, where, "dropped"):
             continue
-        if not p.typed(by_language, dict, where, "dropped"):
-            continue
-        translations: dict[str, str] = {}
-        for code, translation in by_language.items():
+        for code, raw in by_language.items():
             language = p.language(f"{where}[{_key(code)}]", code)
-            if language and p.typed(translation, str, f"{where}[{_key(code)}]", "dropped"):
-                if 0 < len(translation.strip()) <= MAX_TRANSLATION_CHARS:
-                    translations[language] = translation.strip()
-                else:
-                    detail = f"a translation must be 1 to {MAX_TRANSLATION_CHARS} characters"
-                    p.add(f"{where}[{_key(code)}]", detail, "dropped")
-        if translations:
-            fixed[term.strip()] = translations
+            translation = language and p.text(
+                raw, f"{where}[{_key(code)}]", "a translation", MAX_TRANSLATION_CHARS
+            )
+            if language and translation:
+                fixed.setdefault(term, {})[language] = translation
     return fixed
 
 
@@ -273,11 +272,8 @@ def _parse_source(p: _Problems, text: object) -> dict[str, Any]:
     except json.JSONDecodeError as e:  # e.msg never contains the text itself
         p.add("", f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})")
         return {}
-    except RecursionError:
-        p.add("", "not valid JSON (nested too deeply)")
-        return {}
-    except ValueError:  # e.g. an integer beyond Python's digit limit
-        p.add("", "not valid JSON")
+    except (RecursionError, ValueError):  # nested too deeply, or an integer beyond Python's digit limit
+        p.add("", "not valid JSON (nested too deeply or a number too long)")
         return {}
     if not isinstance(data, dict):
         p.add("", f"not a JSON object (got {_kind(data)})")

@@ -1,4 +1,4 @@
-"""The LiveKit worker: explicit dispatch by agent name; one job interprets a room's speaker."""
+"""The LiveKit worker: explicit dispatch by agent name; one job interprets a whole room."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ import asyncio
 import logging
 import sys
 
-from livekit import rtc
-from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, tts
 
 from .config import Settings, load_settings, read_environment
 from .latency import LatencyTracker
-from .pipeline import Interpreter, PipelineOptions
-from .providers import build_providers
-from .room import RoomCaptions, track_frames, wait_for_speaker_track
+from .providers import build_llm, build_stt, build_tts
+from .session import RoomSession
 
 logger = logging.getLogger("agent.worker")
 
@@ -30,11 +28,6 @@ def install_uvloop() -> None:
 install_uvloop()
 
 
-def track_name(language: str) -> str:
-    """The published interpretation track of a language: stable, so front ends can find it."""
-    return f"interpretation-{language}"
-
-
 def prewarm(proc: JobProcess) -> None:
     """Per worker process, before any job: validate settings and pay one-off import costs here,
     not on a job's event loop (the Cerebras SDK loads its chat resources lazily, ~35 ms)."""
@@ -46,46 +39,40 @@ def prewarm(proc: JobProcess) -> None:
 async def entrypoint(ctx: JobContext) -> None:
     settings: Settings = ctx.proc.userdata.get("settings") or load_settings(read_environment())
     ctx.log_context_fields = {"room": ctx.room.name, "job_id": ctx.job.id}
-    source_language, target_language = settings.source_language, settings.target_language
 
-    providers = build_providers(settings, source_language=source_language, target_language=target_language)
-    providers.prewarm()  # connections open while the room connects
+    llm = build_llm(settings)
+    llm.prewarm()  # connections open while the room connects, without blocking the loop
+    stt = build_stt(settings, settings.source_language, None)
+    tts_by_language: dict[str, tts.TTS] = {}
+
+    def tts_for(language: str, voice: str | None) -> tts.TTS:
+        instance = build_tts(settings, language, None, voice)
+        instance.prewarm()
+        tts_by_language[language] = instance
+        return instance
+
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
-
-    source = rtc.AudioSource(settings.tts.sample_rate, 1, queue_size_ms=400)
-    track = rtc.LocalAudioTrack.create_audio_track(track_name(target_language), source)
-    await ctx.room.local_participant.publish_track(
-        track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-    )
     tracker = LatencyTracker()
-    captions = RoomCaptions(ctx.room.local_participant)
+    session = RoomSession(
+        room=ctx.room,
+        settings=settings,
+        stt=stt,
+        llm=llm,
+        tts_factory=tts_for,
+        tracker=tracker,
+        job_metadata=ctx.job.metadata,
+    )
     periodic = asyncio.create_task(tracker.log_periodically(settings.latency_log_interval_s))
 
     async def on_shutdown() -> None:
         periodic.cancel()
+        await session.aclose()
         tracker.log_summary("job end")
-        await captions.aclose()
-        await providers.aclose()
-        await source.aclose()
+        await llm.aclose()
+        await stt.aclose()
 
     ctx.add_shutdown_callback(on_shutdown)
-
-    while True:
-        participant, speaker_track = await wait_for_speaker_track(ctx.room)
-        language = participant.attributes.get("language") or source_language
-        logger.info("interpreting a speaker", extra={"speaker": participant.identity, "language": language})
-        interpreter = Interpreter(
-            providers=providers,
-            frames=track_frames(speaker_track),
-            output=source,
-            tracker=tracker,
-            speaker=participant.identity,
-            source_language=language,
-            target_language=target_language,
-            captions=captions,
-            options=PipelineOptions.from_settings(settings),
-        )
-        await interpreter.run()
+    await session.start()
 
 
 def build_server(*, agent_name: str) -> AgentServer:

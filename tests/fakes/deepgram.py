@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from ._server import FakeServer, abort_connection
 logger = logging.getLogger(__name__)
 
 VAD_WINDOW_S = 0.01
+ANY_LANGUAGE = "*"
 _EPS = 1e-6  # timeline comparisons: 0.9 - 0.6 must count as 0.3
 DEFAULT_ENDPOINTING_MS = 300
 
@@ -212,18 +214,26 @@ def _results_message(
 
 
 class FakeDeepgram(FakeServer):
-    """Deepgram live STT at `/v1/listen`; `transcripts` are handed out in order, one per speech segment."""
+    """Deepgram live STT at `/v1/listen`; `transcripts` are handed out in order, one per speech segment.
+
+    `transcripts` may also map a language (the connection's `language` query) to its own script, so
+    speakers of different languages, each on their own connection, can speak at the same time.
+    """
 
     def __init__(
         self,
-        transcripts: list[str],
+        transcripts: list[str] | Mapping[str, list[str]],
         *,
         finalize_delay_s: float = 0.0,
         vad_threshold: float = 0.02,
         interim_every_s: float = 0.5,
     ) -> None:
         super().__init__()
-        self.transcripts = list(transcripts)
+        self.scripts: dict[str, list[str]] = (
+            {lang: list(t) for lang, t in transcripts.items()}
+            if isinstance(transcripts, Mapping)
+            else {ANY_LANGUAGE: list(transcripts)}
+        )
         self.finalize_delay_s = finalize_delay_s
         self.vad_threshold = vad_threshold
         self.interim_every_s = interim_every_s
@@ -234,7 +244,7 @@ class FakeDeepgram(FakeServer):
         self.interims_sent = 0
         self.refused = 0
         # script and faults
-        self._next_transcript = 0
+        self._next: dict[str, int] = dict.fromkeys(self.scripts, 0)
         self._script_lock = asyncio.Lock()
         self._drop_after_s: float | None = None
         self._refuse_remaining = 0
@@ -249,8 +259,19 @@ class FakeDeepgram(FakeServer):
         return f"{self.root_url}/v1/listen"
 
     @property
+    def transcripts(self) -> list[str]:
+        return [t for script in self.scripts.values() for t in script]
+
+    @property
     def remaining_transcripts(self) -> list[str]:
-        return self.transcripts[self._next_transcript :]
+        return [t for lang in self.scripts for t in self.remaining_for(lang)]
+
+    def _script_key(self, language: str | None) -> str:
+        return language if language in self.scripts else ANY_LANGUAGE
+
+    def remaining_for(self, language: str | None) -> list[str]:
+        key = self._script_key(language)
+        return self.scripts.get(key, [])[self._next.get(key, 0) :]
 
     def drop_after_audio_s(self, seconds: float) -> None:
         """Once: abort the current connection (no finalize) after it received `seconds` of audio."""
@@ -347,7 +368,7 @@ class FakeDeepgram(FakeServer):
                     await asyncio.sleep(self.finalize_delay_s)
                 await self._send_final(ws, listener, item, request_id)
             else:
-                remaining = self.remaining_transcripts
+                remaining = self.remaining_for(listener.record.query.get("language"))
                 if remaining:
                     words = remaining[0].split()[: item.interim_words]
                     await ws.send_json(_results_message(words, item, request_id=request_id))
@@ -357,8 +378,9 @@ class FakeDeepgram(FakeServer):
         self, ws: web.WebSocketResponse, listener: _Listener, item: _Result, request_id: str
     ) -> None:
         index = listener.record.index
+        language = listener.record.query.get("language")
         async with self._script_lock:
-            remaining = self.remaining_transcripts
+            remaining = self.remaining_for(language)
             if not remaining:
                 logger.info("fake deepgram: script exhausted, ignoring a segment")
                 self.ignored_segments.append(IgnoredSegment(item.start, item.end, index))
@@ -366,6 +388,6 @@ class FakeDeepgram(FakeServer):
             transcript = remaining[0]
             await ws.send_json(_results_message(transcript.split(), item, request_id=request_id))
             # consumed only once it was handed to the socket: a segment cut off earlier is not
-            self._next_transcript += 1
+            self._next[self._script_key(language)] += 1
             self.finals.append(DeepgramFinal(transcript, item.start, item.end, index, item.from_finalize))
-            logger.info("fake deepgram: sent final #%d on connection %d", self._next_transcript, index)
+            logger.info("fake deepgram: sent final #%d on connection %d", len(self.finals), index)

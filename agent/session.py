@@ -1,0 +1,332 @@
+"""Interpreting a whole room: ears for every speaker, a channel (track) for every wanted language.
+
+Room events only enqueue control steps; one control task applies them in order, so speakers and
+channels are started and stopped one at a time, with nothing left behind. Data still flows one way:
+each speaker's ears → the router → one channel per target language → its published track.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from livekit import rtc
+from livekit.agents import llm, stt, tts
+
+from .config import Settings
+from .ears import Ears
+from .latency import LatencyTracker
+from .pipeline import Channel, PipelineOptions, Router, same_language
+from .prompt import Instructions
+from .room import (
+    ATTR_INTERPRET_TO,
+    ATTR_LANGUAGE,
+    ATTR_LANGUAGES,
+    RoomPublisher,
+    is_speaker,
+    track_frames,
+    track_name,
+)
+from .room_settings import RoomSettings, is_supported_language, parse_room_settings
+
+logger = logging.getLogger("agent.session")
+
+TtsFactory = Callable[[str, str | None], tts.TTS]  # (language, voice id or None) → a TTS for that language
+FramesFor = Callable[[Any], AsyncIterator[rtc.AudioFrame]]
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass
+class _Speaker:
+    identity: str
+    language: str
+    ears: Ears
+    task: asyncio.Task[None]
+
+
+@dataclass
+class _Output:
+    channel: Channel
+    task: asyncio.Task[None]
+    source: rtc.AudioSource
+    track_sid: str
+
+
+class RoomSession:
+    def __init__(
+        self,
+        *,
+        room: Any,  # rtc.Room, or a fake with the same surface
+        settings: Settings,
+        stt: stt.STT,
+        llm: llm.LLM,
+        tts_factory: TtsFactory,
+        tracker: LatencyTracker,
+        job_metadata: str | None = None,
+        frames_for: FramesFor = track_frames,
+    ) -> None:
+        self._room = room
+        self._settings = settings
+        self._stt = stt
+        self._llm = llm
+        self._tts_factory = tts_factory
+        self._tracker = tracker
+        self._job_metadata = job_metadata
+        self._frames_for = frames_for
+        self._options = PipelineOptions.from_settings(settings)
+        self.publisher = RoomPublisher(room.local_participant)
+        self.router = Router()
+        self.speakers: dict[str, _Speaker] = {}  # by audio track sid
+        self.outputs: dict[str, _Output] = {}  # by target language
+        self.room_settings = RoomSettings()
+        self._playing: set[str] = set()
+        self._ears_started: dict[str, int] = {}
+        self._control: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
+        self._control_task: asyncio.Task[None] | None = None
+        self._handlers: dict[str, Callable[..., None]] = {
+            "participant_connected": lambda p: self._do(self._reconcile_languages),
+            "participant_disconnected": lambda p: self._do(lambda: self._on_left(p)),
+            "track_subscribed": lambda track, pub, p: self._do(lambda: self._start_ears(p, pub, track)),
+            "track_unsubscribed": lambda track, pub, p: self._do(lambda: self._stop_ears(pub.sid)),
+            "track_muted": lambda p, pub: self._do(lambda: self._stop_ears(pub.sid)),
+            "track_unmuted": lambda p, pub: self._do(lambda: self._start_ears(p, pub, pub.track)),
+            "participant_attributes_changed": lambda changed, p: self._do(
+                lambda: self._on_attributes(changed, p)
+            ),
+            "room_metadata_changed": lambda old, new: self._do(self._apply_room_settings),
+        }
+
+    # -- life cycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.publisher.set_state("initializing")
+        for event, handler in self._handlers.items():
+            self._room.on(event, handler)
+        self._control_task = asyncio.create_task(self._run_control(), name="room-control")
+        self._do(self._apply_room_settings)
+        for participant in list(self._room.remote_participants.values()):
+            for publication in list(participant.track_publications.values()):
+                if publication.track is not None:
+                    self._do(self._starter(participant, publication))
+        self._do(self._listening)
+        await self.settled()
+
+    def _starter(self, participant: Any, publication: Any) -> Callable[[], Awaitable[None]]:
+        return lambda: self._start_ears(participant, publication, publication.track)
+
+    async def settled(self) -> None:
+        """Wait until every control step queued so far has been applied."""
+        done = asyncio.get_running_loop().create_future()
+
+        async def mark() -> None:
+            done.set_result(None)
+
+        self._do(mark)
+        await done
+
+    async def aclose(self) -> None:
+        """Stop listening; finish what was heard (within a bound); unpublish; leave nothing running."""
+        for event, handler in self._handlers.items():
+            self._room.off(event, handler)
+        if self._control_task is not None:
+            self._control.put_nowait(None)
+            await self._control_task
+            self._control_task = None
+        await asyncio.gather(*(self._stop_ears(sid) for sid in list(self.speakers)))
+        await asyncio.gather(*(self._close_output(lang) for lang in list(self.outputs)))
+        await self.publisher.aclose()
+
+    def _do(self, step: Callable[[], Awaitable[None]]) -> None:
+        self._control.put_nowait(step)
+
+    async def _run_control(self) -> None:
+        while (step := await self._control.get()) is not None:
+            try:
+                await step()
+            except Exception:
+                logger.exception("room control step failed")
+
+    async def _listening(self) -> None:
+        self.publisher.set_state("listening")
+
+    # -- settings and languages --------------------------------------------------------------------
+
+    async def _apply_room_settings(self) -> None:
+        self.room_settings, problems = parse_room_settings(self._job_metadata, self._room.metadata)
+        for problem in problems:
+            logger.warning("room settings: %s", problem)
+        self.publisher.set_warnings(problems)
+        for language, output in self.outputs.items():
+            output.channel.brain.contexts.set_instructions(self._instructions(language))
+            if voice := self.room_settings.voice_for(language):
+                update = getattr(output.channel.tts, "update_options", None)
+                if update is not None:
+                    update(voice=voice)
+        for speaker in list(self.speakers.values()):
+            participant = self._room.remote_participants.get(speaker.identity)
+            if participant is not None and self._spoken_language(participant) != speaker.language:
+                await self._restart_ears_of(participant)
+        await self._reconcile_languages()
+
+    def _instructions(self, language: str) -> Instructions:
+        s = self.room_settings
+        return Instructions(
+            fixed=tuple(s.glossary.fixed_for(language)), keep=s.glossary.keep, formality=s.formality
+        )
+
+    def _default_source(self) -> str:
+        return self.room_settings.source_language or self._settings.source_language
+
+    def _spoken_language(self, participant: Any) -> str:
+        wanted = participant.attributes.get(ATTR_LANGUAGE, "").strip()
+        if wanted and is_supported_language(wanted):
+            return str(wanted)
+        if wanted:
+            logger.warning(
+                "unsupported participant language; using the room default",
+                extra={"participant": participant.identity, "language": wanted[:40]},
+            )
+        return self._default_source()
+
+    def wanted_languages(self) -> list[str]:
+        """The room's target languages (or the worker's default) and what every participant asks for."""
+        wanted = list(self.room_settings.target_languages) or [self._settings.target_language]
+        for participant in self._room.remote_participants.values():
+            if not is_speaker(participant):
+                continue
+            asked = participant.attributes.get(ATTR_INTERPRET_TO) or participant.attributes.get(ATTR_LANGUAGE)
+            for code in (asked or "").split(","):
+                code = code.strip()
+                if code and is_supported_language(code) and not any(same_language(code, w) for w in wanted):
+                    wanted.append(code)
+        return wanted
+
+    async def _reconcile_languages(self) -> None:
+        wanted = self.wanted_languages()
+        for language in list(self.outputs):
+            if language not in wanted:
+                await self._close_output(language)
+        for language in wanted:
+            if language not in self.outputs:
+                await self._open_output(language)
+        self.publisher.set_attributes(**{ATTR_LANGUAGES: ",".join(sorted(self.outputs))})
+
+    async def _open_output(self, language: str) -> None:
+        source = rtc.AudioSource(self._settings.tts.sample_rate, 1, queue_size_ms=400)
+        track = rtc.LocalAudioTrack.create_audio_track(track_name(language), source)
+        publication = await self._room.local_participant.publish_track(
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        )
+        channel = Channel(
+            llm=self._llm,
+            tts=self._tts_factory(language, self.room_settings.voice_for(language)),
+            output=source,
+            tracker=self._tracker,
+            language=language,
+            captions=self.publisher,
+            options=self._options,
+            instructions=self._instructions(language),
+            on_playing=lambda playing: self._on_playing(language, playing),
+        )
+        task = asyncio.create_task(channel.run(), name=f"channel-{language}")
+        self.outputs[language] = _Output(channel, task, source, publication.sid)
+        self.publisher.language_tracks[language] = publication.sid
+        self.router.channels[language] = channel
+        logger.info("interpretation track published", extra={"language": language})
+
+    async def _close_output(self, language: str) -> None:
+        output = self.outputs.pop(language)
+        self.router.channels.pop(language, None)
+        self._on_playing(language, False)
+        output.channel.close()  # what is queued is still spoken, within a bound
+        await _finish(output.task, STOP_TIMEOUT_S)
+        await output.channel.tts.aclose()
+        with contextlib.suppress(Exception):
+            await self._room.local_participant.unpublish_track(output.track_sid)
+        await output.source.aclose()
+        self.publisher.language_tracks.pop(language, None)
+        logger.info("interpretation track removed", extra={"language": language})
+
+    def _on_playing(self, language: str, playing: bool) -> None:
+        was_speaking = bool(self._playing)
+        if playing:
+            self._playing.add(language)
+        else:
+            self._playing.discard(language)
+        if bool(self._playing) != was_speaking:
+            self.publisher.set_state("speaking" if self._playing else "listening")
+
+    # -- speakers ----------------------------------------------------------------------------------
+
+    async def _start_ears(self, participant: Any, publication: Any, track: Any) -> None:
+        if (
+            track is None
+            or publication.kind != rtc.TrackKind.KIND_AUDIO
+            or publication.muted
+            or not is_speaker(participant)
+            or publication.sid in self.speakers
+        ):
+            return
+        identity = participant.identity
+        language = self._spoken_language(participant)
+        count = self._ears_started.get(identity, 0)
+        self._ears_started[identity] = count + 1
+        ears = Ears(
+            stt=self._stt,
+            frames=self._frames_for(track),
+            out=self.router,
+            tracker=self._tracker,
+            speaker=identity,
+            language=language,
+            captions=self.publisher,
+            segment_prefix=identity if count == 0 else f"{identity}.{count}",
+        )
+        task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
+        self.speakers[publication.sid] = _Speaker(identity, language, ears, task)
+        self.publisher.speaker_tracks[identity] = publication.sid
+        logger.info("listening to a speaker", extra={"speaker": identity, "language": language})
+
+    async def _stop_ears(self, track_sid: str) -> None:
+        speaker = self.speakers.pop(track_sid, None)
+        if speaker is None:
+            return
+        speaker.ears.stop()  # what was already heard is still finalized and interpreted
+        await _finish(speaker.task, STOP_TIMEOUT_S)
+        logger.info("stopped listening to a speaker", extra={"speaker": speaker.identity})
+
+    async def _restart_ears_of(self, participant: Any) -> None:
+        for sid, speaker in list(self.speakers.items()):
+            if speaker.identity == participant.identity:
+                await self._stop_ears(sid)
+                publication = participant.track_publications.get(sid)
+                if publication is not None:
+                    await self._start_ears(participant, publication, publication.track)
+
+    async def _on_attributes(self, changed: dict[str, str], participant: Any) -> None:
+        if ATTR_LANGUAGE in changed:
+            await self._restart_ears_of(participant)
+        if ATTR_LANGUAGE in changed or ATTR_INTERPRET_TO in changed:
+            await self._reconcile_languages()
+
+    async def _on_left(self, participant: Any) -> None:
+        for sid, speaker in list(self.speakers.items()):
+            if speaker.identity == participant.identity:
+                await self._stop_ears(sid)
+        self.publisher.speaker_tracks.pop(participant.identity, None)
+        await self._reconcile_languages()
+
+
+async def _finish(task: asyncio.Task[None], limit_s: float) -> None:
+    """Let a loop end by itself within `limit_s`; cancel it past that. Never leaves it running."""
+    try:
+        await asyncio.wait_for(asyncio.shield(task), limit_s)
+    except TimeoutError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    except Exception:
+        logger.exception("a loop ended with an error")
