@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 from livekit import rtc
@@ -24,6 +24,11 @@ class LoopbackSpeaker:
         self.done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    def start(self) -> None:
+        """Start speaking (once)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._speak())
+
     async def _speak(self) -> None:
         try:
             async for frame in paced_frames(self._pcm):
@@ -35,7 +40,7 @@ class LoopbackSpeaker:
         """The track's frames; ends `tail_s` after the speaker is done (the track itself never ends:
         an idle local source keeps yielding silence, as a muted-but-published mic would)."""
         frames = track_frames(self.track)
-        self._task = asyncio.create_task(self._speak())
+        self.start()
         tail = 0.0
         try:
             async for frame in frames:
@@ -58,10 +63,10 @@ class LoopbackSpeaker:
 class LoopbackListener:
     """Listens to the interpreter's published source through a local track, as a room member would."""
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, sample_rate: int, track: rtc.LocalAudioTrack | None = None) -> None:
         self.sample_rate = sample_rate
         self.source = rtc.AudioSource(sample_rate, 1, queue_size_ms=400)
-        self.track = rtc.LocalAudioTrack.create_audio_track("interpretation", self.source)
+        self.track = track or rtc.LocalAudioTrack.create_audio_track("interpretation", self.source)
         self.frames: list[tuple[float, np.ndarray]] = []  # (arrival time, samples)
         self._task = asyncio.create_task(self._listen())
 
@@ -99,3 +104,18 @@ def tone_sequence(samples: np.ndarray, sample_rate: int, *, window_s: float = 0.
         if not out or out[-1] != freq:
             out.append(freq)
     return out
+
+
+def delayed(pcm: Pcm, seconds: float) -> Pcm:
+    """The same speech, starting `seconds` later."""
+    silence = np.zeros(round(seconds * pcm.sample_rate), dtype=np.int16)
+    return Pcm(np.concatenate([silence, pcm.samples]), pcm.sample_rate)
+
+
+async def eventually(condition: Callable[[], bool], within_s: float = 30.0, what: str = "condition") -> None:
+    """Wait until `condition()` holds (polling); fail the test after `within_s` seconds."""
+    deadline = time.perf_counter() + within_s
+    while not condition():
+        if time.perf_counter() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
