@@ -188,8 +188,12 @@ async def test_two_speakers_in_two_languages_get_a_two_way_conversation(harness:
     en_captions = [c.text for c in translated if c.attributes["language"] == "en"]
     assert en_captions == list(SPANISH["translations"].values())
 
-    # every utterance has a latency record, and the agent showed it was speaking
+    # every utterance has a latency record, and the agent showed when it was speaking
     assert harness.tracker.spoken == 5 and harness.tracker.failed == 0
+    states = [
+        a[ATTRIBUTE_AGENT_STATE] for a in room.local_participant.attribute_log if ATTRIBUTE_AGENT_STATE in a
+    ]
+    assert states[:2] == ["initializing", "listening"] and "speaking" in states and states[-1] == "listening"
     room.leave(alice)
     room.leave(bob)
     await session.settled()
@@ -308,3 +312,18 @@ async def test_bad_metadata_is_reported_and_the_job_goes_on_with_defaults(harnes
     await eventually(lambda: len(harness.fakes.cerebras.requests) == 1, what="a translation request")
     system = harness.fakes.cerebras.requests[0].messages[0]["content"]
     assert "budget → partida" in system and "Acme" in system and "formal register" in system
+
+
+async def test_captions_are_sent_even_when_audio_cannot_be(harness: RoomHarness):
+    room, session = harness.room, harness.session
+    harness.fakes.cartesia.error_next(3)  # the first try and both retries of the utterance's TTS fail
+    harness.fakes.deepgram.scripts["en"] = list(ONE_SENTENCE.transcripts)
+    await session.start()
+    alice = room.join("alice", attributes={"language": "en"})
+    harness.speak(alice, ONE_SENTENCE.wav)
+    await eventually(lambda: len(harness.captions(translated=True)) == 1, what="the translated caption")
+    caption = harness.captions(translated=True)[0]
+    assert caption.text == ONE_SENTENCE.translations["camera"]
+    assert caption.attributes["language"] == "es"
+    assert harness.played("es") == []  # nothing could be spoken...
+    assert harness.tracker.failed == 1  # ...and that is counted, not hidden

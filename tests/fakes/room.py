@@ -59,6 +59,7 @@ class FakeLocalParticipant:
     def __init__(self, identity: str) -> None:
         self.identity = identity
         self.attributes: dict[str, str] = {}
+        self.attribute_log: list[dict[str, str]] = []  # every set_attributes call, in order
         self.published: dict[str, rtc.LocalAudioTrack] = {}  # track name -> track, while published
         self.publish_log: list[tuple[str, str]] = []  # ("publish" | "unpublish", track name)
         self.texts: list[SentText] = []
@@ -77,6 +78,7 @@ class FakeLocalParticipant:
         self.publish_log.append(("unpublish", publication.name))
 
     async def set_attributes(self, attributes: dict[str, str]) -> None:
+        self.attribute_log.append(dict(attributes))
         self.attributes.update(attributes)
 
     async def stream_text(
