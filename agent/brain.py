@@ -15,6 +15,7 @@ from livekit.agents import llm, tts
 from .captions import Caption, CaptionSink
 from .latency import LatencyTracker, Mark
 from .models import Speech, Utterance
+from .pace import Pace
 from .prompt import ContextBook
 from .providers import TTS_CONN_OPTIONS
 from .queues import UtteranceQueue
@@ -35,6 +36,7 @@ class Brain:
         contexts: ContextBook,
         captions: CaptionSink | None = None,
         max_in_flight: int = 3,
+        pace: Pace | None = None,
     ) -> None:
         self._llm = llm
         self._tts = tts
@@ -43,9 +45,11 @@ class Brain:
         self._tracker = tracker
         self.contexts = contexts
         self._captions = captions
+        self._pace = pace
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self.failures = 0
+        self.speed = 1.0
 
     @property
     def target_language(self) -> str:
@@ -75,7 +79,8 @@ class Brain:
 
     async def _interpret(self, speech: Speech) -> None:
         utterance = speech.utterance
-        tts_stream = self._tts.stream(conn_options=TTS_CONN_OPTIONS)
+        self._set_speed()
+        tts_stream = self._tts.stream(conn_options=TTS_CONN_OPTIONS)  # takes the options as they are now
         audio = asyncio.create_task(self._pump_audio(tts_stream, speech), name=f"tts-{utterance.id}")
         ok = False
         try:
@@ -107,6 +112,15 @@ class Brain:
                 # no audio, but the words exist: the caption still goes out
                 self._captions.publish(translated_caption(speech, final=True))
 
+    def _set_speed(self) -> None:
+        if self._pace is None:
+            return
+        speed = self._pace.speed
+        update = getattr(self._tts, "update_options", None)  # Cartesia: a speaking rate per stream
+        if update is not None and speed != self.speed:
+            update(speed=speed)
+            self.speed = speed
+
     async def _translate(
         self, utterance: Utterance, speech: Speech, tts_stream: tts.SynthesizeStream
     ) -> None:
@@ -124,7 +138,8 @@ class Brain:
                 speech.clauses.append(clause)
                 tts_stream.push_text(clause)
 
-        chat_ctx = self.contexts.for_source(utterance.language).chat_context(utterance.text)
+        concise = self._pace is not None and self._pace.concise
+        chat_ctx = self.contexts.for_source(utterance.language).chat_context(utterance.text, concise=concise)
         async with self._llm.chat(chat_ctx=chat_ctx) as stream:
             async for chunk in stream:
                 content = chunk.delta.content if chunk.delta else None
@@ -145,7 +160,7 @@ class Brain:
 def translated_caption(speech: Speech, *, final: bool) -> Caption:
     utterance = speech.utterance
     return Caption(
-        segment_id=f"{utterance.id}-{speech.language}",
+        segment_id=utterance.id,  # the channel's copy: "<speaker>-<n>-<language>"
         speaker=utterance.speaker,
         language=speech.language,
         text=speech.text,

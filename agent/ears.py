@@ -79,6 +79,7 @@ class Ears:
         replay_limit_s: float = 30.0,
         backoff: Backoff | None = None,
         drain_idle_s: float = 1.5,
+        max_segment_s: float = 0.0,
     ) -> None:
         self._stt = stt
         self._frames = frames
@@ -91,6 +92,8 @@ class Ears:
         self._replay_limit_s = replay_limit_s
         self._backoff = backoff or Backoff()
         self._drain_idle_s = drain_idle_s
+        self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
+        self._cut_requested = False
 
         self._audio_clock = AudioClock()
         self._timeline = 0.0  # seconds of audio received so far
@@ -230,19 +233,22 @@ class Ears:
         if self._input_done.is_set():
             stream.end_input()
         self._stream = stream
+        self._cut_requested = False
         return stream
 
     def _on_event(self, event: stt.SpeechEvent) -> bool:
         """Handle one STT event; True when it proves the link works."""
         if event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
-            text = event.alternatives[0].text
-            if text.strip():
-                self._caption(text, final=False)
+            interim = event.alternatives[0]
+            if interim.text.strip():
+                self._caption(interim.text, final=False)
+                self._maybe_cut(interim)
             return True
         if event.type != stt.SpeechEventType.FINAL_TRANSCRIPT or not event.alternatives:
             return event.type != stt.SpeechEventType.RECOGNITION_USAGE
         data = event.alternatives[0]
         final_at = self._clock()
+        self._cut_requested = False
         audio_end = self._origin + data.end_time if data.end_time > 0 else self._timeline
         audio_start = self._origin + data.start_time if data.end_time > 0 else audio_end
         self._finalized_until(audio_end)
@@ -265,6 +271,16 @@ class Ears:
         self.utterances += 1
         self._out.put_nowait(utterance)
         return True
+
+    def _maybe_cut(self, interim: stt.SpeechData) -> None:
+        """Long continuous speech: ask the STT to finalize what it has (Deepgram's Finalize), so the
+        brain can start translating mid-sentence instead of waiting for the speaker to pause."""
+        if not self._max_segment_s or self._cut_requested or self._stream is None or interim.end_time <= 0:
+            return
+        if interim.end_time - interim.start_time >= self._max_segment_s:
+            self._cut_requested = True
+            with contextlib.suppress(RuntimeError):
+                self._stream.flush()
 
     def _caption(self, text: str, *, final: bool, span: tuple[float, float] | None = None) -> None:
         if self._captions is None:

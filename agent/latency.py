@@ -45,6 +45,8 @@ STAGES: tuple[tuple[str, Mark, Mark], ...] = (
     ("to_playout", Mark.TTS_FIRST_AUDIO, Mark.FIRST_FRAME),
     ("after_final", Mark.TRANSCRIPT_FINAL, Mark.FIRST_FRAME),  # everything after the STT's part
     ("end_to_end", Mark.SPEECH_END, Mark.FIRST_FRAME),
+    # the speaker's last word → its translation fully heard: the ear-voice lag at the utterance's end
+    ("ear_voice", Mark.SPEECH_END, Mark.PLAYOUT_END),
 )
 END_TO_END = "end_to_end"
 

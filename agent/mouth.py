@@ -20,6 +20,7 @@ from .brain import translated_caption
 from .captions import CaptionSink
 from .latency import LatencyTracker, Mark
 from .models import Speech
+from .pace import Pace
 
 logger = logging.getLogger("agent.mouth")
 
@@ -66,6 +67,7 @@ class Mouth:
         captions: CaptionSink | None = None,
         fade_s: float = 0.005,
         on_playing: Callable[[bool], None] | None = None,
+        pace: Pace | None = None,
     ) -> None:
         self._output = output
         self._inbox = inbox
@@ -73,6 +75,7 @@ class Mouth:
         self._captions = captions
         self._fade_s = fade_s
         self._on_playing = on_playing  # told True when an utterance starts playing, False when it ends
+        self._pace = pace
         self.played: list[str] = []  # utterance ids in the order their audio played
 
     async def run(self) -> None:
@@ -95,6 +98,9 @@ class Mouth:
             frame = fade(frame, fade_in=first, fade_out=last, fade_s=self._fade_s)
             if first:
                 self._tracker.mark(ids, Mark.FIRST_FRAME)
+                if self._pace is not None:  # heard once what is queued ahead of it has played
+                    heard_at = self._tracker.clock() + self._output.queued_duration
+                    self._pace.observe(heard_at - speech.utterance.speech_end_at)
                 if self._on_playing is not None:
                     self._on_playing(True)
                 if self._captions is not None:

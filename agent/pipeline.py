@@ -25,6 +25,7 @@ from .ears import Ears
 from .latency import LatencyTracker, Mark
 from .models import Speech, Utterance
 from .mouth import AudioOutput, Mouth
+from .pace import Pace, PaceOptions
 from .prompt import ContextBook, Instructions
 from .providers import Providers
 from .queues import UtteranceQueue
@@ -35,6 +36,8 @@ class PipelineOptions:
     max_in_flight: int = 3
     context_pairs: int = 4
     utterance_queue_size: int = 16
+    max_segment_s: float = 0.0  # force a final after this much continuous speech (0: off)
+    pace: PaceOptions | None = None  # None: never speed up or tighten
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineOptions:
@@ -42,6 +45,10 @@ class PipelineOptions:
             max_in_flight=settings.max_in_flight,
             context_pairs=settings.context_pairs,
             utterance_queue_size=settings.utterance_queue_size,
+            max_segment_s=settings.max_segment_s,
+            pace=PaceOptions(target_lag_s=settings.pace_target_lag_s, max_speed=settings.max_speed)
+            if settings.max_speed > 1.0
+            else None,
         )
 
 
@@ -71,6 +78,7 @@ class Channel:
         self.tts = tts
         self._tracker = tracker
         self.inbox = UtteranceQueue(opts.utterance_queue_size)
+        self.pace = Pace(opts.pace) if opts.pace is not None else None
         self.speeches: asyncio.Queue[Speech | None] = asyncio.Queue(maxsize=opts.max_in_flight)
         self.brain = Brain(
             llm=llm,
@@ -81,9 +89,15 @@ class Channel:
             contexts=ContextBook(language, max_pairs=opts.context_pairs, instructions=instructions),
             captions=captions,
             max_in_flight=opts.max_in_flight,
+            pace=self.pace,
         )
         self.mouth = Mouth(
-            output=output, inbox=self.speeches, tracker=tracker, captions=captions, on_playing=on_playing
+            output=output,
+            inbox=self.speeches,
+            tracker=tracker,
+            captions=captions,
+            on_playing=on_playing,
+            pace=self.pace,
         )
 
     def put_nowait(self, utterance: Utterance) -> None:
@@ -135,6 +149,7 @@ class Interpreter:
         captions: CaptionSink | None = None,
         options: PipelineOptions | None = None,
     ) -> None:
+        opts = options or PipelineOptions()
         self.channel = Channel(
             llm=providers.llm,
             tts=providers.tts,
@@ -154,6 +169,7 @@ class Interpreter:
             speaker=speaker,
             language=source_language,
             captions=captions,
+            max_segment_s=opts.max_segment_s,
         )
 
     @property

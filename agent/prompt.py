@@ -25,6 +25,11 @@ turns, which are context only.
 - The transcript may stop mid-sentence: translate exactly what is there, without completing it.
 - Write for speech: plain sentences that sound natural when read aloud.{extras}"""
 
+CONCISE_RULE = (
+    "\n- The listener is falling behind the speaker: make this translation as concise as you can while "
+    "keeping every point (drop filler words, repetitions and hedges)."
+)
+
 FORMALITY_RULES = {
     "formal": "Use the formal register (formal forms of address).",
     "informal": "Use the informal register (informal forms of address).",
@@ -104,9 +109,10 @@ class TranslationContext:
         if source.strip() and translation.strip():
             self._pairs.append(Pair(source, translation))
 
-    def chat_context(self, text: str) -> llm.ChatContext:
+    def chat_context(self, text: str, *, concise: bool = False) -> llm.ChatContext:
+        """The request for one utterance. `concise`: the listener is behind, ask for a tighter version."""
         ctx = llm.ChatContext.empty()
-        ctx.add_message(role="system", content=self.system_prompt)
+        ctx.add_message(role="system", content=self.system_prompt + (CONCISE_RULE if concise else ""))
         for pair in self._pairs:
             ctx.add_message(role="user", content=speech_message(pair.source, self.source_language))
             ctx.add_message(role="assistant", content=pair.translation)

@@ -284,6 +284,7 @@ class RoomSession:
             language=language,
             captions=self.publisher,
             segment_prefix=identity if count == 0 else f"{identity}.{count}",
+            max_segment_s=self._options.max_segment_s,
         )
         task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
         self.speakers[publication.sid] = _Speaker(identity, language, ears, task)

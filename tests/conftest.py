@@ -75,6 +75,8 @@ class Fakes:
             "CARTESIA_BASE_URL": self.cartesia.base_url,
             "STT_ENDPOINTING_MS": "300",
             "LLM_ATTEMPT_TIMEOUT_S": "3",
+            # the scripted scenarios are about whole sentences; cutting long speech is tested apart
+            "STT_MAX_SEGMENT_S": "0",
             **overrides,
         }
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import itertools
+import random
+import statistics
+from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 import numpy as np
@@ -23,7 +26,7 @@ from livekit.agents import (
 from livekit.plugins import cartesia, deepgram
 from livekit.plugins import openai as lk_openai
 
-from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+from tests.fakes import Delay, FakeCartesia, FakeDeepgram, FakeLLM, numbered_words
 
 SR = 16000
 FAST_RETRY = APIConnectOptions(max_retry=3, retry_interval=0.1, timeout=2.0)
@@ -50,11 +53,10 @@ def speech(*parts: tuple[str, float], sr: int = SR) -> np.ndarray:
 TWO_UTTERANCES = speech(("tone", 0.6), ("silence", 0.8), ("tone", 0.5), ("silence", 0.8))
 
 
-def frames_20ms(pcm: np.ndarray, sr: int = SR) -> list[rtc.AudioFrame]:
-    n = sr // 50
-    return [
-        rtc.AudioFrame(pcm[i : i + n].tobytes(), sr, 1, len(pcm[i : i + n])) for i in range(0, len(pcm), n)
-    ]
+def frames_20ms(pcm: np.ndarray, sr: int = SR, cuts: Sequence[int] = ()) -> list[rtc.AudioFrame]:
+    """20 ms frames; a frame spanning one of the sample indices `cuts` is split there."""
+    bounds = sorted({*range(0, len(pcm), sr // 50), *(c for c in cuts if 0 < c < len(pcm)), len(pcm)})
+    return [rtc.AudioFrame(pcm[a:b].tobytes(), sr, 1, b - a) for a, b in itertools.pairwise(bounds)]
 
 
 def make_deepgram(fake: FakeDeepgram, session: aiohttp.ClientSession) -> deepgram.STT:
@@ -77,9 +79,11 @@ async def recognize(
     *,
     conn_options: APIConnectOptions = FAST_RETRY,
     pace_s: float = 0.004,
+    flush_at_s: Sequence[float] = (),
 ) -> list[stt.SpeechEvent]:
     """Push 20 ms frames (faster than real time), end input, and collect every event until the fake
-    closed the connection after CloseStream (the plugin's own stream lingers up to 5 s longer)."""
+    closed the connection after CloseStream (the plugin's own stream lingers up to 5 s longer).
+    `flush_at_s`: audio times at which to flush the stream (the plugin sends a Finalize)."""
     stream = engine.stream(conn_options=conn_options)
     events: list[stt.SpeechEvent] = []
 
@@ -90,8 +94,14 @@ async def recognize(
     collector = asyncio.create_task(collect())
     closed = asyncio.create_task(fake.wait_close_stream_handled())
     try:
-        for frame in frames_20ms(pcm):
+        flushes = sorted(round(t * SR) for t in flush_at_s)
+        pushed = 0
+        for frame in frames_20ms(pcm, cuts=flushes):
             stream.push_frame(frame)
+            pushed += frame.samples_per_channel
+            if flushes and pushed == flushes[0]:
+                flushes.pop(0)
+                stream.flush()
             await asyncio.sleep(pace_s)
         stream.end_input()
         await asyncio.wait({collector, closed}, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
@@ -539,3 +549,189 @@ async def test_cartesia_interleaves_contexts_on_one_socket(http_session: aiohttp
     assert fake.contexts == {"a": ["uno dos tres. ", " "], "b": ["cuatro. "]}
     assert fake.context_order == ["a", "b"]
     assert fake.audio_s["a"] == pytest.approx(0.65, abs=0.02)
+
+
+# Latency model and what a monologue benchmark needs
+
+
+def test_delay_samples_a_seeded_lognormal_with_the_asked_mean_and_jitter() -> None:
+    delay = Delay(0.3, 0.1)
+    rng = random.Random(7)
+    samples = [delay.sample(rng) for _ in range(20000)]
+    assert statistics.fmean(samples) == pytest.approx(0.3, rel=0.02)
+    assert statistics.stdev(samples) == pytest.approx(0.1, rel=0.05)
+    assert min(samples) > 0
+    assert statistics.median(samples) < 0.3  # skewed right, as provider latencies are
+    again = random.Random(7)
+    assert [delay.sample(again) for _ in range(100)] == samples[:100]
+    assert Delay(0.25).sample(rng) == 0.25
+    assert Delay().sample(rng) == 0.0
+    for bad in ((-0.1, 0.0), (0.1, -0.1), (0.0, 0.1)):
+        with pytest.raises(ValueError):
+            Delay(*bad)
+
+
+def test_numbered_words_are_unique_and_sized_by_duration() -> None:
+    words = numbered_words(2.0)
+    assert words(1.0) == "w1 w2."
+    assert words.preview(0.1) == "w3."  # at least one word; a preview uses no numbers up
+    assert words(0.1) == "w3."
+    assert words(2.6) == "w4 w5 w6 w7 w8."
+
+
+async def test_deepgram_max_segment_splits_continuous_speech(http_session: aiohttp.ClientSession) -> None:
+    transcripts = ["one two three", "four five six", "seven eight"]
+    pcm = speech(("tone", 3.0), ("silence", 0.5))
+    async with FakeDeepgram(transcripts, max_segment_s=1.2, finalize_delay=Delay(0.05, 0.02), seed=3) as fake:
+        events = await recognize(fake, make_deepgram(fake, http_session), pcm, pace_s=0.002)
+
+    finals = [f.alternatives[0] for f in of_type(events, stt.SpeechEventType.FINAL_TRANSCRIPT)]
+    assert [f.text for f in finals] == transcripts
+    spans = [(f.start_time, f.end_time) for f in finals]
+    assert spans == [pytest.approx(s, abs=0.011) for s in [(0.0, 1.2), (1.2, 2.4), (2.4, 3.0)]]
+    first, second = finals[0].words, finals[1].words
+    assert first is not None and second is not None
+    assert [(w.start_time, w.end_time) for w in first] == [
+        pytest.approx(s, abs=0.011) for s in [(0.0, 0.4), (0.4, 0.8), (0.8, 1.2)]
+    ]
+    assert second[0].start_time == pytest.approx(1.2, abs=0.011)
+    # one speech, cut twice: a single start and a single end of speech, at the endpoint
+    assert len(of_type(events, stt.SpeechEventType.START_OF_SPEECH)) == 1
+    assert len(of_type(events, stt.SpeechEventType.END_OF_SPEECH)) == 1
+    assert [f.from_finalize for f in fake.finals] == [False, False, False]
+    # the delay each final was held back is the seeded model's sample
+    rng = random.Random(3)
+    assert [f.delay_s for f in fake.finals] == [Delay(0.05, 0.02).sample(rng) for _ in range(3)]
+
+
+async def test_deepgram_finalize_mid_speech_splits_at_the_finalize_point(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    pcm = speech(("tone", 1.4), ("silence", 0.5))
+    async with FakeDeepgram(
+        ["first part"], transcript_for=lambda s: f"second part of {s:.2f} s", finalize_delay=Delay(0.03)
+    ) as fake:
+        events = await recognize(fake, make_deepgram(fake, http_session), pcm, flush_at_s=[0.74])
+
+    finals = [f.alternatives[0] for f in of_type(events, stt.SpeechEventType.FINAL_TRANSCRIPT)]
+    assert [f.text for f in finals] == ["first part", "second part of 0.66 s"]
+    # a transcript_for that cannot preview: the interim carries a placeholder (with the right times)
+    interims = [i.alternatives[0] for i in of_type(events, stt.SpeechEventType.INTERIM_TRANSCRIPT)]
+    assert [i.text for i in interims] == ["first", "…"]
+    assert (interims[1].start_time, interims[1].end_time) == pytest.approx((0.74, 1.24), abs=0.011)
+    assert (finals[0].start_time, finals[0].end_time) == pytest.approx((0.0, 0.74), abs=0.011)
+    assert (finals[1].start_time, finals[1].end_time) == pytest.approx((0.74, 1.4), abs=0.011)
+    assert finals[1].words is not None
+    assert finals[1].words[0].start_time == pytest.approx(0.74, abs=0.011)
+    assert [(f.from_finalize, f.delay_s) for f in fake.finals] == [(True, 0.03), (False, 0.03)]
+    assert len(of_type(events, stt.SpeechEventType.END_OF_SPEECH)) == 1
+    sent = [m for m in fake.connections[0].control_messages if m != "KeepAlive"]
+    assert sent == ["Finalize", "Finalize", "CloseStream"]  # the cut, then end_input's
+
+
+async def test_deepgram_finalize_hears_audio_short_of_a_whole_vad_window(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    async with FakeDeepgram(["short"]) as fake:
+        url = f"{fake.base_url}?sample_rate=16000&endpointing=300".replace("http", "ws", 1)
+        async with http_session.ws_connect(url) as ws:
+            await ws.send_bytes(speech(("tone", 0.305)).tobytes())  # 30.5 VAD windows
+            await ws.send_json({"type": "Finalize"})
+            result = await ws.receive_json(timeout=2.0)
+            await ws.send_json({"type": "CloseStream"})
+    assert (result["is_final"], result["from_finalize"], result["speech_final"]) == (True, True, False)
+    assert result["channel"]["alternatives"][0]["words"][-1]["end"] == pytest.approx(0.305, abs=0.001)
+
+
+async def test_deepgram_transcript_for_makes_transcripts_once_the_script_is_out(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    pcm = speech(("tone", 0.6), ("silence", 0.8), ("tone", 1.2), ("silence", 0.8))
+    async with FakeDeepgram(["scripted"], transcript_for=numbered_words(2.5)) as fake:
+        events = await recognize(fake, make_deepgram(fake, http_session), pcm)
+
+    finals = of_type(events, stt.SpeechEventType.FINAL_TRANSCRIPT)
+    assert [f.alternatives[0].text for f in finals] == ["scripted", "w1 w2 w3."]
+    assert fake.ignored_segments == []
+    interims = [i.alternatives[0].text for i in of_type(events, stt.SpeechEventType.INTERIM_TRANSCRIPT)]
+    assert interims == ["scripted", "w1.", "w1 w2."]  # previews of the transcript to come
+    assert fake.finals[1].start == pytest.approx(1.4, abs=0.011)
+
+
+async def test_llm_fake_samples_and_records_ttft_and_reply() -> None:
+    async with FakeLLM(translations={"Hi": "Hola a todos"}, ttft=Delay(0.05, 0.02), seed=11) as fake:
+        model = groq(fake)
+        try:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            assert await collect_reply(model, "Hi") == "Hola a todos"
+            elapsed = loop.time() - start
+            assert await collect_reply(model, "Hi again") == "Hola a todos"
+            fake.drop_next_after(2)
+            with pytest.raises(APIConnectionError):
+                await collect_reply(model, "Hi", APIConnectOptions(max_retry=0))
+        finally:
+            await model.aclose()
+
+    rng = random.Random(11)
+    assert [r.ttft_s for r in fake.requests] == [Delay(0.05, 0.02).sample(rng) for _ in range(3)]
+    assert elapsed >= fake.requests[0].ttft_s
+    assert [r.reply for r in fake.requests] == ["Hola a todos", "Hola a todos", "Hola a"]
+
+    async with FakeLLM(ttft_s=0.01) as fixed:
+        model = groq(fixed)
+        try:
+            assert await collect_reply(model, "Hey") == "[translated] Hey"
+        finally:
+            await model.aclose()
+    assert [(r.ttft_s, r.reply) for r in fixed.requests] == [(0.01, "[translated] Hey")]
+
+
+async def test_cartesia_honours_speed_and_records_ttfb(http_session: aiohttp.ClientSession) -> None:
+    text = "Hola mundo. "
+    async with FakeCartesia(ttfb=Delay(0.04, 0.01), seed=5) as fake:
+        fast = cartesia.TTS(
+            api_key="k", base_url=fake.base_url, model="sonic-3", speed=1.25, http_session=http_session
+        )
+        plain = make_cartesia(fake, http_session)
+        legacy = cartesia.TTS(
+            api_key="k",
+            base_url=fake.base_url,
+            model="sonic-3",
+            speed=0.5,
+            api_version="2024-11-13",
+            http_session=http_session,
+        )
+        try:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            fast_frames = await speak(fast, text)
+            elapsed = loop.time() - start
+            plain_frames = await speak(plain, text)
+            plain.update_options(speed=2.0)  # streams opened from now on
+            updated_frames = await speak(plain, text)
+            legacy_frames = await speak(legacy, text)
+        finally:
+            for engine in (fast, plain, legacy):
+                await engine.aclose()
+
+    base = fake.duration_for(text)
+    assert seconds(plain_frames) == pytest.approx(base, abs=0.03)
+    assert seconds(fast_frames) == pytest.approx(base / 1.25, abs=0.03)
+    assert seconds(updated_frames) == pytest.approx(base / 2.0, abs=0.03)
+    assert seconds(legacy_frames) == pytest.approx(base / 0.5, abs=0.03)
+    fast_id, plain_id, updated_id, legacy_id = fake.context_order
+    assert [fake.speed_by_context[c] for c in fake.context_order] == [1.25, 1.0, 2.0, 0.5]
+    # sonic-3 on the current API version: generation_config.speed; the 2024-11-13 version: voice controls
+    first = {c: next(m for m in fake.messages if m["context_id"] == c) for c in fake.context_order}
+    assert first[fast_id]["generation_config"] == {"speed": 1.25}
+    assert "__experimental_controls" not in first[fast_id]["voice"]
+    assert "generation_config" not in first[plain_id]
+    assert first[updated_id]["generation_config"] == {"speed": 2.0}
+    assert first[legacy_id]["voice"]["__experimental_controls"] == {"speed": 0.5}
+    assert "generation_config" not in first[legacy_id]
+    rng = random.Random(5)
+    assert [fake.ttfb_by_context[c] for c in fake.context_order] == [
+        Delay(0.04, 0.01).sample(rng) for _ in range(4)
+    ]
+    assert elapsed >= fake.ttfb_by_context[fast_id]

@@ -1,15 +1,29 @@
 """Hermetic fake provider servers (aiohttp on 127.0.0.1) that the real LiveKit plugins and SDKs talk to."""
 
-from .cartesia import FakeCartesia
-from .deepgram import DeepgramConnection, DeepgramFinal, FakeDeepgram, IgnoredSegment
+from .cartesia import FakeCartesia, requested_speed
+from .deepgram import (
+    INTERIM_PLACEHOLDER,
+    DeepgramConnection,
+    DeepgramFinal,
+    FakeDeepgram,
+    IgnoredSegment,
+    NumberedWords,
+    numbered_words,
+)
+from .latency_model import Delay
 from .llm import FakeLLM, LLMRequest
 
 __all__ = [
+    "INTERIM_PLACEHOLDER",
     "DeepgramConnection",
     "DeepgramFinal",
+    "Delay",
     "FakeCartesia",
     "FakeDeepgram",
     "FakeLLM",
     "IgnoredSegment",
     "LLMRequest",
+    "NumberedWords",
+    "numbered_words",
+    "requested_speed",
 ]

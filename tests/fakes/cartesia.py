@@ -9,6 +9,14 @@ Websocket messages, in the shapes the livekit cartesia plugin parses:
   `{"type": "timestamps", "context_id": C, "word_timestamps": {"words", "start", "end"}, ...}`;
 - after a message with `continue: false` and all its context's audio: `{"type": "done", "done": true, ...}`.
 Messages of one context are answered in order; contexts on one socket interleave.
+
+Latency model: a context's first audio waits `ttfb` (sampled per context with the fake's
+`random.Random(seed)`; recorded in `ttfb_by_context`) or else `ttfb_s`; with `rtf` > 0 each chunk then
+takes `rtf` times its audio duration to send.
+
+Speaking rate: a message's speed is `generation_config.speed` (what the livekit plugin sends for sonic-3
+with the current API version) or `voice.__experimental_controls.speed` (what it sends with api_version
+2024-11-13), a number, default 1.0; its audio lasts `duration_for(transcript) / speed`.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import base64
 import contextlib
 import json
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +35,7 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from ._server import FakeServer, abort_connection
+from .latency_model import Delay
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +46,27 @@ def _constant_440(_: str) -> float:
     return 440.0
 
 
+def requested_speed(data: dict[str, Any]) -> float:
+    """The speaking rate a Cartesia request asks for: `generation_config.speed`, else
+    `voice.__experimental_controls.speed`; 1.0 when absent or not a positive number."""
+    candidates: list[object] = []
+    generation_config = data.get("generation_config")
+    if isinstance(generation_config, dict):
+        candidates.append(generation_config.get("speed"))
+    voice = data.get("voice")
+    if isinstance(voice, dict):
+        controls = voice.get("__experimental_controls")
+        if isinstance(controls, dict):
+            candidates.append(controls.get("speed"))
+    for speed in candidates:
+        if speed is None:
+            continue
+        if isinstance(speed, int | float) and not isinstance(speed, bool) and speed > 0:
+            return float(speed)
+        logger.warning("fake cartesia: ignoring a speed it cannot apply: %r", speed)
+    return 1.0
+
+
 @dataclass
 class _Context:
     queue: asyncio.Queue[dict[str, Any]]
@@ -43,6 +74,7 @@ class _Context:
     drop_after_chunks: int | None = None
     chunks_sent: int = 0
     audio_started: bool = False
+    ttfb_s: float = 0.0
     task: asyncio.Task[None] | None = None
 
 
@@ -61,7 +93,7 @@ class _Socket:
 
 
 class FakeCartesia(FakeServer):
-    """Cartesia TTS; `base_url` goes to `cartesia.TTS(base_url=...)`."""
+    """Cartesia TTS; `base_url` goes to `cartesia.TTS(base_url=...)`. `ttfb` (a Delay) replaces `ttfb_s`."""
 
     def __init__(
         self,
@@ -73,12 +105,16 @@ class FakeCartesia(FakeServer):
         rtf: float = 0.0,
         word_timestamps: bool = True,
         amplitude: float = 0.3,
+        ttfb: Delay | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.freq_for: FreqFor = freq_for or _constant_440
         self.seconds_per_char = seconds_per_char
         self.chunk_ms = chunk_ms
         self.ttfb_s = ttfb_s
+        self.ttfb = ttfb
+        self.rng = random.Random(seed)
         self.rtf = rtf
         self.word_timestamps = word_timestamps
         self.amplitude = amplitude
@@ -86,6 +122,10 @@ class FakeCartesia(FakeServer):
         self.contexts: dict[str, list[str]] = {}
         self.context_order: list[str] = []
         self.audio_s: dict[str, float] = {}
+        self.ttfb_by_context: dict[str, float] = {}  # the time to first audio the fake waited
+        self.speed_by_context: dict[str, float] = {}  # the speed of the context's latest message
+        self.bytes_ttfb_s: list[float] = []  # one per /tts/bytes request answered with audio
+        self.messages: list[dict[str, Any]] = []  # every websocket message, as received
         self.connections = 0
         self.api_keys: list[str | None] = []  # one per websocket connection and per /tts/bytes request
         self.cartesia_versions: list[str | None] = []
@@ -104,12 +144,15 @@ class FakeCartesia(FakeServer):
     def base_url(self) -> str:
         return self.root_url
 
-    def duration_for(self, transcript: str) -> float:
-        """Seconds of audio the fake produces for one transcript."""
-        return max(0.1, len(transcript.strip()) * self.seconds_per_char)
+    def duration_for(self, transcript: str, speed: float = 1.0) -> float:
+        """Seconds of audio the fake produces for one transcript (at a speaking rate `speed`)."""
+        return max(0.1, len(transcript.strip()) * self.seconds_per_char) / speed
 
-    def synthesize_pcm(self, transcript: str, sample_rate: int) -> bytes:
-        n = round(self.duration_for(transcript) * sample_rate)
+    def _sample_ttfb(self) -> float:
+        return self.ttfb.sample(self.rng) if self.ttfb is not None else max(0.0, self.ttfb_s)
+
+    def synthesize_pcm(self, transcript: str, sample_rate: int, speed: float = 1.0) -> bytes:
+        n = round(self.duration_for(transcript, speed) * sample_rate)
         t = np.arange(n) / sample_rate
         tone = self.amplitude * np.sin(2 * np.pi * self.freq_for(transcript) * t)
         return (tone * 32767).astype("<i2").tobytes()
@@ -143,6 +186,7 @@ class FakeCartesia(FakeServer):
         return ws
 
     def _accept(self, sock: _Socket, data: dict[str, Any]) -> None:
+        self.messages.append(data)
         context_id = str(data.get("context_id", ""))
         context = sock.contexts.get(context_id)
         if context is None:
@@ -155,8 +199,10 @@ class FakeCartesia(FakeServer):
                 self._errors_remaining -= 1
                 context.error = True
                 self.errored_contexts.append(context_id)
-            elif self._drop_next_after is not None:
-                context.drop_after_chunks, self._drop_next_after = self._drop_next_after, None
+            else:
+                if self._drop_next_after is not None:
+                    context.drop_after_chunks, self._drop_next_after = self._drop_next_after, None
+                context.ttfb_s = self.ttfb_by_context[context_id] = self._sample_ttfb()
             context.task = asyncio.create_task(self._run_context(sock, context_id, context))
         self.contexts[context_id].append(str(data.get("transcript", "")))
         context.queue.put_nowait(data)
@@ -179,11 +225,12 @@ class FakeCartesia(FakeServer):
                     )
                     continue
                 transcript = str(data.get("transcript", ""))
+                speed = self.speed_by_context[context_id] = requested_speed(data)
                 if transcript.strip():
                     sample_rate = int(data.get("output_format", {}).get("sample_rate", 24000))
-                    if not await self._send_audio(sock, context_id, context, transcript, sample_rate):
+                    if not await self._send_audio(sock, context_id, context, transcript, sample_rate, speed):
                         return
-                    duration = self.duration_for(transcript)
+                    duration = self.duration_for(transcript, speed)
                     if data.get("add_timestamps") and self.word_timestamps:
                         await sock.send(_timestamps_message(context_id, transcript, elapsed_s, duration))
                     elapsed_s += duration
@@ -195,13 +242,19 @@ class FakeCartesia(FakeServer):
                     )
 
     async def _send_audio(
-        self, sock: _Socket, context_id: str, context: _Context, transcript: str, sample_rate: int
+        self,
+        sock: _Socket,
+        context_id: str,
+        context: _Context,
+        transcript: str,
+        sample_rate: int,
+        speed: float = 1.0,
     ) -> bool:
         """Stream one transcript's audio; False if the socket was dropped on purpose."""
         if not context.audio_started:
             context.audio_started = True
-            await asyncio.sleep(self.ttfb_s)
-        pcm = self.synthesize_pcm(transcript, sample_rate)
+            await asyncio.sleep(context.ttfb_s)
+        pcm = self.synthesize_pcm(transcript, sample_rate, speed)
         step = 2 * max(1, sample_rate * self.chunk_ms // 1000)
         for offset in range(0, len(pcm), step):
             if self._should_drop(sock, context_id, context):
@@ -240,9 +293,11 @@ class FakeCartesia(FakeServer):
         if self._errors_remaining > 0:
             self._errors_remaining -= 1
             return web.json_response({"error": "scripted error", "status_code": 500}, status=500)
-        await asyncio.sleep(self.ttfb_s)
+        ttfb_s = self._sample_ttfb()
+        self.bytes_ttfb_s.append(ttfb_s)
+        await asyncio.sleep(ttfb_s)
         sample_rate = int(body.get("output_format", {}).get("sample_rate", 24000))
-        pcm = self.synthesize_pcm(str(body.get("transcript", "")), sample_rate)
+        pcm = self.synthesize_pcm(str(body.get("transcript", "")), sample_rate, requested_speed(body))
         return web.Response(body=pcm, content_type="application/octet-stream")
 
 

@@ -9,10 +9,22 @@ Server messages, as the livekit deepgram plugin parses them:
 - interim `Results` (`is_final` false) about every `interim_every_s` of speech, with a growing prefix of
   the next transcript (only if `interim_results=true`);
 - a final `Results` (`is_final` and `speech_final` true) after `endpointing` ms of silence;
+- with `max_segment_s`, a final `Results` (`is_final` true, `speech_final` false) once a segment of
+  continuous speech lasted that long on the audio timeline; the speech goes on in a new segment;
 - on `{"type":"Finalize"}` a final `Results` for the open segment at once, with `from_finalize` true and
   `speech_final` false (Deepgram does not mark a forced flush as an endpoint, so the plugin emits
-  FINAL_TRANSCRIPT there but no END_OF_SPEECH);
+  FINAL_TRANSCRIPT there but no END_OF_SPEECH); speech after the Finalize point is a new segment;
 - on `{"type":"CloseStream"}` the same flush, then a `Metadata` message and a normal close.
+
+Every final is held back by the finalize delay (`finalize_delay_s`, or a sampled `finalize_delay`) from the
+moment it was due (endpoint detected, segment too long, Finalize received); `DeepgramFinal.delay_s` says by
+how much. Finals of a connection are sent in order, so a final due while an earlier one is still held waits
+for it too: `delay_s` then includes that wait.
+
+A segment with no scripted transcript left is ignored, unless `transcript_for(duration_s)` makes one (see
+`numbered_words`). Interims need to know the transcript in advance: they come from the script, or from
+`transcript_for.preview(duration_s)` when it has one (as `numbered_words` does), else they carry the
+placeholder `INTERIM_PLACEHOLDER` (their times are right all the same); with neither, none are sent.
 """
 
 from __future__ import annotations
@@ -21,16 +33,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from aiohttp import WSMsgType, web
 
 from ._server import FakeServer, abort_connection
+from .latency_model import Delay
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +52,7 @@ VAD_WINDOW_S = 0.01
 ANY_LANGUAGE = "*"
 _EPS = 1e-6  # timeline comparisons: 0.9 - 0.6 must count as 0.3
 DEFAULT_ENDPOINTING_MS = 300
+INTERIM_PLACEHOLDER = "…"  # an interim's text when transcript_for cannot preview what the final will say
 
 
 @dataclass
@@ -63,6 +78,7 @@ class DeepgramFinal:
     end: float
     connection: int
     from_finalize: bool = False
+    delay_s: float = 0.0  # how long the fake held it back after it was due
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,8 @@ class _Result:
     speech_final: bool = False
     from_finalize: bool = False
     interim_words: int = 0
+    delay_s: float = 0.0  # finals: the sampled finalize delay
+    due_at: float = 0.0  # finals: loop time when it became due
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,45 @@ class _Close:
 
 
 _Outgoing = _SpeechStarted | _Result | _Close
+
+TranscriptFor = Callable[[float], str]
+
+
+@runtime_checkable
+class PreviewingTranscriptFor(Protocol):
+    """A `transcript_for` that can also tell, without using it up, what it would answer (for interims)."""
+
+    def __call__(self, duration_s: float) -> str: ...
+
+    def preview(self, duration_s: float) -> str: ...
+
+
+class NumberedWords:
+    """Transcripts "w1 w2 w3." of `max(1, round(duration_s * rate_wps))` words, numbered on across calls so
+    every transcript is unique. `preview` tells the next transcript without using the numbers up."""
+
+    def __init__(self, rate_wps: float = 2.5) -> None:
+        if rate_wps <= 0:
+            raise ValueError("rate_wps must be positive")
+        self.rate_wps = rate_wps
+        self.next_number = 1
+
+    def count(self, duration_s: float) -> int:
+        return max(1, round(duration_s * self.rate_wps))
+
+    def preview(self, duration_s: float) -> str:
+        first = self.next_number
+        return " ".join(f"w{n}" for n in range(first, first + self.count(duration_s))) + "."
+
+    def __call__(self, duration_s: float) -> str:
+        text = self.preview(duration_s)
+        self.next_number += self.count(duration_s)
+        return text
+
+
+def numbered_words(rate_wps: float = 2.5) -> NumberedWords:
+    """A `transcript_for` for FakeDeepgram: unique numbered words at `rate_wps` words per second of speech."""
+    return NumberedWords(rate_wps)
 
 
 def _query_bool(value: str | None, default: bool) -> bool:
@@ -112,7 +169,15 @@ def _endpointing_s(value: str | None) -> float:
 class _Listener:
     """VAD and timeline of one connection; queues what should be sent, the sender renders it."""
 
-    def __init__(self, record: DeepgramConnection, *, vad_threshold: float, interim_every_s: float) -> None:
+    def __init__(
+        self,
+        record: DeepgramConnection,
+        *,
+        vad_threshold: float,
+        interim_every_s: float,
+        max_segment_s: float | None = None,
+        final_delay: Callable[[], float] = lambda: 0.0,
+    ) -> None:
         query = record.query
         self.record = record
         self.sample_rate = int(query.get("sample_rate", "16000"))
@@ -122,38 +187,58 @@ class _Listener:
         self.outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
         self._vad_threshold = vad_threshold
         self._interim_every_s = interim_every_s
+        self._max_segment_s = max_segment_s
+        self._final_delay = final_delay
         self._window = max(1, int(self.sample_rate * VAD_WINDOW_S))
         self._pending = bytearray()
         self._samples = 0
         self._segment_start: float | None = None
         self._segment_end = 0.0
         self._interims = 0
+        # speech since the last endpoint, maybe cut into several segments (by Finalize or max_segment_s)
+        self._in_speech = False
+        self._voice_end = 0.0
 
     def feed(self, data: bytes) -> None:
         self.record.audio_s += len(data) / 2 / self.sample_rate
         self._pending += data
         usable = len(self._pending) // (2 * self._window) * (2 * self._window)
-        if not usable:
-            return
-        pcm = np.frombuffer(bytes(self._pending[:usable]), dtype="<i2").astype(np.float32) / 32768.0
-        del self._pending[:usable]
-        rms = np.sqrt(np.mean(np.square(pcm.reshape(-1, self._window)), axis=1))
+        if usable:
+            self._vad(bytes(self._pending[:usable]), self._window)
+            del self._pending[:usable]
+
+    def flush(self) -> None:
+        """Hear the audio left over from the last whole VAD window (a Finalize covers all audio sent)."""
+        usable = len(self._pending) // 2 * 2
+        if usable:
+            self._vad(bytes(self._pending[:usable]), usable // 2)
+            del self._pending[:usable]
+
+    def _vad(self, data: bytes, window: int) -> None:
+        pcm = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+        rms = np.sqrt(np.mean(np.square(pcm.reshape(-1, window)), axis=1))
         for level in rms:
             start = self._samples / self.sample_rate
-            self._samples += self._window
+            self._samples += window
             end = self._samples / self.sample_rate
             if level >= self._vad_threshold:
                 self._on_voice(start, end)
-            elif self._segment_start is not None and end - self._segment_end >= self.endpointing_s - _EPS:
+            elif self._in_speech and end - self._voice_end >= self.endpointing_s - _EPS:
+                self._in_speech = False
                 self.finalize(speech_final=True)
 
     def _on_voice(self, start: float, end: float) -> None:
         if self._segment_start is None:
             self._segment_start = start
             self._interims = 0
-            if self.vad_events:
+            if self.vad_events and not self._in_speech:
                 self.outbox.put_nowait(_SpeechStarted(timestamp=start))
+        self._in_speech = True
+        self._voice_end = end
         self._segment_end = end
+        if self._max_segment_s is not None and end - self._segment_start >= self._max_segment_s - _EPS:
+            self.finalize(speech_final=False)  # too long: the speech goes on in a new segment
+            return
         next_interim_at = (self._interims + 1) * self._interim_every_s - _EPS
         if self.interim_results and end - self._segment_start >= next_interim_at:
             self._interims += 1
@@ -171,6 +256,8 @@ class _Listener:
                 is_final=True,
                 speech_final=speech_final,
                 from_finalize=from_finalize,
+                delay_s=self._final_delay(),
+                due_at=asyncio.get_running_loop().time(),
             )
         )
         self._segment_start = None
@@ -218,25 +305,39 @@ class FakeDeepgram(FakeServer):
 
     `transcripts` may also map a language (the connection's `language` query) to its own script, so
     speakers of different languages, each on their own connection, can speak at the same time.
+
+    `finalize_delay` (sampled per final with the fake's `random.Random(seed)`) replaces `finalize_delay_s`.
+    `max_segment_s` cuts continuous speech into segments of at most that long (audio timeline).
+    `transcript_for(duration_s)` makes the transcript of a segment the script has none left for.
     """
 
     def __init__(
         self,
-        transcripts: list[str] | Mapping[str, list[str]],
+        transcripts: list[str] | Mapping[str, list[str]] | None = None,
         *,
         finalize_delay_s: float = 0.0,
         vad_threshold: float = 0.02,
         interim_every_s: float = 0.5,
+        finalize_delay: Delay | None = None,
+        max_segment_s: float | None = None,
+        transcript_for: TranscriptFor | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
+        if max_segment_s is not None and max_segment_s <= 0:
+            raise ValueError("max_segment_s must be positive")
         self.scripts: dict[str, list[str]] = (
             {lang: list(t) for lang, t in transcripts.items()}
             if isinstance(transcripts, Mapping)
-            else {ANY_LANGUAGE: list(transcripts)}
+            else {ANY_LANGUAGE: list(transcripts or [])}
         )
         self.finalize_delay_s = finalize_delay_s
+        self.finalize_delay = finalize_delay
         self.vad_threshold = vad_threshold
         self.interim_every_s = interim_every_s
+        self.max_segment_s = max_segment_s
+        self.transcript_for = transcript_for
+        self.rng = random.Random(seed)
         # records
         self.connections: list[DeepgramConnection] = []
         self.finals: list[DeepgramFinal] = []
@@ -273,6 +374,11 @@ class FakeDeepgram(FakeServer):
         key = self._script_key(language)
         return self.scripts.get(key, [])[self._next.get(key, 0) :]
 
+    def _sample_final_delay(self) -> float:
+        if self.finalize_delay is not None:
+            return self.finalize_delay.sample(self.rng)
+        return max(0.0, self.finalize_delay_s)
+
     def drop_after_audio_s(self, seconds: float) -> None:
         """Once: abort the current connection (no finalize) after it received `seconds` of audio."""
         self._drop_after_s = seconds
@@ -298,7 +404,13 @@ class FakeDeepgram(FakeServer):
             authorization=request.headers.get("Authorization"),
         )
         self.connections.append(record)
-        listener = _Listener(record, vad_threshold=self.vad_threshold, interim_every_s=self.interim_every_s)
+        listener = _Listener(
+            record,
+            vad_threshold=self.vad_threshold,
+            interim_every_s=self.interim_every_s,
+            max_segment_s=self.max_segment_s,
+            final_delay=self._sample_final_delay,
+        )
         ws = web.WebSocketResponse(timeout=1.0)
         await ws.prepare(request)
         self._websockets.add(ws)
@@ -320,8 +432,10 @@ class FakeDeepgram(FakeServer):
                     kind = str(json.loads(msg.data).get("type", ""))
                     record.control_messages.append(kind)
                     if kind == "Finalize":
+                        listener.flush()
                         listener.finalize(speech_final=False, from_finalize=True)
                     elif kind == "CloseStream":
+                        listener.flush()
                         listener.finalize(speech_final=False, from_finalize=True)
                         listener.outbox.put_nowait(_Close())
                         close_requested = True
@@ -345,6 +459,8 @@ class FakeDeepgram(FakeServer):
         await self._close_stream_handled.wait()
 
     async def _send_loop(self, ws: web.WebSocketResponse, listener: _Listener, request_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        held_until = 0.0  # loop time the previous final was held until: finals go out in order
         while True:
             item = await listener.outbox.get()
             if isinstance(item, _Close):
@@ -364,30 +480,48 @@ class FakeDeepgram(FakeServer):
                 started = {"type": "SpeechStarted", "channel": [0], "timestamp": round(item.timestamp, 3)}
                 await ws.send_json(started)
             elif item.is_final:
-                if self.finalize_delay_s > 0:
-                    await asyncio.sleep(self.finalize_delay_s)
-                await self._send_final(ws, listener, item, request_id)
+                delay_s = item.delay_s
+                if item.due_at + delay_s < held_until:
+                    delay_s = held_until - item.due_at
+                held_until = item.due_at + delay_s
+                wait_s = held_until - loop.time()
+                if wait_s > 0:
+                    await asyncio.sleep(wait_s)
+                await self._send_final(ws, listener, item, request_id, delay_s)
             else:
-                remaining = self.remaining_for(listener.record.query.get("language"))
-                if remaining:
-                    words = remaining[0].split()[: item.interim_words]
+                words = self._interim_words(listener.record.query.get("language"), item)
+                if words:
                     await ws.send_json(_results_message(words, item, request_id=request_id))
                     self.interims_sent += 1
 
+    def _interim_words(self, language: str | None, item: _Result) -> list[str]:
+        remaining = self.remaining_for(language)
+        if remaining:
+            return remaining[0].split()[: item.interim_words]
+        if isinstance(self.transcript_for, PreviewingTranscriptFor):
+            return self.transcript_for.preview(item.end - item.start).split()
+        return [INTERIM_PLACEHOLDER] if self.transcript_for is not None else []
+
     async def _send_final(
-        self, ws: web.WebSocketResponse, listener: _Listener, item: _Result, request_id: str
+        self, ws: web.WebSocketResponse, listener: _Listener, item: _Result, request_id: str, delay_s: float
     ) -> None:
         index = listener.record.index
         language = listener.record.query.get("language")
         async with self._script_lock:
             remaining = self.remaining_for(language)
-            if not remaining:
+            if remaining:
+                transcript = remaining[0]
+            elif self.transcript_for is not None:
+                transcript = self.transcript_for(item.end - item.start)
+            else:
                 logger.info("fake deepgram: script exhausted, ignoring a segment")
                 self.ignored_segments.append(IgnoredSegment(item.start, item.end, index))
                 return
-            transcript = remaining[0]
             await ws.send_json(_results_message(transcript.split(), item, request_id=request_id))
             # consumed only once it was handed to the socket: a segment cut off earlier is not
-            self._next[self._script_key(language)] += 1
-            self.finals.append(DeepgramFinal(transcript, item.start, item.end, index, item.from_finalize))
+            if remaining:
+                self._next[self._script_key(language)] += 1
+            self.finals.append(
+                DeepgramFinal(transcript, item.start, item.end, index, item.from_finalize, delay_s)
+            )
             logger.info("fake deepgram: sent final #%d on connection %d", len(self.finals), index)

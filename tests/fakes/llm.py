@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import re
 import time
 import uuid
@@ -22,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from ._server import FakeServer, abort_connection
+from .latency_model import Delay
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class LLMRequest:
     authorization: str | None
     body: dict[str, Any]
     fault: str | None = None  # "fail" | "hang" | "drop" when a scripted fault answered it
+    ttft_s: float = 0.0  # the time to first token (or to the whole non-streamed reply) the fake waited
+    reply: str = ""  # the reply content it answered with (for "drop", the part sent before the drop)
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,11 @@ def split_tokens(text: str, max_chars: int = 4) -> list[str]:
 
 class FakeLLM(FakeServer):
     """Replies with `responder(messages)`; by default with the first `translations` value whose key
-    occurs in the last user message, else `"[translated] <last user message>"`."""
+    occurs in the last user message, else `"[translated] <last user message>"`.
+
+    Time to first token: `ttft` sampled per request with the fake's `random.Random(seed)` when given, else
+    `ttft_for(messages)` when given, else `ttft_s`; then one content piece every `1 / tokens_per_s`.
+    """
 
     def __init__(
         self,
@@ -98,12 +106,16 @@ class FakeLLM(FakeServer):
         tokens_per_s: float | None = None,
         reasoning: str | None = None,
         max_token_chars: int = 4,
+        ttft: Delay | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.translations = dict(translations or {})
         self.responder: Responder = responder or self._translate
         self.ttft_s = ttft_s
         self.ttft_for = ttft_for  # per-request time to first token, from the request's messages
+        self.ttft = ttft
+        self.rng = random.Random(seed)
         self.tokens_per_s = tokens_per_s
         self.reasoning = reasoning
         self.max_token_chars = max_token_chars
@@ -160,20 +172,38 @@ class FakeLLM(FakeServer):
             return web.Response(text="OK")
         return web.json_response({"error": {"message": "not found", "type": "not_found"}}, status=404)
 
+    def _sample_ttft(self, messages: list[Message]) -> float:
+        if self.ttft is not None:
+            return self.ttft.sample(self.rng)
+        if self.ttft_for is not None:
+            return max(0.0, self.ttft_for(messages))
+        return max(0.0, self.ttft_s)
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body: dict[str, Any] = await request.json()
         fault = self._faults.popleft() if self._faults else None
         stream = bool(body.get("stream", False))
+        messages: list[Message] = list(body.get("messages", []))
+        ttft_s, reply = 0.0, ""
+        if not isinstance(fault, _Fail | _Hang):
+            reply = self.responder(messages)
+            ttft_s = self._sample_ttft(messages)
+        drop_after = fault.tokens if isinstance(fault, _DropAfter) else None
+        sent = reply
+        if drop_after is not None:
+            sent = "".join(split_tokens(reply, self.max_token_chars)[:drop_after])
         self.requests.append(
             LLMRequest(
                 path=request.path,
                 model=body.get("model"),
-                messages=list(body.get("messages", [])),
+                messages=messages,
                 reasoning_effort=body.get("reasoning_effort"),
                 stream=stream,
                 authorization=request.headers.get("Authorization"),
                 body=body,
                 fault={_Fail: "fail", _Hang: "hang", _DropAfter: "drop"}[type(fault)] if fault else None,
+                ttft_s=ttft_s,
+                reply=sent if stream else reply,
             )
         )
         if isinstance(fault, _Fail):
@@ -183,13 +213,11 @@ class FakeLLM(FakeServer):
             logger.info("fake llm: hanging a request")
             return await self._hang(request, fault)
 
-        reply = self.responder(body.get("messages", []))
         if not stream:
-            await asyncio.sleep(self.ttft_s)
+            await asyncio.sleep(ttft_s)
             return web.json_response(self._completion(body, reply))
-        drop_after = fault.tokens if isinstance(fault, _DropAfter) else None
         try:
-            return await self._stream(request, body, reply, drop_after)
+            return await self._stream(request, body, reply, drop_after, ttft_s)
         except ConnectionError:  # the client went away mid-stream
             return web.Response(status=499)
 
@@ -226,7 +254,12 @@ class FakeLLM(FakeServer):
         }
 
     async def _stream(
-        self, request: web.Request, body: dict[str, Any], reply: str, drop_after: int | None
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        reply: str,
+        drop_after: int | None,
+        ttft_s: float,
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -246,7 +279,7 @@ class FakeLLM(FakeServer):
         def choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
-        await asyncio.sleep(self.ttft_for(body.get("messages", [])) if self.ttft_for else self.ttft_s)
+        await asyncio.sleep(ttft_s)
         pieces = [("reasoning", p) for p in split_tokens(self.reasoning or "", self.max_token_chars)]
         pieces += [("content", p) for p in split_tokens(reply, self.max_token_chars)]
         sent_content = 0

@@ -1,0 +1,50 @@
+"""The latency model the fake providers answer on, with defaults from published provider figures.
+
+Sources (cite, don't trust blindly; see the shared notes): Deepgram Nova-3 streaming finalizes in
+"sub-150 ms"; Cerebras serves gpt-oss-120b at ~3,000 tokens/s (Groq ~500 tokens/s); Cartesia Sonic
+quotes "90 ms model latency" and a first audio chunk at ~135 ms. Time to first token of gpt-oss-120b
+at low reasoning effort is not published: 200 ms (network + a short reasoning preamble) is assumed.
+Every figure is settable on the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from tests.fakes.latency_model import Delay
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyModel:
+    stt_finalize: Delay = field(default_factory=lambda: Delay(0.12, 0.03))  # after the endpoint / Finalize
+    llm_ttft: Delay = field(default_factory=lambda: Delay(0.20, 0.05))
+    llm_tokens_per_s: float = 3000.0
+    tts_ttfb: Delay = field(default_factory=lambda: Delay(0.135, 0.03))
+    tts_rtf: float = 0.25  # seconds to synthesize one second of audio after the first chunk
+    seed: int = 7
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> LatencyModel:
+        def delay(v: object) -> Delay:
+            assert isinstance(v, dict)
+            return Delay(float(v["mean_s"]), float(v["jitter_s"]))
+
+        return cls(
+            stt_finalize=delay(d["stt_finalize"]),
+            llm_ttft=delay(d["llm_ttft"]),
+            llm_tokens_per_s=float(d["llm_tokens_per_s"]),  # type: ignore[arg-type]
+            tts_ttfb=delay(d["tts_ttfb"]),
+            tts_rtf=float(d["tts_rtf"]),  # type: ignore[arg-type]
+            seed=int(d["seed"]),  # type: ignore[call-overload]
+        )
+
+
+# The synthetic speech: words of one fixed size spoken at a fixed rate, so the text's length says how
+# long it takes to say, and translated speech runs `length_factor` times as long as the original.
+WORD = "word"
+WORDS_PER_S = 2.5
+CHARS_PER_S = WORDS_PER_S * (len(WORD) + 1)
+TTS_SECONDS_PER_CHAR = 1 / CHARS_PER_S

@@ -1,0 +1,198 @@
+"""Running sessions against the provider process and turning what happened into figures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+from livekit import rtc
+
+from agent.captions import CaptionLog
+from agent.config import Settings, load_settings
+from agent.filemode import Pcm, paced_frames
+from agent.latency import LatencyTracker, Mark, UtteranceRecord
+from agent.pipeline import Interpreter, PipelineOptions
+from agent.providers import build_providers
+from agent.text import ClauseSplitter
+from bench.model import LatencyModel
+
+
+@contextlib.asynccontextmanager
+async def provider_process(
+    model: LatencyModel, *, length_factor: float, concise_factor: float = 1.05
+) -> AsyncIterator[dict[str, str]]:
+    """The fake providers on `model`, in their own process; yields their URLs."""
+    config = json.dumps(
+        {"model": model.as_dict(), "length_factor": length_factor, "concise_factor": concise_factor}
+    )
+    proc = subprocess.Popen(  # noqa: ASYNC220 (started once per run, before any session)
+        [sys.executable, "-m", "bench.providers", config],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    line = await asyncio.to_thread(proc.stdout.readline)
+    try:
+        yield json.loads(line)
+    finally:
+        proc.stdin.close()
+        await asyncio.to_thread(proc.wait, 10)
+
+
+def bench_settings(urls: dict[str, str], **overrides: str) -> Settings:
+    env = {
+        "DEEPGRAM_API_KEY": "bench",
+        "DEEPGRAM_BASE_URL": urls["deepgram"],
+        "CEREBRAS_API_KEY": "bench",
+        "CEREBRAS_BASE_URL": urls["cerebras"],
+        "GROQ_API_KEY": "bench",
+        "GROQ_BASE_URL": urls["groq"],
+        "CARTESIA_API_KEY": "bench",
+        "CARTESIA_BASE_URL": urls["cartesia"],
+        **overrides,
+    }
+    return load_settings(env, require_livekit=False)
+
+
+@dataclass
+class SessionRun:
+    tracker: LatencyTracker
+    captions: CaptionLog
+    t0: float  # clock time at which the speaker started
+    merged: int = 0
+    speeds: list[float] = field(default_factory=list)
+
+
+async def run_session(settings: Settings, pcm: Pcm, http: aiohttp.ClientSession, name: str) -> SessionRun:
+    """One interpretation, exactly as the worker runs it: real loops, plugins and AudioSource pacing."""
+    tracker, captions = LatencyTracker(), CaptionLog()
+    providers = build_providers(settings, source_language="en", target_language="es", http_session=http)
+    providers.prewarm()
+    await asyncio.sleep(0.3)  # as in a job: connections warm while the room connects
+    source = rtc.AudioSource(settings.tts.sample_rate, 1, queue_size_ms=400)
+    interpreter = Interpreter(
+        providers=providers,
+        frames=paced_frames(pcm),
+        output=source,
+        tracker=tracker,
+        speaker=name,
+        source_language="en",
+        target_language="es",
+        captions=captions,
+        options=PipelineOptions.from_settings(settings),
+    )
+    t0 = tracker.clock()
+    try:
+        await interpreter.run()
+        await source.wait_for_playout()
+    finally:
+        await source.aclose()
+        await providers.aclose()
+    run = SessionRun(tracker, captions, t0, merged=interpreter.channel.inbox.merged)
+    return run
+
+
+async def fetch_records(urls: dict[str, str], http: aiohttp.ClientSession) -> dict[str, list[dict]]:
+    async with http.get(urls["control"] + "/records") as resp:
+        return await resp.json()  # type: ignore[no-any-return]
+
+
+async def reset_records(urls: dict[str, str], http: aiohttp.ClientSession) -> None:
+    async with http.post(urls["control"] + "/reset") as resp:
+        await resp.read()
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceFigures:
+    record_id: str
+    speech_end_s: float  # since the speaker started
+    end_to_end_s: float
+    ear_voice_s: float | None
+    floor_s: float  # the modelled provider time on the critical path (or the track still busy)
+    overhead_s: float  # measured minus modelled
+    speed: float
+    # where the overhead goes: each stage measured minus its modelled provider time
+    stt_over_s: float
+    llm_over_s: float
+    tts_over_s: float
+    playout_s: float
+    track_busy_s: float  # how long the utterance had to wait for the previous one to finish playing
+
+
+def first_clause_pieces(reply: str, piece_chars: int = 4) -> int:
+    """How many streamed pieces of `reply` the LLM must send before the brain has its first clause."""
+    splitter = ClauseSplitter()
+    text = ""
+    for i in range(0, len(reply), piece_chars):
+        text += reply[i : i + piece_chars]
+        if splitter.push(reply[i : i + piece_chars]):
+            return i // piece_chars + 1
+    return max(1, -(-len(reply) // piece_chars))
+
+
+def figures(
+    run: SessionRun, records: dict[str, list[dict]], model: LatencyModel, *, endpointing_s: float
+) -> list[UtteranceFigures]:
+    """Per spoken utterance: end to end, ear-voice lag, and overhead over the modelled floor."""
+    stt = {r["text"]: r for r in records["stt"]}
+    llm = {r["source"]: r for r in records["llm"]}
+    tts = {r["text"]: r for r in records["tts"]}
+    source_text = {c.segment_id: c.text for c in run.captions.finals(translated=False)}
+    spoken_text = {c.segment_id: c.text for c in run.captions.finals(translated=True)}
+    out = []
+    busy_until = float("-inf")  # when the track finished playing the previous utterance
+    for record in run.tracker.completed:
+        previous_end, busy_until = busy_until, record.marks.get(Mark.PLAYOUT_END, busy_until)
+        if record.outcome != "spoken":
+            continue
+        segment = record.utterance_id.rsplit("-", 1)[0]
+        text = source_text.get(segment, "")
+        stt_rec = stt.get(text)
+        llm_rec = next((r for src, r in llm.items() if text and text in src), None)
+        tts_rec = tts.get(spoken_text.get(record.utterance_id, ""))
+        if stt_rec is None or llm_rec is None or tts_rec is None:
+            continue  # a merged utterance: its parts cannot be joined one to one
+        stt_floor = stt_rec["delay_s"] + (0.0 if stt_rec["forced"] else endpointing_s)
+        llm_floor = llm_rec["ttft_s"] + (first_clause_pieces(llm_rec["reply"]) - 1) / model.llm_tokens_per_s
+        tts_floor = tts_rec["ttfb_s"]
+        e2e = _span(record, Mark.SPEECH_END, Mark.FIRST_FRAME)
+        assert e2e is not None
+        track_busy = max(0.0, previous_end - record.marks[Mark.SPEECH_END])
+        floor = max(stt_floor + llm_floor + tts_floor, track_busy)
+        stages = [
+            _span(record, Mark.SPEECH_END, Mark.TRANSCRIPT_FINAL),
+            _span(record, Mark.TRANSCRIPT_FINAL, Mark.FIRST_CLAUSE),
+            _span(record, Mark.FIRST_CLAUSE, Mark.TTS_FIRST_AUDIO),
+            _span(record, Mark.TTS_FIRST_AUDIO, Mark.FIRST_FRAME),
+        ]
+        if any(v is None for v in stages):
+            continue
+        stt_s, llm_s, tts_s, playout_s = (v or 0.0 for v in stages)
+        out.append(
+            UtteranceFigures(
+                record_id=record.utterance_id,
+                speech_end_s=record.marks[Mark.SPEECH_END] - run.t0,
+                end_to_end_s=e2e,
+                ear_voice_s=_span(record, Mark.SPEECH_END, Mark.PLAYOUT_END),
+                floor_s=floor,
+                overhead_s=e2e - floor,
+                speed=float(tts_rec["speed"]),
+                stt_over_s=stt_s - stt_floor,
+                llm_over_s=llm_s - llm_floor,
+                tts_over_s=tts_s - tts_floor,
+                playout_s=playout_s,
+                track_busy_s=track_busy,
+            )
+        )
+    return out
+
+
+def _span(record: UtteranceRecord, a: Mark, b: Mark) -> float | None:
+    return record.span(a, b)
