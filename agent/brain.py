@@ -79,7 +79,7 @@ class Brain:
 
     async def _interpret(self, speech: Speech) -> None:
         utterance = speech.utterance
-        self._set_speed()
+        speech.speed = self._set_speed()
         tts_stream = self._tts.stream(conn_options=TTS_CONN_OPTIONS)  # takes the options as they are now
         audio = asyncio.create_task(self._pump_audio(tts_stream, speech), name=f"tts-{utterance.id}")
         ok = False
@@ -112,14 +112,15 @@ class Brain:
                 # no audio, but the words exist: the caption still goes out
                 self._captions.publish(translated_caption(speech, final=True))
 
-    def _set_speed(self) -> None:
+    def _set_speed(self) -> float:
         if self._pace is None:
-            return
+            return self.speed
         speed = self._pace.speed
         update = getattr(self._tts, "update_options", None)  # Cartesia: a speaking rate per stream
         if update is not None and speed != self.speed:
             update(speed=speed)
             self.speed = speed
+        return self.speed
 
     async def _translate(
         self, utterance: Utterance, speech: Speech, tts_stream: tts.SynthesizeStream
@@ -153,7 +154,9 @@ class Brain:
     async def _pump_audio(self, tts_stream: tts.SynthesizeStream, speech: Speech) -> None:
         ids = speech.utterance.record_ids
         async for audio in tts_stream:
-            self._tracker.mark(ids, Mark.TTS_FIRST_AUDIO)
+            if speech.first_audio_at is None:
+                speech.first_audio_at = self._tracker.clock()
+            self._tracker.mark(ids, Mark.TTS_FIRST_AUDIO, at=speech.first_audio_at)
             speech.push(audio.frame, last=audio.is_final)
 
 

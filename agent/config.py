@@ -82,7 +82,6 @@ class Settings:
     latency_log_interval_s: float
     log_level: str
     max_segment_s: float
-    pace_target_lag_s: float
     max_speed: float
 
 
@@ -246,8 +245,7 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
         utterance_queue_size=r.integer("UTTERANCE_QUEUE_SIZE", 16, minimum=1, maximum=1024),
         latency_log_interval_s=r.number("LATENCY_LOG_INTERVAL_S", 60.0, minimum=1, maximum=3600),
         log_level=r.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
-        max_segment_s=r.number("STT_MAX_SEGMENT_S", 1.2, minimum=0, maximum=30),
-        pace_target_lag_s=r.number("PACE_TARGET_LAG_S", 0.8, minimum=0, maximum=10),
+        max_segment_s=r.number("STT_MAX_SEGMENT_S", 1.0, minimum=0, maximum=30),
         max_speed=r.number("MAX_SPEED", 1.35, minimum=1.0, maximum=2.0),
     )
     if r.problems:

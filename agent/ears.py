@@ -94,6 +94,8 @@ class Ears:
         self._drain_idle_s = drain_idle_s
         self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
         self._cut_requested = False
+        self._speaking = False  # the STT hears speech that is not finalized yet
+        self._segment_start = 0.0  # audio time where the segment being heard began (at the latest)
 
         self._audio_clock = AudioClock()
         self._timeline = 0.0  # seconds of audio received so far
@@ -142,6 +144,8 @@ class Ears:
                     # a closing stream refuses it; the frame stays pending for the next stream
                     with contextlib.suppress(RuntimeError):
                         self._stream.push_frame(frame)
+                    if self._max_segment_s:
+                        self._maybe_cut()
         finally:
             self._input_done.set()
             if self._stream is not None:
@@ -242,7 +246,17 @@ class Ears:
             interim = event.alternatives[0]
             if interim.text.strip():
                 self._caption(interim.text, final=False)
-                self._maybe_cut(interim)
+                if interim.end_time > 0 and not self._speaking:
+                    self._segment_start = max(self._segment_start, self._origin + interim.start_time)
+                self._speaking = True
+            return True
+        if event.type == stt.SpeechEventType.START_OF_SPEECH:
+            if not self._speaking:  # the event comes a little after the speech began
+                self._segment_start = max(self._segment_start, self._timeline - 0.2)
+            self._speaking = True
+            return True
+        if event.type == stt.SpeechEventType.END_OF_SPEECH:
+            self._speaking = False  # the speaker paused: the next segment starts with their next word
             return True
         if event.type != stt.SpeechEventType.FINAL_TRANSCRIPT or not event.alternatives:
             return event.type != stt.SpeechEventType.RECOGNITION_USAGE
@@ -252,6 +266,7 @@ class Ears:
         audio_end = self._origin + data.end_time if data.end_time > 0 else self._timeline
         audio_start = self._origin + data.start_time if data.end_time > 0 else audio_end
         self._finalized_until(audio_end)
+        self._segment_start = max(self._segment_start, audio_end)  # speech may go on right after the cut
         if not is_substantive(data.text):
             logger.debug("dropped a non-substantive segment", extra={"speaker": self.speaker})
             return True
@@ -272,12 +287,16 @@ class Ears:
         self._out.put_nowait(utterance)
         return True
 
-    def _maybe_cut(self, interim: stt.SpeechData) -> None:
-        """Long continuous speech: ask the STT to finalize what it has (Deepgram's Finalize), so the
-        brain can start translating mid-sentence instead of waiting for the speaker to pause."""
-        if not self._max_segment_s or self._cut_requested or self._stream is None or interim.end_time <= 0:
-            return
-        if interim.end_time - interim.start_time >= self._max_segment_s:
+    def _maybe_cut(self) -> None:
+        """Long continuous speech: once the segment being heard has run `max_segment_s` of audio, ask
+        the STT to finalize what it has (Deepgram's Finalize), so the brain starts translating
+        mid-sentence instead of waiting for the speaker to pause."""
+        if (
+            self._speaking
+            and not self._cut_requested
+            and self._stream is not None
+            and self._timeline - self._segment_start >= self._max_segment_s
+        ):
             self._cut_requested = True
             with contextlib.suppress(RuntimeError):
                 self._stream.flush()

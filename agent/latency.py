@@ -33,6 +33,7 @@ class Mark(StrEnum):
     FIRST_CLAUSE = "first_clause"  # first clause cut and sent to TTS
     TTS_FIRST_AUDIO = "tts_first_audio"  # first synthesized audio
     FIRST_FRAME = "first_frame"  # first frame handed to the AudioSource
+    PLAYOUT_START = "playout_start"  # the first frame is heard (after what was queued ahead of it)
     PLAYOUT_END = "playout_end"  # the last frame of the utterance has played
 
 

@@ -48,6 +48,9 @@ class Speech:
         self.clauses: list[str] = []
         self.failed = False
         self.audio_frames = 0
+        self.audio_s = 0.0
+        self.speed = 1.0  # the speaking rate the TTS was asked for
+        self.first_audio_at: float | None = None  # clock time the first frame was ready
         self._frames: asyncio.Queue[tuple[rtc.AudioFrame, bool] | None] = asyncio.Queue()
         self._ended = False
 
@@ -61,6 +64,7 @@ class Speech:
         if self._ended:
             raise RuntimeError("Speech already ended")
         self.audio_frames += 1
+        self.audio_s += frame.samples_per_channel / frame.sample_rate
         self._frames.put_nowait((frame, last))
 
     def end(self, *, failed: bool = False) -> None:

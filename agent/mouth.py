@@ -24,6 +24,10 @@ from .pace import Pace
 
 logger = logging.getLogger("agent.mouth")
 
+# How much audio the published source buffers ahead of playout. Everything queued there is heard
+# later by that much, so it is kept small; 200 ms still absorbs the event loop's hiccups.
+OUTPUT_QUEUE_MS = 200
+
 
 class AudioOutput(Protocol):
     """What the mouth plays into; `rtc.AudioSource` is one."""
@@ -76,6 +80,7 @@ class Mouth:
         self._fade_s = fade_s
         self._on_playing = on_playing  # told True when an utterance starts playing, False when it ends
         self._pace = pace
+        self._playout_end = float("-inf")  # when the audio played so far ends
         self.played: list[str] = []  # utterance ids in the order their audio played
 
     async def run(self) -> None:
@@ -97,10 +102,13 @@ class Mouth:
                 )
             frame = fade(frame, fade_in=first, fade_out=last, fade_s=self._fade_s)
             if first:
-                self._tracker.mark(ids, Mark.FIRST_FRAME)
-                if self._pace is not None:  # heard once what is queued ahead of it has played
-                    heard_at = self._tracker.clock() + self._output.queued_duration
-                    self._pace.observe(heard_at - speech.utterance.speech_end_at)
+                now = self._tracker.clock()
+                heard_at = now + self._output.queued_duration  # once what is queued ahead has played
+                self._tracker.mark(ids, Mark.FIRST_FRAME, at=now)
+                self._tracker.mark(ids, Mark.PLAYOUT_START, at=heard_at)
+                if self._pace is not None and speech.first_audio_at is not None:
+                    # > 0: the audio waited that long for the track; < 0: the track was idle that long
+                    self._pace.observe(max(-10.0, self._playout_end - speech.first_audio_at))
                 if self._on_playing is not None:
                     self._on_playing(True)
                 if self._captions is not None:
@@ -110,7 +118,11 @@ class Mouth:
         if first:  # no audio at all: the brain reported why, and published the caption if any
             self._tracker.complete(ids, spoken=False)
             return
-        self._tracker.mark(ids, Mark.PLAYOUT_END, at=self._tracker.clock() + self._output.queued_duration)
+        self._playout_end = self._tracker.clock() + self._output.queued_duration
+        self._tracker.mark(ids, Mark.PLAYOUT_END, at=self._playout_end)
+        if self._pace is not None:
+            u = speech.utterance
+            self._pace.observe_ratio(speech.audio_s * speech.speed, u.audio_end - u.audio_start)
         self._tracker.complete(ids, spoken=not speech.failed)
         self.played.append(speech.utterance.id)
         if self._captions is not None:

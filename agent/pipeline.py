@@ -46,9 +46,7 @@ class PipelineOptions:
             context_pairs=settings.context_pairs,
             utterance_queue_size=settings.utterance_queue_size,
             max_segment_s=settings.max_segment_s,
-            pace=PaceOptions(target_lag_s=settings.pace_target_lag_s, max_speed=settings.max_speed)
-            if settings.max_speed > 1.0
-            else None,
+            pace=PaceOptions(max_speed=settings.max_speed) if settings.max_speed > 1.0 else None,
         )
 
 

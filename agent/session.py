@@ -20,6 +20,7 @@ from livekit.agents import llm, stt, tts
 from .config import Settings
 from .ears import Ears
 from .latency import LatencyTracker
+from .mouth import OUTPUT_QUEUE_MS
 from .pipeline import Channel, PipelineOptions, Router, same_language
 from .prompt import Instructions
 from .room import (
@@ -216,7 +217,7 @@ class RoomSession:
         self.publisher.set_attributes(**{ATTR_LANGUAGES: ",".join(sorted(self.outputs))})
 
     async def _open_output(self, language: str) -> None:
-        source = rtc.AudioSource(self._settings.tts.sample_rate, 1, queue_size_ms=400)
+        source = rtc.AudioSource(self._settings.tts.sample_rate, 1, queue_size_ms=OUTPUT_QUEUE_MS)
         track = rtc.LocalAudioTrack.create_audio_track(track_name(language), source)
         publication = await self._room.local_participant.publish_track(
             track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.model import TTS_SECONDS_PER_CHAR, WORD, WORDS_PER_S, LatencyModel
+from bench.model import CHARS_PER_S, TTS_SECONDS_PER_CHAR, WORD, LatencyModel
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.fakes.llm import last_user_text
 
@@ -27,19 +27,26 @@ CONCISE_MARK = "as concise as you can"
 
 
 def words_for() -> Callable[[float], str]:
-    """Transcripts for segments of speech: fixed-size words at WORDS_PER_S, the first one a unique id."""
+    """Transcripts for segments of speech: as many characters as the segment takes to say at
+    CHARS_PER_S (the last word cut to fit), the first word a unique id. So the length of a text says
+    how long it is spoken, on both sides, and `length_factor` is exactly the translated/original ratio."""
     ids = itertools.count(1)
 
     def make(duration_s: float) -> str:
-        n = max(1, round(duration_s * WORDS_PER_S))
-        return " ".join([f"{next(ids):04d}", *[WORD] * (n - 1)]) + "."
+        target = max(5, round(duration_s * CHARS_PER_S))
+        words, length = [f"{next(ids):04d}"], 5  # with the final period
+        while length < target:
+            words.append(WORD[: max(1, min(len(WORD), target - length - 1))])
+            length += len(words[-1]) + 1
+        return " ".join(words) + "."
 
     return make
 
 
 def translator(length_factor: float, concise_factor: float) -> Callable[[list[dict[str, Any]]], str]:
-    """A 'translation' `length_factor` times as long as the source (and as long to say), keeping the
-    source's id word; shorter when the prompt asks for conciseness. Commas every few words, like speech."""
+    """A 'translation' `length_factor` times as long as the source in characters, so as long to say
+    (the fake TTS speaks a fixed number of characters per second), keeping the source's id word;
+    shorter when the prompt asks for conciseness. Commas every few words, like speech."""
 
     def reply(messages: list[dict[str, Any]]) -> str:
         text = last_user_text(messages)
@@ -47,11 +54,13 @@ def translator(length_factor: float, concise_factor: float) -> Callable[[list[di
         source = (match.group(1) if match else text).strip()
         system = str(messages[0].get("content", "")) if messages else ""
         factor = concise_factor if CONCISE_MARK in system else length_factor
-        words = source.rstrip(".").split()
-        n = max(1, round(len(words) * factor))
-        out = [words[0] if words else "0000", *["palabra"[: len(WORD)]] * (n - 1)]
-        for i in range(4, len(out), 5):
-            out[i] += ","
+        words = source.rstrip(".").split() or ["0000"]
+        target_chars = max(len(words[0]) + 1, round(len(source) * factor))
+        out, length = [words[0]], len(words[0]) + 1  # + the final period
+        while length < target_chars:
+            word = "palabra"[: min(7, max(1, target_chars - length - 1))]
+            out.append(word + ("," if len(out) % 5 == 4 else ""))
+            length += len(out[-1]) + 1
         return " ".join(out).rstrip(",") + "."
 
     return reply

@@ -17,6 +17,7 @@ from agent.captions import CaptionLog
 from agent.config import Settings, load_settings
 from agent.filemode import Pcm, paced_frames
 from agent.latency import LatencyTracker, Mark, UtteranceRecord
+from agent.mouth import OUTPUT_QUEUE_MS
 from agent.pipeline import Interpreter, PipelineOptions
 from agent.providers import build_providers
 from agent.text import ClauseSplitter
@@ -76,7 +77,7 @@ async def run_session(settings: Settings, pcm: Pcm, http: aiohttp.ClientSession,
     providers = build_providers(settings, source_language="en", target_language="es", http_session=http)
     providers.prewarm()
     await asyncio.sleep(0.3)  # as in a job: connections warm while the room connects
-    source = rtc.AudioSource(settings.tts.sample_rate, 1, queue_size_ms=400)
+    source = rtc.AudioSource(settings.tts.sample_rate, 1, queue_size_ms=OUTPUT_QUEUE_MS)
     interpreter = Interpreter(
         providers=providers,
         frames=paced_frames(pcm),
@@ -124,6 +125,9 @@ class UtteranceFigures:
     tts_over_s: float
     playout_s: float
     track_busy_s: float  # how long the utterance had to wait for the previous one to finish playing
+    # ear-voice lag of each source word: its end → the same point of the translation heard (words spread
+    # evenly over the source speech and over the translated audio), as (minutes into the talk, lag s)
+    word_lags: list[tuple[float, float]]
 
 
 def first_clause_pieces(reply: str, piece_chars: int = 4) -> int:
@@ -145,6 +149,9 @@ def figures(
     llm = {r["source"]: r for r in records["llm"]}
     tts = {r["text"]: r for r in records["tts"]}
     source_text = {c.segment_id: c.text for c in run.captions.finals(translated=False)}
+    source_span = {
+        c.segment_id: (c.end_s or 0.0) - (c.start_s or 0.0) for c in run.captions.finals(translated=False)
+    }
     spoken_text = {c.segment_id: c.text for c in run.captions.finals(translated=True)}
     out = []
     busy_until = float("-inf")  # when the track finished playing the previous utterance
@@ -175,6 +182,18 @@ def figures(
         if any(v is None for v in stages):
             continue
         stt_s, llm_s, tts_s, playout_s = (v or 0.0 for v in stages)
+        word_lags = []
+        heard_from, heard_to = record.marks.get(Mark.PLAYOUT_START), record.marks.get(Mark.PLAYOUT_END)
+        if heard_from is not None and heard_to is not None:
+            speech_end, span, n = (
+                record.marks[Mark.SPEECH_END],
+                source_span.get(segment, 0.0),
+                len(text.split()),
+            )
+            for i in range(1, n + 1):
+                f = i / n
+                said = speech_end - span * (1 - f)
+                word_lags.append(((said - run.t0) / 60, heard_from + f * (heard_to - heard_from) - said))
         out.append(
             UtteranceFigures(
                 record_id=record.utterance_id,
@@ -189,6 +208,7 @@ def figures(
                 tts_over_s=tts_s - tts_floor,
                 playout_s=playout_s,
                 track_busy_s=track_busy,
+                word_lags=word_lags,
             )
         )
     return out

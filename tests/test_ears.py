@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+
+import aiohttp
+import numpy as np
 import pytest
 
 from agent.captions import CaptionLog
-from agent.latency import LatencyTracker
+from agent.filemode import Pcm
+from agent.latency import LatencyTracker, Mark
+from agent.pipeline import Interpreter, PipelineOptions
+from agent.providers import build_providers
 from tests.conftest import DIALOGUE, Fakes
+from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+from tests.fakes.deepgram import numbered_words
 from tests.harness import run_interpreter
-from tests.loopback import tone_sequence
+from tests.loopback import LoopbackListener, LoopbackSpeaker, tone_sequence
 
 
 async def test_stt_drop_mid_utterance_loses_nothing_and_repeats_nothing(dialogue_fakes: Fakes):
@@ -33,3 +42,54 @@ async def test_stt_drop_mid_utterance_loses_nothing_and_repeats_nothing(dialogue
     assert heard.utterances == 3 and heard.dropped_audio_s == 0
     assert tone_sequence(listener.audio(), listener.sample_rate) == [400, 600, 800]
     assert tracker.spoken == 3
+
+
+async def test_long_continuous_speech_is_cut_into_segments_translated_while_it_goes_on():
+    """No pause for 4 s: the ears force a final every `max_segment_s` (Deepgram's Finalize), so the
+    first translation starts long before the speaker stops, and the pieces join up with no gap."""
+    rate = 16000
+    t = np.arange(int(4.0 * rate)) / rate
+    voice = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
+    pcm = Pcm(np.concatenate([np.zeros(rate // 2, np.int16), voice, np.zeros(rate, np.int16)]), rate)
+    fakes = Fakes(FakeDeepgram([], transcript_for=numbered_words()), FakeLLM(), FakeLLM(), FakeCartesia())
+    for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
+        await server.start()
+    tracker, captions = LatencyTracker(), CaptionLog()
+    speaker, listener = LoopbackSpeaker(pcm), LoopbackListener(24000)
+    try:
+        settings = fakes.settings()
+        async with aiohttp.ClientSession() as http:
+            providers = build_providers(
+                settings, source_language="en", target_language="es", http_session=http
+            )
+            interpreter = Interpreter(
+                providers=providers,
+                frames=speaker.frames(),
+                output=listener.source,
+                tracker=tracker,
+                speaker="ann",
+                source_language="en",
+                target_language="es",
+                captions=captions,
+                options=PipelineOptions(max_segment_s=1.0),
+            )
+            await interpreter.run()
+            await providers.aclose()
+    finally:
+        await listener.aclose()
+        await speaker.aclose()
+        for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
+            await server.aclose()
+
+    finals = captions.finals(translated=False)
+    assert len(finals) >= 4  # 4 s of speech in pieces of about a second
+    spans = [(c.start_s or 0.0, c.end_s or 0.0) for c in finals]
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end - 0.02  # no word twice...
+        assert start - end < 0.5  # ...and no gap: the pieces join up
+    assert spans[0][1] - spans[0][0] < 1.3
+    words = " ".join(c.text for c in finals).replace(".", "").split()
+    assert len(words) == len(set(words))  # every word once
+    first_heard = tracker.completed[0].marks
+    assert first_heard[Mark.PLAYOUT_START] < tracker.completed[-1].marks[Mark.SPEECH_END]  # heard mid-speech
+    assert tracker.spoken == len(finals)

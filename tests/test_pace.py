@@ -2,24 +2,34 @@ from agent.pace import Pace, PaceOptions
 from agent.prompt import TranslationContext
 
 
-def test_normal_speed_while_on_time_faster_when_behind_within_the_bound():
-    pace = Pace(PaceOptions(target_lag_s=0.8, gain=1.0, max_speed=1.35, smoothing=1.0))
+def test_normal_speed_with_idle_gaps_faster_when_busy_within_the_bound():
+    pace = Pace(PaceOptions(idle_s=0.3, gain=1.0, max_speed=1.35, smoothing=1.0, concise_after_s=0.3))
     assert pace.speed == 1.0 and not pace.concise  # nothing observed yet
+    pace.observe(-0.5)
+    assert pace.speed == 1.0  # the track had been idle: no hurry
+    pace.observe(0.2)
+    assert pace.speed == 1.2 and not pace.concise  # the audio waited for the track
     pace.observe(0.6)
-    assert pace.speed == 1.0
-    pace.observe(1.0)
-    assert pace.speed == 1.2 and not pace.concise
-    pace.observe(1.5)
     assert pace.speed == 1.35 and pace.concise  # bounded; and further behind, tighter translations
-    pace.observe(0.7)
-    assert pace.speed == 1.0 and not pace.concise  # back on time: back to normal
+    pace.observe(-1.0)
+    assert pace.speed == 1.0 and not pace.concise  # caught up, with room to spare: back to normal
+
+
+def test_with_a_backlog_speech_keeps_at_least_the_pace_of_the_speaker():
+    pace = Pace(PaceOptions(idle_s=0.3, gain=0.5, max_speed=1.4, smoothing=1.0))
+    pace.observe_ratio(translated_s=2.5, original_s=2.0)  # translations run 1.25x longer
+    assert pace.speed == 1.0  # no backlog: no need to hurry
+    pace.observe(-0.1)
+    assert pace.speed == 1.25  # back to back: keep pace with the speaker
+    pace.observe(0.2)
+    assert pace.speed == 1.35  # 1.25 to keep pace, +0.1 to catch up
 
 
 def test_observations_are_smoothed():
-    pace = Pace(PaceOptions(target_lag_s=0.0, smoothing=0.5, max_speed=2.0))
+    pace = Pace(PaceOptions(idle_s=0.3, gain=1.0, smoothing=0.5, max_speed=2.0))
     pace.observe(1.0)
     pace.observe(0.0)
-    assert pace.lag_s == 0.5 and pace.speed == 1.5
+    assert pace.pressure_s == 0.5 and pace.speed == 1.5
 
 
 def test_concise_requests_add_a_rule_without_losing_the_speech():
