@@ -246,7 +246,10 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
 
     if d := results.get("dialogue"):
         fig, ax = plt.subplots(figsize=(7, 4))
-        for key, label in (("end_to_end_s", "measured end to end"), ("floor_s", "modelled provider floor")):
+        for key, label in (
+            ("end_to_end_s", "measured end to end"),
+            ("floor_s", "modelled floor (providers, or the track still busy)"),
+        ):
             values = sorted(p[key] * 1000 for p in d["points"])
             ax.plot(values, [(i + 1) / len(values) for i in range(len(values))], label=label)
         ax.set_xlabel("speech end → first translated frame (ms)")
