@@ -3,35 +3,43 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 RUNS_JOBS = {"start", "dev", "connect", "console"}
 
 
 def main() -> int:
-    from .worker import install_uvloop
-
-    install_uvloop()
-
     if len(sys.argv) > 1 and sys.argv[1] == "interpret":
         from .filemode import main as interpret
+        from .worker import install_uvloop
 
+        install_uvloop()
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return interpret(sys.argv[2:])
 
-    from livekit.agents import cli
-
-    from .config import ConfigError, load_settings, read_environment
-    from .worker import build_server
+    from .config import ConfigError, load_server_settings, load_settings, read_environment
 
     env = read_environment()
-    if len(sys.argv) > 1 and sys.argv[1] in RUNS_JOBS:
-        try:
+    try:
+        server_settings = load_server_settings(env)
+        if len(sys.argv) > 1 and sys.argv[1] in RUNS_JOBS:
             load_settings(env)  # fail at start-up, naming every missing or malformed variable
-        except ConfigError as e:
-            print(e, file=sys.stderr)
-            return 2
-    cli.run_app(build_server(agent_name=env.get("AGENT_NAME") or "interpreter"))
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+
+    # job processes report metrics through files in this directory; it must exist before the
+    # metrics are defined (on import), in this process and in every job process it starts
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = server_settings.prometheus_dir
+    os.makedirs(server_settings.prometheus_dir, exist_ok=True)
+
+    from livekit.agents import cli
+
+    from .worker import build_server, install_uvloop
+
+    install_uvloop()
+    cli.run_app(build_server(server_settings))
     return 0
 
 

@@ -251,3 +251,31 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """How the worker runs (needs no provider keys, so `--help` and `download-files` work without them)."""
+
+    agent_name: str
+    health_port: int
+    prometheus_port: int
+    prometheus_dir: str
+    drain_timeout_s: int
+    sessions_per_core: int
+
+
+def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
+    r = _Reader(env)
+    settings = ServerSettings(
+        agent_name=r.text("AGENT_NAME", "interpreter"),
+        health_port=r.integer("HEALTH_PORT", 8081, minimum=1, maximum=65535),
+        prometheus_port=r.integer("PROMETHEUS_PORT", 9100, minimum=1, maximum=65535),
+        prometheus_dir=r.text("PROMETHEUS_MULTIPROC_DIR", "/tmp/interpreter-prometheus"),
+        # below Fly's kill_timeout (300 s max), so a deploy lets running interpretations finish
+        drain_timeout_s=r.integer("DRAIN_TIMEOUT_S", 270, minimum=1, maximum=3600),
+        sessions_per_core=r.integer("SESSIONS_PER_CORE", 15, minimum=1, maximum=200),
+    )
+    if r.problems:
+        raise ConfigError(r.problems)
+    return settings

@@ -20,6 +20,7 @@ from livekit import rtc
 from livekit.agents import stt
 from livekit.agents.stt import SpeechStream
 
+from . import metrics
 from .captions import Caption, CaptionSink
 from .latency import Clock, LatencyTracker
 from .models import Utterance
@@ -194,6 +195,7 @@ class Ears:
             except Exception as e:
                 failures += 1
                 self.reconnects += 1
+                metrics.STT_RECONNECTS.inc()
                 delay = self._backoff.delay(failures)
                 log = logger.error if failures >= self._backoff.report_after else logger.warning
                 log(

@@ -113,8 +113,16 @@ class LatencyTracker:
     `window` samples per stage and `keep_records` completed records are kept.
     """
 
-    def __init__(self, clock: Clock = default_clock, *, window: int = 10_000, keep_records: int = 1000):
+    def __init__(
+        self,
+        clock: Clock = default_clock,
+        *,
+        window: int = 10_000,
+        keep_records: int = 1000,
+        on_complete: Callable[[UtteranceRecord], None] | None = None,
+    ):
         self.clock = clock
+        self._on_complete = on_complete  # e.g. the Prometheus histograms
         self._open: dict[str, UtteranceRecord] = {}
         self._samples: dict[str, deque[float]] = {name: deque(maxlen=window) for name, _, _ in STAGES}
         self.completed: deque[UtteranceRecord] = deque(maxlen=keep_records)
@@ -138,6 +146,8 @@ class LatencyTracker:
                 continue
             record.outcome = "spoken" if spoken else "failed"
             self.completed.append(record)
+            if self._on_complete is not None:
+                self._on_complete(record)
             if not spoken:
                 self.failed += 1
                 continue

@@ -7,6 +7,7 @@ Retries are kept in one place per provider: the framework's `APIConnectOptions` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from cerebras.cloud import sdk as cerebras
@@ -14,6 +15,7 @@ from livekit.agents import APIConnectOptions, llm, stt, tts
 from livekit.agents.tokenize import SentenceStream, SentenceTokenizer, TokenData
 from livekit.plugins import cartesia, deepgram, openai
 
+from . import metrics
 from .cerebras_llm import CerebrasLLM
 from .config import Settings
 
@@ -71,7 +73,7 @@ class _ClauseStream(SentenceStream):
 
 
 def build_stt(settings: Settings, language: str, http_session: aiohttp.ClientSession | None) -> stt.STT:
-    return deepgram.STT(
+    instance = deepgram.STT(
         api_key=settings.stt.api_key,
         base_url=settings.stt.base_url,
         model=settings.stt.model,
@@ -84,6 +86,8 @@ def build_stt(settings: Settings, language: str, http_session: aiohttp.ClientSes
         sample_rate=16000,
         http_session=http_session,
     )
+    count_errors(instance, "stt")
+    return instance
 
 
 def build_llm(settings: Settings) -> llm.LLM:
@@ -105,9 +109,28 @@ def build_llm(settings: Settings) -> llm.LLM:
                     max_retries=0,
                 )
             )
-    return llm.FallbackAdapter(
+    adapter = llm.FallbackAdapter(
         instances, attempt_timeout=settings.llm_attempt_timeout_s, max_retry_per_llm=0, retry_interval=0.2
     )
+    for instance in instances:
+        count_errors(instance, "llm")
+
+    def on_availability(event: llm.AvailabilityChangedEvent) -> None:
+        if not event.available:
+            metrics.LLM_FALLBACKS.labels(llm=event.llm.provider).inc()
+
+    adapter.on("llm_availability_changed", on_availability)
+    return adapter
+
+
+def count_errors(provider: llm.LLM | stt.STT | tts.TTS, kind: str) -> None:
+    """Count a provider's errors in Prometheus (they carry no user content)."""
+
+    def on_error(error: Any) -> None:
+        recoverable = "true" if getattr(error, "recoverable", False) else "false"
+        metrics.PROVIDER_ERRORS.labels(kind=kind, recoverable=recoverable).inc()
+
+    provider.on("error", on_error)
 
 
 def build_tts(
@@ -116,7 +139,7 @@ def build_tts(
     kwargs = {}
     if voice or settings.tts.voice:
         kwargs["voice"] = voice or settings.tts.voice
-    return cartesia.TTS(
+    instance = cartesia.TTS(
         api_key=settings.tts.api_key,
         base_url=settings.tts.base_url,
         model=settings.tts.model,
@@ -128,6 +151,8 @@ def build_tts(
         http_session=http_session,
         **kwargs,  # type: ignore[arg-type]
     )
+    count_errors(instance, "tts")
+    return instance
 
 
 def build_providers(

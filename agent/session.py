@@ -17,6 +17,7 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import llm, stt, tts
 
+from . import metrics
 from .config import Settings
 from .ears import Ears
 from .latency import LatencyTracker
@@ -141,6 +142,9 @@ class RoomSession:
         await asyncio.gather(*(self._close_output(lang) for lang in list(self.outputs)))
         await self.publisher.aclose()
 
+    def queued_utterances(self) -> int:
+        return sum(output.channel.inbox.qsize() for output in self.outputs.values())
+
     def _do(self, step: Callable[[], Awaitable[None]]) -> None:
         self._control.put_nowait(step)
 
@@ -237,11 +241,13 @@ class RoomSession:
         self.outputs[language] = _Output(channel, task, source, publication.sid)
         self.publisher.language_tracks[language] = publication.sid
         self.router.channels[language] = channel
+        metrics.ACTIVE_LANGUAGES.inc()
         logger.info("interpretation track published", extra={"language": language})
 
     async def _close_output(self, language: str) -> None:
         output = self.outputs.pop(language)
         self.router.channels.pop(language, None)
+        metrics.ACTIVE_LANGUAGES.dec()
         self._on_playing(language, False)
         output.channel.close()  # what is queued is still spoken, within a bound
         await _finish(output.task, STOP_TIMEOUT_S)
@@ -289,6 +295,7 @@ class RoomSession:
         )
         task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
         self.speakers[publication.sid] = _Speaker(identity, language, ears, task)
+        metrics.ACTIVE_SPEAKERS.inc()
         self.publisher.speaker_tracks[identity] = publication.sid
         logger.info("listening to a speaker", extra={"speaker": identity, "language": language})
 
@@ -296,6 +303,7 @@ class RoomSession:
         speaker = self.speakers.pop(track_sid, None)
         if speaker is None:
             return
+        metrics.ACTIVE_SPEAKERS.dec()
         speaker.ears.stop()  # what was already heard is still finalized and interpreted
         await _finish(speaker.task, STOP_TIMEOUT_S)
         logger.info("stopped listening to a speaker", extra={"speaker": speaker.identity})

@@ -1,0 +1,52 @@
+"""Prometheus metrics of the interpreter, served by the worker on PROMETHEUS_PORT (`/metrics`).
+
+Jobs run in their own processes, so the worker runs prometheus_client in multiprocess mode (a
+directory shared by the job processes); gauges are summed over the live processes. Names follow
+Prometheus conventions: `_seconds` for durations, `_total` for counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from .latency import STAGES, UtteranceRecord
+
+_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+STAGE_SECONDS = Histogram(
+    "interpreter_stage_latency_seconds",
+    "Time spent per pipeline stage; stage=end_to_end is speech end to first translated frame",
+    ["stage"],
+    buckets=_BUCKETS,
+)
+UTTERANCES = Counter("interpreter_utterances_total", "Utterances interpreted, by outcome", ["outcome"])
+ACTIVE_SESSIONS = Gauge("interpreter_active_sessions", "Rooms being interpreted", multiprocess_mode="livesum")
+ACTIVE_SPEAKERS = Gauge(
+    "interpreter_active_speakers", "Speakers being listened to", multiprocess_mode="livesum"
+)
+ACTIVE_LANGUAGES = Gauge(
+    "interpreter_active_languages", "Interpretation tracks published", multiprocess_mode="livesum"
+)
+QUEUED_UTTERANCES = Gauge(
+    "interpreter_queued_utterances",
+    "Utterances waiting for translation, summed over channels",
+    multiprocess_mode="livesum",
+)
+LLM_FALLBACKS = Counter(
+    "interpreter_llm_fallbacks_total", "Times an LLM became unavailable and the next one took over", ["llm"]
+)
+PROVIDER_ERRORS = Counter(
+    "interpreter_provider_errors_total", "Errors reported by provider plugins", ["kind", "recoverable"]
+)
+STT_RECONNECTS = Counter("interpreter_stt_reconnects_total", "Speech-to-text streams reopened after failing")
+
+
+def observe_record(record: UtteranceRecord) -> None:
+    """A completed utterance: its stage latencies into the histograms, its outcome into the counter."""
+    UTTERANCES.labels(outcome=record.outcome).inc()
+    if record.outcome != "spoken":
+        return
+    for name, start, end in STAGES:
+        value = record.span(start, end)
+        if value is not None and value >= 0:
+            STAGE_SECONDS.labels(stage=name).observe(value)

@@ -1,0 +1,166 @@
+"""Deployment checked here, without a Docker engine or a LiveKit server: fly.toml and the Dockerfile
+against the code, the image's environment built the way the Dockerfile builds it, and a started
+worker's health and metrics endpoints read over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_server_settings
+from agent.worker import SessionLoad
+
+ROOT = Path(__file__).parent.parent
+FLY = tomllib.loads((ROOT / "fly.toml").read_text())
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+START = "python -m agent start"
+
+
+def test_fly_toml_matches_the_code():
+    server = load_server_settings({})
+    # a deploy or scale-down lets running interpretations drain: Fly waits longer than the worker drains
+    assert server.drain_timeout_s < FLY["kill_timeout"] <= 300  # 300 s is Fly's maximum
+    assert FLY["kill_signal"] in {"SIGTERM", "SIGINT"}  # both make the worker drain
+    checks = list(FLY["checks"].values())
+    assert checks and all(c["port"] == server.health_port == 8081 for c in checks)
+    assert FLY["processes"]["worker"] == START
+    assert "http_service" not in FLY and "services" not in FLY  # the worker dials out; no public HTTP
+    text = (ROOT / "fly.toml").read_text()
+    assert "API_KEY" not in text and "SECRET" not in text  # secrets go in with `fly secrets set`
+
+
+def test_dockerfile_builds_the_locked_environment_as_a_non_root_user():
+    assert "uv sync --locked --no-dev" in DOCKERFILE
+    assert "UV_COMPILE_BYTECODE=1" in DOCKERFILE
+    assert "download-files" in DOCKERFILE
+    users = [line.split()[1] for line in DOCKERFILE.splitlines() if line.startswith("USER ")]
+    assert users and users[-1] not in {"root", "0"}
+    cmd = json.loads(next(line for line in DOCKERFILE.splitlines() if line.startswith("CMD "))[4:])
+    assert " ".join(cmd) == START
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", "tests", ".venv"} <= set(ignored)
+
+
+@pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed")
+def test_the_image_environment_builds_from_the_lock_and_runs_the_entry_point(tmp_path: Path):
+    # the same steps as the Dockerfile's build stage, in a clean directory
+    for name in ("pyproject.toml", "uv.lock"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(tmp_path / ".venv"), "UV_COMPILE_BYTECODE": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    subprocess.run(
+        ["uv", "sync", "--locked", "--no-dev", "--no-install-project", "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    shutil.copytree(ROOT / "agent", tmp_path / "agent")
+    python = tmp_path / ".venv" / "bin" / "python"
+    result = subprocess.run(
+        [str(python), "-m", "agent", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "start" in result.stdout and "download-files" in result.stdout
+    has_pytest = subprocess.run([str(python), "-c", "import pytest"], capture_output=True)
+    assert has_pytest.returncode != 0  # only what the worker needs
+
+
+def test_load_is_sessions_against_capacity_or_cpu_whichever_is_higher():
+    class Server:
+        def __init__(self) -> None:
+            self.active_jobs: list[object] = []
+
+    load = SessionLoad(sessions_per_core=10, cpu=lambda: 0.2)
+    server = Server()
+    assert load(server) == 0.2  # type: ignore[arg-type]
+    server.active_jobs = [object()] * (load.capacity // 2)
+    assert load(server) == pytest.approx(0.5, abs=0.1)  # type: ignore[arg-type]
+    server.active_jobs = [object()] * (load.capacity * 2)
+    assert load(server) == 1.0  # type: ignore[arg-type]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_worker_against_an_unreachable_livekit_serves_health_and_metrics(tmp_path: Path):
+    health, prom = free_port(), free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT),
+        "LIVEKIT_URL": "ws://127.0.0.1:9",  # nothing listens there
+        "LIVEKIT_API_KEY": "key",
+        "LIVEKIT_API_SECRET": "secret-value-not-to-be-logged",
+        "DEEPGRAM_API_KEY": "dg-secret-value",
+        "CEREBRAS_API_KEY": "cb-secret-value",
+        "GROQ_API_KEY": "gq-secret-value",
+        "CARTESIA_API_KEY": "ct-secret-value",
+        "HEALTH_PORT": str(health),
+        "PROMETHEUS_PORT": str(prom),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+        "LIVEKIT_NUM_IDLE_PROCESSES": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "start"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 45
+        status = body = None
+        while time.monotonic() < deadline:
+            try:
+                status, body = get(f"http://127.0.0.1:{health}/")
+                metrics_status, metrics = get(f"http://127.0.0.1:{prom}/metrics")
+                if "interpreter_active_sessions" in metrics:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.5)
+        assert status in {200, 503}, (status, body)  # up; 503 once it gives up on LiveKit
+        assert metrics_status == 200
+        for name in (
+            "interpreter_active_sessions",
+            "interpreter_active_speakers",
+            "interpreter_queued_utterances",
+        ):
+            assert name in metrics, name
+        worker_status, worker = get(f"http://127.0.0.1:{health}/worker")
+        assert worker_status == 200 and json.loads(worker)["agent_name"] == "interpreter"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            output, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+    # production logs are JSON lines, and no secret reaches them
+    lines = [line for line in output.splitlines() if line.startswith("{")]
+    assert lines and all(isinstance(json.loads(line), dict) for line in lines)
+    assert "secret-value" not in output
