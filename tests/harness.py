@@ -7,9 +7,9 @@ from pathlib import Path
 import aiohttp
 
 from agent.captions import CaptionLog
-from agent.filemode import read_wav
+from agent.filemode import Pcm, read_wav
 from agent.latency import LatencyTracker
-from agent.pipeline import Interpreter
+from agent.pipeline import Interpreter, PipelineOptions
 from agent.providers import build_providers
 from tests.conftest import Fakes
 from tests.loopback import LoopbackListener, LoopbackSpeaker
@@ -21,10 +21,17 @@ def spoken_text(transcripts: list[str]) -> str:
 
 
 async def run_interpreter(
-    fakes: Fakes, wav: Path, tracker: LatencyTracker, captions: CaptionLog
+    fakes: Fakes,
+    speech: Path | Pcm,
+    tracker: LatencyTracker,
+    captions: CaptionLog,
+    *,
+    speaker_name: str = "alice",
+    options: PipelineOptions | None = None,
 ) -> tuple[Interpreter, LoopbackListener]:
+    """`speech` (a WAV or samples) spoken in real time into the interpreter; what it says, listened to."""
     settings = fakes.settings()
-    speaker = LoopbackSpeaker(read_wav(wav))
+    speaker = LoopbackSpeaker(read_wav(speech) if isinstance(speech, Path) else speech)
     listener = LoopbackListener(settings.tts.sample_rate)
     async with aiohttp.ClientSession() as http:
         providers = build_providers(settings, source_language="en", target_language="es", http_session=http)
@@ -33,10 +40,11 @@ async def run_interpreter(
             frames=speaker.frames(),
             output=listener.source,
             tracker=tracker,
-            speaker="alice",
+            speaker=speaker_name,
             source_language="en",
             target_language="es",
             captions=captions,
+            options=options,
         )
         try:
             await interpreter.run()

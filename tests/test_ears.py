@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import itertools
 
-import aiohttp
 import numpy as np
 import pytest
 
 from agent.captions import CaptionLog
 from agent.filemode import Pcm
 from agent.latency import LatencyTracker, Mark
-from agent.pipeline import Interpreter, PipelineOptions
-from agent.providers import build_providers
+from agent.pipeline import PipelineOptions
 from tests.conftest import DIALOGUE, Fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.fakes.deepgram import numbered_words
 from tests.harness import run_interpreter
-from tests.loopback import LoopbackListener, LoopbackSpeaker, tone_sequence
+from tests.loopback import tone_sequence
 
 
 async def test_stt_drop_mid_utterance_loses_nothing_and_repeats_nothing(dialogue_fakes: Fakes):
@@ -55,29 +53,10 @@ async def test_long_continuous_speech_is_cut_into_segments_translated_while_it_g
     for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
         await server.start()
     tracker, captions = LatencyTracker(), CaptionLog()
-    speaker, listener = LoopbackSpeaker(pcm), LoopbackListener(24000)
     try:
-        settings = fakes.settings()
-        async with aiohttp.ClientSession() as http:
-            providers = build_providers(
-                settings, source_language="en", target_language="es", http_session=http
-            )
-            interpreter = Interpreter(
-                providers=providers,
-                frames=speaker.frames(),
-                output=listener.source,
-                tracker=tracker,
-                speaker="ann",
-                source_language="en",
-                target_language="es",
-                captions=captions,
-                options=PipelineOptions(max_segment_s=1.0),
-            )
-            await interpreter.run()
-            await providers.aclose()
+        options = PipelineOptions(max_segment_s=1.0)
+        await run_interpreter(fakes, pcm, tracker, captions, speaker_name="ann", options=options)
     finally:
-        await listener.aclose()
-        await speaker.aclose()
         for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
             await server.aclose()
 
