@@ -18,6 +18,7 @@ from livekit.plugins import cartesia, deepgram, openai
 from . import metrics
 from .cerebras_llm import CerebrasLLM
 from .config import Settings
+from .logs import redact_provider_logs
 
 # STT streams get no framework retries: the ears reconnect themselves and replay buffered audio.
 STT_CONN_OPTIONS = APIConnectOptions(max_retry=0, timeout=5.0)
@@ -91,6 +92,7 @@ def build_stt(settings: Settings, language: str, http_session: aiohttp.ClientSes
 
 
 def build_llm(settings: Settings) -> llm.LLM:
+    redact_provider_logs()  # the SDKs log whole requests at DEBUG
     instances: list[llm.LLM] = []
     for p in settings.llms:
         if p.name == "cerebras":
@@ -139,6 +141,7 @@ def build_tts(
     kwargs = {}
     if voice or settings.tts.voice:
         kwargs["voice"] = voice or settings.tts.voice
+    redact_provider_logs()  # the framework's TTS retry warning would log the translation
     instance = cartesia.TTS(
         api_key=settings.tts.api_key,
         base_url=settings.tts.base_url,

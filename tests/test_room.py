@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -314,7 +315,10 @@ async def test_bad_metadata_is_reported_and_the_job_goes_on_with_defaults(harnes
     assert "budget → partida" in system and "Acme" in system and "formal register" in system
 
 
-async def test_captions_are_sent_even_when_audio_cannot_be(harness: RoomHarness):
+async def test_captions_are_sent_even_when_audio_cannot_be(
+    harness: RoomHarness, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG)
     room, session = harness.room, harness.session
     harness.fakes.cartesia.error_next(3)  # the first try and both retries of the utterance's TTS fail
     harness.fakes.deepgram.scripts["en"] = list(ONE_SENTENCE.transcripts)
@@ -327,3 +331,8 @@ async def test_captions_are_sent_even_when_audio_cannot_be(harness: RoomHarness)
     assert caption.attributes["language"] == "es"
     assert harness.played("es") == []  # nothing could be spoken...
     assert harness.tracker.failed == 1  # ...and that is counted, not hidden
+    # the failure was logged, and no log message holds what was said or its translation
+    assert any("failed to synthesize speech" in r.getMessage() for r in caplog.records)
+    for record in caplog.records:
+        message = record.getMessage()
+        assert ONE_SENTENCE.transcripts[0] not in message and caption.text not in message, message
