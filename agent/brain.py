@@ -48,7 +48,6 @@ class Brain:
         self._pace = pace
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.failures = 0
         self.speed = 1.0
 
     @property
@@ -93,7 +92,6 @@ class Brain:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self.failures += 1
             logger.error(
                 "interpretation failed for an utterance",
                 extra={

@@ -48,10 +48,14 @@ class AudioClock:
     def to_clock(self, audio_t: float) -> float | None:
         if not self._points:
             return None
-        for audio_end, arrived_at in self._points:
-            if audio_end >= audio_t:
-                return arrived_at - (audio_end - audio_t)
-        audio_end, arrived_at = self._points[-1]
+        # the frame holding audio_t: the oldest point whose audio end reaches it (searched from the
+        # newest, since what is asked about is recent); later than everything noted: extrapolate
+        point = self._points[-1]
+        for audio_end, arrived_at in reversed(self._points):
+            if audio_end < audio_t:
+                break
+            point = (audio_end, arrived_at)
+        audio_end, arrived_at = point
         return arrived_at - (audio_end - audio_t)
 
 

@@ -95,7 +95,7 @@ class Mouth:
         ids = speech.utterance.record_ids
         first = True
         async for frame, last in speech.frames():
-            if frame.sample_rate != self._output.sample_rate:
+            if first and frame.sample_rate != self._output.sample_rate:
                 raise ValueError(
                     f"TTS audio at {frame.sample_rate} Hz cannot play on a {self._output.sample_rate} Hz"
                     " source: configure both to the same rate"

@@ -47,12 +47,10 @@ async def entrypoint(ctx: JobContext) -> None:
     llm = build_llm(settings)
     llm.prewarm()  # connections open while the room connects, without blocking the loop
     stt = build_stt(settings, settings.source_language, None)
-    tts_by_language: dict[str, tts.TTS] = {}
 
     def tts_for(language: str, voice: str | None) -> tts.TTS:
         instance = build_tts(settings, language, None, voice)
         instance.prewarm()
-        tts_by_language[language] = instance
         return instance
 
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)

@@ -18,45 +18,24 @@ import tempfile
 from pathlib import Path
 
 from agent.filemode import interpret_file
-from agent.latency import LatencyTracker, format_table, stats_of
+from agent.latency import LatencyTracker, format_table
 from tests.conftest import DIALOGUE, ONE_SENTENCE, start_fakes, stop_fakes
 
 
 async def run(runs: int) -> dict[str, dict[str, float | int]]:
-    samples: dict[str, list[float]] = {}
+    tracker = LatencyTracker()  # one over every run: its summary is the benchmark's figures
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(runs):
             for scenario in (DIALOGUE, ONE_SENTENCE):
                 fakes = await start_fakes(scenario)
                 try:
-                    settings = fakes.settings()
-                    tracker = LatencyTracker()
                     await interpret_file(
-                        settings, scenario.wav, Path(tmp) / f"{i}.wav", source="en", target="es",
+                        fakes.settings(), scenario.wav, Path(tmp) / f"{i}.wav", source="en", target="es",
                         tracker=tracker,
                     )  # fmt: skip
                 finally:
                     await stop_fakes(fakes)
-                for record in tracker.completed:
-                    for name, value in record_spans(record).items():
-                        samples.setdefault(name, []).append(value)
-    out: dict[str, dict[str, float | int]] = {}
-    for name, values in samples.items():
-        stats = stats_of(values)
-        if stats is not None:
-            out[name] = stats.as_ms()
-    return out
-
-
-def record_spans(record) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    from agent.latency import STAGES
-
-    spans = {}
-    for name, start, end in STAGES:
-        value = record.span(start, end)
-        if value is not None:
-            spans[name] = value
-    return spans
+    return tracker.summary_ms()
 
 
 def main() -> None:

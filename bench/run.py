@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 from livekit import rtc
@@ -16,7 +16,7 @@ from livekit import rtc
 from agent.captions import CaptionLog
 from agent.config import Settings, load_settings
 from agent.filemode import Pcm, paced_frames
-from agent.latency import LatencyTracker, Mark, UtteranceRecord
+from agent.latency import LatencyTracker, Mark
 from agent.mouth import OUTPUT_QUEUE_MS
 from agent.pipeline import Interpreter, PipelineOptions
 from agent.providers import build_providers
@@ -68,7 +68,6 @@ class SessionRun:
     captions: CaptionLog
     t0: float  # clock time at which the speaker started
     merged: int = 0
-    speeds: list[float] = field(default_factory=list)
 
 
 async def run_session(settings: Settings, pcm: Pcm, http: aiohttp.ClientSession, name: str) -> SessionRun:
@@ -133,9 +132,7 @@ class UtteranceFigures:
 def first_clause_pieces(reply: str, piece_chars: int = 4) -> int:
     """How many streamed pieces of `reply` the LLM must send before the brain has its first clause."""
     splitter = ClauseSplitter()
-    text = ""
     for i in range(0, len(reply), piece_chars):
-        text += reply[i : i + piece_chars]
         if splitter.push(reply[i : i + piece_chars]):
             return i // piece_chars + 1
     return max(1, -(-len(reply) // piece_chars))
@@ -169,15 +166,15 @@ def figures(
         stt_floor = stt_rec["delay_s"] + (0.0 if stt_rec["forced"] else endpointing_s)
         llm_floor = llm_rec["ttft_s"] + (first_clause_pieces(llm_rec["reply"]) - 1) / model.llm_tokens_per_s
         tts_floor = tts_rec["ttfb_s"]
-        e2e = _span(record, Mark.SPEECH_END, Mark.FIRST_FRAME)
+        e2e = record.span(Mark.SPEECH_END, Mark.FIRST_FRAME)
         assert e2e is not None
         track_busy = max(0.0, previous_end - record.marks[Mark.SPEECH_END])
         floor = max(stt_floor + llm_floor + tts_floor, track_busy)
         stages = [
-            _span(record, Mark.SPEECH_END, Mark.TRANSCRIPT_FINAL),
-            _span(record, Mark.TRANSCRIPT_FINAL, Mark.FIRST_CLAUSE),
-            _span(record, Mark.FIRST_CLAUSE, Mark.TTS_FIRST_AUDIO),
-            _span(record, Mark.TTS_FIRST_AUDIO, Mark.FIRST_FRAME),
+            record.span(Mark.SPEECH_END, Mark.TRANSCRIPT_FINAL),
+            record.span(Mark.TRANSCRIPT_FINAL, Mark.FIRST_CLAUSE),
+            record.span(Mark.FIRST_CLAUSE, Mark.TTS_FIRST_AUDIO),
+            record.span(Mark.TTS_FIRST_AUDIO, Mark.FIRST_FRAME),
         ]
         if any(v is None for v in stages):
             continue
@@ -199,7 +196,7 @@ def figures(
                 record_id=record.utterance_id,
                 speech_end_s=record.marks[Mark.SPEECH_END] - run.t0,
                 end_to_end_s=e2e,
-                ear_voice_s=_span(record, Mark.SPEECH_END, Mark.PLAYOUT_END),
+                ear_voice_s=record.span(Mark.SPEECH_END, Mark.PLAYOUT_END),
                 floor_s=floor,
                 overhead_s=e2e - floor,
                 speed=float(tts_rec["speed"]),
@@ -212,7 +209,3 @@ def figures(
             )
         )
     return out
-
-
-def _span(record: UtteranceRecord, a: Mark, b: Mark) -> float | None:
-    return record.span(a, b)
