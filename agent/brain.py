@@ -1,27 +1,40 @@
-"""Brain: utterances → streamed LLM translation → clauses → streaming TTS → `Speech` for the mouth.
+"""Brain: utterances → streamed translation → one TTS stream per clause → `Speech` for the mouth.
 
 Several utterances may be in flight at once (`max_in_flight`), but each one's `Speech` is handed to
 the mouth when its translation starts, in utterance order, so audio is played in order while later
 utterances are already being translated and synthesized.
+
+Each clause gets its own TTS stream (a few at once, ahead of playback), so a TTS failure costs one
+clause, and that clause alone is synthesized again: the framework retries a stream that produced no
+audio (`TTS_CONN_OPTIONS`); a stream that broke off after some audio is restarted here, and the
+mouth skips what the listener already heard. If a clause still fails, the audio of that utterance
+stops there, its caption is still published in full, and the next utterance plays.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 
-from livekit.agents import llm, tts
+from livekit.agents import APIError, llm, tts
 
+from . import metrics
 from .captions import Caption, CaptionSink
 from .latency import LatencyTracker, Mark
-from .models import Speech, Utterance
+from .models import ClauseAudio, Speech
 from .pace import Pace
 from .prompt import ContextBook
 from .providers import TTS_CONN_OPTIONS
 from .queues import UtteranceQueue
-from .text import ClauseSplitter, ReasoningFilter, clean_clause, is_speakable
+from .translate import TranslateOptions, TranslationRejected, Translator
 
 logger = logging.getLogger("agent.brain")
+
+CLAUSES_AHEAD = 3  # clauses of one utterance synthesized ahead of what the mouth has played
+# tries of a clause whose stream broke off after audio (the framework's own retries come first)
+CLAUSE_ATTEMPTS = 2
 
 
 class Brain:
@@ -37,8 +50,9 @@ class Brain:
         captions: CaptionSink | None = None,
         max_in_flight: int = 3,
         pace: Pace | None = None,
+        translate_options: TranslateOptions | None = None,
+        on_fault: Callable[[str, bool], None] | None = None,
     ) -> None:
-        self._llm = llm
         self._tts = tts
         self._inbox = inbox
         self._outbox = outbox
@@ -46,8 +60,13 @@ class Brain:
         self.contexts = contexts
         self._captions = captions
         self._pace = pace
+        self._on_fault = on_fault  # ("llm" | "tts", active)
+        self.translator = Translator(
+            llm, options=translate_options, on_fault=lambda down: self._fault("llm", down)
+        )
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tts_down = False
         self.speed = 1.0
 
     @property
@@ -76,39 +95,115 @@ class Brain:
         self._tasks.discard(task)
         self._slots.release()
 
+    def _fault(self, kind: str, active: bool) -> None:
+        if self._on_fault is not None:
+            self._on_fault(kind, active)
+
     async def _interpret(self, speech: Speech) -> None:
         utterance = speech.utterance
+        ids = utterance.record_ids
         speech.speed = self._set_speed()
-        tts_stream = self._tts.stream(conn_options=TTS_CONN_OPTIONS)  # takes the options as they are now
-        audio = asyncio.create_task(self._pump_audio(tts_stream, speech), name=f"tts-{utterance.id}")
-        ok = False
+        voices: list[asyncio.Task[None]] = []
+        translated = False
+        concise = self._pace is not None and self._pace.concise
+        context = self.contexts.for_source(utterance.language)
         try:
-            await self._translate(utterance, speech, tts_stream)
-            tts_stream.end_input()
-            await audio
-            ok = bool(speech.clauses)
-            if ok:
-                self.contexts.for_source(utterance.language).remember(utterance.text, speech.text)
+            clauses = self.translator.clauses(
+                context,
+                utterance.text,
+                concise=concise,
+                on_token=lambda: self._tracker.mark(ids, Mark.LLM_FIRST_TOKEN),
+                utterance_id=utterance.id,
+            )
+            async with contextlib.aclosing(clauses):
+                async for clause in clauses:
+                    if not speech.parts:
+                        self._tracker.mark(ids, Mark.FIRST_CLAUSE)
+                    part = speech.add_clause(clause)
+                    if not speech.failed:
+                        voices.append(
+                            asyncio.create_task(
+                                self._voice(speech, part), name=f"tts-{utterance.id}-{len(voices)}"
+                            )
+                        )
+            translated = True
+            speech.end_input()
+            await asyncio.gather(*voices)
+            if speech.parts:
+                context.remember(utterance.text, speech.text)
         except asyncio.CancelledError:
             raise
+        except TranslationRejected as e:
+            logger.error(
+                "no translation for an utterance: the LLM replies were not translations",
+                extra={"utterance_id": utterance.id, "reason": e.reason},
+            )
         except Exception as e:
             logger.error(
                 "interpretation failed for an utterance",
-                extra={
-                    "utterance_id": utterance.id,
-                    "error": type(e).__name__,
-                    "clauses_spoken": len(speech.clauses),
-                },
+                extra={"utterance_id": utterance.id, "error": type(e).__name__, "clauses": len(speech.parts)},
             )
         finally:
-            if not audio.done():
-                audio.cancel()
-            await asyncio.gather(audio, return_exceptions=True)
-            await tts_stream.aclose()
-            speech.end(failed=not ok)
-            if not ok and speech.clauses and not speech.audio_frames and self._captions is not None:
-                # no audio, but the words exist: the caption still goes out
-                self._captions.publish(translated_caption(speech, final=True))
+            for voice in voices:
+                voice.cancel()
+            await asyncio.gather(*voices, return_exceptions=True)
+            speech.end(failed=not (translated and speech.parts))
+            self._publish_final_caption(speech)
+
+    async def _voice(self, speech: Speech, part: ClauseAudio) -> None:
+        """Synthesize one clause into `part`, restarting it if its stream breaks off after audio."""
+        index = len(speech.parts) - 1
+        if index >= CLAUSES_AHEAD:  # bounded memory: not too far ahead of what the mouth has played
+            await speech.parts[index - CLAUSES_AHEAD].played.wait()
+        for attempt in range(1, CLAUSE_ATTEMPTS + 1):
+            if speech.failed:
+                return
+            stream = self._tts.stream(conn_options=TTS_CONN_OPTIONS)  # the options as they are now
+            try:
+                stream.push_text(part.text)
+                stream.end_input()
+                async for audio in stream:
+                    if speech.first_audio_at is None:
+                        speech.first_audio_at = self._tracker.clock()
+                        self._tracker.mark(
+                            speech.utterance.record_ids, Mark.TTS_FIRST_AUDIO, at=speech.first_audio_at
+                        )
+                    speech.push(part, audio.frame, final=audio.is_final)
+                speech.finish(part)
+                self._set_tts_down(False)
+                return
+            except APIError as e:
+                if attempt < CLAUSE_ATTEMPTS and e.retryable and part.frames:
+                    metrics.TTS_CLAUSE_RETRIES.inc()
+                    logger.warning(
+                        "a TTS stream broke off mid-clause; synthesizing the clause again",
+                        extra={"utterance_id": speech.utterance.id, "error": type(e).__name__},
+                    )
+                    speech.restart(part)
+                    continue
+                logger.error(
+                    "TTS failed for a clause: the rest of this utterance is captioned, not spoken",
+                    extra={"utterance_id": speech.utterance.id, "error": type(e).__name__},
+                )
+                self._set_tts_down(True)
+                speech.fail(part)
+                return
+            finally:
+                await stream.aclose()
+
+    def _set_tts_down(self, down: bool) -> None:
+        if down != self._tts_down:
+            self._tts_down = down
+            self._fault("tts", down)
+
+    def _publish_final_caption(self, speech: Speech) -> None:
+        """The full translation as the final caption, unless the mouth publishes it at playout end."""
+        if self._captions is None or speech.caption_final or not speech.parts:
+            return
+        if speech.audio_frames and not speech.mouth_done:
+            return  # the mouth will, when it has played what there is
+        speech.caption_final = True
+        self._captions.publish(translated_caption(speech, final=True))
 
     def _set_speed(self) -> float:
         if self._pace is None:
@@ -119,43 +214,6 @@ class Brain:
             update(speed=speed)
             self.speed = speed
         return self.speed
-
-    async def _translate(
-        self, utterance: Utterance, speech: Speech, tts_stream: tts.SynthesizeStream
-    ) -> None:
-        splitter = ClauseSplitter()
-        reasoning = ReasoningFilter()
-        ids = utterance.record_ids
-
-        def speak(clauses: list[str]) -> None:
-            for raw in clauses:
-                clause = clean_clause(raw, first=not speech.clauses)
-                if not is_speakable(clause):
-                    continue
-                if not speech.clauses:
-                    self._tracker.mark(ids, Mark.FIRST_CLAUSE)
-                speech.clauses.append(clause)
-                tts_stream.push_text(clause)
-
-        concise = self._pace is not None and self._pace.concise
-        chat_ctx = self.contexts.for_source(utterance.language).chat_context(utterance.text, concise=concise)
-        async with self._llm.chat(chat_ctx=chat_ctx) as stream:
-            async for chunk in stream:
-                content = chunk.delta.content if chunk.delta else None
-                if not content:
-                    continue
-                self._tracker.mark(ids, Mark.LLM_FIRST_TOKEN)
-                speak(splitter.push(reasoning.push(content)))
-        speak(splitter.push(reasoning.flush()))
-        speak(splitter.flush())
-
-    async def _pump_audio(self, tts_stream: tts.SynthesizeStream, speech: Speech) -> None:
-        ids = speech.utterance.record_ids
-        async for audio in tts_stream:
-            if speech.first_audio_at is None:
-                speech.first_audio_at = self._tracker.clock()
-            self._tracker.mark(ids, Mark.TTS_FIRST_AUDIO, at=speech.first_audio_at)
-            speech.push(audio.frame, last=audio.is_final)
 
 
 def translated_caption(speech: Speech, *, final: bool) -> Caption:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 
 from livekit import rtc
@@ -85,8 +85,10 @@ class Ears:
         backoff: Backoff | None = None,
         drain_idle_s: float = 1.5,
         max_segment_s: float = 0.0,
+        on_fault: Callable[[bool], None] | None = None,
     ) -> None:
         self._stt = stt
+        self._on_fault = on_fault  # told True once the link has failed `report_after` times running
         self._frames = frames
         self._out = out
         self._tracker = tracker
@@ -112,6 +114,7 @@ class Ears:
         self._prefix = segment_prefix or speaker
         self._intake_task: asyncio.Task[None] | None = None
         self.reconnects = 0
+        self.down = False
         self.dropped_audio_s = 0.0
         self.utterances = 0
 
@@ -193,6 +196,7 @@ class Ears:
                 async for event in self._events(stream):
                     if self._on_event(event):
                         failures = 0
+                        self._set_down(False)
                 if self._input_done.is_set():
                     return  # the input ended and the stream drained: done
                 raise ConnectionError("speech stream ended early")
@@ -202,6 +206,8 @@ class Ears:
                 metrics.STT_RECONNECTS.inc()
                 delay = self._backoff.delay(failures)
                 log = logger.error if failures >= self._backoff.report_after else logger.warning
+                if failures >= self._backoff.report_after:
+                    self._set_down(True)
                 log(
                     "speech recognition stream failed; reconnecting",
                     extra={
@@ -222,6 +228,12 @@ class Ears:
                     )
                 return
             await asyncio.sleep(delay)
+
+    def _set_down(self, down: bool) -> None:
+        if down != self.down:
+            self.down = down
+            if self._on_fault is not None:
+                self._on_fault(down)
 
     async def _events(self, stream: SpeechStream) -> AsyncIterator[stt.SpeechEvent]:
         """The stream's events. Once the input has ended, a quiet spell of `drain_idle_s` counts as

@@ -50,3 +50,14 @@ def observe_record(record: UtteranceRecord) -> None:
         value = record.span(start, end)
         if value is not None and value >= 0:
             STAGE_SECONDS.labels(stage=name).observe(value)
+
+
+GUARD_REJECTIONS = Counter(
+    "interpreter_guard_rejections_total", "LLM replies stopped by the output guard, by reason", ["reason"]
+)
+LLM_RESUMES = Counter(
+    "interpreter_llm_resumes_total", "Translations continued after an LLM stream broke off mid-reply"
+)
+TTS_CLAUSE_RETRIES = Counter(
+    "interpreter_tts_clause_retries_total", "Clauses synthesized again after their TTS stream broke off"
+)

@@ -35,46 +35,166 @@ class Utterance:
         self.record_ids.extend(later.record_ids)
 
 
+class ClauseAudio:
+    """The audio of one clause, filled by that clause's own TTS stream.
+
+    A clause's synthesis can be retried (`restart`) without the listener hearing anything twice:
+    audio not yet played is thrown away and replaced; if some of it was already played, that much
+    of the new attempt is skipped.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.frames: list[rtc.AudioFrame] = []
+        self.final = False  # the TTS said this clause's audio is complete
+        self.failed = False  # given up: the speech ends here
+        self.cursor = 0  # frames handed to the mouth
+        self.played_s = 0.0  # seconds of this clause's audio handed to the mouth
+        self.skip_s = 0.0  # seconds of the current attempt to skip (already heard from an earlier one)
+        self.attempts = 1
+        self.played = asyncio.Event()  # the mouth is past this clause (or will never play it)
+
+    def restart(self) -> None:
+        """A new synthesis attempt of the whole clause follows."""
+        self.skip_s = self.played_s
+        self.frames.clear()
+        self.cursor = 0
+        self.final = False
+        self.attempts += 1
+
+
 class Speech:
     """The translated audio of one utterance, streamed from the brain to the mouth as it is made.
 
     The brain hands a `Speech` to the mouth as soon as translation starts, in utterance order, and
-    fills it frame by frame; the mouth plays each `Speech` to its end before the next.
+    adds one `ClauseAudio` per clause, each filled by its own TTS stream (several at once); the mouth
+    plays the clauses in order, each as its frames arrive, and each `Speech` to its end before the next.
     """
 
     def __init__(self, utterance: Utterance, language: str) -> None:
         self.utterance = utterance
         self.language = language
-        self.clauses: list[str] = []
+        self.parts: list[ClauseAudio] = []
         self.failed = False
-        self.audio_frames = 0
-        self.audio_s = 0.0
+        self.audio_frames = 0  # frames synthesized
+        self.played_s = 0.0  # seconds handed to the mouth
         self.speed = 1.0  # the speaking rate the TTS was asked for
         self.first_audio_at: float | None = None  # clock time the first frame was ready
-        self._frames: asyncio.Queue[tuple[rtc.AudioFrame, bool] | None] = asyncio.Queue()
+        self.mouth_done = False  # the mouth has played what it will of this speech
+        self.caption_final = False  # the final translated caption was published
+        self._changed = asyncio.Event()
+        self._input_ended = False  # no more clauses will be added
         self._ended = False
 
     @property
-    def text(self) -> str:
-        """The translation spoken so far (the clauses sent to TTS)."""
-        return " ".join(self.clauses)
+    def clauses(self) -> list[str]:
+        return [part.text for part in self.parts]
 
-    def push(self, frame: rtc.AudioFrame, *, last: bool = False) -> None:
-        """Add a frame; `last` marks the end of the synthesized audio (the mouth fades it out)."""
-        if self._ended:
-            raise RuntimeError("Speech already ended")
+    @property
+    def text(self) -> str:
+        """The translation so far (every clause sent to TTS, spoken or not)."""
+        return " ".join(part.text for part in self.parts)
+
+    def add_clause(self, text: str) -> ClauseAudio:
+        if self._input_ended:
+            raise RuntimeError("Speech input already ended")
+        part = ClauseAudio(text)
+        self.parts.append(part)
+        self._changed.set()
+        return part
+
+    def push(self, part: ClauseAudio, frame: rtc.AudioFrame, *, final: bool = False) -> None:
+        """Add a frame of `part`; `final`: the last frame of that clause's synthesis."""
         self.audio_frames += 1
-        self.audio_s += frame.samples_per_channel / frame.sample_rate
-        self._frames.put_nowait((frame, last))
+        part.frames.append(frame)
+        part.final = part.final or final
+        self._changed.set()
+
+    def finish(self, part: ClauseAudio) -> None:
+        """`part`'s synthesis is complete."""
+        part.final = True
+        self._changed.set()
+
+    @property
+    def input_ended(self) -> bool:
+        return self._input_ended
+
+    def fail(self, part: ClauseAudio) -> None:
+        """`part` could not be synthesized: the audio stops there (the caption still carries it)."""
+        part.failed = True
+        self.failed = True
+        self._changed.set()
+
+    def restart(self, part: ClauseAudio) -> None:
+        part.restart()
+        self._changed.set()
+
+    def end_input(self) -> None:
+        """No more clauses will be added."""
+        self._input_ended = True
+        self._changed.set()
 
     def end(self, *, failed: bool = False) -> None:
-        if self._ended:
-            return
-        self.failed = failed
-        self._ended = True
-        self._frames.put_nowait(None)
+        """Nothing more will be added to any clause: the mouth plays what is there and moves on."""
+        self.failed = self.failed or failed
+        self._input_ended = self._ended = True
+        self._changed.set()
 
-    async def frames(self) -> AsyncIterator[tuple[rtc.AudioFrame, bool]]:
-        """(frame, last) pairs until the brain ends the speech."""
-        while (item := await self._frames.get()) is not None:
-            yield item
+    async def frames(self) -> AsyncIterator[tuple[rtc.AudioFrame, bool, bool]]:
+        """(frame, join, last) until the speech ends or a clause fails. `join`: the frame follows a
+        cut (the first frame, or one right after a skip); `last`: no frame follows it."""
+        try:
+            async for item in self._frames():
+                yield item
+        finally:
+            for part in self.parts:
+                part.played.set()
+
+    async def _frames(self) -> AsyncIterator[tuple[rtc.AudioFrame, bool, bool]]:
+        index, join = 0, True
+        while True:
+            if index < len(self.parts):
+                part = self.parts[index]
+                if part.cursor < len(part.frames):
+                    frame: rtc.AudioFrame | None = part.frames[part.cursor]
+                    part.cursor += 1
+                    if part.skip_s > 0 and frame is not None:
+                        frame, part.skip_s = _skip(frame, part.skip_s)
+                        join = True
+                    if frame is None:
+                        continue
+                    seconds = frame.samples_per_channel / frame.sample_rate
+                    part.played_s += seconds
+                    self.played_s += seconds
+                    ends = part.cursor == len(part.frames) and part.final and self._input_ended
+                    yield frame, join, ends and index == len(self.parts) - 1
+                    join = False
+                    continue
+                if part.failed:
+                    return
+                if part.final or self._ended:
+                    part.frames.clear()  # played: free it
+                    part.played.set()
+                    index += 1
+                    continue
+            elif self._input_ended:
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+
+def _skip(frame: rtc.AudioFrame, seconds: float) -> tuple[rtc.AudioFrame | None, float]:
+    """Drop the first `seconds` of a frame: (what is left or None, seconds still to skip)."""
+    n = frame.samples_per_channel
+    drop = min(n, round(seconds * frame.sample_rate))
+    left = seconds - drop / frame.sample_rate if drop == n else 0.0
+    if drop == n:
+        return None, max(0.0, left)
+    data = memoryview(frame.data).cast("B")[drop * 2 * frame.num_channels :]
+    rest = rtc.AudioFrame(
+        data=bytes(data),
+        sample_rate=frame.sample_rate,
+        num_channels=frame.num_channels,
+        samples_per_channel=n - drop,
+    )
+    return rest, 0.0

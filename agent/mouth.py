@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -27,6 +28,7 @@ logger = logging.getLogger("agent.mouth")
 # How much audio the published source buffers ahead of playout. Everything queued there is heard
 # later by that much, so it is kept small; 200 ms still absorbs the event loop's hiccups.
 OUTPUT_QUEUE_MS = 200
+PLAYED_KEPT = 100
 
 
 class AudioOutput(Protocol):
@@ -81,7 +83,8 @@ class Mouth:
         self._on_playing = on_playing  # told True when an utterance starts playing, False when it ends
         self._pace = pace
         self._playout_end = float("-inf")  # when the audio played so far ends
-        self.played: list[str] = []  # utterance ids in the order their audio played
+        # the latest utterance ids in the order their audio played (bounded: sessions run for hours)
+        self.played: deque[str] = deque(maxlen=PLAYED_KEPT)
 
     async def run(self) -> None:
         while (speech := await self._inbox.get()) is not None:
@@ -94,13 +97,13 @@ class Mouth:
     async def _play(self, speech: Speech) -> None:
         ids = speech.utterance.record_ids
         first = True
-        async for frame, last in speech.frames():
+        async for frame, join, last in speech.frames():
             if first and frame.sample_rate != self._output.sample_rate:
                 raise ValueError(
                     f"TTS audio at {frame.sample_rate} Hz cannot play on a {self._output.sample_rate} Hz"
                     " source: configure both to the same rate"
                 )
-            frame = fade(frame, fade_in=first, fade_out=last, fade_s=self._fade_s)
+            frame = fade(frame, fade_in=join, fade_out=last, fade_s=self._fade_s)
             if first:
                 now = self._tracker.clock()
                 heard_at = now + self._output.queued_duration  # once what is queued ahead has played
@@ -115,15 +118,17 @@ class Mouth:
                     self._captions.publish(translated_caption(speech, final=False))
                 first = False
             await self._output.capture_frame(frame)
-        if first:  # no audio at all: the brain reported why, and published the caption if any
+        speech.mouth_done = True
+        if first:  # no audio at all: the brain reported why, and publishes the caption if any
             self._tracker.complete(ids, spoken=False)
             return
         self._playout_end = self._tracker.clock() + self._output.queued_duration
         self._tracker.mark(ids, Mark.PLAYOUT_END, at=self._playout_end)
         if self._pace is not None:
             u = speech.utterance
-            self._pace.observe_ratio(speech.audio_s * speech.speed, u.audio_end - u.audio_start)
+            self._pace.observe_ratio(speech.played_s * speech.speed, u.audio_end - u.audio_start)
         self._tracker.complete(ids, spoken=not speech.failed)
         self.played.append(speech.utterance.id)
-        if self._captions is not None:
+        if self._captions is not None and speech.input_ended and not speech.caption_final:
+            speech.caption_final = True  # else the brain publishes it once the translation is complete
             self._captions.publish(translated_caption(speech, final=True))

@@ -70,6 +70,7 @@ class Channel:
         options: PipelineOptions | None = None,
         instructions: Instructions | None = None,
         on_playing: Callable[[bool], None] | None = None,
+        on_fault: Callable[[str, bool], None] | None = None,
     ) -> None:
         opts = options or PipelineOptions()
         self.language = language
@@ -88,6 +89,7 @@ class Channel:
             captions=captions,
             max_in_flight=opts.max_in_flight,
             pace=self.pace,
+            on_fault=on_fault,
         )
         self.mouth = Mouth(
             output=output,

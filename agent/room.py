@@ -33,6 +33,7 @@ ATTR_LANGUAGE = "language"
 ATTR_INTERPRET_TO = "interpret_to"
 ATTR_LANGUAGES = "interpreter.languages"
 ATTR_WARNINGS = "interpreter.warnings"
+ATTR_FAULTS = "interpreter.faults"  # providers failing right now: "llm", "stt", "tts" (comma-separated)
 ATTR_SPEAKER = "interpreter.speaker"
 
 

@@ -25,6 +25,7 @@ from .mouth import OUTPUT_QUEUE_MS
 from .pipeline import Channel, PipelineOptions, Router, same_language
 from .prompt import Instructions
 from .room import (
+    ATTR_FAULTS,
     ATTR_INTERPRET_TO,
     ATTR_LANGUAGE,
     ATTR_LANGUAGES,
@@ -86,6 +87,7 @@ class RoomSession:
         self.outputs: dict[str, _Output] = {}  # by target language
         self.room_settings = RoomSettings()
         self._playing: set[str] = set()
+        self._faults: dict[str, set[str]] = {}  # kind ("llm", "stt", "tts") → who reports it failing
         self._ears_started: dict[str, int] = {}
         self._control: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
         self._control_task: asyncio.Task[None] | None = None
@@ -236,6 +238,7 @@ class RoomSession:
             options=self._options,
             instructions=self._instructions(language),
             on_playing=lambda playing: self._on_playing(language, playing),
+            on_fault=lambda kind, active: self.set_fault(kind, f"channel-{language}", active),
         )
         task = asyncio.create_task(channel.run(), name=f"channel-{language}")
         self.outputs[language] = _Output(channel, task, source, publication.sid)
@@ -251,12 +254,31 @@ class RoomSession:
         self._on_playing(language, False)
         output.channel.close()  # what is queued is still spoken, within a bound
         await _finish(output.task, STOP_TIMEOUT_S)
+        for kind in ("llm", "tts"):
+            self.set_fault(kind, f"channel-{language}", False)
         await output.channel.tts.aclose()
         with contextlib.suppress(Exception):
             await self._room.local_participant.unpublish_track(output.track_sid)
         await output.source.aclose()
         self.publisher.language_tracks.pop(language, None)
         logger.info("interpretation track removed", extra={"language": language})
+
+    @property
+    def faults(self) -> list[str]:
+        return sorted(kind for kind, reporters in self._faults.items() if reporters)
+
+    def set_fault(self, kind: str, reporter: str, active: bool) -> None:
+        """A provider is failing (or works again) for one channel or speaker; the room sees which
+        kinds are failing in the agent's `interpreter.faults` attribute."""
+        before = self.faults
+        reporters = self._faults.setdefault(kind, set())
+        if active:
+            reporters.add(reporter)
+        else:
+            reporters.discard(reporter)
+        if self.faults != before:
+            logger.warning("provider faults now: %s", ",".join(self.faults) or "none")
+            self.publisher.set_attributes(**{ATTR_FAULTS: ",".join(self.faults)})
 
     def _on_playing(self, language: str, playing: bool) -> None:
         was_speaking = bool(self._playing)
@@ -292,6 +314,7 @@ class RoomSession:
             captions=self.publisher,
             segment_prefix=identity if count == 0 else f"{identity}.{count}",
             max_segment_s=self._options.max_segment_s,
+            on_fault=lambda active: self.set_fault("stt", f"speaker-{identity}", active),
         )
         task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
         self.speakers[publication.sid] = _Speaker(identity, language, ears, task)
@@ -306,6 +329,7 @@ class RoomSession:
         metrics.ACTIVE_SPEAKERS.dec()
         speaker.ears.stop()  # what was already heard is still finalized and interpreted
         await _finish(speaker.task, STOP_TIMEOUT_S)
+        self.set_fault("stt", f"speaker-{speaker.identity}", False)
         logger.info("stopped listening to a speaker", extra={"speaker": speaker.identity})
 
     async def _restart_ears_of(self, participant: Any) -> None:

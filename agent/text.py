@@ -181,3 +181,37 @@ def is_substantive(transcript: str) -> bool:
     if not words or not any(is_speakable(w) for w in words):
         return False
     return not all(w in _FILLERS for w in words)
+
+
+_PIECE_END = re.compile(r"[.!?…。！？؟।]+[\"'”’»)\]]*(?=\s)")
+
+
+def split_source(text: str, max_chars: int = 600) -> list[str]:
+    """Cut a long transcript into pieces of at most `max_chars` at sentence ends (at spaces when a
+    sentence is longer), so each is one bounded LLM request and nothing is dropped."""
+    text = text.strip()
+    if len(text) <= max_chars:
+        return [text] if text else []
+    sentences, start = [], 0
+    for end in _PIECE_END.finditer(text):
+        sentences.append(text[start : end.end()].strip())
+        start = end.end()
+    sentences = [s for s in [*sentences, text[start:].strip()] if s]
+    pieces: list[str] = []
+    current = ""
+    for sentence in sentences:
+        while len(sentence) > max_chars:
+            cut = sentence.rfind(" ", 0, max_chars)
+            cut = cut if cut > 0 else max_chars
+            head, sentence = sentence[:cut].strip(), sentence[cut:].strip()
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(head)
+        if current and len(current) + 1 + len(sentence) > max_chars:
+            pieces.append(current)
+            current = ""
+        current = f"{current} {sentence}".strip()
+    if current:
+        pieces.append(current)
+    return pieces

@@ -68,7 +68,7 @@ async def test_in_flight_utterances_play_in_order_even_when_a_later_one_is_ready
     first_audio = {r.utterance_id: r.marks[Mark.TTS_FIRST_AUDIO] for r in tracker.completed}
     assert first_audio["bob-1"] < first_audio["bob-0"] and first_audio["bob-2"] < first_audio["bob-0"]
     # ...yet everything played in utterance order, each once
-    assert mouth.played == ["bob-0", "bob-1", "bob-2"]
+    assert list(mouth.played) == ["bob-0", "bob-1", "bob-2"]
     assert tone_sequence(listener.audio(), 24000) == [400, 600, 800]
     assert [c.text for c in captions.finals(translated=True)] == list(TRANSLATIONS.values())
     assert tracker.spoken == 3 and tracker.open_count == 0

@@ -15,7 +15,7 @@ async def test_dialogue_is_interpreted_in_order_with_nothing_lost(dialogue_fakes
 
     # every segment the fake STT heard became an utterance, and each was translated once
     assert [f.transcript for f in dialogue_fakes.deepgram.finals] == DIALOGUE.transcripts
-    assert interpreter.mouth.played == ["alice-0-es", "alice-1-es", "alice-2-es"]
+    assert list(interpreter.mouth.played) == ["alice-0-es", "alice-1-es", "alice-2-es"]
     spoken = [spoken_text(t) for t in dialogue_fakes.cartesia.contexts.values()]
     assert spoken == list(DIALOGUE.translations.values())
 
@@ -58,6 +58,6 @@ async def test_cerebras_failure_falls_back_to_groq_and_speaks_once(one_sentence_
     assert fakes.groq.requests[0].reasoning_effort == "low"
     # spoken exactly once
     assert [spoken_text(t) for t in fakes.cartesia.contexts.values()] == ["Por favor, enciende tu cámara."]
-    assert interpreter.mouth.played == ["alice-0-es"]
+    assert list(interpreter.mouth.played) == ["alice-0-es"]
     assert tone_sequence(listener.audio(), listener.sample_rate) == [500]
     assert tracker.spoken == 1 and tracker.failed == 0

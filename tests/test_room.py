@@ -80,7 +80,7 @@ class RoomHarness:
         return out
 
     def played(self, language: str) -> list[str]:
-        return self.session.outputs[language].channel.mouth.played
+        return list(self.session.outputs[language].channel.mouth.played)
 
 
 @pytest.fixture

@@ -1,0 +1,209 @@
+"""Translating one utterance: LLM stream → clauses fit to speak, exactly once, whatever the LLM does.
+
+- Retries across providers stay in `llm.FallbackAdapter` (Cerebras, then Groq, Cerebras again once
+  it recovers). What the adapter cannot do is resume: after a reply breaks off mid-stream it raises
+  rather than repeat what was already sent. Here the translation is then *continued* from the last
+  clause already handed on (the LLM gets the spoken part and is asked for the rest; a repeated
+  beginning is dropped), so nothing is said twice and nothing is lost.
+- When every LLM fails before any token, the providers are down: the utterance waits and is tried
+  again with backoff until one answers, and `on_fault` tells the room (captions keep flowing
+  meanwhile: they never pass through here).
+- Every clause passes the output guard before it is handed on; a reply that is not a translation
+  is retried once with a stricter prompt, then given up (the speaker's caption stays).
+- A long transcript is translated in pieces of bounded size, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+
+from livekit.agents import APIError, llm
+
+from . import metrics
+from .guard import OutputGuard
+from .prompt import TranslationContext
+from .text import ClauseSplitter, ReasoningFilter, clean_clause, is_speakable, split_source
+
+logger = logging.getLogger("agent.translate")
+
+
+@dataclass(frozen=True, slots=True)
+class TranslateOptions:
+    max_resumes: int = 3  # continuations of one piece after broken streams
+    outage_initial_s: float = 0.5  # backoff while every LLM fails
+    outage_max_s: float = 5.0
+    max_piece_chars: int = 600
+
+
+class TranslationRejected(Exception):
+    """The LLM's replies to an utterance were not translations (see `guard.py`)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class _Attempt:
+    """One LLM reply to one piece: its guard, the clauses it repeats, the clauses it holds back."""
+
+    def __init__(self, source: str, given: list[str], *, first: bool) -> None:
+        self.guard = OutputGuard(source)
+        for clause in given:
+            self.guard.check(clause)  # a continuation's limits count what was said before
+        self._given = given
+        self._repeated = list(given)  # a continuation that starts over: drop what matches these
+        self._held: list[str] = []  # a question's clauses, until the reply shows it is one too
+        self._first = first
+
+    def fit(self, raws: list[str]) -> list[str]:
+        """The clauses fit to hand on now; raises `_Rejected` for one that is not a translation."""
+        out: list[str] = []
+        for raw in raws:
+            if self._repeated and _norm(raw) == _norm(self._repeated[0]):
+                self._repeated.pop(0)
+                continue
+            self._repeated.clear()
+            if reason := self.guard.check(raw):
+                raise _Rejected(reason)
+            first = self._first and not self._given and not self._held and not out
+            clause = clean_clause(raw, first=first)
+            if is_speakable(clause):
+                out.append(clause)
+        if self.guard.expects_question and not self.guard.saw_question:
+            self._held.extend(out)
+            return []
+        ready, self._held = [*self._held, *out], []
+        return ready
+
+    def finish(self, raws: list[str]) -> list[str]:
+        tail = self.fit(raws)
+        if reason := self.guard.finish():
+            raise _Rejected(reason)
+        ready, self._held = [*tail, *self._held], []
+        return ready
+
+
+def _norm(text: str) -> str:
+    return " ".join("".join(ch for ch in text.lower() if ch.isalnum() or ch.isspace()).split())
+
+
+class Translator:
+    def __init__(
+        self,
+        llm: llm.LLM,
+        *,
+        options: TranslateOptions | None = None,
+        on_fault: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._llm = llm
+        self._opts = options or TranslateOptions()
+        self._on_fault = on_fault  # told True when every LLM fails, False when one answers again
+        self._down = False
+        self.resumes = 0
+        self.rejections = 0
+
+    async def clauses(
+        self,
+        context: TranslationContext,
+        text: str,
+        *,
+        concise: bool = False,
+        on_token: Callable[[], None] | None = None,
+        utterance_id: str = "",
+    ) -> AsyncGenerator[str, None]:
+        """The translation of `text`, clause by clause, each ready to speak and each given once."""
+        first = True
+        for piece in split_source(text, self._opts.max_piece_chars):
+            async for clause in self._piece(context, piece, concise, on_token, utterance_id, first):
+                first = False
+                yield clause
+
+    async def _piece(
+        self,
+        context: TranslationContext,
+        source: str,
+        concise: bool,
+        on_token: Callable[[], None] | None,
+        utterance_id: str,
+        first: bool,
+    ) -> AsyncIterator[str]:
+        given: list[str] = []  # clauses already handed on
+        strict = False
+        resumes = outages = 0
+        while True:
+            attempt = _Attempt(source, given, first=first)
+            chat_ctx = context.chat_context(
+                source, concise=concise, strict=strict, resume_from=" ".join(given) or None
+            )
+            splitter, reasoning = ClauseSplitter(), ReasoningFilter()
+            received = False
+            try:
+                try:
+                    async with self._llm.chat(chat_ctx=chat_ctx) as stream:
+                        async for chunk in stream:
+                            content = chunk.delta.content if chunk.delta else None
+                            if not content:
+                                continue
+                            if not received:
+                                received = True
+                                self._set_down(False)
+                                if on_token is not None:
+                                    on_token()
+                            for clause in attempt.fit(splitter.push(reasoning.push(content))):
+                                given.append(clause)
+                                yield clause
+                    for clause in attempt.finish(splitter.push(reasoning.flush()) + splitter.flush()):
+                        given.append(clause)
+                        yield clause
+                    return
+                except _Rejected as rejected:
+                    self.rejections += 1
+                    metrics.GUARD_REJECTIONS.labels(reason=rejected.reason).inc()
+                    logger.warning(
+                        "the output guard stopped an LLM reply",
+                        extra={"utterance_id": utterance_id, "reason": rejected.reason, "given": len(given)},
+                    )
+                    if given:
+                        return  # what was already said stays; the rest of this reply is not spoken
+                    if strict:
+                        raise TranslationRejected(rejected.reason) from None
+                    strict = True
+            except (APIError, TimeoutError) as e:
+                if received:
+                    resumes += 1
+                    if resumes > self._opts.max_resumes:
+                        raise
+                    self.resumes += 1
+                    metrics.LLM_RESUMES.inc()
+                    logger.warning(
+                        "an LLM reply broke off; continuing it",
+                        extra={"utterance_id": utterance_id, "error": type(e).__name__, "given": len(given)},
+                    )
+                    continue
+                outages += 1
+                self._set_down(True)
+                delay = min(self._opts.outage_max_s, self._opts.outage_initial_s * 2 ** (outages - 1))
+                logger.warning(
+                    "no LLM answered; trying again",
+                    extra={"utterance_id": utterance_id, "error": type(e).__name__, "retry_in_s": delay},
+                )
+                await asyncio.sleep(delay)
+
+    def _set_down(self, down: bool) -> None:
+        if down == self._down:
+            return
+        self._down = down
+        if down:
+            logger.error("every LLM is failing: translations wait until one answers")
+        else:
+            logger.info("an LLM answers again")
+        if self._on_fault is not None:
+            self._on_fault(down)
