@@ -118,6 +118,7 @@ class FakeLLM(FakeServer):
         self.rng = random.Random(seed)
         self.tokens_per_s = tokens_per_s
         self.reasoning = reasoning
+        self.resume_repeats = False  # asked to continue, start over (as some models do)
         self.max_token_chars = max_token_chars
         self.requests: list[LLMRequest] = []
         self._faults: deque[_Fault] = deque()
@@ -136,11 +137,19 @@ class FakeLLM(FakeServer):
         return f"{self.root_url}/openai/v1"
 
     def _translate(self, messages: list[Message]) -> str:
-        text = last_user_text(messages)
-        for source, target in self.translations.items():
-            if source in text:
-                return target
-        return f"[translated] {text}"
+        """The scripted translation of the speech; asked to continue a reply that broke off (an
+        assistant turn after the speech, then a plain user turn), the rest of it after that part,
+        or the whole of it again when `resume_repeats` (a model that starts over)."""
+        speech = next(
+            (i for i in range(len(messages) - 1, -1, -1) if "<speech" in message_text(messages[i])), None
+        )
+        text = message_text(messages[speech]) if speech is not None else last_user_text(messages)
+        full = next((t for s, t in self.translations.items() if s in text), f"[translated] {text}")
+        said = [m for m in messages[(speech or 0) + 1 :] if m.get("role") == "assistant"]
+        if not said or self.resume_repeats:
+            return full
+        prefix = message_text(said[-1]).strip()
+        return full[len(prefix) :].strip() if full.startswith(prefix) else full
 
     # faults, consumed one per chat-completions request, in the order they were scripted
 

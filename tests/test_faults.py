@@ -1,0 +1,285 @@
+"""The fault matrix: the LLMs and the TTS fail on command (the fakes inject it at the wire), and what
+the speaker said is still spoken exactly once, or captioned when it cannot be.
+
+These run one channel (brain + mouth) on the real plugins and SDK, fed utterances directly and
+playing into an output that does not pace in real time, so each fault costs little test time. The
+STT faults are in `test_ears.py`, the room-level ones (state, captions) in `test_room.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import numpy as np
+import pytest
+from livekit import rtc
+from livekit.agents import llm as lk_llm
+
+from agent.captions import CaptionLog
+from agent.latency import LatencyTracker
+from agent.models import Utterance
+from agent.pipeline import Channel, PipelineOptions
+from agent.prompt import RESUME_REQUEST
+from agent.providers import build_llm, build_tts
+from tests.conftest import Fakes
+from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+from tests.fakes.llm import message_text
+from tests.loopback import eventually, tone_sequence
+
+SOURCES = ["Good morning everyone, and welcome to this meeting.", "Let us start with the budget."]
+TRANSLATIONS = {
+    "Good morning": "Buenos días a todos, y bienvenidos a esta reunión.",
+    "budget": "Empecemos por el presupuesto.",
+}
+# one tone per clause the brain cuts: a repeated or missing piece shows in the audio
+TONES = {"Buenos": 400.0, "bienvenidos": 500.0, "presupuesto": 800.0}
+CLAUSES = ["Buenos días a todos,", "y bienvenidos a esta reunión.", "Empecemos por el presupuesto."]
+
+
+def tone_for(text: str) -> float:
+    return next((f for w, f in TONES.items() if w in text), 440.0)
+
+
+class CollectingOutput:
+    """An `AudioOutput` that keeps every frame and never paces (optionally held shut by `gate`)."""
+
+    sample_rate = 24000
+    queued_duration = 0.0
+
+    def __init__(self) -> None:
+        self.frames: list[rtc.AudioFrame] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await self.gate.wait()
+        self.frames.append(frame)
+
+    def audio(self) -> np.ndarray:
+        if not self.frames:
+            return np.zeros(0, np.int16)
+        return np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in self.frames])
+
+    @property
+    def seconds(self) -> float:
+        return sum(f.samples_per_channel for f in self.frames) / self.sample_rate
+
+
+@dataclass
+class ChannelRun:
+    fakes: Fakes
+    channel: Channel
+    output: CollectingOutput
+    tracker: LatencyTracker
+    captions: CaptionLog
+    llm: lk_llm.LLM
+    faults: list[tuple[str, bool]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    _n: int = 0
+
+    def say(self, text: str) -> None:
+        now = self.tracker.clock()
+        i, self._n = self._n, self._n + 1
+        utterance = Utterance(
+            id=f"ann-{i}", speaker="ann", text=text, language="en",
+            audio_start=2.0 * i, audio_end=2.0 * i + 1.5, speech_end_at=now, final_at=now,
+        )  # fmt: skip
+        self.channel.put_nowait(utterance)
+
+    async def finish(self, within_s: float = 30.0) -> None:
+        self.channel.close()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, within_s)
+
+    def translated(self) -> list[str]:
+        return [c.text for c in self.captions.finals(translated=True)]
+
+    def expected_seconds(self, clauses: list[str]) -> float:
+        return sum(self.fakes.cartesia.duration_for(c) for c in clauses)
+
+
+@pytest.fixture
+async def run() -> AsyncIterator[ChannelRun]:
+    fakes = Fakes(
+        deepgram=FakeDeepgram([]),
+        cerebras=FakeLLM(translations=TRANSLATIONS),
+        groq=FakeLLM(translations=TRANSLATIONS),
+        cartesia=FakeCartesia(freq_for=tone_for),
+    )
+    servers = (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia)
+    for server in servers:
+        await server.start()
+    settings = fakes.settings(LLM_ATTEMPT_TIMEOUT_S="1")
+    async with aiohttp.ClientSession() as http:
+        llm, tts = build_llm(settings), build_tts(settings, "es", http)
+        output, tracker, captions = CollectingOutput(), LatencyTracker(), CaptionLog()
+        faults: list[tuple[str, bool]] = []
+        channel = Channel(
+            llm=llm, tts=tts, output=output, tracker=tracker, language="es", captions=captions,
+            options=PipelineOptions(), on_fault=lambda kind, active: faults.append((kind, active)),
+        )  # fmt: skip
+        r = ChannelRun(fakes, channel, output, tracker, captions, llm, faults)
+        r.task = asyncio.create_task(channel.run())
+        try:
+            yield r
+        finally:
+            if not r.task.done():
+                r.task.cancel()
+            await asyncio.gather(r.task, return_exceptions=True)
+            await llm.aclose()
+            await tts.aclose()
+            for server in servers:
+                await server.aclose()
+
+
+def _recovered(llm: lk_llm.LLM) -> asyncio.Event:
+    back = asyncio.Event()
+
+    def on_change(event: lk_llm.AvailabilityChangedEvent) -> None:
+        if event.available:
+            back.set()
+
+    llm.on("llm_availability_changed", on_change)
+    return back
+
+
+FAULTS = {
+    "500": lambda llm: llm.fail_next(500),
+    "429": lambda llm: llm.fail_next(429),
+    "timeout before the first token": lambda llm: llm.hang_next(),
+    "drop mid-stream": lambda llm: llm.drop_next_after(9),  # after "Buenos días a todos, y" (9 pieces)
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_cerebras_fault_groq_takes_over_speech_once_then_cerebras_again(run: ChannelRun, fault: str):
+    cerebras, groq = run.fakes.cerebras, run.fakes.groq
+    recovered = _recovered(run.llm)
+    FAULTS[fault](cerebras)
+    run.say(SOURCES[0])
+    await eventually(lambda: len(run.tracker.completed) == 1, what="the first utterance")
+    await asyncio.wait_for(recovered.wait(), 10)  # the adapter's probe found Cerebras well again
+    run.say(SOURCES[1])
+    await run.finish()
+
+    # exactly once: every clause heard once, in order, for exactly as long as it was synthesized
+    assert tone_sequence(run.output.audio(), 24000) == [400, 500, 800]
+    assert run.output.seconds == pytest.approx(run.expected_seconds(CLAUSES), abs=0.03)
+    assert run.translated() == list(TRANSLATIONS.values())
+    assert run.tracker.spoken == 2 and run.tracker.failed == 0
+    # Groq served the first utterance (after the fault), Cerebras the second
+    served = [r for r in cerebras.requests if r.fault is None]
+    assert any("budget" in message_text(r.messages[-1]) for r in served)
+    assert not any("budget" in message_text(r.messages[-1]) for r in groq.requests)
+    assert groq.requests, "Groq took over"
+    if fault == "drop mid-stream":
+        # the clause given before the drop was not asked for again: Groq continued after it
+        resumed = groq.requests[0].messages
+        assert resumed[-1]["content"] == RESUME_REQUEST
+        assert resumed[-2] == {"role": "assistant", "content": "Buenos días a todos,"}
+        assert groq.requests[0].reply == "y bienvenidos a esta reunión."
+    assert ("llm", True) not in run.faults  # one LLM answered all along: no outage
+
+
+async def test_a_continuation_that_starts_over_is_not_spoken_twice(run: ChannelRun):
+    run.fakes.cerebras.drop_next_after(9)
+    run.fakes.groq.resume_repeats = True  # asked to continue, it translates the whole speech again
+    run.say(SOURCES[0])
+    await run.finish()
+
+    assert run.fakes.groq.requests[0].reply == TRANSLATIONS["Good morning"]  # it did start over
+    assert tone_sequence(run.output.audio(), 24000) == [400, 500]
+    assert run.output.seconds == pytest.approx(run.expected_seconds(CLAUSES[:2]), abs=0.03)
+    assert run.translated() == [TRANSLATIONS["Good morning"]]
+
+
+async def test_both_llms_down_then_back_fault_is_shown_and_speech_resumes_by_itself(run: ChannelRun):
+    for fake in (run.fakes.cerebras, run.fakes.groq):
+        fake.fail_next(503, n=4)  # attempts and the adapter's recovery probes use them up in ~2 s
+    run.say(SOURCES[1])
+    await eventually(lambda: ("llm", True) in run.faults, what="the LLM fault to be reported")
+    assert len(run.tracker.completed) == 0  # waiting, not failed
+    await run.finish(within_s=30)
+
+    assert run.faults == [("llm", True), ("llm", False)]
+    assert run.translated() == [TRANSLATIONS["budget"]]
+    assert tone_sequence(run.output.audio(), 24000) == [800]
+    assert run.tracker.spoken == 1
+
+
+async def test_tts_drop_mid_clause_restarts_the_clause_without_repeating_what_was_heard(run: ChannelRun):
+    # the output plays instantly, so the dropped attempt's first chunks were already heard: the
+    # restarted clause skips exactly that much
+    run.fakes.cartesia.drop_next_context_after(3)
+    run.say(SOURCES[0])
+    await run.finish()
+
+    assert len(run.fakes.cartesia.dropped_contexts) == 1
+    assert tone_sequence(run.output.audio(), 24000) == [400, 500]
+    assert run.output.seconds == pytest.approx(run.expected_seconds(CLAUSES[:2]), abs=0.03)
+    assert run.translated() == [TRANSLATIONS["Good morning"]]
+    assert run.tracker.spoken == 1
+
+
+async def test_tts_drop_before_playback_replaces_the_unheard_audio(run: ChannelRun):
+    cartesia = run.fakes.cartesia
+    run.output.gate.clear()  # the track is busy with the first utterance...
+    run.say(SOURCES[1])
+    await eventually(lambda: len(cartesia.contexts) == 1, what="the first utterance synthesized")
+    cartesia.drop_next_context_after(3)  # ...when the next one's first clause breaks off
+    run.say(SOURCES[0])
+    await eventually(lambda: len(cartesia.contexts) == 4, what="the clause synthesized again")
+    await asyncio.sleep(0.2)
+    run.output.gate.set()
+    await run.finish()
+
+    assert len(cartesia.dropped_contexts) == 1
+    assert tone_sequence(run.output.audio(), 24000) == [800, 400, 500]
+    assert run.output.seconds == pytest.approx(run.expected_seconds([CLAUSES[2], *CLAUSES[:2]]), abs=0.03)
+
+
+async def test_tts_errors_are_retried_and_a_failing_clause_leaves_the_caption_and_the_next_plays(
+    run: ChannelRun,
+):
+    run.fakes.cartesia.error_next(1)  # one error: the framework's retry covers it
+    run.say(SOURCES[1])
+    await eventually(lambda: len(run.tracker.completed) == 1, what="the first utterance")
+    assert tone_sequence(run.output.audio(), 24000) == [800]
+    heard = run.output.seconds
+
+    run.fakes.cartesia.error_next(3)  # the next (one clause) fails the first try and both retries
+    run.say(SOURCES[1])
+    await eventually(lambda: len(run.tracker.completed) == 2, what="the failed utterance")
+    run.say(SOURCES[1])  # and the one after plays
+    await run.finish()
+
+    assert run.translated() == [TRANSLATIONS["budget"]] * 3  # every caption, the failed one's too
+    assert [r.outcome for r in run.tracker.completed] == ["spoken", "failed", "spoken"]
+    assert tone_sequence(run.output.audio(), 24000) == [800]  # the failed one added nothing
+    assert run.output.seconds == pytest.approx(2 * heard, abs=0.03)
+    assert ("tts", True) in run.faults and run.faults[-1] == ("tts", False)
+
+
+async def test_backlog_folds_into_bounded_queue_every_caption_out_and_speech_catches_up(run: ChannelRun):
+    run.fakes.cerebras.ttft_s = 0.3  # a slow LLM: utterances arrive faster than they are translated
+    run.fakes.groq.ttft_s = 0.3
+    texts = [f"Point number {i} is on the list." for i in range(30)]
+    sizes = []
+    for text in texts:
+        run.say(text)
+        sizes.append(run.channel.inbox.qsize())
+        await asyncio.sleep(0.02)
+    await run.finish(within_s=60)
+
+    assert max(sizes) <= PipelineOptions().utterance_queue_size  # memory bounded by count
+    # nothing lost: every utterance's words reached a translation, and each record was closed
+    spoken_sources = " ".join(
+        message_text(r.messages[-1]) for r in run.fakes.cerebras.requests if r.fault is None
+    )
+    for i in range(30):
+        assert f"Point number {i} " in spoken_sources
+    assert run.tracker.spoken == 30 and run.tracker.open_count == 0
+    assert len(run.translated()) < 30  # folded: fewer, longer translations, so speech caught up
