@@ -42,6 +42,20 @@ class Providers:
         await self.stt.aclose()
 
 
+class FallbackLLM(llm.FallbackAdapter):
+    """The framework's `FallbackAdapter` that also closes the LLMs it was given: the adapter's own
+    `aclose` leaves their HTTP clients, and so their sockets, open."""
+
+    def __init__(self, instances: list[llm.LLM], **kwargs: Any) -> None:
+        super().__init__(instances, **kwargs)
+        self._owned = list(instances)
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        for instance in self._owned:
+            await instance.aclose()
+
+
 class ClauseTokenizer(SentenceTokenizer):
     """Hands each pushed text to the TTS as one unit, at once.
 
@@ -111,7 +125,7 @@ def build_llm(settings: Settings) -> llm.LLM:
                     max_retries=0,
                 )
             )
-    adapter = llm.FallbackAdapter(
+    adapter = FallbackLLM(
         instances, attempt_timeout=settings.llm_attempt_timeout_s, max_retry_per_llm=0, retry_interval=0.2
     )
     for instance in instances:

@@ -22,7 +22,7 @@ from livekit.agents.types import (
 from agent.filemode import read_wav
 from agent.latency import LatencyTracker
 from agent.providers import build_llm, build_stt, build_tts
-from agent.room import ATTR_LANGUAGES, ATTR_SPEAKER, ATTR_WARNINGS
+from agent.room import ATTR_FAULTS, ATTR_LANGUAGES, ATTR_SPEAKER, ATTR_WARNINGS
 from agent.session import RoomSession
 from tests.conftest import DIALOGUE, FIXTURES, ONE_SENTENCE, Fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
@@ -336,3 +336,29 @@ async def test_captions_are_sent_even_when_audio_cannot_be(
     for record in caplog.records:
         message = record.getMessage()
         assert ONE_SENTENCE.transcripts[0] not in message and caption.text not in message, message
+
+
+async def test_both_llms_down_captions_flow_the_fault_shows_and_speech_resumes_when_one_returns(
+    harness: RoomHarness,
+):
+    room, session = harness.room, harness.session
+    harness.fakes.deepgram.scripts["en"] = list(DIALOGUE.transcripts)
+    for fake in (harness.fakes.cerebras, harness.fakes.groq):
+        fake.outage_status = 503
+    await session.start()
+    alice = room.join("alice", attributes={"language": "en"})
+    harness.speak(alice, DIALOGUE.wav)
+
+    # the speaker's captions keep coming while no LLM answers, and the agent says what is wrong
+    await eventually(lambda: len(harness.captions(translated=False)) == 2, what="two source captions")
+    await eventually(lambda: room.local_participant.attributes.get(ATTR_FAULTS) == "llm", what="the fault")
+    assert harness.played("es") == [] and harness.captions(translated=True) == []
+
+    for fake in (harness.fakes.cerebras, harness.fakes.groq):
+        fake.outage_status = None  # the providers return: nothing said meanwhile is lost
+    await eventually(lambda: len(harness.captions(translated=True)) == 3, what="every translation")
+    assert [c.text for c in harness.captions(translated=True)] == list(DIALOGUE.translations.values())
+    await eventually(lambda: len(harness.played("es")) == 3, what="the speech")
+    assert harness.played("es") == ["alice-0-es", "alice-1-es", "alice-2-es"]
+    await eventually(lambda: room.local_participant.attributes.get(ATTR_FAULTS) == "", what="fault cleared")
+    assert [c.text for c in harness.captions(translated=False)] == DIALOGUE.transcripts

@@ -119,6 +119,7 @@ class FakeLLM(FakeServer):
         self.tokens_per_s = tokens_per_s
         self.reasoning = reasoning
         self.resume_repeats = False  # asked to continue, start over (as some models do)
+        self.outage_status: int | None = None  # while set, every request fails with it (an outage)
         self.max_token_chars = max_token_chars
         self.requests: list[LLMRequest] = []
         self._faults: deque[_Fault] = deque()
@@ -191,6 +192,8 @@ class FakeLLM(FakeServer):
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body: dict[str, Any] = await request.json()
         fault = self._faults.popleft() if self._faults else None
+        if self.outage_status is not None:
+            fault = _Fail(self.outage_status, {"error": {"message": "outage", "type": "server_error"}})
         stream = bool(body.get("stream", False))
         messages: list[Message] = list(body.get("messages", []))
         ttft_s, reply = 0.0, ""
