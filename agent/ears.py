@@ -26,7 +26,7 @@ from .latency import Clock, LatencyTracker
 from .models import Utterance
 from .providers import STT_CONN_OPTIONS
 from .queues import UtteranceSink
-from .text import is_substantive
+from .text import clean_transcript, is_substantive
 
 logger = logging.getLogger("agent.ears")
 
@@ -262,8 +262,8 @@ class Ears:
         """Handle one STT event; True when it proves the link works."""
         if event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
             interim = event.alternatives[0]
-            if interim.text.strip():
-                self._caption(interim.text, final=False)
+            if text := clean_transcript(interim.text):
+                self._caption(text, final=False)
                 if interim.end_time > 0 and not self._speaking:
                     self._segment_start = max(self._segment_start, self._origin + interim.start_time)
                 self._speaking = True
@@ -285,14 +285,15 @@ class Ears:
         audio_start = self._origin + data.start_time if data.end_time > 0 else audio_end
         self._finalized_until(audio_end)
         self._segment_start = max(self._segment_start, audio_end)  # speech may go on right after the cut
-        if not is_substantive(data.text):
+        text = clean_transcript(data.text)
+        if not is_substantive(text):
             logger.debug("dropped a non-substantive segment", extra={"speaker": self.speaker})
             return True
         speech_end_at = self._audio_clock.to_clock(audio_end)
         utterance = Utterance(
             id=self.segment_id,
             speaker=self.speaker,
-            text=data.text.strip(),
+            text=text,
             language=self.language,
             audio_start=audio_start,
             audio_end=audio_end,

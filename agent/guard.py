@@ -51,6 +51,11 @@ _SOURCE_APOLOGY = re.compile(
     re.IGNORECASE,
 )
 _SOURCE_AI = re.compile(r"\bai\b|\bia\b|\bki\b|model", re.IGNORECASE)
+_OPENER = re.compile(
+    r"^\W*(?:sure|okay|ok|alright|all right|certainly|of course|absolutely|got it|understood|claro|"
+    r"d'accord|bien sûr|natürlich|klar)\W*$",
+    re.IGNORECASE,
+)
 _REASONING = re.compile(r"</?(?:think|reasoning)\b|^\s*(?:thinking|reasoning)\s*[:：]", re.IGNORECASE)
 _CODE = re.compile(r"```|^\s*\|.*\|\s*$|^\s*\|?\s*:?-{3,}", re.MULTILINE)
 _QUESTION_MARKS = "?？؟¿"
@@ -83,6 +88,12 @@ def _is_wide(ch: str) -> bool:
     return unicodedata.east_asian_width(ch) in ("W", "F")
 
 
+def is_opener(clause: str) -> bool:
+    """A bare "Sure!" or "Okay.": how an assistant starts a reply, and how a translation rarely does.
+    Held back until the next clause shows which it is."""
+    return bool(_OPENER.match(clause))
+
+
 def is_single_question(text: str) -> bool:
     """One sentence, and a question."""
     stripped = text.strip()
@@ -109,22 +120,24 @@ class OutputGuard:
     def max_weight(self) -> int:
         return int(self._source_weight * self.limits.max_ratio) + self.limits.max_slack
 
-    def check(self, raw_clause: str) -> str | None:
-        """The reason the clause (as the LLM wrote it) must not be spoken, or None."""
-        if _REASONING.search(raw_clause):
+    def check(self, raw: str, clause: str | None = None) -> str | None:
+        """The reason a clause must not be spoken, or None. `raw`: as the LLM wrote it (reasoning and
+        markup show there); `clause`: as it would be spoken (a stripped preamble is fine)."""
+        clause = raw if clause is None else clause
+        if _REASONING.search(raw):
             return "reasoning"
-        if _CODE.search(raw_clause):
+        if _CODE.search(raw):
             return "markup"
-        if _META.search(raw_clause) and not self._meta_ok:
+        if _META.search(clause) and not self._meta_ok:
             return "translator_talk"
-        if _REFUSAL.search(raw_clause) and not self._apology_ok:
+        if _AI.search(clause) and not self._ai_ok:
+            return "translator_talk"
+        if _REFUSAL.search(clause) and not self._apology_ok:
             return "refusal"
-        if _AI.search(raw_clause) and not self._ai_ok:
-            return "translator_talk"
-        self._weight += weight(raw_clause)
+        self._weight += weight(clause)
         if self._weight > self.max_weight:
             return "too_long"
-        if any(mark in raw_clause for mark in _QUESTION_MARKS):
+        if any(mark in clause for mark in _QUESTION_MARKS):
             self.saw_question = True
         return None
 

@@ -215,3 +215,21 @@ def split_source(text: str, max_chars: int = 600) -> list[str]:
     if current:
         pieces.append(current)
     return pieces
+
+
+_KEEP_FORMAT = {"\u200c", "\u200d"}  # zero-width (non-)joiners: part of how some scripts are written
+_INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn"}
+
+
+def clean_transcript(text: str) -> str:
+    """A transcript fit for captions and the prompt: no control or invisible formatting characters
+    (escape sequences, bidi overrides, NULs), whitespace collapsed. Words of every script and any
+    markup-looking text stay as they are: captions are text, and the prompt escapes tags."""
+    kept = (
+        " " if ch.isspace() else ch
+        for ch in text
+        if ch in _KEEP_FORMAT
+        or ch.isspace()
+        or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn")
+    )
+    return _WS_RE.sub(" ", "".join(kept)).strip()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from livekit.agents import APIError, llm
 
 from . import metrics
-from .guard import OutputGuard
+from .guard import OutputGuard, is_opener
 from .prompt import TranslationContext
 from .text import ClauseSplitter, ReasoningFilter, clean_clause, is_speakable, split_source
 
@@ -71,14 +71,17 @@ class _Attempt:
                 self._repeated.pop(0)
                 continue
             self._repeated.clear()
-            if reason := self.guard.check(raw):
-                raise _Rejected(reason)
             first = self._first and not self._given and not self._held and not out
             clause = clean_clause(raw, first=first)
+            if reason := self.guard.check(raw, clause):
+                raise _Rejected(reason)
             if is_speakable(clause):
                 out.append(clause)
         if self.guard.expects_question and not self.guard.saw_question:
-            self._held.extend(out)
+            self._held.extend(out)  # a question's translation shows it is one before it is spoken
+            return []
+        if not self._given and all(is_opener(c) for c in [*self._held, *out]):
+            self._held.extend(out)  # "Sure!" alone: wait for what follows it
             return []
         ready, self._held = [*self._held, *out], []
         return ready

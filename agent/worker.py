@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import threading
 from collections.abc import Callable
 
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, tts
+from livekit.agents.llm import LLM
+from livekit.agents.stt import STT
 from livekit.agents.utils.hw import get_cpu_monitor
 
 from . import metrics
 from .config import ServerSettings, Settings, load_settings, read_environment
 from .latency import LatencyTracker
 from .providers import build_llm, build_stt, build_tts
-from .session import RoomSession
+from .session import STOP_TIMEOUT_S, RoomSession
 
 logger = logging.getLogger("agent.worker")
 
@@ -40,6 +43,64 @@ def prewarm(proc: JobProcess) -> None:
     proc.userdata["settings"] = load_settings(read_environment())
 
 
+# How a job ends (livekit-agents 1.8.9, ipc/job_proc_lazy_main.py `_JobProc._shutdown_job`): the framework
+# calls `on_session_end` while the room is still connected, then tells the worker process it is shutting
+# down, disconnects the room, and only then runs the shutdown callbacks, which must be done (and the
+# process gone) within `shutdown_process_timeout`, or the process is killed. So the room is drained in
+# `on_session_end`, where what was heard can still be heard, and the shutdown callback only closes.
+SESSION_DRAIN_TIMEOUT_S = 2 * STOP_TIMEOUT_S + 5  # ears, then every channel, each within STOP_TIMEOUT_S
+JOB_CLOSE_TIMEOUT_S = 10.0  # the shutdown callbacks and the job process's exit, after the disconnect
+_CLOSE_WAITS_FOR_DRAIN_S = 5.0  # in the shutdown callback, if the drain is still running (it overran)
+
+_jobs: dict[str, _Job] = {}  # by job id: a thread executor runs several jobs in one process
+
+
+class _Job:
+    """One room's interpretation and the providers it holds, ended in two steps: `drain` (from
+    `on_session_end`) and `close` (a shutdown callback). Each step runs once; `close` drains first
+    if `drain` never ran."""
+
+    def __init__(self, job_id: str, llm: LLM, stt: STT) -> None:
+        self.job_id = job_id
+        self.llm = llm
+        self.stt = stt
+        self.session: RoomSession | None = None
+        self.tracker: LatencyTracker | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self._drain: asyncio.Task[None] | None = None
+
+    def drain(self) -> asyncio.Task[None]:
+        if self._drain is None:
+            self._drain = asyncio.create_task(self._drain_session(), name="interpreter-drain")
+        return self._drain
+
+    async def _drain_session(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.session is not None:
+            metrics.ACTIVE_SESSIONS.dec()
+            await self.session.aclose()  # stops listening; what was heard is still interpreted
+        if self.tracker is not None:
+            self.tracker.log_summary("job end")
+
+    async def close(self) -> None:
+        drain = self.drain()  # already done when `on_session_end` ran
+        try:
+            await asyncio.wait_for(asyncio.shield(drain), _CLOSE_WAITS_FOR_DRAIN_S)
+        except TimeoutError:
+            logger.warning("the room did not drain in time; stopping it")
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drain
+        except Exception:
+            logger.exception("draining the room failed")
+        finally:
+            _jobs.pop(self.job_id, None)
+            await self.llm.aclose()
+            await self.stt.aclose()
+
+
 async def entrypoint(ctx: JobContext) -> None:
     settings: Settings = ctx.proc.userdata.get("settings") or load_settings(read_environment())
     ctx.log_context_fields = {"room": ctx.room.name, "job_id": ctx.job.id}
@@ -47,6 +108,8 @@ async def entrypoint(ctx: JobContext) -> None:
     llm = build_llm(settings)
     llm.prewarm()  # connections open while the room connects, without blocking the loop
     stt = build_stt(settings, settings.source_language, None)
+    job = _jobs[ctx.job.id] = _Job(ctx.job.id, llm, stt)
+    ctx.add_shutdown_callback(job.close)  # closes the providers even if connecting fails
 
     def tts_for(language: str, voice: str | None) -> tts.TTS:
         instance = build_tts(settings, language, None, voice)
@@ -54,8 +117,8 @@ async def entrypoint(ctx: JobContext) -> None:
         return instance
 
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
-    tracker = LatencyTracker(on_complete=metrics.observe_record)
-    session = RoomSession(
+    job.tracker = tracker = LatencyTracker(on_complete=metrics.observe_record)
+    job.session = session = RoomSession(
         room=ctx.room,
         settings=settings,
         stt=stt,
@@ -64,21 +127,21 @@ async def entrypoint(ctx: JobContext) -> None:
         tracker=tracker,
         job_metadata=ctx.job.metadata,
     )
-    periodic = asyncio.create_task(tracker.log_periodically(settings.latency_log_interval_s))
-    gauges = asyncio.create_task(_sample_gauges(session))
     metrics.ACTIVE_SESSIONS.inc()
-
-    async def on_shutdown() -> None:
-        metrics.ACTIVE_SESSIONS.dec()
-        periodic.cancel()
-        gauges.cancel()
-        await session.aclose()
-        tracker.log_summary("job end")
-        await llm.aclose()
-        await stt.aclose()
-
-    ctx.add_shutdown_callback(on_shutdown)
+    job.tasks = [
+        asyncio.create_task(tracker.log_periodically(settings.latency_log_interval_s)),
+        asyncio.create_task(_sample_gauges(session)),
+    ]
     await session.start()
+
+
+async def drain_room(ctx: JobContext) -> None:
+    """`on_session_end`: the job is ending (the worker shuts down, the room closed, or `ctx.shutdown()`),
+    and the framework has not disconnected the room yet: stop listening, finish what was heard (within
+    a bound), then unpublish."""
+    job = _jobs.get(ctx.job.id)
+    if job is not None:
+        await asyncio.shield(job.drain())  # if the framework gives up waiting, `close` still bounds it
 
 
 async def _sample_gauges(session: RoomSession) -> None:
@@ -129,6 +192,8 @@ def build_server(settings: ServerSettings) -> AgentServer:
         prometheus_port=settings.prometheus_port,
         prometheus_multiproc_dir=settings.prometheus_dir,
         drain_timeout=settings.drain_timeout_s,
+        session_end_timeout=SESSION_DRAIN_TIMEOUT_S,
+        shutdown_process_timeout=JOB_CLOSE_TIMEOUT_S,
     )
-    server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    server.rtc_session(entrypoint, agent_name=settings.agent_name, on_session_end=drain_room)
     return server

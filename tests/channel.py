@@ -1,0 +1,109 @@
+"""One channel (brain + mouth) on the real plugins and SDK against the fake providers, fed utterances
+directly and playing into an output that does not pace in real time: faults and bad input cost
+little test time here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import numpy as np
+from livekit import rtc
+from livekit.agents import llm as lk_llm
+
+from agent.captions import CaptionLog
+from agent.latency import LatencyTracker
+from agent.models import Utterance
+from agent.pipeline import Channel, PipelineOptions
+from agent.providers import build_llm, build_tts
+from tests.conftest import Fakes
+
+
+class CollectingOutput:
+    """An `AudioOutput` that keeps every frame and never paces (optionally held shut by `gate`)."""
+
+    sample_rate = 24000
+    queued_duration = 0.0
+
+    def __init__(self) -> None:
+        self.frames: list[rtc.AudioFrame] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await self.gate.wait()
+        self.frames.append(frame)
+
+    def audio(self) -> np.ndarray:
+        if not self.frames:
+            return np.zeros(0, np.int16)
+        return np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in self.frames])
+
+    @property
+    def seconds(self) -> float:
+        return sum(f.samples_per_channel for f in self.frames) / self.sample_rate
+
+
+@dataclass
+class ChannelRun:
+    fakes: Fakes
+    channel: Channel
+    output: CollectingOutput
+    tracker: LatencyTracker
+    captions: CaptionLog
+    llm: lk_llm.LLM
+    faults: list[tuple[str, bool]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    _n: int = 0
+
+    def say(self, text: str) -> None:
+        now = self.tracker.clock()
+        i, self._n = self._n, self._n + 1
+        utterance = Utterance(
+            id=f"ann-{i}", speaker="ann", text=text, language="en",
+            audio_start=2.0 * i, audio_end=2.0 * i + 1.5, speech_end_at=now, final_at=now,
+        )  # fmt: skip
+        self.channel.put_nowait(utterance)
+
+    async def finish(self, within_s: float = 30.0) -> None:
+        self.channel.close()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, within_s)
+
+    def translated(self) -> list[str]:
+        return [c.text for c in self.captions.finals(translated=True)]
+
+    def expected_seconds(self, clauses: list[str]) -> float:
+        return sum(self.fakes.cartesia.duration_for(c) for c in clauses)
+
+
+@contextlib.asynccontextmanager
+async def channel_run(fakes: Fakes, **env: str) -> AsyncIterator[ChannelRun]:
+    """One Spanish channel on the real plugins and SDK against `fakes`, running until the test ends."""
+    servers = (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia)
+    for server in servers:
+        await server.start()
+    settings = fakes.settings(**env)
+    async with aiohttp.ClientSession() as http:
+        llm, tts = build_llm(settings), build_tts(settings, "es", http)
+        output, tracker, captions = CollectingOutput(), LatencyTracker(), CaptionLog()
+        faults: list[tuple[str, bool]] = []
+        channel = Channel(
+            llm=llm, tts=tts, output=output, tracker=tracker, language="es", captions=captions,
+            options=PipelineOptions(), on_fault=lambda kind, active: faults.append((kind, active)),
+        )  # fmt: skip
+        r = ChannelRun(fakes, channel, output, tracker, captions, llm, faults)
+        r.task = asyncio.create_task(channel.run())
+        try:
+            yield r
+        finally:
+            if not r.task.done():
+                r.task.cancel()
+            await asyncio.gather(r.task, return_exceptions=True)
+            await llm.aclose()
+            await tts.aclose()
+            for server in servers:
+                await server.aclose()
