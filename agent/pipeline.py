@@ -148,6 +148,7 @@ class Interpreter:
         target_language: str,
         captions: CaptionSink | None = None,
         options: PipelineOptions | None = None,
+        on_fault: Callable[[str, bool], None] | None = None,
     ) -> None:
         opts = options or PipelineOptions()
         self.channel = Channel(
@@ -158,6 +159,7 @@ class Interpreter:
             language=target_language,
             captions=captions,
             options=options,
+            on_fault=on_fault,
         )
         self.router = Router()
         self.router.channels[target_language] = self.channel
@@ -170,6 +172,7 @@ class Interpreter:
             language=source_language,
             captions=captions,
             max_segment_s=opts.max_segment_s,
+            on_fault=None if on_fault is None else lambda down: on_fault("stt", down),
         )
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -28,6 +29,7 @@ async def run_interpreter(
     *,
     speaker_name: str = "alice",
     options: PipelineOptions | None = None,
+    on_fault: Callable[[str, bool], None] | None = None,
 ) -> tuple[Interpreter, LoopbackListener]:
     """`speech` (a WAV or samples) spoken in real time into the interpreter; what it says, listened to."""
     settings = fakes.settings()
@@ -45,6 +47,7 @@ async def run_interpreter(
             target_language="es",
             captions=captions,
             options=options,
+            on_fault=on_fault,
         )
         try:
             await interpreter.run()

@@ -42,6 +42,27 @@ async def test_stt_drop_mid_utterance_loses_nothing_and_repeats_nothing(dialogue
     assert tracker.spoken == 3
 
 
+async def test_stt_refusing_for_a_while_is_a_clear_error_and_a_fault_then_nothing_is_lost(
+    dialogue_fakes: Fakes, caplog: pytest.LogCaptureFixture
+):
+    fakes = dialogue_fakes
+    fakes.deepgram.refuse_next(6)  # ~3 s of refused connections from the start: backoff 0.1 s → 1.6 s
+    faults: list[tuple[str, bool]] = []
+    tracker, captions = LatencyTracker(), CaptionLog()
+    interpreter, listener = await run_interpreter(
+        fakes, DIALOGUE.wav, tracker, captions, on_fault=lambda kind, down: faults.append((kind, down))
+    )
+
+    assert fakes.deepgram.refused == 6 and interpreter.ears.reconnects == 6
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "reconnecting" in r.getMessage()]
+    assert len(errors) == 2  # the 5th and 6th failures in a row: a clear error, and it kept trying
+    assert faults == [("stt", True), ("stt", False)]  # shown while down, cleared once it hears again
+    # the speech during the outage was buffered and transcribed once the link was back
+    assert [c.text for c in captions.finals(translated=False)] == DIALOGUE.transcripts
+    assert tone_sequence(listener.audio(), listener.sample_rate) == [400, 600, 800]
+    assert tracker.spoken == 3
+
+
 async def test_long_continuous_speech_is_cut_into_segments_translated_while_it_goes_on():
     """No pause for 4 s: the ears force a final every `max_segment_s` (Deepgram's Finalize), so the
     first translation starts long before the speaker stops, and the pieces join up with no gap."""
