@@ -314,6 +314,13 @@ async def test_bad_metadata_is_reported_and_the_job_goes_on_with_defaults(harnes
     system = harness.fakes.cerebras.requests[0].messages[0]["content"]
     assert "budget → partida" in system and "Acme" in system and "formal register" in system
 
+    # a participant asking for languages nobody supports gets the defaults, and no track appears for them
+    await session.settled()
+    before = set(room.local_participant.published)  # es, and en for alice
+    room.join("zed", attributes={"language": "tlh-Klingon", "interpret_to": "zz,x" * 500})
+    await session.settled()
+    assert set(room.local_participant.published) == before == {"interpretation-es", "interpretation-en"}
+
 
 async def test_captions_are_sent_even_when_audio_cannot_be(
     harness: RoomHarness, caplog: pytest.LogCaptureFixture
