@@ -272,8 +272,9 @@ def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
         health_port=r.integer("HEALTH_PORT", 8081, minimum=1, maximum=65535),
         prometheus_port=r.integer("PROMETHEUS_PORT", 9100, minimum=1, maximum=65535),
         prometheus_dir=r.text("PROMETHEUS_MULTIPROC_DIR", "/tmp/interpreter-prometheus"),
-        # below Fly's kill_timeout (300 s max), so a deploy lets running interpretations finish
-        drain_timeout_s=r.integer("DRAIN_TIMEOUT_S", 270, minimum=1, maximum=3600),
+        # Fly's kill_timeout (300 s max) must cover the drain and then each job's own shutdown bound
+        # (agent.worker: SESSION_DRAIN_TIMEOUT_S + JOB_CLOSE_TIMEOUT_S + 0.5 s, 35.5 s in all)
+        drain_timeout_s=r.integer("DRAIN_TIMEOUT_S", 260, minimum=1, maximum=3600),
         sessions_per_core=r.integer("SESSIONS_PER_CORE", 15, minimum=1, maximum=200),
     )
     if r.problems:

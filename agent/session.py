@@ -254,6 +254,9 @@ class RoomSession:
         self._on_playing(language, False)
         output.channel.close()  # what is queued is still spoken, within a bound
         await _finish(output.task, STOP_TIMEOUT_S)
+        # the source still holds up to OUTPUT_QUEUE_MS of that speech: let it play before the track goes
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(output.source.wait_for_playout(), OUTPUT_QUEUE_MS / 1000 + 1.0)
         for kind in ("llm", "tts"):
             self.set_fault(kind, f"channel-{language}", False)
         await output.channel.tts.aclose()
