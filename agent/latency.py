@@ -157,6 +157,13 @@ class LatencyTracker:
                 if value is not None:
                     self._samples[name].append(value)
 
+    def abandon(self, suffix: str) -> int:
+        """Close, as failed, every open record whose id ends with `suffix` (a channel cut off while
+        utterances were still queued or in flight), so none stays open for the rest of the job."""
+        ids = [uid for uid in self._open if uid.endswith(suffix)]
+        self.complete(ids, spoken=False)
+        return len(ids)
+
     @property
     def open_count(self) -> int:
         return len(self._open)

@@ -257,6 +257,11 @@ class RoomSession:
         # the source still holds up to OUTPUT_QUEUE_MS of that speech: let it play before the track goes
         with contextlib.suppress(Exception):
             await asyncio.wait_for(output.source.wait_for_playout(), OUTPUT_QUEUE_MS / 1000 + 1.0)
+        if abandoned := self._tracker.abandon(f"-{language}"):
+            logger.error(
+                "an interpretation track closed before everything heard was spoken",
+                extra={"language": language, "utterances": abandoned},
+            )
         for kind in ("llm", "tts"):
             self.set_fault(kind, f"channel-{language}", False)
         await output.channel.tts.aclose()

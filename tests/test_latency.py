@@ -61,3 +61,11 @@ def test_failed_utterances_are_counted_apart_and_memory_is_bounded():
     assert tracker.summary()["end_to_end"].count == 5
     assert len(tracker.completed) == 3
     assert [r.outcome for r in tracker.completed] == ["failed", "spoken", "failed"]
+
+
+def test_abandoned_records_are_closed_as_failed():
+    tracker = LatencyTracker()
+    for uid in ("a-0-es", "a-1-es", "a-0-fr"):
+        tracker.mark([uid], Mark.SPEECH_END, at=0.0)
+    assert tracker.abandon("-es") == 2
+    assert tracker.open_count == 1 and tracker.failed == 2
