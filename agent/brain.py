@@ -52,8 +52,10 @@ class Brain:
         pace: Pace | None = None,
         translate_options: TranslateOptions | None = None,
         on_fault: Callable[[str, bool], None] | None = None,
+        stale_after_s: float = 20.0,
     ) -> None:
         self._tts = tts
+        self._stale_after_s = stale_after_s
         self._inbox = inbox
         self._outbox = outbox
         self._tracker = tracker
@@ -119,8 +121,15 @@ class Brain:
                 async for clause in clauses:
                     if not speech.parts:
                         self._tracker.mark(ids, Mark.FIRST_CLAUSE)
+                        late = self._tracker.clock() - utterance.speech_end_at
+                        if late > self._stale_after_s:
+                            speech.caption_only = True
+                            logger.warning(
+                                "translation too late to speak; captioning it",
+                                extra={"utterance_id": utterance.id, "late_s": round(late, 1)},
+                            )
                     part = speech.add_clause(clause)
-                    if not speech.failed:
+                    if not speech.failed and not speech.caption_only:
                         voices.append(
                             asyncio.create_task(
                                 self._voice(speech, part), name=f"tts-{utterance.id}-{len(voices)}"
@@ -147,7 +156,7 @@ class Brain:
             for voice in voices:
                 voice.cancel()
             await asyncio.gather(*voices, return_exceptions=True)
-            speech.end(failed=not (translated and speech.parts))
+            speech.end(failed=not (translated and speech.parts) and not speech.caption_only)
             self._publish_final_caption(speech)
 
     async def _voice(self, speech: Speech, part: ClauseAudio) -> None:

@@ -83,6 +83,7 @@ class Settings:
     log_level: str
     max_segment_s: float
     max_speed: float
+    stale_after_s: float
 
 
 class _Reader:
@@ -247,6 +248,7 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
         log_level=r.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         max_segment_s=r.number("STT_MAX_SEGMENT_S", 1.0, minimum=0, maximum=30),
         max_speed=r.number("MAX_SPEED", 1.35, minimum=1.0, maximum=2.0),
+        stale_after_s=r.number("STALE_AFTER_S", 20.0, minimum=1.0, maximum=600.0),
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -56,7 +56,7 @@ END_TO_END = "end_to_end"
 class UtteranceRecord:
     utterance_id: str
     marks: dict[Mark, float] = field(default_factory=dict)
-    outcome: str = "open"  # open | spoken | failed
+    outcome: str = "open"  # open | spoken | failed | captioned (too late to speak)
 
     def span(self, start: Mark, end: Mark) -> float | None:
         if start in self.marks and end in self.marks:
@@ -128,6 +128,7 @@ class LatencyTracker:
         self.completed: deque[UtteranceRecord] = deque(maxlen=keep_records)
         self.spoken = 0
         self.failed = 0
+        self.captioned = 0
 
     def mark(self, utterance_ids: Iterable[str], mark: Mark, at: float | None = None) -> None:
         """Note that these utterances reached `mark` (the first time only)."""
@@ -138,16 +139,20 @@ class LatencyTracker:
                 record = self._open[uid] = UtteranceRecord(uid)
             record.marks.setdefault(mark, now)
 
-    def complete(self, utterance_ids: Iterable[str], *, spoken: bool) -> None:
-        """Close the records: their spans enter the percentiles (failed ones are counted apart)."""
+    def complete(self, utterance_ids: Iterable[str], *, spoken: bool, outcome: str | None = None) -> None:
+        """Close the records: their spans enter the percentiles (the others are counted apart, as
+        `failed` unless another `outcome` is given, e.g. `captioned`)."""
         for uid in utterance_ids:
             record = self._open.pop(uid, None)
             if record is None:
                 continue
-            record.outcome = "spoken" if spoken else "failed"
+            record.outcome = "spoken" if spoken else (outcome or "failed")
             self.completed.append(record)
             if self._on_complete is not None:
                 self._on_complete(record)
+            if record.outcome == "captioned":
+                self.captioned += 1
+                continue
             if not spoken:
                 self.failed += 1
                 continue
@@ -193,7 +198,12 @@ class LatencyTracker:
             e2e["p95"],
             e2e["p99"],
             e2e["count"],
-            extra={"latency_ms": summary, "spoken": self.spoken, "failed": self.failed},
+            extra={
+                "latency_ms": summary,
+                "spoken": self.spoken,
+                "failed": self.failed,
+                "captioned": self.captioned,
+            },
         )
 
     async def log_periodically(self, interval_s: float) -> None:

@@ -80,6 +80,7 @@ class Speech:
         self.played_s = 0.0  # seconds handed to the mouth
         self.speed = 1.0  # the speaking rate the TTS was asked for
         self.first_audio_at: float | None = None  # clock time the first frame was ready
+        self.caption_only = False  # too late to speak: its translation is a caption only
         self.mouth_done = False  # the mouth has played what it will of this speech
         self.caption_final = False  # the final translated caption was published
         self._changed = asyncio.Event()

@@ -120,7 +120,7 @@ class Mouth:
             await self._output.capture_frame(frame)
         speech.mouth_done = True
         if first:  # no audio at all: the brain reported why, and publishes the caption if any
-            self._tracker.complete(ids, spoken=False)
+            self._tracker.complete(ids, spoken=False, outcome="captioned" if speech.caption_only else None)
             return
         self._playout_end = self._tracker.clock() + self._output.queued_duration
         self._tracker.mark(ids, Mark.PLAYOUT_END, at=self._playout_end)

@@ -38,6 +38,7 @@ class PipelineOptions:
     utterance_queue_size: int = 16
     max_segment_s: float = 0.0  # force a final after this much continuous speech (0: off)
     pace: PaceOptions | None = None  # None: never speed up or tighten
+    stale_after_s: float = 20.0  # a translation this late is captioned, not spoken
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineOptions:
@@ -47,6 +48,7 @@ class PipelineOptions:
             utterance_queue_size=settings.utterance_queue_size,
             max_segment_s=settings.max_segment_s,
             pace=PaceOptions(max_speed=settings.max_speed) if settings.max_speed > 1.0 else None,
+            stale_after_s=settings.stale_after_s,
         )
 
 
@@ -90,6 +92,7 @@ class Channel:
             max_in_flight=opts.max_in_flight,
             pace=self.pace,
             on_fault=on_fault,
+            stale_after_s=opts.stale_after_s,
         )
         self.mouth = Mouth(
             output=output,

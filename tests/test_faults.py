@@ -123,6 +123,31 @@ async def test_both_llms_down_then_back_fault_is_shown_and_speech_resumes_by_its
     assert run.tracker.spoken == 1
 
 
+async def test_after_a_long_outage_late_translations_are_captioned_and_fresh_speech_is_spoken():
+    fakes = Fakes(
+        deepgram=FakeDeepgram([]),
+        cerebras=FakeLLM(translations=TRANSLATIONS),
+        groq=FakeLLM(translations=TRANSLATIONS),
+        cartesia=FakeCartesia(freq_for=tone_for),
+    )
+    async with channel_run(fakes, STALE_AFTER_S="1") as run:
+        for fake in (fakes.cerebras, fakes.groq):
+            fake.outage_status = 503
+        run.say(SOURCES[0])
+        await eventually(lambda: ("llm", True) in run.faults, what="the LLM fault")
+        await asyncio.sleep(1.5)  # longer than STALE_AFTER_S
+        for fake in (fakes.cerebras, fakes.groq):
+            fake.outage_status = None
+        await eventually(lambda: len(run.tracker.completed) == 1, what="the late utterance")
+        run.say(SOURCES[1])  # said after the providers came back
+        await run.finish()
+
+    assert run.translated() == list(TRANSLATIONS.values())  # both captions: nothing said is lost
+    assert [r.outcome for r in run.tracker.completed] == ["captioned", "spoken"]
+    assert tone_sequence(run.output.audio(), 24000) == [800]  # only the fresh one was spoken
+    assert len(fakes.cartesia.contexts) == 1
+
+
 async def test_tts_drop_mid_clause_restarts_the_clause_without_repeating_what_was_heard(run: ChannelRun):
     # the output plays instantly, so the dropped attempt's first chunks were already heard: the
     # restarted clause skips exactly that much
