@@ -160,7 +160,9 @@ def figures(
         text = source_text.get(segment, "")
         stt_rec = stt.get(text)
         llm_rec = next((r for src, r in llm.items() if text and text in src), None)
-        tts_rec = tts.get(spoken_text.get(record.utterance_id, ""))
+        # each clause is its own TTS context: the first clause's is the one on the critical path
+        spoken = spoken_text.get(record.utterance_id, "")
+        tts_rec = next((r for t, r in tts.items() if t and spoken.startswith(t)), None)
         if stt_rec is None or llm_rec is None or tts_rec is None:
             continue  # a merged utterance: its parts cannot be joined one to one
         stt_floor = stt_rec["delay_s"] + (0.0 if stt_rec["forced"] else endpointing_s)
