@@ -55,13 +55,14 @@ from livekit import rtc
 from livekit.agents import tts
 
 from agent import metrics
-from agent.config import Settings, load_settings
+from agent.config import Settings
 from agent.latency import LatencyTracker, UtteranceRecord, format_table
 from agent.models import Utterance
 from agent.pipeline import Channel, Router
 from agent.providers import build_llm, build_stt, build_tts
 from agent.room import ATTR_INTERPRET_TO, ATTR_LANGUAGE, ATTR_SPEAKER
 from agent.session import RoomSession
+from bench.run import bench_settings
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM, numbered_words
 from tests.fakes.latency_model import Delay
 from tests.fakes.llm import Message, last_user_text, message_text
@@ -152,23 +153,10 @@ async def fakes_process(latency: FakeLatency) -> AsyncIterator[tuple[dict[str, s
 
 
 def soak_settings(urls: dict[str, str], **overrides: str) -> Settings:
-    env = {
-        "DEEPGRAM_API_KEY": "soak",
-        "DEEPGRAM_BASE_URL": urls["deepgram"],
-        "CEREBRAS_API_KEY": "soak",
-        "CEREBRAS_BASE_URL": urls["cerebras"],
-        "GROQ_API_KEY": "soak",
-        "GROQ_BASE_URL": urls["groq"],
-        "CARTESIA_API_KEY": "soak",
-        "CARTESIA_BASE_URL": urls["cartesia"],
-        "STT_ENDPOINTING_MS": str(ENDPOINTING_MS),
-        # the worker's default cuts long speech with Finalize when the ears see 1 s of it; with audio
-        # arriving faster than real time where that cut lands depends on timing, so it is off by default
-        # here and every burst is exactly one utterance (`--set STT_MAX_SEGMENT_S=1.0` to soak cuts too)
-        "STT_MAX_SEGMENT_S": "0",
-        **overrides,
-    }
-    return load_settings(env, require_livekit=False)
+    # the worker's default cuts long speech with Finalize when the ears see 1 s of it; with audio
+    # arriving faster than real time where that cut lands depends on timing, so it is off by default
+    # here and every burst is exactly one utterance (`--set STT_MAX_SEGMENT_S=1.0` to soak cuts too)
+    return bench_settings(urls, STT_ENDPOINTING_MS=str(ENDPOINTING_MS), STT_MAX_SEGMENT_S="0", **overrides)
 
 
 # -- the output: an AudioSource that does not play out in real time ----------------------------------

@@ -93,7 +93,8 @@ async def channel_run(fakes: Fakes, **env: str) -> AsyncIterator[ChannelRun]:
         faults: list[tuple[str, bool]] = []
         channel = Channel(
             llm=llm, tts=tts, output=output, tracker=tracker, language="es", captions=captions,
-            options=PipelineOptions(stale_after_s=settings.stale_after_s), on_fault=lambda kind, active: faults.append((kind, active)),
+            options=PipelineOptions(stale_after_s=settings.stale_after_s),
+            on_fault=lambda kind, active: faults.append((kind, active)),
         )  # fmt: skip
         r = ChannelRun(fakes, channel, output, tracker, captions, llm, faults)
         r.task = asyncio.create_task(channel.run())

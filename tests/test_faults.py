@@ -36,15 +36,18 @@ def tone_for(text: str) -> float:
     return next((f for w, f in TONES.items() if w in text), 440.0)
 
 
-@pytest.fixture
-async def run() -> AsyncIterator[ChannelRun]:
-    fakes = Fakes(
+def scripted_fakes() -> Fakes:
+    return Fakes(
         deepgram=FakeDeepgram([]),
         cerebras=FakeLLM(translations=TRANSLATIONS),
         groq=FakeLLM(translations=TRANSLATIONS),
         cartesia=FakeCartesia(freq_for=tone_for),
     )
-    async with channel_run(fakes, LLM_ATTEMPT_TIMEOUT_S="1") as r:
+
+
+@pytest.fixture
+async def run() -> AsyncIterator[ChannelRun]:
+    async with channel_run(scripted_fakes(), LLM_ATTEMPT_TIMEOUT_S="1") as r:
         yield r
 
 
@@ -124,12 +127,7 @@ async def test_both_llms_down_then_back_fault_is_shown_and_speech_resumes_by_its
 
 
 async def test_after_a_long_outage_late_translations_are_captioned_and_fresh_speech_is_spoken():
-    fakes = Fakes(
-        deepgram=FakeDeepgram([]),
-        cerebras=FakeLLM(translations=TRANSLATIONS),
-        groq=FakeLLM(translations=TRANSLATIONS),
-        cartesia=FakeCartesia(freq_for=tone_for),
-    )
+    fakes = scripted_fakes()
     async with channel_run(fakes, STALE_AFTER_S="1") as run:
         for fake in (fakes.cerebras, fakes.groq):
             fake.outage_status = 503
