@@ -31,7 +31,8 @@ _META = re.compile(
 )
 # a speaker who talks about translating, notes or the user may be translated saying so
 _SOURCE_META = re.compile(
-    r"translat|tradu|übersetz|dolmetsch|翻|note|nota|remarque|anmerk|hinweis|user", re.IGNORECASE
+    r"translat|tradu|übersetz|dolmetsch|翻|note|nota|remarque|anmerk|hinweis|user|usuari|utilisat|nutzer",
+    re.IGNORECASE,
 )
 _AI = re.compile(r"\bas an ai\b|\blanguage model\b|\bmodelo de lenguaje\b|\bmodèle de langage\b", re.I)
 _REFUSAL = re.compile(

@@ -63,6 +63,7 @@ GUARD_CASES = [
         "translator_talk",
     ),
     ("Note: the meeting moved.", "Nota: la reunión se trasladó.", None),
+    ("El usuario dijo que la app falló.", "The user said the app crashed.", None),
     ("Please send me the report.", "As an AI language model, I cannot send reports.", "translator_talk"),
     ("Please send me the report.", "```python\nsend(report)\n```", "markup"),
     ("Please send me the report.", "| a | b |\n|---|---|", "markup"),
