@@ -199,9 +199,15 @@ async def test_tts_errors_are_retried_and_a_failing_clause_leaves_the_caption_an
     assert ("tts", True) in run.faults and run.faults[-1] == ("tts", False)
 
 
-async def test_backlog_folds_into_bounded_queue_every_caption_out_and_speech_catches_up(run: ChannelRun):
-    run.fakes.cerebras.ttft_s = 0.3  # a slow LLM: utterances arrive faster than they are translated
-    run.fakes.groq.ttft_s = 0.3
+@pytest.mark.parametrize("slow", ["llm", "tts"])
+async def test_backlog_folds_into_bounded_queue_every_caption_out_and_speech_catches_up(
+    run: ChannelRun, slow: str
+):
+    # utterances arrive faster than they are translated (a slow LLM) or synthesized (a slow TTS)
+    if slow == "llm":
+        run.fakes.cerebras.ttft_s = run.fakes.groq.ttft_s = 0.3
+    else:
+        run.fakes.cartesia.ttfb_s = 0.3
     texts = [f"Point number {i} is on the list." for i in range(30)]
     sizes = []
     for text in texts:
