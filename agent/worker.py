@@ -172,7 +172,7 @@ class CpuSampler:
 
 class SessionLoad:
     """The worker's load for LiveKit's dispatch: its sessions against its capacity, or its CPU, whichever
-    is higher. Capacity is SESSIONS_PER_CORE per core (the scale benchmark measured ~29 per core of CPU;
+    is higher. Capacity is SESSIONS_PER_CORE per core (the scale benchmark measured ~29-33 per core of CPU;
     the default keeps headroom for real providers' jitter)."""
 
     def __init__(self, sessions_per_core: int, cpu: Callable[[], float] | None = None) -> None:
