@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 
 from agent.captions import CaptionLog
-from agent.filemode import Pcm, read_wav
+from agent.filemode import Pcm, paced_frames, read_wav
 from agent.latency import LatencyTracker
 from agent.pipeline import Interpreter, PipelineOptions
 from agent.providers import build_providers
@@ -30,16 +30,22 @@ async def run_interpreter(
     speaker_name: str = "alice",
     options: PipelineOptions | None = None,
     on_fault: Callable[[str, bool], None] | None = None,
+    exact_timeline: bool = False,
 ) -> tuple[Interpreter, LoopbackListener]:
-    """`speech` (a WAV or samples) spoken in real time into the interpreter; what it says, listened to."""
+    """`speech` (a WAV or samples) spoken in real time into the interpreter; what it says, listened to.
+
+    The speech goes through a local rtc track, as in a room; on a loaded machine that track may add a
+    little silence now and then. `exact_timeline`: hand the samples over directly, paced in real time,
+    so the speaker's timeline is exactly the file's (for tests of where words fall on it)."""
     settings = fakes.settings()
-    speaker = LoopbackSpeaker(read_wav(speech) if isinstance(speech, Path) else speech)
+    pcm = read_wav(speech) if isinstance(speech, Path) else speech
+    speaker = LoopbackSpeaker(pcm)
     listener = LoopbackListener(settings.tts.sample_rate)
     async with aiohttp.ClientSession() as http:
         providers = build_providers(settings, source_language="en", target_language="es", http_session=http)
         interpreter = Interpreter(
             providers=providers,
-            frames=speaker.frames(),
+            frames=paced_frames(pcm) if exact_timeline else speaker.frames(),
             output=listener.source,
             tracker=tracker,
             speaker=speaker_name,

@@ -23,7 +23,7 @@ async def test_stt_drop_mid_utterance_loses_nothing_and_repeats_nothing(dialogue
     fakes.deepgram.drop_after_audio_s(3.6)  # in the middle of the second sentence (2.96 s - 4.97 s)
     fakes.deepgram.refuse_next(2)  # and the first two reconnects are refused: backoff, then back
     tracker, captions = LatencyTracker(), CaptionLog()
-    interpreter, listener = await run_interpreter(fakes, DIALOGUE.wav, tracker, captions)
+    interpreter, listener = await run_interpreter(fakes, DIALOGUE.wav, tracker, captions, exact_timeline=True)
 
     assert fakes.deepgram.connections[0].dropped
     assert fakes.deepgram.refused == 2
