@@ -51,7 +51,6 @@ class ClauseAudio:
         self.cursor = 0  # frames handed to the mouth
         self.played_s = 0.0  # seconds of this clause's audio handed to the mouth
         self.skip_s = 0.0  # seconds of the current attempt to skip (already heard from an earlier one)
-        self.attempts = 1
         self.played = asyncio.Event()  # the mouth is past this clause (or will never play it)
 
     def restart(self) -> None:
@@ -60,7 +59,6 @@ class ClauseAudio:
         self.frames.clear()
         self.cursor = 0
         self.final = False
-        self.attempts += 1
 
 
 class Speech:

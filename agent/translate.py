@@ -110,8 +110,6 @@ class Translator:
         self._opts = options or TranslateOptions()
         self._on_fault = on_fault  # told True when every LLM fails, False when one answers again
         self._down = False
-        self.resumes = 0
-        self.rejections = 0
 
     async def clauses(
         self,
@@ -168,7 +166,6 @@ class Translator:
                         yield clause
                     return
                 except _Rejected as rejected:
-                    self.rejections += 1
                     metrics.GUARD_REJECTIONS.labels(reason=rejected.reason).inc()
                     logger.warning(
                         "the output guard stopped an LLM reply",
@@ -184,7 +181,6 @@ class Translator:
                     resumes += 1
                     if resumes > self._opts.max_resumes:
                         raise
-                    self.resumes += 1
                     metrics.LLM_RESUMES.inc()
                     logger.warning(
                         "an LLM reply broke off; continuing it",
