@@ -132,7 +132,8 @@ class Brain:
                     if not speech.failed and not speech.caption_only:
                         voices.append(
                             asyncio.create_task(
-                                self._voice(speech, part), name=f"tts-{utterance.id}-{len(voices)}"
+                                self._voice(speech, part, len(speech.parts) - 1),
+                                name=f"tts-{utterance.id}-{len(voices)}",
                             )
                         )
             translated = True
@@ -159,9 +160,9 @@ class Brain:
             speech.end(failed=not (translated and speech.parts) and not speech.caption_only)
             self._publish_final_caption(speech)
 
-    async def _voice(self, speech: Speech, part: ClauseAudio) -> None:
-        """Synthesize one clause into `part`, restarting it if its stream breaks off after audio."""
-        index = len(speech.parts) - 1
+    async def _voice(self, speech: Speech, part: ClauseAudio, index: int) -> None:
+        """Synthesize one clause (`part`, the `index`-th) into `part`, restarting it if its stream breaks
+        off after audio."""
         if index >= CLAUSES_AHEAD:  # bounded memory: not too far ahead of what the mouth has played
             await speech.parts[index - CLAUSES_AHEAD].played.wait()
         for attempt in range(1, CLAUSE_ATTEMPTS + 1):

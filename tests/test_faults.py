@@ -20,6 +20,7 @@ from tests.channel import ChannelRun, channel_run
 from tests.conftest import Fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.fakes.llm import message_text
+from tests.harness import spoken_text
 from tests.loopback import eventually, tone_sequence
 
 SOURCES = ["Good morning everyone, and welcome to this meeting.", "Let us start with the budget."]
@@ -225,3 +226,23 @@ async def test_backlog_folds_into_bounded_queue_every_caption_out_and_speech_cat
         assert f"Point number {i} " in spoken_sources
     assert run.tracker.spoken == 30 and run.tracker.open_count == 0
     assert len(run.translated()) < 30  # folded: fewer, longer translations, so speech caught up
+
+
+async def test_a_long_reply_arriving_in_one_chunk_is_spoken_whole_and_in_order():
+    """Providers may send a whole reply at once: many clauses at one time, each with its own TTS
+    stream, at most a few ahead of playback, none waiting on a later one."""
+    sentences = [f"Frase número {n}." for n in ("uno", "dos", "tres", "cuatro", "cinco", "seis", "siete")]
+    reply = " ".join(sentences)
+    fakes = Fakes(
+        deepgram=FakeDeepgram([]),
+        cerebras=FakeLLM(responder=lambda _: reply),
+        groq=FakeLLM(responder=lambda _: reply),
+        cartesia=FakeCartesia(),
+    )
+    fakes.cerebras.whole_reply = True
+    async with channel_run(fakes) as run:
+        run.say("Seven short sentences, said one after another, numbered from one to seven.")
+        await run.finish(within_s=20)
+    assert [spoken_text(t) for t in fakes.cartesia.contexts.values()] == sentences
+    assert run.output.seconds == pytest.approx(run.expected_seconds(sentences), abs=0.03)
+    assert run.tracker.spoken == 1

@@ -120,6 +120,7 @@ class FakeLLM(FakeServer):
         self.reasoning = reasoning
         self.resume_repeats = False  # asked to continue, start over (as some models do)
         self.outage_status: int | None = None  # while set, every request fails with it (an outage)
+        self.whole_reply = False  # stream the reply as one content chunk (as some providers may)
         self.max_token_chars = max_token_chars
         self.requests: list[LLMRequest] = []
         self._faults: deque[_Fault] = deque()
@@ -293,7 +294,8 @@ class FakeLLM(FakeServer):
 
         await asyncio.sleep(ttft_s)
         pieces = [("reasoning", p) for p in split_tokens(self.reasoning or "", self.max_token_chars)]
-        pieces += [("content", p) for p in split_tokens(reply, self.max_token_chars)]
+        content = [reply] if self.whole_reply and reply else split_tokens(reply, self.max_token_chars)
+        pieces += [("content", p) for p in content]
         sent_content = 0
         for i, (kind, piece) in enumerate(pieces):
             if kind == "content" and drop_after is not None and sent_content >= drop_after:
