@@ -106,6 +106,9 @@ class Brain:
         ids = utterance.record_ids
         speech.speed = self._set_speed()
         voices: list[asyncio.Task[None]] = []
+        # the first clause's stream opens now, so a cold Cartesia socket connects while the LLM thinks
+        pre_opened = self._tts.stream(conn_options=TTS_CONN_OPTIONS)
+        first_stream: tts.SynthesizeStream | None = pre_opened
         translated = False
         concise = self._pace is not None and self._pace.concise
         context = self.contexts.for_source(utterance.language)
@@ -130,9 +133,10 @@ class Brain:
                             )
                     part = speech.add_clause(clause)
                     if not speech.failed and not speech.caption_only:
+                        opened, first_stream = first_stream, None
                         voices.append(
                             asyncio.create_task(
-                                self._voice(speech, part, len(speech.parts) - 1),
+                                self._voice(speech, part, len(speech.parts) - 1, opened),
                                 name=f"tts-{utterance.id}-{len(voices)}",
                             )
                         )
@@ -157,18 +161,22 @@ class Brain:
             for voice in voices:
                 voice.cancel()
             await asyncio.gather(*voices, return_exceptions=True)
+            await pre_opened.aclose()  # closed by its voice too, unless that never ran or it was not needed
             speech.end(failed=not (translated and speech.parts) and not speech.caption_only)
             self._publish_final_caption(speech)
 
-    async def _voice(self, speech: Speech, part: ClauseAudio, index: int) -> None:
+    async def _voice(
+        self, speech: Speech, part: ClauseAudio, index: int, opened: tts.SynthesizeStream | None = None
+    ) -> None:
         """Synthesize one clause (`part`, the `index`-th) into `part`, restarting it if its stream breaks
-        off after audio."""
+        off after audio. `opened`: a stream already opened for it."""
         if index >= CLAUSES_AHEAD:  # bounded memory: not too far ahead of what the mouth has played
             await speech.parts[index - CLAUSES_AHEAD].played.wait()
         for attempt in range(1, CLAUSE_ATTEMPTS + 1):
             if speech.failed:
                 return
-            stream = self._tts.stream(conn_options=TTS_CONN_OPTIONS)  # the options as they are now
+            # the options as they are now
+            stream, opened = opened or self._tts.stream(conn_options=TTS_CONN_OPTIONS), None
             try:
                 stream.push_text(part.text)
                 stream.end_input()
