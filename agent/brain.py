@@ -35,6 +35,7 @@ logger = logging.getLogger("agent.brain")
 CLAUSES_AHEAD = 3  # clauses of one utterance synthesized ahead of what the mouth has played
 # tries of a clause whose stream broke off after audio (the framework's own retries come first)
 CLAUSE_ATTEMPTS = 2
+EARLY_STREAM_DELAY_S = 0.02  # after the LLM request is sent, before its first token (~200 ms with Cerebras)
 
 
 class Brain:
@@ -106,9 +107,7 @@ class Brain:
         ids = utterance.record_ids
         speech.speed = self._set_speed()
         voices: list[asyncio.Task[None]] = []
-        # the first clause's stream opens now, so a cold Cartesia socket connects while the LLM thinks
-        pre_opened = self._tts.stream(conn_options=TTS_CONN_OPTIONS)
-        first_stream: tts.SynthesizeStream | None = pre_opened
+        early = _EarlyStream(self._tts)  # a cold TTS socket connects while the LLM thinks
         translated = False
         concise = self._pace is not None and self._pace.concise
         context = self.contexts.for_source(utterance.language)
@@ -133,7 +132,7 @@ class Brain:
                             )
                     part = speech.add_clause(clause)
                     if not speech.failed and not speech.caption_only:
-                        opened, first_stream = first_stream, None
+                        opened = early.take()
                         voices.append(
                             asyncio.create_task(
                                 self._voice(speech, part, len(speech.parts) - 1, opened),
@@ -161,7 +160,7 @@ class Brain:
             for voice in voices:
                 voice.cancel()
             await asyncio.gather(*voices, return_exceptions=True)
-            await pre_opened.aclose()  # closed by its voice too, unless that never ran or it was not needed
+            await early.aclose()
             speech.end(failed=not (translated and speech.parts) and not speech.caption_only)
             self._publish_final_caption(speech)
 
@@ -232,6 +231,35 @@ class Brain:
             update(speed=speed)
             self.speed = speed
         return self.speed
+
+
+class _EarlyStream:
+    """The first clause's TTS stream, opened a moment after the LLM request has gone out, so that a cold
+    Cartesia socket (the pool drops idle ones after 5 min) connects while the LLM thinks. Opened at the
+    same moment as the request, it delayed the request itself by ~5 ms (`bench.overhead`)."""
+
+    def __init__(self, provider: tts.TTS, delay_s: float = EARLY_STREAM_DELAY_S) -> None:
+        self._tts = provider
+        self._stream: tts.SynthesizeStream | None = None
+        self._taken = False
+        self._timer = asyncio.get_running_loop().call_later(delay_s, self._open)
+
+    def _open(self) -> None:
+        self._stream = self._tts.stream(conn_options=TTS_CONN_OPTIONS)
+
+    def take(self) -> tts.SynthesizeStream | None:
+        """The stream if it is open by now (once); the first clause's voice then owns it."""
+        self._timer.cancel()
+        stream = None if self._taken else self._stream
+        self._taken = True
+        return stream
+
+    async def aclose(self) -> None:
+        """Close it unless a voice used it (closing twice is harmless: a voice cancelled before it
+        ran never closed it)."""
+        self._timer.cancel()
+        if self._stream is not None:
+            await self._stream.aclose()
 
 
 def translated_caption(speech: Speech, *, final: bool) -> Caption:

@@ -14,10 +14,12 @@ from agent.mouth import Mouth
 from agent.prompt import ContextBook
 from agent.providers import build_llm, build_tts
 from agent.queues import UtteranceQueue
+from tests.channel import channel_run
 from tests.conftest import Fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.fakes.llm import last_user_text
-from tests.loopback import LoopbackListener, tone_sequence
+from tests.harness import spoken_text
+from tests.loopback import LoopbackListener, eventually, tone_sequence
 
 SOURCES = ["First point.", "Second point.", "Third point."]
 TRANSLATIONS = {"First": "Primer punto.", "Second": "Segundo punto.", "Third": "Tercer punto."}
@@ -72,3 +74,20 @@ async def test_in_flight_utterances_play_in_order_even_when_a_later_one_is_ready
     assert tone_sequence(listener.audio(), 24000) == [400, 600, 800]
     assert [c.text for c in captions.finals(translated=True)] == list(TRANSLATIONS.values())
     assert tracker.spoken == 3 and tracker.open_count == 0
+
+
+async def test_the_first_clauses_tts_socket_connects_while_the_llm_is_still_thinking():
+    fakes = Fakes(
+        deepgram=FakeDeepgram([]),
+        cerebras=FakeLLM(translations=TRANSLATIONS, ttft_s=0.5),
+        groq=FakeLLM(),
+        cartesia=FakeCartesia(),
+    )
+    async with channel_run(fakes) as run:
+        assert fakes.cartesia.connections == 0  # a cold pool
+        run.say(SOURCES[0])
+        await eventually(lambda: fakes.cartesia.connections == 1, what="the early socket")
+        assert not run.tracker.completed and not fakes.cartesia.contexts  # the LLM has not answered yet
+        await run.finish()
+    assert fakes.cartesia.connections == 1  # the first clause was spoken over that socket
+    assert [spoken_text(t) for t in fakes.cartesia.contexts.values()] == ["Primer punto."]
