@@ -206,7 +206,7 @@ class Brain:
                 speech.fail(part)
                 return
             finally:
-                await stream.aclose()
+                await close_stream(stream)
 
     def _set_tts_down(self, down: bool) -> None:
         if down != self._tts_down:
@@ -231,6 +231,20 @@ class Brain:
             update(speed=speed)
             self.speed = speed
         return self.speed
+
+
+async def close_stream(stream: tts.SynthesizeStream, patience_s: float = 1.0) -> None:
+    """Close a TTS stream, even one caught connecting. The Cartesia plugin connects inside
+    `asyncio.wait_for`, which on Python 3.11 can lose a cancellation that lands as the connection
+    completes; the stream's `aclose` then waits forever on a task that was never cancelled (seen in the
+    tests). A second `aclose` cancels it again."""
+    first = asyncio.ensure_future(stream.aclose())
+    try:
+        await asyncio.wait_for(asyncio.shield(first), patience_s)
+    except TimeoutError:
+        logger.warning("a TTS stream ignored its cancellation; cancelling it again")
+        await stream.aclose()
+        await first
 
 
 class _EarlyStream:
@@ -259,7 +273,7 @@ class _EarlyStream:
         ran never closed it)."""
         self._timer.cancel()
         if self._stream is not None:
-            await self._stream.aclose()
+            await close_stream(self._stream)
 
 
 def translated_caption(speech: Speech, *, final: bool) -> Caption:

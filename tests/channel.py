@@ -71,13 +71,34 @@ class ChannelRun:
     async def finish(self, within_s: float = 30.0) -> None:
         self.channel.close()
         assert self.task is not None
-        await asyncio.wait_for(self.task, within_s)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), within_s)
+        except TimeoutError:
+            stuck = [
+                f"{t.get_name()}: {' -> '.join(_awaiting(t.get_coro()))}"
+                for t in asyncio.all_tasks()
+                if not t.done() and t is not asyncio.current_task()
+            ]
+            raise AssertionError("the channel did not finish; tasks:\n" + "\n".join(stuck)) from None
 
     def translated(self) -> list[str]:
         return [c.text for c in self.captions.finals(translated=True)]
 
     def expected_seconds(self, clauses: list[str]) -> float:
         return sum(self.fakes.cartesia.duration_for(c) for c in clauses)
+
+
+def _awaiting(coro: object) -> list[str]:
+    """Where a coroutine is suspended: its chain of awaits, outermost first."""
+    out = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            out.append(repr(coro)[:80])
+            break
+        out.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return out
 
 
 @contextlib.asynccontextmanager

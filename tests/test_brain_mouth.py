@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from agent.brain import Brain
+from agent.brain import Brain, close_stream
 from agent.captions import CaptionLog
 from agent.latency import LatencyTracker, Mark
 from agent.models import Speech, Utterance
@@ -91,3 +91,23 @@ async def test_the_first_clauses_tts_socket_connects_while_the_llm_is_still_thin
         await run.finish()
     assert fakes.cartesia.connections == 1  # the first clause was spoken over that socket
     assert [spoken_text(t) for t in fakes.cartesia.contexts.values()] == ["Primer punto."]
+
+
+async def test_closing_a_tts_stream_that_lost_its_cancellation_cancels_it_again():
+    class LostCancel:
+        """Like a plugin stream whose task missed a cancel (Python 3.11 `wait_for` while connecting):
+        its first `aclose` only returns once the task is cancelled again."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+            self.cancelled = asyncio.Event()
+
+        async def aclose(self) -> None:
+            self.calls += 1
+            if self.calls > 1:
+                self.cancelled.set()
+            await self.cancelled.wait()
+
+    stream = LostCancel()
+    await asyncio.wait_for(close_stream(stream, patience_s=0.05), 5)  # type: ignore[arg-type]
+    assert stream.calls == 2
