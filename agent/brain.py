@@ -26,7 +26,7 @@ from .latency import LatencyTracker, Mark
 from .models import ClauseAudio, Speech
 from .pace import Pace
 from .prompt import ContextBook
-from .providers import TTS_CONN_OPTIONS
+from .providers import TTS_CONN_OPTIONS, close_stream
 from .queues import UtteranceQueue
 from .translate import TranslateOptions, TranslationRejected, Translator
 
@@ -231,20 +231,6 @@ class Brain:
             update(speed=speed)
             self.speed = speed
         return self.speed
-
-
-async def close_stream(stream: tts.SynthesizeStream, patience_s: float = 1.0) -> None:
-    """Close a TTS stream, even one caught connecting. The Cartesia plugin connects inside
-    `asyncio.wait_for`, which on Python 3.11 can lose a cancellation that lands as the connection
-    completes; the stream's `aclose` then waits forever on a task that was never cancelled (seen in the
-    tests). A second `aclose` cancels it again."""
-    first = asyncio.ensure_future(stream.aclose())
-    try:
-        await asyncio.wait_for(asyncio.shield(first), patience_s)
-    except TimeoutError:
-        logger.warning("a TTS stream ignored its cancellation; cancelling it again")
-        await stream.aclose()
-        await first
 
 
 class _EarlyStream:

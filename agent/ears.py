@@ -24,7 +24,7 @@ from . import metrics
 from .captions import Caption, CaptionSink
 from .latency import Clock, LatencyTracker
 from .models import Utterance
-from .providers import STT_CONN_OPTIONS
+from .providers import STT_CONN_OPTIONS, close_stream
 from .queues import UtteranceSink
 from .text import clean_transcript, is_substantive
 
@@ -135,7 +135,7 @@ class Ears:
         finally:
             await _cancel(intake)
             if self._stream is not None:
-                await self._stream.aclose()
+                await close_stream(self._stream)
                 self._stream = None
 
     # -- audio intake: never blocks on the STT or the brain --------------------------------------
@@ -219,7 +219,7 @@ class Ears:
                 )
             finally:
                 self._stream = None
-                await stream.aclose()
+                await close_stream(stream)
             if self._input_done.is_set() and (not self._pending or failures >= self._backoff.report_after):
                 if self._pending:
                     logger.error(

@@ -6,8 +6,10 @@ Retries are kept in one place per provider: the framework's `APIConnectOptions` 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from cerebras.cloud import sdk as cerebras
@@ -20,9 +22,29 @@ from .cerebras_llm import CerebrasLLM
 from .config import Settings
 from .logs import redact_provider_logs
 
+logger = logging.getLogger("agent.providers")
+
 # STT streams get no framework retries: the ears reconnect themselves and replay buffered audio.
 STT_CONN_OPTIONS = APIConnectOptions(max_retry=0, timeout=5.0)
 TTS_CONN_OPTIONS = APIConnectOptions(max_retry=2, retry_interval=0.2, timeout=5.0)
+
+
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+async def close_stream(stream: Closable, patience_s: float = 1.0) -> None:
+    """Close a provider stream, even one caught connecting. The plugins connect inside
+    `asyncio.wait_for`, which on Python 3.11 can lose a cancellation that lands as the connection
+    completes; the stream's `aclose` then waits forever on a task that was never cancelled (seen in the
+    tests with Cartesia). A second `aclose` cancels it again."""
+    first = asyncio.ensure_future(stream.aclose())
+    try:
+        await asyncio.wait_for(asyncio.shield(first), patience_s)
+    except TimeoutError:
+        logger.warning("a provider stream ignored its cancellation; cancelling it again")
+        await stream.aclose()
+        await first
 
 
 @dataclass(slots=True)

@@ -6,13 +6,13 @@ import asyncio
 
 import aiohttp
 
-from agent.brain import Brain, close_stream
+from agent.brain import Brain
 from agent.captions import CaptionLog
 from agent.latency import LatencyTracker, Mark
 from agent.models import Speech, Utterance
 from agent.mouth import Mouth
 from agent.prompt import ContextBook
-from agent.providers import build_llm, build_tts
+from agent.providers import build_llm, build_tts, close_stream
 from agent.queues import UtteranceQueue
 from tests.channel import channel_run
 from tests.conftest import Fakes
