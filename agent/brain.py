@@ -22,13 +22,14 @@ from livekit.agents import APIError, llm, tts
 
 from . import metrics
 from .captions import Caption, CaptionSink
+from .faults import FaultFlag
 from .latency import LatencyTracker, Mark
 from .models import ClauseAudio, Speech
 from .pace import Pace
 from .prompt import ContextBook
 from .providers import TTS_CONN_OPTIONS, close_stream
 from .queues import UtteranceQueue
-from .translate import TranslateOptions, TranslationRejected, Translator
+from .translate import TranslationRejected, Translator
 
 logger = logging.getLogger("agent.brain")
 
@@ -51,7 +52,6 @@ class Brain:
         captions: CaptionSink | None = None,
         max_in_flight: int = 3,
         pace: Pace | None = None,
-        translate_options: TranslateOptions | None = None,
         on_fault: Callable[[str, bool], None] | None = None,
         stale_after_s: float = 20.0,
     ) -> None:
@@ -63,13 +63,14 @@ class Brain:
         self.contexts = contexts
         self._captions = captions
         self._pace = pace
-        self._on_fault = on_fault  # ("llm" | "tts", active)
-        self.translator = Translator(
-            llm, options=translate_options, on_fault=lambda down: self._fault("llm", down)
-        )
+
+        def report(kind: str) -> Callable[[bool], None] | None:
+            return None if on_fault is None else lambda down: on_fault(kind, down)
+
+        self.translator = Translator(llm, on_fault=report("llm"))
+        self._tts_fault = FaultFlag(report("tts"))
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._tts_down = False
         self.speed = 1.0
 
     @property
@@ -97,10 +98,6 @@ class Brain:
     def _on_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slots.release()
-
-    def _fault(self, kind: str, active: bool) -> None:
-        if self._on_fault is not None:
-            self._on_fault(kind, active)
 
     async def _interpret(self, speech: Speech) -> None:
         utterance = speech.utterance
@@ -187,7 +184,7 @@ class Brain:
                         )
                     speech.push(part, audio.frame, final=audio.is_final)
                 speech.finish(part)
-                self._set_tts_down(False)
+                self._tts_fault.set(False)
                 return
             except APIError as e:
                 if attempt < CLAUSE_ATTEMPTS and e.retryable and part.frames:
@@ -202,16 +199,11 @@ class Brain:
                     "TTS failed for a clause: the rest of this utterance is captioned, not spoken",
                     extra={"utterance_id": speech.utterance.id, "error": type(e).__name__},
                 )
-                self._set_tts_down(True)
+                self._tts_fault.set(True)
                 speech.fail(part)
                 return
             finally:
                 await close_stream(stream)
-
-    def _set_tts_down(self, down: bool) -> None:
-        if down != self._tts_down:
-            self._tts_down = down
-            self._fault("tts", down)
 
     def _publish_final_caption(self, speech: Speech) -> None:
         """The full translation as the final caption, unless the mouth publishes it at playout end."""
@@ -255,8 +247,8 @@ class _EarlyStream:
         return stream
 
     async def aclose(self) -> None:
-        """Close it unless a voice used it (closing twice is harmless: a voice cancelled before it
-        ran never closed it)."""
+        """Close it, used or not: a voice that took it closes it too (twice is harmless), but a voice
+        cancelled before it ran never did."""
         self._timer.cancel()
         if self._stream is not None:
             await close_stream(self._stream)

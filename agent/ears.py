@@ -22,6 +22,7 @@ from livekit.agents.stt import SpeechStream
 
 from . import metrics
 from .captions import Caption, CaptionSink
+from .faults import FaultFlag
 from .latency import Clock, LatencyTracker
 from .models import Utterance
 from .providers import STT_CONN_OPTIONS, close_stream
@@ -88,7 +89,6 @@ class Ears:
         on_fault: Callable[[bool], None] | None = None,
     ) -> None:
         self._stt = stt
-        self._on_fault = on_fault  # told True once the link has failed `report_after` times running
         self._frames = frames
         self._out = out
         self._tracker = tracker
@@ -114,7 +114,7 @@ class Ears:
         self._prefix = segment_prefix or speaker
         self._intake_task: asyncio.Task[None] | None = None
         self.reconnects = 0
-        self.down = False
+        self.fault = FaultFlag(on_fault)  # down once the link has failed `report_after` times running
         self.dropped_audio_s = 0.0
         self.utterances = 0
 
@@ -196,7 +196,7 @@ class Ears:
                 async for event in self._events(stream):
                     if self._on_event(event):
                         failures = 0
-                        self._set_down(False)
+                        self.fault.set(False)
                 if self._input_done.is_set():
                     return  # the input ended and the stream drained: done
                 raise ConnectionError("speech stream ended early")
@@ -207,7 +207,7 @@ class Ears:
                 delay = self._backoff.delay(failures)
                 log = logger.error if failures >= self._backoff.report_after else logger.warning
                 if failures >= self._backoff.report_after:
-                    self._set_down(True)
+                    self.fault.set(True)
                 log(
                     "speech recognition stream failed; reconnecting",
                     extra={
@@ -228,12 +228,6 @@ class Ears:
                     )
                 return
             await asyncio.sleep(delay)
-
-    def _set_down(self, down: bool) -> None:
-        if down != self.down:
-            self.down = down
-            if self._on_fault is not None:
-                self._on_fault(down)
 
     async def _events(self, stream: SpeechStream) -> AsyncIterator[stt.SpeechEvent]:
         """The stream's events. Once the input has ended, a quiet spell of `drain_idle_s` counts as

@@ -86,10 +86,6 @@ class Speech:
         self._ended = False
 
     @property
-    def clauses(self) -> list[str]:
-        return [part.text for part in self.parts]
-
-    @property
     def text(self) -> str:
         """The translation so far (every clause sent to TTS, spoken or not)."""
         return " ".join(part.text for part in self.parts)

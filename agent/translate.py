@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from livekit.agents import APIError, llm
 
 from . import metrics
+from .faults import FaultFlag
 from .guard import OutputGuard, is_opener
 from .prompt import TranslationContext
 from .text import ClauseSplitter, ReasoningFilter, clean_clause, is_speakable, split_source
@@ -46,11 +47,6 @@ class TranslationRejected(Exception):
         self.reason = reason
 
 
-class _Rejected(Exception):
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
 class _Attempt:
     """One LLM reply to one piece: its guard, the clauses it repeats, the clauses it holds back."""
 
@@ -64,7 +60,7 @@ class _Attempt:
         self._first = first
 
     def fit(self, raws: list[str]) -> list[str]:
-        """The clauses fit to hand on now; raises `_Rejected` for one that is not a translation."""
+        """The clauses fit to hand on now; raises `TranslationRejected` for one that is not a translation."""
         out: list[str] = []
         for raw in raws:
             if self._repeated and _norm(raw) == _norm(self._repeated[0]):
@@ -74,7 +70,7 @@ class _Attempt:
             first = self._first and not self._given and not self._held and not out
             clause = clean_clause(raw, first=first)
             if reason := self.guard.check(raw, clause):
-                raise _Rejected(reason)
+                raise TranslationRejected(reason)
             if is_speakable(clause):
                 out.append(clause)
         if self.guard.expects_question and not self.guard.saw_question:
@@ -89,7 +85,7 @@ class _Attempt:
     def finish(self, raws: list[str]) -> list[str]:
         tail = self.fit(raws)
         if reason := self.guard.finish():
-            raise _Rejected(reason)
+            raise TranslationRejected(reason)
         ready, self._held = [*tail, *self._held], []
         return ready
 
@@ -108,8 +104,7 @@ class Translator:
     ) -> None:
         self._llm = llm
         self._opts = options or TranslateOptions()
-        self._on_fault = on_fault  # told True when every LLM fails, False when one answers again
-        self._down = False
+        self._fault = FaultFlag(on_fault)  # down while every LLM fails, up when one answers again
 
     async def clauses(
         self,
@@ -165,7 +160,7 @@ class Translator:
                         given.append(clause)
                         yield clause
                     return
-                except _Rejected as rejected:
+                except TranslationRejected as rejected:
                     metrics.GUARD_REJECTIONS.labels(reason=rejected.reason).inc()
                     logger.warning(
                         "the output guard stopped an LLM reply",
@@ -174,7 +169,7 @@ class Translator:
                     if given:
                         return  # what was already said stays; the rest of this reply is not spoken
                     if strict:
-                        raise TranslationRejected(rejected.reason) from None
+                        raise
                     strict = True
             except (APIError, TimeoutError) as e:
                 if received:
@@ -197,12 +192,9 @@ class Translator:
                 await asyncio.sleep(delay)
 
     def _set_down(self, down: bool) -> None:
-        if down == self._down:
+        if not self._fault.set(down):
             return
-        self._down = down
         if down:
             logger.error("every LLM is failing: translations wait until one answers")
         else:
             logger.info("an LLM answers again")
-        if self._on_fault is not None:
-            self._on_fault(down)
