@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from agent.config import Settings, load_settings
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -54,6 +56,26 @@ ONE_SENTENCE = Scenario(
     tones={"cámara": 500.0},
     speech_ends=[1.83],
 )
+
+
+# A Spanish speaker, for two-way conversations in a room
+SPANISH = Scenario(
+    wav=FIXTURES / "dialogue_es.wav",
+    transcripts=["Buenos días a todos.", "Gracias por venir hoy."],
+    translations={
+        "Buenos días": "Good morning, everyone.",
+        "Gracias por venir": "Thank you for coming today.",
+    },
+    # (the fake TTS gets clauses: "Good morning," and "everyone." are cut apart)
+    tones={"Good morning": 300.0, "everyone": 300.0, "coming": 700.0},
+    speech_ends=[],
+)
+ROOM_TRANSLATIONS = {**DIALOGUE.translations, **ONE_SENTENCE.translations, **SPANISH.translations}
+ROOM_TONES = {**DIALOGUE.tones, **ONE_SENTENCE.tones, **SPANISH.tones}
+
+
+def room_tone_for(text: str) -> float:
+    return next((freq for word, freq in ROOM_TONES.items() if word in text), 440.0)
 
 
 @dataclass
@@ -101,6 +123,22 @@ async def stop_fakes(fakes: Fakes) -> None:
         await server.aclose()
 
 
+async def start_room_fakes() -> Fakes:
+    """Fakes for a room: English speakers say the dialogue then the one sentence, Spanish speakers the
+    Spanish dialogue (each language's script is handed out in the order segments end)."""
+    fakes = Fakes(
+        deepgram=FakeDeepgram(
+            {"en": DIALOGUE.transcripts + ONE_SENTENCE.transcripts, "es": SPANISH.transcripts}
+        ),
+        cerebras=FakeLLM(translations=ROOM_TRANSLATIONS),
+        groq=FakeLLM(translations=ROOM_TRANSLATIONS),
+        cartesia=FakeCartesia(freq_for=room_tone_for),
+    )
+    for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
+        await server.start()
+    return fakes
+
+
 @pytest.fixture
 async def dialogue_fakes() -> AsyncIterator[Fakes]:
     fakes = await start_fakes(DIALOGUE)
@@ -113,3 +151,40 @@ async def one_sentence_fakes() -> AsyncIterator[Fakes]:
     fakes = await start_fakes(ONE_SENTENCE)
     yield fakes
     await stop_fakes(fakes)
+
+
+# -- the real LiveKit server (tests/livekit_server.py) ---------------------------------------------------
+
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def livekit_server() -> Iterator[LiveKitServer]:
+    """One `livekit-server --dev` for the whole test session, on free ports bound to 127.0.0.1. Its log is
+    kept in test-artifacts/ when a test failed (and removed otherwise). Missing binary: a skip that says how
+    to install it, but a failure under CI=true (CI installs it; a skip there would hide the real rooms)."""
+    binary = find_binary()
+    if binary is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(INSTALL_HINT, pytrace=False)
+        pytest.skip(INSTALL_HINT)
+    server = LiveKitServer(binary, ARTIFACTS / "livekit-server.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    log = ARTIFACTS / "livekit-server.log"
+    if exitstatus == 0 and log.exists():
+        log.unlink()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed real-room test shows the end of the server's log, and where the whole log is kept."""
+    report = yield
+    server = item.funcargs.get("livekit_server") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(server, LiveKitServer):
+        report.sections.append(("livekit-server log (tail)", f"{server.log_path}\n{server.log_tail(40)}"))
+    return report

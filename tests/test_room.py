@@ -24,26 +24,9 @@ from agent.latency import LatencyTracker
 from agent.providers import build_llm, build_stt, build_tts
 from agent.room import ATTR_FAULTS, ATTR_LANGUAGES, ATTR_SPEAKER, ATTR_WARNINGS
 from agent.session import RoomSession
-from tests.conftest import DIALOGUE, FIXTURES, ONE_SENTENCE, Fakes
-from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+from tests.conftest import DIALOGUE, ONE_SENTENCE, SPANISH, Fakes, start_room_fakes
 from tests.fakes.room import FakeParticipant, FakePublication, FakeRoom, SentText
 from tests.loopback import LoopbackListener, LoopbackSpeaker, delayed, eventually, tone_sequence
-
-SPANISH = {
-    "wav": FIXTURES / "dialogue_es.wav",
-    "transcripts": ["Buenos días a todos.", "Gracias por venir hoy."],
-    "translations": {
-        "Buenos días": "Good morning, everyone.",
-        "Gracias por venir": "Thank you for coming today.",
-    },
-}
-ALL_TRANSLATIONS = {**DIALOGUE.translations, **ONE_SENTENCE.translations, **SPANISH["translations"]}
-# (the fake TTS gets clauses: "Good morning," and "everyone." are cut apart)
-TONES = {**DIALOGUE.tones, **ONE_SENTENCE.tones, "Good morning": 300.0, "everyone": 300.0, "coming": 700.0}
-
-
-def tone_for(text: str) -> float:
-    return next((freq for word, freq in TONES.items() if word in text), 440.0)
 
 
 @dataclass
@@ -85,16 +68,7 @@ class RoomHarness:
 
 @pytest.fixture
 async def harness() -> AsyncIterator[RoomHarness]:
-    fakes = Fakes(
-        deepgram=FakeDeepgram(
-            {"en": DIALOGUE.transcripts + ONE_SENTENCE.transcripts, "es": SPANISH["transcripts"]}
-        ),
-        cerebras=FakeLLM(translations=ALL_TRANSLATIONS),
-        groq=FakeLLM(translations=ALL_TRANSLATIONS),
-        cartesia=FakeCartesia(freq_for=tone_for),
-    )
-    for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
-        await server.start()
+    fakes = await start_room_fakes()
     settings = fakes.settings()
     tasks_before = asyncio.all_tasks()
     async with aiohttp.ClientSession() as http:
@@ -150,7 +124,7 @@ async def test_two_speakers_in_two_languages_get_a_two_way_conversation(harness:
     es_listener, en_listener = harness.listen("es"), harness.listen("en")
 
     alice_pub = harness.speak(alice, DIALOGUE.wav)
-    bob_pub = harness.speak(bob, SPANISH["wav"])
+    bob_pub = harness.speak(bob, SPANISH.wav)
     await session.settled()
     assert len(session.speakers) == 2
     await eventually(lambda: len(harness.played("es")) == 3 and len(harness.played("en")) == 2, what="speech")
@@ -170,7 +144,7 @@ async def test_two_speakers_in_two_languages_get_a_two_way_conversation(harness:
     assert {c.attributes[ATTRIBUTE_TRANSCRIPTION_TRACK_ID] for c in alice_finals} == {alice_pub.sid}
     assert {c.attributes["language"] for c in alice_finals} == {"en"}
     bob_finals = [c for c in source if c.sender_identity == "bob"]
-    assert [c.text for c in bob_finals] == SPANISH["transcripts"]
+    assert [c.text for c in bob_finals] == SPANISH.transcripts
     assert {c.attributes[ATTRIBUTE_TRANSCRIPTION_TRACK_ID] for c in bob_finals} == {bob_pub.sid}
     all_texts = room.local_participant.texts
     first_id = alice_finals[0].attributes[ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID]
@@ -187,7 +161,7 @@ async def test_two_speakers_in_two_languages_get_a_two_way_conversation(harness:
     assert {c.attributes[ATTR_SPEAKER] for c in es_captions} == {"alice"}
     assert {c.sender_identity for c in es_captions} == {room.local_participant.identity}
     en_captions = [c.text for c in translated if c.attributes["language"] == "en"]
-    assert en_captions == list(SPANISH["translations"].values())
+    assert en_captions == list(SPANISH.translations.values())
 
     # every utterance has a latency record, and the agent showed when it was speaking
     assert harness.tracker.spoken == 5 and harness.tracker.failed == 0

@@ -1,0 +1,142 @@
+"""A real LiveKit server (`livekit-server --dev`) on free ports bound to 127.0.0.1, for the real-room tests
+and `python -m bench room`.
+
+Installed by `./scripts/install-livekit-server` (the pinned Go module); found in $LIVEKIT_SERVER (a path),
+then `livekit-server` on PATH, then where that script installs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from livekit import api
+
+VERSION = "1.13.5"
+API_KEY, API_SECRET = "devkey", "secret"  # what `--dev` uses
+INSTALLED_AT = Path.home() / ".cache" / "livekit-interpreter" / "bin" / "livekit-server"
+INSTALL_HINT = (
+    f"livekit-server {VERSION} not found: run ./scripts/install-livekit-server "
+    "(or set LIVEKIT_SERVER to its path)"
+)
+
+
+def find_binary() -> str | None:
+    if path := os.environ.get("LIVEKIT_SERVER"):
+        return path if os.access(path, os.X_OK) else None
+    if path := shutil.which("livekit-server"):
+        return path
+    return str(INSTALLED_AT) if os.access(INSTALLED_AT, os.X_OK) else None
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveKitServer:
+    """One server process. Media on one UDP port (muxed) and one TCP port, no external IP lookup
+    (there is no network), ICE on the loopback address only."""
+
+    def __init__(self, binary: str, log_path: Path) -> None:
+        self.binary = binary
+        self.log_path = log_path
+        self.port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> dict[str, object]:
+        return {
+            "port": self.port,
+            "bind_addresses": ["127.0.0.1"],
+            "rtc": {
+                "tcp_port": free_port(),
+                "udp_port": free_port(socket.SOCK_DGRAM),
+                "use_external_ip": False,
+                "enable_loopback_candidate": True,
+                "node_ip": "127.0.0.1",
+            },
+            "keys": {API_KEY: API_SECRET},
+            "logging": {"level": "info"},
+        }
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self._proc = subprocess.Popen(
+                [self.binary, "--dev", "--config-body", json.dumps(self.config())],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"livekit-server exited with {self._proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.http_url, timeout=1) as response:
+                if response.status == 200:
+                    return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"livekit-server did not answer within {timeout_s} s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def api(self) -> api.LiveKitAPI:
+        """A server API client (rooms, dispatch); close it with `aclose()`."""
+        return api.LiveKitAPI(self.http_url, API_KEY, API_SECRET)
+
+    def token(
+        self,
+        identity: str,
+        room: str,
+        *,
+        name: str = "",
+        attributes: dict[str, str] | None = None,
+        dispatch: api.RoomAgentDispatch | None = None,
+        agent: bool = False,
+    ) -> str:
+        """A join token; `dispatch` brings an agent into the room when this participant joins; `agent`
+        makes the participant itself an agent (its kind as the server reports it)."""
+        token = (
+            api.AccessToken(API_KEY, API_SECRET)
+            .with_identity(identity)
+            .with_name(name or identity)
+            .with_grants(api.VideoGrants(room_join=True, room=room, agent=agent))
+            .with_attributes(attributes or {})
+        )
+        if agent:
+            token = token.with_kind("agent")
+        if dispatch is not None:
+            token = token.with_room_config(api.RoomConfiguration(agents=[dispatch]))
+        return token.to_jwt()

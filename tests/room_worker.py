@@ -1,0 +1,96 @@
+"""The interpreter worker as production runs it (`python -m agent start`, a subprocess with its own job
+processes), registered with a real LiveKit server, its providers pointed at fakes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+from tests.livekit_server import LiveKitServer, free_port
+from tests.loopback import eventually
+
+ROOT = Path(__file__).parent.parent
+REGISTERED = "registered worker"  # the framework's log line once the server accepted the worker
+
+
+class WorkerProcess:
+    def __init__(
+        self, server: LiveKitServer, provider_env: dict[str, str], workdir: Path, **env: str
+    ) -> None:
+        self.server = server
+        self.workdir = workdir
+        self.log_path = workdir / "worker.log"
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", ""),
+            "PYTHONPATH": str(ROOT),
+            # development mode, inherited by the job processes: ResourceWarnings and never-awaited
+            # coroutines are reported, so the tests can fail on them
+            "PYTHONDEVMODE": "1",
+            "LIVEKIT_URL": server.url,
+            "LIVEKIT_API_KEY": "devkey",
+            "LIVEKIT_API_SECRET": "secret",
+            "HEALTH_PORT": str(free_port()),
+            "PROMETHEUS_PORT": str(free_port()),
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
+            **provider_env,
+            **env,
+        }
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, timeout_s: float = 60.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "agent",
+                "start",
+                cwd=self.workdir,  # no .env from the repository
+                env=self.env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        await eventually(self._registered, within_s=timeout_s, what=f"the worker to register\n{self.tail()}")
+
+    def _registered(self) -> bool:
+        if self.proc is not None and self.proc.returncode is not None:
+            raise AssertionError(f"the worker exited with {self.proc.returncode}\n{self.tail()}")
+        return REGISTERED in self.output()
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def tail(self, lines: int = 60) -> str:
+        return "worker log:\n" + "\n".join(self.output().splitlines()[-lines:])
+
+    async def terminate(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM to the worker process only (as Fly, Docker and Kubernetes send it); its exit code."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout_s)
+        except TimeoutError:
+            self.kill_tree()
+            await self.proc.wait()
+            raise AssertionError(
+                f"the worker did not exit within {timeout_s} s of SIGTERM\n{self.tail()}"
+            ) from None
+
+    def kill_tree(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+
+    async def aclose(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(AssertionError):  # teardown: killed if it hangs
+                await self.terminate(30)
