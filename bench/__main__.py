@@ -3,6 +3,7 @@
     uv run python -m bench                      # all workloads (about 20 minutes, real time)
     uv run python -m bench dialogue monologue   # some of them
     uv run python -m bench --monologue-minutes 2 --scale-sessions 1,5,10   # shorter
+    uv run python -m bench room --help          # through a real LiveKit server (bench/room.py)
 
 Writes bench/results/results.json, latency_cdf.png and lag.png, and prints a table.
 """
@@ -276,6 +277,11 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "room":  # through a real LiveKit server: bench/room.py
+        from bench.room import main as room_main
+
+        room_main(sys.argv[2:])
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "_scale_step":
         logging.basicConfig(level=logging.ERROR)
         SETTINGS.update(json.loads(os.environ.get("BENCH_SETTINGS", "{}")))

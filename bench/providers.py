@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -24,6 +25,16 @@ from tests.fakes.llm import last_user_text
 
 SPEECH_RE = re.compile(r"<speech[^>]*>(.*)</speech>", re.S)
 CONCISE_MARK = "as concise as you can"
+ID_RE = re.compile(r"\s*(\d{4})\b")
+# tagged tones (`python -m bench room`): the first clause of each translation sounds at a frequency its
+# id word picks, every other clause at OTHER_HZ, so a listener can tell where each utterance starts
+TAG_HZ = tuple(500.0 + 100.0 * i for i in range(8))
+OTHER_HZ = 300.0
+
+
+def tagged_freq(transcript: str) -> float:
+    match = ID_RE.match(transcript)
+    return TAG_HZ[int(match.group(1)) % len(TAG_HZ)] if match else OTHER_HZ
 
 
 def words_for() -> Callable[[float], str]:
@@ -67,7 +78,9 @@ def translator(length_factor: float, concise_factor: float) -> Callable[[list[di
 
 
 class Providers:
-    def __init__(self, model: LatencyModel, *, length_factor: float, concise_factor: float) -> None:
+    def __init__(
+        self, model: LatencyModel, *, length_factor: float, concise_factor: float, tag_tones: bool = False
+    ) -> None:
         self.deepgram = FakeDeepgram(
             [], transcript_for=words_for(), finalize_delay=model.stt_finalize, seed=model.seed
         )
@@ -78,7 +91,11 @@ class Providers:
             seed=model.seed + 1,
         )
         self.cartesia = FakeCartesia(
-            ttfb=model.tts_ttfb, rtf=model.tts_rtf, seconds_per_char=TTS_SECONDS_PER_CHAR, seed=model.seed + 2
+            ttfb=model.tts_ttfb,
+            rtf=model.tts_rtf,
+            seconds_per_char=TTS_SECONDS_PER_CHAR,
+            seed=model.seed + 2,
+            freq_for=tagged_freq if tag_tones else None,
         )
         self._control = web.Application()
         self._control.router.add_get("/records", self._records)
@@ -101,6 +118,7 @@ class Providers:
             "groq": self.llm.openai_base_url,
             "cartesia": self.cartesia.base_url,
             "control": self.control_url,
+            "pid": str(os.getpid()),
         }
 
     async def aclose(self) -> None:
@@ -138,8 +156,12 @@ class Providers:
         return web.json_response({"ok": True})
 
 
-async def serve(model: LatencyModel, length_factor: float, concise_factor: float) -> None:
-    providers = Providers(model, length_factor=length_factor, concise_factor=concise_factor)
+async def serve(
+    model: LatencyModel, length_factor: float, concise_factor: float, tag_tones: bool = False
+) -> None:
+    providers = Providers(
+        model, length_factor=length_factor, concise_factor=concise_factor, tag_tones=tag_tones
+    )
     urls = await providers.start()
     print(json.dumps(urls), flush=True)
     loop = asyncio.get_running_loop()
@@ -150,7 +172,9 @@ async def serve(model: LatencyModel, length_factor: float, concise_factor: float
 def main() -> None:
     config = json.loads(sys.argv[1])
     model = LatencyModel.from_dict(config["model"])
-    asyncio.run(serve(model, config["length_factor"], config["concise_factor"]))
+    asyncio.run(
+        serve(model, config["length_factor"], config["concise_factor"], config.get("tag_tones", False))
+    )
 
 
 if __name__ == "__main__":

@@ -26,11 +26,17 @@ from bench.model import LatencyModel
 
 @contextlib.asynccontextmanager
 async def provider_process(
-    model: LatencyModel, *, length_factor: float, concise_factor: float = 1.05
+    model: LatencyModel, *, length_factor: float, concise_factor: float = 1.05, tag_tones: bool = False
 ) -> AsyncIterator[dict[str, str]]:
-    """The fake providers on `model`, in their own process; yields their URLs."""
+    """The fake providers on `model`, in their own process; yields their URLs (and its `pid`).
+    `tag_tones`: each translation's first clause at a frequency its id picks (`bench.providers`)."""
     config = json.dumps(
-        {"model": model.as_dict(), "length_factor": length_factor, "concise_factor": concise_factor}
+        {
+            "model": model.as_dict(),
+            "length_factor": length_factor,
+            "concise_factor": concise_factor,
+            "tag_tones": tag_tones,
+        }
     )
     proc = subprocess.Popen(  # noqa: ASYNC220 (started once per run, before any session)
         [sys.executable, "-m", "bench.providers", config],

@@ -1,0 +1,101 @@
+"""Imported at start-up by every Python process of the worker `python -m bench room` runs (this directory
+leads its PYTHONPATH): when BENCH_ROOM_RECORDS names a file, each latency record the worker's own tracker
+completes is appended to it as one JSON line (its marks on the machine's monotonic clock, which
+`time.perf_counter` reads in every process), then handed on to the tracker's own callback unchanged (the
+Prometheus histograms). It only observes: no agent code is edited, and nothing the agent does changes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Any
+
+_PATH = os.environ.get("BENCH_ROOM_RECORDS")
+
+
+def _install(path: str) -> None:
+    from agent import latency  # stdlib imports only: cheap in every process
+
+    original_init = latency.LatencyTracker.__init__
+    if getattr(original_init, "bench_observed", False):
+        return
+
+    def __init__(self: latency.LatencyTracker, *args: Any, on_complete: Any = None, **kwargs: Any) -> None:
+        def observed(record: latency.UtteranceRecord) -> None:
+            try:
+                line = json.dumps(
+                    {
+                        "pid": os.getpid(),
+                        "id": record.utterance_id,
+                        "outcome": record.outcome,
+                        "marks": {str(k): v for k, v in record.marks.items()},
+                    }
+                )
+                with open(path, "a") as f:  # one short append per record: whole lines from every process
+                    f.write(line + "\n")
+            except Exception:  # observing must never break the job
+                pass
+            if on_complete is not None:
+                on_complete(record)
+
+        original_init(self, *args, on_complete=observed, **kwargs)
+
+    __init__.bench_observed = True  # type: ignore[attr-defined]
+    latency.LatencyTracker.__init__ = __init__  # type: ignore[method-assign]
+
+
+if _PATH:
+    with contextlib.suppress(Exception):  # the worker runs unobserved rather than not at all
+        _install(_PATH)
+
+
+# BENCH_ROOM_LOAD_CPU=worker: the CPU term of the worker's load function (agent.worker.CpuSampler) reads the
+# worker's own process tree instead of the whole machine, as on a production machine that runs only the
+# worker; here the machine also runs the LiveKit server, the fakes, the participants (and other users).
+class _PatchWorkerOnImport:
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != "agent.worker":
+            return None
+        import importlib.util
+        import sys
+
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_patch(module: Any) -> None:
+            exec_module(module)
+            module.CpuSampler._run = _tree_cpu_loop
+
+        spec.loader.exec_module = exec_and_patch  # type: ignore[method-assign]
+        return spec
+
+
+def _tree_cpu_loop(self: Any) -> None:
+    import time
+
+    import psutil
+
+    root = psutil.Process()
+    cores = psutil.cpu_count() or 1
+    last: dict[int, float] = {}
+    while True:
+        t0 = time.monotonic()
+        before = dict(last)
+        time.sleep(1.0)
+        used = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                last[proc.pid] = t.user + t.system
+                used += last[proc.pid] - before.get(proc.pid, last[proc.pid])
+        self.value = min(1.0, max(0.0, used / (time.monotonic() - t0) / cores))
+
+
+if os.environ.get("BENCH_ROOM_LOAD_CPU") == "worker":
+    import sys as _sys
+
+    _sys.meta_path.insert(0, _PatchWorkerOnImport())  # type: ignore[arg-type]
