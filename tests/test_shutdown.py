@@ -1,230 +1,202 @@
-"""SIGTERM drains the worker: what was already heard is still interpreted (and heard in the room), then
-everything closes, with nothing left pending or unclosed.
+"""SIGTERM to the worker while a real room is being interpreted: what was heard is still spoken to its last
+sample and captioned, then the agent leaves the room, the worker exits 0, and nothing is left pending or
+unclosed.
 
-One worker process is run through a SIGTERM (module fixture, ~20 s); the tests read what happened.
+Everything is real but the providers: the LiveKit server (session fixture), the worker as production runs
+it (`python -m agent start`: the framework's CLI, its SIGTERM handler, `drain()` bounded by
+DRAIN_TIMEOUT_S, `aclose()`, a forkserver job process, the framework's job shutdown sequence:
+ShutdownRequest → `on_session_end` → room disconnect → shutdown callbacks → exit), the token dispatch, and
+the participants (a speaker, a listener recording what arrives through the SFU). The providers are the
+fakes on 127.0.0.1.
 
-What is real and what is simulated (details in tests/shutdown_worker.py):
-- real: a separate worker process started the way production starts it (`python -m agent start`'s
-  code path: our `build_server` and the framework's CLI, its SIGTERM handler, `drain()` bounded by
-  DRAIN_TIMEOUT_S, `aclose()`), a forkserver job process with our real `prewarm` and `entrypoint`, the
-  framework's job shutdown sequence (ShutdownRequest → `on_session_end` → room disconnect → shutdown
-  callbacks → process exit, killed past `shutdown_process_timeout`), the provider plugins talking over
-  HTTP/websockets to the fake Deepgram, Cerebras/Groq and Cartesia servers run by this test, real
-  signals, and real interpreter warnings (the worker runs in Python's development mode);
-- simulated: the LiveKit server (the worker cannot register; the job comes from the framework's own
-  `simulate_job`, as in console mode) and the room (a fake in which the framework's connect/disconnect
-  calls land; a speaker says a WAV through a local loopback track, a listener records the agent's
-  track; audio that arrives after its track was unpublished, or after the disconnect, counts as unheard).
-
-DRAIN_TIMEOUT_S is 1 s here (270 s in production), so the drain times out while the utterance is still
+DRAIN_TIMEOUT_S is 1 s here (260 s in production), so the drain times out while the utterance is still
 being interpreted and the job is told to shut down: the hardest case, where the job itself must finish
-what was heard, within its bound, before it lets go of the room.
+what was heard, within its bound, before it leaves the room. The fake Cartesia makes 0.12 s of audio per
+character: the translation takes 3.6 s to play, well past the drain timeout.
 
-The SIGTERM goes to the worker process only, as Fly, Docker and Kubernetes send it. Sent to the whole
-process group instead (systemd's default KillMode, `kill -- -PGID`), it kills the job processes at once:
-in livekit-agents 1.8.9 on Linux they do not ignore SIGTERM (see the report's `signals`).
+What a listener cannot see is watched inside the job process by tests/job_watch.py (installed through
+PYTHONPATH, nothing in `agent/` changed): tasks still pending once the shutdown callbacks are done, and a
+garbage collection at the process's `os._exit` that reports unclosed aiohttp sessions. The worker runs in
+Python's development mode, so ResourceWarnings and never-awaited coroutines show in its output.
 
-Two more checks: the last translation is heard to its end before its track goes (the 200 ms still queued
-in the source play out), and the worst-case shutdown fits in Fly's kill_timeout.
+The SIGTERM goes to the worker process only, as Fly, Docker and Kubernetes send it (README, "Shutting
+down").
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import signal
-import socket
-import sys
 import time
 import tomllib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import pytest
+import numpy as np
+from livekit import rtc
 
 from agent.config import load_server_settings
-from agent.mouth import OUTPUT_QUEUE_MS
+from agent.filemode import read_wav
 from agent.worker import JOB_CLOSE_TIMEOUT_S, SESSION_DRAIN_TIMEOUT_S, build_server
-from tests.conftest import ONE_SENTENCE
+from tests.conftest import ONE_SENTENCE, Fakes, stop_fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+from tests.job_watch import SITE_DIR, WATCH_DIR_ENV, read_reports
+from tests.livekit_server import LiveKitServer
 from tests.loopback import eventually
+from tests.participants import LISTEN_RATE, Listener
+from tests.real_room import FORBIDDEN, real_room
 
 ROOT = Path(__file__).parent.parent
 TRANSLATION = ONE_SENTENCE.translations["camera"]
-# what must never show in the worker's output: asyncio, aiohttp or interpreter complaints about a task or
-# a connection left behind, the framework killing or giving up on a job's shutdown, or the agent trying
-# to use the room after the framework disconnected it
-FORBIDDEN = (
-    "Task was destroyed but it is pending",
-    "Unclosed client session",
-    "Unclosed connector",
-    "unclosed transport",
-    "ResourceWarning",
-    "was never awaited",
-    "Traceback",
+DRAIN_TIMEOUT_S = 1
+# the README's bound: the drain, then the job's own drain and close, then the kill's grace (0.5 s)
+WORST_EXIT_S = DRAIN_TIMEOUT_S + SESSION_DRAIN_TIMEOUT_S + JOB_CLOSE_TIMEOUT_S + 0.5
+# besides the real rooms' FORBIDDEN: the framework killing or giving up on a job's shutdown, our drain
+# overrunning, or the agent using the room after the framework disconnected it
+SHUTDOWN_FORBIDDEN = (
     "did not ack shutdown in time",
     "did not exit in time",
     "killing process",
     "on_session_end timed out",
     "error while",
     "did not drain in time",
-    "could not publish to the room",
 )
+AUDIBLE_RMS = 500  # the fake's tone is at 0.3 of full scale (RMS ~7000); silence and codec noise far below
 
 
 @dataclass
-class Run:
-    returncode: int
-    sigterm_at: float  # time.monotonic(), the same clock in every process of this machine
-    exit_s: float
-    report: dict[str, Any]
-    output: str  # the worker's stdout and stderr (the job process logs through the worker)
-    sent_audio_s: float  # what the fake Cartesia synthesized
-    stt_streams_closed: list[bool]
+class RoomEvents:
+    """What a listener saw happen in the room, with when (time.perf_counter(), as the captions)."""
 
-    def context(self) -> str:
-        at = {
-            k: round(v - self.sigterm_at, 3)
-            for k, v in self.report.items()
-            if k.endswith("_at") and isinstance(v, float) and v
-        }
-        tail = "\n".join(self.output.splitlines()[-40:])
-        return f"seconds from SIGTERM: {at}\nreport: {json.dumps(self.report)[:4000]}\n{tail}"
+    unpublished: dict[str, float] = field(default_factory=dict)  # the agent's track name → when
+    left: dict[str, float] = field(default_factory=dict)  # identity → when
 
-    def heard_s(self, track: str) -> float:
-        return float(sum(run["seconds"] for run in self.report["audio"].get(track, [])))
+    def watch(self, listener: Listener) -> None:
+        room = listener.room
+
+        @room.on("track_unpublished")
+        def _unpublished(publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant) -> None:
+            self.unpublished[publication.name] = time.perf_counter()
+
+        @room.on("participant_disconnected")
+        def _left(participant: rtc.RemoteParticipant) -> None:
+            self.left[participant.identity] = time.perf_counter()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def tone_seconds(samples: np.ndarray, *, window_s: float = 0.02) -> dict[float, float]:
+    """Seconds of audible audio by dominant frequency (windows as `tone_sequence`'s, on its 100 Hz grid)."""
+    n = int(LISTEN_RATE * window_s)
+    seconds: dict[float, float] = {}
+    for start in range(0, len(samples) - n + 1, n):
+        w = samples[start : start + n].astype(np.float32)
+        if np.sqrt(np.mean(w**2)) < AUDIBLE_RMS:
+            continue
+        spectrum = np.abs(np.fft.rfft(w * np.hanning(n)))
+        freq = round(float(np.fft.rfftfreq(n, 1 / LISTEN_RATE)[int(np.argmax(spectrum))]) / 100) * 100
+        seconds[freq] = seconds.get(freq, 0.0) + window_s
+    return seconds
 
 
-def worker_env(
-    tmp: Path, deepgram: FakeDeepgram, llms: list[FakeLLM], cartesia: FakeCartesia
-) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(ROOT),
-        # development mode (inherited by the forkserver and the job processes): ResourceWarnings shown,
-        # asyncio debug mode (never-awaited coroutines reported with where they were made)
-        "PYTHONDEVMODE": "1",
-        "LIVEKIT_URL": "ws://127.0.0.1:9",  # nothing listens there: no LiveKit server can run here
-        "LIVEKIT_API_KEY": "key",
-        "LIVEKIT_API_SECRET": "secret",
-        "DEEPGRAM_API_KEY": "dg-test-key",
-        "DEEPGRAM_BASE_URL": deepgram.base_url,
-        "CEREBRAS_API_KEY": "cb-test-key",
-        "CEREBRAS_BASE_URL": llms[0].base_url,
-        "GROQ_API_KEY": "gq-test-key",
-        "GROQ_BASE_URL": llms[1].openai_base_url,
-        "CARTESIA_API_KEY": "ct-test-key",
-        "CARTESIA_BASE_URL": cartesia.base_url,
-        "STT_ENDPOINTING_MS": "300",
-        "STT_MAX_SEGMENT_S": "0",
-        "HEALTH_PORT": str(free_port()),
-        "PROMETHEUS_PORT": str(free_port()),
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prometheus"),
-        "DRAIN_TIMEOUT_S": "1",
-        "SHUTDOWN_TEST_REPORT": str(tmp / "report.json"),
-        "SHUTDOWN_TEST_WAV": str(ONE_SENTENCE.wav),
-    }
+def audible(frames: list[tuple[float, np.ndarray]]) -> tuple[float, float]:
+    """Seconds of audible audio in these frames, and when the last audible frame arrived."""
+    seconds, last_at = 0.0, 0.0
+    for arrived, samples in frames:
+        if samples.size and float(np.sqrt(np.mean(samples.astype(np.float32) ** 2))) > AUDIBLE_RMS:
+            seconds += samples.size / LISTEN_RATE
+            last_at = arrived
+    return seconds, last_at
 
 
-async def run_worker_through_sigterm(tmp: Path) -> Run:
-    deepgram = FakeDeepgram(ONE_SENTENCE.transcripts)
-    llms = [FakeLLM(translations=ONE_SENTENCE.translations) for _ in range(2)]
-    # 0.12 s of audio per character: the translation takes 3.6 s to play, well past the drain timeout
-    cartesia = FakeCartesia(freq_for=ONE_SENTENCE.freq_for, seconds_per_char=0.12)
-    fakes = [deepgram, *llms, cartesia]
-    for fake in fakes:
-        await fake.start()
-    out_path, err_path = tmp / "stdout.txt", tmp / "stderr.txt"
-    try:
-        with out_path.open("w") as out, err_path.open("w") as err:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                "from tests.shutdown_worker import main; raise SystemExit(main())",
-                cwd=tmp,  # no .env from the repository
-                env=worker_env(tmp, deepgram, llms, cartesia),
-                stdout=out,
-                stderr=err,
-            )
-        try:
-            # the utterance has been heard (its final transcript is out), not yet translated or played
-            await eventually(lambda: bool(deepgram.finals), within_s=45, what="the final transcript")
-            sigterm_at = time.monotonic()
-            proc.send_signal(signal.SIGTERM)  # to the worker process, as Fly, Docker and Kubernetes do
-            returncode = await asyncio.wait_for(proc.wait(), 60)
-            exit_s = time.monotonic() - sigterm_at
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    finally:
-        for fake in fakes:
-            await fake.aclose()
-    output = out_path.read_text() + err_path.read_text()
-    report_path = tmp / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {"missing": True}
-    return Run(
-        returncode=returncode,
-        sigterm_at=sigterm_at,
-        exit_s=exit_s,
-        report=report,
-        output=output,
-        sent_audio_s=sum(cartesia.audio_s.values()),
-        stt_streams_closed=[c.closed for c in deepgram.connections],
+async def test_sigterm_in_a_real_room_finishes_what_was_heard_then_leaves(
+    livekit_server: LiveKitServer, tmp_path: Path
+) -> None:
+    fakes = Fakes(
+        deepgram=FakeDeepgram(ONE_SENTENCE.transcripts),
+        cerebras=FakeLLM(translations=ONE_SENTENCE.translations),
+        groq=FakeLLM(translations=ONE_SENTENCE.translations),
+        cartesia=FakeCartesia(freq_for=ONE_SENTENCE.freq_for, seconds_per_char=0.12),
     )
+    for fake in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
+        await fake.start()
+    watch_dir = tmp_path / "jobs"
+    watch_dir.mkdir()
+    try:
+        async with real_room(
+            livekit_server,
+            fakes,
+            tmp_path / "worker",
+            DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S),
+            PYTHONPATH=os.pathsep.join([str(ROOT), str(SITE_DIR)]),
+            **{WATCH_DIR_ENV: str(watch_dir)},
+        ) as room:
+            alice = await room.speaker("alice", attributes={"language": "en"}, dispatch=room.dispatch())
+            bob = await room.listener("bob", attributes={"language": "es"})
+            events = RoomEvents()
+            events.watch(bob)
+            await room.agent_tracks(bob, "interpretation-es", "interpretation-en")
+            agent = bob.agent()
+            assert agent is not None
+            worker = room.worker
 
+            alice.say(read_wav(ONE_SENTENCE.wav))
+            # the utterance has been heard (its final transcript is out), not yet translated or played
+            await eventually(lambda: bool(fakes.deepgram.finals), within_s=30, what="the final transcript")
+            sigterm_at = time.perf_counter()
+            returncode = await worker.terminate(timeout_s=WORST_EXIT_S + 30)  # SIGTERM to the worker only
+            exit_s = time.perf_counter() - sigterm_at
+            await eventually(lambda: bob.agent() is None, within_s=10, what="the agent to leave the room")
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    yield asyncio.run(run_worker_through_sigterm(tmp_path_factory.mktemp("shutdown")))
+            output = worker.output()
+            reports = read_reports(watch_dir)
+            es = bob.heard.get("interpretation-es", [])
+            sent_s = sum(fakes.cartesia.audio_s.values())
+            heard_s, last_heard_at = audible(es)
+            tones = tone_seconds(bob.audio("interpretation-es"))
 
+            def since(at: float) -> float:
+                return round(at - sigterm_at, 3)
 
-def test_sigterm_finishes_what_was_heard_then_closes_cleanly(run: Run) -> None:
-    report, context = run.report, run.context()
-    assert "missing" not in report, f"the job wrote no report\n{context}"
-    # the worker exited by itself, cleanly, within a generous bound (drain 1 s + the job's own bound)
-    assert run.returncode == 0, context
-    assert run.exit_s < 45, context
-    assert report["watch_completed"] and report["errors"] == [], context
+            context = (
+                f"exit after {exit_s:.2f} s; synthesized {sent_s:.2f} s, heard {heard_s:.2f} s {tones}; "
+                f"from SIGTERM: last heard {since(last_heard_at)}, "
+                f"unpublished { {k: since(v) for k, v in events.unpublished.items()} }, "
+                f"left { {k: since(v) for k, v in events.left.items()} }, "
+                f"captions {[(c.text, c.final, since(c.at)) for c in bob.captions]}\n"
+                f"jobs (time.monotonic()): sigterm at {sigterm_at:.3f}, {reports}\n{worker.tail(80)}"
+            )
 
-    captions = report["captions"]
-    heard = [c["text"] for c in captions if c["final"] and not c["translated"]]
-    assert heard == ONE_SENTENCE.transcripts, context
-    translated = [c for c in captions if c["final"] and c["translated"]]
-    assert [c["text"] for c in translated] == [TRANSLATION], context
-    [caption] = translated
-    # SIGTERM came before the translation was done, and the job's shutdown (not the drain) finished it,
-    assert run.sigterm_at < report["aclose_started_at"] < caption["at"], context
-    # while the room was still connected: the caption was sent and the audio was heard
-    assert caption["at"] < report["disconnected_at"], context
-    assert run.sent_audio_s > 3.0, context
-    heard_s = run.heard_s("interpretation-es")
-    # (all but the last OUTPUT_QUEUE_MS: see test_the_whole_translation_is_heard_before_the_track_goes)
-    assert heard_s >= run.sent_audio_s - OUTPUT_QUEUE_MS / 1000 - 0.1, f"heard {heard_s:.2f} s\n{context}"
-    assert report["audio"]["interpretation-en"] == [], context  # English is not interpreted into English
+            # the worker exited by itself, cleanly, within the README's bound
+            assert returncode == 0, context
+            assert exit_s < WORST_EXIT_S, context
 
-    # then the streams closed: both tracks unpublished before the disconnect, the STT stream closed
-    assert sorted(report["unpublished_at"]) == ["interpretation-en", "interpretation-es"], context
-    assert max(report["unpublished_at"].values()) < report["disconnected_at"], context
-    assert run.stt_streams_closed and all(run.stt_streams_closed), context
-    # and nothing the job started is still running once its shutdown callbacks are done
-    assert report["pending_tasks"] == [], context
-    for complaint in FORBIDDEN:
-        assert complaint not in run.output, f"{complaint!r} in the worker's output\n{context}"
+            # the listener heard the whole translation and got its caption (both only possible while the
+            # agent was in the room, its track published), then saw the agent's tracks go and the agent leave
+            assert [c.text for c in bob.final_captions(translated=False)] == ONE_SENTENCE.transcripts, context
+            [caption] = bob.final_captions(translated=True)
+            assert (caption.text, caption.attributes["language"]) == (TRANSLATION, "es"), context
+            # (the drain had timed out before the translation was done: the job's shutdown finished it)
+            assert sigterm_at + DRAIN_TIMEOUT_S < caption.at, context
+            assert sent_s > 3.0, context
+            assert heard_s >= sent_s - 0.05, context
+            assert tones.get(500, 0.0) >= sent_s - 0.1, context  # the translation's tone (edges blur)
+            assert audible(bob.heard.get("interpretation-en", []))[0] == 0, context  # not en into en
+            assert sorted(events.unpublished) == ["interpretation-en", "interpretation-es"], context
+            assert max(events.unpublished.values()) <= events.left[agent.identity], context
+            # in the job process, in that order: every track unpublished, then the room disconnected
+            [job] = reports
+            assert sorted(job.unpublished_at) == ["interpretation-en", "interpretation-es"], context
+            assert sigterm_at < min(job.unpublished_at.values()), context
+            assert max(job.unpublished_at.values()) < job.disconnect_started_at, context
+            # the speaker is still there: the agent left a room that goes on
+            assert set(bob.room.remote_participants) == {"alice"}, context
 
-
-def test_the_whole_translation_is_heard_before_the_track_goes(run: Run) -> None:
-    heard_s = run.heard_s("interpretation-es")
-    assert heard_s >= run.sent_audio_s - 0.05, f"heard {heard_s:.2f} s of {run.sent_audio_s:.2f} s"
+            # the STT stream was closed; in the job process nothing was left running once its shutdown
+            # callbacks were done, and (in the output) nothing was left unclosed
+            assert fakes.deepgram.connections and all(c.closed for c in fakes.deepgram.connections), context
+            assert job.watch_completed and job.errors == [] and job.pending_tasks == [], context
+            found = [f for f in (*FORBIDDEN, *SHUTDOWN_FORBIDDEN) if f in output]
+            assert not found, f"{found} in the worker's output\n{context}"
+    finally:
+        await stop_fakes(fakes)
 
 
 def test_the_worst_case_shutdown_fits_in_flys_kill_timeout() -> None:
