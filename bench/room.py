@@ -202,12 +202,19 @@ class Meter:
         for (name, pid), last in self._last.items():
             cores[name] += max(0.0, last - self._first[(name, pid)]) / self.wall
         machine = (busy - idle) / self.wall
+        # the worker's main process apart from its job processes (already in "worker")
+        main = self.groups["worker"]()[:1]
+        main_pid = main[0].pid if main else -1
+        worker_main = max(
+            0.0, self._last.get(("worker", main_pid), 0.0) - self._first.get(("worker", main_pid), 0.0)
+        )
         return {
             "seconds": round(self.wall, 1),
             "cores": {k: round(v, 3) for k, v in cores.items()}
             | {
                 "machine": round(machine, 3),
                 "others": round(max(0.0, machine - sum(cores.values())), 3),  # other users of the machine
+                "worker_main": round(worker_main / self.wall, 3),  # of "worker": the process jobs are not in
             },
             "worker_rss_mb": round(max(self.rss_mb, default=0.0), 1),
             "worker_pss_mb": round(max(self.pss_mb, default=0.0), 1),
@@ -528,8 +535,12 @@ def analyse(room: BenchRoom, records: list[UtteranceRecord], result: RunResult) 
             onsets[r.utterance_id] = onset
             result.downlink_all_s.append(onset - heard_at)
     # the utterances that end where the speaker paused: speech end as sent → first frame heard
-    for start, duration in room.segments:
-        sent_end = room.speaker.sent_at(start + duration)
+    ends = [start + duration for start, duration in room.segments]
+    nexts = [start for start, _ in room.segments[1:]] + [math.inf]
+    for end, next_start in zip(ends, nexts, strict=True):
+        if next_start - end < ENDPOINTING_MS / 1000 + 0.1:
+            continue  # a breath, not a pause: the STT does not end an utterance there
+        sent_end = room.speaker.sent_at(end)
         near = [r for r in spoken if -0.3 <= r.marks[Mark.SPEECH_END] - sent_end <= 0.6]
         if not near:
             result.unmatched += 1
