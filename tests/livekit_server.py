@@ -125,14 +125,20 @@ class LiveKitServer:
         attributes: dict[str, str] | None = None,
         dispatch: api.RoomAgentDispatch | None = None,
         agent: bool = False,
+        can_update_own_metadata: bool = True,
     ) -> str:
         """A join token; `dispatch` brings an agent into the room when this participant joins; `agent`
-        makes the participant itself an agent (its kind as the server reports it)."""
+        makes the participant itself an agent (its kind as the server reports it). Without
+        `can_update_own_metadata` the server ignores the participant's own attribute changes (silently: the
+        SDK's `set_attributes` does not fail), as a front end setting `language`/`interpret_to` needs."""
+        grants = api.VideoGrants(
+            room_join=True, room=room, agent=agent, can_update_own_metadata=can_update_own_metadata
+        )
         token = (
             api.AccessToken(API_KEY, API_SECRET)
             .with_identity(identity)
             .with_name(name or identity)
-            .with_grants(api.VideoGrants(room_join=True, room=room, agent=agent))
+            .with_grants(grants)
             .with_attributes(attributes or {})
         )
         if agent:

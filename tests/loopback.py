@@ -90,10 +90,15 @@ class LoopbackListener:
         await self.source.aclose()
 
 
-def tone_sequence(samples: np.ndarray, sample_rate: int, *, window_s: float = 0.02) -> list[float]:
-    """The dominant frequency of each non-silent run of audio, in order (consecutive repeats merged)."""
+def tone_sequence(
+    samples: np.ndarray, sample_rate: int, *, window_s: float = 0.02, min_windows: int = 1
+) -> list[float]:
+    """The dominant frequency of each non-silent run of audio, in order (consecutive repeats merged).
+
+    `min_windows` > 1 ignores runs of a frequency shorter than that many windows: through a codec (Opus in a
+    real room) a tone's onset and tail are smeared, and a window holding only a sliver of it reads wrong."""
     n = int(sample_rate * window_s)
-    out: list[float] = []
+    runs: list[list[float]] = []  # [frequency, windows]
     for start in range(0, len(samples) - n, n):
         w = samples[start : start + n].astype(np.float32)
         if np.sqrt(np.mean(w**2)) < 1000:
@@ -101,7 +106,13 @@ def tone_sequence(samples: np.ndarray, sample_rate: int, *, window_s: float = 0.
         spectrum = np.abs(np.fft.rfft(w * np.hanning(n)))
         freq = float(np.fft.rfftfreq(n, 1 / sample_rate)[int(np.argmax(spectrum))])
         freq = round(freq / 100) * 100  # 50 Hz bins at 20 ms: round to the scenario's 100 Hz grid
-        if not out or out[-1] != freq:
+        if runs and runs[-1][0] == freq:
+            runs[-1][1] += 1
+        else:
+            runs.append([freq, 1])
+    out: list[float] = []
+    for freq, windows in runs:
+        if windows >= min_windows and (not out or out[-1] != freq):
             out.append(freq)
     return out
 

@@ -62,7 +62,10 @@ class Participant:
         task.add_done_callback(self._tasks.discard)
 
     async def _read_caption(self, reader: rtc.TextStreamReader, sender: str) -> None:
-        text = await reader.read_all()
+        try:
+            text = await reader.read_all()
+        except rtc.StreamError:  # cut off (the room closed, or the sender left, mid-stream): not received
+            return
         attributes = dict(reader.info.attributes or {})
         self.captions.append(ReceivedCaption(text, attributes, sender, time.perf_counter()))
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
+import urllib.request
 from pathlib import Path
 
 from tests.livekit_server import LiveKitServer, free_port
@@ -15,6 +17,11 @@ from tests.loopback import eventually
 
 ROOT = Path(__file__).parent.parent
 REGISTERED = "registered worker"  # the framework's log line once the server accepted the worker
+# the framework's log lines when the worker's load crosses its threshold (0.7: CPU use of the whole machine
+# counts, so other processes on a shared machine can make it full); the server drops (does not queue) a
+# dispatch that finds no available worker
+FULL, AVAILABLE = "marking as unavailable", "marking as available"
+JOB_REQUEST = "received job request"
 
 
 class WorkerProcess:
@@ -68,6 +75,26 @@ class WorkerProcess:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def available(self) -> bool:
+        """Whether the worker last told the server that it takes jobs."""
+        output = self.output()
+        return output.rfind(FULL) <= output.rfind(AVAILABLE)
+
+    def job_requests(self, room: str) -> int:
+        """How many jobs for `room` the server sent this worker (the framework logs each one)."""
+        marker = f'"room": {json.dumps(room)}'
+        return sum(1 for line in self.output().splitlines() if JOB_REQUEST in line and marker in line)
+
+    async def active_jobs(self) -> int:
+        """How many jobs the worker runs now, as its health server's `/worker` reports it."""
+        url = f"http://127.0.0.1:{self.env['HEALTH_PORT']}/worker"
+
+        def get() -> int:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return int(json.loads(response.read()).get("active_jobs", 0))
+
+        return await asyncio.to_thread(get)
 
     def tail(self, lines: int = 60) -> str:
         return "worker log:\n" + "\n".join(self.output().splitlines()[-lines:])

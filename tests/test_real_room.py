@@ -4,23 +4,31 @@ providers are fakes, on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from livekit import api, rtc
 from livekit.agents.types import (
     ATTRIBUTE_AGENT_STATE,
     ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID,
     ATTRIBUTE_TRANSCRIPTION_TRACK_ID,
 )
 
-from agent.filemode import read_wav
-from agent.room import ATTR_LANGUAGES, ATTR_SPEAKER
-from tests.conftest import DIALOGUE, SPANISH, start_room_fakes, stop_fakes
+from agent.filemode import Pcm, read_wav
+from agent.room import ATTR_LANGUAGES, ATTR_SPEAKER, ATTR_WARNINGS
+from tests.conftest import DIALOGUE, ONE_SENTENCE, SPANISH, start_room_fakes, stop_fakes
 from tests.livekit_server import LiveKitServer
 from tests.loopback import eventually, tone_sequence
-from tests.participants import LISTEN_RATE
-from tests.real_room import RealRoom, real_room
+from tests.participants import LISTEN_RATE, Listener, Speaker
+from tests.real_room import AGENT_NAME, RealRoom, real_room
+
+
+def tones(listener: Listener, track: str) -> list[float]:
+    """The tones heard on a track, in order (Opus smears each tone's edges: slivers are ignored)."""
+    return tone_sequence(listener.audio(track), LISTEN_RATE, min_windows=3)
 
 
 @pytest.fixture
@@ -54,8 +62,8 @@ async def test_dispatched_by_a_token_it_interprets_a_two_way_conversation(room: 
         what="every translated caption",
     )
     await eventually(lambda: alice.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="done")
-    assert tone_sequence(bob.audio("interpretation-es"), LISTEN_RATE) == [400, 600, 800]
-    assert tone_sequence(alice.audio("interpretation-en"), LISTEN_RATE) == [300, 700]
+    assert tones(bob, "interpretation-es") == [400, 600, 800]
+    assert tones(alice, "interpretation-en") == [300, 700]
 
     tracks = alice.agent_tracks()
     assert alice.publication is not None and bob.publication is not None
@@ -89,3 +97,243 @@ async def test_dispatched_by_a_token_it_interprets_a_two_way_conversation(room: 
             versions = [c.final for c in translated if c.segment_id == final.segment_id]
             assert versions == [False, True], final.segment_id
     assert ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID in alice.captions[0].attributes
+
+
+def stt_streams(room: RealRoom) -> list[tuple[str, bool]]:
+    """Every STT stream the worker opened, in order: (its language, whether it is closed)."""
+    return [(c.query.get("language", ""), c.closed) for c in room.fakes.deepgram.connections]
+
+
+def open_streams(room: RealRoom) -> int:
+    return sum(not closed for _, closed in stt_streams(room))
+
+
+async def test_dispatched_through_the_api_into_a_room_that_exists(room: RealRoom) -> None:
+    lk = room.server.api()
+    try:
+        await lk.room.create_room(api.CreateRoomRequest(name=room.name))
+        # plain tokens: nobody's joining brings the interpreter
+        alice = await room.speaker("alice", attributes={"language": "en"})
+        dora = await room.listener("dora", attributes={"interpret_to": "de"})
+        await asyncio.sleep(1.0)
+        assert dora.agent() is None
+
+        await room.worker_available()
+        await lk.agent_dispatch.create_dispatch(
+            api.CreateAgentDispatchRequest(
+                agent_name=AGENT_NAME, room=room.name, metadata=json.dumps({"target_languages": ["fr"]})
+            )
+        )
+        # the dispatch's target language, and what each participant asks for (alice hears her own)
+        await room.agent_tracks(dora, "interpretation-fr", "interpretation-de", "interpretation-en")
+        await eventually(lambda: dora.agent_attribute(ATTR_LANGUAGES) == "de,en,fr", what="the languages")
+        await eventually(lambda: dora.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="listening")
+        assert dora.agent_attribute(ATTR_WARNINGS) is None  # no warnings ("" deletes an attribute)
+        # (the server also lists its own automatic dispatch, agent_name "", that no worker takes)
+        ours = [d for d in await lk.agent_dispatch.list_dispatch(room.name) if d.agent_name == AGENT_NAME]
+        assert len(ours) == 1 + room.dispatched_again
+        assert {d.metadata for d in ours} == {json.dumps({"target_languages": ["fr"]})}
+        assert room.worker.job_requests(room.name) == 1  # one job, in the one worker
+    finally:
+        await lk.aclose()
+
+    await eventually(lambda: stt_streams(room) == [("en", False)], what="alice's STT stream")
+    room.fakes.deepgram.scripts["en"] = list(ONE_SENTENCE.transcripts)
+    alice.say(read_wav(ONE_SENTENCE.wav))
+    await eventually(lambda: len(dora.final_captions(translated=True)) == 2, what="fr and de captions")
+    translated = dora.final_captions(translated=True)
+    assert {c.attributes["language"] for c in translated} == {"fr", "de"}
+    assert {c.text for c in translated} == set(ONE_SENTENCE.translations.values())
+    assert {c.segment_id for c in translated} == {"alice-0-fr", "alice-0-de"}
+    await eventually(lambda: dora.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="done")
+    assert tones(dora, "interpretation-de") == tones(dora, "interpretation-fr") == [500]
+    assert tones(dora, "interpretation-en") == []  # English is never interpreted into English
+
+
+def cut(pcm: Pcm, seconds: float) -> Pcm:
+    """The first `seconds` of some speech: stopping right after its last word, before any endpointing."""
+    return Pcm(pcm.samples[: round(seconds * pcm.sample_rate)], pcm.sample_rate)
+
+
+async def test_participants_change_their_languages_mid_meeting(room: RealRoom) -> None:
+    alice = await room.speaker("alice", attributes={"language": "en"}, dispatch=room.dispatch())
+    lena = await room.listener("lena", attributes={"language": "de"})
+    await room.agent_tracks(lena, "interpretation-es", "interpretation-en", "interpretation-de")
+    await eventually(lambda: stt_streams(room) == [("en", False)], what="alice's English STT stream")
+
+    # lena now wants French: the German track goes, a French one comes
+    await lena.room.local_participant.set_attributes({"interpret_to": "fr"})
+    await room.agent_tracks(lena, "interpretation-es", "interpretation-en", "interpretation-fr")
+    await eventually(lambda: lena.agent_attribute(ATTR_LANGUAGES) == "en,es,fr", what="the languages")
+
+    # alice now speaks Spanish: a new STT stream in Spanish; nobody asks for English any more
+    await alice.room.local_participant.set_attributes({"language": "es"})
+    await room.agent_tracks(lena, "interpretation-es", "interpretation-fr")
+    await eventually(lambda: stt_streams(room) == [("en", True), ("es", False)], what="a Spanish STT stream")
+    await eventually(lambda: lena.agent_attribute(ATTR_LANGUAGES) == "es,fr", what="the languages")
+
+    alice.say(read_wav(SPANISH.wav))
+    await eventually(lambda: len(lena.final_captions(translated=True)) == 2, within_s=30, what="2 captions")
+    source = lena.final_captions(translated=False)
+    assert [c.text for c in source] == SPANISH.transcripts
+    assert {c.attributes["language"] for c in source} == {"es"}
+    assert [c.segment_id for c in source] == ["alice.1-0", "alice.1-1"]  # her ears' first restart
+    translated = lena.final_captions(translated=True)
+    assert [c.text for c in translated] == list(SPANISH.translations.values())
+    assert [c.segment_id for c in translated] == ["alice.1-0-fr", "alice.1-1-fr"]  # never into Spanish
+    await eventually(lambda: lena.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="done")
+    assert tones(lena, "interpretation-fr") == [300, 700]
+    assert tones(lena, "interpretation-es") == []
+
+
+async def test_ears_follow_mute_unpublish_and_rejoin_and_what_was_heard_is_interpreted(
+    room: RealRoom,
+) -> None:
+    good_morning, thank_you, budget = DIALOGUE.transcripts
+    room.fakes.deepgram.scripts["en"] = [
+        good_morning,
+        ONE_SENTENCE.transcripts[0],
+        thank_you,
+        budget,
+        good_morning,
+    ]
+    sentence = read_wav(ONE_SENTENCE.wav)
+    just_said = cut(sentence, ONE_SENTENCE.speech_ends[0] + 0.05)  # mute or leave right after the words
+
+    alice = await room.speaker("alice", attributes={"language": "en"}, dispatch=room.dispatch())
+    bob = await room.listener("bob", attributes={"language": "es"})
+    await room.agent_tracks(bob, "interpretation-es", "interpretation-en")
+    await eventually(lambda: stt_streams(room) == [("en", False)], what="alice's STT stream")
+
+    def interpreted(n: int) -> bool:
+        return len(bob.final_captions(translated=True, language="es")) == n
+
+    # muted right after speaking: the ears stop, and what they heard is still interpreted
+    await alice.say(just_said)
+    alice.track.mute()
+    await eventually(lambda: open_streams(room) == 0, what="the STT stream to close on mute")
+    await eventually(lambda: interpreted(1), within_s=30, what="the first interpretation")
+    await alice.say(cut(sentence, 2.0))  # said while muted: nobody listens
+    await asyncio.sleep(1.0)
+    assert len(room.fakes.deepgram.connections) == 1 and len(room.fakes.deepgram.finals) == 1
+
+    alice.track.unmute()
+    await eventually(lambda: stt_streams(room) == [("en", True), ("en", False)], what="a new STT stream")
+    await alice.say(sentence)
+    await eventually(lambda: interpreted(2), within_s=30, what="the second interpretation")
+
+    await alice.unpublish()
+    await eventually(lambda: open_streams(room) == 0, what="the STT stream to close on unpublish")
+    republished = await alice.publish()
+    await eventually(lambda: len(stt_streams(room)) == 3 and open_streams(room) == 1, what="re-published")
+    await alice.say(sentence)
+    await eventually(lambda: interpreted(3), within_s=30, what="the third interpretation")
+
+    # she leaves right after speaking: still interpreted; the English track goes with her
+    await alice.say(just_said)
+    await room.leave(alice)
+    await eventually(lambda: open_streams(room) == 0, what="the STT stream to close when she left")
+    await room.agent_tracks(bob, "interpretation-es")
+    await eventually(lambda: interpreted(4), within_s=30, what="the fourth interpretation")
+
+    alice = await room.speaker("alice", attributes={"language": "en"})
+    await room.agent_tracks(bob, "interpretation-es", "interpretation-en")
+    await eventually(lambda: len(stt_streams(room)) == 4 and open_streams(room) == 1, what="rejoined")
+    await alice.say(sentence)
+    await eventually(lambda: interpreted(5), within_s=30, what="the fifth interpretation")
+
+    # the n-th restart of her ears numbers its segments <identity>.<n>-<i>
+    ids = ["alice-0", "alice.1-0", "alice.2-0", "alice.2-1", "alice.3-0"]
+    source = bob.final_captions(translated=False)
+    assert [c.segment_id for c in source] == ids
+    assert [c.text for c in source] == room.fakes.deepgram.scripts["en"]
+    assert [c.segment_id for c in bob.final_captions(translated=True)] == [f"{i}-es" for i in ids]
+    assert source[2].attributes[ATTRIBUTE_TRANSCRIPTION_TRACK_ID] == republished.sid
+    assert alice.publication is not None
+    assert source[4].attributes[ATTRIBUTE_TRANSCRIPTION_TRACK_ID] == alice.publication.sid
+    await eventually(lambda: bob.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="done")
+    assert tones(bob, "interpretation-es") == [400, 500, 600, 800, 400]
+    assert len(room.fakes.deepgram.finals) == 5 and room.fakes.deepgram.ignored_segments == []
+    # muted and gone before the STT's endpointing: those two were flushed when the ears stopped
+    assert [f.from_finalize for f in room.fakes.deepgram.finals] == [True, False, False, True, False]
+
+
+async def test_room_metadata_changed_mid_meeting_applies_at_once_and_warns_until_fixed(
+    room: RealRoom,
+) -> None:
+    room.fakes.deepgram.scripts["en"] = list(ONE_SENTENCE.transcripts)
+    alice = await room.speaker(
+        "alice", attributes={"language": "en"}, dispatch=room.dispatch({"target_languages": ["fr"]})
+    )
+    lena = await room.listener("lena")
+    await room.agent_tracks(lena, "interpretation-fr", "interpretation-en")
+    lk = room.server.api()
+
+    async def set_metadata(metadata: str) -> None:
+        await lk.room.update_room_metadata(api.UpdateRoomMetadataRequest(room=room.name, metadata=metadata))
+
+    def warnings() -> str:
+        return "\n".join(json.loads(lena.agent_attribute(ATTR_WARNINGS) or "[]"))
+
+    try:
+        # malformed: reported, and the dispatch's settings still apply
+        await set_metadata("{not json")
+        await eventually(lambda: "room metadata: not valid JSON" in warnings(), what="the JSON warning")
+        assert set(lena.agent_tracks()) == {"interpretation-fr", "interpretation-en"}
+
+        # partly bad: the good part applies (German instead of French), the bad parts are named
+        await set_metadata(
+            json.dumps({"target_languages": ["de", "xx"], "voices": {"de": "not-a-voice"}, "volume": 11})
+        )
+        await room.agent_tracks(lena, "interpretation-de", "interpretation-en")
+        await eventually(lambda: "not-a-voice" in warnings(), what="the new warnings")
+        assert "'xx'" in warnings() and "'volume'" in warnings() and "JSON" not in warnings()
+
+        # fixed: no warnings any more, Italian with a glossary
+        glossary = {"keep": ["Acme"], "translate": {"camera": {"it": "telecamera"}}}
+        await set_metadata(json.dumps({"target_languages": ["it"], "glossary": glossary}))
+        await room.agent_tracks(lena, "interpretation-it", "interpretation-en")
+        await eventually(lambda: lena.agent_attribute(ATTR_WARNINGS) is None, what="the warnings to clear")
+        await eventually(lambda: lena.agent_attribute(ATTR_LANGUAGES) == "en,it", what="the languages")
+    finally:
+        await lk.aclose()
+
+    alice.say(read_wav(ONE_SENTENCE.wav))
+    await eventually(lambda: len(lena.final_captions(translated=True)) == 1, within_s=30, what="a caption")
+    (caption,) = lena.final_captions(translated=True)
+    assert caption.segment_id == "alice-0-it" and caption.text == ONE_SENTENCE.translations["camera"]
+    system = room.fakes.cerebras.requests[-1].messages[0]["content"]
+    assert "camera → telecamera" in system and "Acme" in system
+    await eventually(lambda: lena.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="done")
+    assert tones(lena, "interpretation-it") == [500]
+
+
+async def test_the_interpreter_never_listens_to_agents(room: RealRoom) -> None:
+    lena = await room.listener("lena", attributes={"language": "es"}, dispatch=room.dispatch())
+    await room.agent_tracks(lena, "interpretation-es")
+    # another agent (a dubbing bot, say) joins, asks for languages and speaks
+    bot = Speaker("dubbing-bot")
+    await room.join(bot, attributes={"language": "de", "interpret_to": "fr"}, agent=True)
+    await bot.publish()
+    await eventually(
+        lambda: (
+            (p := lena.room.remote_participants.get("dubbing-bot")) is not None and bool(p.track_publications)
+        ),
+        what="the bot's track",
+    )
+    assert lena.room.remote_participants["dubbing-bot"].kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+    await bot.say(read_wav(ONE_SENTENCE.wav))
+    await asyncio.sleep(1.0)
+    assert room.fakes.deepgram.connections == []  # no STT stream for it
+    assert set(lena.agent_tracks()) == {"interpretation-es"}  # what it asks for is ignored
+    assert lena.captions == []
+
+    # a person who speaks after it is interpreted: the interpreter was listening all along
+    room.fakes.deepgram.scripts["en"] = list(ONE_SENTENCE.transcripts)
+    alice = await room.speaker("alice", attributes={"language": "en"})
+    await eventually(lambda: stt_streams(room) == [("en", False)], what="alice's STT stream")
+    await alice.say(read_wav(ONE_SENTENCE.wav))
+    await eventually(lambda: len(lena.final_captions(translated=True)) == 1, within_s=30, what="a caption")
+    assert {c.sender for c in lena.captions if not c.translated} == {"alice"}
+    assert {c.attributes[ATTR_SPEAKER] for c in lena.captions if c.translated} == {"alice"}
+    assert len(room.fakes.deepgram.connections) == 1
