@@ -55,6 +55,13 @@ class JobReport:
         tmp.replace(path)
 
 
+def watched_worker_env(directory: Path) -> dict[str, str]:
+    """The environment that installs the watch in a worker (`real_room(..., **watched_worker_env(d))`);
+    its job reports go to `directory`."""
+    root = str(Path(__file__).parent.parent)
+    return {"PYTHONPATH": os.pathsep.join([root, str(SITE_DIR)]), WATCH_DIR_ENV: str(directory)}
+
+
 def read_reports(directory: Path) -> list[JobReport]:
     return [JobReport(**json.loads(p.read_text())) for p in sorted(directory.glob("job-*.json"))]
 

@@ -25,9 +25,10 @@ down").
 
 from __future__ import annotations
 
-import os
 import time
 import tomllib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,11 +40,11 @@ from agent.filemode import read_wav
 from agent.worker import JOB_CLOSE_TIMEOUT_S, SESSION_DRAIN_TIMEOUT_S, build_server
 from tests.conftest import ONE_SENTENCE, Fakes, stop_fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
-from tests.job_watch import SITE_DIR, WATCH_DIR_ENV, read_reports
+from tests.job_watch import read_reports, watched_worker_env
 from tests.livekit_server import LiveKitServer
 from tests.loopback import eventually
 from tests.participants import LISTEN_RATE, Listener
-from tests.real_room import FORBIDDEN, real_room
+from tests.real_room import FORBIDDEN, RealRoom, real_room
 
 ROOT = Path(__file__).parent.parent
 TRANSLATION = ONE_SENTENCE.translations["camera"]
@@ -106,9 +107,10 @@ def audible(frames: list[tuple[float, np.ndarray]]) -> tuple[float, float]:
     return seconds, last_at
 
 
-async def test_sigterm_in_a_real_room_finishes_what_was_heard_then_leaves(
-    livekit_server: LiveKitServer, tmp_path: Path
-) -> None:
+@asynccontextmanager
+async def watched_room(server: LiveKitServer, tmp_path: Path) -> AsyncIterator[tuple[RealRoom, Fakes, Path]]:
+    """A real room, the worker (its job processes watched: tests/job_watch.py), the fakes with a slow TTS,
+    and the directory the job reports go to."""
     fakes = Fakes(
         deepgram=FakeDeepgram(ONE_SENTENCE.transcripts),
         cerebras=FakeLLM(translations=ONE_SENTENCE.translations),
@@ -121,82 +123,93 @@ async def test_sigterm_in_a_real_room_finishes_what_was_heard_then_leaves(
     watch_dir.mkdir()
     try:
         async with real_room(
-            livekit_server,
+            server,
             fakes,
             tmp_path / "worker",
             DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S),
-            PYTHONPATH=os.pathsep.join([str(ROOT), str(SITE_DIR)]),
-            **{WATCH_DIR_ENV: str(watch_dir)},
+            **watched_worker_env(watch_dir),
         ) as room:
-            alice = await room.speaker("alice", attributes={"language": "en"}, dispatch=room.dispatch())
-            bob = await room.listener("bob", attributes={"language": "es"})
-            events = RoomEvents()
-            events.watch(bob)
-            await room.agent_tracks(bob, "interpretation-es", "interpretation-en")
-            agent = bob.agent()
-            assert agent is not None
-            worker = room.worker
-
-            alice.say(read_wav(ONE_SENTENCE.wav))
-            # the utterance has been heard (its final transcript is out), not yet translated or played
-            await eventually(lambda: bool(fakes.deepgram.finals), within_s=30, what="the final transcript")
-            sigterm_at = time.perf_counter()
-            returncode = await worker.terminate(timeout_s=WORST_EXIT_S + 30)  # SIGTERM to the worker only
-            exit_s = time.perf_counter() - sigterm_at
-            await eventually(lambda: bob.agent() is None, within_s=10, what="the agent to leave the room")
-
-            output = worker.output()
-            reports = read_reports(watch_dir)
-            es = bob.heard.get("interpretation-es", [])
-            sent_s = sum(fakes.cartesia.audio_s.values())
-            heard_s, last_heard_at = audible(es)
-            tones = tone_seconds(bob.audio("interpretation-es"))
-
-            def since(at: float) -> float:
-                return round(at - sigterm_at, 3)
-
-            context = (
-                f"exit after {exit_s:.2f} s; synthesized {sent_s:.2f} s, heard {heard_s:.2f} s {tones}; "
-                f"from SIGTERM: last heard {since(last_heard_at)}, "
-                f"unpublished { {k: since(v) for k, v in events.unpublished.items()} }, "
-                f"left { {k: since(v) for k, v in events.left.items()} }, "
-                f"captions {[(c.text, c.final, since(c.at)) for c in bob.captions]}\n"
-                f"jobs (time.monotonic()): sigterm at {sigterm_at:.3f}, {reports}\n{worker.tail(80)}"
-            )
-
-            # the worker exited by itself, cleanly, within the README's bound
-            assert returncode == 0, context
-            assert exit_s < WORST_EXIT_S, context
-
-            # the listener heard the whole translation and got its caption (both only possible while the
-            # agent was in the room, its track published), then saw the agent's tracks go and the agent leave
-            assert [c.text for c in bob.final_captions(translated=False)] == ONE_SENTENCE.transcripts, context
-            [caption] = bob.final_captions(translated=True)
-            assert (caption.text, caption.attributes["language"]) == (TRANSLATION, "es"), context
-            # (the drain had timed out before the translation was done: the job's shutdown finished it)
-            assert sigterm_at + DRAIN_TIMEOUT_S < caption.at, context
-            assert sent_s > 3.0, context
-            assert heard_s >= sent_s - 0.05, context
-            assert tones.get(500, 0.0) >= sent_s - 0.1, context  # the translation's tone (edges blur)
-            assert audible(bob.heard.get("interpretation-en", []))[0] == 0, context  # not en into en
-            assert sorted(events.unpublished) == ["interpretation-en", "interpretation-es"], context
-            assert max(events.unpublished.values()) <= events.left[agent.identity], context
-            # in the job process, in that order: every track unpublished, then the room disconnected
-            [job] = reports
-            assert sorted(job.unpublished_at) == ["interpretation-en", "interpretation-es"], context
-            assert sigterm_at < min(job.unpublished_at.values()), context
-            assert max(job.unpublished_at.values()) < job.disconnect_started_at, context
-            # the speaker is still there: the agent left a room that goes on
-            assert set(bob.room.remote_participants) == {"alice"}, context
-
-            # the STT stream was closed; in the job process nothing was left running once its shutdown
-            # callbacks were done, and (in the output) nothing was left unclosed
-            assert fakes.deepgram.connections and all(c.closed for c in fakes.deepgram.connections), context
-            assert job.watch_completed and job.errors == [] and job.pending_tasks == [], context
-            found = [f for f in (*FORBIDDEN, *SHUTDOWN_FORBIDDEN) if f in output]
-            assert not found, f"{found} in the worker's output\n{context}"
+            yield room, fakes, watch_dir
     finally:
         await stop_fakes(fakes)
+
+
+async def one_sentence_heard(room: RealRoom, fakes: Fakes) -> tuple[Listener, RoomEvents]:
+    """Alice (English; her token dispatches the interpreter) says the sentence, Bob listens in Spanish.
+    Returns Bob and what he sees happen, once the sentence has been heard (its final transcript is out),
+    not yet translated or played."""
+    alice = await room.speaker("alice", attributes={"language": "en"}, dispatch=room.dispatch())
+    bob = await room.listener("bob", attributes={"language": "es"})
+    events = RoomEvents()
+    events.watch(bob)
+    await room.agent_tracks(bob, "interpretation-es", "interpretation-en")
+    alice.say(read_wav(ONE_SENTENCE.wav))
+    await eventually(lambda: bool(fakes.deepgram.finals), within_s=30, what="the final transcript")
+    return bob, events
+
+
+async def test_sigterm_in_a_real_room_finishes_what_was_heard_then_leaves(
+    livekit_server: LiveKitServer, tmp_path: Path
+) -> None:
+    async with watched_room(livekit_server, tmp_path) as (room, fakes, watch_dir):
+        bob, events = await one_sentence_heard(room, fakes)
+        agent = bob.agent()
+        assert agent is not None
+        worker = room.worker
+        sigterm_at = time.perf_counter()
+        returncode = await worker.terminate(timeout_s=WORST_EXIT_S + 30)  # SIGTERM to the worker only
+        exit_s = time.perf_counter() - sigterm_at
+        await eventually(lambda: bob.agent() is None, within_s=10, what="the agent to leave the room")
+
+        output = worker.output()
+        reports = read_reports(watch_dir)
+        sent_s = sum(fakes.cartesia.audio_s.values())
+        heard_s, last_heard_at = audible(bob.heard.get("interpretation-es", []))
+        tones = tone_seconds(bob.audio("interpretation-es"))
+
+        def since(at: float) -> float:
+            return round(at - sigterm_at, 3)
+
+        context = (
+            f"exit after {exit_s:.2f} s; synthesized {sent_s:.2f} s, heard {heard_s:.2f} s {tones}; "
+            f"from SIGTERM: last heard {since(last_heard_at)}, "
+            f"unpublished { {k: since(v) for k, v in events.unpublished.items()} }, "
+            f"left { {k: since(v) for k, v in events.left.items()} }, "
+            f"captions {[(c.text, c.final, since(c.at)) for c in bob.captions]}\n"
+            f"jobs (time.monotonic()): sigterm at {sigterm_at:.3f}, {reports}\n{worker.tail(80)}"
+        )
+
+        # the worker exited by itself, cleanly, within the README's bound
+        assert returncode == 0, context
+        assert exit_s < WORST_EXIT_S, context
+
+        # the listener heard the whole translation and got its caption (both only possible while the
+        # agent was in the room, its track published), then saw the agent's tracks go and the agent leave
+        assert [c.text for c in bob.final_captions(translated=False)] == ONE_SENTENCE.transcripts, context
+        [caption] = bob.final_captions(translated=True)
+        assert (caption.text, caption.attributes["language"]) == (TRANSLATION, "es"), context
+        # (the drain had timed out before the translation was done: the job's shutdown finished it)
+        assert sigterm_at + DRAIN_TIMEOUT_S < caption.at, context
+        assert sent_s > 3.0, context
+        assert heard_s >= sent_s - 0.05, context
+        assert tones.get(500, 0.0) >= sent_s - 0.1, context  # the translation's tone (edges blur)
+        assert audible(bob.heard.get("interpretation-en", []))[0] == 0, context  # not en into en
+        assert sorted(events.unpublished) == ["interpretation-en", "interpretation-es"], context
+        assert max(events.unpublished.values()) <= events.left[agent.identity], context
+        # in the job process, in that order: every track unpublished, then the room disconnected
+        [job] = reports
+        assert sorted(job.unpublished_at) == ["interpretation-en", "interpretation-es"], context
+        assert sigterm_at < min(job.unpublished_at.values()), context
+        assert max(job.unpublished_at.values()) < job.disconnect_started_at, context
+        # the speaker is still there: the agent left a room that goes on
+        assert set(bob.room.remote_participants) == {"alice"}, context
+
+        # the STT stream was closed; in the job process nothing was left running once its shutdown
+        # callbacks were done, and (in the output) nothing was left unclosed
+        assert fakes.deepgram.connections and all(c.closed for c in fakes.deepgram.connections), context
+        assert job.watch_completed and job.errors == [] and job.pending_tasks == [], context
+        found = [f for f in (*FORBIDDEN, *SHUTDOWN_FORBIDDEN) if f in output]
+        assert not found, f"{found} in the worker's output\n{context}"
 
 
 def test_the_worst_case_shutdown_fits_in_flys_kill_timeout() -> None:
