@@ -44,10 +44,14 @@ def prewarm(proc: JobProcess) -> None:
 
 
 # How a job ends (livekit-agents 1.8.9, ipc/job_proc_lazy_main.py `_JobProc._shutdown_job`): the framework
-# calls `on_session_end` while the room is still connected, then tells the worker process it is shutting
-# down, disconnects the room, and only then runs the shutdown callbacks, which must be done (and the
-# process gone) within `shutdown_process_timeout`, or the process is killed. So the room is drained in
-# `on_session_end`, where what was heard can still be heard, and the shutdown callback only closes.
+# calls `on_session_end`, then tells the worker process it is shutting down, disconnects the room, and only
+# then runs the shutdown callbacks, which must be done (and the process gone) within
+# `shutdown_process_timeout`, or the process is killed. When the worker shuts down (SIGTERM) or the job
+# calls `ctx.shutdown()`, the room is still connected during `on_session_end`: the room is drained there,
+# where what was heard can still be heard, and the shutdown callback only closes. When the room ends first
+# (deleted, closed by the server after everyone left, the agent removed), the framework reacts to the
+# room's "disconnected" event, so `on_session_end` runs with the room already gone (seen with a real
+# LiveKit server): the session must then not wait on the room (RoomSession.aclose).
 SESSION_DRAIN_TIMEOUT_S = 2 * STOP_TIMEOUT_S + 5  # ears, then every channel, each within STOP_TIMEOUT_S
 JOB_CLOSE_TIMEOUT_S = 10.0  # the shutdown callbacks and the job process's exit, after the disconnect
 _CLOSE_WAITS_FOR_DRAIN_S = 5.0  # in the shutdown callback, if the drain is still running (it overran)
@@ -136,9 +140,9 @@ async def entrypoint(ctx: JobContext) -> None:
 
 
 async def drain_room(ctx: JobContext) -> None:
-    """`on_session_end`: the job is ending (the worker shuts down, the room closed, or `ctx.shutdown()`),
-    and the framework has not disconnected the room yet: stop listening, finish what was heard (within
-    a bound), then unpublish."""
+    """`on_session_end`: the job is ending (the worker shuts down, the room closed, or `ctx.shutdown()`):
+    stop listening, finish what was heard (within a bound) and unpublish, while the room is still
+    connected; if the room closed, it is already gone and there is nothing left to finish."""
     job = _jobs.get(ctx.job.id)
     if job is not None:
         await asyncio.shield(job.drain())  # if the framework gives up waiting, `close` still bounds it
