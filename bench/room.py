@@ -297,6 +297,8 @@ class BenchRoom:
     segments: list[tuple[float, float]]
     delay_s: float = 0.0  # silence before the speaker starts (capacity: rooms do not start in step)
     dispatched: bool = False
+    ready_s: float | None = None  # rooms opened → the listener subscribed to the interpretation track
+    agent_joined: bool = False  # (not dispatched) an agent joined but published no track in time
 
 
 @dataclass
@@ -337,6 +339,7 @@ class RunResult:
     captions: dict[str, Any] = field(default_factory=dict)
     speech_s: float = 0.0
     t0: float = 0.0
+    dispatch: dict[str, Any] = field(default_factory=dict)
 
 
 def read_records(path: Path) -> list[UtteranceRecord]:
@@ -375,13 +378,15 @@ async def open_room(ctx: Context, name: str, pcm: Pcm, segments: list[tuple[floa
     return room
 
 
-async def wait_dispatched(room: BenchRoom, within_s: float) -> None:
-    deadline = time.perf_counter() + within_s
-    while time.perf_counter() < deadline:
+async def wait_dispatched(room: BenchRoom, since: float, within_s: float) -> None:
+    """Until the listener is subscribed to the interpreter's track (the room is served), or `within_s`."""
+    while time.perf_counter() < since + within_s:
         if TRACK in room.listener.heard:
             room.dispatched = True
+            room.ready_s = time.perf_counter() - since
             return
         await asyncio.sleep(0.1)
+    room.agent_joined = room.listener.agent() is not None
 
 
 def count_lines(path: Path) -> int:
@@ -437,6 +442,7 @@ async def run_rooms(
         await worker.start()
         assert worker.proc is not None
         worker_pid = worker.proc.pid
+        opening = time.perf_counter()
         opened = await asyncio.gather(
             *(open_room(ctx, f"{label}-{i}", pcm, segs) for i, (pcm, segs) in enumerate(speech)),
             return_exceptions=True,
@@ -445,7 +451,7 @@ async def run_rooms(
         for r in opened:
             if isinstance(r, BaseException):
                 print(f"  a room could not be opened: {r!r}", file=sys.stderr)
-        await asyncio.gather(*(wait_dispatched(r, ctx.dispatch_timeout_s) for r in rooms))
+        await asyncio.gather(*(wait_dispatched(r, opening, ctx.dispatch_timeout_s) for r in rooms))
         live = [r for r in rooms if r.dispatched]
         for r in rooms:
             if not r.dispatched:  # refused or never dispatched: out of the way at once
@@ -461,20 +467,42 @@ async def run_rooms(
                 "participants": lambda: [psutil.Process()],
             }
         )
-        meter.start()
+        # CPU and memory while every room talks: from the last room's start to the first room's end
+        for r in live:
+            r.delay_s = rng.uniform(0, stagger_s) if stagger_s else 0.0
         t0 = time.perf_counter()
 
         async def speak(room: BenchRoom) -> None:
-            room.delay_s = rng.uniform(0, stagger_s) if stagger_s else 0.0
             await asyncio.sleep(room.delay_s)
             await room.speaker.speak(room.pcm)
 
-        await asyncio.gather(*(speak(r) for r in live))
+        async def start_meter() -> None:
+            await asyncio.sleep(max((r.delay_s for r in live), default=0.0))
+            meter.start()
+
+        talking = [asyncio.create_task(speak(r)) for r in live]
+        metering = asyncio.create_task(start_meter())
+        try:
+            if talking:
+                await asyncio.wait(talking, return_when=asyncio.FIRST_COMPLETED)
+            await metering
+            measured = await meter.stop()
+            await asyncio.gather(*talking)
+        finally:
+            for task in [*talking, metering]:
+                task.cancel()
         await wait_quiet(records_path)
-        measured = await meter.stop()
         async with aiohttp.ClientSession() as http:
             fakes = await fetch_records(ctx.urls, http)
         result = RunResult(rooms=len(speech), dispatched=len(live), meter=measured, fakes=fakes, t0=t0)
+        ready = sorted(r.ready_s for r in live if r.ready_s is not None)
+        result.dispatch = {
+            "ready_s_max": round(ready[-1], 2) if ready else None,
+            "ready_s_median": round(ready[len(ready) // 2], 2) if ready else None,
+            "no_agent": sum(1 for r in rooms if not r.dispatched and not r.agent_joined),
+            "agent_without_track": sum(1 for r in rooms if not r.dispatched and r.agent_joined),
+            "not_opened": len(speech) - len(rooms),
+        }
         result.speech_s = sum(r.pcm.duration for r in live)
         records = read_records(records_path)
         for room in live:
@@ -610,6 +638,7 @@ def latency_summary(result: RunResult, model: LatencyModel) -> dict[str, Any]:
     return {
         "rooms": result.rooms,
         "dispatched": result.dispatched,
+        "dispatch": result.dispatch,
         "outcomes": outcomes,
         "at_pauses": len(u),
         "unmatched": result.unmatched,
@@ -657,17 +686,18 @@ async def workload_capacity(
         s = latency_summary(result, ctx.model)
         s.pop("points")
         cpu = result.meter
-        room_minutes = result.speech_s / 60
         worker_cores = cpu["cores"]["worker"]
         step = {
             "rooms": n,
             "dispatched": result.dispatched,
             "refused": n - result.dispatched,
+            "dispatch": result.dispatch,
             **{k: s[k] for k in ("outcomes", "at_pauses", "unmatched", "listener_e2e_ms", "worker_e2e_ms")},
             **{k: s[k] for k in ("sfu_added_ms", "uplink_ms", "downlink_ms", "overhead_ms")},
             "cpu_cores": cpu["cores"],
-            "worker_cpu_s_per_room_minute": round(worker_cores * cpu["seconds"] / room_minutes, 2)
-            if room_minutes
+            # CPU-seconds per minute of a room talking (while all N talk at once)
+            "worker_cpu_s_per_room_minute": round(worker_cores * 60 / result.dispatched, 2)
+            if result.dispatched
             else None,
             "worker_cores_per_room": round(worker_cores / result.dispatched, 3)
             if result.dispatched
@@ -680,7 +710,8 @@ async def workload_capacity(
         p95 = s["listener_e2e_ms"]["p95"]
         print(
             f"  capacity: {n} rooms ({result.dispatched} dispatched) → listener p95 {p95} ms, "
-            f"worker {worker_cores:.2f} cores, machine {cpu['cores']['machine']:.2f}",
+            f"worker {worker_cores:.2f} cores, machine {cpu['cores']['machine']:.2f}, "
+            f"all served within {result.dispatch.get('ready_s_max')} s",
             flush=True,
         )
         if base_p95 is None and not math.isnan(p95):
@@ -905,7 +936,7 @@ def main(argv: list[str]) -> None:
         help="the CPU term of the worker's load: the whole machine's (production's function, unchanged) or "
         "the worker's own process tree (as on a machine that runs only the worker)",
     )
-    parser.add_argument("--dispatch-timeout", type=float, default=30.0, help="s for a room to get its agent")
+    parser.add_argument("--dispatch-timeout", type=float, default=45.0, help="s for a room to get its agent")
     parser.add_argument("--stt-ms", type=float, default=120, help="STT finalize delay mean (ms)")
     parser.add_argument("--llm-ttft-ms", type=float, default=200)
     parser.add_argument("--llm-tps", type=float, default=3000)
