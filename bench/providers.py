@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -170,6 +171,7 @@ async def serve(
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the parent's to handle: it closes our stdin
     config = json.loads(sys.argv[1])
     model = LatencyModel.from_dict(config["model"])
     asyncio.run(
