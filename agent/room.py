@@ -10,10 +10,11 @@ The room contract (documented in the README):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from livekit import rtc
 from livekit.agents.types import (
@@ -35,6 +36,33 @@ ATTR_LANGUAGES = "interpreter.languages"
 ATTR_WARNINGS = "interpreter.warnings"
 ATTR_FAULTS = "interpreter.faults"  # providers failing right now: "llm", "stt", "tts" (comma-separated)
 ATTR_SPEAKER = "interpreter.speaker"
+
+
+T = TypeVar("T")
+
+
+async def unless_gone(call: Awaitable[T], gone: asyncio.Event) -> T | None:
+    """Await a call to the room, or give it up (None) once the room is gone: a call made as the room
+    closes may never be answered (the rtc SDK's `unpublish_track` then waits forever)."""
+    if gone.is_set():
+        if asyncio.iscoroutine(call):
+            call.close()
+        return None
+    task = asyncio.ensure_future(call)
+    waiter = asyncio.ensure_future(gone.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+    if task.cancelled():
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    return task.result()
 
 
 def track_name(language: str) -> str:
@@ -71,7 +99,8 @@ class RoomPublisher:
     """Sends captions and attribute updates one at a time, in the order they were made.
 
     Callers never wait on the network. Captions follow LiveKit's transcription conventions: one text
-    stream per update, the same `lk.segment_id` for a segment's interim and final versions.
+    stream per update, the same `lk.segment_id` for a segment's interim and final versions. Once the room
+    is gone (`room_gone`), nothing more is sent: what is queued or being sent is dropped.
     """
 
     def __init__(self, participant: LocalParticipantLike) -> None:
@@ -81,12 +110,18 @@ class RoomPublisher:
         self.speaker_tracks: dict[str, str] = {}  # speaker identity → their audio track sid
         self.language_tracks: dict[str, str] = {}  # target language → interpretation track sid
         self._attributes: dict[str, str] = {}
+        self.gone = asyncio.Event()  # the room closed (or the agent was disconnected for good)
+
+    def room_gone(self) -> None:
+        self.gone.set()
+        self._task.cancel()  # a call to a room that closed may never be answered
 
     def publish(self, caption: Caption) -> None:
         self._queue.put_nowait(lambda: self._send_caption(caption))
 
     def set_attributes(self, **attributes: str) -> None:
-        changed = {k: v for k, v in attributes.items() if self._attributes.get(k) != v}
+        # LiveKit deletes an attribute set to "": an attribute never set is already ""
+        changed = {k: v for k, v in attributes.items() if self._attributes.get(k, "") != v}
         if not changed:
             return
         self._attributes.update(changed)
@@ -128,6 +163,8 @@ class RoomPublisher:
                 logger.warning("could not publish to the room", extra={"error": type(e).__name__})
 
     async def aclose(self) -> None:
-        """Send what is queued, then stop."""
+        """Send what is queued (unless the room is gone), then stop."""
         self._queue.put_nowait(None)
-        await self._task
+        await asyncio.wait({self._task})  # it ends by itself, or was cancelled when the room went
+        if self.gone.is_set() and (dropped := self._queue.qsize() - 1):
+            logger.info("the room closed: %d captions and updates were not sent", dropped)

@@ -33,6 +33,7 @@ from .room import (
     is_speaker,
     track_frames,
     track_name,
+    unless_gone,
 )
 from .room_settings import RoomSettings, is_supported_language, parse_room_settings
 
@@ -102,6 +103,7 @@ class RoomSession:
                 lambda: self._on_attributes(changed, p)
             ),
             "room_metadata_changed": lambda old, new: self._do(self._apply_room_settings),
+            "disconnected": lambda *_: self._on_room_gone(),
         }
 
     # -- life cycle --------------------------------------------------------------------------------
@@ -132,8 +134,22 @@ class RoomSession:
         self._do(mark)
         await done
 
+    @property
+    def room_gone(self) -> bool:
+        return self.publisher.gone.is_set()
+
+    def _on_room_gone(self) -> None:
+        """The room closed (deleted, or the agent removed): nobody can hear or read anything any more, so
+        nothing waits to be heard and nothing more is sent."""
+        if not self.room_gone:
+            logger.info("the room closed")
+            self.publisher.room_gone()
+
     async def aclose(self) -> None:
-        """Stop listening; finish what was heard (within a bound); unpublish; leave nothing running."""
+        """Stop listening; finish what was heard (within a bound); unpublish; leave nothing running.
+        If the room is gone, stop everything at once instead."""
+        if not self._room.isconnected():
+            self._on_room_gone()
         for event, handler in self._handlers.items():
             self._room.off(event, handler)
         if self._control_task is not None:
@@ -213,6 +229,8 @@ class RoomSession:
         return wanted
 
     async def _reconcile_languages(self) -> None:
+        if self.room_gone:  # everyone left because the room closed: `aclose` stops every channel
+            return
         wanted = self.wanted_languages()
         for language in list(self.outputs):
             if language not in wanted:
@@ -225,9 +243,13 @@ class RoomSession:
     async def _open_output(self, language: str) -> None:
         source = rtc.AudioSource(self._settings.tts.sample_rate, 1, queue_size_ms=OUTPUT_QUEUE_MS)
         track = rtc.LocalAudioTrack.create_audio_track(track_name(language), source)
-        publication = await self._room.local_participant.publish_track(
-            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        publication = await unless_gone(
+            self._room.local_participant.publish_track(track, options), self.publisher.gone
         )
+        if publication is None:  # the room closed meanwhile
+            await source.aclose()
+            return
         channel = Channel(
             llm=self._llm,
             tts=self._tts_factory(language, self.room_settings.voice_for(language)),
@@ -253,20 +275,30 @@ class RoomSession:
         metrics.ACTIVE_LANGUAGES.dec()
         self._on_playing(language, False)
         output.channel.close()  # what is queued is still spoken, within a bound
-        await _finish(output.task, STOP_TIMEOUT_S)
+        gone = self.publisher.gone
+        await _finish(output.task, STOP_TIMEOUT_S, gone)
         # the source still holds up to OUTPUT_QUEUE_MS of that speech: let it play before the track goes
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(output.source.wait_for_playout(), OUTPUT_QUEUE_MS / 1000 + 1.0)
+        if not gone.is_set():
+            with contextlib.suppress(Exception):
+                playout = asyncio.wait_for(output.source.wait_for_playout(), OUTPUT_QUEUE_MS / 1000 + 1.0)
+                await unless_gone(playout, gone)
         if abandoned := self._tracker.abandon(f"-{language}"):
-            logger.error(
-                "an interpretation track closed before everything heard was spoken",
-                extra={"language": language, "utterances": abandoned},
-            )
+            if self.room_gone:  # nobody was left to hear them: not a fault
+                logger.info(
+                    "the room closed before every utterance was spoken",
+                    extra={"language": language, "utterances": abandoned},
+                )
+            else:
+                logger.error(
+                    "an interpretation track closed before everything heard was spoken",
+                    extra={"language": language, "utterances": abandoned},
+                )
         for kind in ("llm", "tts"):
             self.set_fault(kind, f"channel-{language}", False)
         await output.channel.tts.aclose()
-        with contextlib.suppress(Exception):
-            await self._room.local_participant.unpublish_track(output.track_sid)
+        if not gone.is_set():
+            with contextlib.suppress(Exception):
+                await unless_gone(self._room.local_participant.unpublish_track(output.track_sid), gone)
         await output.source.aclose()
         self.publisher.language_tracks.pop(language, None)
         logger.info("interpretation track removed", extra={"language": language})
@@ -336,7 +368,7 @@ class RoomSession:
             return
         metrics.ACTIVE_SPEAKERS.dec()
         speaker.ears.stop()  # what was already heard is still finalized and interpreted
-        await _finish(speaker.task, STOP_TIMEOUT_S)
+        await _finish(speaker.task, STOP_TIMEOUT_S, self.publisher.gone)
         self.set_fault("stt", f"speaker-{speaker.identity}", False)
         logger.info("stopped listening to a speaker", extra={"speaker": speaker.identity})
 
@@ -362,13 +394,19 @@ class RoomSession:
         await self._reconcile_languages()
 
 
-async def _finish(task: asyncio.Task[None], limit_s: float) -> None:
-    """Let a loop end by itself within `limit_s`; cancel it past that. Never leaves it running."""
+async def _finish(task: asyncio.Task[None], limit_s: float, gone: asyncio.Event) -> None:
+    """Let a loop end by itself within `limit_s` (unless the room is or goes away: nobody is left to
+    hear what it would finish); cancel it past that. Never leaves it running."""
+    waiter = asyncio.ensure_future(gone.wait())
     try:
-        await asyncio.wait_for(asyncio.shield(task), limit_s)
-    except TimeoutError:
+        await asyncio.wait({task, waiter}, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+    if not task.done():
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-    except Exception:
-        logger.exception("a loop ended with an error")
+    elif not task.cancelled() and task.exception() is not None:
+        logger.error("a loop ended with an error", exc_info=task.exception())

@@ -50,8 +50,18 @@ class Participant:
         self.identity = identity
         self.room = rtc.Room()
         self.captions: list[ReceivedCaption] = []
+        self.agent_changes: list[dict[str, str]] = []  # the interpreter's attribute changes, as they arrived
         self._tasks: set[asyncio.Task[None]] = set()
         self.room.register_text_stream_handler(TOPIC_TRANSCRIPTION, self._on_caption)
+        self.room.on("participant_attributes_changed", self._on_attributes)
+
+    def _on_attributes(self, changed: dict[str, str], participant: rtc.Participant) -> None:
+        if participant is self.agent():
+            self.agent_changes.append(dict(changed))
+
+    def agent_values(self, key: str) -> list[str]:
+        """Every value the interpreter's attribute `key` took while this participant watched."""
+        return [changed[key] for changed in self.agent_changes if key in changed]
 
     async def connect(self, url: str, token: str, *, auto_subscribe: bool = True) -> None:
         await self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=auto_subscribe))

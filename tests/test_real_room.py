@@ -62,6 +62,8 @@ async def test_dispatched_by_a_token_it_interprets_a_two_way_conversation(room: 
         what="every translated caption",
     )
     await eventually(lambda: alice.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="done")
+    states = alice.agent_values(ATTRIBUTE_AGENT_STATE)  # it showed when it was speaking
+    assert "speaking" in states and states[-1] == "listening", states
     assert tones(bob, "interpretation-es") == [400, 600, 800]
     assert tones(alice, "interpretation-en") == [300, 700]
 
@@ -150,6 +152,9 @@ async def test_dispatched_through_the_api_into_a_room_that_exists(room: RealRoom
     assert tones(dora, "interpretation-en") == []  # English is never interpreted into English
 
 
+VOICE = "a0e99841-438c-4a64-b679-ae501e7d6091"
+
+
 def cut(pcm: Pcm, seconds: float) -> Pcm:
     """The first `seconds` of some speech: stopping right after its last word, before any endpointing."""
     return Pcm(pcm.samples[: round(seconds * pcm.sample_rate)], pcm.sample_rate)
@@ -161,28 +166,30 @@ async def test_participants_change_their_languages_mid_meeting(room: RealRoom) -
     await room.agent_tracks(lena, "interpretation-es", "interpretation-en", "interpretation-de")
     await eventually(lambda: stt_streams(room) == [("en", False)], what="alice's English STT stream")
 
-    # lena now wants French: the German track goes, a French one comes
-    await lena.room.local_participant.set_attributes({"interpret_to": "fr"})
-    await room.agent_tracks(lena, "interpretation-es", "interpretation-en", "interpretation-fr")
-    await eventually(lambda: lena.agent_attribute(ATTR_LANGUAGES) == "en,es,fr", what="the languages")
+    # lena now wants French and Italian: the German track goes, French and Italian ones come
+    await lena.room.local_participant.set_attributes({"interpret_to": "fr, it"})
+    tracks = ("interpretation-es", "interpretation-en", "interpretation-fr", "interpretation-it")
+    await room.agent_tracks(lena, *tracks)
+    await eventually(lambda: lena.agent_attribute(ATTR_LANGUAGES) == "en,es,fr,it", what="the languages")
 
     # alice now speaks Spanish: a new STT stream in Spanish; nobody asks for English any more
     await alice.room.local_participant.set_attributes({"language": "es"})
-    await room.agent_tracks(lena, "interpretation-es", "interpretation-fr")
+    await room.agent_tracks(lena, "interpretation-es", "interpretation-fr", "interpretation-it")
     await eventually(lambda: stt_streams(room) == [("en", True), ("es", False)], what="a Spanish STT stream")
-    await eventually(lambda: lena.agent_attribute(ATTR_LANGUAGES) == "es,fr", what="the languages")
+    await eventually(lambda: lena.agent_attribute(ATTR_LANGUAGES) == "es,fr,it", what="the languages")
 
     alice.say(read_wav(SPANISH.wav))
-    await eventually(lambda: len(lena.final_captions(translated=True)) == 2, within_s=30, what="2 captions")
+    await eventually(lambda: len(lena.final_captions(translated=True)) == 4, within_s=30, what="4 captions")
     source = lena.final_captions(translated=False)
     assert [c.text for c in source] == SPANISH.transcripts
     assert {c.attributes["language"] for c in source} == {"es"}
     assert [c.segment_id for c in source] == ["alice.1-0", "alice.1-1"]  # her ears' first restart
-    translated = lena.final_captions(translated=True)
-    assert [c.text for c in translated] == list(SPANISH.translations.values())
-    assert [c.segment_id for c in translated] == ["alice.1-0-fr", "alice.1-1-fr"]  # never into Spanish
+    for language in ("fr", "it"):  # and never into Spanish
+        translated = lena.final_captions(translated=True, language=language)
+        assert [c.text for c in translated] == list(SPANISH.translations.values())
+        assert [c.segment_id for c in translated] == [f"alice.1-0-{language}", f"alice.1-1-{language}"]
     await eventually(lambda: lena.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="done")
-    assert tones(lena, "interpretation-fr") == [300, 700]
+    assert tones(lena, "interpretation-fr") == tones(lena, "interpretation-it") == [300, 700]
     assert tones(lena, "interpretation-es") == []
 
 
@@ -289,21 +296,28 @@ async def test_room_metadata_changed_mid_meeting_applies_at_once_and_warns_until
         await eventually(lambda: "not-a-voice" in warnings(), what="the new warnings")
         assert "'xx'" in warnings() and "'volume'" in warnings() and "JSON" not in warnings()
 
-        # fixed: no warnings any more, Italian with a glossary
+        # fixed: no warnings any more; Italian with a glossary, a register and a voice
         glossary = {"keep": ["Acme"], "translate": {"camera": {"it": "telecamera"}}}
-        await set_metadata(json.dumps({"target_languages": ["it"], "glossary": glossary}))
+        settings = {"target_languages": ["it"], "glossary": glossary, "formality": "formal"}
+        await set_metadata(json.dumps({**settings, "voices": {"it": VOICE}}))
         await room.agent_tracks(lena, "interpretation-it", "interpretation-en")
         await eventually(lambda: lena.agent_attribute(ATTR_WARNINGS) is None, what="the warnings to clear")
         await eventually(lambda: lena.agent_attribute(ATTR_LANGUAGES) == "en,it", what="the languages")
     finally:
         await lk.aclose()
+    # someone asking for languages nobody supports gets no track for them
+    await room.listener("zed", attributes={"language": "tlh-Klingon", "interpret_to": "zz, x"})
+    await asyncio.sleep(1.0)
+    assert set(lena.agent_tracks()) == {"interpretation-it", "interpretation-en"}
 
     alice.say(read_wav(ONE_SENTENCE.wav))
     await eventually(lambda: len(lena.final_captions(translated=True)) == 1, within_s=30, what="a caption")
     (caption,) = lena.final_captions(translated=True)
     assert caption.segment_id == "alice-0-it" and caption.text == ONE_SENTENCE.translations["camera"]
     system = room.fakes.cerebras.requests[-1].messages[0]["content"]
-    assert "camera → telecamera" in system and "Acme" in system
+    assert "camera → telecamera" in system and "Acme" in system and "formal register" in system
+    voices = {m["voice"].get("id") for m in room.fakes.cartesia.messages if m.get("language") == "it"}
+    assert voices == {VOICE}
     await eventually(lambda: lena.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="done")
     assert tones(lena, "interpretation-it") == [500]
 
@@ -337,3 +351,45 @@ async def test_the_interpreter_never_listens_to_agents(room: RealRoom) -> None:
     assert {c.sender for c in lena.captions if not c.translated} == {"alice"}
     assert {c.attributes[ATTR_SPEAKER] for c in lena.captions if c.translated} == {"alice"}
     assert len(room.fakes.deepgram.connections) == 1
+
+
+async def test_the_room_closing_with_utterances_in_flight_ends_the_job_cleanly(room: RealRoom) -> None:
+    room.fakes.cartesia.ttfb_s = 3.0  # slow speech synthesis: utterances are in flight when the room goes
+    alice = await room.speaker("alice", attributes={"language": "en"}, dispatch=room.dispatch())
+    bob = await room.listener("bob", attributes={"language": "es"})
+    await room.agent_tracks(bob, "interpretation-es", "interpretation-en")
+    assert await room.worker.active_jobs() == 1
+    alice.say(read_wav(DIALOGUE.wav))
+    await eventually(lambda: len(room.fakes.deepgram.finals) >= 1, within_s=30, what="a final transcript")
+    lk = room.server.api()
+    try:
+        await lk.room.delete_room(api.DeleteRoomRequest(room=room.name))
+    finally:
+        await lk.aclose()
+
+    # the job ends, its process exits, and the worker runs on
+    for _ in range(600):
+        if await room.worker.active_jobs() == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await room.worker.active_jobs() == 0, room.worker.tail()
+    assert room.worker.proc is not None and room.worker.proc.returncode is None
+    room.check_worker_output()
+    output = room.worker.output()
+    assert '"reason": "room disconnected"' in output  # the job process said why it exits
+    errors = [line for line in output.splitlines() if '"level": "ERROR"' in line]
+    assert errors == [], "\n".join(errors)  # e.g. on_session_end timing out, utterances lost as a fault
+    assert "did not drain in time" not in output
+    assert "the room closed before every utterance was spoken" in output  # they were in flight
+    for participant in list(room.participants):
+        await room.leave(participant)
+
+    # and takes the next room
+    room.fakes.cartesia.ttfb_s = 0.0
+    room.name += "-next"
+    dan = await room.speaker("dan", attributes={"language": "es"}, dispatch=room.dispatch())
+    erin = await room.listener("erin", attributes={"language": "en"})
+    await room.agent_tracks(erin, "interpretation-es", "interpretation-en")
+    dan.say(read_wav(SPANISH.wav))
+    await eventually(lambda: len(erin.final_captions(translated=True)) == 2, within_s=30, what="2 captions")
+    assert [c.text for c in erin.final_captions(translated=True)] == list(SPANISH.translations.values())
