@@ -1,4 +1,6 @@
-"""A small fake of the LiveKit room surface the interpreter uses (no SFU can run here).
+"""A small fake of the LiveKit room surface the interpreter uses, for fast tests of what a real room
+cannot set up (provider outages, precise speech timing); the room itself is tested against a real LiveKit
+server (tests/test_real_room.py).
 
 Events carry the same names and arguments as `rtc.Room`'s. Participants publish real local
 `rtc.LocalAudioTrack`s, so the interpreter reads real audio from them; what the interpreter
@@ -80,6 +82,9 @@ class FakeLocalParticipant:
     async def set_attributes(self, attributes: dict[str, str]) -> None:
         self.attribute_log.append(dict(attributes))
         self.attributes.update(attributes)
+        for key, value in attributes.items():
+            if value == "":  # as LiveKit does: an attribute set to "" is deleted
+                del self.attributes[key]
 
     async def stream_text(
         self,
