@@ -22,6 +22,7 @@ REGISTERED = "registered worker"  # the framework's log line once the server acc
 # dispatch that finds no available worker
 FULL, AVAILABLE = "marking as unavailable", "marking as available"
 JOB_REQUEST = "received job request"
+PORT_TAKEN = "address already in use"
 
 
 class WorkerProcess:
@@ -49,7 +50,20 @@ class WorkerProcess:
         }
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self, timeout_s: float = 60.0) -> None:
+    async def start(self, timeout_s: float = 60.0, attempts: int = 3) -> None:
+        """Start the worker and wait until it registered. Its health and metrics ports were free when
+        chosen, but another process can take one before the worker binds it (`free_port` is only a
+        guess): then it is started again on new ports."""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._start_once(timeout_s)
+                return
+            except AssertionError:
+                if attempt == attempts or PORT_TAKEN not in self.output():
+                    raise
+                self.env["HEALTH_PORT"], self.env["PROMETHEUS_PORT"] = str(free_port()), str(free_port())
+
+    async def _start_once(self, timeout_s: float) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(

@@ -35,7 +35,9 @@ def tones(listener: Listener, track: str) -> list[float]:
 async def room(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[RealRoom]:
     fakes = await start_room_fakes()
     try:
-        async with real_room(livekit_server, fakes, tmp_path) as room:
+        # 600 ms endpointing: a short stall of a participant's audio on a busy machine (the test process
+        # paces the speech) must not split a sentence; the fixtures pause 1 s between sentences
+        async with real_room(livekit_server, fakes, tmp_path, STT_ENDPOINTING_MS="600") as room:
             yield room
             room.check_worker_output()
     finally:
