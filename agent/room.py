@@ -111,6 +111,7 @@ class RoomPublisher:
         self.language_tracks: dict[str, str] = {}  # target language → interpretation track sid
         self._attributes: dict[str, str] = {}
         self.gone = asyncio.Event()  # the room closed (or the agent was disconnected for good)
+        self._closed = False
 
     def room_gone(self) -> None:
         self.gone.set()
@@ -164,6 +165,9 @@ class RoomPublisher:
 
     async def aclose(self) -> None:
         """Send what is queued (unless the room is gone), then stop."""
+        if self._closed:
+            return
+        self._closed = True
         self._queue.put_nowait(None)
         await asyncio.wait({self._task})  # it ends by itself, or was cancelled when the room went
         if self.gone.is_set() and (dropped := self._queue.qsize() - 1):

@@ -174,3 +174,26 @@ async def test_both_llms_down_captions_flow_the_fault_shows_and_speech_resumes_w
     assert harness.played("es") == ["alice-0-es", "alice-1-es", "alice-2-es"]
     await eventually(lambda: ATTR_FAULTS not in room.local_participant.attributes, what="fault cleared")
     assert [c.text for c in harness.captions(translated=False)] == DIALOGUE.transcripts
+
+
+async def test_the_room_closing_mid_utterance_stops_everything_at_once(
+    harness: RoomHarness, caplog: pytest.LogCaptureFixture
+):
+    # what a real server does when a room is deleted (tests/test_real_room.py): the participants leave, the
+    # agent is disconnected, and a call to the room made meanwhile (unpublishing a track nobody wants any
+    # more) is never answered
+    caplog.set_level(logging.INFO)
+    room, session = harness.room, harness.session
+    harness.fakes.deepgram.scripts["en"] = list(ONE_SENTENCE.transcripts)
+    harness.fakes.cartesia.ttfb_s = 60.0  # the utterance is still being synthesized when the room goes
+    await session.start()
+    alice = room.join("alice", attributes={"language": "en"})
+    harness.speak(alice, ONE_SENTENCE.wav)
+    await eventually(lambda: len(harness.fakes.cerebras.requests) == 1, what="a translation request")
+    await room.close(disconnect_after_s=0.5)
+    await asyncio.wait_for(session.aclose(), 30)  # a guard against hanging, not a timing
+    assert session.outputs == {} and session.speakers == {}
+    assert harness.tracker.failed == 1 and harness.tracker.spoken == 0
+    records = [r for r in caplog.records if r.name.startswith("agent.")]
+    assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == []
+    assert any(r.getMessage() == "the room closed before every utterance was spoken" for r in records)

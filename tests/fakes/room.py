@@ -9,6 +9,7 @@ publishes (tracks, text streams, attributes) is recorded for the tests.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,7 @@ class FakeTextWriter:
 class FakeLocalParticipant:
     def __init__(self, identity: str) -> None:
         self.identity = identity
+        self.unanswered = asyncio.Event()  # set when the room closed: calls to it are never answered
         self.attributes: dict[str, str] = {}
         self.attribute_log: list[dict[str, str]] = []  # every set_attributes call, in order
         self.published: dict[str, rtc.LocalAudioTrack] = {}  # track name -> track, while published
@@ -68,6 +70,7 @@ class FakeLocalParticipant:
         self.track_publications: dict[str, FakePublication] = {}
 
     async def publish_track(self, track: rtc.LocalAudioTrack, options: Any = None) -> FakePublication:
+        await self._answer()
         publication = FakePublication(track=track, name=track.name)
         self.track_publications[publication.sid] = publication
         self.published[track.name] = track
@@ -75,11 +78,17 @@ class FakeLocalParticipant:
         return publication
 
     async def unpublish_track(self, track_sid: str) -> None:
+        await self._answer()
         publication = self.track_publications.pop(track_sid)
         self.published.pop(publication.name, None)
         self.publish_log.append(("unpublish", publication.name))
 
+    async def _answer(self) -> None:
+        if self.unanswered.is_set():  # as the rtc SDK does with a room that closed (seen: unpublish_track)
+            await asyncio.Event().wait()
+
     async def set_attributes(self, attributes: dict[str, str]) -> None:
+        await self._answer()
         self.attribute_log.append(dict(attributes))
         self.attributes.update(attributes)
         for key, value in attributes.items():
@@ -94,6 +103,7 @@ class FakeLocalParticipant:
         sender_identity: str | None = None,
         **_: Any,
     ) -> FakeTextWriter:
+        await self._answer()
         return FakeTextWriter(self.texts, topic, dict(attributes or {}), sender_identity or self.identity)
 
 
@@ -104,9 +114,10 @@ class FakeRoom(rtc.EventEmitter[str]):
         self.metadata = metadata
         self.local_participant = FakeLocalParticipant("agent-interpreter")
         self.remote_participants: dict[str, FakeParticipant] = {}
+        self.connected = True
 
     def isconnected(self) -> bool:
-        return True
+        return self.connected
 
     # -- driving the room from a test ------------------------------------------------------------
 
@@ -146,6 +157,16 @@ class FakeRoom(rtc.EventEmitter[str]):
     def set_metadata(self, metadata: str) -> None:
         old, self.metadata = self.metadata, metadata
         self.emit("room_metadata_changed", old, metadata)
+
+    async def close(self, *, disconnect_after_s: float = 0.0) -> None:
+        """The room is deleted: from now on calls to it are never answered; everyone else leaves, and
+        `disconnect_after_s` later the agent is disconnected (a real server's events come in either order)."""
+        self.local_participant.unanswered.set()
+        for participant in list(self.remote_participants.values()):
+            self.leave(participant)
+        await asyncio.sleep(disconnect_after_s)
+        self.connected = False
+        self.emit("disconnected", rtc.DisconnectReason.ROOM_DELETED)
 
     def leave(self, participant: FakeParticipant) -> None:
         for publication in list(participant.track_publications.values()):
