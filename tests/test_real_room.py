@@ -115,7 +115,8 @@ def open_streams(room: RealRoom) -> int:
 async def test_dispatched_through_the_api_into_a_room_that_exists(room: RealRoom) -> None:
     lk = room.server.api()
     try:
-        await lk.room.create_room(api.CreateRoomRequest(name=room.name))
+        # the room's own settings, merged key by key with the dispatch's
+        await lk.room.create_room(api.CreateRoomRequest(name=room.name, metadata='{"formality": "formal"}'))
         # plain tokens: nobody's joining brings the interpreter
         alice = await room.speaker("alice", attributes={"language": "en"})
         dora = await room.listener("dora", attributes={"interpret_to": "de"})
@@ -149,6 +150,7 @@ async def test_dispatched_through_the_api_into_a_room_that_exists(room: RealRoom
     assert {c.attributes["language"] for c in translated} == {"fr", "de"}
     assert {c.text for c in translated} == set(ONE_SENTENCE.translations.values())
     assert {c.segment_id for c in translated} == {"alice-0-fr", "alice-0-de"}
+    assert all("formal register" in r.messages[0]["content"] for r in room.fakes.cerebras.requests)
     await eventually(lambda: dora.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="done")
     assert tones(dora, "interpretation-de") == tones(dora, "interpretation-fr") == [500]
     assert tones(dora, "interpretation-en") == []  # English is never interpreted into English
@@ -193,6 +195,11 @@ async def test_participants_change_their_languages_mid_meeting(room: RealRoom) -
     await eventually(lambda: lena.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="done")
     assert tones(lena, "interpretation-fr") == tones(lena, "interpretation-it") == [300, 700]
     assert tones(lena, "interpretation-es") == []
+
+    # lena clears interpret_to (LiveKit deletes an attribute set to ""): she hears her language again
+    await lena.room.local_participant.set_attributes({"interpret_to": ""})
+    await room.agent_tracks(lena, "interpretation-es", "interpretation-de")
+    assert "interpret_to" not in lena.room.local_participant.attributes
 
 
 async def test_ears_follow_mute_unpublish_and_rejoin_and_what_was_heard_is_interpreted(
