@@ -265,6 +265,7 @@ class ServerSettings:
     prometheus_dir: str
     drain_timeout_s: int
     sessions_per_core: int
+    load_cpu: str  # what the load's CPU term counts: "machine" or "worker" (its own processes)
 
 
 def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
@@ -278,6 +279,7 @@ def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
         # (agent.worker: SESSION_DRAIN_TIMEOUT_S + JOB_CLOSE_TIMEOUT_S + 0.5 s, 35.5 s in all)
         drain_timeout_s=r.integer("DRAIN_TIMEOUT_S", 260, minimum=1, maximum=3600),
         sessions_per_core=r.integer("SESSIONS_PER_CORE", 15, minimum=1, maximum=200),
+        load_cpu=r.choice("LOAD_CPU", "machine", ("machine", "worker")),
     )
     if r.problems:
         raise ConfigError(r.problems)

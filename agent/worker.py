@@ -7,8 +7,10 @@ import contextlib
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 
+import psutil
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, tts
 from livekit.agents.llm import LLM
 from livekit.agents.stt import STT
@@ -155,11 +157,14 @@ async def _sample_gauges(session: RoomSession) -> None:
 
 
 class CpuSampler:
-    """This machine's CPU use (0-1, cgroup-aware), sampled once a second on a daemon thread, so
-    reading it never blocks the worker's event loop."""
+    """CPU use (0-1 of this machine's cores, cgroup-aware), sampled once a second on a daemon thread, so
+    reading it never blocks the worker's event loop. `scope` "machine" counts everything running here (right
+    when the machine runs only the worker, as on Fly); "worker" counts only this worker's own processes (its
+    jobs included), for a machine shared with other services (or a test's LiveKit server and participants)."""
 
-    def __init__(self) -> None:
+    def __init__(self, scope: str = "machine") -> None:
         self.monitor = get_cpu_monitor()
+        self.scope = scope
         self.value = 0.0
         self._thread: threading.Thread | None = None
 
@@ -170,8 +175,26 @@ class CpuSampler:
         return self.value
 
     def _run(self) -> None:
+        if self.scope == "worker":
+            self._sample_worker_processes()
         while True:
             self.value = self.monitor.cpu_percent(interval=1.0)
+
+    def _sample_worker_processes(self) -> None:
+        root = psutil.Process()
+        cores = self.monitor.cpu_count()
+        seen: dict[int, float] = {}  # pid → CPU seconds at the last sample
+        while True:
+            started = time.monotonic()
+            previous = dict(seen)
+            time.sleep(1.0)
+            used = 0.0
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    seen[proc.pid] = times.user + times.system
+                    used += seen[proc.pid] - previous.get(proc.pid, seen[proc.pid])
+            self.value = min(1.0, used / (time.monotonic() - started) / cores)
 
 
 class SessionLoad:
@@ -179,8 +202,10 @@ class SessionLoad:
     is higher. Capacity is SESSIONS_PER_CORE per core (the scale benchmark measured ~29-33 per core of CPU;
     the default keeps headroom for real providers' jitter)."""
 
-    def __init__(self, sessions_per_core: int, cpu: Callable[[], float] | None = None) -> None:
-        self._cpu = cpu or CpuSampler()
+    def __init__(
+        self, sessions_per_core: int, cpu: Callable[[], float] | None = None, cpu_scope: str = "machine"
+    ) -> None:
+        self._cpu = cpu or CpuSampler(cpu_scope)
         cores = get_cpu_monitor().cpu_count()
         self.capacity = max(1, round(sessions_per_core * cores))
 
@@ -191,7 +216,7 @@ class SessionLoad:
 def build_server(settings: ServerSettings) -> AgentServer:
     server = AgentServer(
         setup_fnc=prewarm,
-        load_fnc=SessionLoad(settings.sessions_per_core),
+        load_fnc=SessionLoad(settings.sessions_per_core, cpu_scope=settings.load_cpu),
         port=settings.health_port,
         prometheus_port=settings.prometheus_port,
         prometheus_multiproc_dir=settings.prometheus_dir,

@@ -25,9 +25,9 @@ Figures, all on one clock (`time.perf_counter`, the machine's monotonic clock, i
 
 Capacity: N rooms at once against one worker; CPU of the worker's process tree (job processes included),
 the LiveKit server, the fakes and the participants (this process), each measured with psutil while all N
-rooms talk. With `--load-cpu worker` (default) the CPU term of the worker's load function reads the
-worker's own process tree instead of the whole machine (bench/room_hook), as it does in production where
-the machine runs only the worker.
+rooms talk. With `--load-cpu worker` (default) the worker runs with LOAD_CPU=worker: the CPU term of its
+load function reads its own process tree instead of the whole machine, which is what the machine's CPU is
+in production, where the machine runs only the worker.
 
 Writes bench/results/room.json and room.png (`--out`), prints a table.
 """
@@ -428,7 +428,7 @@ async def run_rooms(
         "BENCH_ROOM_RECORDS": str(records_path),
         "DRAIN_TIMEOUT_S": "1",
         "SESSIONS_PER_CORE": str(ctx.sessions_per_core),
-        "BENCH_ROOM_LOAD_CPU": ctx.load_cpu,
+        "LOAD_CPU": ctx.load_cpu,
         "STT_ENDPOINTING_MS": str(ENDPOINTING_MS),
         **ctx.settings,
     }

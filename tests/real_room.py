@@ -65,14 +65,13 @@ class RealRoom:
 
     async def worker_available(self, within_s: float = 180) -> None:
         """Before a dispatch: wait while the worker reports itself full, since the server drops a dispatch
-        that finds no available worker. (Its load counts the whole machine's CPU, so other test runs on a
-        shared machine can make it full.)"""
+        that finds no available worker. (Its load counts its own processes' CPU, LOAD_CPU=worker, but a
+        loaded machine can still push that over 0.7.)"""
         await eventually(self.worker.available, within_s=within_s, what="the worker to be available")
 
     async def dispatch_again_if_dropped(self) -> bool:
         """If the server dropped the interpreter's dispatch to this room (the worker never got a job for it:
-        it reported itself full, or declined the job because the machine's CPU was above 0.7 when the
-        request came), dispatch it again through the API with the same metadata. Whether it did."""
+        it reported itself full, or declined the job because its CPU was above 0.7 when the request came), dispatch it again through the API with the same metadata. Whether it did."""
         if self.worker.job_requests(self.name):
             return False
         lk = self.server.api()

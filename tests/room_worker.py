@@ -45,6 +45,9 @@ class WorkerProcess:
             "HEALTH_PORT": str(free_port()),
             "PROMETHEUS_PORT": str(free_port()),
             "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
+            # the load's CPU term counts the worker's own processes: this machine also runs the server, the
+            # participants, the fakes (and maybe other test runs), which must not make the worker refuse rooms
+            "LOAD_CPU": "worker",
             **provider_env,
             **env,
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -17,10 +18,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from agent.config import load_server_settings
-from agent.worker import SessionLoad
+from agent.worker import CpuSampler, SessionLoad
 
 ROOT = Path(__file__).parent.parent
 FLY = tomllib.loads((ROOT / "fly.toml").read_text())
@@ -164,3 +166,33 @@ def test_worker_against_an_unreachable_livekit_serves_health_and_metrics(tmp_pat
     lines = [line for line in output.splitlines() if line.startswith("{")]
     assert lines and all(isinstance(json.loads(line), dict) for line in lines)
     assert "secret-value" not in output
+
+
+def test_the_worker_scoped_cpu_counts_the_workers_own_processes_only() -> None:
+    """LOAD_CPU=worker: a busy child of this process counts, a busy process elsewhere does not."""
+    spin = [sys.executable, "-c", "while True: pass"]
+    # a neighbour on the machine: started through a shell that exits at once, so it is not our child
+    started = subprocess.run(
+        ["sh", "-c", f"{shlex.join(spin)} >/dev/null 2>&1 & echo $!"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    outsider = int(started.stdout)
+    try:
+        sampler = CpuSampler("worker")
+        sampler()
+        time.sleep(2.5)
+        alone = sampler.value
+        child = subprocess.Popen(spin)
+        try:
+            time.sleep(2.5)
+            with_child = sampler.value
+        finally:
+            child.kill()
+            child.wait()
+    finally:
+        os.kill(outsider, signal.SIGKILL)
+    cores = psutil.cpu_count() or 1
+    assert alone < 0.5 / cores, alone  # the neighbour's full core is not ours
+    assert with_child > 0.2 / cores, with_child  # our child's is (a shared machine may give it less than all)
