@@ -71,7 +71,8 @@ class RealRoom:
 
     async def dispatch_again_if_dropped(self) -> bool:
         """If the server dropped the interpreter's dispatch to this room (the worker never got a job for it:
-        it reported itself full, or declined the job because its CPU was above 0.7 when the request came), dispatch it again through the API with the same metadata. Whether it did."""
+        it reported itself full, or declined the job because its CPU was above 0.7 when the request came),
+        dispatch it again through the API with the same metadata. Whether it did."""
         if self.worker.job_requests(self.name):
             return False
         lk = self.server.api()
