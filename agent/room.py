@@ -36,6 +36,7 @@ ATTR_LANGUAGES = "interpreter.languages"
 ATTR_WARNINGS = "interpreter.warnings"
 ATTR_FAULTS = "interpreter.faults"  # providers failing right now: "llm", "stt", "tts" (comma-separated)
 ATTR_SPEAKER = "interpreter.speaker"
+GONE_GRACE_S = 1.0
 
 
 T = TypeVar("T")
@@ -161,6 +162,9 @@ class RoomPublisher:
             try:
                 await job()
             except Exception as e:
+                # a room being closed fails what is being sent a moment before it reports itself gone
+                # (`room_gone` then cancels this task): only a failure in a room that stays is a problem
+                await asyncio.sleep(GONE_GRACE_S)
                 logger.warning("could not publish to the room", extra={"error": type(e).__name__})
 
     async def aclose(self) -> None:
