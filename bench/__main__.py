@@ -26,16 +26,17 @@ from typing import Any
 
 import aiohttp
 
-from agent.latency import percentile
 from bench.model import LatencyModel
 from bench.run import (
     UtteranceFigures,
     bench_settings,
     fetch_records,
     figures,
+    plot_cdf,
     provider_process,
     reset_records,
     run_session,
+    summary_ms,
 )
 from bench.speech import dialogue, monologue
 from tests.fakes.latency_model import Delay
@@ -44,14 +45,6 @@ RESULTS = Path(__file__).parent / "results"
 ENDPOINTING_MS = 300
 # worker settings for the run, as environment variables (e.g. `--set STT_MAX_SEGMENT_S=1.0`)
 SETTINGS: dict[str, str] = {}
-
-
-def pct(values: list[float], q: float) -> float:
-    return round(percentile(sorted(values), q) * 1000, 1) if values else float("nan")
-
-
-def summary_ms(values: list[float]) -> dict[str, float]:
-    return {f"p{q}": pct(values, q) for q in (50, 90, 95, 99)} | {"n": len(values)}
 
 
 async def workload_dialogue(model: LatencyModel, utterances: int) -> dict[str, Any]:
@@ -247,17 +240,11 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
 
     if d := results.get("dialogue"):
         fig, ax = plt.subplots(figsize=(7, 4))
-        for key, label in (
-            ("end_to_end_s", "measured end to end"),
-            ("floor_s", "modelled floor (providers, or the track still busy)"),
-        ):
-            values = sorted(p[key] * 1000 for p in d["points"])
-            ax.plot(values, [(i + 1) / len(values) for i in range(len(values))], label=label)
-        ax.set_xlabel("speech end → first translated frame (ms)")
-        ax.set_ylabel("fraction of utterances")
-        ax.set_title("Dialogue latency CDF")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        series = [
+            ([p["end_to_end_s"] for p in d["points"]], "measured end to end"),
+            ([p["floor_s"] for p in d["points"]], "modelled floor (providers, or the track still busy)"),
+        ]
+        plot_cdf(ax, series, "Dialogue latency CDF")
         fig.tight_layout()
         fig.savefig(out_dir / "latency_cdf.png", dpi=110)
         plt.close(fig)

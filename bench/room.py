@@ -56,10 +56,10 @@ import psutil
 from livekit import api, rtc
 
 from agent.filemode import FRAME_S, Pcm, paced_frames
-from agent.latency import STAGES, Mark, UtteranceRecord, percentile
+from agent.latency import STAGES, Mark, UtteranceRecord
 from bench.model import LatencyModel
 from bench.providers import OTHER_HZ, TAG_HZ, tagged_freq
-from bench.run import fetch_records, figures, provider_process, reset_records
+from bench.run import fetch_records, figures, plot_cdf, provider_process, reset_records, summary_ms
 from bench.speech import RATE, dialogue, monologue
 from tests.fakes.latency_model import Delay
 from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
@@ -73,14 +73,6 @@ AGENT_NAME = "interpreter"
 TARGET = "es"
 TRACK = f"interpretation-{TARGET}"
 ENDPOINTING_MS = 300
-
-
-def pct(values: list[float], q: float) -> float:
-    return round(percentile(sorted(values), q) * 1000, 1) if values else float("nan")
-
-
-def summary_ms(values: list[float]) -> dict[str, float]:
-    return {f"p{q}": pct(values, q) for q in (50, 90, 95, 99)} | {"n": len(values)}
 
 
 # ---------------------------------------------------------------------------------------------- participants
@@ -853,18 +845,11 @@ def draw(results: dict[str, Any], out: Path) -> None:
     )
     axes = list(np.atleast_1d(axes))
     if d := results.get("dialogue"):
-        ax = axes.pop(0)
-        for key, label in (
-            ("listener_e2e_s", "at the listener (through the SFU)"),
-            ("worker_e2e_s", "the worker's own record"),
-        ):
-            values = sorted(p[key] * 1000 for p in d["points"])
-            ax.plot(values, [(i + 1) / len(values) for i in range(len(values))], label=label)
-        ax.set_xlabel("speech end → first translated frame (ms)")
-        ax.set_ylabel("fraction of utterances")
-        ax.set_title("Dialogue through a real LiveKit server")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        series = [
+            ([p["listener_e2e_s"] for p in d["points"]], "at the listener (through the SFU)"),
+            ([p["worker_e2e_s"] for p in d["points"]], "the worker's own record"),
+        ]
+        plot_cdf(axes.pop(0), series, "Dialogue through a real LiveKit server")
     if c := results.get("capacity"):
         steps = c["steps"]
         xs = [s["rooms"] for s in steps]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from livekit import rtc
@@ -16,7 +17,7 @@ from livekit import rtc
 from agent.captions import CaptionLog
 from agent.config import Settings, load_settings
 from agent.filemode import Pcm, paced_frames
-from agent.latency import LatencyTracker, Mark
+from agent.latency import LatencyTracker, Mark, percentile
 from agent.mouth import OUTPUT_QUEUE_MS
 from agent.pipeline import Interpreter, PipelineOptions
 from agent.providers import build_providers
@@ -217,3 +218,24 @@ def figures(
             )
         )
     return out
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile of seconds, in milliseconds (NaN for none)."""
+    return round(percentile(sorted(values), q) * 1000, 1) if values else float("nan")
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    return {f"p{q}": pct(values, q) for q in (50, 90, 95, 99)} | {"n": len(values)}
+
+
+def plot_cdf(ax: Any, series: list[tuple[list[float], str]], title: str) -> None:
+    """Cumulative distributions of end-to-end latencies (seconds, shown in ms) on one matplotlib axis."""
+    for seconds, label in series:
+        values = sorted(v * 1000 for v in seconds)
+        ax.plot(values, [(i + 1) / len(values) for i in range(len(values))], label=label)
+    ax.set_xlabel("speech end → first translated frame (ms)")
+    ax.set_ylabel("fraction of utterances")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
