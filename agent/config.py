@@ -278,7 +278,7 @@ def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
         # Fly's kill_timeout (300 s max) must cover the drain and then each job's own shutdown bound
         # (agent.worker: SESSION_DRAIN_TIMEOUT_S + JOB_CLOSE_TIMEOUT_S + 0.5 s, 35.5 s in all)
         drain_timeout_s=r.integer("DRAIN_TIMEOUT_S", 260, minimum=1, maximum=3600),
-        sessions_per_core=r.integer("SESSIONS_PER_CORE", 15, minimum=1, maximum=200),
+        sessions_per_core=r.integer("SESSIONS_PER_CORE", 10, minimum=1, maximum=200),
         load_cpu=r.choice("LOAD_CPU", "machine", ("machine", "worker")),
     )
     if r.problems:

@@ -279,9 +279,12 @@ class RoomSession:
         await _finish(output.task, STOP_TIMEOUT_S, gone)
         # the source still holds up to OUTPUT_QUEUE_MS of that speech: let it play before the track goes
         if not gone.is_set():
+
+            async def played_out() -> None:  # the source's own coroutine is made only if this one runs
+                await asyncio.wait_for(output.source.wait_for_playout(), OUTPUT_QUEUE_MS / 1000 + 1.0)
+
             with contextlib.suppress(Exception):
-                playout = asyncio.wait_for(output.source.wait_for_playout(), OUTPUT_QUEUE_MS / 1000 + 1.0)
-                await unless_gone(playout, gone)
+                await unless_gone(played_out(), gone)
         if abandoned := self._tracker.abandon(f"-{language}"):
             if self.room_gone:  # nobody was left to hear them: not a fault
                 logger.info(

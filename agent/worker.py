@@ -199,8 +199,9 @@ class CpuSampler:
 
 class SessionLoad:
     """The worker's load for LiveKit's dispatch: its sessions against its capacity, or its CPU, whichever
-    is higher. Capacity is SESSIONS_PER_CORE per core (the scale benchmark measured ~29-33 per core of CPU;
-    the default keeps headroom for real providers' jitter)."""
+    is higher. Capacity is SESSIONS_PER_CORE per core: `python -m bench room` measured a room's job process
+    at 0.10-0.14 of a core, so a 2-core machine reaches LiveKit's 0.7 threshold by CPU at about 14 rooms, and
+    10 per core makes the sessions term reach it at the same point (a burst of new rooms shows no CPU yet)."""
 
     def __init__(
         self, sessions_per_core: int, cpu: Callable[[], float] | None = None, cpu_scope: str = "machine"
