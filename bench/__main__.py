@@ -20,13 +20,13 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench.model import LatencyModel
+from bench.model import LatencyModel, add_model_arguments
 from bench.run import (
     UtteranceFigures,
     bench_settings,
@@ -39,7 +39,6 @@ from bench.run import (
     summary_ms,
 )
 from bench.speech import dialogue, monologue
-from tests.fakes.latency_model import Delay
 
 RESULTS = Path(__file__).parent / "results"
 ENDPOINTING_MS = 300
@@ -284,29 +283,14 @@ def main() -> None:
     parser.add_argument("--length-factor", type=float, default=1.25, help="translated/original speech length")
     parser.add_argument("--scale-sessions", default="1,10,20,30,40", help="comma-separated steps")
     parser.add_argument("--scale-seconds", type=float, default=60.0)
-    parser.add_argument("--stt-ms", type=float, default=120, help="STT finalize delay mean (ms)")
-    parser.add_argument("--llm-ttft-ms", type=float, default=200)
-    parser.add_argument("--llm-tps", type=float, default=3000)
-    parser.add_argument("--tts-ttfb-ms", type=float, default=135)
-    parser.add_argument("--tts-rtf", type=float, default=0.25)
-    parser.add_argument("--jitter", type=float, default=0.25, help="jitter as a fraction of each mean")
+    add_model_arguments(parser)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--set", action="append", default=[], help="a worker setting, NAME=VALUE")
     args = parser.parse_args()
     SETTINGS.update(item.split("=", 1) for item in args.set)
     logging.basicConfig(level=logging.ERROR)
 
-    def delay(ms: float) -> Delay:
-        return Delay(ms / 1000, ms / 1000 * args.jitter)
-
-    model = replace(
-        LatencyModel(),
-        stt_finalize=delay(args.stt_ms),
-        llm_ttft=delay(args.llm_ttft_ms),
-        llm_tokens_per_s=args.llm_tps,
-        tts_ttfb=delay(args.tts_ttfb_ms),
-        tts_rtf=args.tts_rtf,
-    )
+    model = LatencyModel.from_args(args)
     results: dict[str, Any] = {"model": model.as_dict(), "machine": {"cpus": os.cpu_count()}}
     if "dialogue" in args.workloads:
         print("running the dialogue workload…", flush=True)

@@ -9,6 +9,7 @@ Every figure is settable on the command line.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict, dataclass, field
 
 from tests.fakes.latency_model import Delay
@@ -25,6 +26,21 @@ class LatencyModel:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> LatencyModel:
+        """The model `add_model_arguments`' command-line options describe."""
+
+        def delay(ms: float) -> Delay:
+            return Delay(ms / 1000, ms / 1000 * args.jitter)
+
+        return cls(
+            stt_finalize=delay(args.stt_ms),
+            llm_ttft=delay(args.llm_ttft_ms),
+            llm_tokens_per_s=args.llm_tps,
+            tts_ttfb=delay(args.tts_ttfb_ms),
+            tts_rtf=args.tts_rtf,
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> LatencyModel:
@@ -48,3 +64,13 @@ WORD = "word"
 WORDS_PER_S = 2.5
 CHARS_PER_S = WORDS_PER_S * (len(WORD) + 1)
 TTS_SECONDS_PER_CHAR = 1 / CHARS_PER_S
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The latency model's command-line options (defaults as above)."""
+    parser.add_argument("--stt-ms", type=float, default=120, help="STT finalize delay mean (ms)")
+    parser.add_argument("--llm-ttft-ms", type=float, default=200)
+    parser.add_argument("--llm-tps", type=float, default=3000)
+    parser.add_argument("--tts-ttfb-ms", type=float, default=135)
+    parser.add_argument("--tts-rtf", type=float, default=0.25)
+    parser.add_argument("--jitter", type=float, default=0.25, help="jitter as a fraction of each mean")

@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -57,11 +57,10 @@ from livekit import api, rtc
 
 from agent.filemode import FRAME_S, Pcm, paced_frames
 from agent.latency import STAGES, Mark, UtteranceRecord
-from bench.model import LatencyModel
+from bench.model import LatencyModel, add_model_arguments
 from bench.providers import OTHER_HZ, TAG_HZ, tagged_freq
 from bench.run import fetch_records, figures, plot_cdf, provider_process, reset_records, summary_ms
 from bench.speech import RATE, dialogue, monologue
-from tests.fakes.latency_model import Delay
 from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
 from tests.participants import LISTEN_RATE, Listener, Participant
 from tests.room_worker import WorkerProcess
@@ -963,12 +962,7 @@ def main(argv: list[str]) -> None:
         help="capacity: s between rooms opening (0: all at once, a burst the framework partly refuses)",
     )
     parser.add_argument("--dispatch-timeout", type=float, default=45.0, help="s for a room to get its agent")
-    parser.add_argument("--stt-ms", type=float, default=120, help="STT finalize delay mean (ms)")
-    parser.add_argument("--llm-ttft-ms", type=float, default=200)
-    parser.add_argument("--llm-tps", type=float, default=3000)
-    parser.add_argument("--tts-ttfb-ms", type=float, default=135)
-    parser.add_argument("--tts-rtf", type=float, default=0.25)
-    parser.add_argument("--jitter", type=float, default=0.25, help="jitter as a fraction of each mean")
+    add_model_arguments(parser)
     parser.add_argument("--set", action="append", default=[], help="a worker setting, NAME=VALUE")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy the server and worker logs here")
@@ -978,17 +972,7 @@ def main(argv: list[str]) -> None:
         parser.error(f"unknown workloads {sorted(unknown)}")
     settings = dict(item.split("=", 1) for item in args.set)
 
-    def delay(ms: float) -> Delay:
-        return Delay(ms / 1000, ms / 1000 * args.jitter)
-
-    model = replace(
-        LatencyModel(),
-        stt_finalize=delay(args.stt_ms),
-        llm_ttft=delay(args.llm_ttft_ms),
-        llm_tokens_per_s=args.llm_tps,
-        tts_ttfb=delay(args.tts_ttfb_ms),
-        tts_rtf=args.tts_rtf,
-    )
+    model = LatencyModel.from_args(args)
     started = time.perf_counter()
     try:
         results = asyncio.run(run(args, model, settings))
