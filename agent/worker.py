@@ -177,23 +177,24 @@ class CpuSampler:
     def _run(self) -> None:
         if self.scope == "worker":
             self._sample_worker_processes()
-        while True:
-            self.value = self.monitor.cpu_percent(interval=1.0)
+        else:
+            while True:
+                self.value = self.monitor.cpu_percent(interval=1.0)
 
     def _sample_worker_processes(self) -> None:
         root = psutil.Process()
         cores = self.monitor.cpu_count()
-        seen: dict[int, float] = {}  # pid → CPU seconds at the last sample
+        seen: dict[int, float] = {}  # pid → CPU seconds at the last sample, for the processes alive then
         while True:
             started = time.monotonic()
-            previous = dict(seen)
             time.sleep(1.0)
-            used = 0.0
+            used, now = 0.0, {}
             for proc in [root, *root.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
                     times = proc.cpu_times()
-                    seen[proc.pid] = times.user + times.system
-                    used += seen[proc.pid] - previous.get(proc.pid, seen[proc.pid])
+                    now[proc.pid] = times.user + times.system
+                    used += now[proc.pid] - seen.get(proc.pid, now[proc.pid])
+            seen = now  # ended jobs' processes drop out: bounded however many jobs the worker runs
             self.value = min(1.0, used / (time.monotonic() - started) / cores)
 
 
