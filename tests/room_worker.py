@@ -12,6 +12,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import psutil
+
 from tests.livekit_server import LiveKitServer, free_port
 from tests.loopback import eventually
 
@@ -131,8 +133,14 @@ class WorkerProcess:
             ) from None
 
     def kill_tree(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
+        """SIGKILL the worker and its job processes (a hung worker's jobs would outlive it)."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+        self.proc.kill()
 
     async def aclose(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
