@@ -38,6 +38,9 @@ def test_fly_toml_matches_the_code():
     checks = list(FLY["checks"].values())
     assert checks and all(c["port"] == server.health_port == 8081 for c in checks)
     assert FLY["processes"]["worker"] == START
+    # nothing would ever start a stopped worker again (no service for Fly's proxy to wake it)
+    assert [r["policy"] for r in FLY["restart"]] == ["always"]
+    assert FLY["metrics"] == {"port": server.prometheus_port, "path": "/metrics"}  # Fly scrapes them
     assert "http_service" not in FLY and "services" not in FLY  # the worker dials out; no public HTTP
     text = (ROOT / "fly.toml").read_text()
     assert "API_KEY" not in text and "SECRET" not in text  # secrets go in with `fly secrets set`
