@@ -11,6 +11,11 @@ RUNS_JOBS = {"start", "dev", "connect", "console"}
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "interpret":
+        # the file mode serves no metrics: it keeps them in this process, whatever the worker's
+        # PROMETHEUS_MULTIPROC_DIR says (a folder that may not exist here, or one a running worker
+        # sums up: prometheus_client reads it when the metrics are defined, on import)
+        for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):
+            os.environ.pop(name, None)
         from .filemode import main as interpret
         from .worker import install_uvloop
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.filemode import read_wav
-from tests.conftest import DIALOGUE, Fakes
+from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
 
 ROOT = Path(__file__).parent.parent
 
@@ -85,3 +85,17 @@ async def test_interpret_names_every_missing_key(tmp_path: Path):
     for name in ("DEEPGRAM_API_KEY", "CEREBRAS_API_KEY", "GROQ_API_KEY", "CARTESIA_API_KEY"):
         assert name in stderr
     assert "LIVEKIT" not in stderr
+
+
+async def test_interpret_runs_whatever_the_workers_prometheus_dir_says(
+    one_sentence_fakes: Fakes, tmp_path: Path
+):
+    """The worker's PROMETHEUS_MULTIPROC_DIR exported (a folder that does not exist here): the file mode
+    serves no metrics, runs anyway, and leaves no metric files behind in a folder a worker may share."""
+    missing = tmp_path / "no" / "such" / "folder"
+    out = tmp_path / "out.wav"
+    env = one_sentence_fakes.env(PROMETHEUS_MULTIPROC_DIR=str(missing))
+    code, _, stderr = await run_cli([str(ONE_SENTENCE.wav), "--out", str(out), "--json"], env, tmp_path)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert out.exists() and not missing.exists()
