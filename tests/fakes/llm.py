@@ -4,6 +4,12 @@ pointed at Groq (`openai.LLM(base_url=fake.openai_base_url)`, path `/openai/v1/c
 
 Any POST path ending in `/chat/completions` is served; GET `.../models` lists one model and
 GET `/v1/tcp_warming` answers 200 (the Cerebras SDK's connection warm-up).
+
+Refusals as the real APIs send them, before any fault is consumed: a body that is not a chat request
+(not JSON, no `model` string, no `messages` list) gets 400; with `api_key` set, any other key gets 401;
+with `models` set, any other model gets 404. Their bodies follow each API's documented error shape:
+`{"error": {"message", "type", "param", "code"}}` on the OpenAI-compatible path (Groq), the same fields at
+the top level on Cerebras' `/v1/...` path. `max_tokens` cuts a reply with `finish_reason: "length"`.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class LLMRequest:
     authorization: str | None
     body: dict[str, Any]
     fault: str | None = None  # "fail" | "hang" | "drop" when a scripted fault answered it
+    status: int = 200  # the HTTP status it answered with
+    finish_reason: str | None = None  # of a reply it sent to the end ("stop", or "length" when cut)
     ttft_s: float = 0.0  # the time to first token (or to the whole non-streamed reply) the fake waited
     reply: str = ""  # the reply content it answered with (for "drop", the part sent before the drop)
 
@@ -121,6 +129,9 @@ class FakeLLM(FakeServer):
         self.resume_repeats = False  # asked to continue, start over (as some models do)
         self.outage_status: int | None = None  # while set, every request fails with it (an outage)
         self.whole_reply = False  # stream the reply as one content chunk (as some providers may)
+        self.api_key: str | None = None  # when set, any other key is refused (401)
+        self.models: set[str] | None = None  # when set, any other model is refused (404)
+        self.max_tokens: int | None = None  # when set, replies stop after this many content pieces ("length")
         self.max_token_chars = max_token_chars
         self.requests: list[LLMRequest] = []
         self._faults: deque[_Fault] = deque()
@@ -190,8 +201,50 @@ class FakeLLM(FakeServer):
             return max(0.0, self.ttft_for(messages))
         return max(0.0, self.ttft_s)
 
+    def _refusal(self, request: web.Request, body: Any) -> _Fail | None:
+        """The API's answer to a request it refuses (see the module's docstring), else None."""
+
+        def refuse(status: int, message: str, kind: str, code: str | None, param: str | None = None) -> _Fail:
+            error = {"message": message, "type": kind, "param": param, "code": code}
+            return _Fail(status, error if request.path.startswith("/v1/") else {"error": error})
+
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return refuse(400, "'model' is a required property", "invalid_request_error", None, "model")
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            return refuse(
+                400, "'messages' must be a non-empty array", "invalid_request_error", None, "messages"
+            )
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return refuse(401, "Invalid API Key", "invalid_request_error", "invalid_api_key")
+        if self.models is not None and body["model"] not in self.models:
+            message = f"The model `{body['model']}` does not exist or you do not have access to it."
+            return refuse(404, message, "invalid_request_error", "model_not_found")
+        return None
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body: dict[str, Any] = await request.json()
+        try:
+            parsed: Any = await request.json()
+        except ValueError:
+            parsed = None
+        refused = self._refusal(request, parsed)
+        body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        if refused is not None:
+            self.requests.append(
+                LLMRequest(
+                    path=request.path,
+                    model=body.get("model") if isinstance(body.get("model"), str) else None,
+                    messages=list(body.get("messages") or [])
+                    if isinstance(body.get("messages"), list)
+                    else [],
+                    reasoning_effort=body.get("reasoning_effort"),
+                    stream=bool(body.get("stream", False)),
+                    authorization=request.headers.get("Authorization"),
+                    body=body,
+                    status=refused.status,
+                )
+            )
+            logger.info("fake llm: refusing a request with %d", refused.status)
+            return web.json_response(refused.body, status=refused.status)
         fault = self._faults.popleft() if self._faults else None
         if self.outage_status is not None:
             fault = _Fail(self.outage_status, {"error": {"message": "outage", "type": "server_error"}})
@@ -202,6 +255,9 @@ class FakeLLM(FakeServer):
             reply = self.responder(messages)
             ttft_s = self._sample_ttft(messages)
         drop_after = fault.tokens if isinstance(fault, _DropAfter) else None
+        finish_reason = None if fault else self._finish_reason(reply)
+        if finish_reason == "length":
+            drop_after = self.max_tokens  # cut there, then finished with "length"
         sent = reply
         if drop_after is not None:
             sent = "".join(split_tokens(reply, self.max_token_chars)[:drop_after])
@@ -215,8 +271,10 @@ class FakeLLM(FakeServer):
                 authorization=request.headers.get("Authorization"),
                 body=body,
                 fault={_Fail: "fail", _Hang: "hang", _DropAfter: "drop"}[type(fault)] if fault else None,
+                status=fault.status if isinstance(fault, _Fail) else 200,
+                finish_reason=finish_reason,
                 ttft_s=ttft_s,
-                reply=sent if stream else reply,
+                reply=sent if stream or finish_reason == "length" else reply,
             )
         )
         if isinstance(fault, _Fail):
@@ -230,9 +288,13 @@ class FakeLLM(FakeServer):
             await asyncio.sleep(ttft_s)
             return web.json_response(self._completion(body, reply))
         try:
-            return await self._stream(request, body, reply, drop_after, ttft_s)
+            return await self._stream(request, body, reply, drop_after, ttft_s, fault is not None)
         except ConnectionError:  # the client went away mid-stream
             return web.Response(status=499)
+
+    def _finish_reason(self, reply: str) -> str:
+        pieces = split_tokens(reply, self.max_token_chars)
+        return "length" if self.max_tokens is not None and len(pieces) > self.max_tokens else "stop"
 
     async def _hang(self, request: web.Request, fault: _Hang) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -242,6 +304,9 @@ class FakeLLM(FakeServer):
         return response if fault.send_headers else web.Response(status=504)
 
     def _completion(self, body: dict[str, Any], reply: str) -> dict[str, Any]:
+        finish_reason = self._finish_reason(reply)
+        if finish_reason == "length":
+            reply = "".join(split_tokens(reply, self.max_token_chars)[: self.max_tokens])
         message: dict[str, Any] = {"role": "assistant", "content": reply}
         if self.reasoning:
             message["reasoning"] = self.reasoning
@@ -251,7 +316,7 @@ class FakeLLM(FakeServer):
             "created": int(time.time()),
             "model": body.get("model") or "fake-model",
             "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
             "usage": self._usage(body, len(split_tokens(reply, self.max_token_chars))),
         }
 
@@ -273,7 +338,10 @@ class FakeLLM(FakeServer):
         reply: str,
         drop_after: int | None,
         ttft_s: float,
+        dropping: bool = True,
     ) -> web.StreamResponse:
+        """`drop_after`: content pieces sent before the connection is aborted (`dropping`), or before the
+        reply ends with `finish_reason: "length"` (not `dropping`)."""
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
@@ -294,7 +362,8 @@ class FakeLLM(FakeServer):
 
         await asyncio.sleep(ttft_s)
         pieces = [("reasoning", p) for p in split_tokens(self.reasoning or "", self.max_token_chars)]
-        content = [reply] if self.whole_reply and reply else split_tokens(reply, self.max_token_chars)
+        whole = self.whole_reply and reply and (drop_after is None or dropping)
+        content = [reply] if whole else split_tokens(reply, self.max_token_chars)
         pieces += [("content", p) for p in content]
         sent_content = 0
         for i, (kind, piece) in enumerate(pieces):
@@ -308,12 +377,13 @@ class FakeLLM(FakeServer):
             await send(choice(delta))
             if kind == "content":
                 sent_content += 1
-        if drop_after is not None:
+        if drop_after is not None and dropping:
             logger.info("fake llm: dropping a stream after %d content chunks", sent_content)
             abort_connection(request)
             return response
 
-        await send(choice({} if pieces else {"role": "assistant", "content": ""}, "stop"))
+        finish_reason = "stop" if drop_after is None else "length"
+        await send(choice({} if pieces else {"role": "assistant", "content": ""}, finish_reason))
         await send({"choices": [], "usage": self._usage(body, sent_content)})
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
