@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 from cerebras.cloud import sdk as cerebras
-from livekit.agents import APIConnectOptions, llm, stt, tts
+from livekit.agents import (
+    NOT_GIVEN,
+    APIConnectionError,
+    APIConnectOptions,
+    APIStatusError,
+    NotGivenOr,
+    llm,
+    stt,
+    tts,
+)
+from livekit.agents.llm.fallback_adapter import DEFAULT_FALLBACK_API_CONNECT_OPTIONS, FallbackLLMStream
 from livekit.agents.tokenize import SentenceStream, SentenceTokenizer, TokenData
 from livekit.plugins import cartesia, deepgram, openai
 
@@ -64,18 +75,96 @@ class Providers:
         await self.stt.aclose()
 
 
-class FallbackLLM(llm.FallbackAdapter):
-    """The framework's `FallbackAdapter` that also closes the LLMs it was given: the adapter's own
-    `aclose` leaves their HTTP clients, and so their sockets, open."""
+class LLMRefused(APIStatusError):
+    """Every LLM refused the request (a status the framework does not retry: 400, 401, 403, 404, 422...):
+    asking again cannot help. `refusals`: (provider, status) per LLM, in the adapter's order."""
 
-    def __init__(self, instances: list[llm.LLM], **kwargs: Any) -> None:
+    def __init__(self, refusals: list[tuple[str, int]]) -> None:
+        named = ", ".join(f"{provider} {status}" for provider, status in refusals)
+        super().__init__(
+            f"every LLM refused the request ({named})", status_code=refusals[0][1], retryable=False
+        )
+        self.refusals = refusals
+
+
+class FallbackLLM(llm.FallbackAdapter):
+    """The framework's `FallbackAdapter` that also closes the LLMs it was given (the adapter's own
+    `aclose` leaves their HTTP clients, and so their sockets, open), and that says when every LLM
+    refused a request: the adapter itself then raises a retryable `APIConnectionError("all LLMs failed")`
+    whatever the causes, so a revoked key would look like an outage. Each LLM's latest error (from a
+    request or a recovery probe; cleared when it answers) is kept, and when all of them are refusals
+    (`APIStatusError.retryable` false), the request fails with `LLMRefused` instead."""
+
+    def __init__(self, instances: list[llm.LLM], *, names: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(instances, **kwargs)
         self._owned = list(instances)
+        self._names = names or [instance.provider for instance in instances]  # for logs: "cerebras", "groq"
+        self.last_errors: dict[int, BaseException] = {}  # by position in `instances`
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_FALLBACK_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> llm.LLMStream:
+        return _FallbackStream(
+            self,
+            chat_ctx=chat_ctx,
+            tools=tools or [],
+            conn_options=conn_options,
+            parallel_tool_calls=parallel_tool_calls,
+            tool_choice=tool_choice,
+            extra_kwargs=extra_kwargs,
+        )
+
+    def refusals(self) -> list[tuple[str, int]] | None:
+        """(provider, status) per LLM if every one's latest error is a refusal, else None."""
+        refusals = []
+        for i in range(len(self._owned)):
+            error = self.last_errors.get(i)
+            if not isinstance(error, APIStatusError) or error.retryable:
+                return None
+            refusals.append((self._names[i], error.status_code))
+        return refusals
 
     async def aclose(self) -> None:
         await super().aclose()
         for instance in self._owned:
             await instance.aclose()
+
+
+class _FallbackStream(FallbackLLMStream):
+    _adapter: FallbackLLM
+
+    def __init__(self, adapter: FallbackLLM, **kwargs: Any) -> None:
+        super().__init__(adapter, **kwargs)
+        self._adapter = adapter
+
+    async def _try_generate(
+        self, *, llm: llm.LLM, check_recovery: bool = False
+    ) -> AsyncIterator[llm.ChatChunk]:
+        i = self._adapter._owned.index(llm)
+        try:
+            async for chunk in super()._try_generate(llm=llm, check_recovery=check_recovery):
+                self._adapter.last_errors.pop(i, None)
+                yield chunk
+        except Exception as e:
+            self._adapter.last_errors[i] = e
+            raise
+        self._adapter.last_errors.pop(i, None)
+
+    async def _run(self) -> None:
+        try:
+            await super()._run()
+        except APIConnectionError:
+            refusals = self._adapter.refusals()
+            if refusals is None:
+                raise
+            raise LLMRefused(refusals) from None
 
 
 class ClauseTokenizer(SentenceTokenizer):
@@ -148,7 +237,11 @@ def build_llm(settings: Settings) -> llm.LLM:
                 )
             )
     adapter = FallbackLLM(
-        instances, attempt_timeout=settings.llm_attempt_timeout_s, max_retry_per_llm=0, retry_interval=0.2
+        instances,
+        names=[p.name for p in settings.llms],
+        attempt_timeout=settings.llm_attempt_timeout_s,
+        max_retry_per_llm=0,
+        retry_interval=0.2,
     )
     for instance in instances:
         count_errors(instance, "llm")

@@ -7,7 +7,10 @@
   beginning is dropped), so nothing is said twice and nothing is lost.
 - When every LLM fails before any token, the providers are down: the utterance waits and is tried
   again with backoff until one answers, and `on_fault` tells the room (captions keep flowing
-  meanwhile: they never pass through here).
+  meanwhile: they never pass through here). This is the one place a request is retried after every
+  LLM failed, and only for errors the framework calls retryable: a refusal (`APIStatusError` with
+  `retryable` false: 400, 401, 403, 404, 422..., from `FallbackLLM` as `LLMRefused` when every LLM
+  refused) would be refused again, so it fails the utterance at once, logged with provider and status.
 - Every clause passes the output guard before it is handed on; a reply that is not a translation
   is retried once with a stricter prompt, then given up (the speaker's caption stays).
 - A long transcript is translated in pieces of bounded size, in order.
@@ -20,7 +23,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
-from livekit.agents import APIError, llm
+from livekit.agents import APIError, APIStatusError, llm
 
 from . import metrics
 from .faults import FaultFlag
@@ -105,6 +108,7 @@ class Translator:
         self._llm = llm
         self._opts = options or TranslateOptions()
         self._fault = FaultFlag(on_fault)  # down while every LLM fails, up when one answers again
+        self.refused = 0  # utterances failed because the LLMs refused their request
 
     async def clauses(
         self,
@@ -182,6 +186,9 @@ class Translator:
                         extra={"utterance_id": utterance_id, "error": type(e).__name__, "given": len(given)},
                     )
                     continue
+                if isinstance(e, APIStatusError) and not e.retryable:
+                    self._refused(e, utterance_id)
+                    raise
                 outages += 1
                 self._set_down(True)
                 delay = min(self._opts.outage_max_s, self._opts.outage_initial_s * 2 ** (outages - 1))
@@ -190,6 +197,18 @@ class Translator:
                     extra={"utterance_id": utterance_id, "error": type(e).__name__, "retry_in_s": delay},
                 )
                 await asyncio.sleep(delay)
+
+    def _refused(self, error: APIStatusError, utterance_id: str) -> None:
+        refusals: list[tuple[str, int]] = getattr(error, "refusals", None) or [
+            (self._llm.provider, error.status_code)
+        ]
+        self.refused += 1
+        self._fault.set(True)  # shown until an LLM answers again
+        logger.error(
+            "the LLM refused the request (%s): this utterance is not translated",
+            ", ".join(f"{provider} {status}" for provider, status in refusals),
+            extra={"utterance_id": utterance_id, "statuses": [status for _, status in refusals]},
+        )
 
     def _set_down(self, down: bool) -> None:
         if not self._fault.set(down):

@@ -9,8 +9,11 @@ STT faults are in `test_ears.py`, the room-level ones (state, captions) in `test
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from livekit.agents import llm as lk_llm
 
@@ -246,3 +249,110 @@ async def test_a_long_reply_arriving_in_one_chunk_is_spoken_whole_and_in_order()
     assert [spoken_text(t) for t in fakes.cartesia.contexts.values()] == sentences
     assert run.output.seconds == pytest.approx(run.expected_seconds(sentences), abs=0.03)
     assert run.tracker.spoken == 1
+
+
+def _refuse_with_a_bad_key(fake: FakeLLM) -> None:
+    fake.api_key = "the-key-that-was-revoked-and-replaced"
+
+
+def _refuse_an_unknown_model(fake: FakeLLM) -> None:
+    fake.models = {"a-model-we-do-not-ask-for"}
+
+
+def _refuse_unprocessable(fake: FakeLLM) -> None:
+    fake.outage_status = 422
+
+
+REFUSALS = {
+    401: _refuse_with_a_bad_key,
+    404: _refuse_an_unknown_model,
+    422: _refuse_unprocessable,
+}
+
+
+@pytest.mark.parametrize("status", list(REFUSALS))
+async def test_a_request_both_llms_refuse_fails_each_utterance_at_once_and_the_channel_goes_on(
+    run: ChannelRun, status: int, caplog: pytest.LogCaptureFixture
+):
+    for fake in (run.fakes.cerebras, run.fakes.groq):
+        REFUSALS[status](fake)
+    texts = [f"Point number {i} is on the list." for i in range(5)]  # more than MAX_IN_FLIGHT (3)
+    with caplog.at_level(logging.INFO):
+        for text in texts:
+            run.say(text)
+        await run.finish(within_s=10)  # retried, the three slots would be held for good
+
+    assert [r.outcome for r in run.tracker.completed] == ["failed"] * 5
+    assert run.translated() == [] and not run.fakes.cartesia.contexts
+    assert ("llm", True) in run.faults  # shown in interpreter.faults
+    assert run.channel.brain.translator.refused == 5
+    refused = [r for r in caplog.records if r.name == "agent.translate" and "refused" in r.getMessage()]
+    assert [r.getMessage() for r in refused] == [
+        f"the LLM refused the request (cerebras {status}, groq {status}): this utterance is not translated"
+    ] * 5
+    assert {r.levelno for r in refused} == {logging.ERROR}
+    assert not [r for r in caplog.records if "trying again" in r.getMessage()]  # never retried as an outage
+    # one request each per utterance, and the adapter's recovery probes: nothing retried in a loop
+    for fake in (run.fakes.cerebras, run.fakes.groq):
+        assert {r.status for r in fake.requests} == {status}
+        assert len(fake.requests) <= 2 * len(texts)
+
+
+async def test_cerebras_refusing_groq_serves_and_nothing_fails(run: ChannelRun):
+    _refuse_with_a_bad_key(run.fakes.cerebras)
+    run.say(SOURCES[0])
+    run.say(SOURCES[1])
+    await run.finish()
+
+    assert run.translated() == list(TRANSLATIONS.values())
+    assert run.tracker.spoken == 2 and run.tracker.failed == 0
+    assert run.fakes.cerebras.requests[0].status == 401
+    assert ("llm", True) not in run.faults and run.channel.brain.translator.refused == 0
+
+
+async def test_one_llm_refusing_while_the_other_is_down_is_an_outage_waited_out(run: ChannelRun):
+    _refuse_with_a_bad_key(run.fakes.cerebras)
+    run.fakes.groq.fail_next(503, n=3)  # down for a moment: this one may come back
+    run.say(SOURCES[1])
+    await run.finish(within_s=30)
+
+    assert run.translated() == [TRANSLATIONS["budget"]]
+    assert run.tracker.spoken == 1 and run.channel.brain.translator.refused == 0
+    assert run.faults == [("llm", True), ("llm", False)]
+
+
+async def test_a_reply_cut_by_the_token_limit_speaks_the_clauses_it_completed(run: ChannelRun):
+    run.fakes.cerebras.max_tokens = 7  # "Buenos días a todos, y" (7 pieces), then finish_reason "length"
+    run.say(SOURCES[0])
+    await run.finish()
+
+    (request,) = run.fakes.cerebras.requests
+    assert request.finish_reason == "length" and request.reply == "Buenos días a todos, y"
+    assert not run.fakes.groq.requests  # a finished reply, not a failure: no fallback
+    # a reply cut by the limit is taken as it came (not continued): no later clause is spoken
+    assert run.translated() == ["Buenos días a todos, y"]
+    assert tone_sequence(run.output.audio(), 24000)[0] == 400
+    assert 500 not in tone_sequence(run.output.audio(), 24000)
+    assert run.tracker.spoken == 1
+
+
+async def test_the_llm_fake_refuses_as_the_apis_do_in_their_error_shapes():
+    async with FakeLLM() as fake, aiohttp.ClientSession() as http:
+        fake.api_key = "right-key"
+        good = {"model": "gpt-oss-120b", "messages": [{"role": "user", "content": "Hi"}]}
+        cases = [  # (path, body, key, status, code)
+            ("/v1/chat/completions", b"{not json", "right-key", 400, None),
+            ("/openai/v1/chat/completions", json.dumps({"messages": []}).encode(), "right-key", 400, None),
+            ("/v1/chat/completions", json.dumps(good).encode(), "wrong-key", 401, "invalid_api_key"),
+            ("/openai/v1/chat/completions", json.dumps(good).encode(), "wrong-key", 401, "invalid_api_key"),
+        ]
+        for path, body, key, status, code in cases:
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+            async with http.post(fake.root_url + path, data=body, headers=headers) as response:
+                assert response.status == status
+                answer = await response.json()
+            # Cerebras: the fields at the top level; OpenAI-compatible (Groq): under "error"
+            error = answer if path.startswith("/v1/") else answer["error"]
+            assert set(error) == {"message", "type", "param", "code"}
+            assert error["type"] == "invalid_request_error" and error["code"] == code
+        assert [r.status for r in fake.requests] == [400, 400, 401, 401]

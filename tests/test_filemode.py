@@ -99,3 +99,31 @@ async def test_interpret_runs_whatever_the_workers_prometheus_dir_says(
     assert code == 0, stderr
     assert "Traceback" not in stderr
     assert out.exists() and not missing.exists()
+
+
+async def test_interpret_with_both_llms_refusing_ends_with_its_input_non_zero(
+    dialogue_fakes: Fakes, tmp_path: Path
+):
+    for fake in (dialogue_fakes.cerebras, dialogue_fakes.groq):
+        fake.api_key = "a-key-other-than-ours"  # both keys revoked: 401
+    args = [str(DIALOGUE.wav), "--source", "en", "--target", "es", "--out", str(tmp_path / "o.wav")]
+    start = asyncio.get_running_loop().time()
+    code, stdout, stderr = await run_cli([*args, "--json"], dialogue_fakes.env(), tmp_path)
+    elapsed = asyncio.get_running_loop().time() - start
+
+    assert code == 1, stderr
+    result = json.loads(stdout)
+    assert result["utterances"] == 3 and result["spoken"] == 0 and result["failed"] == 3
+    # retried as an outage, the run would never end; refused, it ends soon after its input does
+    assert elapsed < read_wav(DIALOGUE.wav).duration + 5, elapsed
+    refused = [line for line in stderr.splitlines() if "agent.translate" in line]
+    assert (
+        refused
+        == [
+            "ERROR agent.translate: the LLM refused the request (cerebras 401, groq 401): "
+            "this utterance is not translated"
+        ]
+        * 3
+    ), stderr
+    for fake in (dialogue_fakes.cerebras, dialogue_fakes.groq):
+        assert {r.status for r in fake.requests} == {401}
