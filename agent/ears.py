@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from livekit import rtc
 from livekit.agents import stt
@@ -113,6 +114,7 @@ class Ears:
         self._seq = 0
         self._prefix = segment_prefix or speaker
         self._intake_task: asyncio.Task[None] | None = None
+        self._stopped = False
         self.reconnects = 0
         self.fault = FaultFlag(on_fault)  # down once the link has failed `report_after` times running
         self.dropped_audio_s = 0.0
@@ -124,16 +126,28 @@ class Ears:
         return f"{self._prefix}-{self._seq}"
 
     def stop(self) -> None:
-        """Stop taking audio (mute, unpublish, leave): what was heard is still finalized, then `run` ends."""
+        """Stop taking audio (mute, unpublish, leave): what was heard is still finalized, then `run` ends.
+        Stopped before `run` has started, `run` ends at once (nothing was heard)."""
+        self._stopped = True
         if self._intake_task is not None:
             self._intake_task.cancel()
 
     async def run(self) -> None:
-        intake = self._intake_task = asyncio.create_task(self._intake(), name=f"ears-intake-{self.speaker}")
+        if self._stopped:
+            self._input_done.set()
+            if (close := getattr(self._frames, "aclose", None)) is not None:
+                await close()
+        else:
+            intake = self._intake_task = asyncio.create_task(
+                self._intake(), name=f"ears-intake-{self.speaker}"
+            )
+            # a task cancelled before its first step never runs its `finally`: end the input from outside
+            intake.add_done_callback(lambda _: self._end_input())
         try:
             await self._recognize()
         finally:
-            await _cancel(intake)
+            if self._intake_task is not None:
+                await _cancel(self._intake_task)
             if self._stream is not None:
                 await close_stream(self._stream)
                 self._stream = None
@@ -155,10 +169,14 @@ class Ears:
                     if self._max_segment_s:
                         self._maybe_cut()
         finally:
-            self._input_done.set()
-            if self._stream is not None:
-                with contextlib.suppress(RuntimeError):
-                    self._stream.end_input()
+            if (close := getattr(self._frames, "aclose", None)) is not None:
+                await close()
+
+    def _end_input(self) -> None:
+        self._input_done.set()
+        if self._stream is not None:
+            with contextlib.suppress(RuntimeError):  # a closing stream: its input has ended anyway
+                self._stream.end_input()
 
     def _trim_pending(self) -> None:
         while self._pending and self._timeline - self._pending[0][0] > self._replay_limit_s:
@@ -191,12 +209,15 @@ class Ears:
     async def _recognize(self) -> None:
         failures = 0
         while True:
+            if self._input_done.is_set() and not self._pending:
+                return  # stopped before anything was heard: nothing to recognize
             stream = self._open_stream()
             try:
-                async for event in self._events(stream):
-                    if self._on_event(event):
-                        failures = 0
-                        self.fault.set(False)
+                async with contextlib.aclosing(self._events(stream)) as events:
+                    async for event in events:
+                        if self._on_event(event):
+                            failures = 0
+                            self.fault.set(False)
                 if self._input_done.is_set():
                     return  # the input ended and the stream drained: done
                 raise ConnectionError("speech stream ended early")
@@ -229,16 +250,37 @@ class Ears:
                 return
             await asyncio.sleep(delay)
 
-    async def _events(self, stream: SpeechStream) -> AsyncIterator[stt.SpeechEvent]:
+    async def _events(self, stream: SpeechStream) -> AsyncGenerator[stt.SpeechEvent, None]:
         """The stream's events. Once the input has ended, a quiet spell of `drain_idle_s` counts as
-        drained: the plugin's own stream lingers for its keep-alive period after the last result."""
+        drained: the plugin's own stream lingers for its keep-alive period after the last result.
+        (The spell starts when the input ends, even if the stream is silent then.)"""
         events = aiter(stream)
-        while True:
-            timeout = self._drain_idle_s if self._input_done.is_set() else None
-            try:
-                yield await asyncio.wait_for(anext(events), timeout)
-            except (StopAsyncIteration, TimeoutError):
-                return
+        ended: asyncio.Future[Any] = asyncio.ensure_future(self._input_done.wait())
+        pending: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(events))
+                if not ended.done():
+                    await asyncio.wait({pending, ended}, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    await asyncio.wait({pending}, timeout=self._drain_idle_s)
+                    if not pending.done():
+                        return
+                if not pending.done():
+                    continue  # the input ended: from now on a quiet spell ends the stream
+                try:
+                    event: stt.SpeechEvent = pending.result()
+                except StopAsyncIteration:
+                    return
+                pending = None
+                yield event
+        finally:
+            ended.cancel()
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
 
     def _open_stream(self) -> SpeechStream:
         stream = self._stt.stream(language=self.language, conn_options=STT_CONN_OPTIONS)

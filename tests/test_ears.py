@@ -2,20 +2,58 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+from collections.abc import AsyncIterator
 
+import aiohttp
 import numpy as np
 import pytest
+from livekit import rtc
 
 from agent.captions import CaptionLog
-from agent.filemode import Pcm
+from agent.ears import Ears
+from agent.filemode import Pcm, paced_frames, read_wav
 from agent.latency import LatencyTracker, Mark
+from agent.models import Utterance
 from agent.pipeline import PipelineOptions
-from tests.conftest import DIALOGUE, Fakes
+from agent.providers import build_llm, build_stt, build_tts
+from agent.session import RoomSession
+from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.fakes.deepgram import numbered_words
+from tests.fakes.room import FakeRoom
 from tests.harness import run_interpreter
-from tests.loopback import tone_sequence
+from tests.loopback import LoopbackSpeaker, tone_sequence
+
+
+class Heard(list[Utterance]):
+    def put_nowait(self, utterance: Utterance) -> None:
+        self.append(utterance)
+
+
+async def live_track(pcm: Pcm | None = None) -> AsyncIterator[rtc.AudioFrame]:
+    """A live track: the speech (if any) in real time, then silence for as long as it is listened to."""
+    if pcm is not None:
+        async for frame in paced_frames(pcm):
+            yield frame
+    silence = rtc.AudioFrame(data=bytes(640), sample_rate=16000, num_channels=1, samples_per_channel=320)
+    while True:
+        await asyncio.sleep(0.02)
+        yield silence
+
+
+@contextlib.asynccontextmanager
+async def ears_for(fakes: Fakes, frames: AsyncIterator[rtc.AudioFrame]) -> AsyncIterator[tuple[Ears, Heard]]:
+    async with aiohttp.ClientSession() as http:
+        stt = build_stt(fakes.settings(), "en", http)
+        heard = Heard()
+        ears = Ears(stt=stt, frames=frames, out=heard, tracker=LatencyTracker(), speaker="ann", language="en")
+        try:
+            yield ears, heard
+        finally:
+            await stt.aclose()
 
 
 async def test_stt_drop_mid_utterance_loses_nothing_and_repeats_nothing(dialogue_fakes: Fakes):
@@ -93,3 +131,62 @@ async def test_long_continuous_speech_is_cut_into_segments_translated_while_it_g
     first_heard = tracker.completed[0].marks
     assert first_heard[Mark.PLAYOUT_START] < tracker.completed[-1].marks[Mark.SPEECH_END]  # heard mid-speech
     assert tracker.spoken == len(finals)
+
+
+# -- stopping ------------------------------------------------------------------------------------------
+
+
+async def test_ears_stopped_before_they_start_end_at_once_without_connecting(one_sentence_fakes: Fakes):
+    """Stopped (a track unpublished right behind its subscribe) before their task has first run."""
+    async with ears_for(one_sentence_fakes, live_track()) as (ears, heard):
+        task = asyncio.create_task(ears.run())
+        ears.stop()
+        await asyncio.wait_for(task, 5.0)  # the track never ends by itself: before the fix, neither did this
+    assert heard == [] and one_sentence_fakes.deepgram.connections == []
+
+
+async def test_ears_stopped_as_their_task_starts_still_end_promptly(one_sentence_fakes: Fakes):
+    """Stopped after `run` began but before the audio intake first ran (a task cancelled before its
+    first step never runs its `finally`): the input still ends, and so do the ears."""
+    async with ears_for(one_sentence_fakes, live_track()) as (ears, heard):
+        task = asyncio.create_task(ears.run())
+        await asyncio.sleep(0)  # run has started the intake task, which has not run yet
+        ears.stop()
+        await asyncio.wait_for(task, 5.0)
+    assert heard == []
+
+
+async def test_ears_stopped_mid_track_finalize_what_was_heard(one_sentence_fakes: Fakes):
+    async with ears_for(one_sentence_fakes, live_track(read_wav(ONE_SENTENCE.wav))) as (ears, heard):
+        task = asyncio.create_task(ears.run())
+        await asyncio.sleep(1.9)  # the sentence ends at 1.83 s: heard, not yet finalized (endpointing)
+        ears.stop()
+        await asyncio.wait_for(task, 8.0)
+    assert [u.text for u in heard] == ONE_SENTENCE.transcripts
+
+
+async def test_an_unpublish_right_behind_a_subscribe_does_not_hold_up_the_room(one_sentence_fakes: Fakes):
+    """The session starts the ears and stops them in one go, before their task has run (a mute right
+    behind a subscribe is caught earlier: the publication already reads muted when the ears would start)."""
+    fakes = one_sentence_fakes
+    settings = fakes.settings()
+    room = FakeRoom()
+    speaker = LoopbackSpeaker(read_wav(ONE_SENTENCE.wav))
+    async with aiohttp.ClientSession() as http:
+        llm, stt = build_llm(settings), build_stt(settings, "en", http)
+        session = RoomSession(
+            room=room, settings=settings, stt=stt, llm=llm, tracker=LatencyTracker(),
+            tts_factory=lambda language, voice: build_tts(settings, language, http, voice),
+        )  # fmt: skip
+        await session.start()
+        try:
+            alice = room.join("alice", attributes={"language": "en"})
+            publication = room.publish_audio(alice, speaker.track)
+            room.unpublish(alice, publication)  # handled right behind the subscribe, nothing awaited between
+            await asyncio.wait_for(session.settled(), 5.0)  # before the fix: the 10 s stop timeout
+            assert session.speakers == {}
+        finally:
+            await session.aclose()
+            await speaker.aclose()
+            await llm.aclose()
+            await stt.aclose()
