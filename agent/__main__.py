@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -20,7 +19,6 @@ def main() -> int:
         from .worker import install_uvloop
 
         install_uvloop()
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return interpret(sys.argv[2:])
 
     from .config import ConfigError, load_server_settings, load_settings, read_environment
@@ -38,6 +36,10 @@ def main() -> int:
     # metrics are defined (on import), in this process and in every job process it starts
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = server_settings.prometheus_dir
     os.makedirs(server_settings.prometheus_dir, exist_ok=True)
+    # LOG_LEVEL drives the framework's log set-up (its root logger, hence every `agent.*` logger, in
+    # this process and in every job process it starts, which copy its levels); `--log-level` still wins
+    if server_settings.framework_log_level:
+        os.environ["LIVEKIT_LOG_LEVEL"] = server_settings.framework_log_level
 
     from livekit.agents import cli
 

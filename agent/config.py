@@ -24,6 +24,8 @@ DEFAULT_CEREBRAS_URL = "https://api.cerebras.ai"
 DEFAULT_GROQ_URL = "https://api.groq.com/openai/v1"
 DEFAULT_CARTESIA_URL = "https://api.cartesia.ai"
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 
 class ConfigError(ValueError):
     """Raised at start-up with every configuration problem found, one per line."""
@@ -80,7 +82,7 @@ class Settings:
     context_pairs: int
     utterance_queue_size: int
     latency_log_interval_s: float
-    log_level: str
+    log_level: str | None  # LOG_LEVEL; None: the mode's own default (see `ServerSettings.log_level`)
     max_segment_s: float
     max_speed: float
     stale_after_s: float
@@ -245,7 +247,7 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
         context_pairs=r.integer("CONTEXT_PAIRS", 4, minimum=0, maximum=32),
         utterance_queue_size=r.integer("UTTERANCE_QUEUE_SIZE", 16, minimum=1, maximum=1024),
         latency_log_interval_s=r.number("LATENCY_LOG_INTERVAL_S", 60.0, minimum=1, maximum=3600),
-        log_level=r.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        log_level=r.choice("LOG_LEVEL", "", LOG_LEVELS) or None,
         max_segment_s=r.number("STT_MAX_SEGMENT_S", 1.0, minimum=0, maximum=30),
         max_speed=r.number("MAX_SPEED", 1.35, minimum=1.0, maximum=2.0),
         stale_after_s=r.number("STALE_AFTER_S", 20.0, minimum=1.0, maximum=600.0),
@@ -266,6 +268,14 @@ class ServerSettings:
     drain_timeout_s: int
     sessions_per_core: int
     load_cpu: str  # what the load's CPU term counts: "machine" or "worker" (its own processes)
+    # LOG_LEVEL, for the worker and its job processes; None: the framework's default (INFO for
+    # `start`, DEBUG for `dev`) or its own LIVEKIT_LOG_LEVEL
+    log_level: str | None = None
+
+    @property
+    def framework_log_level(self) -> str | None:
+        """LOG_LEVEL as livekit-agents' `--log-level`/LIVEKIT_LOG_LEVEL spells it (WARN, not WARNING)."""
+        return "WARN" if self.log_level == "WARNING" else self.log_level
 
 
 def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
@@ -280,6 +290,7 @@ def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
         drain_timeout_s=r.integer("DRAIN_TIMEOUT_S", 260, minimum=1, maximum=3600),
         sessions_per_core=r.integer("SESSIONS_PER_CORE", 10, minimum=1, maximum=200),
         load_cpu=r.choice("LOAD_CPU", "machine", ("machine", "worker")),
+        log_level=r.choice("LOG_LEVEL", "", LOG_LEVELS) or None,
     )
     if r.problems:
         raise ConfigError(r.problems)

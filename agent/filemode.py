@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import time
 import wave
@@ -216,6 +217,10 @@ def main(argv: list[str]) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
+    # logs go to stderr, the result to stdout; quiet (warnings and errors) unless LOG_LEVEL says
+    logging.basicConfig(
+        level=settings.log_level or logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not args.input.exists():
         print(f"no such file: {args.input}", file=sys.stderr)
         return 2

@@ -103,6 +103,8 @@ def redact_provider_logs() -> None:
     global _installed
     if not _installed:
         logging.getLogger("livekit.agents").addFilter(RedactSpokenText())
-        for sdk in ("cerebras.cloud.sdk", "openai"):  # "Request options: {... messages ...}" at DEBUG
-            logging.getLogger(sdk).setLevel(logging.INFO)
+        # "Request options: {... messages ...}" at DEBUG; above INFO when LOG_LEVEL is (the root's level)
+        level = max(logging.INFO, logging.getLogger().getEffectiveLevel())
+        for sdk in ("cerebras.cloud.sdk", "openai"):
+            logging.getLogger(sdk).setLevel(level)
         _installed = True

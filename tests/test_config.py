@@ -1,6 +1,6 @@
 import pytest
 
-from agent.config import ConfigError, load_settings
+from agent.config import ConfigError, load_server_settings, load_settings
 
 FULL = {
     "LIVEKIT_URL": "wss://example.livekit.cloud",
@@ -66,3 +66,14 @@ def test_file_mode_needs_no_livekit_and_one_llm_is_enough():
     s = load_settings(env, require_livekit=False)
     assert s.livekit is None
     assert [p.name for p in s.llms] == ["groq"]
+
+
+def test_log_level_is_optional_validated_and_spelled_for_the_framework():
+    assert load_settings(FULL).log_level is None  # each mode's own default
+    assert load_server_settings({}).log_level is None and load_server_settings({}).framework_log_level is None
+    assert load_settings({**FULL, "LOG_LEVEL": "ERROR"}).log_level == "ERROR"
+    server = load_server_settings({"LOG_LEVEL": "WARNING"})
+    assert server.log_level == "WARNING" and server.framework_log_level == "WARN"  # livekit-agents' spelling
+    for load in (load_settings, load_server_settings):
+        with pytest.raises(ConfigError, match="LOG_LEVEL='loud' is malformed"):
+            load({**FULL, "LOG_LEVEL": "loud"})

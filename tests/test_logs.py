@@ -1,18 +1,26 @@
-"""Log hygiene: no participant identity in the logs (a pseudonym instead)."""
+"""Log hygiene: no participant identity in the logs (a pseudonym instead), and LOG_LEVEL obeyed everywhere."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import queue
 import re
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from agent.logs import AGENT_LOGGERS, PseudonymizeIdentities, pseudonym
-from tests.conftest import ONE_SENTENCE
+from tests.conftest import ONE_SENTENCE, Fakes
 from tests.loopback import eventually
+from tests.test_filemode import run_cli
 from tests.test_room import RoomHarness, harness  # noqa: F401  (the fake room harness fixture)
 
 ROOT = Path(__file__).parent.parent
@@ -86,3 +94,93 @@ async def test_no_identity_in_any_log_record_of_a_room(
         for name, value in vars(record).items():
             assert IDENTITY not in str(value), (record.name, record.getMessage(), name, value)
     assert any(getattr(r, "speaker", None) == pseudonym(IDENTITY) for r in agent_records)
+
+
+# -- LOG_LEVEL: the level of every `agent.*` logger, in the worker, its job processes and the file mode -----
+
+PROBE = ROOT / "tests" / "log_probe"  # logs "log probe: info/warning from pid N" in every process
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_worker_until_probed(tmp_path: Path, log_level: str | None) -> list[str]:
+    """`python -m agent start` (against an unreachable LiveKit) until the main process and a job process
+    have logged their probe warnings; its output lines."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([str(PROBE), str(ROOT)]),
+        "LIVEKIT_URL": "ws://127.0.0.1:9",  # nothing listens there: the framework warns and retries
+        "LIVEKIT_API_KEY": "key",
+        "LIVEKIT_API_SECRET": "secret",
+        "DEEPGRAM_API_KEY": "dg",
+        "CEREBRAS_API_KEY": "cb",
+        "CARTESIA_API_KEY": "ct",
+        "HEALTH_PORT": str(free_port()),
+        "PROMETHEUS_PORT": str(free_port()),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+        "LIVEKIT_NUM_IDLE_PROCESSES": "1",
+        "DRAIN_TIMEOUT_S": "1",
+        **({"LOG_LEVEL": log_level} if log_level else {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "start"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True)
+    reader.start()
+    out: list[str] = []
+    probed: set[str] = set()  # pids that logged the probe warning
+    deadline = time.monotonic() + 40
+    try:
+        while len(probed) < 2 and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                line = lines.get(timeout=0.5)
+                out.append(line)
+                if found := re.search(r"log probe: warning from pid (\d+)", line):
+                    probed.add(found[1])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the worker's own session: it and its job processes
+            proc.wait()
+        reader.join(5)
+    while not lines.empty():
+        out.append(lines.get())
+    assert len(probed) == 2, "".join(out)  # the worker and a job process logged
+    return out
+
+
+def test_log_level_warning_silences_info_in_the_worker_and_its_job_processes(tmp_path: Path):
+    quiet = run_worker_until_probed(tmp_path, "WARNING")
+    assert not [line for line in quiet if '"level": "INFO"' in line or "log probe: info" in line]
+    assert any('"level": "WARNING"' in line and "failed to connect" in line for line in quiet)
+
+
+def test_without_log_level_the_worker_logs_info(tmp_path: Path):
+    default = run_worker_until_probed(tmp_path, None)
+    pids = {m[1] for line in default if (m := re.search(r"log probe: info from pid (\d+)", line))}
+    assert len(pids) == 2, "".join(default)  # INFO, in the worker and in its job process
+
+
+@pytest.mark.parametrize(("log_level", "info_shown"), [("INFO", True), ("WARNING", False), (None, False)])
+async def test_log_level_sets_the_file_modes_level(
+    one_sentence_fakes: Fakes, tmp_path: Path, log_level: str | None, info_shown: bool
+):
+    env = one_sentence_fakes.env(**({"LOG_LEVEL": log_level} if log_level else {}))
+    env["PYTHONPATH"] = os.pathsep.join([str(PROBE), str(ROOT)])
+    code, _, stderr = await run_cli([str(ONE_SENTENCE.wav), "--out", str(tmp_path / "o.wav")], env, tmp_path)
+    assert code == 0, stderr
+    assert "WARNING agent.session: log probe: warning" in stderr  # the probe ran
+    assert ("INFO agent.session: log probe: info" in stderr) == info_shown, stderr
