@@ -22,6 +22,7 @@ from livekit.agents import APIError, llm, tts
 
 from . import metrics
 from .captions import Caption, CaptionSink
+from .errors import log_unexpected
 from .faults import FaultFlag
 from .latency import LatencyTracker, Mark
 from .models import ClauseAudio, Speech
@@ -148,10 +149,18 @@ class Brain:
                 "no translation for an utterance: the LLM replies were not translations",
                 extra={"utterance_id": utterance.id, "reason": e.reason},
             )
-        except Exception as e:
+        except (APIError, TimeoutError) as e:  # the LLM broke off more often than it may be resumed
             logger.error(
                 "interpretation failed for an utterance",
                 extra={"utterance_id": utterance.id, "error": type(e).__name__, "clauses": len(speech.parts)},
+            )
+        except Exception as e:  # a bug: this utterance fails, the next ones are still interpreted
+            log_unexpected(
+                logger,
+                "interpretation failed for an utterance: unexpected error",
+                e,
+                utterance_id=utterance.id,
+                clauses=len(speech.parts),
             )
         finally:
             for voice in voices:

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import stt
+from livekit.agents import APIError, stt
 from livekit.agents.stt import SpeechStream
 
 from . import metrics
 from .captions import Caption, CaptionSink
+from .errors import log_unexpected
 from .faults import FaultFlag
 from .latency import Clock, LatencyTracker
 from .models import Utterance
@@ -31,6 +32,9 @@ from .queues import UtteranceSink
 from .text import clean_transcript, is_substantive
 
 logger = logging.getLogger("agent.ears")
+
+# what an STT outage looks like: the plugin's errors, and a stream that ends early; anything else is a bug
+STT_OUTAGES: tuple[type[Exception], ...] = (APIError, ConnectionError)
 
 
 class AudioClock:
@@ -145,6 +149,11 @@ class Ears:
             intake.add_done_callback(lambda _: self._end_input())
         try:
             await self._recognize()
+        except Exception as e:
+            log_unexpected(
+                logger, "the ears failed; no longer listening to this speaker", e, speaker=self.speaker
+            )
+            raise
         finally:
             if self._intake_task is not None:
                 await _cancel(self._intake_task)
@@ -221,7 +230,7 @@ class Ears:
                 if self._input_done.is_set():
                     return  # the input ended and the stream drained: done
                 raise ConnectionError("speech stream ended early")
-            except Exception as e:
+            except STT_OUTAGES as e:
                 failures += 1
                 self.reconnects += 1
                 metrics.STT_RECONNECTS.inc()

@@ -20,6 +20,7 @@ from livekit.agents import llm, stt, tts
 from . import metrics
 from .config import Settings
 from .ears import Ears
+from .errors import log_unexpected
 from .latency import LatencyTracker
 from .mouth import OUTPUT_QUEUE_MS
 from .pipeline import Channel, PipelineOptions, Router, same_language
@@ -283,8 +284,13 @@ class RoomSession:
             async def played_out() -> None:  # the source's own coroutine is made only if this one runs
                 await asyncio.wait_for(output.source.wait_for_playout(), OUTPUT_QUEUE_MS / 1000 + 1.0)
 
-            with contextlib.suppress(Exception):
+            try:
                 await unless_gone(played_out(), gone)
+            except Exception as e:  # the track goes anyway; only its last moment of speech may be cut
+                logger.warning(
+                    "an interpretation track's last audio did not play out",
+                    extra={"language": language, "error": type(e).__name__},
+                )
         if abandoned := self._tracker.abandon(f"-{language}"):
             if self.room_gone:  # nobody was left to hear them: not a fault
                 logger.info(
@@ -300,8 +306,14 @@ class RoomSession:
             self.set_fault(kind, f"channel-{language}", False)
         await output.channel.tts.aclose()
         if not gone.is_set():
-            with contextlib.suppress(Exception):
+            try:
                 await unless_gone(self._room.local_participant.unpublish_track(output.track_sid), gone)
+            except Exception as e:  # expected only as the room closes (then LiveKit drops the track itself)
+                closing = gone.is_set() or not self._room.isconnected()
+                (logger.debug if closing else logger.warning)(
+                    "could not unpublish an interpretation track",
+                    extra={"language": language, "error": type(e).__name__},
+                )
         await output.source.aclose()
         self.publisher.language_tracks.pop(language, None)
         logger.info("interpretation track removed", extra={"language": language})
@@ -360,18 +372,25 @@ class RoomSession:
             on_fault=lambda active: self.set_fault("stt", f"speaker-{identity}", active),
         )
         task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
+        task.add_done_callback(lambda t: self._on_ears_ended(identity, t))
         self.speakers[publication.sid] = _Speaker(identity, language, ears, task)
         metrics.ACTIVE_SPEAKERS.inc()
         self.publisher.speaker_tracks[identity] = publication.sid
         logger.info("listening to a speaker", extra={"speaker": identity, "language": language})
+
+    def _on_ears_ended(self, identity: str, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # a bug, logged by the ears with its traceback: this speaker is no longer transcribed
+            self.set_fault("stt", f"speaker-{identity}", True)
 
     async def _stop_ears(self, track_sid: str) -> None:
         speaker = self.speakers.pop(track_sid, None)
         if speaker is None:
             return
         metrics.ACTIVE_SPEAKERS.dec()
-        speaker.ears.stop()  # what was already heard is still finalized and interpreted
-        await _finish(speaker.task, STOP_TIMEOUT_S, self.publisher.gone)
+        if not speaker.task.done():  # else they ended by themselves (a failure was logged by the ears)
+            speaker.ears.stop()  # what was already heard is still finalized and interpreted
+            await _finish(speaker.task, STOP_TIMEOUT_S, self.publisher.gone)
         self.set_fault("stt", f"speaker-{speaker.identity}", False)
         logger.info("stopped listening to a speaker", extra={"speaker": speaker.identity})
 
@@ -409,7 +428,11 @@ async def _finish(task: asyncio.Task[None], limit_s: float, gone: asyncio.Event)
             await waiter
     if not task.done():
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+        try:
             await task
-    elif not task.cancelled() and task.exception() is not None:
-        logger.error("a loop ended with an error", exc_info=task.exception())
+        except asyncio.CancelledError:
+            pass
+        except Exception as e:
+            log_unexpected(logger, "a loop failed as it was cancelled", e)
+    elif not task.cancelled() and (error := task.exception()) is not None:
+        log_unexpected(logger, "a loop ended with an error", error)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiohttp
+import pytest
 
 from agent.brain import Brain
 from agent.captions import CaptionLog
@@ -111,3 +113,30 @@ async def test_closing_a_tts_stream_that_lost_its_cancellation_cancels_it_again(
     stream = LostCancel()
     await asyncio.wait_for(close_stream(stream, patience_s=0.05), 5)  # type: ignore[arg-type]
     assert stream.calls == 2
+
+
+async def test_a_bug_while_interpreting_is_logged_with_its_traceback_and_the_next_utterance_still_plays(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    add_clause = Speech.add_clause
+    calls = 0
+
+    def broken_once(self: Speech, text: str):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError(f"cannot take {text!r}")  # a bug whose message quotes the translation
+        return add_clause(self, text)
+
+    monkeypatch.setattr(Speech, "add_clause", broken_once)
+    fakes = Fakes(deepgram=FakeDeepgram([]), cerebras=FakeLLM(translations=TRANSLATIONS), groq=FakeLLM(),
+                  cartesia=FakeCartesia())  # fmt: skip
+    async with channel_run(fakes) as run:
+        run.say(SOURCES[0])
+        run.say(SOURCES[1])
+        await run.finish()
+    assert run.translated() == ["Segundo punto."] and run.tracker.spoken == 1
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "agent.brain"]
+    logged = logging.Formatter().format(record)
+    assert "Traceback" in logged and "_interpret" in logged and "RuntimeError" in logged
+    assert "Primer" not in logged and "punto" not in logged

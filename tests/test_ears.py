@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -25,7 +26,7 @@ from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.fakes.deepgram import numbered_words
 from tests.fakes.room import FakeRoom
 from tests.harness import run_interpreter
-from tests.loopback import LoopbackSpeaker, tone_sequence
+from tests.loopback import LoopbackSpeaker, eventually, tone_sequence
 
 
 class Heard(list[Utterance]):
@@ -165,13 +166,10 @@ async def test_ears_stopped_mid_track_finalize_what_was_heard(one_sentence_fakes
     assert [u.text for u in heard] == ONE_SENTENCE.transcripts
 
 
-async def test_an_unpublish_right_behind_a_subscribe_does_not_hold_up_the_room(one_sentence_fakes: Fakes):
-    """The session starts the ears and stops them in one go, before their task has run (a mute right
-    behind a subscribe is caught earlier: the publication already reads muted when the ears would start)."""
-    fakes = one_sentence_fakes
+@contextlib.asynccontextmanager
+async def room_session(fakes: Fakes) -> AsyncIterator[tuple[FakeRoom, RoomSession]]:
     settings = fakes.settings()
     room = FakeRoom()
-    speaker = LoopbackSpeaker(read_wav(ONE_SENTENCE.wav))
     async with aiohttp.ClientSession() as http:
         llm, stt = build_llm(settings), build_stt(settings, "en", http)
         session = RoomSession(
@@ -180,13 +178,70 @@ async def test_an_unpublish_right_behind_a_subscribe_does_not_hold_up_the_room(o
         )  # fmt: skip
         await session.start()
         try:
+            yield room, session
+        finally:
+            await session.aclose()
+            await llm.aclose()
+            await stt.aclose()
+
+
+async def test_an_unpublish_right_behind_a_subscribe_does_not_hold_up_the_room(one_sentence_fakes: Fakes):
+    """The session starts the ears and stops them in one go, before their task has run (a mute right
+    behind a subscribe is caught earlier: the publication already reads muted when the ears would start)."""
+    speaker = LoopbackSpeaker(read_wav(ONE_SENTENCE.wav))
+    try:
+        async with room_session(one_sentence_fakes) as (room, session):
             alice = room.join("alice", attributes={"language": "en"})
             publication = room.publish_audio(alice, speaker.track)
             room.unpublish(alice, publication)  # handled right behind the subscribe, nothing awaited between
             await asyncio.wait_for(session.settled(), 5.0)  # before the fix: the 10 s stop timeout
             assert session.speakers == {}
-        finally:
-            await session.aclose()
-            await speaker.aclose()
-            await llm.aclose()
-            await stt.aclose()
+    finally:
+        await speaker.aclose()
+
+
+# -- errors --------------------------------------------------------------------------------------------
+
+
+async def test_a_bug_in_the_ears_is_logged_with_its_traceback_and_ends_them_not_an_outage(
+    one_sentence_fakes: Fakes, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    """Only provider errors are an STT outage (reconnect with backoff); a bug in the ears' own event
+    handling is not retried: it is logged with its traceback (never the words) and ends the ears."""
+
+    def broken(text: str) -> str:
+        raise ValueError(f"cannot clean {text!r}")  # a bug whose message quotes what was said
+
+    monkeypatch.setattr("agent.ears.clean_transcript", broken)
+    async with ears_for(one_sentence_fakes, paced_frames(read_wav(ONE_SENTENCE.wav))) as (ears, _):
+        with pytest.raises(ValueError):
+            await asyncio.wait_for(ears.run(), 10.0)
+    assert ears.reconnects == 0 and not ears.fault.down
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "agent.ears"]
+    logged = logging.Formatter().format(record)
+    assert "Traceback" in logged and "_on_event" in logged and "ValueError" in logged
+    for word in ("Please", "camera"):
+        assert word not in logged
+
+
+async def test_ears_failing_in_a_room_show_an_stt_fault_and_are_logged_once(
+    one_sentence_fakes: Fakes, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    def broken(text: str) -> str:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr("agent.ears.clean_transcript", broken)
+    speaker = LoopbackSpeaker(read_wav(ONE_SENTENCE.wav))
+    try:
+        async with room_session(one_sentence_fakes) as (room, session):
+            alice = room.join("alice", attributes={"language": "en"})
+            publication = room.publish_audio(alice, speaker.track)
+            speaker.start()
+            await eventually(lambda: session.faults == ["stt"], within_s=10, what="the stt fault")
+            room.unpublish(alice, publication)
+            await asyncio.wait_for(session.settled(), 5.0)
+            assert session.faults == [] and session.speakers == {}
+    finally:
+        await speaker.aclose()
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert [r.getMessage() for r in tracebacks] == ["the ears failed; no longer listening to this speaker"]
