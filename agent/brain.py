@@ -149,7 +149,7 @@ class Brain:
                 "no translation for an utterance: the LLM replies were not translations",
                 extra={"utterance_id": utterance.id, "reason": e.reason},
             )
-        except (APIError, TimeoutError) as e:  # the LLM broke off more often than it may be resumed
+        except (APIError, TimeoutError) as e:  # every LLM refused, or a reply broke off too often
             logger.error(
                 "interpretation failed for an utterance",
                 extra={"utterance_id": utterance.id, "error": type(e).__name__, "clauses": len(speech.parts)},
