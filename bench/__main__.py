@@ -1,11 +1,12 @@
 """The latency benchmark: the real three loops and plugins against fake providers on a latency model.
 
-    uv run python -m bench                      # all workloads (about 20 minutes, real time)
+    uv run python -m bench                      # all workloads (about 22 minutes, real time)
     uv run python -m bench dialogue monologue   # some of them
     uv run python -m bench --monologue-minutes 2 --scale-sessions 1,5,10   # shorter
     uv run python -m bench room --help          # through a real LiveKit server (bench/room.py)
 
-Writes bench/results/results.json, latency_cdf.png and lag.png, and prints a table.
+Writes results.json, latency_cdf.png and lag.png to bench-results/ (`--out` another folder,
+`--write-results` the committed bench/results/), and prints a table with the machine's load during the run.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.machine import MachineLoad, add_output_arguments, describe, output_dir
 from bench.model import LatencyModel, add_model_arguments
 from bench.run import (
     UtteranceFigures,
@@ -40,7 +42,6 @@ from bench.run import (
 )
 from bench.speech import dialogue, monologue
 
-RESULTS = Path(__file__).parent / "results"
 ENDPOINTING_MS = 300
 # worker settings for the run, as environment variables (e.g. `--set STT_MAX_SEGMENT_S=1.0`)
 SETTINGS: dict[str, str] = {}
@@ -136,11 +137,13 @@ async def scale_step(model: LatencyModel, sessions: int, seconds: float) -> dict
                 await asyncio.sleep(1)
 
         watcher = asyncio.create_task(watch())
+        load = MachineLoad()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         rng = random.Random(model.seed)
         pcms = [dialogue(int(seconds / 3.2) + 1, random.Random(rng.random()))[0] for _ in range(sessions)]
         runs = await asyncio.gather(*(run_session(settings, p, http, f"s{i}") for i, p in enumerate(pcms)))
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        machine = load.figures()
         watcher.cancel()
         records = await fetch_records(urls, http)
         await reset_records(urls, http)
@@ -157,6 +160,7 @@ async def scale_step(model: LatencyModel, sessions: int, seconds: float) -> dict
         "rss_per_session_mb": round((max(peak) - base_rss) / sessions, 2),
         "overhead_ms": summary_ms([f.overhead_s for f in figs]),
         "failed": sum(r.tracker.failed for r in runs),
+        "machine": machine,  # the load this step's figures were measured under
     }
 
 
@@ -185,7 +189,12 @@ def workload_scale(model: LatencyModel, steps: list[int], seconds: float) -> dic
     for n in steps:
         step = run_scale_step_in_child(model, n, seconds)
         results.append(step)
-        print(f"  scale: {n} sessions → overhead p95 {step['overhead_ms']['p95']} ms", flush=True)
+        busy = step["machine"]["cpu_busy_share"]
+        print(
+            f"  scale: {n} sessions → overhead p95 {step['overhead_ms']['p95']} ms"
+            f" (all cores {busy * 100:.0f}% busy)",
+            flush=True,
+        )
     ok = [s for s in results if s["overhead_ms"]["p95"] <= 20.0 and s["failed"] == 0]
     cpu_per_session_minute = statistics.fmean(s["cpu_s_per_session_minute"] for s in results)
     return {
@@ -221,14 +230,24 @@ def print_report(results: dict[str, Any]) -> None:
         print(f"  memory (RSS MB, start → end): {m['rss_mb'][0][1]} → {m['rss_mb'][-1][1]}")
     if s := results.get("scale"):
         print("\nScale (sessions in one worker process):")
-        print(f"{'sessions':>9}{'cpu s/sess-min':>16}{'core use':>10}{'MB/session':>12}{'overhead p95':>14}")
+        print(
+            f"{'sessions':>9}{'cpu s/sess-min':>16}{'core use':>10}{'MB/session':>12}{'overhead p95':>14}"
+            f"{'machine busy':>14}{'load 1m':>9}"
+        )
         for step in s["steps"]:
+            machine = step.get("machine", {})
+            busy = machine.get("cpu_busy_share")
             print(
                 f"{step['sessions']:>9}{step['cpu_s_per_session_minute']:>16}{step['cpu_share_of_one_core']:>10}"
                 f"{step['rss_per_session_mb']:>12}{step['overhead_ms']['p95']:>14}"
+                f"{'?' if busy is None else f'{busy * 100:.0f}%':>14}"
+                f"{machine.get('loadavg_after', ['?'])[0]:>9}"
             )
         print(f"  most sessions with overhead p95 ≤ 20 ms: {s['most_sessions_within_20ms_p95']}")
         print(f"  sessions per core by CPU time: {s['sessions_per_core_by_cpu']}")
+        print("  (figures at saturation move with the machine's load: compare runs only under like load)")
+    if machine := results.get("machine"):
+        print(f"\n{describe(machine)}")
 
 
 def draw(results: dict[str, Any], out_dir: Path) -> None:
@@ -284,14 +303,16 @@ def main() -> None:
     parser.add_argument("--scale-sessions", default="1,10,20,30,40", help="comma-separated steps")
     parser.add_argument("--scale-seconds", type=float, default=60.0)
     add_model_arguments(parser)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    add_output_arguments(parser)
     parser.add_argument("--set", action="append", default=[], help="a worker setting, NAME=VALUE")
     args = parser.parse_args()
     SETTINGS.update(item.split("=", 1) for item in args.set)
     logging.basicConfig(level=logging.ERROR)
 
+    out = output_dir(args)
     model = LatencyModel.from_args(args)
-    results: dict[str, Any] = {"model": model.as_dict(), "machine": {"cpus": os.cpu_count()}}
+    load = MachineLoad()
+    results: dict[str, Any] = {"model": model.as_dict()}
     if "dialogue" in args.workloads:
         print("running the dialogue workload…", flush=True)
         results["dialogue"] = asyncio.run(workload_dialogue(model, args.dialogue_utterances))
@@ -304,11 +325,11 @@ def main() -> None:
         print("running the scale workload…", flush=True)
         steps = [int(n) for n in args.scale_sessions.split(",")]
         results["scale"] = workload_scale(model, steps, args.scale_seconds)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    draw(results, args.out)
+    results["machine"] = load.figures()  # the load the whole run was measured under
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    draw(results, out)
     print_report(results)
-    print(f"\nwrote {args.out}/results.json and the PNGs beside it")
+    print(f"\nwrote {out}/results.json and the PNGs beside it")
 
 
 if __name__ == "__main__":

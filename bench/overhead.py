@@ -6,6 +6,7 @@ once, fed the committed speech fixtures in real time.
 With providers that take no time, speech end → first frame is what the interpreter itself adds, plus the
 STT's endpointing (the silence Deepgram waits for before it finalizes: a provider setting, reported
 apart as `stt_finalize`). `after_final` (final transcript → first frame) is the pipeline's own part.
+Prints the machine's load during the run with the table; writes nothing unless `--json FILE`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from agent.filemode import interpret_file
 from agent.latency import LatencyTracker, format_table
+from bench.machine import MachineLoad, describe
 from tests.conftest import DIALOGUE, ONE_SENTENCE, start_fakes, stop_fakes
 
 
@@ -46,10 +48,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    load = MachineLoad()
     summary = asyncio.run(run(args.runs))
+    machine = load.figures()
     print(format_table(summary))
+    print(describe(machine))
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=1))
+        args.json.write_text(json.dumps({"latency_ms": summary, "machine": machine}, indent=1))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ rooms talk. With `--load-cpu worker` (default) the worker runs with LOAD_CPU=wor
 load function reads its own process tree instead of the whole machine, which is what the machine's CPU is
 in production, where the machine runs only the worker.
 
-Writes bench/results/room.json and room.png (`--out`), prints a table.
+Writes room.json and room.png to bench-results/ (`--out` another folder, `--write-results` the committed
+bench/results/), prints a table with the machine's load during the run.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from livekit import api, rtc
 
 from agent.filemode import FRAME_S, Pcm, paced_frames
 from agent.latency import STAGES, Mark, UtteranceRecord
+from bench.machine import MachineLoad, add_output_arguments, describe, output_dir
 from bench.model import LatencyModel, add_model_arguments
 from bench.providers import OTHER_HZ, TAG_HZ, tagged_freq
 from bench.run import fetch_records, figures, plot_cdf, provider_process, reset_records, summary_ms
@@ -65,7 +67,6 @@ from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
 from tests.participants import LISTEN_RATE, Listener, Participant
 from tests.room_worker import WorkerProcess
 
-RESULTS = Path(__file__).parent / "results"
 HOOK = Path(__file__).parent / "room_hook"
 ROOT = Path(__file__).parent.parent
 AGENT_NAME = "interpreter"
@@ -964,7 +965,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--dispatch-timeout", type=float, default=45.0, help="s for a room to get its agent")
     add_model_arguments(parser)
     parser.add_argument("--set", action="append", default=[], help="a worker setting, NAME=VALUE")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    add_output_arguments(parser)
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy the server and worker logs here")
     args = parser.parse_args(argv)
     unknown = set(args.workloads) - {"dialogue", "monologue", "capacity"}
@@ -972,7 +973,9 @@ def main(argv: list[str]) -> None:
         parser.error(f"unknown workloads {sorted(unknown)}")
     settings = dict(item.split("=", 1) for item in args.set)
 
+    out = output_dir(args)
     model = LatencyModel.from_args(args)
+    load = MachineLoad()
     started = time.perf_counter()
     try:
         results = asyncio.run(run(args, model, settings))
@@ -984,8 +987,9 @@ def main(argv: list[str]) -> None:
             with contextlib.suppress(psutil.Error):
                 child.kill()
     results["wall_s"] = round(time.perf_counter() - started, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "room.json").write_text(json.dumps(results, indent=1))
-    draw(results, args.out)
+    results["machine"] = load.figures()  # the load the whole run was measured under
+    (out / "room.json").write_text(json.dumps(results, indent=1))
+    draw(results, out)
     print_report(results)
-    print(f"\nwrote {args.out}/room.json and room.png ({results['wall_s']} s)")
+    print(f"\n{describe(results['machine'])}")
+    print(f"wrote {out}/room.json and room.png ({results['wall_s']} s)")

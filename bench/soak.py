@@ -22,7 +22,8 @@ Two things are not real time, so that an hour takes minutes:
 
 Every simulated 10 minutes the speakers stop, the pipeline drains, and the process is sampled: RSS (after
 `gc.collect()`), asyncio tasks, gc-tracked objects, and the size of every long-lived container that could
-grow per utterance. Prints a table and writes bench/results/soak.json.
+grow per utterance. Prints a table with the machine's load during the run and writes soak.json to
+bench-results/ (`--out` another folder, `--write-results` the committed bench/results/).
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ import time
 import tracemalloc
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -62,13 +62,13 @@ from agent.pipeline import Channel, Router
 from agent.providers import build_llm, build_stt, build_tts
 from agent.room import ATTR_INTERPRET_TO, ATTR_LANGUAGE, ATTR_SPEAKER
 from agent.session import RoomSession
+from bench.machine import MachineLoad, add_output_arguments, describe, output_dir
 from bench.run import bench_settings
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM, numbered_words
 from tests.fakes.latency_model import Delay
 from tests.fakes.llm import Message, last_user_text, message_text
 from tests.fakes.room import FakeParticipant, FakeRoom
 
-RESULTS = Path(__file__).parent / "results"
 RATE = 16000
 FRAME_S = 0.02
 FRAME_SAMPLES = int(RATE * FRAME_S)
@@ -758,7 +758,7 @@ def main() -> None:
         "--tracemalloc", action="store_true", help="trace allocations (slower; RSS then includes the traces)"
     )
     parser.add_argument("--set", action="append", default=[], help="a worker setting, NAME=VALUE")
-    parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
+    add_output_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     options = SoakOptions(
@@ -777,11 +777,14 @@ def main() -> None:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    out = output_dir(args)
+    load = MachineLoad()
     result = asyncio.run(Soak(options).run())
+    result["machine"] = load.figures()  # the load the run was measured under
     print_report(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"\nwrote {args.out}")
+    print(f"\n{describe(result['machine'])}")
+    (out / "soak.json").write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}/soak.json")
 
 
 if __name__ == "__main__":
