@@ -1,6 +1,6 @@
 """The latency benchmark: the real three loops and plugins against fake providers on a latency model.
 
-    uv run python -m bench                      # all workloads (about 22 minutes, real time)
+    uv run python -m bench                      # all workloads (about 20 minutes, real time)
     uv run python -m bench dialogue monologue   # some of them
     uv run python -m bench --monologue-minutes 2 --scale-sessions 1,5,10   # shorter
     uv run python -m bench room --help          # through a real LiveKit server (bench/room.py)
