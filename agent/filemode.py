@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 import wave
@@ -28,6 +29,7 @@ from .config import ConfigError, Settings, load_settings, read_environment
 from .latency import LatencyTracker, format_table
 from .pipeline import Interpreter, PipelineOptions
 from .providers import build_providers
+from .room_settings import SUPPORTED_LANGUAGES, base_language, is_supported_language
 
 FRAME_S = 0.02
 
@@ -42,16 +44,87 @@ class Pcm:
         return len(self.samples) / self.sample_rate
 
 
+class InputError(ValueError):
+    """A file or argument the file mode cannot use; its message is one line for the user."""
+
+
+_PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
+_READABLE = {(_PCM, 8), (_PCM, 16), (_PCM, 24), (_PCM, 32), (_FLOAT, 32), (_FLOAT, 64)}  # (tag, bits)
+_CONVERT = "convert it to WAV, e.g. `ffmpeg -i IN -ac 1 -c:a pcm_s16le OUT.wav`"
+
+
+def _not_wav(path: Path, head: bytes) -> InputError:
+    for magic, kind in ((b"fLaC", "FLAC"), (b"OggS", "Ogg"), (b"ID3", "MP3"), (b"\xff\xfb", "MP3")):
+        if head.startswith(magic):
+            return InputError(f"{path}: is {kind}, not WAV; {_CONVERT}")
+    if head[4:8] == b"ftyp":
+        return InputError(f"{path}: is MP4/M4A, not WAV; {_CONVERT}")
+    return InputError(f"{path}: not a WAV file (no RIFF/WAVE header); {_CONVERT}")
+
+
 def read_wav(path: Path) -> Pcm:
-    with wave.open(str(path), "rb") as w:
-        if w.getsampwidth() != 2:
-            raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
-        channels = w.getnchannels()
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-        rate = w.getframerate()
-    if channels > 1:
-        data = data.reshape(-1, channels).mean(axis=1).astype(np.int16)
-    return Pcm(data, rate)
+    """A WAV file as 16-bit mono: 8-, 16-, 24- and 32-bit PCM and 32- or 64-bit float are converted,
+    channels are averaged. Anything else raises InputError with one line naming the file."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a WAV file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    if not raw:
+        raise InputError(f"{path}: is empty")
+    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        raise _not_wav(path, raw[:12])
+    fmt: bytes | None = None
+    data: bytes | None = None
+    pos = 12
+    while pos + 8 <= len(raw):
+        chunk_id, size = raw[pos : pos + 4], int.from_bytes(raw[pos + 4 : pos + 8], "little")
+        body = raw[pos + 8 : pos + 8 + size]
+        if chunk_id == b"fmt ":
+            fmt = body
+        elif chunk_id == b"data":
+            data = body  # a header that overstates the size (streamed WAVs) gets what is there
+            break
+        pos += 8 + size + (size & 1)
+    if fmt is None or len(fmt) < 16:
+        raise InputError(f"{path}: broken WAV file (no format chunk)")
+    tag = int.from_bytes(fmt[0:2], "little")
+    channels = int.from_bytes(fmt[2:4], "little")
+    rate = int.from_bytes(fmt[4:8], "little")
+    bits = int.from_bytes(fmt[14:16], "little")
+    if tag == _EXTENSIBLE and len(fmt) >= 26:
+        tag = int.from_bytes(fmt[24:26], "little")  # the sub-format GUID starts with the format tag
+    if channels < 1 or rate < 1:
+        raise InputError(f"{path}: broken WAV file ({channels} channels at {rate} Hz)")
+    width = bits // 8
+    if (tag, bits) not in _READABLE:
+        kind = {_PCM: "PCM", _FLOAT: "float"}.get(tag, f"format {tag:#x}")
+        raise InputError(
+            f"{path}: {bits}-bit {kind} WAV is not supported (8/16/24/32-bit PCM or float); {_CONVERT}"
+        )
+    if not data or len(data) < width * channels:
+        raise InputError(f"{path}: has no audio")
+    data = data[: len(data) // (width * channels) * width * channels]
+    samples = _to_float(data, tag, bits).reshape(-1, channels).mean(axis=1)
+    return Pcm(np.round(np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16), rate)
+
+
+def _to_float(data: bytes, tag: int, bits: int) -> np.ndarray:
+    """Samples in [-1, 1] (float may exceed it; the caller clips)."""
+    if tag == _FLOAT:
+        return np.frombuffer(data, dtype="<f4" if bits == 32 else "<f8").astype(np.float64)
+    if bits == 8:  # unsigned, 128 is silence
+        return (np.frombuffer(data, dtype=np.uint8).astype(np.float64) - 128) / 127
+    if bits == 16:
+        return np.frombuffer(data, dtype="<i2").astype(np.float64) / 32767
+    if bits == 24:
+        b = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        return np.where(v >= 1 << 23, v - (1 << 24), v).astype(np.float64) / ((1 << 23) - 1)
+    return np.frombuffer(data, dtype="<i4").astype(np.float64) / ((1 << 31) - 1)
 
 
 def write_wav(path: Path, channels: list[np.ndarray], sample_rate: int) -> None:
@@ -198,12 +271,29 @@ async def interpret_file(
     )
 
 
+def check_output(flag: str, path: Path) -> None:
+    """Where a result goes must be writable before the run, not found broken after it."""
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a directory, not a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"{flag} {path}: no such folder: {folder}")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"{flag} {path}: cannot be written (permission denied)")
+
+
+def check_language(flag: str, code: str) -> None:
+    if not is_supported_language(code):
+        supported = ", ".join(sorted(SUPPORTED_LANGUAGES))
+        raise InputError(f"{flag} {code}: not a supported language (supported: {supported})")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m agent interpret",
         description="Interpret a WAV file through the live pipeline (no LiveKit server needed).",
     )
-    parser.add_argument("input", type=Path, help="16-bit PCM WAV of the speaker")
+    parser.add_argument("input", type=Path, help="WAV of the speaker (PCM or float, any rate, mono or not)")
     parser.add_argument("--source", help="spoken language (default: SOURCE_LANGUAGE or en)")
     parser.add_argument("--target", help="language to interpret into (default: TARGET_LANGUAGE or es)")
     parser.add_argument("--out", type=Path, required=True, help="WAV to write what a listener hears")
@@ -212,6 +302,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
 
+    # everything the run needs is checked before it starts: a bad file or path fails in a second,
+    # not after a whole real-time run
+    try:
+        read_wav(args.input)
+        check_output("--out", args.out)
+        if args.captions is not None:
+            check_output("--captions", args.captions)
+        for flag, code in (("--source", args.source), ("--target", args.target)):
+            if code is not None:
+                check_language(flag, code)
+    except InputError as e:
+        print(e, file=sys.stderr)
+        return 2
     try:
         settings = load_settings(read_environment(), require_livekit=False)
     except ConfigError as e:
@@ -221,16 +324,25 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(
         level=settings.log_level or logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    if not args.input.exists():
-        print(f"no such file: {args.input}", file=sys.stderr)
+    source = args.source or settings.source_language
+    target = args.target or settings.target_language
+    try:
+        check_language("--source" if args.source else "SOURCE_LANGUAGE", source)
+        check_language("--target" if args.target else "TARGET_LANGUAGE", target)
+        if base_language(source) == base_language(target):
+            raise InputError(
+                f"source {source} and target {target} are the same language: nothing would be interpreted"
+            )
+    except InputError as e:
+        print(e, file=sys.stderr)
         return 2
     result = asyncio.run(
         interpret_file(
             settings,
             args.input,
             args.out,
-            source=args.source or settings.source_language,
-            target=args.target or settings.target_language,
+            source=source,
+            target=target,
             with_original=args.with_original,
             captions_path=args.captions,
         )
@@ -243,4 +355,7 @@ def main(argv: list[str]) -> int:
             f"{result.spoken} utterances spoken, {result.failed} failed"
         )
         print(format_table(result.latency_ms))
+    if result.utterances == 0:
+        print(f"no speech found in {args.input}: {result.out_path} is silence", file=sys.stderr)
+        return 1
     return 0 if result.failed == 0 else 1

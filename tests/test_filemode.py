@@ -127,3 +127,148 @@ async def test_interpret_with_both_llms_refusing_ends_with_its_input_non_zero(
     ), stderr
     for fake in (dialogue_fakes.cerebras, dialogue_fakes.groq):
         assert {r.status for r in fake.requests} == {401}
+
+
+# -- bad input is refused up front, one line each -------------------------------------------------------
+
+# keys that would work, providers that are not there: every refusal below comes before any connection
+NO_PROVIDERS = {
+    name: value
+    for key in ("DEEPGRAM", "CEREBRAS", "GROQ", "CARTESIA")
+    for name, value in ((f"{key}_API_KEY", "test-key"), (f"{key}_BASE_URL", "http://127.0.0.1:9"))
+}
+
+
+def write_pcm(path: Path, samples: np.ndarray, rate: int = 16000, channels: int = 1) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(samples.dtype.itemsize)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    return path
+
+
+def write_float_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    """WAVE_FORMAT_IEEE_FLOAT (3), which the stdlib `wave` module cannot write or read."""
+    data = samples.astype("<f4").tobytes()
+    fmt = (3).to_bytes(2, "little") + (1).to_bytes(2, "little") + rate.to_bytes(4, "little")
+    fmt += (rate * 4).to_bytes(4, "little") + (4).to_bytes(2, "little") + (32).to_bytes(2, "little")
+    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt
+    body += b"data" + len(data).to_bytes(4, "little") + data
+    path.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
+    return path
+
+
+def refused(code: int, stderr: str, *words: str) -> None:
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+async def test_interpret_refuses_what_is_not_a_wav_file(tmp_path: Path):
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio\n")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    flac = tmp_path / "talk.flac"
+    flac.write_bytes(b"fLaC\x00\x00\x00\x22" + bytes(64))
+    folder = tmp_path / "folder.wav"
+    folder.mkdir()
+    no_audio = write_pcm(tmp_path / "no_audio.wav", np.zeros(0, np.int16))
+    cases = [
+        (text, "not a WAV file"),
+        (empty, "empty"),
+        (flac, "FLAC"),
+        (folder, "directory"),
+        (no_audio, "no audio"),
+        (tmp_path / "missing.wav", "no such file"),
+    ]
+    for path, problem in cases:
+        out = tmp_path / "out.wav"
+        code, _, stderr = await run_cli(
+            [str(path), "--source", "en", "--target", "es", "--out", str(out)], NO_PROVIDERS, tmp_path
+        )
+        refused(code, stderr, str(path), problem)
+        assert not out.exists()
+
+
+async def test_interpret_refuses_an_output_it_could_not_write_before_the_run(tmp_path: Path):
+    for flag in ("--out", "--captions"):
+        missing = tmp_path / "no" / "such" / "folder" / "x.out"
+        args = [str(ONE_SENTENCE.wav), "--source", "en", "--target", "es", "--out", str(tmp_path / "o.wav")]
+        start = asyncio.get_running_loop().time()
+        code, _, stderr = await run_cli([*args, flag, str(missing)], NO_PROVIDERS, tmp_path)
+        refused(code, stderr, str(missing.parent), "no such folder")
+        assert asyncio.get_running_loop().time() - start < read_wav(ONE_SENTENCE.wav).duration
+    code, _, stderr = await run_cli(
+        [str(ONE_SENTENCE.wav), "--source", "en", "--target", "es", "--out", str(tmp_path)],
+        NO_PROVIDERS,
+        tmp_path,
+    )
+    refused(code, stderr, str(tmp_path), "directory")
+
+
+async def test_interpret_refuses_unsupported_or_identical_languages(tmp_path: Path):
+    out = tmp_path / "o.wav"
+    for source, target, problem in [
+        ("xx", "es", "--source xx"),
+        ("en", "tlh", "--target tlh"),
+        ("en", "en", "same language"),
+        ("en-GB", "en-US", "same language"),
+    ]:
+        args = [str(ONE_SENTENCE.wav), "--source", source, "--target", target, "--out", str(out)]
+        code, _, stderr = await run_cli(args, NO_PROVIDERS, tmp_path)
+        refused(code, stderr, problem)
+        assert not out.exists()
+    code, _, stderr = await run_cli(
+        [str(ONE_SENTENCE.wav), "--out", str(out)], {**NO_PROVIDERS, "TARGET_LANGUAGE": "en"}, tmp_path
+    )
+    assert code == 2 and "Traceback" not in stderr and "same language" in stderr, stderr
+
+
+def test_read_wav_converts_8_bit_float_and_stereo(tmp_path: Path):
+    ramp = np.linspace(-1, 1, 201)
+    expected = np.round(ramp * 32767).astype(np.int16)
+
+    eight = write_pcm(tmp_path / "u8.wav", np.round(ramp * 127 + 128).astype(np.uint8), rate=8000)
+    pcm = read_wav(eight)
+    assert pcm.sample_rate == 8000 and pcm.samples.dtype == np.int16
+    assert np.abs(pcm.samples.astype(np.int32) - expected).max() <= 256 + 1
+
+    floats = read_wav(write_float_wav(tmp_path / "f32.wav", ramp, rate=22050))
+    assert floats.sample_rate == 22050 and floats.samples.dtype == np.int16
+    assert np.abs(floats.samples.astype(np.int32) - expected).max() <= 1
+    # beyond full scale is clipped, not wrapped around
+    assert list(read_wav(write_float_wav(tmp_path / "loud.wav", np.array([1.5, -1.5]))).samples) == [
+        32767,
+        -32767,
+    ]
+
+    # 24-bit: three little-endian bytes a sample (the stdlib writes what it is given)
+    as24 = np.round(ramp * (2**23 - 1)).astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
+    with wave.open(str(tmp_path / "s24.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(3)
+        w.setframerate(48000)
+        w.writeframes(as24.tobytes())
+    pcm = read_wav(tmp_path / "s24.wav")
+    assert pcm.sample_rate == 48000 and np.abs(pcm.samples.astype(np.int32) - expected).max() <= 1
+
+    left, right = expected, np.zeros_like(expected)
+    stereo = np.stack([left, right], axis=1).reshape(-1)
+    pcm = read_wav(write_pcm(tmp_path / "stereo.wav", stereo, channels=2))
+    assert len(pcm.samples) == len(expected)
+    assert np.abs(pcm.samples.astype(np.int32) - expected // 2).max() <= 1
+
+
+async def test_interpret_of_pure_silence_says_no_speech_was_found(one_sentence_fakes: Fakes, tmp_path: Path):
+    silence = write_pcm(tmp_path / "silence.wav", np.zeros(16000, np.int16))
+    out = tmp_path / "out.wav"
+    args = [str(silence), "--source", "en", "--target", "es", "--out", str(out)]
+    code, _, stderr = await run_cli(args, one_sentence_fakes.env(), tmp_path)
+    assert code == 1, stderr
+    assert "Traceback" not in stderr
+    assert f"no speech found in {silence}" in stderr, stderr
+    assert out.exists()
