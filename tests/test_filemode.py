@@ -114,8 +114,8 @@ async def test_interpret_with_both_llms_refusing_ends_with_its_input_non_zero(
     assert code == 1, stderr
     result = json.loads(stdout)
     assert result["utterances"] == 3 and result["spoken"] == 0 and result["failed"] == 3
-    # retried as an outage, the run would never end; refused, it ends soon after its input does
-    assert elapsed < read_wav(DIALOGUE.wav).duration + 5, elapsed
+    # retried as an outage, the run would never end (a bound against hanging, not a timing)
+    assert elapsed < read_wav(DIALOGUE.wav).duration + 60, elapsed
     refused = [line for line in stderr.splitlines() if "agent.translate" in line]
     assert (
         refused
@@ -198,10 +198,9 @@ async def test_interpret_refuses_an_output_it_could_not_write_before_the_run(tmp
     for flag in ("--out", "--captions"):
         missing = tmp_path / "no" / "such" / "folder" / "x.out"
         args = [str(ONE_SENTENCE.wav), "--source", "en", "--target", "es", "--out", str(tmp_path / "o.wav")]
-        start = asyncio.get_running_loop().time()
         code, _, stderr = await run_cli([*args, flag, str(missing)], NO_PROVIDERS, tmp_path)
+        # no provider keys are set: an error about the folder, not the keys, means it was checked first
         refused(code, stderr, str(missing.parent), "no such folder")
-        assert asyncio.get_running_loop().time() - start < read_wav(ONE_SENTENCE.wav).duration
     code, _, stderr = await run_cli(
         [str(ONE_SENTENCE.wav), "--source", "en", "--target", "es", "--out", str(tmp_path)],
         NO_PROVIDERS,
