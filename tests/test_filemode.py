@@ -107,15 +107,12 @@ async def test_interpret_with_both_llms_refusing_ends_with_its_input_non_zero(
     for fake in (dialogue_fakes.cerebras, dialogue_fakes.groq):
         fake.api_key = "a-key-other-than-ours"  # both keys revoked: 401
     args = [str(DIALOGUE.wav), "--source", "en", "--target", "es", "--out", str(tmp_path / "o.wav")]
-    start = asyncio.get_running_loop().time()
     code, stdout, stderr = await run_cli([*args, "--json"], dialogue_fakes.env(), tmp_path)
-    elapsed = asyncio.get_running_loop().time() - start
 
     assert code == 1, stderr
     result = json.loads(stdout)
     assert result["utterances"] == 3 and result["spoken"] == 0 and result["failed"] == 3
-    # retried as an outage, the run would never end (a bound against hanging, not a timing)
-    assert elapsed < read_wav(DIALOGUE.wav).duration + 60, elapsed
+    # retried as an outage, the run would never end: run_cli's 60 s limit would fail this test
     refused = [line for line in stderr.splitlines() if "agent.translate" in line]
     assert (
         refused
