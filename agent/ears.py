@@ -139,8 +139,7 @@ class Ears:
     async def run(self) -> None:
         if self._stopped:
             self._input_done.set()
-            if (close := getattr(self._frames, "aclose", None)) is not None:
-                await close()
+            await self._close_frames()
         else:
             intake = self._intake_task = asyncio.create_task(
                 self._intake(), name=f"ears-intake-{self.speaker}"
@@ -178,8 +177,12 @@ class Ears:
                     if self._max_segment_s:
                         self._maybe_cut()
         finally:
-            if (close := getattr(self._frames, "aclose", None)) is not None:
-                await close()
+            await self._close_frames()
+
+    async def _close_frames(self) -> None:
+        """Let go of the audio source (the track's stream) as soon as nothing more is read from it."""
+        if (close := getattr(self._frames, "aclose", None)) is not None:
+            await close()
 
     def _end_input(self) -> None:
         self._input_done.set()
