@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -146,3 +147,29 @@ class WorkerProcess:
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(AssertionError):  # teardown: killed if it hangs
                 await self.terminate(30)
+
+
+def start_unregistered_worker(
+    workdir: Path, *, pythonpath: tuple[Path, ...] = (), **env: str
+) -> subprocess.Popen[str]:
+    """`python -m agent start` against a LiveKit URL where nothing listens (the framework warns and keeps
+    retrying), in a session of its own: its health, metrics and logs without a server. Output on stdout."""
+    full_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([*map(str, pythonpath), str(ROOT)]),
+        "LIVEKIT_URL": "ws://127.0.0.1:9",
+        "LIVEKIT_API_KEY": "key",
+        "LIVEKIT_API_SECRET": "secret",
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prom"),
+        "LIVEKIT_NUM_IDLE_PROCESSES": "1",
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "start"],
+        cwd=workdir,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )

@@ -9,7 +9,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ import pytest
 
 from agent.config import load_server_settings
 from agent.worker import CpuSampler, SessionLoad
+from tests.livekit_server import free_port
+from tests.room_worker import start_unregistered_worker
 
 ROOT = Path(__file__).parent.parent
 FLY = tomllib.loads((ROOT / "fly.toml").read_text())
@@ -97,12 +98,6 @@ def test_load_is_sessions_against_capacity_or_cpu_whichever_is_higher():
     assert load(server) == 1.0  # type: ignore[arg-type]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
@@ -113,28 +108,15 @@ def get(url: str) -> tuple[int, str]:
 
 def test_worker_against_an_unreachable_livekit_serves_health_and_metrics(tmp_path: Path):
     health, prom = free_port(), free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(ROOT),
-        "LIVEKIT_URL": "ws://127.0.0.1:9",  # nothing listens there
-        "LIVEKIT_API_KEY": "key",
-        "LIVEKIT_API_SECRET": "secret-value-not-to-be-logged",
-        "DEEPGRAM_API_KEY": "dg-secret-value",
-        "CEREBRAS_API_KEY": "cb-secret-value",
-        "GROQ_API_KEY": "gq-secret-value",
-        "CARTESIA_API_KEY": "ct-secret-value",
-        "HEALTH_PORT": str(health),
-        "PROMETHEUS_PORT": str(prom),
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-        "LIVEKIT_NUM_IDLE_PROCESSES": "1",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "start"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    proc = start_unregistered_worker(
+        tmp_path,
+        LIVEKIT_API_SECRET="secret-value-not-to-be-logged",
+        DEEPGRAM_API_KEY="dg-secret-value",
+        CEREBRAS_API_KEY="cb-secret-value",
+        GROQ_API_KEY="gq-secret-value",
+        CARTESIA_API_KEY="ct-secret-value",
+        HEALTH_PORT=str(health),
+        PROMETHEUS_PORT=str(prom),
     )
     try:
         deadline = time.monotonic() + 45

@@ -8,7 +8,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,9 @@ import pytest
 
 from agent.logs import AGENT_LOGGERS, PseudonymizeIdentities, pseudonym
 from tests.conftest import ONE_SENTENCE, Fakes
+from tests.livekit_server import free_port
 from tests.loopback import eventually
+from tests.room_worker import start_unregistered_worker
 from tests.test_filemode import run_cli
 from tests.test_room import RoomHarness, harness  # noqa: F401  (the fake room harness fixture)
 
@@ -101,39 +102,19 @@ async def test_no_identity_in_any_log_record_of_a_room(
 PROBE = ROOT / "tests" / "log_probe"  # logs "log probe: info/warning from pid N" in every process
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run_worker_until_probed(tmp_path: Path, log_level: str | None) -> list[str]:
     """`python -m agent start` (against an unreachable LiveKit) until the main process and a job process
     have logged their probe warnings; its output lines."""
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": os.pathsep.join([str(PROBE), str(ROOT)]),
-        "LIVEKIT_URL": "ws://127.0.0.1:9",  # nothing listens there: the framework warns and retries
-        "LIVEKIT_API_KEY": "key",
-        "LIVEKIT_API_SECRET": "secret",
-        "DEEPGRAM_API_KEY": "dg",
-        "CEREBRAS_API_KEY": "cb",
-        "CARTESIA_API_KEY": "ct",
-        "HEALTH_PORT": str(free_port()),
-        "PROMETHEUS_PORT": str(free_port()),
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-        "LIVEKIT_NUM_IDLE_PROCESSES": "1",
-        "DRAIN_TIMEOUT_S": "1",
+    proc = start_unregistered_worker(
+        tmp_path,
+        pythonpath=(PROBE,),
+        DEEPGRAM_API_KEY="dg",
+        CEREBRAS_API_KEY="cb",
+        CARTESIA_API_KEY="ct",
+        HEALTH_PORT=str(free_port()),
+        PROMETHEUS_PORT=str(free_port()),
+        DRAIN_TIMEOUT_S="1",
         **({"LOG_LEVEL": log_level} if log_level else {}),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "start"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
     )
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True)
