@@ -7,6 +7,7 @@ room metadata, agents, the room closing) is tested in a real room: tests/test_re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -98,11 +99,15 @@ async def harness() -> AsyncIterator[RoomHarness]:
                 await speaker.aclose()
             await llm.aclose()
             await stt.aclose()
-            # nothing the session started is left running
-            await asyncio.sleep(0.1)
-            leaked = [t for t in asyncio.all_tasks() - tasks_before if not t.done()]
-            leaked = [t for t in leaked if t is not asyncio.current_task()]
-            assert leaked == [], [t.get_coro() for t in leaked]
+
+            # nothing the session started is left running (tasks being cancelled get to end first)
+            def leaked() -> list[asyncio.Task[object]]:
+                tasks = asyncio.all_tasks() - tasks_before - {asyncio.current_task()}
+                return [t for t in tasks if t is not None and not t.done()]
+
+            with contextlib.suppress(AssertionError):
+                await eventually(lambda: not leaked(), within_s=5.0, what="the session's tasks to end")
+            assert leaked() == [], [t.get_coro() for t in leaked()]
             for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
                 await server.aclose()
     assert all(c.closed for c in fakes.deepgram.connections), "an STT stream was left open"
@@ -122,8 +127,8 @@ async def test_speakers_sharing_a_language_are_spoken_in_the_order_their_speech_
     harness.speak(carol, ONE_SENTENCE.wav, delay_s=1.5)  # speech ends at 3.33 s
     await eventually(lambda: len(harness.played("es")) == 4, what="four utterances spoken")
     assert harness.played("es") == ["alice-0-es", "carol-0-es", "alice-1-es", "alice-2-es"]
-    await asyncio.sleep(0.5)
-    # one after the other on the one track, never mixed over each other
+    # one after the other on the one track, never mixed over each other: wait until four tones were heard
+    await eventually(lambda: len(tone_sequence(listener.audio(), 24000)) >= 4, what="four tones heard")
     assert tone_sequence(listener.audio(), 24000) == [400, 500, 600, 800]
 
 
