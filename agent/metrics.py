@@ -61,3 +61,9 @@ LLM_RESUMES = Counter(
 TTS_CLAUSE_RETRIES = Counter(
     "interpreter_tts_clause_retries_total", "Clauses synthesized again after their TTS stream broke off"
 )
+CAPTIONS_NOT_SENT = Counter(
+    "interpreter_captions_not_sent_total",
+    "Captions not sent behind a slow data channel: superseded (a newer version of the segment took the "
+    "waiting one's place) or backlog (dropped past the publisher's bound)",
+    ["reason"],
+)

@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from livekit import rtc
@@ -25,6 +27,7 @@ from livekit.agents.types import (
     TOPIC_TRANSCRIPTION,
 )
 
+from . import metrics
 from .captions import Caption
 
 logger = logging.getLogger("agent.room")
@@ -37,6 +40,8 @@ ATTR_WARNINGS = "interpreter.warnings"
 ATTR_FAULTS = "interpreter.faults"  # providers failing right now: "llm", "stt", "tts" (comma-separated)
 ATTR_SPEAKER = "interpreter.speaker"
 GONE_GRACE_S = 1.0
+# captions waiting behind a slow data channel before the oldest are dropped (interims first)
+MAX_PENDING_CAPTIONS = 1000
 
 
 T = TypeVar("T")
@@ -96,30 +101,74 @@ class LocalParticipantLike(Protocol):
     async def stream_text(self, **kwargs: Any) -> Any: ...
 
 
+@dataclass(eq=False)
+class _Waiting:
+    """One update waiting to be sent: a caption (replaced in place by a newer version of its segment) or
+    attribute changes (merged with the changes made right after them)."""
+
+    caption: Caption | None = None
+    attributes: dict[str, str] | None = None
+
+
 class RoomPublisher:
     """Sends captions and attribute updates one at a time, in the order they were made.
 
     Callers never wait on the network. Captions follow LiveKit's transcription conventions: one text
     stream per update, the same `lk.segment_id` for a segment's interim and final versions. Once the room
     is gone (`room_gone`), nothing more is sent: what is queued or being sent is dropped.
+
+    Behind a slow data channel the backlog stays bounded: a caption still waiting is replaced in place by a
+    newer version of its segment (an interim by the next interim or the final: only the newest is worth
+    reading), attribute changes made back to back are merged (the latest value wins), and past
+    `max_pending` waiting captions the oldest interim is dropped, else the oldest final: every final is
+    sent unless the channel falls that far behind. What was not sent is counted (`superseded`,
+    `dropped`, and the `interpreter_captions_not_sent_total` metric) and logged as counts.
     """
 
-    def __init__(self, participant: LocalParticipantLike) -> None:
+    def __init__(self, participant: LocalParticipantLike, *, max_pending: int = MAX_PENDING_CAPTIONS) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
         self._participant = participant
-        self._queue: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
+        self._max_pending = max_pending
+        self._waiting: deque[_Waiting] = deque()
+        self._by_segment: dict[tuple[str, str, bool], _Waiting] = {}  # a segment's caption still waiting
+        self._captions_waiting = 0
+        self._wake = asyncio.Event()
+        self._closing = False
         self._task = asyncio.create_task(self._run(), name="room-publisher")
         self.speaker_tracks: dict[str, str] = {}  # speaker identity → their audio track sid
         self.language_tracks: dict[str, str] = {}  # target language → interpretation track sid
         self._attributes: dict[str, str] = {}
         self.gone = asyncio.Event()  # the room closed (or the agent was disconnected for good)
         self._closed = False
+        self.superseded = 0  # captions replaced by a newer version of their segment before being sent
+        self.dropped = 0  # captions dropped from a backlog past `max_pending`
+        self._backlog = _Backlog()  # what the current backlog did, logged when it clears
+
+    @property
+    def pending(self) -> int:
+        """Updates waiting to be sent (not counting the one being sent)."""
+        return len(self._waiting)
 
     def room_gone(self) -> None:
         self.gone.set()
         self._task.cancel()  # a call to a room that closed may never be answered
 
     def publish(self, caption: Caption) -> None:
-        self._queue.put_nowait(lambda: self._send_caption(caption))
+        key = (caption.segment_id, caption.language, caption.translated)
+        waiting = self._by_segment.get(key)
+        if waiting is not None and waiting.caption is not None and not waiting.caption.final:
+            waiting.caption = caption  # the newer version takes the older one's place in line
+            self.superseded += 1
+            self._backlog.superseded += 1
+            metrics.CAPTIONS_NOT_SENT.labels(reason="superseded").inc()
+            return
+        waiting = _Waiting(caption=caption)
+        self._by_segment[key] = waiting
+        self._captions_waiting += 1
+        self._enqueue(waiting)
+        if self._captions_waiting > self._max_pending:
+            self._drop_oldest()
 
     def set_attributes(self, **attributes: str) -> None:
         # LiveKit deletes an attribute set to "": an attribute never set is already ""
@@ -127,13 +176,50 @@ class RoomPublisher:
         if not changed:
             return
         self._attributes.update(changed)
-        self._queue.put_nowait(lambda: self._participant.set_attributes(changed))
+        last = self._waiting[-1] if self._waiting else None
+        if last is not None and last.attributes is not None:
+            last.attributes.update(changed)  # nothing was made between them: merging keeps the order
+        else:
+            self._enqueue(_Waiting(attributes=changed))
 
     def set_state(self, state: str) -> None:
         self.set_attributes(**{ATTRIBUTE_AGENT_STATE: state})
 
     def set_warnings(self, warnings: list[str]) -> None:
         self.set_attributes(**{ATTR_WARNINGS: json.dumps(warnings) if warnings else ""})
+
+    def _enqueue(self, waiting: _Waiting) -> None:
+        self._waiting.append(waiting)
+        self._wake.set()
+
+    def _drop_oldest(self) -> None:
+        captions = [w for w in self._waiting if w.caption is not None]
+        victim = next((w for w in captions if w.caption is not None and not w.caption.final), captions[0])
+        self._waiting.remove(victim)
+        self._forget(victim)
+        self.dropped += 1
+        metrics.CAPTIONS_NOT_SENT.labels(reason="backlog").inc()
+        if not self._backlog.dropped:
+            logger.warning(
+                "caption backlog: the data channel is too slow; dropping the oldest waiting captions",
+                extra={"waiting": self._captions_waiting + 1, "max_pending": self._max_pending},
+            )
+        self._backlog.dropped += 1
+
+    def _forget(self, waiting: _Waiting) -> None:
+        caption = waiting.caption
+        if caption is None:
+            return
+        self._captions_waiting -= 1
+        key = (caption.segment_id, caption.language, caption.translated)
+        if self._by_segment.get(key) is waiting:
+            del self._by_segment[key]
+
+    async def _send(self, waiting: _Waiting) -> None:
+        if waiting.caption is not None:
+            await self._send_caption(waiting.caption)
+        elif waiting.attributes is not None:
+            await self._participant.set_attributes(waiting.attributes)
 
     async def _send_caption(self, caption: Caption) -> None:
         attributes = {
@@ -158,21 +244,54 @@ class RoomPublisher:
         await writer.aclose()
 
     async def _run(self) -> None:
-        while (job := await self._queue.get()) is not None:
+        while True:
+            if not self._waiting:
+                self._backlog_cleared()
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            waiting = self._waiting.popleft()
+            self._forget(waiting)
             try:
-                await job()
+                await self._send(waiting)
             except Exception as e:
                 # a room being closed fails what is being sent a moment before it reports itself gone
                 # (`room_gone` then cancels this task): only a failure in a room that stays is a problem
                 await asyncio.sleep(GONE_GRACE_S)
                 logger.warning("could not publish to the room", extra={"error": type(e).__name__})
 
+    def _backlog_cleared(self) -> None:
+        backlog, self._backlog = self._backlog, _Backlog()
+        if backlog.dropped:
+            logger.info(
+                "caption backlog cleared",
+                extra={"superseded": backlog.superseded, "dropped": backlog.dropped},
+            )
+        elif backlog.superseded:
+            logger.debug(
+                "interim captions superseded while waiting", extra={"superseded": backlog.superseded}
+            )
+
     async def aclose(self) -> None:
         """Send what is queued (unless the room is gone), then stop."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put_nowait(None)
+        self._closing = True
+        self._wake.set()
         await asyncio.wait({self._task})  # it ends by itself, or was cancelled when the room went
-        if self.gone.is_set() and (dropped := self._queue.qsize() - 1):
+        if self.gone.is_set() and (dropped := len(self._waiting)):
             logger.info("the room closed: %d captions and updates were not sent", dropped)
+        if self.superseded or self.dropped:
+            logger.info(
+                "captions not sent behind a slow data channel",
+                extra={"superseded": self.superseded, "dropped": self.dropped},
+            )
+
+
+@dataclass
+class _Backlog:
+    superseded: int = 0
+    dropped: int = 0
