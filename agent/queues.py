@@ -1,4 +1,4 @@
-"""The bounded queue from the ears to the brain, and its policy when full.
+"""The bounded queue from the ears to the brain, and its policy when full; the session's control steps.
 
 The ears must never block on the brain, and nothing a speaker said may be dropped. So `put_nowait`
 never waits: when the queue is full, the new utterance is folded into the newest waiting one of the
@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Protocol
+from collections.abc import Hashable
+from typing import Generic, Protocol, TypeVar
 
 from .models import Utterance
+
+T = TypeVar("T")
 
 
 class UtteranceSink(Protocol):
@@ -67,3 +70,46 @@ class UtteranceQueue:
             self._changed.clear()
             await self._changed.wait()
         return self._items.popleft()
+
+
+class StepQueue(Generic[T]):
+    """Steps applied one at a time, in order, where a step put under a key already waiting is not queued
+    again: keyed steps read the state they act on when they run (the room as it is now), so the waiting
+    one covers the new request too. The queue therefore holds at most one step per key, plus the
+    unkeyed ones (each caller of those waits for its own), however fast events come."""
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[Hashable | None, T]] = deque()
+        self._waiting: set[Hashable] = set()
+        self._closed = False
+        self._changed = asyncio.Event()
+        self.coalesced = 0  # steps not queued because the same step was already waiting
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, step: T, key: Hashable | None = None) -> None:
+        if self._closed:
+            raise RuntimeError("StepQueue is closed")
+        if key is not None:
+            if key in self._waiting:
+                self.coalesced += 1
+                return
+            self._waiting.add(key)
+        self._items.append((key, step))
+        self._changed.set()
+
+    def close(self) -> None:
+        """No more steps: `get` returns None once the queue is empty."""
+        self._closed = True
+        self._changed.set()
+
+    async def get(self) -> T | None:
+        while not self._items:
+            if self._closed:
+                return None
+            self._changed.clear()
+            await self._changed.wait()
+        key, step = self._items.popleft()
+        self._waiting.discard(key)
+        return step

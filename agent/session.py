@@ -25,6 +25,7 @@ from .latency import LatencyTracker
 from .mouth import OUTPUT_QUEUE_MS
 from .pipeline import Channel, PipelineOptions, Router, same_language
 from .prompt import Instructions
+from .queues import StepQueue
 from .room import (
     ATTR_FAULTS,
     ATTR_INTERPRET_TO,
@@ -49,6 +50,7 @@ STOP_TIMEOUT_S = 10.0
 class _Speaker:
     identity: str
     language: str
+    track: Any  # the subscribed track its ears read (a new subscription is a new track)
     ears: Ears
     task: asyncio.Task[None]
 
@@ -91,19 +93,21 @@ class RoomSession:
         self._playing: set[str] = set()
         self._faults: dict[str, set[str]] = {}  # kind ("llm", "stt", "tts") → who reports it failing
         self._ears_started: dict[str, int] = {}
-        self._control: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
+        self._control: StepQueue[Callable[[], Awaitable[None]]] = StepQueue()
         self._control_task: asyncio.Task[None] | None = None
+        # every room event asks for the same step, "bring speakers and tracks in line with the room as it
+        # is now": however fast events come, one such step waits (see `StepQueue`), and nothing is lost,
+        # since it reads the room's state when it runs (a track muted and unmuted meanwhile keeps its ears)
+        sync = lambda *_: self._do(self._sync_room, key="room")  # noqa: E731
         self._handlers: dict[str, Callable[..., None]] = {
-            "participant_connected": lambda p: self._do(self._reconcile_languages),
-            "participant_disconnected": lambda p: self._do(lambda: self._on_left(p)),
-            "track_subscribed": lambda track, pub, p: self._do(lambda: self._start_ears(p, pub, track)),
-            "track_unsubscribed": lambda track, pub, p: self._do(lambda: self._stop_ears(pub.sid)),
-            "track_muted": lambda p, pub: self._do(lambda: self._stop_ears(pub.sid)),
-            "track_unmuted": lambda p, pub: self._do(lambda: self._start_ears(p, pub, pub.track)),
-            "participant_attributes_changed": lambda changed, p: self._do(
-                lambda: self._on_attributes(changed, p)
-            ),
-            "room_metadata_changed": lambda old, new: self._do(self._apply_room_settings),
+            "participant_connected": sync,
+            "participant_disconnected": sync,
+            "track_subscribed": sync,
+            "track_unsubscribed": sync,
+            "track_muted": sync,
+            "track_unmuted": sync,
+            "participant_attributes_changed": sync,
+            "room_metadata_changed": lambda *_: self._do(self._apply_room_settings, key="settings"),
             "disconnected": lambda *_: self._on_room_gone(),
         }
 
@@ -114,16 +118,9 @@ class RoomSession:
         for event, handler in self._handlers.items():
             self._room.on(event, handler)
         self._control_task = asyncio.create_task(self._run_control(), name="room-control")
-        self._do(self._apply_room_settings)
-        for participant in list(self._room.remote_participants.values()):
-            for publication in list(participant.track_publications.values()):
-                if publication.track is not None:
-                    self._do(self._starter(participant, publication))
+        self._do(self._apply_room_settings, key="settings")  # and then the room's speakers and languages
         self._do(self._listening)
         await self.settled()
-
-    def _starter(self, participant: Any, publication: Any) -> Callable[[], Awaitable[None]]:
-        return lambda: self._start_ears(participant, publication, publication.track)
 
     async def settled(self) -> None:
         """Wait until every control step queued so far has been applied."""
@@ -154,7 +151,7 @@ class RoomSession:
         for event, handler in self._handlers.items():
             self._room.off(event, handler)
         if self._control_task is not None:
-            self._control.put_nowait(None)
+            self._control.close()
             await self._control_task
             self._control_task = None
         await asyncio.gather(*(self._stop_ears(sid) for sid in list(self.speakers)))
@@ -164,15 +161,19 @@ class RoomSession:
     def queued_utterances(self) -> int:
         return sum(output.channel.inbox.qsize() for output in self.outputs.values())
 
-    def _do(self, step: Callable[[], Awaitable[None]]) -> None:
-        self._control.put_nowait(step)
+    @property
+    def pending_control_steps(self) -> int:
+        return self._control.qsize()
+
+    def _do(self, step: Callable[[], Awaitable[None]], key: str | None = None) -> None:
+        self._control.put_nowait(step, key)
 
     async def _run_control(self) -> None:
         while (step := await self._control.get()) is not None:
             try:
                 await step()
-            except Exception:
-                logger.exception("room control step failed")
+            except Exception as e:  # a bug: the next room event brings the session in line again
+                log_unexpected(logger, "room control step failed", e)
 
     async def _listening(self) -> None:
         self.publisher.set_state("listening")
@@ -190,11 +191,7 @@ class RoomSession:
                 update = getattr(output.channel.tts, "update_options", None)
                 if update is not None:
                     update(voice=voice)
-        for speaker in list(self.speakers.values()):
-            participant = self._room.remote_participants.get(speaker.identity)
-            if participant is not None and self._spoken_language(participant) != speaker.language:
-                await self._restart_ears_of(participant)
-        await self._reconcile_languages()
+        await self._sync_room()  # the default spoken language may have changed
 
     def _instructions(self, language: str) -> Instructions:
         s = self.room_settings
@@ -205,11 +202,11 @@ class RoomSession:
     def _default_source(self) -> str:
         return self.room_settings.source_language or self._settings.source_language
 
-    def _spoken_language(self, participant: Any) -> str:
+    def _spoken_language(self, participant: Any, *, warn: bool = True) -> str:
         wanted = participant.attributes.get(ATTR_LANGUAGE, "").strip()
         if wanted and is_supported_language(wanted):
             return str(wanted)
-        if wanted:
+        if wanted and warn:
             logger.warning(
                 "unsupported participant language; using the room default",
                 extra={"participant": participant.identity, "language": wanted[:40]},
@@ -373,7 +370,7 @@ class RoomSession:
         )
         task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
         task.add_done_callback(lambda t: self._on_ears_ended(identity, t))
-        self.speakers[publication.sid] = _Speaker(identity, language, ears, task)
+        self.speakers[publication.sid] = _Speaker(identity, language, track, ears, task)
         metrics.ACTIVE_SPEAKERS.inc()
         self.publisher.speaker_tracks[identity] = publication.sid
         logger.info("listening to a speaker", extra={"speaker": identity, "language": language})
@@ -394,25 +391,27 @@ class RoomSession:
         self.set_fault("stt", f"speaker-{speaker.identity}", False)
         logger.info("stopped listening to a speaker", extra={"speaker": speaker.identity})
 
-    async def _restart_ears_of(self, participant: Any) -> None:
+    async def _sync_room(self) -> None:
+        """Bring speakers and tracks in line with the room as it is now: stop the ears of a track gone,
+        muted or replaced, of a speaker who left or now speaks another language (what they already heard
+        is still interpreted); start ears for every audio track not listened to; then the languages."""
+        participants = {p.identity: p for p in self._room.remote_participants.values()}
         for sid, speaker in list(self.speakers.items()):
-            if speaker.identity == participant.identity:
+            participant = participants.get(speaker.identity)
+            publication = participant.track_publications.get(sid) if participant is not None else None
+            if (
+                publication is None
+                or publication.muted
+                or publication.track is not speaker.track
+                or self._spoken_language(participant, warn=False) != speaker.language
+            ):
                 await self._stop_ears(sid)
-                publication = participant.track_publications.get(sid)
-                if publication is not None:
-                    await self._start_ears(participant, publication, publication.track)
-
-    async def _on_attributes(self, changed: dict[str, str], participant: Any) -> None:
-        if ATTR_LANGUAGE in changed:
-            await self._restart_ears_of(participant)
-        if ATTR_LANGUAGE in changed or ATTR_INTERPRET_TO in changed:
-            await self._reconcile_languages()
-
-    async def _on_left(self, participant: Any) -> None:
-        for sid, speaker in list(self.speakers.items()):
-            if speaker.identity == participant.identity:
-                await self._stop_ears(sid)
-        self.publisher.speaker_tracks.pop(participant.identity, None)
+        for identity in list(self.publisher.speaker_tracks):
+            if identity not in participants:
+                del self.publisher.speaker_tracks[identity]
+        for participant in participants.values():
+            for publication in list(participant.track_publications.values()):
+                await self._start_ears(participant, publication, publication.track)
         await self._reconcile_languages()
 
 

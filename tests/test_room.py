@@ -202,3 +202,31 @@ async def test_the_room_closing_mid_utterance_stops_everything_at_once(
     records = [r for r in caplog.records if r.name.startswith("agent.")]
     assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == []
     assert any(r.getMessage() == "the room closed before every utterance was spoken" for r in records)
+
+
+async def test_a_storm_of_room_events_is_coalesced_and_the_session_ends_in_the_rooms_state(
+    harness: RoomHarness,
+):
+    # a front end toggling mute and its languages faster than the session applies them: the control queue
+    # holds one "look at the room again" step, not one per event, and nothing said is lost
+    room, session = harness.room, harness.session
+    harness.fakes.deepgram.scripts["en"] = list(ONE_SENTENCE.transcripts)
+    await session.start()
+    alice = room.join("alice", attributes={"language": "en", "interpret_to": "de"})
+    publication = harness.speak(alice, ONE_SENTENCE.wav)
+    await session.settled()
+    assert sorted(session.outputs) == ["de", "es"]
+    (ears,) = [speaker.ears for speaker in session.speakers.values()]
+    for i in range(20):  # no await in between: the control task sees none of them until the storm is over
+        room.mute(alice, publication, True)
+        room.mute(alice, publication, False)
+        room.set_attributes(alice, interpret_to="fr" if i % 2 else "de")
+    room.set_metadata('{"formality": "formal"}')
+    pending = session.pending_control_steps
+    await session.settled()
+    # the room as it is now: alice unmuted (her ears never restarted), and she wants French
+    assert [speaker.ears for speaker in session.speakers.values()] == [ears]
+    assert sorted(session.outputs) == ["es", "fr"]
+    assert pending <= 3, pending
+    await eventually(lambda: len(harness.captions(translated=True)) == 2, what="both translations")
+    assert sorted(c.attributes["language"] for c in harness.captions(translated=True)) == ["es", "fr"]
