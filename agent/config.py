@@ -25,6 +25,8 @@ DEFAULT_GROQ_URL = "https://api.groq.com/openai/v1"
 DEFAULT_CARTESIA_URL = "https://api.cartesia.ai"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# target languages (tracks) one room gets at most: each costs a TTS stream and an LLM call per utterance
+DEFAULT_MAX_LANGUAGES = 4
 
 
 class ConfigError(ValueError):
@@ -86,6 +88,7 @@ class Settings:
     max_segment_s: float
     max_speed: float
     stale_after_s: float
+    max_languages: int  # interpretation tracks per room at most (each a TTS and an LLM call per utterance)
 
 
 class _Reader:
@@ -251,6 +254,7 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
         max_segment_s=r.number("STT_MAX_SEGMENT_S", 1.0, minimum=0, maximum=30),
         max_speed=r.number("MAX_SPEED", 1.35, minimum=1.0, maximum=2.0),
         stale_after_s=r.number("STALE_AFTER_S", 20.0, minimum=1.0, maximum=600.0),
+        max_languages=r.integer("MAX_LANGUAGES", DEFAULT_MAX_LANGUAGES, minimum=1, maximum=16),
     )
     if r.problems:
         raise ConfigError(r.problems)

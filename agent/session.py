@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -93,6 +94,11 @@ class RoomSession:
         self._playing: set[str] = set()
         self._faults: dict[str, set[str]] = {}  # kind ("llm", "stt", "tts") → who reports it failing
         self._ears_started: dict[str, int] = {}
+        # a language participants ask for → when it was first asked for (its place in line at the cap)
+        self._asked_at: dict[str, int] = {}
+        self._asks = itertools.count()
+        self._settings_problems: list[str] = []
+        self._not_interpreted: list[str] = []  # languages asked for past MAX_LANGUAGES
         self._control: StepQueue[Callable[[], Awaitable[None]]] = StepQueue()
         self._control_task: asyncio.Task[None] | None = None
         # every room event asks for the same step, "bring speakers and tracks in line with the room as it
@@ -184,7 +190,8 @@ class RoomSession:
         self.room_settings, problems = parse_room_settings(self._job_metadata, self._room.metadata)
         for problem in problems:
             logger.warning("room settings: %s", problem)
-        self.publisher.set_warnings(problems)
+        self._settings_problems = problems
+        self._publish_warnings()
         for language, output in self.outputs.items():
             output.channel.brain.contexts.set_instructions(self._instructions(language))
             if voice := self.room_settings.voice_for(language):
@@ -214,22 +221,41 @@ class RoomSession:
         return self._default_source()
 
     def wanted_languages(self) -> list[str]:
-        """The room's target languages (or the worker's default) and what every participant asks for."""
+        """Every target language asked for, in the order they get a track (the first MAX_LANGUAGES do):
+        the room's target languages (or the worker's default) in their order, then what participants ask
+        for (`interpret_to`, else `language`), in the order it was first asked for. A language asked for
+        later waits behind those already asked for; one nobody asks for any more leaves the line."""
         wanted = list(self.room_settings.target_languages) or [self._settings.target_language]
+        asked: list[str] = []
         for participant in self._room.remote_participants.values():
             if not is_speaker(participant):
                 continue
-            asked = participant.attributes.get(ATTR_INTERPRET_TO) or participant.attributes.get(ATTR_LANGUAGE)
-            for code in (asked or "").split(","):
+            codes = participant.attributes.get(ATTR_INTERPRET_TO) or participant.attributes.get(ATTR_LANGUAGE)
+            for code in (codes or "").split(","):
                 code = code.strip()
-                if code and is_supported_language(code) and not any(same_language(code, w) for w in wanted):
-                    wanted.append(code)
-        return wanted
+                if (
+                    code
+                    and is_supported_language(code)
+                    and not any(same_language(code, w) for w in wanted + asked)
+                ):
+                    asked.append(code)
+        self._asked_at = {code: self._asked_at.get(code, next(self._asks)) for code in asked}
+        return wanted + sorted(asked, key=self._asked_at.__getitem__)
 
     async def _reconcile_languages(self) -> None:
         if self.room_gone:  # everyone left because the room closed: `aclose` stops every channel
             return
-        wanted = self.wanted_languages()
+        ranked = self.wanted_languages()
+        cap = self._settings.max_languages
+        wanted, excess = ranked[:cap], ranked[cap:]
+        if excess != self._not_interpreted:
+            self._not_interpreted = excess
+            if excess:
+                logger.warning(
+                    "language cap reached: some languages asked for are not interpreted",
+                    extra={"languages": excess, "max_languages": cap},
+                )
+            self._publish_warnings()
         for language in list(self.outputs):
             if language not in wanted:
                 await self._close_output(language)
@@ -237,6 +263,16 @@ class RoomSession:
             if language not in self.outputs:
                 await self._open_output(language)
         self.publisher.set_attributes(**{ATTR_LANGUAGES: ",".join(sorted(self.outputs))})
+
+    def _publish_warnings(self) -> None:
+        """`interpreter.warnings`: the room settings' problems, then the languages past the cap."""
+        warnings = list(self._settings_problems)
+        if self._not_interpreted:
+            cap = self._settings.max_languages
+            warnings.append(
+                f"languages not interpreted (MAX_LANGUAGES is {cap}): " + ", ".join(self._not_interpreted)
+            )
+        self.publisher.set_warnings(warnings)
 
     async def _open_output(self, language: str) -> None:
         source = rtc.AudioSource(self._settings.tts.sample_rate, 1, queue_size_ms=OUTPUT_QUEUE_MS)

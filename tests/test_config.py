@@ -77,3 +77,11 @@ def test_log_level_is_optional_validated_and_spelled_for_the_framework():
     for load in (load_settings, load_server_settings):
         with pytest.raises(ConfigError, match="LOG_LEVEL='loud' is malformed"):
             load({**FULL, "LOG_LEVEL": "loud"})
+
+
+def test_max_languages_has_a_default_and_bounds():
+    assert load_settings(FULL).max_languages == 4
+    assert load_settings({**FULL, "MAX_LANGUAGES": "2"}).max_languages == 2
+    for bad in ("0", "17", "many"):
+        with pytest.raises(ConfigError, match="MAX_LANGUAGES="):
+            load_settings({**FULL, "MAX_LANGUAGES": bad})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from livekit.agents.types import (
 from agent.filemode import read_wav
 from agent.latency import LatencyTracker
 from agent.providers import build_llm, build_stt, build_tts
-from agent.room import ATTR_FAULTS, ATTR_SPEAKER
+from agent.room import ATTR_FAULTS, ATTR_LANGUAGES, ATTR_SPEAKER, ATTR_WARNINGS
 from agent.session import RoomSession
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes, start_room_fakes
 from tests.fakes.room import FakeParticipant, FakePublication, FakeRoom, SentText
@@ -67,9 +68,9 @@ class RoomHarness:
 
 
 @pytest.fixture
-async def harness() -> AsyncIterator[RoomHarness]:
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[RoomHarness]:
     fakes = await start_room_fakes()
-    settings = fakes.settings()
+    settings = fakes.settings(**getattr(request, "param", {}))  # parametrized indirectly: the worker's env
     tasks_before = asyncio.all_tasks()
     async with aiohttp.ClientSession() as http:
         llm, stt = build_llm(settings), build_stt(settings, "en", http)
@@ -230,3 +231,53 @@ async def test_a_storm_of_room_events_is_coalesced_and_the_session_ends_in_the_r
     assert pending <= 3, pending
     await eventually(lambda: len(harness.captions(translated=True)) == 2, what="both translations")
     assert sorted(c.attributes["language"] for c in harness.captions(translated=True)) == ["es", "fr"]
+
+
+def agent_warnings(room: FakeRoom) -> list[str]:
+    return list(json.loads(room.local_participant.attributes.get(ATTR_WARNINGS, "[]")))
+
+
+@pytest.mark.parametrize("harness", [{"MAX_LANGUAGES": "3"}], indirect=True)
+async def test_languages_past_max_languages_wait_in_the_order_asked_and_take_a_freed_place(
+    harness: RoomHarness, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO)
+    room, session = harness.room, harness.session
+    await session.start()
+    ann = room.join("ann", attributes={"interpret_to": "fr"})
+    room.join("ben", attributes={"interpret_to": "de"})
+    room.join("cid", attributes={"interpret_to": "it"})
+    room.join("dan", attributes={"interpret_to": "pt"})
+    await session.settled()
+    # the worker's TARGET_LANGUAGE (no room target_languages), then in the order they were asked for
+    assert sorted(session.outputs) == ["de", "es", "fr"]
+    await eventually(
+        lambda: room.local_participant.attributes.get(ATTR_LANGUAGES) == "de,es,fr", what="langs"
+    )
+    assert agent_warnings(room) == ["languages not interpreted (MAX_LANGUAGES is 3): it, pt"]
+    cap_logs = [r for r in caplog.records if r.getMessage().startswith("language cap")]
+    assert [getattr(r, "languages", None) for r in cap_logs] == [["it", "pt"]]
+
+    # asking for one more later does not push anyone out: it waits at the back
+    room.set_attributes(ann, interpret_to="fr,ja")
+    await session.settled()
+    assert sorted(session.outputs) == ["de", "es", "fr"]
+    await eventually(
+        lambda: agent_warnings(room) == ["languages not interpreted (MAX_LANGUAGES is 3): it, pt, ja"]
+    )
+
+    # the last listener of German leaves: the first language waiting gets its place
+    room.leave(room.remote_participants["ben"])
+    await session.settled()
+    assert sorted(session.outputs) == ["es", "fr", "it"]
+    await eventually(
+        lambda: agent_warnings(room) == ["languages not interpreted (MAX_LANGUAGES is 3): pt, ja"]
+    )
+
+    # the room's own target languages come first, and a settings problem is still reported beside the cap
+    room.set_metadata(json.dumps({"target_languages": ["ko"], "formality": "very"}))
+    await session.settled()
+    assert sorted(session.outputs) == ["fr", "it", "ko"]
+    await eventually(lambda: len(agent_warnings(room)) == 2, what="both warnings")
+    problem, cap = agent_warnings(room)
+    assert problem.startswith("room metadata: formality") and cap.endswith("(MAX_LANGUAGES is 3): pt, ja")
