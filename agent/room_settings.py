@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeGuard, TypeVar, cast
 
+from .text import clean_transcript
+
 # A conservative intersection of the languages Deepgram nova-3 streams and Cartesia sonic-3 speaks (base
 # codes, per both providers' docs as of 2026). Change it here, and only once both support a language:
 # Arabic, Malayalam and Georgian (Cartesia) are left out until Deepgram nova-3 documents streaming them.
@@ -31,10 +33,12 @@ Formality = Literal["formal", "informal", "neutral"]
 FORMALITIES: tuple[Formality, ...] = ("formal", "informal", "neutral")
 
 MAX_METADATA_BYTES = 64 * 1024
-MAX_KEEP_TERMS = 200
+# The glossary goes into the system prompt of every LLM request: bounded per term, in count, and in all
+MAX_KEEP_TERMS = 100
 MAX_TERM_CHARS = 100
-MAX_TRANSLATE_TERMS = 500
+MAX_TRANSLATE_TERMS = 200
 MAX_TRANSLATION_CHARS = 200
+MAX_GLOSSARY_CHARS = 6000  # every term and translation together (about 1,500 tokens)
 _QUOTE_CHARS = 40
 _MAX_PROBLEMS_PER_SOURCE = 20
 
@@ -159,11 +163,12 @@ class _Problems:
         return _canonical(code)
 
     def text(self, value: object, where: str, what: str, limit: int) -> str | None:
-        """`value` stripped, if it is a string of 1 to `limit` characters; never quoted in a problem."""
+        """`value` on one line, without control or invisible characters (it goes into the prompt), if
+        that is 1 to `limit` characters; never quoted in a problem."""
         if not self.typed(value, str, where, "dropped"):
             return None
-        if 0 < len(value.strip()) <= limit:
-            return value.strip()
+        if 0 < len(cleaned := clean_transcript(value)) <= limit:
+            return cleaned
         self.add(where, f"{what} must be 1 to {limit} characters", "dropped")
         return None
 
@@ -231,6 +236,26 @@ def _glossary(p: _Problems, value: object) -> Any:
         p.add("glossary", _unknown(unknown))
     keep = _keep(p, value["keep"]) if value.get("keep") is not None else ()
     translate = _translate(p, value["translate"]) if value.get("translate") is not None else {}
+    return _within_budget(p, keep, translate)
+
+
+def _within_budget(p: _Problems, keep: tuple[str, ...], translate: dict[str, dict[str, str]]) -> Glossary:
+    """The first terms (those to keep, then those to translate) that fit in MAX_GLOSSARY_CHARS."""
+    sizes = [len(term) for term in keep] + [
+        len(t) + sum(map(len, by.values())) for t, by in translate.items()
+    ]
+    total, fit = 0, 0
+    for size in sizes:
+        if total + size > MAX_GLOSSARY_CHARS:
+            break
+        total, fit = total + size, fit + 1
+    if fit < len(sizes):
+        p.add(
+            "glossary",
+            f"longer than {MAX_GLOSSARY_CHARS} characters in all",
+            f"only the first {fit} terms are used",
+        )
+        keep, translate = keep[:fit], dict(list(translate.items())[: max(0, fit - len(keep))])
     return Glossary(keep=keep, translate=translate)
 
 
