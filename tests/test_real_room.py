@@ -324,7 +324,7 @@ async def test_room_metadata_changed_mid_meeting_applies_at_once_and_warns_until
     (caption,) = lena.final_captions(translated=True)
     assert caption.segment_id == "alice-0-it" and caption.text == ONE_SENTENCE.translations["camera"]
     system = room.fakes.cerebras.requests[-1].messages[0]["content"]
-    assert "camera → telecamera" in system and "Acme" in system and "formal register" in system
+    assert '"camera" → "telecamera"' in system and 'keep "Acme"' in system and "formal register" in system
     voices = {m["voice"].get("id") for m in room.fakes.cartesia.messages if m.get("language") == "it"}
     assert voices == {VOICE}
     await eventually(lambda: lena.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="done")
