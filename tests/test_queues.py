@@ -1,7 +1,7 @@
 import asyncio
 
 from agent.models import Utterance
-from agent.queues import UtteranceQueue
+from agent.queues import StepQueue, UtteranceQueue
 
 
 def utt(i: int) -> Utterance:
@@ -33,3 +33,18 @@ async def test_get_waits_and_close_ends_after_draining():
     got = await getter
     assert got is not None and got.id == "s-1"
     assert await q.get() is None
+
+
+async def test_a_step_asked_for_again_while_it_waits_is_queued_once_and_order_is_kept():
+    q: StepQueue[str] = StepQueue()
+    q.put_nowait("settings", key="settings")
+    for _ in range(100):  # a storm of room events: each asks for the same "look at the room" step
+        q.put_nowait("room", key="room")
+    q.put_nowait("mark-1")  # unkeyed steps are each queued
+    q.put_nowait("mark-2")
+    q.put_nowait("settings again", key="settings")
+    assert q.qsize() == 4 and q.coalesced == 100
+    assert [await q.get() for _ in range(2)] == ["settings", "room"]
+    q.put_nowait("room", key="room")  # no longer waiting (it ran): queued again
+    q.close()
+    assert [await q.get() for _ in range(4)] == ["mark-1", "mark-2", "room", None]
