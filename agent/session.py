@@ -1,7 +1,10 @@
 """Interpreting a whole room: ears for every speaker, a channel (track) for every wanted language.
 
 Room events only enqueue control steps; one control task applies them in order, so speakers and
-channels are started and stopped one at a time, with nothing left behind. Data still flows one way:
+channels are started and stopped one at a time, with nothing left behind. A step reads the room as it is
+when it runs (who is there, their tracks, mutes and attributes, the metadata), so one waiting step covers
+any number of events: the control queue stays bounded however fast they come, and the last state wins.
+At most MAX_LANGUAGES languages get a track (`wanted_languages` says in which order). Data flows one way:
 each speaker's ears → the router → one channel per target language → its published track.
 """
 
