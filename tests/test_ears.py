@@ -220,6 +220,37 @@ async def test_an_interim_taken_back_leaves_no_stale_caption(one_sentence_fakes:
     assert "the" in shown and "Please tern on your" in shown  # the interims were shown, then replaced
 
 
+async def test_an_endpoint_only_result_ends_the_speech_and_makes_no_utterance(one_sentence_fakes: Fakes):
+    """Deepgram cuts 2 s of speech in two (its own segment limit), the second cut right where the speech
+    ends; the endpoint then comes alone: a Results with an empty transcript and speech_final true. It
+    ends the speech (the next words start a new segment) and is no utterance, no caption, no error."""
+    rate = 16000
+    t = np.arange(2 * rate) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
+    silence = np.zeros(rate // 2, np.int16)
+    pcm = Pcm(np.concatenate([silence, tone, silence, silence]), rate)
+    fakes = Fakes(
+        FakeDeepgram(["One two.", "Three four."], max_segment_s=1.0),
+        one_sentence_fakes.cerebras,
+        one_sentence_fakes.groq,
+        one_sentence_fakes.cartesia,
+    )
+    await fakes.deepgram.start()
+    captions = CaptionLog()
+    try:
+        async with ears_for(fakes, paced_frames(pcm), captions=captions) as (ears, heard):
+            await asyncio.wait_for(ears.run(), 20.0)
+    finally:
+        await fakes.deepgram.aclose()
+
+    assert fakes.deepgram.endpoints_only_sent == 1
+    assert [u.text for u in heard] == ["One two.", "Three four."] and ears.reconnects == 0
+    assert [(c.text, c.final) for c in captions.captions if c.final] == [
+        ("One two.", True),
+        ("Three four.", True),
+    ]
+
+
 async def test_long_continuous_speech_is_cut_into_segments_translated_while_it_goes_on():
     """No pause for 4 s: the ears force a final every `max_segment_s` (Deepgram's Finalize), so the
     first translation starts long before the speaker stops, and the pieces join up with no gap."""
