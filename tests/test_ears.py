@@ -165,6 +165,20 @@ async def test_stt_refusing_our_key_is_not_retried_and_is_one_clear_error_and_a_
         assert key not in logging.Formatter().format(logged) and key not in str(vars(logged))
 
 
+@pytest.mark.parametrize("status", [403, 402, 400])
+async def test_stt_refusals_other_than_a_wrong_key_are_not_retried_either(
+    one_sentence_fakes: Fakes, status: int
+):
+    """Forbidden (a key without the scope), payment required (no credit left), a request Deepgram does not
+    accept: each a status the framework marks not retryable; 429 and 5xx stay outages (tests above)."""
+    fakes = one_sentence_fakes
+    fakes.deepgram.refuse_next(10, status=status)
+    async with ears_for(fakes, live_track(read_wav(ONE_SENTENCE.wav))) as (ears, _):
+        await asyncio.wait_for(ears.run(), 20.0)
+    assert fakes.deepgram.refusals == [status] and ears.reconnects == 0
+    assert ears.failure is not None and ears.failure.cause == f"deepgram {status}" and ears.failure.refused
+
+
 async def test_stt_unreachable_is_given_up_after_the_bound_when_one_is_set(
     one_sentence_fakes: Fakes, caplog: pytest.LogCaptureFixture
 ):
