@@ -8,9 +8,10 @@ is bounded (`replay_limit_s`); what falls off it is reported.
 
 Only provider errors are an outage. A request the provider refuses (a status it will not answer
 differently when asked again: 401/403 for the key, 400 for the request) is not retried: the ears stop,
-keep their fault flag down and say why once. With `give_up_after_s` (the file mode's), an outage that
-lasts that long ends the ears too; in a room they never give up while audio flows. Either way
-`failure` tells what happened. Anything else that goes wrong is a bug: logged with its traceback, raised.
+report the STT as down (their fault flag) and say why once. With `give_up_after_s` (the file mode's),
+an outage that lasts that long ends the ears too; in a room they never give up while audio flows.
+Either way `failure` tells what happened. Anything else that goes wrong is a bug: logged with its
+traceback (messages withheld), raised.
 """
 
 from __future__ import annotations
