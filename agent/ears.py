@@ -5,6 +5,13 @@ the ears reopen it with backoff and first replay the audio that was not yet fina
 the last final word), then go on live. Audio that arrives while the link is down is kept too, so
 words spoken during a gap are transcribed once the link is back, and none twice. The replay buffer
 is bounded (`replay_limit_s`); what falls off it is reported.
+
+Only provider errors are an outage. A request the provider refuses (a status it will not answer
+differently when asked again: 401/403 for the key, 400 for the request) is not retried: the ears stop,
+report the STT as down (their fault flag) and say why once. With `give_up_after_s` (the file mode's),
+an outage that lasts that long ends the ears too; in a room they never give up while audio flows.
+Either way `failure` tells what happened. Anything else that goes wrong is a bug: logged with its
+traceback (messages withheld), raised.
 """
 
 from __future__ import annotations
@@ -12,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import APIError, stt
+from livekit.agents import APIError, APIStatusError, stt
 from livekit.agents.stt import SpeechStream
 
 from . import metrics
@@ -65,6 +73,48 @@ class AudioClock:
         return arrived_at - (audio_end - audio_t)
 
 
+@dataclass(frozen=True, slots=True)
+class SttFailure:
+    """Why the ears stopped reaching for the STT: it refused the request, or stayed out of reach."""
+
+    provider: str  # "deepgram"
+    error: str  # the error's type, or the underlying one's (ClientConnectorError, TimeoutError...)
+    status: int | None  # the HTTP status of a refused handshake, or the websocket close code
+    refused: bool  # True: refused (not retryable); False: unreachable (or failing) too long
+
+    @property
+    def cause(self) -> str:
+        """`deepgram 401`, `deepgram ClientConnectorError`: provider and status, else error type."""
+        return f"{self.provider} {self.status if self.status is not None else self.error}"
+
+    @classmethod
+    def of(cls, provider: str, error: BaseException, *, refused: bool) -> SttFailure:
+        status = error.status_code if isinstance(error, APIStatusError) and error.status_code >= 0 else None
+        return cls(provider.lower(), _error_type(error), status, refused)
+
+
+def _error_type(error: BaseException) -> str:
+    """The type of what went wrong underneath the plugin's wrapping: the first error in the chain that is
+    not an `APIError`, else the type the plugin names in its message (`failed to connect to deepgram
+    (ClientConnectorError)`: it raises `from None`, and the framework re-raises the error while handling
+    a `StopAsyncIteration`, which replaces its context), else the error's own type."""
+    if isinstance(error, APIStatusError):
+        return type(error).__name__
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            break
+        if not isinstance(seen, APIError | StopAsyncIteration):
+            return type(seen).__name__
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(error, APIError) and (named := _NAMED_TYPE.search(error.message)):
+        return named.group(1)
+    return type(error).__name__
+
+
+_NAMED_TYPE = re.compile(r"\((\w+(?:Error|Exception|Timeout))\)$")
+
+
 @dataclass(slots=True)
 class Backoff:
     initial_s: float = 0.1
@@ -92,6 +142,7 @@ class Ears:
         drain_idle_s: float = 1.5,
         max_segment_s: float = 0.0,
         on_fault: Callable[[bool], None] | None = None,
+        give_up_after_s: float | None = None,
     ) -> None:
         self._stt = stt
         self._frames = frames
@@ -105,6 +156,8 @@ class Ears:
         self._backoff = backoff or Backoff()
         self._drain_idle_s = drain_idle_s
         self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
+        self._give_up_after_s = give_up_after_s  # None: never give up on an outage while audio flows
+        self._interim_shown = False  # an interim caption of the segment being heard is on screen
         self._cut_requested = False
         self._speaking = False  # the STT hears speech that is not finalized yet
         self._segment_start = 0.0  # audio time where the segment being heard began (at the latest)
@@ -121,6 +174,7 @@ class Ears:
         self._stopped = False
         self.reconnects = 0
         self.fault = FaultFlag(on_fault)  # down once the link has failed `report_after` times running
+        self.failure: SttFailure | None = None  # set when the ears stopped reaching for the STT
         self.dropped_audio_s = 0.0
         self.utterances = 0
 
@@ -159,6 +213,7 @@ class Ears:
             if self._stream is not None:
                 await close_stream(self._stream)
                 self._stream = None
+            self._take_back_interim()  # nothing more will finalize it
 
     # -- audio intake: never blocks on the STT or the brain --------------------------------------
 
@@ -220,6 +275,8 @@ class Ears:
 
     async def _recognize(self) -> None:
         failures = 0
+        down_since: float | None = None  # clock time of the first failure in a row
+        provider = self._stt.provider.lower()
         while True:
             if self._input_done.is_set() and not self._pending:
                 return  # stopped before anything was heard: nothing to recognize
@@ -228,13 +285,18 @@ class Ears:
                 async with contextlib.aclosing(self._events(stream)) as events:
                     async for event in events:
                         if self._on_event(event):
-                            failures = 0
+                            failures, down_since = 0, None
                             self.fault.set(False)
                 if self._input_done.is_set():
                     return  # the input ended and the stream drained: done
                 raise ConnectionError("speech stream ended early")
             except STT_OUTAGES as e:
+                if isinstance(e, APIError) and not e.retryable:
+                    self._refused(SttFailure.of(provider, e, refused=True))
+                    return
+                failure = SttFailure.of(provider, e, refused=False)
                 failures += 1
+                down_since = self._clock() if down_since is None else down_since
                 self.reconnects += 1
                 metrics.STT_RECONNECTS.inc()
                 delay = self._backoff.delay(failures)
@@ -242,12 +304,13 @@ class Ears:
                 if failures >= self._backoff.report_after:
                     self.fault.set(True)
                 log(
-                    "speech recognition stream failed; reconnecting",
+                    "speech recognition stream failed (%s); reconnecting",
+                    failure.cause,
                     extra={
                         "speaker": self.speaker,
                         "failures": failures,
                         "retry_in_s": delay,
-                        "error": type(e).__name__,
+                        **_fields(failure),
                     },
                 )
             finally:
@@ -255,12 +318,44 @@ class Ears:
                 await close_stream(stream)
             if self._input_done.is_set() and (not self._pending or failures >= self._backoff.report_after):
                 if self._pending:
-                    logger.error(
-                        "input ended while speech recognition was down; unrecognized audio remains",
-                        extra={"speaker": self.speaker, "failures": failures},
+                    self._give_up(
+                        failure,
+                        failures,
+                        "input ended while speech recognition was down (%s); unrecognized audio remains",
+                        failure.cause,
                     )
                 return
+            down_for = self._clock() - down_since
+            if self._give_up_after_s is not None and down_for >= self._give_up_after_s:
+                detail = failure.status if failure.status is not None else failure.error
+                self._give_up(
+                    failure,
+                    failures,
+                    "speech recognition given up: %s unreachable for %.0f s (%s)",
+                    failure.provider,
+                    down_for,
+                    detail,
+                )
+                return
             await asyncio.sleep(delay)
+
+    def _refused(self, failure: SttFailure) -> None:
+        """The provider refused the request: asking again cannot help (a wrong or revoked key, a request
+        it does not accept). Stop, show the fault, say so once."""
+        self.failure = failure
+        self.fault.set(True)
+        logger.error(
+            "speech recognition refused (%s): not retried; no longer listening to this speaker",
+            failure.cause,
+            extra={"speaker": self.speaker, **_fields(failure)},
+        )
+
+    def _give_up(self, failure: SttFailure, failures: int, message: str, *args: object) -> None:
+        self.failure = failure
+        self.fault.set(True)
+        logger.error(
+            message, *args, extra={"speaker": self.speaker, "failures": failures, **_fields(failure)}
+        )
 
     async def _events(self, stream: SpeechStream) -> AsyncGenerator[stt.SpeechEvent, None]:
         """The stream's events. Once the input has ended, a quiet spell of `drain_idle_s` counts as
@@ -312,6 +407,7 @@ class Ears:
             interim = event.alternatives[0]
             if text := clean_transcript(interim.text):
                 self._caption(text, final=False)
+                self._interim_shown = True
                 if interim.end_time > 0 and not self._speaking:
                     self._segment_start = max(self._segment_start, self._origin + interim.start_time)
                 self._speaking = True
@@ -323,6 +419,8 @@ class Ears:
             return True
         if event.type == stt.SpeechEventType.END_OF_SPEECH:
             self._speaking = False  # the speaker paused: the next segment starts with their next word
+            # an endpoint with no final since the interim: the STT heard nothing there in the end
+            self._take_back_interim()
             return True
         if event.type != stt.SpeechEventType.FINAL_TRANSCRIPT or not event.alternatives:
             return event.type != stt.SpeechEventType.RECOGNITION_USAGE
@@ -336,6 +434,7 @@ class Ears:
         text = clean_transcript(data.text)
         if not is_substantive(text):
             logger.debug("dropped a non-substantive segment", extra={"speaker": self.speaker})
+            self._take_back_interim()
             return True
         speech_end_at = self._audio_clock.to_clock(audio_end)
         utterance = Utterance(
@@ -349,6 +448,7 @@ class Ears:
             final_at=final_at,
         )
         self._caption(utterance.text, final=True, span=(audio_start, audio_end))
+        self._interim_shown = False
         self._seq += 1
         self.utterances += 1
         self._out.put_nowait(utterance)
@@ -368,6 +468,15 @@ class Ears:
             with contextlib.suppress(RuntimeError):
                 self._stream.flush()
 
+    def _take_back_interim(self) -> None:
+        """An interim caption is on screen but its words never became a final (Deepgram revised them to
+        nothing): close its segment with an empty final, so no stale text stays shown, and hear the
+        next words as a new segment."""
+        if self._interim_shown:
+            self._interim_shown = False
+            self._caption("", final=True)
+            self._seq += 1
+
     def _caption(self, text: str, *, final: bool, span: tuple[float, float] | None = None) -> None:
         if self._captions is None:
             return
@@ -383,6 +492,10 @@ class Ears:
                 end_s=round(span[1], 3) if span else None,
             )
         )
+
+
+def _fields(failure: SttFailure) -> dict[str, Any]:
+    return {"provider": failure.provider, "status": failure.status, "error": failure.error}
 
 
 def _tail(frame: rtc.AudioFrame, skip_samples: int) -> rtc.AudioFrame:

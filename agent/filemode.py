@@ -17,7 +17,7 @@ import sys
 import time
 import wave
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -26,12 +26,18 @@ from livekit import rtc
 
 from .captions import CaptionLog
 from .config import ConfigError, Settings, load_settings, read_environment
+from .ears import SttFailure
 from .latency import LatencyTracker, format_table
 from .pipeline import Interpreter, PipelineOptions
 from .providers import build_providers
 from .room_settings import SUPPORTED_LANGUAGES, base_language, is_supported_language
 
 FRAME_S = 0.02
+# How long the file mode waits for speech recognition that is down (unreachable, or failing) before it
+# gives up: as long as the ears' replay buffer holds what is said meanwhile (30 s), so an outage it
+# rides out loses nothing, and one it cannot ends the run (exit 1) instead of leaving a hole. A request
+# Deepgram refuses (a wrong key: 401/403) ends it at once.
+STT_GIVE_UP_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +217,7 @@ class FileResult:
     spoken: int
     failed: int
     latency_ms: dict[str, dict[str, float | int]]
+    stt_failure: SttFailure | None = None  # speech recognition refused, or down too long
 
 
 async def interpret_file(
@@ -243,7 +250,7 @@ async def interpret_file(
             source_language=source,
             target_language=target,
             captions=captions,
-            options=PipelineOptions.from_settings(settings),
+            options=replace(PipelineOptions.from_settings(settings), stt_give_up_after_s=STT_GIVE_UP_S),
         )
         try:
             await interpreter.run()
@@ -268,6 +275,7 @@ async def interpret_file(
         spoken=tracker.spoken,
         failed=tracker.failed,
         latency_ms=tracker.summary_ms(),
+        stt_failure=interpreter.ears.failure,
     )
 
 
@@ -350,11 +358,15 @@ def main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(asdict(result), indent=1))
     else:
+        failure = result.stt_failure
         print(
             f"wrote {result.out_path}: {result.output_s} s of audio for {result.input_s} s of input; "
             f"{result.spoken} utterances spoken, {result.failed} failed"
+            + ("" if failure is None else f"; speech recognition failed ({failure.cause})")
         )
         print(format_table(result.latency_ms))
+    if result.stt_failure is not None:
+        return 1  # the ears logged why (provider and status or error), once
     if result.utterances == 0:
         print(f"no speech found in {args.input}: {result.out_path} is silence", file=sys.stderr)
         return 1

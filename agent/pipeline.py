@@ -39,6 +39,7 @@ class PipelineOptions:
     max_segment_s: float = 0.0  # force a final after this much continuous speech (0: off)
     pace: PaceOptions | None = None  # None: never speed up or tighten
     stale_after_s: float = 20.0  # a translation this late is captioned, not spoken
+    stt_give_up_after_s: float | None = None  # the STT down this long ends the ears (None: never)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineOptions:
@@ -176,6 +177,7 @@ class Interpreter:
             captions=captions,
             max_segment_s=opts.max_segment_s,
             on_fault=None if on_fault is None else lambda down: on_fault("stt", down),
+            give_up_after_s=opts.stt_give_up_after_s,
         )
 
     @property

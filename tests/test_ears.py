@@ -7,13 +7,14 @@ import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
 from livekit import rtc
 
-from agent.captions import CaptionLog
+from agent.captions import Caption, CaptionLog, CaptionSink
 from agent.ears import Ears
 from agent.filemode import Pcm, paced_frames, read_wav
 from agent.latency import LatencyTracker, Mark
@@ -23,9 +24,10 @@ from agent.providers import build_llm, build_stt, build_tts
 from agent.session import RoomSession
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
-from tests.fakes.deepgram import numbered_words
+from tests.fakes.deepgram import CLOSE_NO_RESPONSE, numbered_words
 from tests.fakes.room import FakeRoom
 from tests.harness import run_interpreter
+from tests.livekit_server import free_port
 from tests.loopback import LoopbackSpeaker, eventually, tone_sequence
 
 
@@ -46,11 +48,22 @@ async def live_track(pcm: Pcm | None = None) -> AsyncIterator[rtc.AudioFrame]:
 
 
 @contextlib.asynccontextmanager
-async def ears_for(fakes: Fakes, frames: AsyncIterator[rtc.AudioFrame]) -> AsyncIterator[tuple[Ears, Heard]]:
+async def ears_for(
+    fakes: Fakes,
+    frames: AsyncIterator[rtc.AudioFrame],
+    *,
+    captions: CaptionSink | None = None,
+    deepgram_url: str | None = None,
+    **options: Any,
+) -> AsyncIterator[tuple[Ears, Heard]]:
     async with aiohttp.ClientSession() as http:
-        stt = build_stt(fakes.settings(), "en", http)
+        overrides = {} if deepgram_url is None else {"DEEPGRAM_BASE_URL": deepgram_url}
+        stt = build_stt(fakes.settings(**overrides), "en", http)
         heard = Heard()
-        ears = Ears(stt=stt, frames=frames, out=heard, tracker=LatencyTracker(), speaker="ann", language="en")
+        ears = Ears(
+            stt=stt, frames=frames, out=heard, tracker=LatencyTracker(), speaker="ann", language="en",
+            captions=captions, **options,
+        )  # fmt: skip
         try:
             yield ears, heard
         finally:
@@ -100,6 +113,156 @@ async def test_stt_refusing_for_a_while_is_a_clear_error_and_a_fault_then_nothin
     assert [c.text for c in captions.finals(translated=False)] == DIALOGUE.transcripts
     assert tone_sequence(listener.audio(), listener.sample_rate) == [400, 600, 800]
     assert tracker.spoken == 3
+
+
+def reconnect_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "agent.ears" and "reconnecting" in r.getMessage()]
+
+
+async def test_stt_closing_with_an_error_code_mid_utterance_is_reconnected_and_loses_nothing(
+    dialogue_fakes: Fakes, caplog: pytest.LogCaptureFixture
+):
+    """Deepgram closes the websocket with 1011 (its NET-0000) in the middle of the second sentence: the
+    ears reconnect, replay, and every sentence is heard once; the log line says why (the close code)."""
+    fakes = dialogue_fakes
+    fakes.deepgram.close_after_audio_s(3.6, CLOSE_NO_RESPONSE)
+    tracker, captions = LatencyTracker(), CaptionLog()
+    interpreter, listener = await run_interpreter(fakes, DIALOGUE.wav, tracker, captions, exact_timeline=True)
+
+    assert fakes.deepgram.connections[0].close_code == 1011
+    assert interpreter.ears.reconnects == 1 and interpreter.ears.failure is None
+    assert [f.transcript for f in fakes.deepgram.finals] == DIALOGUE.transcripts
+    assert [c.text for c in captions.finals(translated=False)] == DIALOGUE.transcripts
+    assert tone_sequence(listener.audio(), listener.sample_rate) == [400, 600, 800]
+    [record] = reconnect_records(caplog)
+    assert (record.provider, record.status, record.error) == ("deepgram", 1011, "APIStatusError")  # type: ignore[attr-defined]
+    assert "deepgram 1011" in record.getMessage()
+
+
+async def test_stt_refusing_our_key_is_not_retried_and_is_one_clear_error_and_a_fault(
+    one_sentence_fakes: Fakes, caplog: pytest.LogCaptureFixture
+):
+    """A 401 at the handshake (a wrong or revoked key) cannot get better by asking again: the ears stop
+    trying for this speaker at once, show the stt fault, and say so once, naming provider and status."""
+    fakes = one_sentence_fakes
+    fakes.deepgram.api_key = "another-key"
+    faults: list[bool] = []
+    async with ears_for(fakes, live_track(read_wav(ONE_SENTENCE.wav)), on_fault=faults.append) as (
+        ears,
+        heard,
+    ):
+        await asyncio.wait_for(ears.run(), 20.0)  # before the fix: retried forever, with backoff
+
+    assert fakes.deepgram.refusals == [401] and ears.reconnects == 0
+    assert ears.failure is not None and (ears.failure.status, ears.failure.refused) == (401, True)
+    assert faults == [True] and ears.fault.down and heard == []
+    [record] = [r for r in caplog.records if r.name == "agent.ears" and r.levelno >= logging.WARNING]
+    assert record.levelno == logging.ERROR and record.exc_info is None
+    assert "refused" in record.getMessage() and "deepgram 401" in record.getMessage()
+    assert (record.provider, record.status) == ("deepgram", 401)  # type: ignore[attr-defined]
+    key = fakes.env()["DEEPGRAM_API_KEY"]
+    for logged in caplog.records:  # the key we sent is in no record, message or extra
+        assert key not in logging.Formatter().format(logged) and key not in str(vars(logged))
+
+
+@pytest.mark.parametrize("status", [403, 402, 400])
+async def test_stt_refusals_other_than_a_wrong_key_are_not_retried_either(
+    one_sentence_fakes: Fakes, status: int
+):
+    """Forbidden (a key without the scope), payment required (no credit left), a request Deepgram does not
+    accept: each a status the framework marks not retryable; 429 and 5xx stay outages (tests above)."""
+    fakes = one_sentence_fakes
+    fakes.deepgram.refuse_next(10, status=status)
+    async with ears_for(fakes, live_track(read_wav(ONE_SENTENCE.wav))) as (ears, _):
+        await asyncio.wait_for(ears.run(), 20.0)
+    assert fakes.deepgram.refusals == [status] and ears.reconnects == 0
+    assert ears.failure is not None and ears.failure.cause == f"deepgram {status}" and ears.failure.refused
+
+
+async def test_stt_unreachable_is_given_up_after_the_bound_when_one_is_set(
+    one_sentence_fakes: Fakes, caplog: pytest.LogCaptureFixture
+):
+    """Nothing listening where Deepgram should be (connection refused) while the speaker goes on: with
+    `give_up_after_s` (the file mode's) the ears give up once the link has been down that long."""
+    unreachable = f"http://127.0.0.1:{free_port()}/v1/listen"
+    async with ears_for(one_sentence_fakes, live_track(), deepgram_url=unreachable, give_up_after_s=1.0) as (
+        ears,
+        _,
+    ):
+        await asyncio.wait_for(ears.run(), 30.0)  # the speaker never stops: only giving up ends this
+
+    assert ears.failure is not None and not ears.failure.refused and ears.failure.status is None
+    assert ears.failure.error == "ClientConnectorError"
+    assert ears.reconnects >= 2 and ears.fault.down
+    retries = reconnect_records(caplog)
+    assert retries and all(r.error == "ClientConnectorError" for r in retries)  # type: ignore[attr-defined]
+    [gave_up] = [r for r in caplog.records if r.name == "agent.ears" and "given up" in r.getMessage()]
+    assert gave_up.levelno == logging.ERROR and "deepgram unreachable" in gave_up.getMessage()
+
+
+async def test_an_interim_taken_back_leaves_no_stale_caption(one_sentence_fakes: Fakes):
+    """Deepgram revises interims: what it first heard as words may end as nothing (an empty final). The
+    interim caption already shown must not stay on screen: its segment is closed with an empty final,
+    and no utterance comes of it. A revised interim of a real sentence is replaced by its final."""
+    transcript = ONE_SENTENCE.transcripts[0]
+    fakes = Fakes(
+        FakeDeepgram(
+            ["", transcript], interims={"": ["the"], transcript: ["Please turn on", "Please tern on your"]}
+        ),
+        one_sentence_fakes.cerebras,
+        one_sentence_fakes.groq,
+        one_sentence_fakes.cartesia,
+    )
+    await fakes.deepgram.start()
+    captions = CaptionLog()
+    pcm = read_wav(ONE_SENTENCE.wav)
+    noise_then_sentence = Pcm(np.concatenate([pcm.samples, pcm.samples]), pcm.sample_rate)
+    try:
+        async with ears_for(fakes, paced_frames(noise_then_sentence), captions=captions) as (ears, heard):
+            await asyncio.wait_for(ears.run(), 20.0)
+    finally:
+        await fakes.deepgram.aclose()
+
+    assert [f.transcript for f in fakes.deepgram.finals] == ["", transcript]
+    assert [u.text for u in heard] == [transcript] and ears.utterances == 1
+    last: dict[str, Caption] = {}
+    for caption in captions.captions:
+        last[caption.segment_id] = caption
+    assert [(c.text, c.final) for c in last.values()] == [("", True), (transcript, True)]
+    assert heard[0].id == list(last)[1]  # the utterance keeps the id its captions had
+    shown = [c.text for c in captions.captions]
+    assert "the" in shown and "Please tern on your" in shown  # the interims were shown, then replaced
+
+
+async def test_an_endpoint_only_result_ends_the_speech_and_makes_no_utterance(one_sentence_fakes: Fakes):
+    """Deepgram cuts 2 s of speech in two (its own segment limit), the second cut right where the speech
+    ends; the endpoint then comes alone: a Results with an empty transcript and speech_final true. It
+    ends the speech (the next words start a new segment) and is no utterance, no caption, no error."""
+    rate = 16000
+    t = np.arange(2 * rate) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
+    silence = np.zeros(rate // 2, np.int16)
+    pcm = Pcm(np.concatenate([silence, tone, silence, silence]), rate)
+    fakes = Fakes(
+        FakeDeepgram(["One two.", "Three four."], max_segment_s=1.0),
+        one_sentence_fakes.cerebras,
+        one_sentence_fakes.groq,
+        one_sentence_fakes.cartesia,
+    )
+    await fakes.deepgram.start()
+    captions = CaptionLog()
+    try:
+        async with ears_for(fakes, paced_frames(pcm), captions=captions) as (ears, heard):
+            await asyncio.wait_for(ears.run(), 20.0)
+    finally:
+        await fakes.deepgram.aclose()
+
+    assert fakes.deepgram.endpoints_only_sent == 1
+    assert [u.text for u in heard] == ["One two.", "Three four."] and ears.reconnects == 0
+    assert [(c.text, c.final) for c in captions.captions if c.final] == [
+        ("One two.", True),
+        ("Three four.", True),
+    ]
 
 
 async def test_long_continuous_speech_is_cut_into_segments_translated_while_it_goes_on():
@@ -203,20 +366,23 @@ async def test_an_unpublish_right_behind_a_subscribe_does_not_hold_up_the_room(o
 # -- errors --------------------------------------------------------------------------------------------
 
 
+class BrokenCaptions:
+    """A caption sink with a bug whose message quotes what was said (it runs in the ears' event handling)."""
+
+    def publish(self, caption: Caption) -> None:
+        raise ValueError(f"cannot show {caption.text!r}")
+
+
 async def test_a_bug_in_the_ears_is_logged_with_its_traceback_and_ends_them_not_an_outage(
-    one_sentence_fakes: Fakes, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    one_sentence_fakes: Fakes, caplog: pytest.LogCaptureFixture
 ):
     """Only provider errors are an STT outage (reconnect with backoff); a bug in the ears' own event
     handling is not retried: it is logged with its traceback (never the words) and ends the ears."""
-
-    def broken(text: str) -> str:
-        raise ValueError(f"cannot clean {text!r}")  # a bug whose message quotes what was said
-
-    monkeypatch.setattr("agent.ears.clean_transcript", broken)
-    async with ears_for(one_sentence_fakes, paced_frames(read_wav(ONE_SENTENCE.wav))) as (ears, _):
+    frames = paced_frames(read_wav(ONE_SENTENCE.wav))
+    async with ears_for(one_sentence_fakes, frames, captions=BrokenCaptions()) as (ears, _):
         with pytest.raises(ValueError):
             await asyncio.wait_for(ears.run(), 10.0)
-    assert ears.reconnects == 0 and not ears.fault.down
+    assert ears.reconnects == 0 and not ears.fault.down and ears.failure is None
     [record] = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "agent.ears"]
     logged = logging.Formatter().format(record)
     assert "Traceback" in logged and "_on_event" in logged and "ValueError" in logged
@@ -245,3 +411,29 @@ async def test_ears_failing_in_a_room_show_an_stt_fault_and_are_logged_once(
         await speaker.aclose()
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert [r.getMessage() for r in tracebacks] == ["the ears failed; no longer listening to this speaker"]
+
+
+async def test_a_speaker_whose_stt_is_refused_shows_the_fault_until_they_stop(
+    one_sentence_fakes: Fakes, caplog: pytest.LogCaptureFixture
+):
+    """In a room, a refused STT (401) stops that speaker's retries: `interpreter.faults` shows `stt` while
+    they speak, one error line says why, and stopping (mute, unpublish, leave) clears it."""
+    one_sentence_fakes.deepgram.api_key = "another-key"
+    speaker = LoopbackSpeaker(read_wav(ONE_SENTENCE.wav))
+    try:
+        async with room_session(one_sentence_fakes) as (room, session):
+            alice = room.join("alice", attributes={"language": "en"})
+            publication = room.publish_audio(alice, speaker.track)
+            speaker.start()
+            await eventually(lambda: session.faults == ["stt"], within_s=10, what="the stt fault")
+            [listening] = session.speakers.values()
+            await eventually(listening.task.done, within_s=10, what="the ears giving up")
+            assert listening.task.exception() is None  # not a bug: nothing to log with a traceback
+            assert one_sentence_fakes.deepgram.refusals == [401] and session.faults == ["stt"]
+            room.unpublish(alice, publication)
+            await asyncio.wait_for(session.settled(), 5.0)
+            assert session.faults == [] and session.speakers == {}
+    finally:
+        await speaker.aclose()
+    errors = [r for r in caplog.records if r.name == "agent.ears" and r.levelno >= logging.ERROR]
+    assert [(r.status, r.exc_info) for r in errors] == [(401, None)]  # type: ignore[attr-defined]

@@ -27,6 +27,7 @@ from livekit.plugins import cartesia, deepgram
 from livekit.plugins import openai as lk_openai
 
 from tests.fakes import Delay, FakeCartesia, FakeDeepgram, FakeLLM, numbered_words
+from tests.fakes.deepgram import CLOSE_NO_AUDIO, CLOSE_UNDECODABLE
 
 SR = 16000
 FAST_RETRY = APIConnectOptions(max_retry=3, retry_interval=0.1, timeout=2.0)
@@ -233,6 +234,101 @@ async def test_deepgram_plugin_gives_up_when_every_handshake_is_refused(
             )
     assert fake.refused == 2
     assert fake.connections == []
+
+
+def ws_url(fake: FakeDeepgram, **query: str) -> str:
+    """The fake's websocket URL with what the plugin always sends (`query` overrides it; "" leaves it out)."""
+    params = {"model": "nova-3", "language": "en", "encoding": "linear16", "sample_rate": "16000", **query}
+    listed = "&".join(f"{k}={v}" for k, v in params.items() if v)
+    return f"{fake.base_url}?{listed}".replace("http", "ws", 1)
+
+
+async def test_deepgram_refuses_a_handshake_missing_what_it_needs_to_hear(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    async with FakeDeepgram(["never"]) as fake:
+        for name in ("model", "language", "encoding", "sample_rate"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http_session.ws_connect(ws_url(fake, **{name: ""}))
+            assert refused.value.status == 400
+            assert name in (refused.value.headers or {}).get("dg-error", "")
+        async with http_session.get(ws_url(fake, language="").replace("ws", "http", 1)) as response:
+            body = await response.json()
+        assert response.status == 400 and body["err_code"] == "Bad Request" and body["request_id"]
+        async with http_session.ws_connect(ws_url(fake)) as ws:  # all four there: let in
+            await ws.send_json({"type": "CloseStream"})
+    assert fake.refusals == [400] * 5 and len(fake.connections) == 1
+
+
+async def test_deepgram_refuses_another_key_as_deepgram_does_and_the_plugin_does_not_retry(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    async with FakeDeepgram(["never"], api_key="the-right-key") as fake:
+        with pytest.raises(APIStatusError) as refused:
+            await recognize(fake, make_deepgram(fake, http_session), speech(("tone", 0.2)))
+    assert refused.value.status_code == 401 and not refused.value.retryable
+    assert fake.refusals == [401]  # FAST_RETRY allows 3 retries: a refusal is not retried
+    assert fake.connections == []
+
+
+async def test_deepgram_closes_with_an_error_code_and_the_plugin_reports_it(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    async with FakeDeepgram(["first", "second"]) as fake:
+        fake.close_after_audio_s(1.0, CLOSE_NO_AUDIO)
+        with pytest.raises(APIStatusError) as closed:
+            await recognize(
+                fake,
+                make_deepgram(fake, http_session),
+                TWO_UTTERANCES,
+                conn_options=APIConnectOptions(max_retry=0),
+            )
+    assert closed.value.status_code == 1011 and closed.value.retryable  # a close code, not an HTTP status
+    assert CLOSE_NO_AUDIO[1] in str(closed.value.body)  # the reason Deepgram gave reaches the plugin
+    (connection,) = fake.connections
+    assert connection.close_code == 1011 and not connection.dropped
+
+    async with FakeDeepgram(["first", "second"]) as fake:
+        fake.close_after_audio_s(1.0, CLOSE_UNDECODABLE)
+        events = await recognize(fake, make_deepgram(fake, http_session), TWO_UTTERANCES)
+    finals = of_type(events, stt.SpeechEventType.FINAL_TRANSCRIPT)
+    assert [f.alternatives[0].text for f in finals] == ["first", "second"]  # the plugin reconnected
+    assert [c.close_code for c in fake.connections] == [1008, None]
+
+
+async def test_deepgram_sends_an_endpoint_only_result_after_a_finalize(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    """Speech finalized by a Finalize, then silence: Deepgram's endpoint comes as a Results with an empty
+    transcript and speech_final true; the plugin reports the end of speech and no transcript."""
+    pcm = speech(("tone", 0.6), ("silence", 0.6))
+    async with FakeDeepgram(["cut"]) as fake:
+        events = await recognize(fake, make_deepgram(fake, http_session), pcm, flush_at_s=[0.6])
+
+    assert [e.type for e in events if e.type != stt.SpeechEventType.RECOGNITION_USAGE] == [
+        stt.SpeechEventType.START_OF_SPEECH,
+        stt.SpeechEventType.INTERIM_TRANSCRIPT,
+        stt.SpeechEventType.FINAL_TRANSCRIPT,
+        stt.SpeechEventType.END_OF_SPEECH,
+    ]
+    assert fake.endpoints_only_sent == 1
+    assert [(f.transcript, f.from_finalize) for f in fake.finals] == [("cut", True)]
+
+
+async def test_deepgram_revises_interims_and_can_hear_nothing_in_the_end(
+    http_session: aiohttp.ClientSession,
+) -> None:
+    pcm = speech(("tone", 1.1), ("silence", 0.8), ("tone", 0.6), ("silence", 0.8))
+    revisions = {"Good morning.": ["Good mourning", "Good morning"], "": ["the"]}
+    async with FakeDeepgram(["Good morning.", ""], interims=revisions) as fake:
+        events = await recognize(fake, make_deepgram(fake, http_session), pcm)
+
+    interims = [e.alternatives[0].text for e in of_type(events, stt.SpeechEventType.INTERIM_TRANSCRIPT)]
+    assert interims == ["Good mourning", "Good morning", "the"]  # the first is not a prefix of the final
+    finals = [e.alternatives[0].text for e in of_type(events, stt.SpeechEventType.FINAL_TRANSCRIPT)]
+    assert finals == ["Good morning."]  # the noise taken for "the" was, in the end, nothing
+    assert [f.transcript for f in fake.finals] == ["Good morning.", ""]
+    assert len(of_type(events, stt.SpeechEventType.END_OF_SPEECH)) == 2
 
 
 # LLM (Groq through the livekit openai plugin, Cerebras through its SDK)
@@ -633,7 +729,7 @@ async def test_deepgram_finalize_hears_audio_short_of_a_whole_vad_window(
     http_session: aiohttp.ClientSession,
 ) -> None:
     async with FakeDeepgram(["short"]) as fake:
-        url = f"{fake.base_url}?sample_rate=16000&endpointing=300".replace("http", "ws", 1)
+        url = f"{ws_url(fake)}&endpointing=300"
         async with http_session.ws_connect(url) as ws:
             await ws.send_bytes(speech(("tone", 0.305)).tobytes())  # 30.5 VAD windows
             await ws.send_json({"type": "Finalize"})

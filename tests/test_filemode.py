@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.filemode import read_wav
+from agent.filemode import STT_GIVE_UP_S, read_wav
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
+from tests.livekit_server import free_port
 
 ROOT = Path(__file__).parent.parent
 
@@ -124,6 +125,80 @@ async def test_interpret_with_both_llms_refusing_ends_with_its_input_non_zero(
     ), stderr
     for fake in (dialogue_fakes.cerebras, dialogue_fakes.groq):
         assert {r.status for r in fake.requests} == {401}
+
+
+# -- speech recognition that never works ends the run, non-zero, saying why ------------------------------
+
+
+def lines_naming(stderr: str, *words: str) -> list[str]:
+    return [line for line in stderr.splitlines() if all(word in line for word in words)]
+
+
+async def test_interpret_with_a_wrong_deepgram_key_gives_up_at_once_and_says_why(
+    dialogue_fakes: Fakes, tmp_path: Path
+):
+    """Deepgram answers the handshake 401: not retried (once is enough), exit 1, one line naming it; no
+    "0 utterances spoken, 0 failed" passed off as success, no "no speech found"."""
+    dialogue_fakes.deepgram.api_key = "another-key"
+    args = [str(DIALOGUE.wav), "--source", "en", "--target", "es", "--out", str(tmp_path / "o.wav")]
+    code, stdout, stderr = await run_cli([*args, "--json"], dialogue_fakes.env(), tmp_path)
+
+    assert code == 1, stderr
+    assert dialogue_fakes.deepgram.refusals == [401]  # given up at once: no second attempt
+    result = json.loads(stdout)
+    assert result["stt_failure"] == {
+        "provider": "deepgram", "status": 401, "error": "APIStatusError", "refused": True
+    }  # fmt: skip
+    assert result["utterances"] == 0
+    assert lines_naming(stderr, "deepgram 401") == [
+        "ERROR agent.ears: speech recognition refused (deepgram 401): not retried; "
+        "no longer listening to this speaker"
+    ], stderr
+    assert "Traceback" not in stderr and "no speech found" not in stderr
+
+    code, stdout, stderr = await run_cli(
+        args, dialogue_fakes.env(), tmp_path
+    )  # the plain summary says it too
+    assert code == 1 and "speech recognition failed (deepgram 401)" in stdout, stdout
+
+
+async def test_interpret_with_deepgram_unreachable_ends_non_zero_and_says_why(
+    one_sentence_fakes: Fakes, tmp_path: Path
+):
+    """Nothing listening at the Deepgram URL (connection refused): the short input ends while the link is
+    still down, so what was said cannot be heard: exit 1 and a line naming the provider and error."""
+    env = one_sentence_fakes.env(DEEPGRAM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1/listen")
+    args = [str(ONE_SENTENCE.wav), "--source", "en", "--target", "es", "--out", str(tmp_path / "o.wav")]
+    code, stdout, stderr = await run_cli([*args, "--json"], env, tmp_path)
+
+    assert code == 1, stderr
+    result = json.loads(stdout)
+    assert result["stt_failure"] == {
+        "provider": "deepgram", "status": None, "error": "ClientConnectorError", "refused": False
+    }  # fmt: skip
+    [ended] = lines_naming(stderr, "unrecognized audio remains")
+    assert ended.startswith("ERROR agent.ears:") and "(deepgram ClientConnectorError)" in ended, stderr
+    assert "Traceback" not in stderr and "no speech found" not in stderr
+
+
+async def test_interpret_gives_up_on_an_stt_unreachable_for_longer_than_its_bound(
+    one_sentence_fakes: Fakes, tmp_path: Path
+):
+    """A long input with Deepgram unreachable: the run does not go on to the end of the input without
+    speech recognition; it gives up once the link has been down for STT_GIVE_UP_S (30 s)."""
+    assert STT_GIVE_UP_S == 30.0
+    silence = write_pcm(tmp_path / "long.wav", np.zeros(16000 * 50, np.int16))  # 50 s: run_cli allows 60
+    env = one_sentence_fakes.env(DEEPGRAM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1/listen")
+    args = [str(silence), "--source", "en", "--target", "es", "--out", str(tmp_path / "o.wav"), "--json"]
+    code, stdout, stderr = await run_cli(args, env, tmp_path)
+
+    assert code == 1, stderr
+    assert json.loads(stdout)["stt_failure"]["error"] == "ClientConnectorError"
+    [gave_up] = lines_naming(stderr, "given up")
+    assert gave_up.startswith("ERROR agent.ears: speech recognition given up: deepgram unreachable for 3"), (
+        stderr
+    )  # 30 s or a little more, never the whole input
+    assert gave_up.endswith("(ClientConnectorError)")
 
 
 # -- bad input is refused up front, one line each -------------------------------------------------------

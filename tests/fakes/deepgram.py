@@ -14,7 +14,23 @@ Server messages, as the livekit deepgram plugin parses them:
 - on `{"type":"Finalize"}` a final `Results` for the open segment at once, with `from_finalize` true and
   `speech_final` false (Deepgram does not mark a forced flush as an endpoint, so the plugin emits
   FINAL_TRANSCRIPT there but no END_OF_SPEECH); speech after the Finalize point is a new segment;
-- on `{"type":"CloseStream"}` the same flush, then a `Metadata` message and a normal close.
+- on `{"type":"CloseStream"}` the same flush, then a `Metadata` message and a normal close;
+- an endpoint-only `Results` (`is_final` and `speech_final` true, empty transcript, no words) when the
+  endpoint comes after the speech was already finalized (by a Finalize or a `max_segment_s` cut), as
+  Deepgram does: the plugin reports END_OF_SPEECH for it and no transcript.
+
+Interims grow as prefixes of the final unless `interims` scripts them: Deepgram revises interims, so the
+texts given for a transcript are sent in turn (the last one repeated), whether or not they are prefixes of
+the final. An empty scripted transcript (`""`) is a segment Deepgram heard as nothing: its final is a
+`Results` with an empty transcript (after any scripted interims, as when noise was first taken for words).
+
+Faults, as Deepgram shows them: `refuse_next` answers handshakes with an HTTP status and Deepgram's error
+body (`err_code`, `err_msg`, `request_id`, and the `dg-error` header); with `api_key` set, a handshake
+with another key gets 401 (`INVALID_AUTH`); a handshake missing `model`, `language`, `encoding` or
+`sample_rate` gets 400 (Deepgram itself refuses an `encoding` without `sample_rate` and defaults the
+rest: the fake is stricter, so a request that Deepgram would hear with the wrong model, language or
+audio format fails loudly); `close_after_audio_s` closes the websocket with a close code and reason
+(1011 `NET-0000`/`NET-0001`, 1008 `DATA-0000`); `drop_after_audio_s` drops the TCP connection.
 
 Every final is held back by the finalize delay (`finalize_delay_s`, or a sampled `finalize_delay`) from the
 moment it was due (endpoint detected, segment too long, Finalize received); `DeepgramFinal.delay_s` says by
@@ -53,6 +69,25 @@ ANY_LANGUAGE = "*"
 _EPS = 1e-6  # timeline comparisons: 0.9 - 0.6 must count as 0.3
 DEFAULT_ENDPOINTING_MS = 300
 INTERIM_PLACEHOLDER = "…"  # an interim's text when transcript_for cannot preview what the final will say
+REQUIRED_QUERY = ("model", "language", "encoding", "sample_rate")
+# close codes and reasons as Deepgram sends them (its streaming error documentation; the reasons as seen
+# from the service)
+CLOSE_NO_AUDIO = (
+    1011,
+    "Deepgram did not receive audio data or a text message within the timeout window. "
+    "See https://dpgr.am/net0001",
+)
+CLOSE_NO_RESPONSE = (
+    1011,
+    "Deepgram did not provide a response message within the timeout window. See https://dpgr.am/net0000",
+)
+CLOSE_UNDECODABLE = (1008, "DATA-0000")
+_ERROR_CODES = {
+    400: "Bad Request",
+    401: "INVALID_AUTH",
+    402: "ASR_PAYMENT_REQUIRED",
+    403: "INSUFFICIENT_PERMISSIONS",
+}
 
 
 @dataclass
@@ -67,6 +102,7 @@ class DeepgramConnection:
     dropped: bool = False
     closed: bool = False  # the handler is done with this connection, for whatever reason
     close_stream_handled: bool = False  # closed normally after the client's CloseStream
+    close_code: int | None = None  # closed by the fake with this code (close_after_audio_s)
 
 
 @dataclass(frozen=True)
@@ -105,6 +141,7 @@ class _Result:
     interim_words: int = 0
     delay_s: float = 0.0  # finals: the sampled finalize delay
     due_at: float = 0.0  # finals: loop time when it became due
+    endpoint_only: bool = False  # the endpoint of speech already finalized: an empty transcript
 
 
 @dataclass(frozen=True)
@@ -225,7 +262,20 @@ class _Listener:
                 self._on_voice(start, end)
             elif self._in_speech and end - self._voice_end >= self.endpointing_s - _EPS:
                 self._in_speech = False
-                self.finalize(speech_final=True)
+                if self._segment_start is None:  # finalized already (a Finalize or a cut): the endpoint alone
+                    self.outbox.put_nowait(
+                        _Result(
+                            self._segment_end,
+                            end,
+                            is_final=True,
+                            speech_final=True,
+                            endpoint_only=True,
+                            delay_s=self._final_delay(),
+                            due_at=asyncio.get_running_loop().time(),
+                        )
+                    )
+                else:
+                    self.finalize(speech_final=True)
 
     def _on_voice(self, start: float, end: float) -> None:
         if self._segment_start is None:
@@ -309,6 +359,8 @@ class FakeDeepgram(FakeServer):
     `finalize_delay` (sampled per final with the fake's `random.Random(seed)`) replaces `finalize_delay_s`.
     `max_segment_s` cuts continuous speech into segments of at most that long (audio timeline).
     `transcript_for(duration_s)` makes the transcript of a segment the script has none left for.
+    `interims` maps a scripted transcript to the interims sent before its final (revisions, see above).
+    `api_key`: when set, only `Authorization: Token <api_key>` is let in.
     """
 
     def __init__(
@@ -322,6 +374,8 @@ class FakeDeepgram(FakeServer):
         max_segment_s: float | None = None,
         transcript_for: TranscriptFor | None = None,
         seed: int | None = None,
+        interims: Mapping[str, list[str]] | None = None,
+        api_key: str | None = None,
     ) -> None:
         super().__init__()
         if max_segment_s is not None and max_segment_s <= 0:
@@ -338,16 +392,21 @@ class FakeDeepgram(FakeServer):
         self.max_segment_s = max_segment_s
         self.transcript_for = transcript_for
         self.rng = random.Random(seed)
+        self.interims = {final: list(texts) for final, texts in (interims or {}).items()}
+        self.api_key = api_key
         # records
         self.connections: list[DeepgramConnection] = []
         self.finals: list[DeepgramFinal] = []
         self.ignored_segments: list[IgnoredSegment] = []
         self.interims_sent = 0
+        self.endpoints_only_sent = 0  # endpoint-only Results (empty transcript, speech_final)
         self.refused = 0
+        self.refusals: list[int] = []  # the HTTP status of every refused handshake, in order
         # script and faults
         self._next: dict[str, int] = dict.fromkeys(self.scripts, 0)
         self._script_lock = asyncio.Lock()
         self._drop_after_s: float | None = None
+        self._close_after: tuple[float, int, str] | None = None
         self._refuse_remaining = 0
         self._refuse_status = 503
         self._close_stream_handled = asyncio.Event()
@@ -383,20 +442,37 @@ class FakeDeepgram(FakeServer):
         """Once: abort the current connection (no finalize) after it received `seconds` of audio."""
         self._drop_after_s = seconds
 
+    def close_after_audio_s(self, seconds: float, close: tuple[int, str] = CLOSE_NO_RESPONSE) -> None:
+        """Once: close the current connection with Deepgram's close `(code, reason)` after it received
+        `seconds` of audio (nothing pending is finalized first)."""
+        self._close_after = (seconds, *close)
+
     def refuse_next(self, n: int = 1, status: int = 503) -> None:
         """Reject the next `n` websocket handshakes with HTTP `status`."""
         self._refuse_remaining = n
         self._refuse_status = status
 
+    def _refuse(self, status: int, message: str) -> web.Response:
+        """A handshake refused as Deepgram refuses one: the status, its error body, `dg-error`."""
+        self.refused += 1
+        self.refusals.append(status)
+        logger.info("fake deepgram: refusing a handshake with %d", status)
+        request_id = str(uuid.uuid4())
+        body = {"err_code": _ERROR_CODES.get(status, "SERVICE_UNAVAILABLE"), "err_msg": message}
+        return web.json_response(
+            {**body, "request_id": request_id},
+            status=status,
+            headers={"dg-error": message, "dg-request-id": request_id},
+        )
+
     async def _listen(self, request: web.Request) -> web.StreamResponse:
         if self._refuse_remaining > 0:
             self._refuse_remaining -= 1
-            self.refused += 1
-            logger.info("fake deepgram: refusing a handshake with %d", self._refuse_status)
-            return web.json_response(
-                {"err_code": "SERVICE_UNAVAILABLE", "err_msg": "scripted refusal"},
-                status=self._refuse_status,
-            )
+            return self._refuse(self._refuse_status, "scripted refusal")
+        if self.api_key is not None and request.headers.get("Authorization") != f"Token {self.api_key}":
+            return self._refuse(401, "Invalid credentials.")
+        if missing := [name for name in REQUIRED_QUERY if not request.query.get(name)]:
+            return self._refuse(400, f"Bad Request: missing query parameter(s): {', '.join(missing)}")
 
         record = DeepgramConnection(
             index=len(self.connections),
@@ -427,6 +503,14 @@ class FakeDeepgram(FakeServer):
                         logger.info("fake deepgram: dropping connection %d", record.index)
                         sender.cancel()
                         abort_connection(request)
+                        break
+                    if self._close_after is not None and record.audio_s >= self._close_after[0]:
+                        _, code, reason = self._close_after
+                        self._close_after = None
+                        record.close_code = code
+                        logger.info("fake deepgram: closing connection %d with %d", record.index, code)
+                        sender.cancel()
+                        await ws.close(code=code, message=reason.encode())
                         break
                 elif msg.type == WSMsgType.TEXT:
                     kind = str(json.loads(msg.data).get("type", ""))
@@ -487,7 +571,11 @@ class FakeDeepgram(FakeServer):
                 wait_s = held_until - loop.time()
                 if wait_s > 0:
                     await asyncio.sleep(wait_s)
-                await self._send_final(ws, listener, item, request_id, delay_s)
+                if item.endpoint_only:
+                    await ws.send_json(_results_message([], item, request_id=request_id))
+                    self.endpoints_only_sent += 1
+                else:
+                    await self._send_final(ws, listener, item, request_id, delay_s)
             else:
                 words = self._interim_words(listener.record.query.get("language"), item)
                 if words:
@@ -496,6 +584,9 @@ class FakeDeepgram(FakeServer):
 
     def _interim_words(self, language: str | None, item: _Result) -> list[str]:
         remaining = self.remaining_for(language)
+        if remaining and remaining[0] in self.interims:
+            revisions = self.interims[remaining[0]]
+            return revisions[min(item.interim_words, len(revisions)) - 1].split() if revisions else []
         if remaining:
             return remaining[0].split()[: item.interim_words]
         if isinstance(self.transcript_for, PreviewingTranscriptFor):
