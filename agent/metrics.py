@@ -61,3 +61,12 @@ LLM_RESUMES = Counter(
 TTS_CLAUSE_RETRIES = Counter(
     "interpreter_tts_clause_retries_total", "Clauses synthesized again after their TTS stream broke off"
 )
+LLM_TRUNCATIONS = Counter(
+    "interpreter_llm_truncations_total",
+    "LLM replies cut by the token limit (each is continued, up to a bound)",
+)
+LLM_REFUSALS = Counter(
+    "interpreter_llm_refusals_total",
+    "Requests an LLM refused with a status not worth retrying (400, 401, 404, 422...), by LLM and status",
+    ["llm", "status"],
+)

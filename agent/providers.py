@@ -18,6 +18,7 @@ from livekit.agents import (
     NOT_GIVEN,
     APIConnectionError,
     APIConnectOptions,
+    APIError,
     APIStatusError,
     NotGivenOr,
     llm,
@@ -31,6 +32,7 @@ from livekit.plugins import cartesia, deepgram, openai
 from . import metrics
 from .cerebras_llm import CerebrasLLM
 from .config import Settings
+from .llm_replies import MAX_COMPLETION_TOKENS, describe_error
 from .logs import redact_provider_logs
 
 logger = logging.getLogger("agent.providers")
@@ -87,13 +89,29 @@ class LLMRefused(APIStatusError):
         self.refusals = refusals
 
 
+class LLMsUnavailable(APIConnectionError):
+    """Every LLM failed a request with an error worth retrying (5xx, 429, a timeout, a connection
+    error). `failures`: (provider, what failed: a status or the kind of error) per LLM, in order."""
+
+    def __init__(self, failures: list[tuple[str, str]]) -> None:
+        named = ", ".join(f"{provider} {what}" for provider, what in failures)
+        super().__init__(f"every LLM failed ({named})", retryable=True)
+        self.failures = failures
+
+
 class FallbackLLM(llm.FallbackAdapter):
     """The framework's `FallbackAdapter` that also closes the LLMs it was given (the adapter's own
     `aclose` leaves their HTTP clients, and so their sockets, open), and that says when every LLM
     refused a request: the adapter itself then raises a retryable `APIConnectionError("all LLMs failed")`
     whatever the causes, so a revoked key would look like an outage. Each LLM's latest error (from a
     request or a recovery probe; cleared when it answers) is kept, and when all of them are refusals
-    (`APIStatusError.retryable` false), the request fails with `LLMRefused` instead."""
+    (`APIStatusError.retryable` false), the request fails with `LLMRefused` instead; when one of them is
+    not a provider error at all (a bug in a plugin or in `CerebrasLLM`), with that error, so it is not
+    taken for an outage; otherwise with `LLMsUnavailable`, which names each LLM's failure.
+
+    It overrides two methods of the framework's `FallbackLLMStream` (`_try_generate`, `_run`): the
+    adapter offers no public hook that sees each LLM's error, and its public events say only that an
+    LLM became unavailable. Kept small, and pinned by the tests of both paths (tests/test_faults.py)."""
 
     def __init__(self, instances: list[llm.LLM], *, names: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(instances, **kwargs)
@@ -131,6 +149,17 @@ class FallbackLLM(llm.FallbackAdapter):
             refusals.append((self._names[i], error.status_code))
         return refusals
 
+    def failures(self) -> list[tuple[str, str]]:
+        """(provider, status or kind of error) for each LLM whose latest request failed."""
+        return [(self._names[i], describe_error(error)) for i, error in sorted(self.last_errors.items())]
+
+    def unexpected_error(self) -> BaseException | None:
+        """An LLM's latest error if it is not a provider error (a bug), else None."""
+        for error in self.last_errors.values():
+            if not isinstance(error, APIError | TimeoutError):
+                return error
+        return None
+
     async def aclose(self) -> None:
         await super().aclose()
         for instance in self._owned:
@@ -143,6 +172,7 @@ class _FallbackStream(FallbackLLMStream):
     def __init__(self, adapter: FallbackLLM, **kwargs: Any) -> None:
         super().__init__(adapter, **kwargs)
         self._adapter = adapter
+        self._replied = False  # an LLM's reply to this request has begun
 
     async def _try_generate(
         self, *, llm: llm.LLM, check_recovery: bool = False
@@ -151,6 +181,8 @@ class _FallbackStream(FallbackLLMStream):
         try:
             async for chunk in super()._try_generate(llm=llm, check_recovery=check_recovery):
                 self._adapter.last_errors.pop(i, None)
+                if not check_recovery and chunk.has_response():
+                    self._replied = True
                 yield chunk
         except Exception as e:
             self._adapter.last_errors[i] = e
@@ -161,10 +193,14 @@ class _FallbackStream(FallbackLLMStream):
         try:
             await super()._run()
         except APIConnectionError:
+            if self._replied:
+                raise  # a reply broke off (the adapter does not try another LLM then): the caller resumes it
+            if (bug := self._adapter.unexpected_error()) is not None:
+                raise bug from None
             refusals = self._adapter.refusals()
-            if refusals is None:
-                raise
-            raise LLMRefused(refusals) from None
+            if refusals is not None:
+                raise LLMRefused(refusals) from None
+            raise LLMsUnavailable(self._adapter.failures()) from None
 
 
 class ClauseTokenizer(SentenceTokenizer):
@@ -224,7 +260,14 @@ def build_llm(settings: Settings) -> llm.LLM:
             client = cerebras.AsyncCerebras(
                 api_key=p.api_key, base_url=p.base_url, max_retries=0, warm_tcp_connection=False
             )
-            instances.append(CerebrasLLM(client=client, model=p.model, reasoning_effort=p.reasoning_effort))
+            instances.append(
+                CerebrasLLM(
+                    client=client,
+                    model=p.model,
+                    reasoning_effort=p.reasoning_effort,
+                    max_completion_tokens=MAX_COMPLETION_TOKENS,
+                )
+            )
         else:
             instances.append(
                 openai.LLM(
@@ -233,6 +276,7 @@ def build_llm(settings: Settings) -> llm.LLM:
                     base_url=p.base_url,
                     reasoning_effort=p.reasoning_effort,  # type: ignore[arg-type]
                     temperature=0.2,
+                    max_completion_tokens=MAX_COMPLETION_TOKENS,  # a cut by it shows in the usage
                     max_retries=0,
                 )
             )
@@ -243,12 +287,26 @@ def build_llm(settings: Settings) -> llm.LLM:
         max_retry_per_llm=0,
         retry_interval=0.2,
     )
-    for instance in instances:
+    for instance, p in zip(instances, settings.llms, strict=True):
         count_errors(instance, "llm")
+        count_refusals(instance, p.name)
+    quiet_fallback_logs()
 
     def on_availability(event: llm.AvailabilityChangedEvent) -> None:
+        i = instances.index(event.llm)
+        name = settings.llms[i].name
         if not event.available:
             metrics.LLM_FALLBACKS.labels(llm=event.llm.provider).inc()
+            error = adapter.last_errors.get(i)
+            what = describe_error(error) if error is not None else "error"
+            logger.warning(
+                "%s failed (%s): the next LLM takes over until a probe finds it answering",
+                name,
+                what,
+                extra={"llm": name, "error": what},
+            )
+        else:
+            logger.info("an LLM answers again", extra={"llm": name})
 
     adapter.on("llm_availability_changed", on_availability)
     return adapter
@@ -262,6 +320,47 @@ def count_errors(provider: llm.LLM | stt.STT | tts.TTS, kind: str) -> None:
         metrics.PROVIDER_ERRORS.labels(kind=kind, recoverable=recoverable).inc()
 
     provider.on("error", on_error)
+
+
+def count_refusals(instance: llm.LLM, name: str) -> None:
+    """Count the requests `instance` (called `name`: "cerebras", "groq") refused, by status."""
+
+    def on_error(event: llm.LLMError) -> None:
+        error = event.error
+        if isinstance(error, APIStatusError) and 400 <= error.status_code < 500 and not error.retryable:
+            metrics.LLM_REFUSALS.labels(llm=name, status=str(error.status_code)).inc()
+
+    instance.on("error", on_error)
+
+
+class QuietFallbackLogs(logging.Filter):
+    """The framework's `FallbackAdapter` logs every LLM failure it sees, each request's and each
+    recovery probe's, at WARNING or ERROR ("... failed, switching to next LLM", "all LLMs are unavailable,
+    retrying.."): a dozen lines per utterance in an outage, each with the provider's error body. What
+    they say is reported once here instead (the translator's outage, refusal and give-up lines, the
+    fallback and refusal metrics), so they go down to DEBUG. Its "failed after sending chunk" record
+    also carries the translation so far (`text_sent`): that field is withheld. Its "unexpected error"
+    records (a bug) stay as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.module != "fallback_adapter" or record.exc_info:
+            return True
+        if "text_sent" in record.__dict__:
+            record.text_sent = "<withheld>"
+        if record.levelno in (logging.WARNING, logging.ERROR):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_quiet_filter = QuietFallbackLogs()
+
+
+def quiet_fallback_logs() -> None:
+    """Install `QuietFallbackLogs` on the framework's logger (once per process)."""
+    framework = logging.getLogger("livekit.agents")
+    if _quiet_filter not in framework.filters:
+        framework.addFilter(_quiet_filter)
 
 
 def build_tts(
