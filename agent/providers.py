@@ -27,9 +27,10 @@ from livekit.agents import (
 )
 from livekit.agents.llm.fallback_adapter import DEFAULT_FALLBACK_API_CONNECT_OPTIONS, FallbackLLMStream
 from livekit.agents.tokenize import SentenceStream, SentenceTokenizer, TokenData
-from livekit.plugins import cartesia, deepgram, openai
+from livekit.plugins import deepgram, openai
 
 from . import metrics
+from .cartesia_ws import CartesiaTTS, cartesia_session
 from .cerebras_llm import CerebrasLLM
 from .config import Settings
 from .llm_replies import MAX_COMPLETION_TOKENS, describe_error
@@ -370,7 +371,7 @@ def build_tts(
     if voice or settings.tts.voice:
         kwargs["voice"] = voice or settings.tts.voice
     redact_provider_logs()  # the framework's TTS retry warning would log the translation
-    instance = cartesia.TTS(
+    instance = CartesiaTTS(
         api_key=settings.tts.api_key,
         base_url=settings.tts.base_url,
         model=settings.tts.model,
@@ -379,8 +380,8 @@ def build_tts(
         encoding="pcm_s16le",
         word_timestamps=False,
         tokenizer=ClauseTokenizer(),
-        http_session=http_session,
-        **kwargs,  # type: ignore[arg-type]
+        http_session=cartesia_session(http_session),  # Cartesia's error frames seen as errors
+        **kwargs,
     )
     count_errors(instance, "tts")
     return instance
