@@ -52,7 +52,7 @@ class _BrokenStream(llm.LLMStream):
 async def test_a_bug_in_every_llm_plugin_is_raised_as_itself_not_retried_as_an_outage(
     caplog: pytest.LogCaptureFixture,
 ):
-    plugins = [BrokenPlugin(), BrokenPlugin()]
+    plugins: list[llm.LLM] = [BrokenPlugin(), BrokenPlugin()]
     adapter = FallbackLLM(plugins, names=["first", "second"], attempt_timeout=1.0, max_retry_per_llm=0)
     faults: list[bool] = []
     translator = Translator(adapter, on_fault=faults.append)
@@ -66,5 +66,7 @@ async def test_a_bug_in_every_llm_plugin_is_raised_as_itself_not_retried_as_an_o
         await asyncio.wait_for(translate(), 10)
     assert faults == []  # no LLM outage shown: the providers did nothing wrong
     assert not [r for r in caplog.records if "trying again" in r.getMessage()]
-    assert all(p.requests <= 2 for p in plugins)  # one request each, and the adapter's recovery probe
+    assert all(
+        isinstance(p, BrokenPlugin) and p.requests <= 2 for p in plugins
+    )  # one request each, and the adapter's recovery probe
     await adapter.aclose()
