@@ -1,7 +1,7 @@
 """Cerebras through its own SDK (`AsyncCerebras`), wrapped as a `livekit.agents.llm.LLM`.
 
-Wrapping it as a framework LLM lets it compose with `llm.FallbackAdapter` (Cerebras first, Groq
-next). Retries live in the framework (`APIConnectOptions` / the adapter): the client is built with
+Wrapping it as a framework LLM lets it compose with `FallbackLLM` (Cerebras first, Groq next).
+Retries live in the framework's `APIConnectOptions` and in `FallbackLLM`: the client is built with
 `max_retries=0`, and SDK errors are mapped onto the framework's retryable error hierarchy.
 
 The SDK's `warm_tcp_connection=True` makes a blocking synchronous request in its constructor (and in

@@ -1,31 +1,25 @@
 """Builds the provider objects (real plugins and SDK) from settings. The loops get them injected.
 
 Retries are kept in one place per provider: the framework's `APIConnectOptions` on each stream and
-`llm.FallbackAdapter` across LLMs; the SDK's own retries are off.
+`FallbackLLM` across LLMs (`agent/fallback_llm.py`); the SDK's own retries are off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 from cerebras.cloud import sdk as cerebras
 from livekit.agents import (
-    NOT_GIVEN,
-    APIConnectionError,
     APIConnectOptions,
-    APIError,
     APIStatusError,
-    NotGivenOr,
     llm,
     stt,
     tts,
 )
-from livekit.agents.llm.fallback_adapter import DEFAULT_FALLBACK_API_CONNECT_OPTIONS, FallbackLLMStream
 from livekit.agents.tokenize import SentenceStream, SentenceTokenizer, TokenData
 from livekit.plugins import deepgram, openai
 
@@ -33,7 +27,8 @@ from . import metrics
 from .cartesia_ws import CartesiaTTS, cartesia_session
 from .cerebras_llm import CerebrasLLM
 from .config import Settings
-from .llm_replies import MAX_COMPLETION_TOKENS, describe_error
+from .fallback_llm import FallbackLLM
+from .llm_replies import MAX_COMPLETION_TOKENS
 from .logs import redact_provider_logs
 
 logger = logging.getLogger("agent.providers")
@@ -76,132 +71,6 @@ class Providers:
         await self.llm.aclose()
         await self.tts.aclose()
         await self.stt.aclose()
-
-
-class LLMRefused(APIStatusError):
-    """Every LLM refused the request (a status the framework does not retry: 400, 401, 403, 404, 422...):
-    asking again cannot help. `refusals`: (provider, status) per LLM, in the adapter's order."""
-
-    def __init__(self, refusals: list[tuple[str, int]]) -> None:
-        named = ", ".join(f"{provider} {status}" for provider, status in refusals)
-        super().__init__(
-            f"every LLM refused the request ({named})", status_code=refusals[0][1], retryable=False
-        )
-        self.refusals = refusals
-
-
-class LLMsUnavailable(APIConnectionError):
-    """Every LLM failed a request with an error worth retrying (5xx, 429, a timeout, a connection
-    error). `failures`: (provider, what failed: a status or the kind of error) per LLM, in order."""
-
-    def __init__(self, failures: list[tuple[str, str]]) -> None:
-        named = ", ".join(f"{provider} {what}" for provider, what in failures)
-        super().__init__(f"every LLM failed ({named})", retryable=True)
-        self.failures = failures
-
-
-class FallbackLLM(llm.FallbackAdapter):
-    """The framework's `FallbackAdapter` that also closes the LLMs it was given (the adapter's own
-    `aclose` leaves their HTTP clients, and so their sockets, open), and that says when every LLM
-    refused a request: the adapter itself then raises a retryable `APIConnectionError("all LLMs failed")`
-    whatever the causes, so a revoked key would look like an outage. Each LLM's latest error (from a
-    request or a recovery probe; cleared when it answers) is kept, and when all of them are refusals
-    (`APIStatusError.retryable` false), the request fails with `LLMRefused` instead; when one of them is
-    not a provider error at all (a bug in a plugin or in `CerebrasLLM`), with that error, so it is not
-    taken for an outage; otherwise with `LLMsUnavailable`, which names each LLM's failure.
-
-    It overrides two methods of the framework's `FallbackLLMStream` (`_try_generate`, `_run`): the
-    adapter offers no public hook that sees each LLM's error, and its public events say only that an
-    LLM became unavailable. Kept small, and pinned by the tests of both paths (tests/test_faults.py)."""
-
-    def __init__(self, instances: list[llm.LLM], *, names: list[str] | None = None, **kwargs: Any) -> None:
-        super().__init__(instances, **kwargs)
-        self._owned = list(instances)
-        self._names = names or [instance.provider for instance in instances]  # for logs: "cerebras", "groq"
-        self.last_errors: dict[int, BaseException] = {}  # by position in `instances`
-
-    def chat(
-        self,
-        *,
-        chat_ctx: llm.ChatContext,
-        tools: list[llm.Tool] | None = None,
-        conn_options: APIConnectOptions = DEFAULT_FALLBACK_API_CONNECT_OPTIONS,
-        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
-        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
-        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
-    ) -> llm.LLMStream:
-        return _FallbackStream(
-            self,
-            chat_ctx=chat_ctx,
-            tools=tools or [],
-            conn_options=conn_options,
-            parallel_tool_calls=parallel_tool_calls,
-            tool_choice=tool_choice,
-            extra_kwargs=extra_kwargs,
-        )
-
-    def refusals(self) -> list[tuple[str, int]] | None:
-        """(provider, status) per LLM if every one's latest error is a refusal, else None."""
-        refusals = []
-        for i in range(len(self._owned)):
-            error = self.last_errors.get(i)
-            if not isinstance(error, APIStatusError) or error.retryable:
-                return None
-            refusals.append((self._names[i], error.status_code))
-        return refusals
-
-    def failures(self) -> list[tuple[str, str]]:
-        """(provider, status or kind of error) for each LLM whose latest request failed."""
-        return [(self._names[i], describe_error(error)) for i, error in sorted(self.last_errors.items())]
-
-    def unexpected_error(self) -> BaseException | None:
-        """An LLM's latest error if it is not a provider error (a bug), else None."""
-        for error in self.last_errors.values():
-            if not isinstance(error, APIError | TimeoutError):
-                return error
-        return None
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        for instance in self._owned:
-            await instance.aclose()
-
-
-class _FallbackStream(FallbackLLMStream):
-    _adapter: FallbackLLM
-
-    def __init__(self, adapter: FallbackLLM, **kwargs: Any) -> None:
-        super().__init__(adapter, **kwargs)
-        self._adapter = adapter
-        self._replied = False  # an LLM's reply to this request has begun
-
-    async def _try_generate(
-        self, *, llm: llm.LLM, check_recovery: bool = False
-    ) -> AsyncIterator[llm.ChatChunk]:
-        i = self._adapter._owned.index(llm)
-        try:
-            async for chunk in super()._try_generate(llm=llm, check_recovery=check_recovery):
-                self._adapter.last_errors.pop(i, None)
-                if not check_recovery and chunk.has_response():
-                    self._replied = True
-                yield chunk
-        except Exception as e:
-            self._adapter.last_errors[i] = e
-            raise
-        self._adapter.last_errors.pop(i, None)
-
-    async def _run(self) -> None:
-        try:
-            await super()._run()
-        except APIConnectionError:
-            if self._replied:
-                raise  # a reply broke off (the adapter does not try another LLM then): the caller resumes it
-            if (bug := self._adapter.unexpected_error()) is not None:
-                raise bug from None
-            refusals = self._adapter.refusals()
-            if refusals is not None:
-                raise LLMRefused(refusals) from None
-            raise LLMsUnavailable(self._adapter.failures()) from None
 
 
 class ClauseTokenizer(SentenceTokenizer):
@@ -282,34 +151,11 @@ def build_llm(settings: Settings) -> llm.LLM:
                 )
             )
     adapter = FallbackLLM(
-        instances,
-        names=[p.name for p in settings.llms],
-        attempt_timeout=settings.llm_attempt_timeout_s,
-        max_retry_per_llm=0,
-        retry_interval=0.2,
+        instances, names=[p.name for p in settings.llms], attempt_timeout=settings.llm_attempt_timeout_s
     )
     for instance, p in zip(instances, settings.llms, strict=True):
         count_errors(instance, "llm")
         count_refusals(instance, p.name)
-    quiet_fallback_logs()
-
-    def on_availability(event: llm.AvailabilityChangedEvent) -> None:
-        i = instances.index(event.llm)
-        name = settings.llms[i].name
-        if not event.available:
-            metrics.LLM_FALLBACKS.labels(llm=event.llm.provider).inc()
-            error = adapter.last_errors.get(i)
-            what = describe_error(error) if error is not None else "error"
-            logger.warning(
-                "%s failed (%s): the next LLM takes over until a probe finds it answering",
-                name,
-                what,
-                extra={"llm": name, "error": what},
-            )
-        else:
-            logger.info("an LLM answers again", extra={"llm": name})
-
-    adapter.on("llm_availability_changed", on_availability)
     return adapter
 
 
@@ -332,36 +178,6 @@ def count_refusals(instance: llm.LLM, name: str) -> None:
             metrics.LLM_REFUSALS.labels(llm=name, status=str(error.status_code)).inc()
 
     instance.on("error", on_error)
-
-
-class QuietFallbackLogs(logging.Filter):
-    """The framework's `FallbackAdapter` logs every LLM failure it sees, each request's and each
-    recovery probe's, at WARNING or ERROR ("... failed, switching to next LLM", "all LLMs are unavailable,
-    retrying.."): a dozen lines per utterance in an outage, each with the provider's error body. What
-    they say is reported once here instead (the translator's outage, refusal and give-up lines, the
-    fallback and refusal metrics), so they go down to DEBUG. Its "failed after sending chunk" record
-    also carries the translation so far (`text_sent`): that field is withheld. Its "unexpected error"
-    records (a bug) stay as they are."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.module != "fallback_adapter" or record.exc_info:
-            return True
-        if "text_sent" in record.__dict__:
-            record.text_sent = "<withheld>"
-        if record.levelno in (logging.WARNING, logging.ERROR):
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
-        return True
-
-
-_quiet_filter = QuietFallbackLogs()
-
-
-def quiet_fallback_logs() -> None:
-    """Install `QuietFallbackLogs` on the framework's logger (once per process)."""
-    framework = logging.getLogger("livekit.agents")
-    if _quiet_filter not in framework.filters:
-        framework.addFilter(_quiet_filter)
 
 
 def build_tts(

@@ -1,8 +1,8 @@
 """Translating one utterance: LLM stream → clauses fit to speak, exactly once, whatever the LLM does.
 
-- Retries across providers stay in `llm.FallbackAdapter` (Cerebras, then Groq, Cerebras again once
-  it recovers). What the adapter cannot do is resume: after a reply breaks off mid-stream it raises
-  rather than repeat what was already sent. Here the translation is then *continued* from the last
+- Retries across providers stay in `FallbackLLM` (Cerebras, then Groq, Cerebras again once it
+  recovers). What it does not do is resume: after a reply breaks off mid-stream it raises rather
+  than repeat what was already sent. Here the translation is then *continued* from the last
   clause already handed on (the LLM gets the spoken part and is asked for the rest; a repeated
   beginning is dropped), so nothing is said twice and nothing is lost.
 - When every LLM fails before any token, the providers are down: the utterance waits and is tried

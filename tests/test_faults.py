@@ -88,6 +88,7 @@ MID_STREAM = ("drop mid-stream", "error event mid-stream")
 async def test_cerebras_fault_groq_takes_over_speech_once_then_cerebras_again(run: ChannelRun, fault: str):
     cerebras, groq = run.fakes.cerebras, run.fakes.groq
     recovered = _recovered(run.llm)
+    fallbacks = metric("interpreter_llm_fallbacks_total", llm="cerebras")
     FAULTS[fault](cerebras)
     run.say(SOURCES[0])
     await eventually(lambda: len(run.tracker.completed) == 1, what="the first utterance")
@@ -113,6 +114,7 @@ async def test_cerebras_fault_groq_takes_over_speech_once_then_cerebras_again(ru
         assert resumed[-2] == {"role": "assistant", "content": "Buenos días a todos,"}
         assert groq.requests[0].reply == "y bienvenidos a esta reunión."
     assert ("llm", True) not in run.faults  # one LLM answered all along: no outage
+    assert metric("interpreter_llm_fallbacks_total", llm="cerebras") == fallbacks + 1
 
 
 async def test_a_continuation_that_starts_over_is_not_spoken_twice(run: ChannelRun):
