@@ -284,7 +284,7 @@ async def test_backlog_folds_into_bounded_queue_every_caption_out_and_speech_cat
     for text in texts:
         run.say(text)
         sizes.append(run.channel.inbox.qsize())
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # models speech arriving every 20 ms: it waits for no event
     await run.finish(within_s=60)
 
     assert max(sizes) <= PipelineOptions().utterance_queue_size  # memory bounded by count
