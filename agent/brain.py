@@ -30,7 +30,7 @@ from .pace import Pace
 from .prompt import ContextBook
 from .providers import TTS_CONN_OPTIONS, close_stream
 from .queues import UtteranceQueue
-from .translate import TranslationRejected, Translator
+from .translate import TranslationAbandoned, TranslationRejected, Translator
 
 logger = logging.getLogger("agent.brain")
 
@@ -68,7 +68,7 @@ class Brain:
         def report(kind: str) -> Callable[[bool], None] | None:
             return None if on_fault is None else lambda down: on_fault(kind, down)
 
-        self.translator = Translator(llm, on_fault=report("llm"))
+        self.translator = Translator(llm, on_fault=report("llm"), clock=tracker.clock)
         self._tts_fault = FaultFlag(report("tts"))
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -116,6 +116,8 @@ class Brain:
                 concise=concise,
                 on_token=lambda: self._tracker.mark(ids, Mark.LLM_FIRST_TOKEN),
                 utterance_id=utterance.id,
+                # an outage lasting until its translation would be too late to speak fails it
+                give_up_at=utterance.speech_end_at + self._stale_after_s,
             )
             async with contextlib.aclosing(clauses):
                 async for clause in clauses:
@@ -144,12 +146,14 @@ class Brain:
                 context.remember(utterance.text, speech.text)
         except asyncio.CancelledError:
             raise
+        except TranslationAbandoned:
+            pass  # every LLM refused it, or none answered in time: the translator logged which
         except TranslationRejected as e:
             logger.error(
                 "no translation for an utterance: the LLM replies were not translations",
                 extra={"utterance_id": utterance.id, "reason": e.reason},
             )
-        except (APIError, TimeoutError) as e:  # every LLM refused, or a reply broke off too often
+        except (APIError, TimeoutError) as e:  # a reply broke off too often
             logger.error(
                 "interpretation failed for an utterance",
                 extra={"utterance_id": utterance.id, "error": type(e).__name__, "clauses": len(speech.parts)},

@@ -1,7 +1,7 @@
 """Cerebras through its own SDK (`AsyncCerebras`), wrapped as a `livekit.agents.llm.LLM`.
 
-Wrapping it as a framework LLM lets it compose with `llm.FallbackAdapter` (Cerebras first, Groq
-next). Retries live in the framework (`APIConnectOptions` / the adapter): the client is built with
+Wrapping it as a framework LLM lets it compose with `FallbackLLM` (Cerebras first, Groq next).
+Retries live in the framework's `APIConnectOptions` and in `FallbackLLM`: the client is built with
 `max_retries=0`, and SDK errors are mapped onto the framework's retryable error hierarchy.
 
 The SDK's `warm_tcp_connection=True` makes a blocking synchronous request in its constructor (and in
@@ -26,6 +26,8 @@ from livekit.agents import (
 )
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
+from .llm_replies import FINISH_REASON, MAX_COMPLETION_TOKENS
+
 
 class CerebrasLLM(llm.LLM):
     def __init__(
@@ -35,7 +37,7 @@ class CerebrasLLM(llm.LLM):
         model: str = "gpt-oss-120b",
         reasoning_effort: str | None = "low",
         temperature: float | None = 0.2,
-        max_completion_tokens: int = 1024,
+        max_completion_tokens: int = MAX_COMPLETION_TOKENS,
     ) -> None:
         super().__init__()
         self._client = client
@@ -107,11 +109,14 @@ class CerebrasLLMStream(llm.LLMStream):
                 chunk_id = getattr(chunk, "id", "") or ""
                 for choice in getattr(chunk, "choices", None) or []:
                     content = choice.delta.content if choice.delta else None
-                    if content:
-                        retryable = False
+                    finish_reason = getattr(choice, "finish_reason", None)
+                    if content or finish_reason == "length":  # a reply cut by the token limit says so
+                        retryable = retryable and not content
+                        extra = {FINISH_REASON: finish_reason} if finish_reason == "length" else None
                         self._event_ch.send_nowait(
                             llm.ChatChunk(
-                                id=chunk_id, delta=llm.ChoiceDelta(role="assistant", content=content)
+                                id=chunk_id,
+                                delta=llm.ChoiceDelta(role="assistant", content=content, extra=extra),
                             )
                         )
                 usage = getattr(chunk, "usage", None)
@@ -129,6 +134,7 @@ class CerebrasLLMStream(llm.LLMStream):
         except (cerebras.APITimeoutError, httpx.TimeoutException) as e:
             raise APITimeoutError(retryable=retryable) from e
         except cerebras.APIStatusError as e:
+            # also an error object inside the open stream (then with the stream's status, 200)
             raise APIStatusError(
                 "cerebras request failed",
                 status_code=e.status_code,
@@ -136,5 +142,7 @@ class CerebrasLLMStream(llm.LLMStream):
                 body=None,  # the body may echo the prompt: keep it out of errors and logs
                 retryable=retryable,
             ) from None
-        except Exception as e:
+        except (cerebras.APIError, httpx.HTTPError, OSError) as e:
+            # the connection failed or broke off, or a reply the SDK could not read; anything else is a
+            # bug (here or in the SDK) and is raised as it is, not taken for an outage
             raise APIConnectionError("cerebras connection failed", retryable=retryable) from e

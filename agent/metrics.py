@@ -67,3 +67,12 @@ CAPTIONS_NOT_SENT = Counter(
     "waiting one's place) or backlog (dropped past the publisher's bound)",
     ["reason"],
 )
+LLM_TRUNCATIONS = Counter(
+    "interpreter_llm_truncations_total",
+    "LLM replies cut by the token limit (each is continued, up to a bound)",
+)
+LLM_REFUSALS = Counter(
+    "interpreter_llm_refusals_total",
+    "Requests an LLM refused with a status not worth retrying (400, 401, 404, 422...), by LLM and status",
+    ["llm", "status"],
+)

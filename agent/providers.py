@@ -1,36 +1,34 @@
 """Builds the provider objects (real plugins and SDK) from settings. The loops get them injected.
 
 Retries are kept in one place per provider: the framework's `APIConnectOptions` on each stream and
-`llm.FallbackAdapter` across LLMs; the SDK's own retries are off.
+`FallbackLLM` across LLMs (`agent/fallback_llm.py`); the SDK's own retries are off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 from cerebras.cloud import sdk as cerebras
 from livekit.agents import (
-    NOT_GIVEN,
-    APIConnectionError,
     APIConnectOptions,
     APIStatusError,
-    NotGivenOr,
     llm,
     stt,
     tts,
 )
-from livekit.agents.llm.fallback_adapter import DEFAULT_FALLBACK_API_CONNECT_OPTIONS, FallbackLLMStream
 from livekit.agents.tokenize import SentenceStream, SentenceTokenizer, TokenData
-from livekit.plugins import cartesia, deepgram, openai
+from livekit.plugins import deepgram, openai
 
 from . import metrics
+from .cartesia_ws import CartesiaTTS, cartesia_session
 from .cerebras_llm import CerebrasLLM
 from .config import Settings
+from .fallback_llm import FallbackLLM
+from .llm_replies import MAX_COMPLETION_TOKENS
 from .logs import redact_provider_logs
 
 logger = logging.getLogger("agent.providers")
@@ -73,98 +71,6 @@ class Providers:
         await self.llm.aclose()
         await self.tts.aclose()
         await self.stt.aclose()
-
-
-class LLMRefused(APIStatusError):
-    """Every LLM refused the request (a status the framework does not retry: 400, 401, 403, 404, 422...):
-    asking again cannot help. `refusals`: (provider, status) per LLM, in the adapter's order."""
-
-    def __init__(self, refusals: list[tuple[str, int]]) -> None:
-        named = ", ".join(f"{provider} {status}" for provider, status in refusals)
-        super().__init__(
-            f"every LLM refused the request ({named})", status_code=refusals[0][1], retryable=False
-        )
-        self.refusals = refusals
-
-
-class FallbackLLM(llm.FallbackAdapter):
-    """The framework's `FallbackAdapter` that also closes the LLMs it was given (the adapter's own
-    `aclose` leaves their HTTP clients, and so their sockets, open), and that says when every LLM
-    refused a request: the adapter itself then raises a retryable `APIConnectionError("all LLMs failed")`
-    whatever the causes, so a revoked key would look like an outage. Each LLM's latest error (from a
-    request or a recovery probe; cleared when it answers) is kept, and when all of them are refusals
-    (`APIStatusError.retryable` false), the request fails with `LLMRefused` instead."""
-
-    def __init__(self, instances: list[llm.LLM], *, names: list[str] | None = None, **kwargs: Any) -> None:
-        super().__init__(instances, **kwargs)
-        self._owned = list(instances)
-        self._names = names or [instance.provider for instance in instances]  # for logs: "cerebras", "groq"
-        self.last_errors: dict[int, BaseException] = {}  # by position in `instances`
-
-    def chat(
-        self,
-        *,
-        chat_ctx: llm.ChatContext,
-        tools: list[llm.Tool] | None = None,
-        conn_options: APIConnectOptions = DEFAULT_FALLBACK_API_CONNECT_OPTIONS,
-        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
-        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
-        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
-    ) -> llm.LLMStream:
-        return _FallbackStream(
-            self,
-            chat_ctx=chat_ctx,
-            tools=tools or [],
-            conn_options=conn_options,
-            parallel_tool_calls=parallel_tool_calls,
-            tool_choice=tool_choice,
-            extra_kwargs=extra_kwargs,
-        )
-
-    def refusals(self) -> list[tuple[str, int]] | None:
-        """(provider, status) per LLM if every one's latest error is a refusal, else None."""
-        refusals = []
-        for i in range(len(self._owned)):
-            error = self.last_errors.get(i)
-            if not isinstance(error, APIStatusError) or error.retryable:
-                return None
-            refusals.append((self._names[i], error.status_code))
-        return refusals
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        for instance in self._owned:
-            await instance.aclose()
-
-
-class _FallbackStream(FallbackLLMStream):
-    _adapter: FallbackLLM
-
-    def __init__(self, adapter: FallbackLLM, **kwargs: Any) -> None:
-        super().__init__(adapter, **kwargs)
-        self._adapter = adapter
-
-    async def _try_generate(
-        self, *, llm: llm.LLM, check_recovery: bool = False
-    ) -> AsyncIterator[llm.ChatChunk]:
-        i = self._adapter._owned.index(llm)
-        try:
-            async for chunk in super()._try_generate(llm=llm, check_recovery=check_recovery):
-                self._adapter.last_errors.pop(i, None)
-                yield chunk
-        except Exception as e:
-            self._adapter.last_errors[i] = e
-            raise
-        self._adapter.last_errors.pop(i, None)
-
-    async def _run(self) -> None:
-        try:
-            await super()._run()
-        except APIConnectionError:
-            refusals = self._adapter.refusals()
-            if refusals is None:
-                raise
-            raise LLMRefused(refusals) from None
 
 
 class ClauseTokenizer(SentenceTokenizer):
@@ -224,7 +130,14 @@ def build_llm(settings: Settings) -> llm.LLM:
             client = cerebras.AsyncCerebras(
                 api_key=p.api_key, base_url=p.base_url, max_retries=0, warm_tcp_connection=False
             )
-            instances.append(CerebrasLLM(client=client, model=p.model, reasoning_effort=p.reasoning_effort))
+            instances.append(
+                CerebrasLLM(
+                    client=client,
+                    model=p.model,
+                    reasoning_effort=p.reasoning_effort,
+                    max_completion_tokens=MAX_COMPLETION_TOKENS,
+                )
+            )
         else:
             instances.append(
                 openai.LLM(
@@ -233,24 +146,16 @@ def build_llm(settings: Settings) -> llm.LLM:
                     base_url=p.base_url,
                     reasoning_effort=p.reasoning_effort,  # type: ignore[arg-type]
                     temperature=0.2,
+                    max_completion_tokens=MAX_COMPLETION_TOKENS,  # a cut by it shows in the usage
                     max_retries=0,
                 )
             )
     adapter = FallbackLLM(
-        instances,
-        names=[p.name for p in settings.llms],
-        attempt_timeout=settings.llm_attempt_timeout_s,
-        max_retry_per_llm=0,
-        retry_interval=0.2,
+        instances, names=[p.name for p in settings.llms], attempt_timeout=settings.llm_attempt_timeout_s
     )
-    for instance in instances:
+    for instance, p in zip(instances, settings.llms, strict=True):
         count_errors(instance, "llm")
-
-    def on_availability(event: llm.AvailabilityChangedEvent) -> None:
-        if not event.available:
-            metrics.LLM_FALLBACKS.labels(llm=event.llm.provider).inc()
-
-    adapter.on("llm_availability_changed", on_availability)
+        count_refusals(instance, p.name)
     return adapter
 
 
@@ -264,6 +169,17 @@ def count_errors(provider: llm.LLM | stt.STT | tts.TTS, kind: str) -> None:
     provider.on("error", on_error)
 
 
+def count_refusals(instance: llm.LLM, name: str) -> None:
+    """Count the requests `instance` (called `name`: "cerebras", "groq") refused, by status."""
+
+    def on_error(event: llm.LLMError) -> None:
+        error = event.error
+        if isinstance(error, APIStatusError) and 400 <= error.status_code < 500 and not error.retryable:
+            metrics.LLM_REFUSALS.labels(llm=name, status=str(error.status_code)).inc()
+
+    instance.on("error", on_error)
+
+
 def build_tts(
     settings: Settings, language: str, http_session: aiohttp.ClientSession | None, voice: str | None = None
 ) -> tts.TTS:
@@ -271,7 +187,7 @@ def build_tts(
     if voice or settings.tts.voice:
         kwargs["voice"] = voice or settings.tts.voice
     redact_provider_logs()  # the framework's TTS retry warning would log the translation
-    instance = cartesia.TTS(
+    instance = CartesiaTTS(
         api_key=settings.tts.api_key,
         base_url=settings.tts.base_url,
         model=settings.tts.model,
@@ -280,8 +196,8 @@ def build_tts(
         encoding="pcm_s16le",
         word_timestamps=False,
         tokenizer=ClauseTokenizer(),
-        http_session=http_session,
-        **kwargs,  # type: ignore[arg-type]
+        http_session=cartesia_session(http_session),  # Cartesia's error frames seen as errors
+        **kwargs,
     )
     count_errors(instance, "tts")
     return instance

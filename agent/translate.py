@@ -1,16 +1,21 @@
 """Translating one utterance: LLM stream → clauses fit to speak, exactly once, whatever the LLM does.
 
-- Retries across providers stay in `llm.FallbackAdapter` (Cerebras, then Groq, Cerebras again once
-  it recovers). What the adapter cannot do is resume: after a reply breaks off mid-stream it raises
-  rather than repeat what was already sent. Here the translation is then *continued* from the last
+- Retries across providers stay in `FallbackLLM` (Cerebras, then Groq, Cerebras again once it
+  recovers). What it does not do is resume: after a reply breaks off mid-stream it raises rather
+  than repeat what was already sent. Here the translation is then *continued* from the last
   clause already handed on (the LLM gets the spoken part and is asked for the rest; a repeated
   beginning is dropped), so nothing is said twice and nothing is lost.
 - When every LLM fails before any token, the providers are down: the utterance waits and is tried
   again with backoff until one answers, and `on_fault` tells the room (captions keep flowing
   meanwhile: they never pass through here). This is the one place a request is retried after every
-  LLM failed, and only for errors the framework calls retryable: a refusal (`APIStatusError` with
-  `retryable` false: 400, 401, 403, 404, 422..., from `FallbackLLM` as `LLMRefused` when every LLM
-  refused) would be refused again, so it fails the utterance at once, logged with provider and status.
+  LLM failed, and only for errors the framework calls retryable, and only until the utterance's
+  `give_up_at` (its speech's end + `STALE_AFTER_S`: a translation that late would not be spoken
+  anyway): then it fails, freeing its slot, with one line naming each provider and its error. A
+  refusal (`APIStatusError` with `retryable` false: 400, 401, 403, 404, 422..., from `FallbackLLM` as
+  `LLMRefused` when every LLM refused) would be refused again, so it fails the utterance at once, logged
+  with provider and status. Either way `TranslationAbandoned` tells the caller it was logged here.
+- A reply cut by the LLM's token limit (`finish_reason: "length"`, or a usage of all the completion
+  tokens asked for) is continued like a reply that broke off, counted and logged.
 - Every clause passes the output guard before it is handed on; a reply that is not a translation
   is retried once with a stricter prompt, then given up (the speaker's caption stays).
 - A long transcript is translated in pieces of bounded size, in order.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -28,6 +34,7 @@ from livekit.agents import APIError, APIStatusError, llm
 from . import metrics
 from .faults import FaultFlag
 from .guard import OutputGuard, is_opener
+from .llm_replies import describe_error, reply_was_cut
 from .prompt import TranslationContext
 from .text import ClauseSplitter, ReasoningFilter, clean_clause, is_speakable, split_source
 
@@ -48,6 +55,14 @@ class TranslationRejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class TranslationAbandoned(Exception):
+    """No translation for this utterance: every LLM refused it, or none answered in time (logged)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "refused" | "outage"
 
 
 class _Attempt:
@@ -104,11 +119,15 @@ class Translator:
         *,
         options: TranslateOptions | None = None,
         on_fault: Callable[[bool], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._llm = llm
         self._opts = options or TranslateOptions()
         self._fault = FaultFlag(on_fault)  # down while every LLM fails, up when one answers again
+        self._clock = clock  # the clock `give_up_at` is on
         self.refused = 0  # utterances failed because the LLMs refused their request
+        self.gave_up = 0  # utterances failed because no LLM answered in time
+        self.truncated = 0  # replies cut by the token limit
 
     async def clauses(
         self,
@@ -118,11 +137,15 @@ class Translator:
         concise: bool = False,
         on_token: Callable[[], None] | None = None,
         utterance_id: str = "",
+        give_up_at: float | None = None,
     ) -> AsyncGenerator[str, None]:
-        """The translation of `text`, clause by clause, each ready to speak and each given once."""
+        """The translation of `text`, clause by clause, each ready to speak and each given once.
+        `give_up_at` (on the translator's clock): an outage lasting past it fails the utterance."""
         first = True
         for piece in split_source(text, self._opts.max_piece_chars):
-            async for clause in self._piece(context, piece, concise, on_token, utterance_id, first):
+            async for clause in self._piece(
+                context, piece, concise, on_token, utterance_id, first, give_up_at
+            ):
                 first = False
                 yield clause
 
@@ -134,6 +157,7 @@ class Translator:
         on_token: Callable[[], None] | None,
         utterance_id: str,
         first: bool,
+        give_up_at: float | None,
     ) -> AsyncIterator[str]:
         given: list[str] = []  # clauses already handed on
         strict = False
@@ -144,11 +168,12 @@ class Translator:
                 source, concise=concise, strict=strict, resume_from=" ".join(given) or None
             )
             splitter, reasoning = ClauseSplitter(), ReasoningFilter()
-            received = False
+            received = cut = False
             try:
                 try:
                     async with self._llm.chat(chat_ctx=chat_ctx) as stream:
                         async for chunk in stream:
+                            cut = cut or reply_was_cut(chunk)
                             content = chunk.delta.content if chunk.delta else None
                             if not content:
                                 continue
@@ -160,6 +185,9 @@ class Translator:
                             for clause in attempt.fit(splitter.push(reasoning.push(content))):
                                 given.append(clause)
                                 yield clause
+                    if cut and self._continue_cut(resumes, utterance_id, len(given)):
+                        resumes += 1
+                        continue  # its unfinished last clause is not spoken: the continuation has it
                     for clause in attempt.finish(splitter.push(reasoning.flush()) + splitter.flush()):
                         given.append(clause)
                         yield clause
@@ -188,15 +216,46 @@ class Translator:
                     continue
                 if isinstance(e, APIStatusError) and not e.retryable:
                     self._refused(e, utterance_id)
-                    raise
+                    raise TranslationAbandoned("refused") from None
                 outages += 1
                 self._set_down(True)
+                now = self._clock()
+                if give_up_at is not None and now >= give_up_at:
+                    self._give_up(e, utterance_id, outages)
+                    raise TranslationAbandoned("outage") from None
                 delay = min(self._opts.outage_max_s, self._opts.outage_initial_s * 2 ** (outages - 1))
-                logger.warning(
+                if give_up_at is not None:
+                    delay = min(delay, give_up_at - now)  # a last try at the bound
+                logger.info(  # the outage itself is reported once, by _set_down
                     "no LLM answered; trying again",
                     extra={"utterance_id": utterance_id, "error": type(e).__name__, "retry_in_s": delay},
                 )
                 await asyncio.sleep(delay)
+
+    def _continue_cut(self, resumes: int, utterance_id: str, given: int) -> bool:
+        """A reply was cut by the token limit: count it; True to continue it, False to end it there."""
+        self.truncated += 1
+        metrics.LLM_TRUNCATIONS.inc()
+        if resumes >= self._opts.max_resumes:
+            logger.warning(
+                "an LLM reply was cut by its token limit again; the translation ends there",
+                extra={"utterance_id": utterance_id, "given": given},
+            )
+            return False
+        logger.warning(
+            "an LLM reply was cut by its token limit; continuing it",
+            extra={"utterance_id": utterance_id, "given": given},
+        )
+        return True
+
+    def _give_up(self, error: APIError | TimeoutError, utterance_id: str, attempts: int) -> None:
+        self.gave_up += 1
+        failures = getattr(error, "failures", None) or [(self._llm.provider, describe_error(error))]
+        logger.error(
+            "no LLM answered in time (%s): this utterance is not translated",
+            ", ".join(f"{provider} {what}" for provider, what in failures),
+            extra={"utterance_id": utterance_id, "attempts": attempts, "error": type(error).__name__},
+        )
 
     def _refused(self, error: APIStatusError, utterance_id: str) -> None:
         refusals: list[tuple[str, int]] = getattr(error, "refusals", None) or [

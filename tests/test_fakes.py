@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 import aiohttp
 import numpy as np
 import pytest
+from cerebras.cloud.sdk import APIStatusError as CerebrasStatusError
 from cerebras.cloud.sdk import AsyncCerebras, AsyncStream, InternalServerError
 from cerebras.cloud.sdk.types.chat.chat_completion import ChatChunkResponse, ChatCompletionResponse
 from livekit import rtc
@@ -831,3 +832,83 @@ async def test_cartesia_honours_speed_and_records_ttfb(http_session: aiohttp.Cli
         Delay(0.04, 0.01).sample(rng) for _ in range(4)
     ]
     assert elapsed >= fake.ttfb_by_context[fast_id]
+
+
+async def test_llm_fake_error_inside_the_stream_is_raised_by_both_sdks() -> None:
+    """An error object inside an open stream: both SDKs raise on it, after the content before it."""
+    async with FakeLLM(translations={"Hello": "Hola a todos"}) as fake:
+        client = AsyncCerebras(api_key="k", base_url=fake.base_url, warm_tcp_connection=False, max_retries=0)
+        model = groq(fake)
+        try:
+            fake.error_next_after(2)
+            received: list[str] = []
+            with pytest.raises(CerebrasStatusError) as cerebras_error:
+                stream = await client.chat.completions.create(
+                    model="gpt-oss-120b", messages=[{"role": "user", "content": "Hello"}], stream=True
+                )
+                assert isinstance(stream, AsyncStream)
+                async for chunk in stream:
+                    assert isinstance(chunk, ChatChunkResponse)
+                    received += [(c.delta.content if c.delta else None) or "" for c in chunk.choices or []]
+            assert "".join(received) == "Hola a"
+            assert cerebras_error.value.status_code == 200  # the stream's own status
+
+            fake.error_next_after(0)
+            with pytest.raises(APIConnectionError):  # before any content: worth another try
+                await collect_reply(model, "Hello", APIConnectOptions(max_retry=0))
+        finally:
+            await client.close()
+            await model.aclose()
+    assert [(r.fault, r.reply) for r in fake.requests] == [("error", "Hola a"), ("error", "")]
+
+
+async def test_llm_fake_cuts_a_reply_at_the_requested_max_completion_tokens() -> None:
+    async with FakeLLM(translations={"Hello": "Hola a todos y bienvenidos"}) as fake:
+        client = AsyncCerebras(api_key="k", base_url=fake.base_url, warm_tcp_connection=False, max_retries=0)
+        try:
+            stream = await client.chat.completions.create(
+                model="gpt-oss-120b",
+                messages=[{"role": "user", "content": "Hello"}],
+                stream=True,
+                max_completion_tokens=3,
+                stream_options={"include_usage": True},
+            )
+            assert isinstance(stream, AsyncStream)
+            text, finish, usage = "", None, None
+            async for chunk in stream:
+                assert isinstance(chunk, ChatChunkResponse)
+                for c in chunk.choices or []:
+                    text += (c.delta.content if c.delta else None) or ""
+                    finish = c.finish_reason or finish
+                usage = getattr(chunk, "usage", None) or usage
+        finally:
+            await client.close()
+    assert (text, finish) == ("Hola a todo", "length")  # three pieces of at most 4 characters
+    assert usage is not None and usage.completion_tokens == 3  # all the tokens asked for
+    assert fake.requests[0].finish_reason == "length"
+
+
+async def test_cartesia_fake_errors_in_the_documented_shapes(http_session: aiohttp.ClientSession) -> None:
+    async with FakeCartesia() as fake:
+        url = f"{fake.base_url.replace('http', 'ws')}/tts/websocket?cartesia_version=2026-03-01"
+        fake.error_next_context_after(1)
+        async with http_session.ws_connect(url, headers={"X-API-Key": "k"}) as ws:
+            await ws.send_json({"context_id": "c1", "transcript": "Hola a todos. ", "continue": False})
+            chunk, error = await ws.receive_json(), await ws.receive_json()
+        assert chunk["type"] == "chunk" and chunk["data"]
+        assert error == {
+            "type": "error",
+            "done": True,
+            "status_code": 500,
+            "error_code": "internal_error",
+            "title": "Internal Server Error",
+            "message": "An internal error occurred.",
+            "request_id": error["request_id"],
+            "context_id": "c1",
+        }
+        for status in (401, 429):
+            fake.refuse_handshakes(status)
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http_session.ws_connect(url, headers={"X-API-Key": "k"})
+            assert refused.value.status == status
+    assert fake.errored_contexts == ["c1"] and fake.refused_handshakes == [401, 429]

@@ -16,7 +16,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from livekit.agents import llm as lk_llm
+from prometheus_client import REGISTRY
 
+from agent.models import Utterance
 from agent.pipeline import PipelineOptions
 from agent.prompt import RESUME_REQUEST
 from tests.channel import ChannelRun, channel_run
@@ -34,6 +36,10 @@ TRANSLATIONS = {
 # one tone per clause the brain cuts: a repeated or missing piece shows in the audio
 TONES = {"Buenos": 400.0, "bienvenidos": 500.0, "presupuesto": 800.0}
 CLAUSES = ["Buenos días a todos,", "y bienvenidos a esta reunión.", "Empecemos por el presupuesto."]
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def tone_for(text: str) -> float:
@@ -71,13 +77,18 @@ FAULTS = {
     "429": lambda llm: llm.fail_next(429),
     "timeout before the first token": lambda llm: llm.hang_next(),
     "drop mid-stream": lambda llm: llm.drop_next_after(9),  # after "Buenos días a todos, y" (9 pieces)
+    "error event before the first token": lambda llm: llm.error_next_after(0),  # in a 200 stream
+    "error event mid-stream": lambda llm: llm.error_next_after(9),
 }
+FAULT_SEEN = dict(zip(FAULTS, ["fail", "fail", "hang", "drop", "error", "error"], strict=True))
+MID_STREAM = ("drop mid-stream", "error event mid-stream")
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 async def test_cerebras_fault_groq_takes_over_speech_once_then_cerebras_again(run: ChannelRun, fault: str):
     cerebras, groq = run.fakes.cerebras, run.fakes.groq
     recovered = _recovered(run.llm)
+    fallbacks = metric("interpreter_llm_fallbacks_total", llm="cerebras")
     FAULTS[fault](cerebras)
     run.say(SOURCES[0])
     await eventually(lambda: len(run.tracker.completed) == 1, what="the first utterance")
@@ -95,13 +106,15 @@ async def test_cerebras_fault_groq_takes_over_speech_once_then_cerebras_again(ru
     assert any("budget" in message_text(r.messages[-1]) for r in served)
     assert not any("budget" in message_text(r.messages[-1]) for r in groq.requests)
     assert groq.requests, "Groq took over"
-    if fault == "drop mid-stream":
+    assert cerebras.requests[0].fault == FAULT_SEEN[fault]  # the fault the fake really injected
+    if fault in MID_STREAM:
         # the clause given before the drop was not asked for again: Groq continued after it
         resumed = groq.requests[0].messages
         assert resumed[-1]["content"] == RESUME_REQUEST
         assert resumed[-2] == {"role": "assistant", "content": "Buenos días a todos,"}
         assert groq.requests[0].reply == "y bienvenidos a esta reunión."
     assert ("llm", True) not in run.faults  # one LLM answered all along: no outage
+    assert metric("interpreter_llm_fallbacks_total", llm="cerebras") == fallbacks + 1
 
 
 async def test_a_continuation_that_starts_over_is_not_spoken_twice(run: ChannelRun):
@@ -130,24 +143,74 @@ async def test_both_llms_down_then_back_fault_is_shown_and_speech_resumes_by_its
     assert run.tracker.spoken == 1
 
 
-async def test_after_a_long_outage_late_translations_are_captioned_and_fresh_speech_is_spoken():
+async def test_an_outage_past_stale_after_s_fails_the_utterance_and_fresh_speech_is_spoken(
+    caplog: pytest.LogCaptureFixture,
+):
     fakes = scripted_fakes()
-    async with channel_run(fakes, STALE_AFTER_S="1") as run:
+    async with channel_run(fakes, STALE_AFTER_S="1", LLM_ATTEMPT_TIMEOUT_S="1") as run:
         for fake in (fakes.cerebras, fakes.groq):
             fake.outage_status = 503
-        run.say(SOURCES[0])
-        await eventually(lambda: ("llm", True) in run.faults, what="the LLM fault")
-        await asyncio.sleep(1.5)  # longer than STALE_AFTER_S
+        with caplog.at_level(logging.INFO):
+            run.say(SOURCES[0])
+            # retried without a bound, the utterance would wait for the providers for ever
+            await eventually(
+                lambda: len(run.tracker.completed) == 1, within_s=15, what="the utterance given up"
+            )
+        assert run.faults == [("llm", True)]  # still shown: the outage lasts
         for fake in (fakes.cerebras, fakes.groq):
             fake.outage_status = None
-        await eventually(lambda: len(run.tracker.completed) == 1, what="the late utterance")
         run.say(SOURCES[1])  # said after the providers came back
         await run.finish()
 
-    assert run.translated() == list(TRANSLATIONS.values())  # both captions: nothing said is lost
-    assert [r.outcome for r in run.tracker.completed] == ["captioned", "spoken"]
-    assert tone_sequence(run.output.audio(), 24000) == [800]  # only the fresh one was spoken
+    assert [r.outcome for r in run.tracker.completed] == ["failed", "spoken"]
+    assert run.translated() == [TRANSLATIONS["budget"]]  # the failed one has no translated caption
+    assert tone_sequence(run.output.audio(), 24000) == [800]
     assert len(fakes.cartesia.contexts) == 1
+    assert run.channel.brain.translator.gave_up == 1
+    assert run.faults == [("llm", True), ("llm", False)]
+    gave_up = [r for r in caplog.records if r.name.startswith("agent.") and r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in gave_up] == [
+        "every LLM is failing: translations wait until one answers",
+        "no LLM answered in time (cerebras 503, groq 503): this utterance is not translated",
+    ]
+
+
+async def test_an_outage_that_never_ends_frees_every_slot_and_the_channel_ends():
+    fakes = scripted_fakes()
+    async with channel_run(fakes, STALE_AFTER_S="1", LLM_ATTEMPT_TIMEOUT_S="1") as run:
+        for fake in (fakes.cerebras, fakes.groq):
+            fake.outage_status = 503
+        for i in range(5):  # more than MAX_IN_FLIGHT (3)
+            run.say(f"Point number {i} is on the list.")
+        await run.finish(within_s=30)  # retried for ever, three utterances would hold the slots
+
+    assert [r.outcome for r in run.tracker.completed] == ["failed"] * 5
+    assert run.channel.brain.translator.gave_up == 5
+    assert run.faults == [("llm", True)]
+    assert run.translated() == [] and not fakes.cartesia.contexts
+
+
+async def test_a_translation_ready_late_from_a_backlog_is_captioned_not_spoken(run: ChannelRun):
+    now = run.tracker.clock()
+    ended = now - 2 * PipelineOptions().stale_after_s  # it waited in a backlog past STALE_AFTER_S
+    run.channel.put_nowait(
+        Utterance(
+            id="ann-0",
+            speaker="ann",
+            text=SOURCES[1],
+            language="en",
+            audio_start=0.0,
+            audio_end=1.5,
+            speech_end_at=ended,
+            final_at=ended,
+        )
+    )
+    await run.finish()
+
+    assert [r.outcome for r in run.tracker.completed] == ["captioned"]
+    assert run.translated() == [TRANSLATIONS["budget"]]
+    assert not run.fakes.cartesia.contexts and run.output.seconds == 0
+    assert not run.faults
 
 
 async def test_tts_drop_mid_clause_restarts_the_clause_without_repeating_what_was_heard(run: ChannelRun):
@@ -172,7 +235,11 @@ async def test_tts_drop_before_playback_replaces_the_unheard_audio(run: ChannelR
     cartesia.drop_next_context_after(3)  # ...when the next one's first clause breaks off
     run.say(SOURCES[0])
     await eventually(lambda: len(cartesia.contexts) == 4, what="the clause synthesized again")
-    await asyncio.sleep(0.2)
+    again = cartesia.context_order[-1]
+    await eventually(
+        lambda: cartesia.audio_s[again] >= cartesia.duration_for(CLAUSES[0]) - 0.001,
+        what="the clause's new audio sent in full, before playback",
+    )
     run.output.gate.set()
     await run.finish()
 
@@ -217,7 +284,7 @@ async def test_backlog_folds_into_bounded_queue_every_caption_out_and_speech_cat
     for text in texts:
         run.say(text)
         sizes.append(run.channel.inbox.qsize())
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # models speech arriving every 20 ms: it waits for no event
     await run.finish(within_s=60)
 
     assert max(sizes) <= PipelineOptions().utterance_queue_size  # memory bounded by count
@@ -321,19 +388,71 @@ async def test_one_llm_refusing_while_the_other_is_down_is_an_outage_waited_out(
     assert run.faults == [("llm", True), ("llm", False)]
 
 
-async def test_a_reply_cut_by_the_token_limit_speaks_the_clauses_it_completed(run: ChannelRun):
-    run.fakes.cerebras.max_tokens = 7  # "Buenos días a todos, y" (7 pieces), then finish_reason "length"
+async def test_a_reply_cut_by_the_token_limit_is_continued_and_counted(
+    run: ChannelRun, caplog: pytest.LogCaptureFixture
+):
+    cut = metric("interpreter_llm_truncations_total")
+    run.fakes.cerebras.cut_next_after(7)  # "Buenos días a todos, y" (7 pieces), then finish_reason "length"
+    with caplog.at_level(logging.INFO):
+        run.say(SOURCES[0])
+        await run.finish()
+
+    first, second = run.fakes.cerebras.requests
+    assert first.finish_reason == "length" and first.reply == "Buenos días a todos, y"
+    assert not run.fakes.groq.requests  # a finished reply, not a failure: no fallback
+    # continued after the clause it completed, as after a reply that broke off
+    assert second.messages[-1]["content"] == RESUME_REQUEST
+    assert second.messages[-2] == {"role": "assistant", "content": "Buenos días a todos,"}
+    assert run.translated() == [TRANSLATIONS["Good morning"]]
+    assert tone_sequence(run.output.audio(), 24000) == [400, 500]
+    assert run.output.seconds == pytest.approx(run.expected_seconds(CLAUSES[:2]), abs=0.03)
+    assert run.tracker.spoken == 1
+    assert metric("interpreter_llm_truncations_total") == cut + 1
+    assert run.channel.brain.translator.truncated == 1
+    assert [r.getMessage() for r in caplog.records if "token limit" in r.getMessage()] == [
+        "an LLM reply was cut by its token limit; continuing it"
+    ]
+
+
+async def test_a_groq_reply_cut_by_its_max_completion_tokens_is_continued(run: ChannelRun):
+    """The openai plugin drops `finish_reason`; a cut by the limit we asked for shows in the usage."""
+    run.fakes.cerebras.fail_next(500)
+    run.fakes.groq.cut_next_after(7)
     run.say(SOURCES[0])
     await run.finish()
 
-    (request,) = run.fakes.cerebras.requests
-    assert request.finish_reason == "length" and request.reply == "Buenos días a todos, y"
-    assert not run.fakes.groq.requests  # a finished reply, not a failure: no fallback
-    # a reply cut by the limit is taken as it came (not continued): no later clause is spoken
-    assert run.translated() == ["Buenos días a todos, y"]
-    assert tone_sequence(run.output.audio(), 24000)[0] == 400
-    assert 500 not in tone_sequence(run.output.audio(), 24000)
-    assert run.tracker.spoken == 1
+    first = run.fakes.groq.requests[0]
+    assert first.finish_reason == "length" and isinstance(first.body.get("max_completion_tokens"), int)
+    assert run.translated() == [TRANSLATIONS["Good morning"]]
+    assert tone_sequence(run.output.audio(), 24000) == [400, 500]
+    assert run.channel.brain.translator.truncated == 1
+
+
+async def test_groq_reporting_an_error_mid_stream_is_continued_by_cerebras(run: ChannelRun):
+    run.fakes.cerebras.fail_next(500)
+    run.fakes.groq.error_next_after(9)
+    resumes = metric("interpreter_llm_resumes_total")
+    run.say(SOURCES[0])
+    await run.finish()
+
+    assert run.fakes.groq.requests[0].fault == "error"
+    assert metric("interpreter_llm_resumes_total") == resumes + 1
+    assert tone_sequence(run.output.audio(), 24000) == [400, 500]
+    assert run.translated() == [TRANSLATIONS["Good morning"]]
+    assert run.tracker.spoken == 1 and ("llm", True) not in run.faults
+
+
+async def test_refused_requests_are_counted_by_provider_and_status(run: ChannelRun):
+    before = metric("interpreter_llm_refusals_total", llm="cerebras", status="401")
+    groq_before = metric("interpreter_llm_refusals_total", llm="groq", status="401")
+    _refuse_with_a_bad_key(run.fakes.cerebras)
+    run.say(SOURCES[1])
+    await run.finish()
+
+    refused = len([r for r in run.fakes.cerebras.requests if r.status == 401])
+    assert refused >= 1 and run.tracker.spoken == 1
+    assert metric("interpreter_llm_refusals_total", llm="cerebras", status="401") == before + refused
+    assert metric("interpreter_llm_refusals_total", llm="groq", status="401") == groq_before
 
 
 async def test_the_llm_fake_refuses_as_the_apis_do_in_their_error_shapes():

@@ -10,6 +10,13 @@ Websocket messages, in the shapes the livekit cartesia plugin parses:
 - after a message with `continue: false` and all its context's audio: `{"type": "done", "done": true, ...}`.
 Messages of one context are answered in order; contexts on one socket interleave.
 
+Errors as Cartesia documents them (API version 2026-03-01 and later): on the websocket
+`{"type": "error", "done": true, "status_code", "error_code", "title", "message", "request_id",
+"context_id"}` (`done` is always true on an error), for a context refused before any audio
+(`error_next`) or after some of its audio was sent (`error_next_context_after`); at the handshake, an
+HTTP status with `{"error_code", "title", "message", "request_id"}` (`refuse_handshakes`: 401 for a bad
+key, 429 over the concurrency limit).
+
 Latency model: a context's first audio waits `ttfb` (sampled per context with the fake's
 `random.Random(seed)`; recorded in `ttfb_by_context`) or else `ttfb_s`; with `rtf` > 0 each chunk then
 takes `rtf` times its audio duration to send.
@@ -67,10 +74,33 @@ def requested_speed(data: dict[str, Any]) -> float:
     return 1.0
 
 
+_ERRORS = {  # status → (error_code, title, message), in Cartesia's words
+    401: ("unauthorized", "Unauthorized", "Invalid API key."),
+    429: ("concurrency_limited", "Concurrency limit exceeded", "Too many concurrent requests."),
+    500: ("internal_error", "Internal Server Error", "An internal error occurred."),
+}
+
+
+def error_frame(context_id: str, status: int = 500) -> dict[str, Any]:
+    """A websocket error message exactly as Cartesia documents it."""
+    code, title, message = _ERRORS.get(status, _ERRORS[500])
+    return {
+        "type": "error",
+        "done": True,
+        "status_code": status,
+        "error_code": code,
+        "title": title,
+        "message": message,
+        "request_id": f"req_{context_id[:12]}",
+        "context_id": context_id,
+    }
+
+
 @dataclass
 class _Context:
     queue: asyncio.Queue[dict[str, Any]]
     error: bool = False
+    error_after_chunks: int | None = None
     drop_after_chunks: int | None = None
     chunks_sent: int = 0
     audio_started: bool = False
@@ -130,11 +160,14 @@ class FakeCartesia(FakeServer):
         self.api_keys: list[str | None] = []  # one per websocket connection and per /tts/bytes request
         self.cartesia_versions: list[str | None] = []
         self.bytes_requests: list[dict[str, Any]] = []
-        self.errored_contexts: list[str] = []
+        self.errored_contexts: list[str] = []  # answered with an error frame (before or after audio)
         self.dropped_contexts: list[str] = []
-        # faults, applied to the next new contexts
+        self.refused_handshakes: list[int] = []  # the status of each websocket handshake refused
+        # faults, applied to the next new contexts (or handshakes)
         self._drop_next_after: int | None = None
+        self._error_next_after: int | None = None
         self._errors_remaining = 0
+        self._handshake_refusals: list[int] = []
 
     def _setup(self, app: web.Application) -> None:
         app.router.add_get("/tts/websocket", self._websocket)
@@ -165,10 +198,26 @@ class FakeCartesia(FakeServer):
         """Answer every message of the next `n` new contexts (or /tts/bytes requests) with an error."""
         self._errors_remaining = n
 
+    def error_next_context_after(self, chunks: int) -> None:
+        """Send an error frame for the next new context once `chunks` of its audio chunks were sent
+        (and nothing more of it)."""
+        self._error_next_after = chunks
+
+    def refuse_handshakes(self, status: int, n: int = 1) -> None:
+        """Refuse the next `n` websocket handshakes with HTTP `status` (401, 429), Cartesia's error body."""
+        self._handshake_refusals.extend([status] * n)
+
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         self.connections += 1
         self.api_keys.append(request.headers.get("X-API-Key"))
         self.cartesia_versions.append(request.query.get("cartesia_version"))
+        if self._handshake_refusals:
+            status = self._handshake_refusals.pop(0)
+            self.refused_handshakes.append(status)
+            code, title, message = _ERRORS.get(status, _ERRORS[500])
+            body = {"error_code": code, "title": title, "message": message, "request_id": "req_handshake"}
+            logger.info("fake cartesia: refusing a websocket handshake with %d", status)
+            return web.json_response(body, status=status)
         ws = web.WebSocketResponse(timeout=1.0)
         await ws.prepare(request)
         self._websockets.add(ws)
@@ -202,6 +251,8 @@ class FakeCartesia(FakeServer):
             else:
                 if self._drop_next_after is not None:
                     context.drop_after_chunks, self._drop_next_after = self._drop_next_after, None
+                if self._error_next_after is not None:
+                    context.error_after_chunks, self._error_next_after = self._error_next_after, None
                 context.ttfb_s = self.ttfb_by_context[context_id] = self._sample_ttfb()
             context.task = asyncio.create_task(self._run_context(sock, context_id, context))
         self.contexts[context_id].append(str(data.get("transcript", "")))
@@ -214,15 +265,7 @@ class FakeCartesia(FakeServer):
                 data = await context.queue.get()
                 if context.error:
                     logger.info("fake cartesia: answering a context with an error")
-                    await sock.send(
-                        {
-                            "type": "error",
-                            "context_id": context_id,
-                            "error": "scripted error",
-                            "status_code": 500,
-                            "done": True,
-                        }
-                    )
+                    await sock.send(error_frame(context_id))
                     continue
                 transcript = str(data.get("transcript", ""))
                 speed = self.speed_by_context[context_id] = requested_speed(data)
@@ -258,6 +301,12 @@ class FakeCartesia(FakeServer):
         step = 2 * max(1, sample_rate * self.chunk_ms // 1000)
         for offset in range(0, len(pcm), step):
             if self._should_drop(sock, context_id, context):
+                return False
+            if context.error_after_chunks is not None and context.chunks_sent >= context.error_after_chunks:
+                logger.info("fake cartesia: an error after %d chunks of a context", context.chunks_sent)
+                context.error, context.error_after_chunks = True, None  # its later messages: errors too
+                self.errored_contexts.append(context_id)
+                await sock.send(error_frame(context_id))
                 return False
             chunk = pcm[offset : offset + step]
             await sock.send(

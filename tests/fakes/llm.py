@@ -9,7 +9,15 @@ Refusals as the real APIs send them, before any fault is consumed: a body that i
 (not JSON, no `model` string, no `messages` list) gets 400; with `api_key` set, any other key gets 401;
 with `models` set, any other model gets 404. Their bodies follow each API's documented error shape:
 `{"error": {"message", "type", "param", "code"}}` on the OpenAI-compatible path (Groq), the same fields at
-the top level on Cerebras' `/v1/...` path. `max_tokens` cuts a reply with `finish_reason: "length"`.
+the top level on Cerebras' `/v1/...` path. A reply longer than the request's `max_completion_tokens`
+(or `max_tokens`), or than the fake's own `max_tokens`, is cut there with `finish_reason: "length"`
+(content pieces stand for tokens), and a cut by the request's limit reports that limit as its
+`completion_tokens`, as a real cut does.
+
+Errors inside an open stream (`error_next_after`): after the 200 headers and some content, an event
+`data: {"error": {"message", "type", "param", "code"}}` and the end of the stream, as OpenAI-compatible
+APIs send it; both SDKs (openai's and Cerebras') raise on exactly this shape (a `data` object with an
+`error` member), so the fake sends it on both paths.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ class LLMRequest:
     stream: bool
     authorization: str | None
     body: dict[str, Any]
-    fault: str | None = None  # "fail" | "hang" | "drop" when a scripted fault answered it
+    fault: str | None = None  # "fail" | "hang" | "drop" | "cut" | "error" when a scripted fault answered it
     status: int = 200  # the HTTP status it answered with
     finish_reason: str | None = None  # of a reply it sent to the end ("stop", or "length" when cut)
     ttft_s: float = 0.0  # the time to first token (or to the whole non-streamed reply) the fake waited
@@ -71,7 +79,19 @@ class _DropAfter:
     tokens: int
 
 
-_Fault = _Fail | _Hang | _DropAfter
+@dataclass(frozen=True)
+class _CutAfter:
+    tokens: int
+
+
+@dataclass(frozen=True)
+class _ErrorAfter:
+    tokens: int
+    error: dict[str, Any]
+
+
+_Fault = _Fail | _Hang | _DropAfter | _CutAfter | _ErrorAfter
+_FAULT_NAMES = {_Fail: "fail", _Hang: "hang", _DropAfter: "drop", _CutAfter: "cut", _ErrorAfter: "error"}
 
 
 def message_text(message: Message) -> str:
@@ -182,6 +202,19 @@ class FakeLLM(FakeServer):
         """Stream `tokens` content chunks of the next `n` replies, then abort the connection."""
         self._faults.extend(_DropAfter(tokens) for _ in range(n))
 
+    def cut_next_after(self, tokens: int, n: int = 1) -> None:
+        """End the next `n` replies after `tokens` content chunks with `finish_reason: "length"` (the
+        token limit reached)."""
+        self._faults.extend(_CutAfter(tokens) for _ in range(n))
+
+    def error_next_after(self, tokens: int, n: int = 1, *, code: str = "internal_server_error") -> None:
+        """Stream `tokens` content chunks of the next `n` replies (0: none), then an error object
+        inside the open stream, then end it."""
+        error = {"message": "The server had an error while processing your request.", "type": "server_error"}
+        self._faults.extend(
+            _ErrorAfter(tokens, {"error": {**error, "param": None, "code": code}}) for _ in range(n)
+        )
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         if path.endswith("/chat/completions") and request.method == "POST":
@@ -254,13 +287,22 @@ class FakeLLM(FakeServer):
         if not isinstance(fault, _Fail | _Hang):
             reply = self.responder(messages)
             ttft_s = self._sample_ttft(messages)
-        drop_after = fault.tokens if isinstance(fault, _DropAfter) else None
-        finish_reason = None if fault else self._finish_reason(reply)
-        if finish_reason == "length":
-            drop_after = self.max_tokens  # cut there, then finished with "length"
+        limit = self._limit(body)
+        stop_after: int | None = None  # content pieces sent before the reply ends as `ending` says
+        ending = "stop"
+        if isinstance(fault, _DropAfter | _ErrorAfter | _CutAfter):
+            stop_after, ending = (
+                fault.tokens,
+                {_DropAfter: "drop", _ErrorAfter: "error", _CutAfter: "length"}[type(fault)],
+            )
+        elif fault is None and limit is not None and len(split_tokens(reply, self.max_token_chars)) > limit:
+            stop_after, ending = limit, "length"
+        finish_reason = (
+            ending if ending in ("stop", "length") and not isinstance(fault, _Fail | _Hang) else None
+        )
         sent = reply
-        if drop_after is not None:
-            sent = "".join(split_tokens(reply, self.max_token_chars)[:drop_after])
+        if stop_after is not None:
+            sent = "".join(split_tokens(reply, self.max_token_chars)[:stop_after])
         self.requests.append(
             LLMRequest(
                 path=request.path,
@@ -270,7 +312,7 @@ class FakeLLM(FakeServer):
                 stream=stream,
                 authorization=request.headers.get("Authorization"),
                 body=body,
-                fault={_Fail: "fail", _Hang: "hang", _DropAfter: "drop"}[type(fault)] if fault else None,
+                fault=_FAULT_NAMES[type(fault)] if fault else None,
                 status=fault.status if isinstance(fault, _Fail) else 200,
                 finish_reason=finish_reason,
                 ttft_s=ttft_s,
@@ -286,15 +328,28 @@ class FakeLLM(FakeServer):
 
         if not stream:
             await asyncio.sleep(ttft_s)
-            return web.json_response(self._completion(body, reply))
+            return web.json_response(self._completion(body, reply, limit))
+        error = fault.error if isinstance(fault, _ErrorAfter) else None
+        request_limit = self._request_limit(body)
+        # a cut by the token limit the request asked for used all of it (a scripted cut stands for one)
+        cut_by_request = ending == "length" and (isinstance(fault, _CutAfter) or limit == request_limit)
+        used = request_limit if cut_by_request else None
         try:
-            return await self._stream(request, body, reply, drop_after, ttft_s, fault is not None)
+            return await self._stream(request, body, reply, stop_after, ttft_s, ending, error, used)
         except ConnectionError:  # the client went away mid-stream
             return web.Response(status=499)
 
-    def _finish_reason(self, reply: str) -> str:
-        pieces = split_tokens(reply, self.max_token_chars)
-        return "length" if self.max_tokens is not None and len(pieces) > self.max_tokens else "stop"
+    def _request_limit(self, body: dict[str, Any]) -> int | None:
+        for key in ("max_completion_tokens", "max_tokens"):
+            value = body.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return None
+
+    def _limit(self, body: dict[str, Any]) -> int | None:
+        """Content pieces a reply may have: the request's limit and the fake's own, the lower."""
+        limits = [x for x in (self._request_limit(body), self.max_tokens) if x is not None]
+        return min(limits) if limits else None
 
     async def _hang(self, request: web.Request, fault: _Hang) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -303,10 +358,11 @@ class FakeLLM(FakeServer):
         await self._wait_until_client_gone(request)
         return response if fault.send_headers else web.Response(status=504)
 
-    def _completion(self, body: dict[str, Any], reply: str) -> dict[str, Any]:
-        finish_reason = self._finish_reason(reply)
+    def _completion(self, body: dict[str, Any], reply: str, limit: int | None) -> dict[str, Any]:
+        pieces = split_tokens(reply, self.max_token_chars)
+        finish_reason = "length" if limit is not None and len(pieces) > limit else "stop"
         if finish_reason == "length":
-            reply = "".join(split_tokens(reply, self.max_token_chars)[: self.max_tokens])
+            reply = "".join(pieces[:limit])
         message: dict[str, Any] = {"role": "assistant", "content": reply}
         if self.reasoning:
             message["reasoning"] = self.reasoning
@@ -336,12 +392,16 @@ class FakeLLM(FakeServer):
         request: web.Request,
         body: dict[str, Any],
         reply: str,
-        drop_after: int | None,
+        stop_after: int | None,
         ttft_s: float,
-        dropping: bool = True,
+        ending: str = "stop",
+        error: dict[str, Any] | None = None,
+        used_tokens: int | None = None,
     ) -> web.StreamResponse:
-        """`drop_after`: content pieces sent before the connection is aborted (`dropping`), or before the
-        reply ends with `finish_reason: "length"` (not `dropping`)."""
+        """`stop_after`: content pieces sent before the reply ends as `ending` says: "drop" (the
+        connection aborted), "error" (`error` sent inside the stream, then its end), "length"
+        (`finish_reason: "length"`); "stop" sends the whole reply. `used_tokens`: the usage's
+        completion tokens, when not the pieces sent."""
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
@@ -362,12 +422,12 @@ class FakeLLM(FakeServer):
 
         await asyncio.sleep(ttft_s)
         pieces = [("reasoning", p) for p in split_tokens(self.reasoning or "", self.max_token_chars)]
-        whole = self.whole_reply and reply and (drop_after is None or dropping)
+        whole = self.whole_reply and reply and (stop_after is None or ending != "length")
         content = [reply] if whole else split_tokens(reply, self.max_token_chars)
         pieces += [("content", p) for p in content]
         sent_content = 0
         for i, (kind, piece) in enumerate(pieces):
-            if kind == "content" and drop_after is not None and sent_content >= drop_after:
+            if kind == "content" and stop_after is not None and sent_content >= stop_after:
                 break
             if i and self.tokens_per_s:
                 await asyncio.sleep(1 / self.tokens_per_s)
@@ -377,14 +437,19 @@ class FakeLLM(FakeServer):
             await send(choice(delta))
             if kind == "content":
                 sent_content += 1
-        if drop_after is not None and dropping:
+        if ending == "drop":
             logger.info("fake llm: dropping a stream after %d content chunks", sent_content)
             abort_connection(request)
             return response
+        if ending == "error":
+            logger.info("fake llm: an error inside the stream after %d content chunks", sent_content)
+            await response.write(f"data: {json.dumps(error)}\n\n".encode())
+            await response.write_eof()
+            return response
 
-        finish_reason = "stop" if drop_after is None else "length"
-        await send(choice({} if pieces else {"role": "assistant", "content": ""}, finish_reason))
-        await send({"choices": [], "usage": self._usage(body, sent_content)})
+        completion_tokens = sent_content if used_tokens is None else used_tokens
+        await send(choice({} if pieces else {"role": "assistant", "content": ""}, ending))
+        await send({"choices": [], "usage": self._usage(body, completion_tokens)})
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

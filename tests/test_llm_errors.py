@@ -1,0 +1,71 @@
+"""Only provider errors take the LLM outage path: a bug in an LLM plugin surfaces as itself."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from livekit.agents import NOT_GIVEN, APIConnectOptions, NotGivenOr, llm
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
+
+from agent.fallback_llm import FallbackLLM
+from agent.prompt import ContextBook
+from agent.translate import Translator
+
+
+class BrokenPluginError(RuntimeError):
+    pass
+
+
+class BrokenPlugin(llm.LLM):
+    """An LLM plugin with a bug in its own code: every request fails with an error no provider sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    @property
+    def provider(self) -> str:
+        return "broken"
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> llm.LLMStream:
+        self.requests += 1
+        return _BrokenStream(self, chat_ctx=chat_ctx, tools=[], conn_options=conn_options)
+
+
+class _BrokenStream(llm.LLMStream):
+    async def _run(self) -> None:
+        raise BrokenPluginError("a bug, not an outage")
+
+
+async def test_a_bug_in_every_llm_plugin_is_raised_as_itself_not_retried_as_an_outage(
+    caplog: pytest.LogCaptureFixture,
+):
+    plugins: list[llm.LLM] = [BrokenPlugin(), BrokenPlugin()]
+    adapter = FallbackLLM(plugins, names=["first", "second"], attempt_timeout=1.0)
+    faults: list[bool] = []
+    translator = Translator(adapter, on_fault=faults.append)
+    context = ContextBook("es").for_source("en")
+
+    async def translate() -> list[str]:
+        return [c async for c in translator.clauses(context, "Good morning.", utterance_id="u-0")]
+
+    with caplog.at_level(logging.INFO), pytest.raises(BrokenPluginError):
+        # taken for an outage, it would be retried with backoff for ever
+        await asyncio.wait_for(translate(), 10)
+    assert faults == []  # no LLM outage shown: the providers did nothing wrong
+    assert not [r for r in caplog.records if "trying again" in r.getMessage()]
+    # asked once: a bug is not an LLM failing, so no other LLM is asked and no probe sent
+    assert [p.requests for p in plugins if isinstance(p, BrokenPlugin)] == [1, 0]
+    await adapter.aclose()
