@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import psutil
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, tts
@@ -18,6 +21,7 @@ from livekit.agents.utils.hw import get_cpu_monitor
 
 from . import metrics
 from .config import ServerSettings, Settings, load_settings, read_environment
+from .health import FRAMEWORK_LOGGER, ConnectionWatch, HealthServer, Registration
 from .latency import LatencyTracker
 from .providers import build_llm, build_stt, build_tts
 from .session import STOP_TIMEOUT_S, RoomSession
@@ -215,11 +219,65 @@ class SessionLoad:
         return min(1.0, max(len(server.active_jobs) / self.capacity, self._cpu()))
 
 
-def build_server(settings: ServerSettings) -> AgentServer:
-    server = AgentServer(
+class InterpreterServer(AgentServer):
+    """The framework's server, with a health endpoint that says whether the worker is registered with
+    LiveKit (agent/health.py) and with a stop when it cannot be: credentials LiveKit rejects end the worker
+    at once (one error line; SIGTERM to itself, so running rooms still drain), and so does the framework
+    giving up its retries. Either way `registration.failed` is then true and `python -m agent` exits 1
+    (the framework's CLI alone would exit 0)."""
+
+    def __init__(self, *, health_port: int, health_grace_s: float, **options: Any) -> None:
+        # the framework's own HTTP server (its `/worker`, and a health check that only fails once it gave
+        # up) moves to a free port; HEALTH_PORT serves ours
+        super().__init__(port=0, **options)
+        self.health_port = health_port
+        self.registration = Registration(health_grace_s)
+        self.on("worker_registered", self.registration.registered_now)
+
+    async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        self.registration.on_rejected(
+            lambda status: loop.call_soon_threadsafe(self._give_up_rejected, status)
+        )
+        watch = ConnectionWatch(self.registration)
+        logging.getLogger(FRAMEWORK_LOGGER).addHandler(watch)
+        health = HealthServer(self.registration, self.health_port, lambda: self.worker_info.http_port)
+        await health.start()
+        try:
+            await super().run(devmode=devmode, unregistered=unregistered)
+        except RuntimeError:
+            if self.registration.registered or not self.registration.failures:
+                raise  # not the framework giving up on LiveKit: the CLI logs it
+            # the framework's last retry failed (its message says so; this line says what to check)
+            self.registration.gave_up = True
+            logger.error(
+                "could not connect to LiveKit after %d attempts; giving up: check LIVEKIT_URL and the "
+                "network",
+                self.registration.failures,
+                extra={"attempts": self.registration.failures},
+            )
+        finally:
+            logging.getLogger(FRAMEWORK_LOGGER).removeHandler(watch)
+            await health.aclose()
+
+    def _give_up_rejected(self, status: int) -> None:
+        logger.error(
+            "LiveKit rejected the worker's credentials (HTTP %d): check LIVEKIT_API_KEY and "
+            "LIVEKIT_API_SECRET; giving up",
+            status,
+            extra={"status": status},
+        )
+        # the framework's CLI stops on SIGTERM: it drains the rooms still running, then closes
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def build_server(settings: ServerSettings) -> InterpreterServer:
+    server = InterpreterServer(
+        health_port=settings.health_port,
+        health_grace_s=settings.health_grace_s,
+        max_retry=settings.connect_retries,
         setup_fnc=prewarm,
         load_fnc=SessionLoad(settings.sessions_per_core, cpu_scope=settings.load_cpu),
-        port=settings.health_port,
         prometheus_port=settings.prometheus_port,
         prometheus_multiproc_dir=settings.prometheus_dir,
         drain_timeout=settings.drain_timeout_s,
