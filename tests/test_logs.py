@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from livekit.agents.cli.log import JsonFormatter
 
 from agent.logs import AGENT_LOGGERS, PseudonymizeIdentities, pseudonym
 from tests.conftest import ONE_SENTENCE, Fakes
@@ -95,6 +97,38 @@ async def test_no_identity_in_any_log_record_of_a_room(
         for name, value in vars(record).items():
             assert IDENTITY not in str(value), (record.name, record.getMessage(), name, value)
     assert any(getattr(r, "speaker", None) == pseudonym(IDENTITY) for r in agent_records)
+    # and as production writes them: one JSON line per record, `extra` fields and tracebacks included
+    lines = production_lines(caplog.records)
+    assert leaking(lines, IDENTITY) == []
+    assert any(json.loads(line).get("speaker") == pseudonym(IDENTITY) for line in lines)
+
+
+def production_lines(records: list[logging.LogRecord]) -> list[str]:
+    """The records as `python -m agent start` writes them: the framework's JSON formatter (livekit-agents'
+    production log set-up), one line each, with every `extra` field, the traceback and the job's fields."""
+    formatter = JsonFormatter()
+    return [formatter.format(record) for record in records]
+
+
+def leaking(lines: list[str], text: str) -> list[str]:
+    """The lines that carry `text` anywhere (the formatter writes non-ASCII as is: no escape hides it)."""
+    return [line for line in lines if text in line]
+
+
+def test_the_leak_check_reads_extra_fields_and_tracebacks_of_the_json_line():
+    """The check above can fail: an identity in an `extra` field, or in an exception's message in the
+    traceback, is in the formatted line although the message is clean."""
+    in_extra = logging.makeLogRecord({"msg": "speaker left", "name": "agent.x", "who": IDENTITY})
+    try:
+        raise ValueError(f"no track for {IDENTITY}")
+    except ValueError:
+        in_traceback = logging.makeLogRecord({"msg": "failed", "name": "agent.x", "exc_info": sys.exc_info()})
+    clean = logging.makeLogRecord({"msg": "speaker left", "name": "agent.x", "speaker": pseudonym(IDENTITY)})
+    for record in (in_extra, in_traceback, clean):
+        assert IDENTITY not in record.getMessage()
+    assert leaking(production_lines([in_extra, in_traceback, clean]), IDENTITY) == production_lines(
+        [in_extra, in_traceback]
+    )
 
 
 # -- LOG_LEVEL: the level of every `agent.*` logger, in the worker, its job processes and the file mode -----
