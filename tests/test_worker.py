@@ -102,7 +102,10 @@ async def health_answers(port: int | str, status: int, within_s: float = 60.0) -
         answers.append(health(port))
         return answers[-1][0] == status
 
-    await eventually(answered, within_s=within_s, what=f"health {status} (last: {answers[-1:]})")
+    try:
+        await eventually(answered, within_s=within_s, what=f"health {status}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; it last answered {answers[-1:]}") from None
     return answers[-1][1]
 
 
@@ -146,7 +149,7 @@ def test_credentials_livekit_rejects_are_one_error_line_and_exit_1(
         LIVEKIT_API_SECRET=WRONG_SECRET,
         HEALTH_PORT=str(free_port()),
         PROMETHEUS_PORT=str(free_port()),
-        **PROVIDER_KEYS,
+        environment=PROVIDER_KEYS,
     )
     output = finish(proc, 60)
     assert proc.returncode == 1, output[-4000:]
@@ -163,7 +166,11 @@ async def test_health_is_unhealthy_while_livekit_is_unreachable_and_stopping_sti
     keeps retrying (the worker serves `/worker` and metrics all the same); SIGTERM then is a normal stop."""
     port = free_port()
     proc = start_unregistered_worker(
-        tmp_path, HEALTH_PORT=str(port), PROMETHEUS_PORT=str(free_port()), HEALTH_GRACE_S="0", **PROVIDER_KEYS
+        tmp_path,
+        HEALTH_PORT=str(port),
+        PROMETHEUS_PORT=str(free_port()),
+        HEALTH_GRACE_S="0",
+        environment=PROVIDER_KEYS,
     )
     try:
         body = await health_answers(port, 503)
@@ -183,7 +190,7 @@ def test_a_worker_that_gives_up_reaching_livekit_exits_1(tmp_path: Path):
         HEALTH_PORT=str(free_port()),
         PROMETHEUS_PORT=str(free_port()),
         CONNECT_RETRIES="1",
-        **PROVIDER_KEYS,
+        environment=PROVIDER_KEYS,
     )
     output = finish(proc, 60)
     assert proc.returncode == 1, output[-4000:]
