@@ -248,13 +248,15 @@ class InterpreterServer(AgentServer):
         except RuntimeError:
             if self.registration.registered or not self.registration.failures:
                 raise  # not the framework giving up on LiveKit: the CLI logs it
-            # the framework's last retry failed (its message says so; this line says what to check)
+            # the framework's last retry failed (it logs its traceback; this line says what to check).
+            # Every failed attempt but the last is logged as a retry: one more than `failures`
             self.registration.gave_up = True
+            attempts = self.registration.failures + 1
             logger.error(
                 "could not connect to LiveKit after %d attempts; giving up: check LIVEKIT_URL and the "
                 "network",
-                self.registration.failures,
-                extra={"attempts": self.registration.failures},
+                attempts,
+                extra={"attempts": attempts},
             )
         finally:
             logging.getLogger(FRAMEWORK_LOGGER).removeHandler(watch)

@@ -195,7 +195,8 @@ def test_a_worker_that_gives_up_reaching_livekit_exits_1(tmp_path: Path):
     output = finish(proc, 60)
     assert proc.returncode == 1, output[-4000:]
     errors = [line for line in json_lines(output) if line["level"] in {"ERROR", "CRITICAL"}]
-    assert any("could not connect to LiveKit" in line["message"] for line in errors), errors
+    # CONNECT_RETRIES=1: the first attempt and one retry
+    assert any("could not connect to LiveKit after 2 attempts" in line["message"] for line in errors), errors
 
 
 async def test_health_follows_the_registration_with_a_real_livekit_server(server_binary: str, tmp_path: Path):
