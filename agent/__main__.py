@@ -52,8 +52,9 @@ def main() -> int:
     except SystemExit as done:
         if done.code not in (None, 0):
             raise
-    # LiveKit rejected the credentials, or could not be reached: a failure, for Fly and any supervisor
-    return 1 if server.registration.failed else 0
+    # LiveKit rejected the credentials or could not be reached, or HEALTH_PORT was taken: a failure, for
+    # Fly and any supervisor
+    return 1 if server.failed else 0
 
 
 if __name__ == "__main__":

@@ -223,8 +223,8 @@ class InterpreterServer(AgentServer):
     """The framework's server, with a health endpoint that says whether the worker is registered with
     LiveKit (agent/health.py) and with a stop when it cannot be: credentials LiveKit rejects end the worker
     at once (one error line; SIGTERM to itself, so running rooms still drain), and so does the framework
-    giving up its retries. Either way `registration.failed` is then true and `python -m agent` exits 1
-    (the framework's CLI alone would exit 0)."""
+    giving up its retries, or HEALTH_PORT taken. Then `failed` is true and `python -m agent` exits 1 (the
+    framework's CLI alone would exit 0)."""
 
     def __init__(self, *, health_port: int, health_grace_s: float, **options: Any) -> None:
         # the framework's own HTTP server (its `/worker`, and a health check that only fails once it gave
@@ -232,6 +232,7 @@ class InterpreterServer(AgentServer):
         super().__init__(port=0, **options)
         self.health_port = health_port
         self.registration = Registration(health_grace_s)
+        self.health_failed = False
         self.on("worker_registered", self.registration.registered_now)
 
     async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
@@ -242,7 +243,9 @@ class InterpreterServer(AgentServer):
         watch = ConnectionWatch(self.registration)
         logging.getLogger(FRAMEWORK_LOGGER).addHandler(watch)
         health = HealthServer(self.registration, self.health_port, lambda: self.worker_info.http_port)
-        await health.start()
+        starting: list[asyncio.Task[None]] = []
+        # once the framework has set itself up (a failure before that leaves the CLI's stop path broken)
+        self.once("worker_started", lambda: starting.append(loop.create_task(self._serve_health(health))))
         try:
             await super().run(devmode=devmode, unregistered=unregistered)
         except RuntimeError:
@@ -260,7 +263,26 @@ class InterpreterServer(AgentServer):
             )
         finally:
             logging.getLogger(FRAMEWORK_LOGGER).removeHandler(watch)
+            await asyncio.gather(*starting, return_exceptions=True)
             await health.aclose()
+
+    @property
+    def failed(self) -> bool:
+        """The worker could not run: LiveKit rejected it or stayed unreachable, or HEALTH_PORT was taken."""
+        return self.registration.failed or self.health_failed
+
+    async def _serve_health(self, health: HealthServer) -> None:
+        try:
+            await health.start()
+        except OSError as e:
+            self.health_failed = True
+            logger.error(
+                "the health endpoint cannot listen on HEALTH_PORT %d (%s); stopping",
+                self.health_port,
+                e.strerror or type(e).__name__,
+                extra={"port": self.health_port},
+            )
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def _give_up_rejected(self, status: int) -> None:
         logger.error(

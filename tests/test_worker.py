@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -249,3 +250,20 @@ def test_credentials_refused_once_call_back_once_and_fail():
     registration.connection_failed(handshake_refused(401))
     assert refused == [401] and registration.failed
     assert registration.health() == (503, "LiveKit rejected the worker's credentials (HTTP 401)")
+
+
+def test_a_worker_that_cannot_start_exits_1(tmp_path: Path):
+    """Its health port taken (another worker on the machine, say): the worker cannot run, and says so with
+    its exit code, not only in its log."""
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        proc = start_unregistered_worker(
+            tmp_path,
+            HEALTH_PORT=str(taken.getsockname()[1]),
+            PROMETHEUS_PORT=str(free_port()),
+            environment=PROVIDER_KEYS,
+        )
+        output = finish(proc, 60)
+    assert proc.returncode == 1, output[-4000:]
+    assert "cannot listen on HEALTH_PORT" in output and "worker failed" not in output
