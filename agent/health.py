@@ -86,18 +86,51 @@ class Registration:
 
 
 class ConnectionWatch(logging.Handler):
-    """Feeds the framework's connection-retry warnings to a `Registration` (attached to the `livekit.agents`
-    logger while the worker runs; it prints nothing). The framework's logger must let warnings through:
-    with LOG_LEVEL=ERROR it does not, and a lost connection then shows only once the framework gives up."""
+    """Feeds the framework's connection-retry warnings to a `Registration` (a handler on the `livekit.agents`
+    logger while the worker runs; it prints nothing)."""
 
     def __init__(self, registration: Registration) -> None:
         super().__init__(logging.WARNING)
         self.registration = registration
+        self._quieted: list[tuple[logging.Handler, logging.Filter]] = []
+        self._framework_level: int | None = None
+
+    def attach(self) -> None:
+        """Start watching. The framework's logger must make its warnings even when LOG_LEVEL is ERROR: it is
+        lowered to WARNING then, and the root's handlers (what prints) keep dropping what is below ERROR."""
+        framework = logging.getLogger(FRAMEWORK_LOGGER)
+        level = framework.getEffectiveLevel()
+        if level > logging.WARNING:
+            self._framework_level = framework.level
+            framework.setLevel(logging.WARNING)
+            for handler in logging.getLogger().handlers:
+                below = AtLeast(level)
+                handler.addFilter(below)
+                self._quieted.append((handler, below))
+        framework.addHandler(self)
+
+    def detach(self) -> None:
+        framework = logging.getLogger(FRAMEWORK_LOGGER)
+        framework.removeHandler(self)
+        if self._framework_level is not None:
+            framework.setLevel(self._framework_level)
+        for handler, below in self._quieted:
+            handler.removeFilter(below)
+        self._quieted.clear()
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = record.__dict__
         if "retry_count" in fields and "max_retry" in fields:
             self.registration.connection_failed(fields.get("error"))
+
+
+class AtLeast(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
 
 
 class HealthServer:

@@ -21,7 +21,7 @@ from livekit.agents.utils.hw import get_cpu_monitor
 
 from . import metrics
 from .config import ServerSettings, Settings, load_settings, read_environment
-from .health import FRAMEWORK_LOGGER, ConnectionWatch, HealthServer, Registration
+from .health import ConnectionWatch, HealthServer, Registration
 from .latency import LatencyTracker
 from .providers import build_llm, build_stt, build_tts
 from .session import STOP_TIMEOUT_S, RoomSession
@@ -241,7 +241,7 @@ class InterpreterServer(AgentServer):
             lambda status: loop.call_soon_threadsafe(self._give_up_rejected, status)
         )
         watch = ConnectionWatch(self.registration)
-        logging.getLogger(FRAMEWORK_LOGGER).addHandler(watch)
+        watch.attach()
         health = HealthServer(self.registration, self.health_port, lambda: self.worker_info.http_port)
         starting: list[asyncio.Task[None]] = []
         # once the framework has set itself up (a failure before that leaves the CLI's stop path broken)
@@ -262,7 +262,7 @@ class InterpreterServer(AgentServer):
                 extra={"attempts": attempts},
             )
         finally:
-            logging.getLogger(FRAMEWORK_LOGGER).removeHandler(watch)
+            watch.detach()
             await asyncio.gather(*starting, return_exceptions=True)
             await health.aclose()
 

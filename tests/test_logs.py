@@ -192,7 +192,8 @@ def test_log_level_warning_silences_info_in_the_worker_and_its_job_processes(tmp
 def test_without_log_level_the_worker_logs_info(tmp_path: Path):
     default = run_worker_until_probed(tmp_path, None)
     pids = {m[1] for line in default if (m := re.search(r"log probe: info from pid (\d+)", line))}
-    assert len(pids) == 2, "".join(default)  # INFO, in the worker and in its job process
+    # INFO, in the worker and in its job processes (the framework may have started a second one by then)
+    assert len(pids) >= 2, "".join(default)
 
 
 @pytest.mark.parametrize(("log_level", "info_shown"), [("INFO", True), ("WARNING", False), (None, False)])

@@ -138,11 +138,14 @@ def server_binary() -> str:
     return binary
 
 
+@pytest.mark.parametrize("log_level", [None, "ERROR"])
 def test_credentials_livekit_rejects_are_one_error_line_and_exit_1(
-    livekit_server: LiveKitServer, tmp_path: Path
+    livekit_server: LiveKitServer, tmp_path: Path, log_level: str | None
 ):
     """The real server answers the worker's registration with 401: one error naming the cause, no retries
-    for two minutes, exit 1 (so Fly restarts it, and a deploy with a bad secret shows the error)."""
+    for two minutes, exit 1 (so Fly restarts it, and a deploy with a bad secret shows the error). With
+    LOG_LEVEL=ERROR too, where the framework's retry warnings (what the worker learns the 401 from) are not
+    printed."""
     proc = start_unregistered_worker(
         tmp_path,
         LIVEKIT_URL=livekit_server.url,
@@ -150,7 +153,7 @@ def test_credentials_livekit_rejects_are_one_error_line_and_exit_1(
         LIVEKIT_API_SECRET=WRONG_SECRET,
         HEALTH_PORT=str(free_port()),
         PROMETHEUS_PORT=str(free_port()),
-        environment=PROVIDER_KEYS,
+        environment={**PROVIDER_KEYS, **({"LOG_LEVEL": log_level} if log_level else {})},
     )
     output = finish(proc, 60)
     assert proc.returncode == 1, output[-4000:]
@@ -160,6 +163,8 @@ def test_credentials_livekit_rejects_are_one_error_line_and_exit_1(
     assert errors[0].get("status") == 401
     assert "LIVEKIT_API_SECRET" in errors[0]["message"]  # what to check
     assert WRONG_SECRET not in output and "secret-value" not in output
+    if log_level == "ERROR":
+        assert {line["level"] for line in json_lines(output)} == {"ERROR"}, output[-4000:]
 
 
 async def test_health_is_unhealthy_while_livekit_is_unreachable_and_stopping_still_exits_0(tmp_path: Path):
