@@ -233,6 +233,7 @@ class InterpreterServer(AgentServer):
         self.health_port = health_port
         self.registration = Registration(health_grace_s)
         self.health_failed = False
+        self._health: HealthServer | None = None
         self.on("worker_registered", self.registration.registered_now)
 
     async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
@@ -242,7 +243,9 @@ class InterpreterServer(AgentServer):
         )
         watch = ConnectionWatch(self.registration)
         watch.attach()
-        health = HealthServer(self.registration, self.health_port, lambda: self.worker_info.http_port)
+        self._health = health = HealthServer(
+            self.registration, self.health_port, lambda: self.worker_info.http_port
+        )
         starting: list[asyncio.Task[None]] = []
         # once the framework has set itself up (a failure before that leaves the CLI's stop path broken)
         self.once("worker_started", lambda: starting.append(loop.create_task(self._serve_health(health))))
@@ -264,7 +267,14 @@ class InterpreterServer(AgentServer):
         finally:
             watch.detach()
             await asyncio.gather(*starting, return_exceptions=True)
-            await health.aclose()
+            await health.aclose()  # closed by `aclose` already, unless `run` failed
+
+    async def aclose(self) -> None:
+        """The CLI's last step: the framework's closing, then the health endpoint's (it keeps answering
+        while the worker drains). Here, not at the end of `run`: the CLI cancels what is left of `run`."""
+        await super().aclose()
+        if self._health is not None:
+            await self._health.aclose()
 
     @property
     def failed(self) -> bool:
