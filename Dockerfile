@@ -14,7 +14,8 @@ WORKDIR /app
 COPY --from=build --chown=interpreter /app /app
 ENV PATH="/app/.venv/bin:$PATH" PYTHONUNBUFFERED=1
 USER interpreter
-# fetch whatever model files the plugins need at build time, not at start
-RUN python -m agent download-files
+# fetch whatever model files the plugins need at build time, not at start (through livekit.agents itself:
+# `python -m agent download-files` still works, but the framework deprecated it as of 1.5.10)
+RUN python -m livekit.agents download-files
 EXPOSE 8081
 CMD ["python", "-m", "agent", "start"]

@@ -46,8 +46,15 @@ def main() -> int:
     from .worker import build_server, install_uvloop
 
     install_uvloop()
-    cli.run_app(build_server(server_settings))
-    return 0
+    server = build_server(server_settings)
+    try:
+        cli.run_app(server)  # the framework's CLI ends with SystemExit, 0 even when the worker gave up
+    except SystemExit as done:
+        if done.code not in (None, 0):
+            raise
+    # LiveKit rejected the credentials or could not be reached, or HEALTH_PORT was taken: a failure, for
+    # Fly and any supervisor
+    return 1 if server.failed else 0
 
 
 if __name__ == "__main__":

@@ -275,6 +275,8 @@ class ServerSettings:
     # LOG_LEVEL, for the worker and its job processes; None: the framework's default (INFO for
     # `start`, DEBUG for `dev`) or its own LIVEKIT_LOG_LEVEL
     log_level: str | None = None
+    health_grace_s: float = 20.0  # health answers 200 this long after start-up before the first registration
+    connect_retries: int = 16  # the framework's retries connecting to LiveKit before the worker gives up
 
     @property
     def framework_log_level(self) -> str | None:
@@ -295,6 +297,8 @@ def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
         sessions_per_core=r.integer("SESSIONS_PER_CORE", 10, minimum=1, maximum=200),
         load_cpu=r.choice("LOAD_CPU", "machine", ("machine", "worker")),
         log_level=r.choice("LOG_LEVEL", "", LOG_LEVELS) or None,
+        health_grace_s=r.number("HEALTH_GRACE_S", 20.0, minimum=0, maximum=600),
+        connect_retries=r.integer("CONNECT_RETRIES", 16, minimum=0, maximum=1000),
     )
     if r.problems:
         raise ConfigError(r.problems)

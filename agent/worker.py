@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import psutil
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, tts
@@ -18,6 +21,7 @@ from livekit.agents.utils.hw import get_cpu_monitor
 
 from . import metrics
 from .config import ServerSettings, Settings, load_settings, read_environment
+from .health import ConnectionWatch, HealthServer, Registration
 from .latency import LatencyTracker
 from .providers import build_llm, build_stt, build_tts
 from .session import STOP_TIMEOUT_S, RoomSession
@@ -215,11 +219,99 @@ class SessionLoad:
         return min(1.0, max(len(server.active_jobs) / self.capacity, self._cpu()))
 
 
-def build_server(settings: ServerSettings) -> AgentServer:
-    server = AgentServer(
+class InterpreterServer(AgentServer):
+    """The framework's server, with a health endpoint that says whether the worker is registered with
+    LiveKit (agent/health.py) and with a stop when it cannot be: credentials LiveKit rejects end the worker
+    at once (one error line; SIGTERM to itself, so running rooms still drain), and so does the framework
+    giving up its retries, or HEALTH_PORT taken. Then `failed` is true and `python -m agent` exits 1 (the
+    framework's CLI alone would exit 0)."""
+
+    def __init__(self, *, health_port: int, health_grace_s: float, **options: Any) -> None:
+        # the framework's own HTTP server (its `/worker`, and a health check that only fails once it gave
+        # up) moves to a free port; HEALTH_PORT serves ours
+        super().__init__(port=0, **options)
+        self.health_port = health_port
+        self.registration = Registration(health_grace_s)
+        self.health_failed = False
+        self._health: HealthServer | None = None
+        self.on("worker_registered", self.registration.registered_now)
+
+    async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        self.registration.on_rejected(
+            lambda status: loop.call_soon_threadsafe(self._give_up_rejected, status)
+        )
+        watch = ConnectionWatch(self.registration)
+        watch.attach()
+        self._health = health = HealthServer(
+            self.registration, self.health_port, lambda: self.worker_info.http_port
+        )
+        starting: list[asyncio.Task[None]] = []
+        # once the framework has set itself up (a failure before that leaves the CLI's stop path broken)
+        self.once("worker_started", lambda: starting.append(loop.create_task(self._serve_health(health))))
+        try:
+            await super().run(devmode=devmode, unregistered=unregistered)
+        except RuntimeError:
+            if self.registration.registered or not self.registration.failures:
+                raise  # not the framework giving up on LiveKit: the CLI logs it
+            # the framework's last retry failed (it logs its traceback; this line says what to check).
+            # Every failed attempt but the last is logged as a retry: one more than `failures`
+            self.registration.gave_up = True
+            attempts = self.registration.failures + 1
+            logger.error(
+                "could not connect to LiveKit after %d attempts; giving up: check LIVEKIT_URL and the "
+                "network",
+                attempts,
+                extra={"attempts": attempts},
+            )
+        finally:
+            watch.detach()
+            await asyncio.gather(*starting, return_exceptions=True)
+            await health.aclose()  # closed by `aclose` already, unless `run` failed
+
+    async def aclose(self) -> None:
+        """The CLI's last step: the framework's closing, then the health endpoint's (it keeps answering
+        while the worker drains). Here, not at the end of `run`: the CLI cancels what is left of `run`."""
+        await super().aclose()
+        if self._health is not None:
+            await self._health.aclose()
+
+    @property
+    def failed(self) -> bool:
+        """The worker could not run: LiveKit rejected it or stayed unreachable, or HEALTH_PORT was taken."""
+        return self.registration.failed or self.health_failed
+
+    async def _serve_health(self, health: HealthServer) -> None:
+        try:
+            await health.start()
+        except OSError as e:
+            self.health_failed = True
+            logger.error(
+                "the health endpoint cannot listen on HEALTH_PORT %d (%s); stopping",
+                self.health_port,
+                e.strerror or type(e).__name__,
+                extra={"port": self.health_port},
+            )
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def _give_up_rejected(self, status: int) -> None:
+        logger.error(
+            "LiveKit rejected the worker's credentials (HTTP %d): check LIVEKIT_API_KEY and "
+            "LIVEKIT_API_SECRET; giving up",
+            status,
+            extra={"status": status},
+        )
+        # the framework's CLI stops on SIGTERM: it drains the rooms still running, then closes
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def build_server(settings: ServerSettings) -> InterpreterServer:
+    server = InterpreterServer(
+        health_port=settings.health_port,
+        health_grace_s=settings.health_grace_s,
+        max_retry=settings.connect_retries,
         setup_fnc=prewarm,
         load_fnc=SessionLoad(settings.sessions_per_core, cpu_scope=settings.load_cpu),
-        port=settings.health_port,
         prometheus_port=settings.prometheus_port,
         prometheus_multiproc_dir=settings.prometheus_dir,
         drain_timeout=settings.drain_timeout_s,

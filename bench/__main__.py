@@ -181,7 +181,7 @@ def run_scale_step_in_child(model: LatencyModel, sessions: int, seconds: float) 
         check=True,
         env={**os.environ, "BENCH_SETTINGS": json.dumps(SETTINGS)},
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def workload_scale(model: LatencyModel, steps: list[int], seconds: float) -> dict[str, Any]:

@@ -253,7 +253,7 @@ class Heard:
             clear = (rms > 800) & (order[:, -1] > 4 * order[:, -2])
             labels[lo : lo + 4000] = np.where(clear, np.argmax(power, axis=1), -1)
         self.labels = labels
-        self.centre_time = np.array([self.time_of(s + self.WINDOW // 2) for s in self.starts])
+        self.centre_time = np.array([self.time_of(int(s) + self.WINDOW // 2) for s in self.starts])
 
     def time_of(self, sample: int) -> float:
         """When the frame holding this sample arrived."""
@@ -343,7 +343,7 @@ class RunResult:
 
 
 def read_records(path: Path) -> list[UtteranceRecord]:
-    out = []
+    out: list[UtteranceRecord] = []
     if not path.exists():
         return out
     for line in path.read_text().splitlines():

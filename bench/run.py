@@ -108,7 +108,8 @@ async def run_session(settings: Settings, pcm: Pcm, http: aiohttp.ClientSession,
 
 async def fetch_records(urls: dict[str, str], http: aiohttp.ClientSession) -> dict[str, list[dict]]:
     async with http.get(urls["control"] + "/records") as resp:
-        return await resp.json()  # type: ignore[no-any-return]
+        records: dict[str, list[dict]] = await resp.json()
+        return records
 
 
 async def reset_records(urls: dict[str, str], http: aiohttp.ClientSession) -> None:

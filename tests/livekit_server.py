@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from livekit import api
+from livekit.protocol.agent_dispatch import RoomAgentDispatch
 
 VERSION = "1.13.5"
 API_KEY, API_SECRET = "devkey", "secret"  # what `--dev` uses
@@ -123,7 +124,7 @@ class LiveKitServer:
         *,
         name: str = "",
         attributes: dict[str, str] | None = None,
-        dispatch: api.RoomAgentDispatch | None = None,
+        dispatch: RoomAgentDispatch | None = None,
         agent: bool = False,
         can_update_own_metadata: bool = True,
     ) -> str:

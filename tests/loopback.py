@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import numpy as np
 from livekit import rtc
@@ -40,6 +40,7 @@ class LoopbackSpeaker:
         """The track's frames; ends `tail_s` after the speaker is done (the track itself never ends:
         an idle local source keeps yielding silence, as a muted-but-published mic would)."""
         frames = track_frames(self.track)
+        assert isinstance(frames, AsyncGenerator)  # closed below, at once, not when collected
         self.start()
         tail = 0.0
         try:

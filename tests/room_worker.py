@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 import psutil
@@ -150,10 +151,15 @@ class WorkerProcess:
 
 
 def start_unregistered_worker(
-    workdir: Path, *, pythonpath: tuple[Path, ...] = (), **env: str
+    workdir: Path,
+    *,
+    pythonpath: tuple[Path, ...] = (),
+    environment: Mapping[str, str] | None = None,
+    **env: str,
 ) -> subprocess.Popen[str]:
     """`python -m agent start` against a LiveKit URL where nothing listens (the framework warns and keeps
-    retrying), in a session of its own: its health, metrics and logs without a server. Output on stdout."""
+    retrying), in a session of its own: its health, metrics and logs without a server. Output on stdout.
+    `environment`, then `env`, add to (or override) its variables."""
     full_env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join([*map(str, pythonpath), str(ROOT)]),
@@ -162,6 +168,7 @@ def start_unregistered_worker(
         "LIVEKIT_API_SECRET": "secret",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prom"),
         "LIVEKIT_NUM_IDLE_PROCESSES": "1",
+        **(environment or {}),
         **env,
     }
     return subprocess.Popen(

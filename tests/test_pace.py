@@ -1,3 +1,5 @@
+from livekit.agents import llm
+
 from agent.pace import Pace, PaceOptions
 from agent.prompt import TranslationContext
 
@@ -32,9 +34,15 @@ def test_observations_are_smoothed():
     assert pace.pressure_s == 0.5 and pace.speed == 1.5
 
 
+def messages(chat: llm.ChatContext) -> list[llm.ChatMessage]:
+    items = chat.items
+    assert all(isinstance(item, llm.ChatMessage) for item in items)
+    return [item for item in items if isinstance(item, llm.ChatMessage)]
+
+
 def test_concise_requests_add_a_rule_without_losing_the_speech():
     ctx = TranslationContext(source_language="en", target_language="es")
-    normal = ctx.chat_context("so we will start").items
-    tight = ctx.chat_context("so we will start", concise=True).items
+    normal = messages(ctx.chat_context("so we will start"))
+    tight = messages(ctx.chat_context("so we will start", concise=True))
     assert "concise" not in str(normal[0].content) and "concise" in str(tight[0].content)
     assert tight[-1].content == normal[-1].content

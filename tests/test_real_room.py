@@ -80,6 +80,7 @@ async def test_dispatched_by_a_token_it_interprets_a_two_way_conversation(room: 
         finals = [c for c in source if c.final]
         assert [c.text for c in finals] == scenario.transcripts
         assert [c.segment_id for c in finals] == [f"{speaker.identity}-{i}" for i in range(len(finals))]
+        assert speaker.publication is not None
         assert {c.attributes[ATTRIBUTE_TRANSCRIPTION_TRACK_ID] for c in source} == {speaker.publication.sid}
         assert {c.attributes["language"] for c in source} == {spoken}
         for final in finals:
@@ -98,8 +99,8 @@ async def test_dispatched_by_a_token_it_interprets_a_two_way_conversation(room: 
         }
         assert {c.attributes[ATTR_SPEAKER] for c in translated} == {speaker.identity}
         for final in finals:  # "false" when its audio starts, "true" when it ends
-            versions = [c.final for c in translated if c.segment_id == final.segment_id]
-            assert versions == [False, True], final.segment_id
+            final_flags = [c.final for c in translated if c.segment_id == final.segment_id]
+            assert final_flags == [False, True], final.segment_id
     assert ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID in alice.captions[0].attributes
 
 
