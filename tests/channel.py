@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
 import numpy as np
 from livekit import rtc
 from livekit.agents import llm as lk_llm
+from livekit.agents import tts as lk_tts
 
 from agent.captions import CaptionLog
 from agent.latency import LatencyTracker
@@ -102,14 +103,19 @@ def _awaiting(coro: object) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def channel_run(fakes: Fakes, **env: str) -> AsyncIterator[ChannelRun]:
-    """One Spanish channel on the real plugins and SDK against `fakes`, running until the test ends."""
+async def channel_run(
+    fakes: Fakes, wrap_tts: Callable[[lk_tts.TTS], lk_tts.TTS] | None = None, **env: str
+) -> AsyncIterator[ChannelRun]:
+    """One Spanish channel on the real plugins and SDK against `fakes`, running until the test ends;
+    `wrap_tts` may wrap the real TTS (a plugin with a bug)."""
     servers = (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia)
     for server in servers:
         await server.start()
     settings = fakes.settings(**env)
     async with aiohttp.ClientSession() as http:
         llm, tts = build_llm(settings), build_tts(settings, "es", http)
+        if wrap_tts is not None:
+            tts = wrap_tts(tts)
         output, tracker, captions = CollectingOutput(), LatencyTracker(), CaptionLog()
         faults: list[tuple[str, bool]] = []
         channel = Channel(

@@ -252,7 +252,8 @@ async def test_deepgram_refuses_a_handshake_missing_what_it_needs_to_hear(
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await http_session.ws_connect(ws_url(fake, **{name: ""}))
             assert refused.value.status == 400
-            assert name in (refused.value.headers or {}).get("dg-error", "")
+            headers = refused.value.headers
+            assert headers is not None and name in headers.get("dg-error", "")
         async with http_session.get(ws_url(fake, language="").replace("ws", "http", 1)) as response:
             body = await response.json()
         assert response.status == 400 and body["err_code"] == "Bad Request" and body["request_id"]

@@ -12,9 +12,11 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import pytest
+from livekit.agents import tts
 from livekit.agents.types import (
     ATTRIBUTE_TRANSCRIPTION_FINAL,
     TOPIC_TRANSCRIPTION,
@@ -39,7 +41,7 @@ class RoomHarness:
     speakers: list[LoopbackSpeaker] = field(default_factory=list)
     listeners: dict[str, LoopbackListener] = field(default_factory=dict)
 
-    def speak(self, participant: FakeParticipant, wav, delay_s: float = 0.0) -> FakePublication:  # type: ignore[no-untyped-def]
+    def speak(self, participant: FakeParticipant, wav: Path, delay_s: float = 0.0) -> FakePublication:
         pcm = read_wav(wav)
         speaker = LoopbackSpeaker(delayed(pcm, delay_s) if delay_s else pcm)
         self.speakers.append(speaker)
@@ -75,7 +77,7 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[RoomHarness]:
     async with aiohttp.ClientSession() as http:
         llm, stt = build_llm(settings), build_stt(settings, "en", http)
 
-        def tts_for(language: str, voice: str | None):  # type: ignore[no-untyped-def]
+        def tts_for(language: str, voice: str | None) -> tts.TTS:
             return build_tts(settings, language, http, voice)
 
         room = FakeRoom(metadata="")
