@@ -8,7 +8,9 @@ outage. They are passed in where the code takes its providers (injection), never
 
 from __future__ import annotations
 
-from livekit.agents import APIConnectOptions, stt, tts
+from typing import Any
+
+from livekit.agents import APIConnectOptions, llm, stt, tts
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer
 
@@ -87,3 +89,37 @@ class _FailingSynthesizeStream(tts.SynthesizeStream):
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         async for _ in self._input_ch:  # the bug shows once text comes
             raise self._owner.error
+
+
+class BrokenPluginError(RuntimeError):
+    pass
+
+
+class BrokenPlugin(llm.LLM):
+    """An LLM plugin with a bug in its own code: every request fails with an error no provider sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    @property
+    def provider(self) -> str:
+        return "broken"
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> llm.LLMStream:
+        self.requests += 1
+        return _BrokenStream(self, chat_ctx=chat_ctx, tools=[], conn_options=conn_options)
+
+
+class _BrokenStream(llm.LLMStream):
+    async def _run(self) -> None:
+        raise BrokenPluginError("a bug, not an outage")

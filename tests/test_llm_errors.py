@@ -4,49 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import pytest
-from livekit.agents import NOT_GIVEN, APIConnectOptions, NotGivenOr, llm
-from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
+from livekit.agents import llm
 
 from agent.fallback_llm import FallbackLLM
 from agent.prompt import ContextBook
 from agent.translate import Translator
-
-
-class BrokenPluginError(RuntimeError):
-    pass
-
-
-class BrokenPlugin(llm.LLM):
-    """An LLM plugin with a bug in its own code: every request fails with an error no provider sent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests = 0
-
-    @property
-    def provider(self) -> str:
-        return "broken"
-
-    def chat(
-        self,
-        *,
-        chat_ctx: llm.ChatContext,
-        tools: list[llm.Tool] | None = None,
-        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
-        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
-        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
-        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
-    ) -> llm.LLMStream:
-        self.requests += 1
-        return _BrokenStream(self, chat_ctx=chat_ctx, tools=[], conn_options=conn_options)
-
-
-class _BrokenStream(llm.LLMStream):
-    async def _run(self) -> None:
-        raise BrokenPluginError("a bug, not an outage")
+from tests.buggy_plugins import BrokenPlugin, BrokenPluginError
 
 
 async def test_a_bug_in_every_llm_plugin_is_raised_as_itself_not_retried_as_an_outage(
