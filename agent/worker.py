@@ -21,6 +21,7 @@ from livekit.agents.utils.hw import get_cpu_monitor
 
 from . import metrics
 from .config import ServerSettings, Settings, load_settings, read_environment
+from .errors import log_unexpected
 from .health import ConnectionWatch, HealthServer, Registration
 from .latency import LatencyTracker
 from .providers import build_llm, build_stt, build_tts
@@ -103,8 +104,8 @@ class _Job:
             drain.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await drain
-        except Exception:
-            logger.exception("draining the room failed")
+        except Exception as e:
+            log_unexpected(logger, "draining the room failed", e)
         finally:
             _jobs.pop(self.job_id, None)
             await self.llm.aclose()

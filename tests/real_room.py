@@ -71,7 +71,10 @@ class RealRoom:
 
     async def dispatch_again_if_dropped(self) -> bool:
         """If the server dropped the interpreter's dispatch to this room (the worker never got a job for it:
-        it reported itself full, or declined the job because its CPU was above 0.7 when the request came),
+        it reported itself full, or declined the job because its CPU was above 0.7 when the request came, or
+        the server's cache of which agents are registered, kept up to a minute (livekit-server 1.13.5
+        `pkg/agent/client.go`, `EnabledCacheTTL`; invalidated when a worker registers), missed the worker:
+        seen once in a full run, "no worker is available" for about a minute after the worker registered),
         dispatch it again through the API with the same metadata. Whether it did."""
         if self.worker.job_requests(self.name):
             return False
@@ -110,7 +113,11 @@ class RealRoom:
             try:
                 await eventually(lambda: participant.agent() is not None, within_s=8, what="the agent")
             except AssertionError:
-                if time.perf_counter() > deadline or not await self.dispatch_again_if_dropped():
+                if time.perf_counter() > deadline:
+                    raise
+                # a job the worker did get may still be starting (a re-dispatch can land just as the
+                # server's cache of registered agents expires): wait for it rather than fail
+                if not await self.dispatch_again_if_dropped() and not self.worker.job_requests(self.name):
                     raise
         try:
             await eventually(lambda: set(participant.agent_tracks()) == set(names), within_s=within_s)
