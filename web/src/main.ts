@@ -49,6 +49,10 @@ function languageLabelFor(role: Role): string {
   return role === 'speaker' ? 'Language I speak (and hear others in)' : 'Language to hear';
 }
 
+function nameOf(code: string): string {
+  return languages.find((language) => language.code === code)?.name ?? code;
+}
+
 function fillOptions(select: HTMLSelectElement, marked: Set<string>, selected: string): void {
   select.replaceChildren(
     ...languages.map((language) => {
@@ -69,6 +73,7 @@ function setupLargeText(): void {
   apply(largeText.checked);
   largeText.addEventListener('change', () => {
     apply(largeText.checked);
+    captions.relayout();
     localStorage.setItem(LARGE_TEXT_KEY, largeText.checked ? 'true' : 'false');
   });
 }
@@ -140,7 +145,7 @@ async function startSession(url: string, token: string, role: Role, language: st
   window.interpreterPage = { room };
   const status = new StatusView(room);
   captions.clear();
-  const listening = new Listening(room, byId('audio', HTMLElement), language);
+  const listening = new Listening(room, byId('audio', HTMLElement), byId('hearing', HTMLElement), nameOf, language);
   listening.setOriginalVolume(Number(originalVolume.value));
   const names = new Map<string, string>();
 
@@ -242,6 +247,7 @@ function endSession(): void {
   show(form, true);
 }
 
+window.addEventListener('resize', () => captions.relayout());
 roleSelect.addEventListener('change', () => {
   languageLabel.textContent = languageLabelFor(roleSelect.value === 'speaker' ? 'speaker' : 'listener');
 });
