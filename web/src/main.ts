@@ -34,6 +34,7 @@ const joinError = byId('join-error', HTMLElement);
 const session = byId('session', HTMLElement);
 const languageSwitch = byId('language-switch', HTMLSelectElement);
 const languageSwitchLabel = byId('language-switch-label', HTMLLabelElement);
+const languageError = byId('language-error', HTMLElement);
 const originalVolume = byId('original-volume', HTMLInputElement);
 const originalVolumeValue = byId('original-volume-value', HTMLOutputElement);
 const largeText = byId('large-text', HTMLInputElement);
@@ -145,6 +146,7 @@ async function startSession(url: string, token: string, role: Role, language: st
   window.interpreterPage = { room };
   const status = new StatusView(room);
   captions.clear();
+  languageError.textContent = '';
   const listening = new Listening(room, byId('audio', HTMLElement), byId('hearing', HTMLElement), nameOf, language);
   listening.setOriginalVolume(Number(originalVolume.value));
   const names = new Map<string, string>();
@@ -210,7 +212,10 @@ async function startSession(url: string, token: string, role: Role, language: st
       speaking !== undefined
         ? speaking.setSpokenLanguage(chosen)
         : room.localParticipant.setAttributes({ interpret_to: chosen });
-    change.catch(() => status.showAgent());
+    languageError.textContent = '';
+    change.catch(() => {
+      languageError.textContent = 'The room did not take the new language. Check the connection and pick it again.';
+    });
   };
   originalVolume.oninput = () => {
     const percent = Number(originalVolume.value);
