@@ -150,6 +150,7 @@ async def local(tmp_path: Path, fakes: Fakes) -> AsyncIterator[Running]:
             stderr=err,
             stdin=asyncio.subprocess.DEVNULL,
         )
+    seen: list[psutil.Process] = []  # everything it started, killed at the end if still running
     try:
         assert proc.stdout is not None
         try:
@@ -158,16 +159,17 @@ async def local(tmp_path: Path, fakes: Fakes) -> AsyncIterator[Running]:
             line = ""
         match = URL_LINE.match(line)
         assert match, f"no page URL line: {line!r}\n{errors.read_text(errors='replace')[-6000:]}"
-        children = psutil.Process(proc.pid).children(recursive=True)
-        yield Running(proc, match[1], match[2], errors, children)
+        seen += psutil.Process(proc.pid).children(recursive=True)
+        yield Running(proc, match[1], match[2], errors, list(seen))
     finally:
-        if proc.returncode is None:  # the test failed: everything it started goes
-            with contextlib.suppress(psutil.Error):
-                for child in psutil.Process(proc.pid).children(recursive=True):
-                    with contextlib.suppress(psutil.Error):
-                        child.kill()
+        with contextlib.suppress(psutil.Error):
+            seen += psutil.Process(proc.pid).children(recursive=True)
+        if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        for child in seen:  # nothing left behind by a failed test (psutil checks it is still that process)
+            with contextlib.suppress(psutil.Error):
+                child.kill()
 
 
 def gone(children: list[psutil.Process]) -> bool:
