@@ -18,7 +18,7 @@ from typing import Any
 
 import jwt
 import pytest
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
 from livekit import api, rtc
 from livekit.rtc.participant import PublishTrackError
@@ -143,7 +143,7 @@ async def test_with_an_access_code_set_no_token_without_it() -> None:
             403,
             {"error": "access code required"},
         )
-        for wrong in ("let-me-out", "let-me-in ", "LET-ME-IN", "let-me-i"):
+        for wrong in ("let-me-out", "let-me-in ", "LET-ME-IN", "let-me-i", "\ud800"):  # (a lone surrogate)
             assert await post_token(client, {**GOOD, "access_code": wrong}) == (
                 403,
                 {"error": "wrong access code"},
@@ -155,7 +155,7 @@ async def test_with_an_access_code_set_no_token_without_it() -> None:
     grants = claims(answer["token"]).video
     assert status == 200 and grants is not None and grants.room == GOOD["room"]
     assert handlers.tokens_issued == 1
-    assert handlers.refused == {"access code missing": 4, "access code wrong": 4}
+    assert handlers.refused == {"access code missing": 4, "access code wrong": 5}
     async with serving(settings()) as client:  # no code set: none needed, one given is ignored
         assert (await post_token(client, GOOD))[0] == 200
         assert (await post_token(client, {**GOOD, "access_code": "anything"}))[0] == 200
@@ -385,3 +385,20 @@ async def test_a_token_brings_the_interpreter_in_with_the_rooms_settings(
             room.check_worker_output()
     finally:
         await stop_fakes(fakes)
+
+
+async def test_a_bug_in_a_handler_is_a_500_logged_without_its_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise ValueError(" ".join(["Ana", "María", "said", "this"]))  # (the traceback shows this line)
+
+    app = create_app(settings())
+    app.router.add_get("/broken", broken)  # a handler with a bug, behind the app's own middleware
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/broken")
+        assert response.status == 500 and await response.json() == {"error": "internal error"}
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    failed = [r for r in caplog.records if r.getMessage() == "request failed"]
+    assert len(failed) == 1 and failed[0].__dict__["error"] == "ValueError" and failed[0].exc_info
+    assert "Ana María said this" not in caplog.text and "ValueError (message withheld)" in caplog.text
