@@ -335,4 +335,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(
         level=local.web.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    return asyncio.run(Local(local).run())
+    code = asyncio.run(Local(local).run())
+    if code == 0:  # the server's log is kept only when something went wrong
+        shutil.rmtree(local.run_dir, ignore_errors=True)
+    return code

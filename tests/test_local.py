@@ -115,7 +115,7 @@ class Running:
     children: list[psutil.Process]
 
     def log(self) -> str:
-        return self.errors.read_text(errors="replace")[-6000:]
+        return self.errors.read_text(errors="replace")
 
 
 @asynccontextmanager
@@ -172,6 +172,12 @@ async def local(tmp_path: Path, fakes: Fakes) -> AsyncIterator[Running]:
                 child.kill()
 
 
+def server_log_kept(output: str) -> bool | None:
+    """Whether the server's log that `local` named is still there (None: it named none)."""
+    named = re.search(r"log: (\S+/livekit-server\.log)", output)
+    return None if named is None else Path(named[1]).exists()
+
+
 def gone(children: list[psutil.Process]) -> bool:
     def alive(p: psutil.Process) -> bool:
         with contextlib.suppress(psutil.Error):
@@ -213,7 +219,7 @@ async def test_local_runs_server_worker_and_page_and_stops_all_three_on_ctrl_c(t
             await eventually(
                 lambda: listener.final_captions(translated=True, language="es") != [],
                 within_s=60,
-                what=f"a translated caption\n{running.log()}",
+                what=f"a translated caption\n{running.log()[-6000:]}",
             )
             assert listener.audio("interpretation-es").any()  # the translation was heard, not only captioned
             await speaker.aclose()
@@ -221,10 +227,11 @@ async def test_local_runs_server_worker_and_page_and_stops_all_three_on_ctrl_c(t
 
             children = psutil.Process(running.proc.pid).children(recursive=True)  # the room's job too
             running.proc.send_signal(signal.SIGINT)  # Ctrl-C
-            assert await asyncio.wait_for(running.proc.wait(), 90) == 0, running.log()
+            assert await asyncio.wait_for(running.proc.wait(), 90) == 0, running.log()[-6000:]
             await eventually(lambda: gone(children), within_s=10, what="every child to be gone")
             log = running.log()
             assert "stopped" in log and "did not stop in time" not in log
+            assert server_log_kept(log) is False  # removed after a clean run
     finally:
         await speaker.aclose()
         await listener.aclose()
@@ -239,6 +246,8 @@ async def test_when_the_server_dies_local_stops_the_rest_and_exits_1(tmp_path: P
             server.kill()
             assert await asyncio.wait_for(running.proc.wait(), 90) == 1
             await eventually(lambda: gone(running.children), within_s=10, what="every child to be gone")
-            assert re.search(r"livekit-server exited with code -9", running.log()), running.log()
+            log = running.log()
+            assert re.search(r"livekit-server exited with code -9 \(its log: \S+\)", log), log[-6000:]
+            assert server_log_kept(log) is True  # kept after a failure
     finally:
         await stop_fakes(fakes)
