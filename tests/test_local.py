@@ -135,6 +135,7 @@ async def local(tmp_path: Path, fakes: Fakes) -> AsyncIterator[Running]:
         PROMETHEUS_PORT=str(free_port()),
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
         DRAIN_TIMEOUT_S="2",
+        TMPDIR=str(tmp_path),  # where local keeps the server's log
         PYTHONDEVMODE="1",
     )
     errors = tmp_path / "local.stderr"
