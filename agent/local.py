@@ -165,7 +165,8 @@ class Child:
         finally:
             hurried.cancel()
         if self.proc.returncode is None:  # not reaped yet: its process group is still ours to kill
-            say(f"{self.name} did not stop in time: killed")
+            why = "a second signal" if hurry.is_set() else f"not stopped within {within_s:.0f} s"
+            say(f"{self.name} killed ({why})")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
         await self.exited

@@ -119,12 +119,19 @@ class Running:
 
 
 @asynccontextmanager
-async def local(tmp_path: Path, fakes: Fakes) -> AsyncIterator[Running]:
+async def local(tmp_path: Path, fakes: Fakes, *, deaf_server: bool = False) -> AsyncIterator[Running]:
+    """`python -m agent local` on free ports, until it printed the page's URL. `deaf_server`: its
+    livekit-server ignores SIGTERM (a shell that ignores it, running the real server)."""
     binary = find_binary()
     if binary is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(INSTALL_HINT, pytrace=False)
         pytest.skip(INSTALL_HINT)
+    if deaf_server:
+        wrapper = tmp_path / "deaf-livekit-server"
+        wrapper.write_text(f"#!/bin/sh\ntrap '' TERM\n'{binary}' \"$@\"\n")
+        wrapper.chmod(0o755)
+        binary = str(wrapper)
     env = base_env(
         tmp_path,
         **fakes.env(),
@@ -231,7 +238,7 @@ async def test_local_runs_server_worker_and_page_and_stops_all_three_on_ctrl_c(t
             assert await asyncio.wait_for(running.proc.wait(), 90) == 0, running.log()[-6000:]
             await eventually(lambda: gone(children), within_s=10, what="every child to be gone")
             log = running.log()
-            assert "stopped" in log and "did not stop in time" not in log
+            assert "stopped" in log and " killed (" not in log
             assert server_log_kept(log) is False  # removed after a clean run
     finally:
         await speaker.aclose()
@@ -250,5 +257,20 @@ async def test_when_the_server_dies_local_stops_the_rest_and_exits_1(tmp_path: P
             log = running.log()
             assert re.search(r"livekit-server exited with code -9 \(its log: \S+\)", log), log[-6000:]
             assert server_log_kept(log) is True  # kept after a failure
+    finally:
+        await stop_fakes(fakes)
+
+
+async def test_a_child_that_does_not_stop_is_killed_at_once_on_a_second_ctrl_c(tmp_path: Path) -> None:
+    fakes = await start_room_fakes()
+    try:
+        async with local(tmp_path, fakes, deaf_server=True) as running:
+            children = psutil.Process(running.proc.pid).children(recursive=True)
+            running.proc.send_signal(signal.SIGINT)
+            await eventually(lambda: "stopping" in running.log(), within_s=30, what="local to start stopping")
+            running.proc.send_signal(signal.SIGINT)  # impatient: kill what is left
+            assert await asyncio.wait_for(running.proc.wait(), 60) == 0, running.log()[-6000:]
+            await eventually(lambda: gone(children), within_s=10, what="every child to be gone")
+            assert "livekit-server killed (a second signal)" in running.log()
     finally:
         await stop_fakes(fakes)
