@@ -47,7 +47,7 @@ INSTALL_HINT = (
 REGISTERED = "registered worker"  # the framework's log line once the server accepted the worker
 SERVER_START_S = 30.0
 WORKER_REGISTER_S = 90.0
-WORKER_STOP_S = 45.0  # the drain (5 s) and each job's own shutdown bound (35.5 s at most)
+JOB_SHUTDOWN_S = 40.0  # after the drain, each job's own shutdown bound (35.5 s at most) and some
 SERVER_STOP_S = 10.0
 LOCAL_DRAIN_TIMEOUT_S = "5"
 
@@ -75,6 +75,12 @@ class LocalPlan:
     worker_env: dict[str, str]
     web: WebSettings
     run_dir: Path  # the server's log
+
+    @property
+    def worker_stop_s(self) -> float:
+        """How long the worker may take to stop: its drain, then its jobs' shutdown."""
+        drain = self.worker_env["DRAIN_TIMEOUT_S"]
+        return (float(drain) if drain.isdigit() else float(LOCAL_DRAIN_TIMEOUT_S)) + JOB_SHUTDOWN_S
 
     @property
     def livekit_url(self) -> str:
@@ -316,7 +322,7 @@ class Local:
 
     async def _stop_children(self) -> None:
         for child in reversed(self.children):  # the worker first, then the server
-            within = WORKER_STOP_S if child.name == "the worker" else SERVER_STOP_S
+            within = self.plan.worker_stop_s if child.name == "the worker" else SERVER_STOP_S
             await child.stop(within, self.hurry)
         if self._pump is not None:  # the worker's output ends with it (and its job processes)
             with contextlib.suppress(TimeoutError):
