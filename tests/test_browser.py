@@ -1,0 +1,365 @@
+"""The page in a real browser: headless Debian Chromium (Playwright, tests/browser.py) against the local
+LiveKit server, the real worker (tests/real_room.py) and the fake providers, the page served by
+`python -m agent web`. A speaker's microphone is a committed WAV (Chromium's fake capture device, which plays
+the file in a loop); a listener picks a language, reads the captions and hears the interpretation."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page
+
+from tests.browser import (
+    Browsers,
+    CaptionState,
+    WebServer,
+    agent_tracks,
+    caption_log,
+    fill_join,
+    join,
+    responder_by_language,
+    subscribed,
+    until,
+    wait_state,
+    web_server,
+)
+from tests.conftest import ARTIFACTS, ONE_SENTENCE, Fakes, stop_fakes
+from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+from tests.livekit_server import LiveKitServer
+from tests.loopback import eventually
+from tests.real_room import RealRoom, real_room
+
+SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+# the speaker's microphone: "Please turn on your camera." between silences, looped by Chromium; the fake
+# Deepgram hears a speech segment every loop, and answers only as many as the test scripts (the rest are
+# ignored), so the test says when something is said
+MICROPHONE = ONE_SENTENCE.wav
+SAID = ["Good morning, everyone.", "Please turn on your camera."]
+TRANSLATIONS = {
+    "Good morning": {"Spanish": "Buenos días a todos.", "French": "Bonjour à tous."},
+    "camera": {"Spanish": "Por favor, enciende tu cámara.", "French": "Veuillez allumer votre caméra."},
+}
+AGENT_PRESENT = (
+    "() => { const el = document.querySelector('#agent-state');"
+    " return !!el && !!el.dataset.state && el.dataset.state !== 'absent'; }"
+)
+
+
+async def start_browser_fakes() -> Fakes:
+    """Nothing scripted yet for English; translations in the language the prompt asks for."""
+    respond = responder_by_language(TRANSLATIONS)
+    fakes = Fakes(
+        deepgram=FakeDeepgram({"en": []}),
+        cerebras=FakeLLM(responder=respond),
+        groq=FakeLLM(responder=respond),
+        cartesia=FakeCartesia(freq_for=lambda text: 500.0),
+    )
+    for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
+        await server.start()
+    return fakes
+
+
+@pytest.fixture
+async def room(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[RealRoom]:
+    fakes = await start_browser_fakes()
+    try:
+        async with real_room(livekit_server, fakes, tmp_path / "worker", STT_ENDPOINTING_MS="600") as room:
+            yield room
+            room.check_worker_output()
+    finally:
+        await stop_fakes(fakes)
+
+
+@pytest.fixture
+async def web(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[WebServer]:
+    async with web_server(livekit_server, tmp_path / "web") as web:
+        yield web
+
+
+async def keep_artifacts(
+    request: pytest.FixtureRequest, browsers: Browsers, room: RealRoom | None, web: WebServer
+) -> None:
+    tail = web.tail() + "\n" + (room.worker.tail(120) if room is not None else "")
+    await browsers.keep_artifacts(ARTIFACTS / f"browser-{request.node.name}", tail)
+
+
+async def joined(page: Page) -> None:
+    await page.locator("#session").wait_for(state="visible")
+    await page.locator("#join-form").wait_for(state="hidden")
+    await wait_state(page, "#connection", "connected")
+
+
+async def agent_in_room(room: RealRoom, page: Page) -> None:
+    """Wait until the page shows the interpreter in the room; dispatch it again through the API if the
+    server dropped the page's token dispatch (see `RealRoom.dispatch_again_if_dropped`)."""
+    for _ in range(30):
+        try:
+            await page.wait_for_function(AGENT_PRESENT, timeout=8_000)
+            return
+        except Exception as error:  # playwright's TimeoutError
+            if type(error).__name__ != "TimeoutError":
+                raise
+            if not await room.dispatch_again_if_dropped() and not room.worker.job_requests(room.name):
+                raise AssertionError("the interpreter never joined the page's room") from None
+    raise AssertionError("the interpreter never joined the page's room")
+
+
+async def dom_captions(page: Page) -> list[CaptionState]:
+    """The captions on screen now, in document order."""
+    states = await page.evaluate(
+        """() => [...document.querySelectorAll('#captions .caption')].map((el) => ({
+            segment: el.dataset.segmentId || '', kind: el.dataset.kind || '',
+            language: el.dataset.language || '', final: el.dataset.final === 'true',
+            speaker: (el.querySelector('.caption-speaker')?.textContent || '').trim(),
+            text: (el.querySelector('.caption-text')?.textContent || '').trim()}))"""
+    )
+    return [CaptionState(**s) for s in states]
+
+
+def finals(states: list[CaptionState], kind: str, language: str | None = None) -> list[CaptionState]:
+    return [s for s in states if s.final and s.kind == kind and language in (None, s.language)]
+
+
+def interim_then_final(log: list[CaptionState], segment: str) -> bool:
+    """The segment showed as not final, then as final (and never went back)."""
+    flags = [s.final for s in log if s.segment == segment]
+    return bool(flags) and not flags[0] and flags[-1] and flags == sorted(flags)
+
+
+def say(room: RealRoom, *transcripts: str) -> None:
+    """What the fake Deepgram answers for the next speech segments it hears."""
+    room.fakes.deepgram.scripts["en"].extend(transcripts)
+
+
+async def stt_stream_open(room: RealRoom) -> None:
+    await eventually(
+        lambda: any(
+            c.query.get("language") == "en" and not c.closed for c in room.fakes.deepgram.connections
+        ),
+        within_s=60,
+        what="the speaker's English STT stream",
+    )
+
+
+async def test_a_listener_reads_and_hears_spanish_then_switches_to_french(
+    chromium: Browsers, room: RealRoom, web: WebServer, request: pytest.FixtureRequest
+) -> None:
+    try:
+        await room.worker_available()
+        listener = await chromium.page("listener")
+        await join(listener, web.url, room=room.name, name="Lena", role="listener", language="es")
+        await joined(listener)
+        await agent_in_room(room, listener)  # the page's token brought the interpreter in
+
+        speaker = await chromium.page("speaker", microphone=MICROPHONE)
+        await join(speaker, web.url, room=room.name, name="Alice", role="speaker", language="en")
+        await joined(speaker)
+        mic = speaker.locator("#mic")
+        if await mic.get_attribute("aria-pressed") != "true":
+            await mic.click()
+        await speaker.wait_for_function(
+            "() => document.querySelector('#mic').getAttribute('aria-pressed') === 'true'"
+        )
+        await stt_stream_open(room)
+        # the listener subscribes to the Spanish interpretation only (English is published too: alice's own)
+        await until(lambda: _subscribed_is(listener, {"interpretation-es"}), what="only the Spanish track")
+        before = (await agent_tracks(listener))["interpretation-es"]
+
+        say(room, *SAID)
+        spanish = [TRANSLATIONS["Good morning"]["Spanish"], TRANSLATIONS["camera"]["Spanish"]]
+
+        async def both_translated() -> bool:
+            return [s.text for s in finals(await dom_captions(listener), "translation", "es")] == spanish
+
+        await until(both_translated, within_s=120, what="both Spanish translations on the listener's page")
+
+        # the speaker's words and their translation, in order, interim then final, with the speaker's name
+        shown = await dom_captions(listener)
+        sources = finals(shown, "source")
+        assert [s.text for s in sources] == SAID
+        assert {s.speaker for s in shown} == {"Alice"}
+        assert {s.language for s in sources} == {"en"}
+        order = [s.segment for s in shown]
+        for source, translation in zip(sources, finals(shown, "translation"), strict=True):
+            assert translation.segment.startswith(source.segment + "-"), (source, translation)
+            assert order.index(source.segment) < order.index(translation.segment)
+        assert [s.language for s in shown if s.kind == "translation"] == ["es", "es"]
+        log = await caption_log(listener)
+        for segment in order:
+            assert interim_then_final(log, segment), [s for s in log if s.segment == segment]
+        # the speaker sees their own captions too
+        assert [s.text for s in finals(await dom_captions(speaker), "source")] == SAID
+
+        # the listener really received the Spanish interpretation's audio, and only subscribed to it
+        tracks = await agent_tracks(listener)
+        es = tracks["interpretation-es"]
+        assert float(es["bytes"]) > float(before["bytes"]), (before, es)
+        assert float(es["energy"]) > 0, es
+        assert {name for name, t in tracks.items() if t["subscribed"]} == {"interpretation-es"}
+        assert "interpretation-en" in tracks  # published, not subscribed
+
+        await screenshots(listener)
+
+        # switching to French mid-meeting: the French track comes, the Spanish one is let go
+        await listener.select_option("#language-switch", "fr")
+        await until(lambda: _subscribed_is(listener, {"interpretation-fr"}), what="only the French track")
+        say(room, "Please turn on your camera.")
+        french = TRANSLATIONS["camera"]["French"]
+
+        async def french_shown() -> bool:
+            return [s.text for s in finals(await dom_captions(listener), "translation", "fr")] == [french]
+
+        await until(french_shown, within_s=120, what="the French translation on the listener's page")
+        fr = (await agent_tracks(listener))["interpretation-fr"]
+        assert float(fr["bytes"]) > 0 and float(fr["energy"]) > 0, fr
+        log = await caption_log(listener)
+        assert [s.text for s in finals(log, "translation", "es")] == spanish  # no Spanish after the switch
+        assert room.fakes.deepgram.remaining_for("en") == []
+    except BaseException:
+        await keep_artifacts(request, chromium, room, web)
+        raise
+
+
+async def _subscribed_is(page: Page, names: set[str]) -> bool:
+    return await subscribed(page) == names
+
+
+async def screenshots(page: Page) -> None:
+    """The listener's page with captions, laptop and phone sized: into test-artifacts/ on every run; copied
+    to docs/screenshots/ (the README's) when UPDATE_SCREENSHOTS is set."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for name, (width, height) in {"listener-desktop": (1280, 800), "listener-phone": (390, 844)}.items():
+        await page.set_viewport_size({"width": width, "height": height})
+        await page.locator("#captions .caption").last.scroll_into_view_if_needed()
+        path = ARTIFACTS / f"{name}.png"
+        await page.screenshot(path=str(path))
+        if _update_screenshots():
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+    await page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def _update_screenshots() -> bool:
+    return os.environ.get("UPDATE_SCREENSHOTS", "") == "1"
+
+
+async def test_the_start_audio_button_unblocks_playback(
+    chromium: Browsers, room: RealRoom, web: WebServer, request: pytest.FixtureRequest
+) -> None:
+    """Without the autoplay flag the browser blocks sound until a gesture: the page shows #start-audio, and
+    a click on it starts playback."""
+    try:
+        await room.worker_available()
+        listener = await chromium.page("listener", autoplay=False)
+        await join(listener, web.url, room=room.name, name="Lena", role="listener", language="es")
+        await joined(listener)
+        await agent_in_room(room, listener)
+        await until(lambda: _subscribed_is(listener, {"interpretation-es"}), what="the Spanish track")
+        button = listener.locator("#start-audio")
+        await button.wait_for(state="visible")
+        assert await listener.evaluate("window.interpreterPage.room.canPlaybackAudio") is False
+        await button.click()
+        await button.wait_for(state="hidden")
+        assert await listener.evaluate("window.interpreterPage.room.canPlaybackAudio") is True
+    except BaseException:
+        await keep_artifacts(request, chromium, room, web)
+        raise
+
+
+async def submit(page: Page) -> tuple[int, dict[str, object]]:
+    """Click #join; the token endpoint's status and JSON body."""
+    async with page.expect_response(lambda r: r.url.endswith("/api/token")) as info:
+        await page.click("#join")
+    response = await info.value
+    body = json.loads(await response.text())
+    assert isinstance(body, dict)
+    return response.status, body
+
+
+async def test_a_bad_room_name_shows_the_endpoints_message(
+    chromium: Browsers, web: WebServer, request: pytest.FixtureRequest
+) -> None:
+    try:
+        page = await chromium.page("joiner")
+        await fill_join(page, web.url, room="not a room!", name="Lena", role="listener", language="es")
+        status, body = await submit(page)
+        assert status == 400 and "token" not in body, (status, body)
+        assert "room" in str(body["error"]).lower()
+        error = page.locator("#join-error")
+        await page.wait_for_function(
+            "(text) => document.querySelector('#join-error').textContent.includes(text)", arg=body["error"]
+        )
+        assert await error.is_visible()
+        assert not await page.locator("#session").is_visible()
+    except BaseException:
+        await keep_artifacts(request, chromium, None, web)
+        raise
+
+
+async def test_with_an_access_code_the_page_asks_for_it(
+    chromium: Browsers, livekit_server: LiveKitServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async with web_server(livekit_server, tmp_path / "web", WEB_ACCESS_CODE="open-sesame") as web:
+        try:
+            page = await chromium.page("joiner")
+            await fill_join(page, web.url, room="coded-room", name="Lena", role="listener", language="es")
+            await page.locator("#access-code").wait_for(state="visible")  # the page asks for the code
+            statuses: list[int] = []
+            page.on("response", lambda r: statuses.append(r.status) if "/api/token" in r.url else None)
+            # no code: no token (the page may not even ask the endpoint), and it says why
+            await page.click("#join")
+            await page.wait_for_function("() => document.querySelector('#join-error').textContent.trim()")
+            assert 200 not in statuses, statuses
+            assert not await page.locator("#session").is_visible()
+            # a wrong code: the endpoint's 403 and its message on the page
+            await page.fill("#access-code", "wrong-code")
+            status, body = await submit(page)
+            assert (status, body) == (403, {"error": "wrong access code"})
+            await page.wait_for_function(
+                "(text) => document.querySelector('#join-error').textContent.includes(text)",
+                arg="wrong access code",
+            )
+            assert not await page.locator("#session").is_visible()
+            await page.fill("#access-code", "open-sesame")
+            status, body = await submit(page)
+            assert status == 200 and isinstance(body.get("token"), str), status
+            await joined(page)
+        except BaseException:
+            await keep_artifacts(request, chromium, None, web)
+            raise
+
+
+MIC_LEVEL_PAGE = """<!doctype html><title>mic</title><script>
+window.micPeak = 0;
+window.startMic = async () => {
+  const stream = await navigator.mediaDevices.getUserMedia({audio: true});
+  const ctx = new AudioContext();
+  const analyser = ctx.createAnalyser();
+  ctx.createMediaStreamSource(stream).connect(analyser);
+  const samples = new Float32Array(analyser.fftSize);
+  setInterval(() => {
+    analyser.getFloatTimeDomainData(samples);
+    const rms = Math.sqrt(samples.reduce((sum, x) => sum + x * x, 0) / samples.length);
+    window.micPeak = Math.max(window.micPeak, rms);
+  }, 20);
+  return stream.getAudioTracks()[0].label;
+};
+</script>"""
+
+
+async def test_chromium_captures_the_committed_wav_as_its_microphone(chromium: Browsers) -> None:
+    """The browser itself, apart from the page: the fake capture device plays the speaker's WAV (speech
+    gets well above the fake device's default beep-free silence), and getUserMedia needs no prompt."""
+    page = await chromium.page("mic", microphone=MICROPHONE)
+    await page.route(
+        "http://mic.test/", lambda route: route.fulfill(body=MIC_LEVEL_PAGE, content_type="text/html")
+    )
+    await page.goto("http://mic.test/")
+    label = await page.evaluate("window.startMic()")
+    assert isinstance(label, str)
+    await page.wait_for_function("() => window.micPeak > 0.02")
