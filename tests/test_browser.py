@@ -131,9 +131,28 @@ def interim_then_final(log: list[CaptionState], segment: str) -> bool:
     return bool(flags) and not flags[0] and flags[-1] and flags == sorted(flags)
 
 
-def say(room: RealRoom, *transcripts: str) -> None:
-    """What the fake Deepgram answers for the next speech segments it hears."""
-    room.fakes.deepgram.scripts["en"].extend(transcripts)
+async def say(room: RealRoom, *transcripts: str) -> None:
+    """What the fake Deepgram answers for the next speech segments it hears. The looping microphone is
+    mid-sentence at any moment: the script is given just after a sentence went unanswered (its endpoint
+    came), so the next sentence is heard whole, its interims included."""
+    deepgram = room.fakes.deepgram
+    ignored = len(deepgram.ignored_segments)
+    await eventually(lambda: len(deepgram.ignored_segments) > ignored, within_s=60, what="a sentence's end")
+    deepgram.scripts["en"].extend(transcripts)
+
+
+MIC_ON = "() => document.querySelector('#mic')?.getAttribute('aria-pressed') === 'true'"
+
+
+async def microphone_on(page: Page) -> None:
+    """The page turns a speaker's microphone on when they join; if it did not, one click on #mic does."""
+    try:
+        await page.wait_for_function(MIC_ON, timeout=15_000)
+    except Exception as error:  # playwright's TimeoutError
+        if type(error).__name__ != "TimeoutError":
+            raise
+        await page.click("#mic")
+        await page.wait_for_function(MIC_ON)
 
 
 async def stt_stream_open(room: RealRoom) -> None:
@@ -159,18 +178,13 @@ async def test_a_listener_reads_and_hears_spanish_then_switches_to_french(
         speaker = await chromium.page("speaker", microphone=MICROPHONE)
         await join(speaker, web.url, room=room.name, name="Alice", role="speaker", language="en")
         await joined(speaker)
-        mic = speaker.locator("#mic")
-        if await mic.get_attribute("aria-pressed") != "true":
-            await mic.click()
-        await speaker.wait_for_function(
-            "() => document.querySelector('#mic').getAttribute('aria-pressed') === 'true'"
-        )
+        await microphone_on(speaker)
         await stt_stream_open(room)
         # the listener subscribes to the Spanish interpretation only (English is published too: alice's own)
         await until(lambda: _subscribed_is(listener, {"interpretation-es"}), what="only the Spanish track")
         before = (await agent_tracks(listener))["interpretation-es"]
 
-        say(room, *SAID)
+        await say(room, *SAID)
         spanish = [TRANSLATIONS["Good morning"]["Spanish"], TRANSLATIONS["camera"]["Spanish"]]
 
         async def both_translated() -> bool:
@@ -208,7 +222,7 @@ async def test_a_listener_reads_and_hears_spanish_then_switches_to_french(
         # switching to French mid-meeting: the French track comes, the Spanish one is let go
         await listener.select_option("#language-switch", "fr")
         await until(lambda: _subscribed_is(listener, {"interpretation-fr"}), what="only the French track")
-        say(room, "Please turn on your camera.")
+        await say(room, "Please turn on your camera.")
         french = TRANSLATIONS["camera"]["French"]
 
         async def french_shown() -> bool:
@@ -281,20 +295,33 @@ async def submit(page: Page) -> tuple[int, dict[str, object]]:
     return response.status, body
 
 
-async def test_a_bad_room_name_shows_the_endpoints_message(
+async def test_bad_input_shows_a_clear_message(
     chromium: Browsers, web: WebServer, request: pytest.FixtureRequest
 ) -> None:
     try:
         page = await chromium.page("joiner")
+        statuses: list[int] = []
+        page.on("response", lambda r: statuses.append(r.status) if "/api/token" in r.url else None)
+        # a bad room name: a message naming the room, and no token
         await fill_join(page, web.url, room="not a room!", name="Lena", role="listener", language="es")
+        await page.click("#join")
+        await page.wait_for_function("() => document.querySelector('#join-error').textContent.trim()")
+        assert "room" in (await page.locator("#join-error").inner_text()).lower()
+        assert 200 not in statuses, statuses
+        assert not await page.locator("#session").is_visible()
+
+        # what only the endpoint checks (a name longer than 64 characters, past the field's maxlength):
+        # its 400 and its message on the page
+        await page.fill("#room", "good-room")
+        await page.evaluate("document.querySelector('#name').value = 'L'.repeat(65)")
         status, body = await submit(page)
         assert status == 400 and "token" not in body, (status, body)
-        assert "room" in str(body["error"]).lower()
-        error = page.locator("#join-error")
+        message = str(body["error"])
+        assert "name" in message.lower(), message
         await page.wait_for_function(
-            "(text) => document.querySelector('#join-error').textContent.includes(text)", arg=body["error"]
+            "(text) => document.querySelector('#join-error').textContent.includes(text)", arg=message
         )
-        assert await error.is_visible()
+        assert await page.locator("#join-error").is_visible()
         assert not await page.locator("#session").is_visible()
     except BaseException:
         await keep_artifacts(request, chromium, None, web)
