@@ -1,0 +1,26 @@
+// Bundles src/main.ts into ../agent/web_static/app.js and copies the page and its stylesheet there.
+// Deterministic: the same sources and lockfile give the same bytes (no sourcemap, no timestamps).
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const out = join(here, '..', 'agent', 'web_static');
+mkdirSync(out, { recursive: true });
+
+await build({
+  entryPoints: [join(here, 'src', 'main.ts')],
+  outfile: join(out, 'app.js'),
+  bundle: true,
+  format: 'iife',
+  platform: 'browser',
+  target: 'es2020',
+  minify: true,
+  sourcemap: false,
+  legalComments: 'eof',
+  logLevel: 'warning',
+});
+for (const file of ['index.html', 'style.css']) {
+  copyFileSync(join(here, file), join(out, file));
+}

@@ -1,0 +1,99 @@
+// The page's two calls to its own server: the supported languages, and a join token.
+
+export interface Language {
+  code: string;
+  name: string;
+}
+
+export interface PageConfig {
+  languages: Language[];
+  accessCodeRequired: boolean;
+  agentName: string;
+}
+
+export type Role = 'listener' | 'speaker';
+
+export interface TokenRequest {
+  room: string;
+  name: string;
+  role: Role;
+  language: string;
+  accessCode?: string;
+}
+
+export interface Grant {
+  token: string;
+  url: string;
+  identity: string;
+}
+
+/** A refusal the person can act on (the server's 4xx `error`), or a failure to reach the server. */
+export class ApiError extends Error {}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+async function readJson(response: Response): Promise<unknown> {
+  try {
+    return await response.json();
+  } catch {
+    return undefined;
+  }
+}
+
+export async function fetchConfig(): Promise<PageConfig> {
+  let response: Response;
+  try {
+    response = await fetch('api/config', { headers: { Accept: 'application/json' } });
+  } catch {
+    throw new ApiError('The server cannot be reached. Check your connection and reload the page.');
+  }
+  const body = await readJson(response);
+  if (!response.ok || !isRecord(body) || !Array.isArray(body.languages)) {
+    throw new ApiError(`The server could not give its settings (HTTP ${response.status}). Reload the page.`);
+  }
+  const languages = body.languages.filter(
+    (l): l is Language => isRecord(l) && typeof l.code === 'string' && typeof l.name === 'string',
+  );
+  return {
+    languages,
+    accessCodeRequired: body.access_code_required === true,
+    agentName: typeof body.agent_name === 'string' ? body.agent_name : 'interpreter',
+  };
+}
+
+export async function requestToken(request: TokenRequest): Promise<Grant> {
+  const payload: Record<string, string> = {
+    room: request.room,
+    name: request.name,
+    role: request.role,
+    language: request.language,
+  };
+  if (request.accessCode) payload.access_code = request.accessCode;
+  let response: Response;
+  try {
+    response = await fetch('api/token', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify(payload),
+    });
+  } catch {
+    throw new ApiError('The server cannot be reached. Check your connection and try again.');
+  }
+  const body = await readJson(response);
+  if (response.status >= 400 && response.status < 500) {
+    const message = isRecord(body) && typeof body.error === 'string' ? body.error : `refused (HTTP ${response.status})`;
+    throw new ApiError(message);
+  }
+  if (
+    !response.ok ||
+    !isRecord(body) ||
+    typeof body.token !== 'string' ||
+    typeof body.url !== 'string' ||
+    typeof body.identity !== 'string'
+  ) {
+    throw new ApiError(`The server could not give a join token (HTTP ${response.status}). Try again.`);
+  }
+  return { token: body.token, url: body.url, identity: body.identity };
+}

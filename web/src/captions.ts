@@ -1,0 +1,110 @@
+// The caption list: one element per segment, interim versions replaced in place, finals marked, and the
+// view kept at the bottom unless the reader scrolled up to read (then a button offers the new captions).
+
+export type CaptionKind = 'source' | 'translation';
+
+export interface CaptionUpdate {
+  segmentId: string;
+  final: boolean;
+  kind: CaptionKind;
+  language: string;
+  speakerName: string;
+  text: string;
+}
+
+const MAX_CAPTIONS = 300; // the oldest go first: a long meeting never grows the page without bound
+const AT_BOTTOM_PX = 32; // closer than this to the bottom counts as "following along"
+
+export class CaptionList {
+  private readonly bySegment = new Map<string, HTMLElement>();
+  private following = true;
+
+  constructor(
+    private readonly container: HTMLElement,
+    private readonly newCaptions: HTMLButtonElement,
+  ) {
+    container.addEventListener('scroll', () => this.onScroll(), { passive: true });
+    newCaptions.addEventListener('click', () => this.scrollToEnd());
+  }
+
+  /** Adds a segment's first version, or replaces its text in place; an empty final withdraws it. */
+  update(caption: CaptionUpdate): void {
+    const key = `${caption.kind}:${caption.segmentId}`;
+    let element = this.bySegment.get(key);
+    if (caption.final && caption.text.trim() === '') {
+      // the speech-to-text took back what it had heard: no stale interim stays on screen
+      if (element !== undefined) {
+        element.remove();
+        this.bySegment.delete(key);
+      }
+      return;
+    }
+    if (element?.dataset.final === 'true' && !caption.final) return; // a late interim never undoes a final
+    if (element === undefined) {
+      element = this.create(caption);
+      this.bySegment.set(key, element);
+      this.container.append(element);
+      this.trim();
+    }
+    element.dataset.final = caption.final ? 'true' : 'false';
+    element.setAttribute('aria-busy', caption.final ? 'false' : 'true'); // screen readers wait for the final
+    const text = element.querySelector('.caption-text');
+    if (text !== null) text.textContent = caption.text;
+    this.afterChange();
+  }
+
+  clear(): void {
+    this.bySegment.clear();
+    this.container.replaceChildren();
+    this.following = true;
+    this.newCaptions.hidden = true;
+  }
+
+  private create(caption: CaptionUpdate): HTMLElement {
+    const element = document.createElement('p');
+    element.className = 'caption';
+    element.dataset.segmentId = caption.segmentId;
+    element.dataset.kind = caption.kind;
+    element.dataset.language = caption.language;
+    const speaker = document.createElement('span');
+    speaker.className = 'caption-speaker';
+    speaker.textContent = caption.speakerName;
+    const language = document.createElement('span');
+    language.className = 'caption-language';
+    language.textContent = caption.kind === 'translation' ? `interpreted (${caption.language})` : caption.language;
+    const text = document.createElement('span');
+    text.className = 'caption-text';
+    text.lang = caption.language;
+    element.append(speaker, language, text);
+    return element;
+  }
+
+  private trim(): void {
+    while (this.container.childElementCount > MAX_CAPTIONS) {
+      const oldest = this.container.firstElementChild;
+      if (!(oldest instanceof HTMLElement)) break;
+      this.bySegment.delete(`${oldest.dataset.kind}:${oldest.dataset.segmentId}`);
+      oldest.remove();
+    }
+  }
+
+  private afterChange(): void {
+    if (this.following) {
+      this.container.scrollTop = this.container.scrollHeight;
+    } else {
+      this.newCaptions.hidden = false;
+    }
+  }
+
+  private onScroll(): void {
+    const { scrollTop, scrollHeight, clientHeight } = this.container;
+    this.following = scrollHeight - scrollTop - clientHeight <= AT_BOTTOM_PX;
+    if (this.following) this.newCaptions.hidden = true;
+  }
+
+  private scrollToEnd(): void {
+    this.following = true;
+    this.newCaptions.hidden = true;
+    this.container.scrollTop = this.container.scrollHeight;
+  }
+}

@@ -1,0 +1,114 @@
+// Which audio the page receives and how loud: with autoSubscribe off, exactly the interpreter's track for
+// the chosen language; speakers who already speak that language at full volume; the other speakers only
+// when the listener asks for the original underneath, at that volume, ducked while the interpretation plays.
+import {
+  RemoteAudioTrack,
+  type RemoteParticipant,
+  type RemoteTrack,
+  type RemoteTrackPublication,
+  type Room,
+  RoomEvent,
+  Track,
+} from 'livekit-client';
+import { ATTR_AGENT_STATE, findInterpreter, TRACK_PREFIX } from './agent';
+
+const DUCKED = 1 / 3; // the original's share of its volume while the interpreter speaks
+const ATTR_LANGUAGE = 'language';
+
+function baseLanguage(code: string): string {
+  return code.split('-', 1)[0].toLowerCase();
+}
+
+export class Listening {
+  private language: string;
+  private originalVolume = 0; // 0..1; 0 = the original speakers are not received at all
+
+  constructor(
+    private readonly room: Room,
+    private readonly audio: HTMLElement,
+    language: string,
+  ) {
+    this.language = language;
+    room
+      .on(RoomEvent.TrackPublished, () => this.reconcile())
+      .on(RoomEvent.TrackUnpublished, () => this.reconcile())
+      .on(RoomEvent.ParticipantConnected, () => this.reconcile())
+      .on(RoomEvent.ParticipantAttributesChanged, () => {
+        this.reconcile();
+        this.applyVolumes();
+      })
+      .on(RoomEvent.Reconnected, () => this.reconcile())
+      .on(RoomEvent.TrackSubscribed, (track, publication, participant) =>
+        this.onSubscribed(track, publication, participant),
+      )
+      .on(RoomEvent.TrackUnsubscribed, (track) => {
+        for (const element of track.detach()) element.remove();
+      });
+  }
+
+  get currentLanguage(): string {
+    return this.language;
+  }
+
+  setLanguage(language: string): void {
+    this.language = language;
+    this.reconcile();
+    this.applyVolumes();
+  }
+
+  /** `percent` 0–100 from the slider. */
+  setOriginalVolume(percent: number): void {
+    this.originalVolume = Math.min(Math.max(percent, 0), 100) / 100;
+    this.reconcile();
+    this.applyVolumes();
+  }
+
+  /** Subscribes to what is wanted and unsubscribes from the rest; safe to call at any time. */
+  reconcile(): void {
+    for (const participant of this.room.remoteParticipants.values()) {
+      for (const publication of participant.audioTrackPublications.values()) {
+        const wanted = this.wants(participant, publication);
+        if (publication.isDesired !== wanted) publication.setSubscribed(wanted);
+      }
+    }
+  }
+
+  private wants(participant: RemoteParticipant, publication: RemoteTrackPublication): boolean {
+    if (participant.isAgent) return publication.trackName === `${TRACK_PREFIX}${this.language}`;
+    if (publication.source !== Track.Source.Microphone) return false;
+    return this.speaksMyLanguage(participant) || this.originalVolume > 0;
+  }
+
+  private speaksMyLanguage(participant: RemoteParticipant): boolean {
+    const spoken = participant.attributes[ATTR_LANGUAGE];
+    return spoken !== undefined && spoken !== '' && baseLanguage(spoken) === baseLanguage(this.language);
+  }
+
+  private onSubscribed(track: RemoteTrack, publication: RemoteTrackPublication, participant: RemoteParticipant): void {
+    if (track.kind !== Track.Kind.Audio) return;
+    if (!this.wants(participant, publication)) {
+      publication.setSubscribed(false); // wanted when asked, no longer by the time it came
+      return;
+    }
+    const element = track.attach();
+    this.audio.append(element);
+    this.applyVolumes();
+  }
+
+  /** The interpretation at full volume; the original at the slider's volume, a third of it while ducked. */
+  applyVolumes(): void {
+    const agent = findInterpreter(this.room);
+    const speaking = agent?.attributes[ATTR_AGENT_STATE] === 'speaking';
+    for (const participant of this.room.remoteParticipants.values()) {
+      for (const publication of participant.audioTrackPublications.values()) {
+        const track = publication.audioTrack;
+        if (!(track instanceof RemoteAudioTrack)) continue;
+        let volume = 1;
+        if (!participant.isAgent && !this.speaksMyLanguage(participant)) {
+          volume = this.originalVolume * (speaking ? DUCKED : 1);
+        }
+        track.setVolume(volume);
+      }
+    }
+  }
+}

@@ -1,0 +1,257 @@
+// Wiring: the join form, then one room session with its views (status, captions, listening, speaking).
+import { type Participant, type Room as RoomType, Room, RoomEvent, type TextStreamReader } from 'livekit-client';
+import { findInterpreter, interpretedLanguages } from './agent';
+import { ApiError, fetchConfig, type Language, type Role, requestToken } from './api';
+import { CaptionList } from './captions';
+import { byId, show } from './dom';
+import { Listening } from './listen';
+import { Speaking } from './speak';
+import { StatusView } from './status';
+
+declare global {
+  interface Window {
+    interpreterPage?: { room: RoomType };
+  }
+}
+
+const TOPIC_TRANSCRIPTION = 'lk.transcription';
+const ATTR_SEGMENT_ID = 'lk.segment_id';
+const ATTR_FINAL = 'lk.transcription_final';
+const ATTR_SPEAKER = 'interpreter.speaker';
+const ROOM_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+const LARGE_TEXT_KEY = 'interpreter.large-text';
+
+const form = byId('join-form', HTMLFormElement);
+const roomInput = byId('room', HTMLInputElement);
+const nameInput = byId('name', HTMLInputElement);
+const roleSelect = byId('role', HTMLSelectElement);
+const languageSelect = byId('language', HTMLSelectElement);
+const languageLabel = byId('language-label', HTMLLabelElement);
+const accessCodeField = byId('access-code-field', HTMLElement);
+const accessCodeInput = byId('access-code', HTMLInputElement);
+const joinButton = byId('join', HTMLButtonElement);
+const joinError = byId('join-error', HTMLElement);
+const session = byId('session', HTMLElement);
+const languageSwitch = byId('language-switch', HTMLSelectElement);
+const languageSwitchLabel = byId('language-switch-label', HTMLLabelElement);
+const originalVolume = byId('original-volume', HTMLInputElement);
+const originalVolumeValue = byId('original-volume-value', HTMLOutputElement);
+const largeText = byId('large-text', HTMLInputElement);
+const leaveButton = byId('leave', HTMLButtonElement);
+
+const captions = new CaptionList(byId('captions', HTMLElement), byId('new-captions', HTMLButtonElement));
+
+let languages: Language[] = [];
+let accessCodeRequired = false;
+let current: RoomType | undefined;
+
+function languageLabelFor(role: Role): string {
+  return role === 'speaker' ? 'Language I speak (and hear others in)' : 'Language to hear';
+}
+
+function fillOptions(select: HTMLSelectElement, marked: Set<string>, selected: string): void {
+  select.replaceChildren(
+    ...languages.map((language) => {
+      const option = document.createElement('option');
+      option.value = language.code;
+      option.textContent = marked.has(language.code) ? `${language.name} ●` : language.name;
+      option.selected = language.code === selected;
+      return option;
+    }),
+  );
+}
+
+function setupLargeText(): void {
+  const apply = (on: boolean): void => {
+    document.body.classList.toggle('large-text', on);
+  };
+  largeText.checked = localStorage.getItem(LARGE_TEXT_KEY) === 'true';
+  apply(largeText.checked);
+  largeText.addEventListener('change', () => {
+    apply(largeText.checked);
+    localStorage.setItem(LARGE_TEXT_KEY, largeText.checked ? 'true' : 'false');
+  });
+}
+
+async function loadConfig(): Promise<void> {
+  const query = new URLSearchParams(window.location.search);
+  roomInput.value = query.get('room') ?? roomInput.value;
+  try {
+    const config = await fetchConfig();
+    languages = config.languages;
+    accessCodeRequired = config.accessCodeRequired;
+  } catch (error) {
+    joinError.textContent = error instanceof ApiError ? error.message : 'The page could not start. Reload it.';
+    return;
+  }
+  const wanted = query.get('language') ?? navigator.language.split('-', 1)[0].toLowerCase();
+  fillOptions(languageSelect, new Set(), languages.some((l) => l.code === wanted) ? wanted : 'es');
+  show(accessCodeField, accessCodeRequired);
+  joinButton.disabled = false;
+}
+
+function validateForm(): string | undefined {
+  if (!ROOM_PATTERN.test(roomInput.value.trim())) {
+    roomInput.focus();
+    return 'room: 1–64 letters, digits, - or _';
+  }
+  if (nameInput.value.trim() === '') {
+    nameInput.focus();
+    return 'name: please say who you are';
+  }
+  if (accessCodeRequired && accessCodeInput.value === '') {
+    accessCodeInput.focus();
+    return 'access code required';
+  }
+  return undefined;
+}
+
+async function join(): Promise<void> {
+  joinError.textContent = '';
+  const invalid = validateForm();
+  if (invalid !== undefined) {
+    joinError.textContent = invalid;
+    return;
+  }
+  const role: Role = roleSelect.value === 'speaker' ? 'speaker' : 'listener';
+  const language = languageSelect.value;
+  joinButton.disabled = true;
+  try {
+    const grant = await requestToken({
+      room: roomInput.value.trim(),
+      name: nameInput.value.trim(),
+      role,
+      language,
+      accessCode: accessCodeRequired ? accessCodeInput.value : undefined,
+    });
+    await startSession(grant.url, grant.token, role, language);
+  } catch (error) {
+    joinError.textContent =
+      error instanceof ApiError ? error.message : 'Could not connect to the room. Try again in a moment.';
+    endSession();
+  } finally {
+    joinButton.disabled = false;
+  }
+}
+
+async function startSession(url: string, token: string, role: Role, language: string): Promise<void> {
+  const room = new Room({ adaptiveStream: false });
+  current = room;
+  window.interpreterPage = { room };
+  const status = new StatusView(room);
+  captions.clear();
+  const listening = new Listening(room, byId('audio', HTMLElement), language);
+  listening.setOriginalVolume(Number(originalVolume.value));
+  const names = new Map<string, string>();
+
+  const remember = (participant: Participant): void => {
+    if (participant.name) names.set(participant.identity, participant.name);
+  };
+  const refreshLanguages = (): void => {
+    fillOptions(languageSwitch, interpretedLanguages(findInterpreter(room)), listening.currentLanguage);
+  };
+  const onParticipantsChanged = (): void => {
+    status.showAgent();
+    refreshLanguages();
+  };
+  room
+    .on(RoomEvent.ParticipantConnected, (participant) => {
+      remember(participant);
+      onParticipantsChanged();
+    })
+    .on(RoomEvent.ParticipantDisconnected, onParticipantsChanged)
+    .on(RoomEvent.ParticipantAttributesChanged, onParticipantsChanged)
+    .on(RoomEvent.ParticipantNameChanged, (_name, participant) => remember(participant));
+
+  room.registerTextStreamHandler(TOPIC_TRANSCRIPTION, (reader, sender) => {
+    void showCaption(reader, sender.identity);
+  });
+
+  async function showCaption(reader: TextStreamReader, senderIdentity: string): Promise<void> {
+    const attributes = reader.info.attributes ?? {};
+    const segmentId = attributes[ATTR_SEGMENT_ID];
+    if (!segmentId) return;
+    let text: string;
+    try {
+      text = await reader.readAll();
+    } catch {
+      return; // cut off mid-stream (the sender left): never complete, so not shown
+    }
+    const translatedFrom = attributes[ATTR_SPEAKER];
+    const sender = room.getParticipantByIdentity(senderIdentity);
+    const kind = translatedFrom !== undefined || sender?.isAgent === true ? 'translation' : 'source';
+    const captionLanguage = attributes.language ?? '';
+    if (kind === 'translation' && captionLanguage !== listening.currentLanguage) return;
+    const speakerIdentity = kind === 'translation' ? (translatedFrom ?? senderIdentity) : senderIdentity;
+    const speaker = room.getParticipantByIdentity(speakerIdentity);
+    if (speaker !== undefined) remember(speaker);
+    captions.update({
+      segmentId,
+      final: attributes[ATTR_FINAL] === 'true',
+      kind,
+      language: captionLanguage,
+      speakerName: names.get(speakerIdentity) ?? 'A speaker',
+      text,
+    });
+  }
+
+  const speaking = role === 'speaker' ? new Speaking(room) : undefined;
+  languageSwitchLabel.textContent = languageLabelFor(role);
+  languageSwitch.onchange = () => {
+    const chosen = languageSwitch.value;
+    listening.setLanguage(chosen);
+    refreshLanguages();
+    const change =
+      speaking !== undefined
+        ? speaking.setSpokenLanguage(chosen)
+        : room.localParticipant.setAttributes({ interpret_to: chosen });
+    change.catch(() => status.showAgent());
+  };
+  originalVolume.oninput = () => {
+    const percent = Number(originalVolume.value);
+    originalVolumeValue.textContent = percent === 0 ? 'off' : `${percent}%`;
+    listening.setOriginalVolume(percent);
+  };
+  room.on(RoomEvent.Disconnected, () => {
+    leaveButton.textContent = 'Back to the join form';
+    status.showAudioGate();
+  });
+
+  await room.connect(url, token, { autoSubscribe: false });
+  remember(room.localParticipant);
+  for (const participant of room.remoteParticipants.values()) remember(participant);
+  listening.reconcile();
+  onParticipantsChanged();
+  show(form, false);
+  show(session, true);
+  leaveButton.textContent = 'Leave';
+  languageSwitch.focus();
+  if (speaking !== undefined) await speaking.setMicrophone(true);
+}
+
+function endSession(): void {
+  const room = current;
+  current = undefined;
+  if (room !== undefined) {
+    room.removeAllListeners();
+    void room.disconnect();
+  }
+  byId('audio', HTMLElement).replaceChildren();
+  show(byId('mic-field', HTMLElement), false);
+  show(session, false);
+  show(form, true);
+}
+
+roleSelect.addEventListener('change', () => {
+  languageLabel.textContent = languageLabelFor(roleSelect.value === 'speaker' ? 'speaker' : 'listener');
+});
+form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  void join();
+});
+leaveButton.addEventListener('click', () => {
+  endSession();
+  joinButton.focus();
+});
+setupLargeText();
+void loadConfig();
