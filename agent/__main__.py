@@ -1,4 +1,5 @@
-"""`python -m agent start|dev|connect|download-files` runs the worker; `interpret` runs the file mode."""
+"""`python -m agent start|dev|connect|download-files` runs the worker; `interpret` runs the file mode; `web`
+serves the page and its join tokens; `local` runs a local LiveKit server, the worker and the page together."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ RUNS_JOBS = {"start", "dev", "connect", "console"}
 
 
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "web":
+        from .web import main as web
+
+        return web(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "local":
+        from .local import main as local
+
+        return local(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "interpret":
         # the file mode serves no metrics: it keeps them in this process, whatever the worker's
         # PROMETHEUS_MULTIPROC_DIR says (a folder that may not exist here, or one a running worker

@@ -14,6 +14,8 @@ from typing import TypeVar
 
 from dotenv import dotenv_values
 
+from .room_settings import parse_room_settings
+
 T = TypeVar("T")
 
 _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -177,6 +179,17 @@ def read_environment(dotenv_path: str | None = ".env") -> dict[str, str | None]:
     return values
 
 
+def _livekit(r: _Reader, why: str) -> LiveKitSettings:
+    livekit = LiveKitSettings(
+        url=r.required("LIVEKIT_URL", why),
+        api_key=r.required("LIVEKIT_API_KEY", "LiveKit API key"),
+        api_secret=r.required("LIVEKIT_API_SECRET", "LiveKit API secret"),
+    )
+    if livekit.url and not _URL_RE.match(livekit.url):
+        r.problems.append(f"LIVEKIT_URL={livekit.url!r} is malformed: expected a ws(s):// URL")
+    return livekit
+
+
 def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True) -> Settings:
     """Validate `env` into `Settings`, or raise `ConfigError` naming every problem.
 
@@ -184,15 +197,7 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
     """
     r = _Reader(env)
 
-    livekit: LiveKitSettings | None = None
-    if require_livekit:
-        livekit = LiveKitSettings(
-            url=r.required("LIVEKIT_URL", "the LiveKit server the worker registers with"),
-            api_key=r.required("LIVEKIT_API_KEY", "LiveKit API key"),
-            api_secret=r.required("LIVEKIT_API_SECRET", "LiveKit API secret"),
-        )
-        if livekit.url and not _URL_RE.match(livekit.url):
-            r.problems.append(f"LIVEKIT_URL={livekit.url!r} is malformed: expected a ws(s):// URL")
+    livekit = _livekit(r, "the LiveKit server the worker registers with") if require_livekit else None
 
     stt = SttSettings(
         api_key=r.required("DEEPGRAM_API_KEY", "Deepgram speech-to-text"),
@@ -299,6 +304,45 @@ def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
         log_level=r.choice("LOG_LEVEL", "", LOG_LEVELS) or None,
         health_grace_s=r.number("HEALTH_GRACE_S", 20.0, minimum=0, maximum=600),
         connect_retries=r.integer("CONNECT_RETRIES", 16, minimum=0, maximum=1000),
+    )
+    if r.problems:
+        raise ConfigError(r.problems)
+    return settings
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The page and its token endpoint (`python -m agent web`): LiveKit's keys, no provider's."""
+
+    livekit: LiveKitSettings
+    browser_url: str  # the LiveKit URL handed to browsers: WEB_LIVEKIT_URL, else LIVEKIT_URL
+    agent_name: str
+    host: str
+    port: int
+    access_code: str | None  # WEB_ACCESS_CODE: no token without it, when set
+    token_ttl_s: int
+    room_metadata: str  # the interpreter's dispatch metadata (per-room settings JSON), "" for none
+    log_level: str | None
+
+
+def load_web_settings(env: Mapping[str, str | None]) -> WebSettings:
+    r = _Reader(env)
+    livekit = _livekit(r, "the LiveKit server the page's participants join")
+    room_metadata = r.raw("WEB_ROOM_METADATA") or ""
+    if room_metadata:
+        _, problems = parse_room_settings(room_metadata, None)
+        prefix = "job metadata: "
+        r.problems += [f"WEB_ROOM_METADATA is malformed: {p.removeprefix(prefix)}" for p in problems]
+    settings = WebSettings(
+        livekit=livekit,
+        browser_url=r.url("WEB_LIVEKIT_URL", livekit.url),
+        agent_name=r.text("AGENT_NAME", "interpreter"),
+        host=r.text("WEB_HOST", "0.0.0.0"),
+        port=r.integer("WEB_PORT", 8080, minimum=1, maximum=65535),
+        access_code=r.raw("WEB_ACCESS_CODE"),
+        token_ttl_s=r.integer("WEB_TOKEN_TTL_S", 600, minimum=60, maximum=86400),
+        room_metadata=room_metadata,
+        log_level=r.choice("LOG_LEVEL", "", LOG_LEVELS) or None,
     )
     if r.problems:
         raise ConfigError(r.problems)

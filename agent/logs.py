@@ -35,6 +35,7 @@ AGENT_LOGGERS = (
     "agent.room",
     "agent.session",
     "agent.translate",
+    "agent.web",
     "agent.worker",
 )
 _IDENTITY_FIELDS = ("speaker", "participant")

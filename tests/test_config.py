@@ -1,6 +1,6 @@
 import pytest
 
-from agent.config import ConfigError, load_server_settings, load_settings
+from agent.config import ConfigError, load_server_settings, load_settings, load_web_settings
 
 FULL = {
     "LIVEKIT_URL": "wss://example.livekit.cloud",
@@ -85,3 +85,54 @@ def test_max_languages_has_a_default_and_bounds():
     for bad in ("0", "17", "many"):
         with pytest.raises(ConfigError, match="MAX_LANGUAGES="):
             load_settings({**FULL, "MAX_LANGUAGES": bad})
+
+
+LIVEKIT_ONLY = {k: v for k, v in FULL.items() if k.startswith("LIVEKIT_")}
+
+
+def test_the_web_server_needs_only_livekit_and_names_every_missing_variable():
+    s = load_web_settings(LIVEKIT_ONLY)  # no provider key
+    assert (s.host, s.port, s.token_ttl_s, s.access_code) == ("0.0.0.0", 8080, 600, None)
+    assert s.browser_url == s.livekit.url == "wss://example.livekit.cloud" and s.room_metadata == ""
+    with pytest.raises(ConfigError) as err:
+        load_web_settings({"DEEPGRAM_API_KEY": "dg"})
+    assert [p.split()[0] for p in err.value.problems] == [
+        "LIVEKIT_URL",
+        "LIVEKIT_API_KEY",
+        "LIVEKIT_API_SECRET",
+    ]
+
+
+def test_web_settings_are_validated_and_secrets_not_echoed():
+    env = {
+        **LIVEKIT_ONLY,
+        "WEB_PORT": "http",
+        "WEB_TOKEN_TTL_S": "5",
+        "WEB_LIVEKIT_URL": "example.com",
+        "WEB_ACCESS_CODE": "open-sesame-value",
+        "LIVEKIT_API_SECRET": "lk-secret-value",
+    }
+    with pytest.raises(ConfigError) as err:
+        load_web_settings(env)
+    assert [p.split("=")[0] for p in err.value.problems] == ["WEB_LIVEKIT_URL", "WEB_PORT", "WEB_TOKEN_TTL_S"]
+    assert "secret-value" not in str(err.value) and "sesame" not in str(err.value)
+    s = load_web_settings(
+        {**LIVEKIT_ONLY, "WEB_LIVEKIT_URL": "wss://public.example/", "WEB_ACCESS_CODE": " c "}
+    )
+    assert s.browser_url == "wss://public.example" and s.access_code == "c"
+
+
+def test_web_room_metadata_is_checked_by_the_room_settings_rules():
+    good = '{"target_languages": ["es", "fr"], "formality": "formal"}'
+    assert load_web_settings({**LIVEKIT_ONLY, "WEB_ROOM_METADATA": good}).room_metadata == good
+    for bad, why in (
+        ("{not json", "not valid JSON"),
+        ('{"target_languages": ["tlh"]}', "'tlh' is not a supported language"),
+        ('{"colour": "blue"}', "unknown key(s) 'colour'"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            load_web_settings({**LIVEKIT_ONLY, "WEB_ROOM_METADATA": bad})
+        assert len(err.value.problems) == 1 and err.value.problems[0].startswith(
+            "WEB_ROOM_METADATA is malformed"
+        )
+        assert why in err.value.problems[0] and "job metadata" not in err.value.problems[0]

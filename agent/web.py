@@ -1,0 +1,305 @@
+"""The page for the people in a room, and the join tokens it asks for (`python -m agent web`).
+
+- `GET /` is `agent/web_static/index.html` (503 while the page is not built), `GET /<file>` a file of that
+  folder (no listing, nothing outside it);
+- `GET /api/config`: the supported languages, whether an access code is needed, the agent's name;
+- `POST /api/token` `{"room", "name", "role", "language", "access_code"?}`: a short-lived join token for a
+  random identity, with the role's grants and the interpreter's dispatch, so the first person to join a room
+  brings the interpreter in; every field is checked (400 naming it), the access code too (403) when
+  `WEB_ACCESS_CODE` is set;
+- `GET /healthz`: `OK`.
+
+Tokens, names, room names and access codes are never logged: only the role of a token, or why a request
+was refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hmac
+import json
+import logging
+import re
+import secrets
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from aiohttp import web
+from livekit import api
+
+from .config import WebSettings
+from .prompt import language_name
+from .room_settings import SUPPORTED_LANGUAGES
+
+logger = logging.getLogger("agent.web")
+
+STATIC_DIR = Path(__file__).parent / "web_static"
+ROOM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_NAME_CHARS = 64
+MAX_BODY_BYTES = 16 * 1024
+ROLES = ("listener", "speaker")
+Role = Literal["listener", "speaker"]
+# a file the page may load from STATIC_DIR: a plain name, no path
+_STATIC_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*\.(?:js|css|map|svg|png|ico|webp|woff2|txt)"
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def supported_languages() -> list[dict[str, str]]:
+    """The languages the interpreter accepts (`agent/room_settings.py`), by English name."""
+    named = ((code, language_name(code).title()) for code in SUPPORTED_LANGUAGES)
+    return [{"code": code, "name": name} for code, name in sorted(named, key=lambda item: item[1])]
+
+
+class Refused(Exception):
+    """A request answered with `status` and `{"error": message}`; `reason` is what the log says."""
+
+    def __init__(self, status: int, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    room: str
+    name: str
+    role: Role
+    language: str
+
+
+def _field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None:
+        raise Refused(400, f"{name} is missing", f"{name} missing")
+    if not isinstance(value, str):
+        raise Refused(400, f"{name} must be a string", f"{name} not a string")
+    return value
+
+
+def parse_token_request(body: object) -> TokenRequest:
+    """The fields of a token request, checked; `Refused` (400) names the first bad one."""
+    if not isinstance(body, dict):
+        raise Refused(400, "the body must be a JSON object", "body not an object")
+    room = _field(body, "room")
+    if not ROOM_RE.fullmatch(room):
+        raise Refused(400, "room must be 1 to 64 characters: letters, digits, '-' or '_'", "room malformed")
+    name = _field(body, "name").strip()
+    if not 1 <= len(name) <= MAX_NAME_CHARS or not name.isprintable():
+        raise Refused(400, f"name must be 1 to {MAX_NAME_CHARS} printable characters", "name malformed")
+    role = _field(body, "role")
+    if role not in ROLES:
+        raise Refused(400, "role must be 'listener' or 'speaker'", "role unknown")
+    language = _field(body, "language")
+    if language not in SUPPORTED_LANGUAGES:
+        raise Refused(
+            400, "language must be one of the supported languages (see /api/config)", "language unsupported"
+        )
+    return TokenRequest(
+        room=room, name=name, role="speaker" if role == "speaker" else "listener", language=language
+    )
+
+
+def check_access_code(settings: WebSettings, body: object) -> None:
+    """`Refused` (403) unless WEB_ACCESS_CODE is unset or `body` carries it (compared in constant time)."""
+    if settings.access_code is None:
+        return
+    given = body.get("access_code") if isinstance(body, dict) else None
+    if not isinstance(given, str) or not given:
+        raise Refused(403, "access code required", "access code missing")
+    if not hmac.compare_digest(given.encode(), settings.access_code.encode()):
+        raise Refused(403, "wrong access code", "access code wrong")
+
+
+def new_identity() -> str:
+    """A participant identity that says nothing about the person (their name is the display name)."""
+    return f"web-{secrets.token_hex(6)}"
+
+
+def mint_token(settings: WebSettings, request: TokenRequest, identity: str) -> str:
+    """A join token for `request.room`: a listener subscribes and sets its own attributes (the language it
+    hears), a speaker also publishes its microphone; neither publishes data. It carries the interpreter's
+    dispatch, which LiveKit acts on when the room starts (the first person joining), once."""
+    speaker = request.role == "speaker"
+    grants = api.VideoGrants(
+        room_join=True,
+        room=request.room,
+        can_subscribe=True,
+        can_publish=speaker,
+        can_publish_data=False,
+        can_publish_sources=["microphone"] if speaker else None,
+        can_update_own_metadata=True,
+    )
+    attributes = {"language": request.language} if speaker else {"interpret_to": request.language}
+    dispatch = api.RoomAgentDispatch(agent_name=settings.agent_name, metadata=settings.room_metadata)
+    return (
+        api.AccessToken(settings.livekit.api_key, settings.livekit.api_secret)
+        .with_identity(identity)
+        .with_name(request.name)
+        .with_ttl(datetime.timedelta(seconds=settings.token_ttl_s))
+        .with_grants(grants)
+        .with_attributes(attributes)
+        .with_room_config(api.RoomConfiguration(agents=[dispatch]))
+        .to_jwt()
+    )
+
+
+class WebApp:
+    """The handlers, over `settings` and the folder the built page is in."""
+
+    def __init__(self, settings: WebSettings, static_dir: Path = STATIC_DIR) -> None:
+        self.settings = settings
+        self.static_dir = static_dir
+        self.tokens_issued = 0
+        self.refused: dict[str, int] = {}  # why requests were refused, counted
+
+    async def index(self, _: web.Request) -> web.StreamResponse:
+        page = self.static_dir / "index.html"
+        if not page.is_file():
+            return web.Response(
+                status=503,
+                text="page not built: run `npm ci && npm run build` in web/ (it writes agent/web_static/)",
+            )
+        return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        path = self.static_dir / request.match_info["name"]
+        if not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    async def config(self, _: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "languages": supported_languages(),
+                "access_code_required": self.settings.access_code is not None,
+                "agent_name": self.settings.agent_name,
+            }
+        )
+
+    async def token(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._body(request)
+            check_access_code(self.settings, body)
+            wanted = parse_token_request(body)
+        except Refused as refused:
+            self.refused[refused.reason] = self.refused.get(refused.reason, 0) + 1
+            logger.info("token refused", extra={"status": refused.status, "reason": refused.reason})
+            return web.json_response({"error": refused.message}, status=refused.status)
+        identity = new_identity()
+        token = mint_token(self.settings, wanted, identity)
+        self.tokens_issued += 1
+        logger.info("token issued", extra={"role": wanted.role, "tokens_issued": self.tokens_issued})
+        return web.json_response(
+            {"token": token, "url": self.settings.browser_url, "identity": identity},
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def _body(self, request: web.Request) -> object:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise Refused(413, f"the body must be at most {MAX_BODY_BYTES} bytes", "body too large") from None
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise Refused(400, "the body must be JSON", "body not JSON") from None
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    response: web.StreamResponse = await handler(request)
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+WEB_APP = web.AppKey("web_app", WebApp)
+
+
+def create_app(settings: WebSettings, static_dir: Path = STATIC_DIR) -> web.Application:
+    handlers = WebApp(settings, static_dir)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_security_headers])
+    app[WEB_APP] = handlers
+    app.router.add_get("/", handlers.index)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/api/config", handlers.config)
+    app.router.add_post("/api/token", handlers.token)
+    app.router.add_get("/{name:" + _STATIC_NAME + "}", handlers.static)
+    return app
+
+
+async def start_site(settings: WebSettings, static_dir: Path = STATIC_DIR) -> web.AppRunner:
+    """The app serving on WEB_HOST:WEB_PORT; stop it with `runner.cleanup()`. No access log (the page's
+    URL may carry a room name)."""
+    runner = web.AppRunner(create_app(settings, static_dir), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    logger.info("serving the page", extra={"host": settings.host, "port": settings.port})
+    return runner
+
+
+def page_url(settings: WebSettings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
+    return f"http://{host}:{settings.port}/"
+
+
+def setup_logging(level: str | None) -> None:
+    """JSON lines on stderr, as the worker's production logs (`LOG_LEVEL`, INFO by default)."""
+    from livekit.agents.cli.log import JsonFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level or "INFO")
+
+
+async def serve(settings: WebSettings, static_dir: Path = STATIC_DIR) -> None:
+    """`python -m agent web`: serve until SIGINT or SIGTERM."""
+    runner = await start_site(settings, static_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"the page: {page_url(settings)}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str]) -> int:
+    """`python -m agent web`: the settings checked (one error naming every problem, exit 2), then serve."""
+    from .config import ConfigError, load_web_settings, read_environment
+
+    if argv:
+        print("usage: python -m agent web (settings come from the environment and .env)", file=sys.stderr)
+        return 0 if argv[0] in ("-h", "--help") else 2
+    try:
+        settings = load_web_settings(read_environment())
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except OSError as e:  # the port is taken, or the host is not an address of this machine
+        print(f"cannot serve the page on {settings.host}:{settings.port}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    return 0

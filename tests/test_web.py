@@ -1,0 +1,382 @@
+"""The page's server (`agent/web.py`): the token endpoint's checks and tokens, the page and its files, and
+(against the real LiveKit server) what the tokens allow: a listener cannot publish, a speaker can, and a
+token brings the interpreter in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestClient, TestServer
+from livekit import api, rtc
+from livekit.rtc.participant import PublishTrackError
+
+from agent.config import WebSettings, load_web_settings
+from agent.filemode import read_wav
+from agent.room_settings import SUPPORTED_LANGUAGES
+from agent.web import MAX_BODY_BYTES, WEB_APP, create_app, new_identity
+from tests.conftest import ONE_SENTENCE, Fakes, start_room_fakes, stop_fakes
+from tests.livekit_server import API_KEY, API_SECRET, LiveKitServer, free_port
+from tests.loopback import eventually
+from tests.participants import Listener, Speaker
+from tests.real_room import real_room
+
+ROOT = Path(__file__).parent.parent
+LIVEKIT = {
+    "LIVEKIT_URL": "ws://127.0.0.1:7880",
+    "LIVEKIT_API_KEY": API_KEY,
+    "LIVEKIT_API_SECRET": API_SECRET,
+}
+METADATA = '{"target_languages": ["es"]}'
+GOOD = {"room": "board-meeting_2", "name": "Ana María", "role": "listener", "language": "es"}
+
+
+def settings(**env: str) -> WebSettings:
+    return load_web_settings({**LIVEKIT, **env})
+
+
+@pytest.fixture
+async def page_dir(tmp_path: Path) -> Path:
+    static = tmp_path / "web_static"
+    static.mkdir()
+    (static / "index.html").write_text("<!doctype html><title>interpreter</title>")
+    (static / "app.js").write_text("console.log('page')")
+    (static / "style.css").write_text("body {}")
+    (tmp_path / "secret.js").write_text("outside the folder")
+    return static
+
+
+@asynccontextmanager
+async def serving(web: WebSettings, static_dir: Path | None = None) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(web) if static_dir is None else create_app(web, static_dir)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+async def post_token(client: TestClient[Any, Any], body: object) -> tuple[int, dict[str, Any]]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = await client.post("/api/token", data=data, headers={"Content-Type": "application/json"})
+    return response.status, await response.json()
+
+
+def claims(token: str) -> api.access_token.Claims:
+    return api.TokenVerifier(API_KEY, API_SECRET).verify(token)
+
+
+async def test_config_lists_the_supported_languages_and_whether_a_code_is_needed() -> None:
+    async with serving(settings()) as client:
+        response = await client.get("/api/config")
+        assert response.status == 200
+        config = await response.json()
+    codes = [language["code"] for language in config["languages"]]
+    assert set(codes) == SUPPORTED_LANGUAGES and len(codes) == len(SUPPORTED_LANGUAGES)
+    assert {"code": "es", "name": "Spanish"} in config["languages"]
+    names = [language["name"] for language in config["languages"]]
+    assert names == sorted(names)
+    assert config["access_code_required"] is False and config["agent_name"] == "interpreter"
+    async with serving(settings(WEB_ACCESS_CODE="let-me-in", AGENT_NAME="dolmetscher")) as client:
+        config = await (await client.get("/api/config")).json()
+    assert config["access_code_required"] is True and config["agent_name"] == "dolmetscher"
+
+
+BAD_REQUESTS = [
+    (b"room=a&name=b", "the body must be JSON", "body not JSON"),
+    (b"\xff\xfe", "the body must be JSON", "body not JSON"),
+    ([GOOD], "the body must be a JSON object", "body not an object"),
+    ({k: v for k, v in GOOD.items() if k != "room"}, "room is missing", "room missing"),
+    ({**GOOD, "room": ""}, "room must be 1 to 64 characters", "room malformed"),
+    ({**GOOD, "room": "r" * 65}, "room must be 1 to 64 characters", "room malformed"),
+    ({**GOOD, "room": "board meeting"}, "room must be 1 to 64 characters", "room malformed"),
+    ({**GOOD, "room": "../admin"}, "room must be 1 to 64 characters", "room malformed"),
+    ({**GOOD, "room": 7}, "room must be a string", "room not a string"),
+    ({**GOOD, "name": "   "}, "name must be 1 to 64 printable characters", "name malformed"),
+    ({**GOOD, "name": "n" * 65}, "name must be 1 to 64 printable characters", "name malformed"),
+    ({**GOOD, "name": "Ana\nMaría"}, "name must be 1 to 64 printable characters", "name malformed"),
+    ({**GOOD, "name": None}, "name is missing", "name missing"),
+    ({**GOOD, "role": "host"}, "role must be 'listener' or 'speaker'", "role unknown"),
+    ({**GOOD, "role": ["listener"]}, "role must be a string", "role not a string"),
+    ({**GOOD, "language": "tlh"}, "language must be one of the supported languages", "language unsupported"),
+    ({**GOOD, "language": "ES"}, "language must be one of the supported languages", "language unsupported"),
+    ({k: v for k, v in GOOD.items() if k != "language"}, "language is missing", "language missing"),
+]
+
+
+@pytest.mark.parametrize(("body", "message", "reason"), BAD_REQUESTS)
+async def test_each_bad_request_is_a_400_naming_what_is_wrong(
+    body: object, message: str, reason: str
+) -> None:
+    async with serving(settings()) as client:
+        status, answer = await post_token(client, body)
+        handlers = client.app[WEB_APP]
+    assert status == 400 and answer["error"].startswith(message), answer
+    assert handlers.refused == {reason: 1} and handlers.tokens_issued == 0
+
+
+async def test_a_body_larger_than_the_limit_is_refused() -> None:
+    async with serving(settings()) as client:
+        status, answer = await post_token(client, {**GOOD, "name": "x" * MAX_BODY_BYTES})
+        handlers = client.app[WEB_APP]
+    assert status == 413 and "at most" in answer["error"]
+    assert handlers.refused == {"body too large": 1} and handlers.tokens_issued == 0
+
+
+async def test_with_an_access_code_set_no_token_without_it() -> None:
+    async with serving(settings(WEB_ACCESS_CODE="let-me-in")) as client:
+        assert await post_token(client, GOOD) == (403, {"error": "access code required"})
+        assert await post_token(client, {**GOOD, "access_code": ""}) == (
+            403,
+            {"error": "access code required"},
+        )
+        assert await post_token(client, {**GOOD, "access_code": 1234}) == (
+            403,
+            {"error": "access code required"},
+        )
+        for wrong in ("let-me-out", "let-me-in ", "LET-ME-IN", "let-me-i"):
+            assert await post_token(client, {**GOOD, "access_code": wrong}) == (
+                403,
+                {"error": "wrong access code"},
+            )
+        # the code is checked before the fields: a caller without it learns nothing from the validation
+        assert await post_token(client, {"room": "?"}) == (403, {"error": "access code required"})
+        status, answer = await post_token(client, {**GOOD, "access_code": "let-me-in"})
+        handlers = client.app[WEB_APP]
+    grants = claims(answer["token"]).video
+    assert status == 200 and grants is not None and grants.room == GOOD["room"]
+    assert handlers.tokens_issued == 1
+    assert handlers.refused == {"access code missing": 4, "access code wrong": 4}
+    async with serving(settings()) as client:  # no code set: none needed, one given is ignored
+        assert (await post_token(client, GOOD))[0] == 200
+        assert (await post_token(client, {**GOOD, "access_code": "anything"}))[0] == 200
+
+
+async def test_tokens_carry_the_roles_grants_attributes_ttl_and_the_interpreters_dispatch() -> None:
+    web = settings(WEB_TOKEN_TTL_S="300", WEB_ROOM_METADATA=METADATA, WEB_LIVEKIT_URL="wss://public.example")
+    async with serving(web) as client:
+        _, listener = await post_token(client, GOOD)
+        _, speaker = await post_token(client, {**GOOD, "role": "speaker", "language": "en", "name": " Bo "})
+    assert listener["url"] == speaker["url"] == "wss://public.example"  # as the browser should use it
+    for answer in (listener, speaker):
+        assert re.fullmatch(r"web-[0-9a-f]{12}", answer["identity"])
+    assert listener["identity"] != speaker["identity"]
+
+    heard, said = claims(listener["token"]), claims(speaker["token"])
+    assert heard.video is not None and said.video is not None
+    assert (heard.identity, heard.name) == (listener["identity"], "Ana María")
+    assert (said.identity, said.name) == (speaker["identity"], "Bo")  # the display name, trimmed
+    assert heard.attributes == {"interpret_to": "es"} and said.attributes == {"language": "en"}
+    for grants in (heard.video, said.video):
+        assert grants.room_join and grants.room == GOOD["room"] and grants.can_subscribe
+        assert grants.can_update_own_metadata and not grants.can_publish_data
+        assert not (grants.room_admin or grants.room_create or grants.room_list or grants.agent)
+    assert heard.video.can_publish is False and not heard.video.can_publish_sources
+    assert said.video.can_publish is True and said.video.can_publish_sources == ["microphone"]
+    for token in (listener["token"], speaker["token"]):
+        raw = jwt.decode(token, options={"verify_signature": False})
+        assert raw["exp"] - raw["nbf"] == 300
+        config = claims(token).room_config
+        assert config is not None and len(config.agents) == 1
+        assert config.agents[0].agent_name == "interpreter" and config.agents[0].metadata == METADATA
+
+
+def test_identities_are_random() -> None:
+    identities = {new_identity() for _ in range(1000)}
+    assert len(identities) == 1000
+
+
+async def test_no_token_name_room_or_code_in_any_log_record(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    name, room, code = "Mallory Example", "mallory-room-42", "code-not-to-log"
+    async with serving(settings(WEB_ACCESS_CODE=code)) as client:
+        request = {**GOOD, "name": name, "room": room}
+        _, answer = await post_token(client, {**request, "access_code": code})
+        await post_token(client, {**request, "access_code": "guess-not-to-log"})
+        await post_token(client, {**request, "language": "tlh", "access_code": code})
+    issued = [r for r in caplog.records if r.getMessage() == "token issued"]
+    refused = [r for r in caplog.records if r.getMessage() == "token refused"]
+    assert len(issued) == 1 and issued[0].__dict__["role"] == "listener"
+    assert [(r.__dict__["status"], r.__dict__["reason"]) for r in refused] == [
+        (403, "access code wrong"),
+        (400, "language unsupported"),
+    ]
+    for record in caplog.records:
+        logged = record.getMessage() + " " + " ".join(map(str, record.__dict__.values()))
+        for secret in (name, room, code, "guess-not-to-log", answer["token"], answer["identity"]):
+            assert secret not in logged, (record.name, record.getMessage())
+
+
+async def test_the_page_its_files_and_nothing_else(page_dir: Path) -> None:
+    async with serving(settings(), page_dir) as client:
+        page = await client.get("/")
+        assert page.status == 200 and "text/html" in page.headers["Content-Type"]
+        assert "<title>interpreter</title>" in await page.text()
+        script = await client.get("/app.js")
+        assert script.status == 200 and "javascript" in script.headers["Content-Type"]
+        style = await client.get("/style.css")
+        assert style.status == 200 and "text/css" in style.headers["Content-Type"]
+        assert page.headers["X-Content-Type-Options"] == "nosniff"
+        for outside in (
+            "/secret.js",
+            "/..%2Fsecret.js",
+            "/%2E%2E/secret.js",
+            "/web_static/app.js",
+            "/missing.js",
+        ):
+            assert (await client.get(outside)).status == 404, outside
+        health = await client.get("/healthz")
+        assert health.status == 200 and await health.text() == "OK"
+        assert (await client.get("/api/token")).status == 405  # tokens only by POST
+    (page_dir / "index.html").unlink()
+    async with serving(settings(), page_dir) as client:
+        missing = await client.get("/")
+        assert missing.status == 503 and "page not built" in await missing.text()
+
+
+async def _line(stream: asyncio.StreamReader, within_s: float = 30) -> str:
+    return (await asyncio.wait_for(stream.readline(), within_s)).decode()
+
+
+BASE_ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+
+
+def test_python_m_agent_web_names_every_missing_variable_and_no_provider_key(tmp_path: Path) -> None:
+    missing = subprocess.run(
+        [sys.executable, "-m", "agent", "web"],
+        cwd=tmp_path,
+        env=BASE_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2
+    for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"):
+        assert name in missing.stderr
+    assert "DEEPGRAM" not in missing.stderr and "CARTESIA" not in missing.stderr
+
+
+async def test_python_m_agent_web_serves_without_provider_keys_until_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    web = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        "web",
+        cwd=tmp_path,
+        env={**BASE_ENV, **LIVEKIT, "WEB_PORT": str(port), "WEB_HOST": "127.0.0.1"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert web.stdout is not None
+        assert await _line(web.stdout) == f"the page: http://127.0.0.1:{port}/\n"
+        async with ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as health:
+                assert health.status == 200
+            async with http.post(f"http://127.0.0.1:{port}/api/token", json=GOOD) as response:
+                assert response.status == 200 and "token" in await response.json()
+        web.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(web.wait(), 30) == 0
+        _, errors = await web.communicate()
+        logged = [json.loads(line) for line in errors.decode().splitlines() if line.startswith("{")]
+        assert any(r["message"] == "token issued" and r["role"] == "listener" for r in logged), errors
+    finally:
+        if web.returncode is None:
+            web.kill()
+            await web.wait()
+
+
+# -- against the real LiveKit server ---------------------------------------------------------------------
+
+
+def server_settings(server: LiveKitServer, **env: str) -> WebSettings:
+    return load_web_settings(
+        {"LIVEKIT_URL": server.url, "LIVEKIT_API_KEY": API_KEY, "LIVEKIT_API_SECRET": API_SECRET, **env}
+    )
+
+
+async def participant_info(server: LiveKitServer, room: str, identity: str) -> Any:
+    lk = server.api()
+    try:
+        found = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+        return next((p for p in found.participants if p.identity == identity), None)
+    finally:
+        await lk.aclose()
+
+
+async def test_a_listener_token_cannot_publish_audio_and_a_speakers_can(
+    livekit_server: LiveKitServer,
+) -> None:
+    room = f"web-grants-{new_identity()}"
+    async with serving(server_settings(livekit_server)) as client:
+        _, as_listener = await post_token(client, {**GOOD, "room": room})
+        _, as_speaker = await post_token(client, {**GOOD, "room": room, "role": "speaker", "language": "en"})
+    listener, speaker = Speaker("listener"), Speaker("speaker")  # both try to publish a microphone
+    try:
+        await listener.connect(as_listener["url"], as_listener["token"])
+        await speaker.connect(as_speaker["url"], as_speaker["token"])
+        with pytest.raises(PublishTrackError):  # the server refuses it
+            await asyncio.wait_for(listener.publish(), 30)
+        await speaker.publish()
+        await eventually(
+            lambda: speaker.room.local_participant.track_publications != {}, what="the publication"
+        )
+
+        async def tracks(identity: str) -> list[str] | None:
+            info = await participant_info(livekit_server, room, identity)
+            return None if info is None else [t.source for t in info.tracks]
+
+        assert await tracks(as_listener["identity"]) == []
+        assert await tracks(as_speaker["identity"]) == [rtc.TrackSource.SOURCE_MICROPHONE]
+        info = await participant_info(livekit_server, room, as_listener["identity"])
+        assert info.name == GOOD["name"] and dict(info.attributes) == {"interpret_to": "es"}
+        assert info.permission.can_publish is False and info.permission.can_subscribe is True
+    finally:
+        await listener.aclose()
+        await speaker.aclose()
+
+
+async def test_a_token_brings_the_interpreter_in_with_the_rooms_settings(
+    livekit_server: LiveKitServer, tmp_path: Path
+) -> None:
+    fakes: Fakes = await start_room_fakes()
+    try:
+        async with real_room(livekit_server, fakes, tmp_path) as room:
+            web = server_settings(livekit_server, WEB_ROOM_METADATA='{"target_languages": ["fr"]}')
+            async with serving(web) as client:
+                _, as_speaker = await post_token(
+                    client, {**GOOD, "room": room.name, "role": "speaker", "language": "en"}
+                )
+                _, as_listener = await post_token(client, {**GOOD, "room": room.name, "language": "de"})
+            speaker, listener = Speaker("speaker"), Listener("listener")
+            room.participants += [speaker, listener]
+            await room.worker_available()  # the server drops a dispatch that finds no available worker
+            await speaker.connect(as_speaker["url"], as_speaker["token"])
+            await speaker.publish()
+            # the room's settings came with the dispatch: French only (not the worker's TARGET_LANGUAGE)
+            await room.agent_tracks(speaker, "interpretation-fr")
+            await listener.connect(as_listener["url"], as_listener["token"])
+            await room.agent_tracks(listener, "interpretation-fr", "interpretation-de")
+            # a listener's token lets it change its own language (the page's language switch)
+            await listener.room.local_participant.set_attributes({"interpret_to": "it"})
+            await room.agent_tracks(listener, "interpretation-fr", "interpretation-it")
+            speaker.say(read_wav(ONE_SENTENCE.wav))
+            await eventually(
+                lambda: listener.final_captions(translated=True, language="it") != [],
+                within_s=60,
+                what="a translated caption in Italian",
+            )
+            assert room.worker.job_requests(room.name) == 1 + room.dispatched_again
+            room.check_worker_output()
+    finally:
+        await stop_fakes(fakes)
