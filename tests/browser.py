@@ -368,12 +368,12 @@ def responder_by_language(translations: Mapping[str, Mapping[str, str]]) -> Call
     the system prompt asks for (`translations[key][language name]`)."""
 
     def respond(messages: list[Any]) -> str:
-        system = str(messages[0].get("content", ""))
+        system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "system").lower()
         user = str(messages[-1].get("content", ""))
         for key, by_language in translations.items():
             if key in user:
                 for language, text in by_language.items():
-                    if f"into {language}" in system:
+                    if f"into {language.lower()}" in system:
                         return text
         return "[untranslated] " + json.dumps(user)
 
