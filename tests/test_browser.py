@@ -10,9 +10,9 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from playwright.async_api import Page
 
 from tests.browser import (
     Browsers,
@@ -33,6 +33,9 @@ from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.livekit_server import LiveKitServer
 from tests.loopback import eventually
 from tests.real_room import RealRoom, real_room
+
+if TYPE_CHECKING:  # Playwright itself is imported by the chromium fixture: missing, the tests skip
+    from playwright.async_api import Page
 
 SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
 # the speaker's microphone: "Please turn on your camera." between silences, looped by Chromium; the fake
@@ -257,7 +260,7 @@ async def _subscribed_is(page: Page, names: set[str]) -> bool:
 
 async def screenshots(page: Page) -> None:
     """The listener's page with captions, laptop and phone sized: into test-artifacts/ on every run; copied
-    to docs/screenshots/ (the README's) when UPDATE_SCREENSHOTS is set."""
+    to docs/screenshots/ (the README's) with UPDATE_SCREENSHOTS=1."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for name, (width, height) in {"listener-desktop": (1280, 800), "listener-phone": (390, 844)}.items():
         await page.set_viewport_size({"width": width, "height": height})
