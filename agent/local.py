@@ -47,7 +47,7 @@ INSTALL_HINT = (
 REGISTERED = "registered worker"  # the framework's log line once the server accepted the worker
 SERVER_START_S = 30.0
 WORKER_REGISTER_S = 90.0
-WORKER_STOP_S = 45.0  # the drain (5 s) and each job's own shutdown bound (35.5 s at most)
+JOB_SHUTDOWN_S = 40.0  # after the drain, each job's own shutdown bound (35.5 s at most) and some
 SERVER_STOP_S = 10.0
 LOCAL_DRAIN_TIMEOUT_S = "5"
 
@@ -75,6 +75,12 @@ class LocalPlan:
     worker_env: dict[str, str]
     web: WebSettings
     run_dir: Path  # the server's log
+
+    @property
+    def worker_stop_s(self) -> float:
+        """How long the worker may take to stop: its drain, then its jobs' shutdown."""
+        drain = self.worker_env["DRAIN_TIMEOUT_S"]
+        return (float(drain) if drain.isdigit() else float(LOCAL_DRAIN_TIMEOUT_S)) + JOB_SHUTDOWN_S
 
     @property
     def livekit_url(self) -> str:
@@ -165,7 +171,8 @@ class Child:
         finally:
             hurried.cancel()
         if self.proc.returncode is None:  # not reaped yet: its process group is still ours to kill
-            say(f"{self.name} did not stop in time: killed")
+            why = "a second signal" if hurry.is_set() else f"not stopped within {within_s:.0f} s"
+            say(f"{self.name} killed ({why})")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
         await self.exited
@@ -315,7 +322,7 @@ class Local:
 
     async def _stop_children(self) -> None:
         for child in reversed(self.children):  # the worker first, then the server
-            within = WORKER_STOP_S if child.name == "the worker" else SERVER_STOP_S
+            within = self.plan.worker_stop_s if child.name == "the worker" else SERVER_STOP_S
             await child.stop(within, self.hurry)
         if self._pump is not None:  # the worker's output ends with it (and its job processes)
             with contextlib.suppress(TimeoutError):
@@ -335,4 +342,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(
         level=local.web.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    return asyncio.run(Local(local).run())
+    code = asyncio.run(Local(local).run())
+    if code == 0:  # the server's log is kept only when something went wrong
+        shutil.rmtree(local.run_dir, ignore_errors=True)
+    return code

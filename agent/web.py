@@ -32,6 +32,7 @@ from aiohttp import web
 from livekit import api
 
 from .config import WebSettings
+from .errors import log_unexpected
 from .prompt import language_name
 from .room_settings import SUPPORTED_LANGUAGES
 
@@ -115,7 +116,8 @@ def check_access_code(settings: WebSettings, body: object) -> None:
     given = body.get("access_code") if isinstance(body, dict) else None
     if not isinstance(given, str) or not given:
         raise Refused(403, "access code required", "access code missing")
-    if not hmac.compare_digest(given.encode(), settings.access_code.encode()):
+    # (JSON may carry lone surrogates: "surrogatepass" keeps them from failing the comparison)
+    if not hmac.compare_digest(given.encode(errors="surrogatepass"), settings.access_code.encode()):
         raise Refused(403, "wrong access code", "access code wrong")
 
 
@@ -218,10 +220,17 @@ class WebApp:
 
 
 @web.middleware
-async def _security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
-    response: web.StreamResponse = await handler(request)
-    for name, value in _SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+async def _answers(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Security headers on every answer; a bug in a handler is a 500 with its traceback logged."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException as answer:  # 404, 405, 413 ...
+        answer.headers.update(_SECURITY_HEADERS)
+        raise
+    except Exception as e:  # messages withheld: they may quote the request
+        log_unexpected(logger, "request failed", e)
+        response = web.json_response({"error": "internal error"}, status=500)
+    response.headers.update(_SECURITY_HEADERS)
     return response
 
 
@@ -230,7 +239,7 @@ WEB_APP = web.AppKey("web_app", WebApp)
 
 def create_app(settings: WebSettings, static_dir: Path = STATIC_DIR) -> web.Application:
     handlers = WebApp(settings, static_dir)
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_security_headers])
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_answers])
     app[WEB_APP] = handlers
     app.router.add_get("/", handlers.index)
     app.router.add_get("/healthz", handlers.healthz)

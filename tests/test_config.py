@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 
 from agent.config import ConfigError, load_server_settings, load_settings, load_web_settings
@@ -136,3 +139,22 @@ def test_web_room_metadata_is_checked_by_the_room_settings_rules():
             "WEB_ROOM_METADATA is malformed"
         )
         assert why in err.value.problems[0] and "job metadata" not in err.value.problems[0]
+
+
+def test_env_example_documents_every_web_and_local_variable():
+    example = (Path(__file__).parent.parent / ".env.example").read_text()
+    source = "".join(
+        (Path(__file__).parent.parent / "agent" / name).read_text() for name in ("config.py", "local.py")
+    )
+    names = set(re.findall(r'"((?:WEB|LOCAL)_[A-Z_]+)"', source))
+    assert {
+        "WEB_PORT",
+        "WEB_HOST",
+        "WEB_ACCESS_CODE",
+        "WEB_TOKEN_TTL_S",
+        "WEB_LIVEKIT_URL",
+        "WEB_ROOM_METADATA",
+    } <= names
+    assert "LOCAL_LIVEKIT_PORT" in names
+    for name in names:
+        assert re.search(rf"^#? ?{name}=", example, re.M), name

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.config import load_server_settings
+from agent.config import load_server_settings, load_web_settings
 from agent.worker import CpuSampler, SessionLoad
 from tests.livekit_server import free_port
 from tests.room_worker import start_unregistered_worker
@@ -29,6 +29,7 @@ ROOT = Path(__file__).parent.parent
 FLY = tomllib.loads((ROOT / "fly.toml").read_text())
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 START = "python -m agent start"
+WEB = "python -m agent web"
 
 
 def test_fly_toml_matches_the_code():
@@ -38,11 +39,25 @@ def test_fly_toml_matches_the_code():
     assert FLY["kill_signal"] in {"SIGTERM", "SIGINT"}  # both make the worker drain
     checks = list(FLY["checks"].values())
     assert checks and all(c["port"] == server.health_port == 8081 for c in checks)
-    assert FLY["processes"]["worker"] == START
+    assert FLY["processes"] == {"worker": START, "web": WEB}
+    assert all(c["processes"] == ["worker"] for c in checks)  # the page has its own check
     # nothing would ever start a stopped worker again (no service for Fly's proxy to wake it)
-    assert [r["policy"] for r in FLY["restart"]] == ["always"]
-    assert FLY["metrics"] == {"port": server.prometheus_port, "path": "/metrics"}  # Fly scrapes them
-    assert "http_service" not in FLY and "services" not in FLY  # the worker dials out; no public HTTP
+    assert [(r["policy"], r["processes"]) for r in FLY["restart"]] == [("always", ["worker"])]
+    # Fly scrapes the worker's metrics (the page serves none)
+    assert FLY["metrics"] == [{"port": server.prometheus_port, "path": "/metrics", "processes": ["worker"]}]
+    assert sorted(p for vm in FLY["vm"] for p in vm["processes"]) == ["web", "worker"]
+    assert "services" not in FLY  # the worker dials out; the page is the one public service
+
+
+def test_the_page_is_the_apps_public_https_service_with_its_own_health_check():
+    web = load_web_settings({"LIVEKIT_URL": "wss://x", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s"})
+    service = FLY["http_service"]
+    assert service["processes"] == ["web"]  # never the worker
+    assert service["internal_port"] == web.port == 8080 and web.host == "0.0.0.0"  # Fly's proxy reaches it
+    assert service["force_https"] is True  # a browser gives the microphone to secure pages only
+    assert [(c["method"], c["path"]) for c in service["checks"]] == [("GET", "/healthz")]
+    exposed = next(line for line in DOCKERFILE.splitlines() if line.startswith("EXPOSE ")).split()[1:]
+    assert {"8080", "8081"} <= set(exposed)
     text = (ROOT / "fly.toml").read_text()
     assert "API_KEY" not in text and "SECRET" not in text  # secrets go in with `fly secrets set`
 
@@ -82,6 +97,28 @@ def test_the_image_environment_builds_from_the_lock_and_runs_the_entry_point(tmp
     assert "start" in result.stdout and "download-files" in result.stdout
     has_pytest = subprocess.run([str(python), "-c", "import pytest"], capture_output=True)
     assert has_pytest.returncode != 0  # only what the worker needs
+
+    # the page's process, from the same copy: it serves the committed bundle (agent/web_static/)
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "LIVEKIT_URL": "wss://example.livekit.cloud",
+        "LIVEKIT_API_KEY": "key",
+        "LIVEKIT_API_SECRET": "secret",
+        "WEB_PORT": str(port),
+        "WEB_HOST": "127.0.0.1",
+    }
+    web = subprocess.Popen(
+        [str(python), "-m", "agent", "web"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert web.stdout is not None and web.stdout.readline().startswith("the page: ")
+        assert get(f"http://127.0.0.1:{port}/healthz") == (200, "OK")
+        built = (ROOT / "agent" / "web_static" / "index.html").exists()
+        assert get(f"http://127.0.0.1:{port}/")[0] == (200 if built else 503)
+    finally:
+        web.terminate()
+        assert web.wait(30) == 0
 
 
 def test_load_is_sessions_against_capacity_or_cpu_whichever_is_higher():

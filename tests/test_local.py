@@ -115,16 +115,23 @@ class Running:
     children: list[psutil.Process]
 
     def log(self) -> str:
-        return self.errors.read_text(errors="replace")[-6000:]
+        return self.errors.read_text(errors="replace")
 
 
 @asynccontextmanager
-async def local(tmp_path: Path, fakes: Fakes) -> AsyncIterator[Running]:
+async def local(tmp_path: Path, fakes: Fakes, *, deaf_server: bool = False) -> AsyncIterator[Running]:
+    """`python -m agent local` on free ports, until it printed the page's URL. `deaf_server`: its
+    livekit-server ignores SIGTERM (a shell that ignores it, running the real server)."""
     binary = find_binary()
     if binary is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(INSTALL_HINT, pytrace=False)
         pytest.skip(INSTALL_HINT)
+    if deaf_server:
+        wrapper = tmp_path / "deaf-livekit-server"
+        wrapper.write_text(f"#!/bin/sh\ntrap '' TERM\n'{binary}' \"$@\"\n")
+        wrapper.chmod(0o755)
+        binary = str(wrapper)
     env = base_env(
         tmp_path,
         **fakes.env(),
@@ -135,6 +142,7 @@ async def local(tmp_path: Path, fakes: Fakes) -> AsyncIterator[Running]:
         PROMETHEUS_PORT=str(free_port()),
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
         DRAIN_TIMEOUT_S="2",
+        TMPDIR=str(tmp_path),  # where local keeps the server's log
         PYTHONDEVMODE="1",
     )
     errors = tmp_path / "local.stderr"
@@ -150,6 +158,7 @@ async def local(tmp_path: Path, fakes: Fakes) -> AsyncIterator[Running]:
             stderr=err,
             stdin=asyncio.subprocess.DEVNULL,
         )
+    seen: list[psutil.Process] = []  # everything it started, killed at the end if still running
     try:
         assert proc.stdout is not None
         try:
@@ -158,16 +167,23 @@ async def local(tmp_path: Path, fakes: Fakes) -> AsyncIterator[Running]:
             line = ""
         match = URL_LINE.match(line)
         assert match, f"no page URL line: {line!r}\n{errors.read_text(errors='replace')[-6000:]}"
-        children = psutil.Process(proc.pid).children(recursive=True)
-        yield Running(proc, match[1], match[2], errors, children)
+        seen += psutil.Process(proc.pid).children(recursive=True)
+        yield Running(proc, match[1], match[2], errors, list(seen))
     finally:
-        if proc.returncode is None:  # the test failed: everything it started goes
-            with contextlib.suppress(psutil.Error):
-                for child in psutil.Process(proc.pid).children(recursive=True):
-                    with contextlib.suppress(psutil.Error):
-                        child.kill()
+        with contextlib.suppress(psutil.Error):
+            seen += psutil.Process(proc.pid).children(recursive=True)
+        if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        for child in seen:  # nothing left behind by a failed test (psutil checks it is still that process)
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+
+
+def server_log_kept(output: str) -> bool | None:
+    """Whether the server's log that `local` named is still there (None: it named none)."""
+    named = re.search(r"log: (\S+/livekit-server\.log)", output)
+    return None if named is None else Path(named[1]).exists()
 
 
 def gone(children: list[psutil.Process]) -> bool:
@@ -211,7 +227,7 @@ async def test_local_runs_server_worker_and_page_and_stops_all_three_on_ctrl_c(t
             await eventually(
                 lambda: listener.final_captions(translated=True, language="es") != [],
                 within_s=60,
-                what=f"a translated caption\n{running.log()}",
+                what=f"a translated caption\n{running.log()[-6000:]}",
             )
             assert listener.audio("interpretation-es").any()  # the translation was heard, not only captioned
             await speaker.aclose()
@@ -219,10 +235,11 @@ async def test_local_runs_server_worker_and_page_and_stops_all_three_on_ctrl_c(t
 
             children = psutil.Process(running.proc.pid).children(recursive=True)  # the room's job too
             running.proc.send_signal(signal.SIGINT)  # Ctrl-C
-            assert await asyncio.wait_for(running.proc.wait(), 90) == 0, running.log()
+            assert await asyncio.wait_for(running.proc.wait(), 90) == 0, running.log()[-6000:]
             await eventually(lambda: gone(children), within_s=10, what="every child to be gone")
             log = running.log()
-            assert "stopped" in log and "did not stop in time" not in log
+            assert "stopped" in log and " killed (" not in log
+            assert server_log_kept(log) is False  # removed after a clean run
     finally:
         await speaker.aclose()
         await listener.aclose()
@@ -237,6 +254,23 @@ async def test_when_the_server_dies_local_stops_the_rest_and_exits_1(tmp_path: P
             server.kill()
             assert await asyncio.wait_for(running.proc.wait(), 90) == 1
             await eventually(lambda: gone(running.children), within_s=10, what="every child to be gone")
-            assert re.search(r"livekit-server exited with code -9", running.log()), running.log()
+            log = running.log()
+            assert re.search(r"livekit-server exited with code -9 \(its log: \S+\)", log), log[-6000:]
+            assert server_log_kept(log) is True  # kept after a failure
+    finally:
+        await stop_fakes(fakes)
+
+
+async def test_a_child_that_does_not_stop_is_killed_at_once_on_a_second_ctrl_c(tmp_path: Path) -> None:
+    fakes = await start_room_fakes()
+    try:
+        async with local(tmp_path, fakes, deaf_server=True) as running:
+            children = psutil.Process(running.proc.pid).children(recursive=True)
+            running.proc.send_signal(signal.SIGINT)
+            await eventually(lambda: "stopping" in running.log(), within_s=30, what="local to start stopping")
+            running.proc.send_signal(signal.SIGINT)  # impatient: kill what is left
+            assert await asyncio.wait_for(running.proc.wait(), 60) == 0, running.log()[-6000:]
+            await eventually(lambda: gone(children), within_s=10, what="every child to be gone")
+            assert "livekit-server killed (a second signal)" in running.log()
     finally:
         await stop_fakes(fakes)

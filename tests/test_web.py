@@ -18,7 +18,7 @@ from typing import Any
 
 import jwt
 import pytest
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
 from livekit import api, rtc
 from livekit.rtc.participant import PublishTrackError
@@ -143,7 +143,7 @@ async def test_with_an_access_code_set_no_token_without_it() -> None:
             403,
             {"error": "access code required"},
         )
-        for wrong in ("let-me-out", "let-me-in ", "LET-ME-IN", "let-me-i"):
+        for wrong in ("let-me-out", "let-me-in ", "LET-ME-IN", "let-me-i", "\ud800"):  # (a lone surrogate)
             assert await post_token(client, {**GOOD, "access_code": wrong}) == (
                 403,
                 {"error": "wrong access code"},
@@ -155,7 +155,7 @@ async def test_with_an_access_code_set_no_token_without_it() -> None:
     grants = claims(answer["token"]).video
     assert status == 200 and grants is not None and grants.room == GOOD["room"]
     assert handlers.tokens_issued == 1
-    assert handlers.refused == {"access code missing": 4, "access code wrong": 4}
+    assert handlers.refused == {"access code missing": 4, "access code wrong": 5}
     async with serving(settings()) as client:  # no code set: none needed, one given is ignored
         assert (await post_token(client, GOOD))[0] == 200
         assert (await post_token(client, {**GOOD, "access_code": "anything"}))[0] == 200
@@ -325,19 +325,23 @@ async def test_a_listener_token_cannot_publish_audio_and_a_speakers_can(
     try:
         await listener.connect(as_listener["url"], as_listener["token"])
         await speaker.connect(as_speaker["url"], as_speaker["token"])
-        with pytest.raises(PublishTrackError):  # the server refuses it
-            await asyncio.wait_for(listener.publish(), 30)
+        with pytest.raises(PublishTrackError) as refused:  # the server refuses it
+            await asyncio.wait_for(listener.publish(), 60)
         await speaker.publish()
-        await eventually(
-            lambda: speaker.room.local_participant.track_publications != {}, what="the publication"
-        )
 
-        async def tracks(identity: str) -> list[str] | None:
+        async def sources(identity: str) -> list[int] | None:
             info = await participant_info(livekit_server, room, identity)
             return None if info is None else [t.source for t in info.tracks]
 
-        assert await tracks(as_listener["identity"]) == []
-        assert await tracks(as_speaker["identity"]) == [rtc.TrackSource.SOURCE_MICROPHONE]
+        for _ in range(300):  # the server lists the track once its media flows
+            if await sources(as_speaker["identity"]) == [rtc.TrackSource.SOURCE_MICROPHONE]:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(
+                f"the server never listed the speaker's track: {await sources(as_speaker['identity'])}"
+            )
+        assert await sources(as_listener["identity"]) == [], str(refused.value)
         info = await participant_info(livekit_server, room, as_listener["identity"])
         assert info.name == GOOD["name"] and dict(info.attributes) == {"interpret_to": "es"}
         assert info.permission.can_publish is False and info.permission.can_subscribe is True
@@ -363,13 +367,14 @@ async def test_a_token_brings_the_interpreter_in_with_the_rooms_settings(
             await room.worker_available()  # the server drops a dispatch that finds no available worker
             await speaker.connect(as_speaker["url"], as_speaker["token"])
             await speaker.publish()
-            # the room's settings came with the dispatch: French only (not the worker's TARGET_LANGUAGE)
-            await room.agent_tracks(speaker, "interpretation-fr")
+            # the room's settings came with the dispatch: French (not the worker's TARGET_LANGUAGE, es),
+            # and the speaker's own language, which the speaker hears
+            await room.agent_tracks(speaker, "interpretation-fr", "interpretation-en")
             await listener.connect(as_listener["url"], as_listener["token"])
-            await room.agent_tracks(listener, "interpretation-fr", "interpretation-de")
+            await room.agent_tracks(listener, "interpretation-fr", "interpretation-en", "interpretation-de")
             # a listener's token lets it change its own language (the page's language switch)
             await listener.room.local_participant.set_attributes({"interpret_to": "it"})
-            await room.agent_tracks(listener, "interpretation-fr", "interpretation-it")
+            await room.agent_tracks(listener, "interpretation-fr", "interpretation-en", "interpretation-it")
             speaker.say(read_wav(ONE_SENTENCE.wav))
             await eventually(
                 lambda: listener.final_captions(translated=True, language="it") != [],
@@ -380,3 +385,20 @@ async def test_a_token_brings_the_interpreter_in_with_the_rooms_settings(
             room.check_worker_output()
     finally:
         await stop_fakes(fakes)
+
+
+async def test_a_bug_in_a_handler_is_a_500_logged_without_its_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise ValueError(" ".join(["Ana", "María", "said", "this"]))  # (the traceback shows this line)
+
+    app = create_app(settings())
+    app.router.add_get("/broken", broken)  # a handler with a bug, behind the app's own middleware
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/broken")
+        assert response.status == 500 and await response.json() == {"error": "internal error"}
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    failed = [r for r in caplog.records if r.getMessage() == "request failed"]
+    assert len(failed) == 1 and failed[0].__dict__["error"] == "ValueError" and failed[0].exc_info
+    assert "Ana María said this" not in caplog.text and "ValueError (message withheld)" in caplog.text

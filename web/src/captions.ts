@@ -53,6 +53,11 @@ export class CaptionList {
     this.afterChange();
   }
 
+  /** Called after the captions' layout changed (text size, window size): a reader following stays at the end. */
+  relayout(): void {
+    if (this.following) this.container.scrollTop = this.container.scrollHeight;
+  }
+
   clear(): void {
     this.bySegment.clear();
     this.container.replaceChildren();

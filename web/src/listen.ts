@@ -26,6 +26,8 @@ export class Listening {
   constructor(
     private readonly room: Room,
     private readonly audio: HTMLElement,
+    private readonly hearing: HTMLElement,
+    private readonly nameOf: (code: string) => string,
     language: string,
   ) {
     this.language = language;
@@ -43,7 +45,9 @@ export class Listening {
       )
       .on(RoomEvent.TrackUnsubscribed, (track) => {
         for (const element of track.detach()) element.remove();
-      });
+        this.showHearing();
+      })
+      .on(RoomEvent.ParticipantDisconnected, () => this.showHearing());
   }
 
   get currentLanguage(): string {
@@ -71,6 +75,31 @@ export class Listening {
         if (publication.isDesired !== wanted) publication.setSubscribed(wanted);
       }
     }
+    this.showHearing();
+  }
+
+  /** Whether the chosen language's interpretation is coming in, about to, or not published (yet). */
+  private showHearing(): void {
+    const name = this.nameOf(this.language);
+    const agent = findInterpreter(this.room);
+    const track = `${TRACK_PREFIX}${this.language}`;
+    const publication =
+      agent === undefined
+        ? undefined
+        : [...agent.trackPublications.values()].find((p) => p.trackName === track);
+    let state: string;
+    let text: string;
+    if (publication?.isSubscribed === true) {
+      [state, text] = ['receiving', `${name} interpretation`];
+    } else if (publication !== undefined) {
+      [state, text] = ['starting', `${name} interpretation (starting…)`];
+    } else if (agent === undefined) {
+      [state, text] = ['waiting', `${name}, once the interpreter joins`];
+    } else {
+      [state, text] = ['waiting', `${name}, as soon as the interpreter adds it…`];
+    }
+    this.hearing.dataset.state = state;
+    this.hearing.textContent = text;
   }
 
   private wants(participant: RemoteParticipant, publication: RemoteTrackPublication): boolean {
@@ -93,6 +122,7 @@ export class Listening {
     const element = track.attach();
     this.audio.append(element);
     this.applyVolumes();
+    this.showHearing();
   }
 
   /** The interpretation at full volume; the original at the slider's volume, a third of it while ducked. */

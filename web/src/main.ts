@@ -34,6 +34,7 @@ const joinError = byId('join-error', HTMLElement);
 const session = byId('session', HTMLElement);
 const languageSwitch = byId('language-switch', HTMLSelectElement);
 const languageSwitchLabel = byId('language-switch-label', HTMLLabelElement);
+const languageError = byId('language-error', HTMLElement);
 const originalVolume = byId('original-volume', HTMLInputElement);
 const originalVolumeValue = byId('original-volume-value', HTMLOutputElement);
 const largeText = byId('large-text', HTMLInputElement);
@@ -47,6 +48,10 @@ let current: RoomType | undefined;
 
 function languageLabelFor(role: Role): string {
   return role === 'speaker' ? 'Language I speak (and hear others in)' : 'Language to hear';
+}
+
+function nameOf(code: string): string {
+  return languages.find((language) => language.code === code)?.name ?? code;
 }
 
 function fillOptions(select: HTMLSelectElement, marked: Set<string>, selected: string): void {
@@ -69,6 +74,7 @@ function setupLargeText(): void {
   apply(largeText.checked);
   largeText.addEventListener('change', () => {
     apply(largeText.checked);
+    captions.relayout();
     localStorage.setItem(LARGE_TEXT_KEY, largeText.checked ? 'true' : 'false');
   });
 }
@@ -140,7 +146,8 @@ async function startSession(url: string, token: string, role: Role, language: st
   window.interpreterPage = { room };
   const status = new StatusView(room);
   captions.clear();
-  const listening = new Listening(room, byId('audio', HTMLElement), language);
+  languageError.textContent = '';
+  const listening = new Listening(room, byId('audio', HTMLElement), byId('hearing', HTMLElement), nameOf, language);
   listening.setOriginalVolume(Number(originalVolume.value));
   const names = new Map<string, string>();
 
@@ -205,7 +212,10 @@ async function startSession(url: string, token: string, role: Role, language: st
       speaking !== undefined
         ? speaking.setSpokenLanguage(chosen)
         : room.localParticipant.setAttributes({ interpret_to: chosen });
-    change.catch(() => status.showAgent());
+    languageError.textContent = '';
+    change.catch(() => {
+      languageError.textContent = 'The room did not take the new language. Check the connection and pick it again.';
+    });
   };
   originalVolume.oninput = () => {
     const percent = Number(originalVolume.value);
@@ -242,6 +252,7 @@ function endSession(): void {
   show(form, true);
 }
 
+window.addEventListener('resize', () => captions.relayout());
 roleSelect.addEventListener('change', () => {
   languageLabel.textContent = languageLabelFor(roleSelect.value === 'speaker' ? 'speaker' : 'listener');
 });
