@@ -306,7 +306,7 @@ async def test_the_start_audio_button_unblocks_playback(
         assert await listener.evaluate("window.interpreterPage.room.canPlaybackAudio") is True
         # the interpretation's audio element plays now
         await listener.wait_for_function(
-            "() => [...document.querySelectorAll('#audio audio')].some((a) => !a.paused && a.srcObject)"
+            "() => [...document.querySelectorAll('audio')].some((a) => !a.paused && a.srcObject)"
         )
     except BaseException:
         await keep_artifacts(request, chromium, room, web)
