@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import Settings, load_settings
+from tests.browser import Browsers, missing_browser
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
 
@@ -172,6 +173,18 @@ def livekit_server() -> Iterator[LiveKitServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def chromium(tmp_path: Path) -> AsyncIterator[Browsers]:
+    """Headless Debian Chromium driven by Playwright (tests/browser.py). Missing: a skip with the install
+    hint, but a failure under CI=true (.ci/run installs it; a skip there would hide the browser tests)."""
+    if (missing := missing_browser()) is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(missing, pytrace=False)
+        pytest.skip(missing)
+    async with Browsers.open(tmp_path) as browsers:
+        yield browsers
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -1,0 +1,444 @@
+"""The page in a real browser: headless Debian Chromium (Playwright, tests/browser.py) against the local
+LiveKit server, the real worker (tests/real_room.py) and the fake providers, the page served by
+`python -m agent web`. A speaker's microphone is a committed WAV (Chromium's fake capture device, which plays
+the file in a loop); a listener picks a language, reads the captions and hears the interpretation."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.browser import (
+    Browsers,
+    CaptionState,
+    WebServer,
+    agent_tracks,
+    caption_log,
+    fill_join,
+    join,
+    responder_by_language,
+    subscribed,
+    until,
+    wait_state,
+    web_server,
+)
+from tests.conftest import ARTIFACTS, ONE_SENTENCE, Fakes, stop_fakes
+from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+from tests.livekit_server import LiveKitServer
+from tests.loopback import eventually
+from tests.real_room import RealRoom, real_room
+
+if TYPE_CHECKING:  # Playwright itself is imported by the chromium fixture: missing, the tests skip
+    from playwright.async_api import Page
+
+SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+# the speaker's microphone: "Please turn on your camera." between silences, looped by Chromium; the fake
+# Deepgram hears a speech segment every loop, and answers only as many as the test scripts (the rest are
+# ignored), so the test says when something is said
+MICROPHONE = ONE_SENTENCE.wav
+SAID = ["Good morning, everyone.", "Please turn on your camera."]
+TRANSLATIONS = {
+    "Good morning": {"Spanish": "Buenos días a todos.", "French": "Bonjour à tous."},
+    "camera": {"Spanish": "Por favor, enciende tu cámara.", "French": "Veuillez allumer votre caméra."},
+}
+AGENT_PRESENT = (
+    "() => { const el = document.querySelector('#agent-state');"
+    " return !!el && !!el.dataset.state && el.dataset.state !== 'absent'; }"
+)
+
+
+async def start_browser_fakes() -> Fakes:
+    """Nothing scripted yet for English; translations in the language the prompt asks for."""
+    respond = responder_by_language(TRANSLATIONS)
+    fakes = Fakes(
+        deepgram=FakeDeepgram({"en": []}),
+        cerebras=FakeLLM(responder=respond),
+        groq=FakeLLM(responder=respond),
+        cartesia=FakeCartesia(freq_for=lambda text: 500.0),
+    )
+    for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
+        await server.start()
+    return fakes
+
+
+@pytest.fixture
+async def room(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[RealRoom]:
+    fakes = await start_browser_fakes()
+    try:
+        async with real_room(livekit_server, fakes, tmp_path / "worker", STT_ENDPOINTING_MS="600") as room:
+            yield room
+            room.check_worker_output()
+    finally:
+        await stop_fakes(fakes)
+
+
+@pytest.fixture
+async def web(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[WebServer]:
+    async with web_server(livekit_server, tmp_path / "web") as web:
+        yield web
+
+
+async def keep_artifacts(
+    request: pytest.FixtureRequest, browsers: Browsers, room: RealRoom | None, web: WebServer
+) -> None:
+    tail = web.tail() + "\n" + (room.worker.tail(120) if room is not None else "")
+    await browsers.keep_artifacts(ARTIFACTS / f"browser-{request.node.name}", tail)
+
+
+async def joined(page: Page) -> None:
+    await page.locator("#session").wait_for(state="visible")
+    await page.locator("#join-form").wait_for(state="hidden")
+    await wait_state(page, "#connection", "connected")
+
+
+async def agent_in_room(room: RealRoom, page: Page) -> None:
+    """Wait until the page shows the interpreter in the room; dispatch it again through the API if the
+    server dropped the page's token dispatch (see `RealRoom.dispatch_again_if_dropped`)."""
+    for _ in range(30):
+        try:
+            await page.wait_for_function(AGENT_PRESENT, timeout=8_000)
+            return
+        except Exception as error:  # playwright's TimeoutError
+            if type(error).__name__ != "TimeoutError":
+                raise
+            if not await room.dispatch_again_if_dropped() and not room.worker.job_requests(room.name):
+                raise AssertionError("the interpreter never joined the page's room") from None
+    raise AssertionError("the interpreter never joined the page's room")
+
+
+async def job_started(room: RealRoom) -> None:
+    """Wait until the worker got the room's job, without looking at a page (dispatching it again through
+    the API if the server dropped the page's token dispatch)."""
+    for _ in range(30):
+        try:
+            await eventually(lambda: room.worker.job_requests(room.name) > 0, within_s=8, what="the job")
+            return
+        except AssertionError:
+            await room.dispatch_again_if_dropped()
+    raise AssertionError("the worker never got the page's room")
+
+
+async def dom_captions(page: Page) -> list[CaptionState]:
+    """The captions on screen now, in document order."""
+    states = await page.evaluate(
+        """() => [...document.querySelectorAll('#captions .caption')].map((el) => ({
+            segment: el.dataset.segmentId || '', kind: el.dataset.kind || '',
+            language: el.dataset.language || '', final: el.dataset.final === 'true',
+            speaker: (el.querySelector('.caption-speaker')?.textContent || '').trim(),
+            text: (el.querySelector('.caption-text')?.textContent || '').trim()}))"""
+    )
+    return [CaptionState(**s) for s in states]
+
+
+def finals(states: list[CaptionState], kind: str, language: str | None = None) -> list[CaptionState]:
+    return [s for s in states if s.final and s.kind == kind and language in (None, s.language)]
+
+
+def interim_then_final(log: list[CaptionState], segment: str) -> bool:
+    """The segment showed as not final, then as final (and never went back)."""
+    flags = [s.final for s in log if s.segment == segment]
+    return bool(flags) and not flags[0] and flags[-1] and flags == sorted(flags)
+
+
+async def say(room: RealRoom, *transcripts: str) -> None:
+    """What the fake Deepgram answers for the next speech segments it hears. The looping microphone is
+    mid-sentence at any moment: the script is given just after a sentence went unanswered (its endpoint
+    came), so the next sentence is heard whole, its interims included."""
+    deepgram = room.fakes.deepgram
+    ignored = len(deepgram.ignored_segments)
+    await eventually(lambda: len(deepgram.ignored_segments) > ignored, within_s=60, what="a sentence's end")
+    deepgram.scripts["en"].extend(transcripts)
+
+
+MIC_ON = "() => document.querySelector('#mic')?.getAttribute('aria-pressed') === 'true'"
+
+
+async def microphone_on(page: Page) -> None:
+    """The page turns a speaker's microphone on when they join; if it did not, one click on #mic does."""
+    try:
+        await page.wait_for_function(MIC_ON, timeout=15_000)
+    except Exception as error:  # playwright's TimeoutError
+        if type(error).__name__ != "TimeoutError":
+            raise
+        await page.click("#mic")
+        await page.wait_for_function(MIC_ON)
+
+
+async def stt_stream_open(room: RealRoom) -> None:
+    await eventually(
+        lambda: any(
+            c.query.get("language") == "en" and not c.closed for c in room.fakes.deepgram.connections
+        ),
+        within_s=60,
+        what="the speaker's English STT stream",
+    )
+
+
+async def test_a_listener_reads_and_hears_spanish_then_switches_to_french(
+    chromium: Browsers, room: RealRoom, web: WebServer, request: pytest.FixtureRequest
+) -> None:
+    try:
+        await room.worker_available()
+        listener = await chromium.page("listener")
+        await join(listener, web.url, room=room.name, name="Lena", role="listener", language="es")
+        await joined(listener)
+        await agent_in_room(room, listener)  # the page's token brought the interpreter in
+
+        speaker = await chromium.page("speaker", microphone=MICROPHONE)
+        await join(speaker, web.url, room=room.name, name="Alice", role="speaker", language="en")
+        await joined(speaker)
+        await microphone_on(speaker)
+        await stt_stream_open(room)
+        # the listener subscribes to the Spanish interpretation only (English is published too: alice's own)
+        await until(lambda: _subscribed_is(listener, {"interpretation-es"}), what="only the Spanish track")
+        before = (await agent_tracks(listener))["interpretation-es"]
+
+        await say(room, *SAID)
+        spanish = [TRANSLATIONS["Good morning"]["Spanish"], TRANSLATIONS["camera"]["Spanish"]]
+
+        async def both_translated() -> bool:
+            return [s.text for s in finals(await dom_captions(listener), "translation", "es")] == spanish
+
+        await until(both_translated, within_s=120, what="both Spanish translations on the listener's page")
+
+        # the speaker's words and their translation, in order, interim then final, with the speaker's name
+        shown = await dom_captions(listener)
+        sources = finals(shown, "source")
+        assert [s.text for s in sources] == SAID
+        assert {s.speaker for s in shown} == {"Alice"}
+        assert {s.language for s in sources} == {"en"}
+        order = [s.segment for s in shown]
+        for source, translation in zip(sources, finals(shown, "translation"), strict=True):
+            assert translation.segment.startswith(source.segment + "-"), (source, translation)
+            assert order.index(source.segment) < order.index(translation.segment)
+        assert [s.language for s in shown if s.kind == "translation"] == ["es", "es"]
+        log = await caption_log(listener)
+        for segment in order:
+            assert interim_then_final(log, segment), [s for s in log if s.segment == segment]
+        # the speaker sees their own captions too
+        assert [s.text for s in finals(await dom_captions(speaker), "source")] == SAID
+
+        # the listener really received the Spanish interpretation's audio, and only subscribed to it
+        tracks = await agent_tracks(listener)
+        es = tracks["interpretation-es"]
+        assert float(es["bytes"]) > float(before["bytes"]), (before, es)
+        assert float(es["energy"]) > 0, es
+        assert {name for name, t in tracks.items() if t["subscribed"]} == {"interpretation-es"}
+        assert "interpretation-en" in tracks  # published, not subscribed
+
+        await screenshots(listener)
+
+        # switching to French mid-meeting: the French track comes, the Spanish one is let go
+        await listener.select_option("#language-switch", "fr")
+        await until(lambda: _subscribed_is(listener, {"interpretation-fr"}), what="only the French track")
+        await say(room, "Please turn on your camera.")
+        french = TRANSLATIONS["camera"]["French"]
+
+        async def french_shown() -> bool:
+            return [s.text for s in finals(await dom_captions(listener), "translation", "fr")] == [french]
+
+        await until(french_shown, within_s=120, what="the French translation on the listener's page")
+        fr = (await agent_tracks(listener))["interpretation-fr"]
+        assert float(fr["bytes"]) > 0 and float(fr["energy"]) > 0, fr
+        log = await caption_log(listener)
+        assert [s.text for s in finals(log, "translation", "es")] == spanish  # no Spanish after the switch
+        assert room.fakes.deepgram.remaining_for("en") == []
+    except BaseException:
+        await keep_artifacts(request, chromium, room, web)
+        raise
+
+
+async def _subscribed_is(page: Page, names: set[str]) -> bool:
+    return await subscribed(page) == names
+
+
+async def screenshots(page: Page) -> None:
+    """The listener's page with captions, laptop and phone sized: into test-artifacts/ on every run; copied
+    to docs/screenshots/ (the README's) with UPDATE_SCREENSHOTS=1."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for name, (width, height) in {"listener-desktop": (1280, 800), "listener-phone": (390, 844)}.items():
+        await page.set_viewport_size({"width": width, "height": height})
+        await page.locator("#captions .caption").last.scroll_into_view_if_needed()
+        path = ARTIFACTS / f"{name}.png"
+        await page.screenshot(path=str(path))
+        if _update_screenshots():
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+    await page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def _update_screenshots() -> bool:
+    return os.environ.get("UPDATE_SCREENSHOTS", "") == "1"
+
+
+async def test_the_start_audio_button_unblocks_playback(
+    chromium: Browsers, room: RealRoom, web: WebServer, request: pytest.FixtureRequest
+) -> None:
+    """Without the autoplay flag the browser blocks sound until the page had a gesture. Clicking #join is
+    one, so here the form is submitted by script (as a page that joins by itself would): the page shows
+    #start-audio, and a click on it starts playback."""
+    try:
+        await room.worker_available()
+        listener = await chromium.page("listener", autoplay=False)
+        # (Playwright's input and evaluate calls count as gestures: the join runs from an init script)
+        await listener.add_init_script(AUTO_JOIN % json.dumps({"name": "Lena", "language": "es"}))
+        await listener.goto(f"{web.url}/?room={room.name}")
+        await job_started(room)
+        # nothing may touch the page until then: Playwright's calls into a page count as gestures
+        await eventually(
+            lambda: "interpreter-test: #start-audio shown" in "\n".join(chromium.console["listener"]),
+            within_s=180,
+            what="#start-audio once the interpreter's track could not play",
+        )
+        button = listener.locator("#start-audio")
+        assert await button.is_visible()
+        assert await listener.evaluate("window.joinedWithoutGesture") is True
+        assert await listener.evaluate("window.interpreterPage.room.canPlaybackAudio") is False
+        assert await subscribed(listener) == {"interpretation-es"}
+        await button.click()
+        await button.wait_for(state="hidden")
+        assert await listener.evaluate("window.interpreterPage.room.canPlaybackAudio") is True
+        # the interpretation's audio element plays now
+        await listener.wait_for_function(
+            "() => [...document.querySelectorAll('audio')].some((a) => !a.paused && a.srcObject)"
+        )
+    except BaseException:
+        await keep_artifacts(request, chromium, room, web)
+        raise
+
+
+# joins as a listener as soon as the form is ready, without any user gesture
+AUTO_JOIN = """
+(() => {
+  const wanted = %s;
+  const timer = setInterval(() => {
+    const join = document.querySelector('#join');
+    if (!join || join.disabled || !document.querySelector('#language option')) return;
+    clearInterval(timer);
+    document.querySelector('#name').value = wanted.name;
+    document.querySelector('#role').value = 'listener';
+    document.querySelector('#language').value = wanted.language;
+    window.joinedWithoutGesture = !navigator.userActivation.hasBeenActive;
+    document.querySelector('#join-form').requestSubmit();
+    const button = document.querySelector('#start-audio');
+    const seen = () => {
+      if (!button.hidden) console.log('interpreter-test: #start-audio shown');
+    };
+    new MutationObserver(seen).observe(button, {attributes: true});
+    seen();
+  }, 50);
+})();
+"""
+
+
+async def submit(page: Page) -> tuple[int, dict[str, object]]:
+    """Click #join; the token endpoint's status and JSON body."""
+    async with page.expect_response(lambda r: r.url.endswith("/api/token")) as info:
+        await page.click("#join")
+    response = await info.value
+    body = json.loads(await response.text())
+    assert isinstance(body, dict)
+    return response.status, body
+
+
+async def test_bad_input_shows_a_clear_message(
+    chromium: Browsers, web: WebServer, request: pytest.FixtureRequest
+) -> None:
+    try:
+        page = await chromium.page("joiner")
+        statuses: list[int] = []
+        page.on("response", lambda r: statuses.append(r.status) if "/api/token" in r.url else None)
+        # a bad room name: a message naming the room, and no token
+        await fill_join(page, web.url, room="not a room!", name="Lena", role="listener", language="es")
+        await page.click("#join")
+        await page.wait_for_function("() => document.querySelector('#join-error').textContent.trim()")
+        assert "room" in (await page.locator("#join-error").inner_text()).lower()
+        assert 200 not in statuses, statuses
+        assert not await page.locator("#session").is_visible()
+
+        # what only the endpoint checks (a name longer than 64 characters, past the field's maxlength):
+        # its 400 and its message on the page
+        await page.fill("#room", "good-room")
+        await page.evaluate("document.querySelector('#name').value = 'L'.repeat(65)")
+        status, body = await submit(page)
+        assert status == 400 and "token" not in body, (status, body)
+        message = str(body["error"])
+        assert "name" in message.lower(), message
+        await page.wait_for_function(
+            "(text) => document.querySelector('#join-error').textContent.includes(text)", arg=message
+        )
+        assert await page.locator("#join-error").is_visible()
+        assert not await page.locator("#session").is_visible()
+    except BaseException:
+        await keep_artifacts(request, chromium, None, web)
+        raise
+
+
+async def test_with_an_access_code_the_page_asks_for_it(
+    chromium: Browsers, livekit_server: LiveKitServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async with web_server(livekit_server, tmp_path / "web", WEB_ACCESS_CODE="open-sesame") as web:
+        try:
+            page = await chromium.page("joiner")
+            await fill_join(page, web.url, room="coded-room", name="Lena", role="listener", language="es")
+            await page.locator("#access-code").wait_for(state="visible")  # the page asks for the code
+            statuses: list[int] = []
+            page.on("response", lambda r: statuses.append(r.status) if "/api/token" in r.url else None)
+            # no code: no token (the page may not even ask the endpoint), and it says why
+            await page.click("#join")
+            await page.wait_for_function("() => document.querySelector('#join-error').textContent.trim()")
+            assert 200 not in statuses, statuses
+            assert not await page.locator("#session").is_visible()
+            # a wrong code: the endpoint's 403 and its message on the page
+            await page.fill("#access-code", "wrong-code")
+            status, body = await submit(page)
+            assert (status, body) == (403, {"error": "wrong access code"})
+            await page.wait_for_function(
+                "(text) => document.querySelector('#join-error').textContent.includes(text)",
+                arg="wrong access code",
+            )
+            assert not await page.locator("#session").is_visible()
+            await page.fill("#access-code", "open-sesame")
+            status, body = await submit(page)
+            assert status == 200 and isinstance(body.get("token"), str), status
+            await joined(page)
+        except BaseException:
+            await keep_artifacts(request, chromium, None, web)
+            raise
+
+
+MIC_LEVEL_PAGE = """<!doctype html><title>mic</title><script>
+window.micPeak = 0;
+window.startMic = async () => {
+  const stream = await navigator.mediaDevices.getUserMedia({audio: true});
+  const ctx = new AudioContext();
+  const analyser = ctx.createAnalyser();
+  ctx.createMediaStreamSource(stream).connect(analyser);
+  const samples = new Float32Array(analyser.fftSize);
+  setInterval(() => {
+    analyser.getFloatTimeDomainData(samples);
+    const rms = Math.sqrt(samples.reduce((sum, x) => sum + x * x, 0) / samples.length);
+    window.micPeak = Math.max(window.micPeak, rms);
+  }, 20);
+  return stream.getAudioTracks()[0].label;
+};
+</script>"""
+
+
+async def test_chromium_captures_the_committed_wav_as_its_microphone(chromium: Browsers) -> None:
+    """The browser itself, apart from the page: the fake capture device plays the speaker's WAV (speech
+    gets well above the fake device's default beep-free silence), and getUserMedia needs no prompt."""
+    page = await chromium.page("mic", microphone=MICROPHONE)
+    await page.route(
+        "http://127.0.0.1:9/mic", lambda route: route.fulfill(body=MIC_LEVEL_PAGE, content_type="text/html")
+    )
+    await page.goto("http://127.0.0.1:9/mic")
+    label = await page.evaluate("window.startMic()")
+    assert isinstance(label, str)
+    await page.wait_for_function("() => window.micPeak > 0.02")
