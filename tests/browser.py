@@ -14,7 +14,6 @@ import importlib.util
 import json
 import os
 import shutil
-import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.livekit_server import LiveKitServer, free_port
+from tests.room_worker import spawn_agent
 
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, ConsoleMessage, Page, Playwright
@@ -162,18 +162,7 @@ class WebServer:
 
     async def start(self, timeout_s: float = 60.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "agent",
-                "web",
-                cwd=self.workdir,  # no .env from the repository
-                env=self.env,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL,
-            )
+        self.proc = await spawn_agent("web", self.workdir, self.env, self.log_path)
         healthy = False
 
         async def check() -> None:

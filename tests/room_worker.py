@@ -29,6 +29,25 @@ JOB_REQUEST = "received job request"
 PORT_TAKEN = "address already in use"
 
 
+async def spawn_agent(
+    command: str, workdir: Path, env: Mapping[str, str], log_path: Path
+) -> asyncio.subprocess.Process:
+    """`python -m agent <command>` in `workdir` (no .env from the repository), only `env` as its
+    environment, its output (stdout and stderr) into `log_path`."""
+    with log_path.open("wb") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agent",
+            command,
+            cwd=workdir,
+            env=dict(env),
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+
+
 class WorkerProcess:
     def __init__(
         self, server: LiveKitServer, provider_env: dict[str, str], workdir: Path, **env: str
@@ -72,18 +91,7 @@ class WorkerProcess:
 
     async def _start_once(self, timeout_s: float) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "agent",
-                "start",
-                cwd=self.workdir,  # no .env from the repository
-                env=self.env,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL,
-            )
+        self.proc = await spawn_agent("start", self.workdir, self.env, self.log_path)
         await eventually(self._registered, within_s=timeout_s, what=f"the worker to register\n{self.tail()}")
 
     def _registered(self) -> bool:

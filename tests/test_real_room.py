@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +25,13 @@ from tests.livekit_server import LiveKitServer
 from tests.loopback import eventually, tone_sequence
 from tests.participants import LISTEN_RATE, Listener, Speaker
 from tests.real_room import AGENT_NAME, RealRoom, real_room
+
+# The rtc SDK (Rust, logger "livekit") logs its data channels closing at ERROR when the server deletes the
+# room before the SDK has handled the disconnect (seen once in CI): its reaction to the room going, not ours
+SDK_CHANNEL_CLOSED = re.compile(
+    r"livekit::rtc_engine::rtc_session - publisher data channel '_\w+' closed unexpectedly"
+    r'", "level": "ERROR", "name": "livekit"'
+)
 
 
 def tones(listener: Listener, track: str) -> list[float]:
@@ -387,7 +395,11 @@ async def test_the_room_closing_with_utterances_in_flight_ends_the_job_cleanly(r
     room.check_worker_output()
     output = room.worker.output()
     assert '"reason": "room disconnected"' in output  # the job process said why it exits
-    errors = [line for line in output.splitlines() if '"level": "ERROR"' in line]
+    errors = [
+        line
+        for line in output.splitlines()
+        if '"level": "ERROR"' in line and not SDK_CHANNEL_CLOSED.search(line)
+    ]
     assert errors == [], "\n".join(errors)  # e.g. on_session_end timing out, utterances lost as a fault
     assert "did not drain in time" not in output
     assert "the room closed before every utterance was spoken" in output  # they were in flight
