@@ -81,6 +81,15 @@ _ERRORS = {  # status → (error_code, title, message), in Cartesia's words
 }
 
 
+def requested_voice(data: dict[str, Any]) -> str | None:
+    """The voice id of a generation request (`voice: {"mode": "id", "id": ...}`, as the livekit plugin
+    sends it); None for an embedding or no voice."""
+    voice = data.get("voice")
+    if isinstance(voice, dict) and voice.get("mode") == "id" and isinstance(voice.get("id"), str):
+        return str(voice["id"])
+    return None
+
+
 def error_frame(context_id: str, status: int = 500) -> dict[str, Any]:
     """A websocket error message exactly as Cartesia documents it."""
     code, title, message = _ERRORS.get(status, _ERRORS[500])
@@ -154,6 +163,8 @@ class FakeCartesia(FakeServer):
         self.audio_s: dict[str, float] = {}
         self.ttfb_by_context: dict[str, float] = {}  # the time to first audio the fake waited
         self.speed_by_context: dict[str, float] = {}  # the speed of the context's latest message
+        # the voice id a context was spoken with: its first message's `voice: {"mode": "id", "id": ...}`
+        self.voice_by_context: dict[str, str | None] = {}
         self.bytes_ttfb_s: list[float] = []  # one per /tts/bytes request answered with audio
         self.messages: list[dict[str, Any]] = []  # every websocket message, as received
         self.connections = 0
@@ -244,6 +255,7 @@ class FakeCartesia(FakeServer):
                 self.contexts[context_id] = []
                 self.context_order.append(context_id)
                 self.audio_s[context_id] = 0.0
+                self.voice_by_context[context_id] = requested_voice(data)
             if self._errors_remaining > 0:
                 self._errors_remaining -= 1
                 context.error = True
