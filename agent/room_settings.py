@@ -45,7 +45,10 @@ _MAX_PROBLEMS_PER_SOURCE = 20
 _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", re.IGNORECASE | re.ASCII)
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 T = TypeVar("T")
-_SKIP: Any = object()  # a field parser's "nothing usable here"
+_SKIP: Any = object()
+ALL_LANGUAGES = "*"  # a speaker_voices entry given as one voice id: that voice on every language
+MAX_SPEAKER_VOICES = 100
+_MAX_IDENTITY_CHARS = 256  # a field parser's "nothing usable here"
 
 
 def base_language(code: str) -> str:
@@ -100,14 +103,23 @@ class RoomSettings:
     glossary: Glossary = Glossary()
     voices: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # language -> voice id
     formality: Formality = "neutral"
+    # participant identity -> {language, or ALL_LANGUAGES -> voice id}
+    speaker_voices: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target_languages", tuple(self.target_languages))
         object.__setattr__(self, "voices", MappingProxyType(dict(self.voices)))
+        frozen = {who: MappingProxyType(dict(by)) for who, by in self.speaker_voices.items()}
+        object.__setattr__(self, "speaker_voices", MappingProxyType(frozen))
 
     def voice_for(self, target_language: str) -> str | None:
         """The Cartesia voice id for `target_language` ("pt-BR" first, else "pt"), if the room set one."""
         return _lookup(self.voices, target_language)
+
+    def speaker_voice_for(self, identity: str, target_language: str) -> str | None:
+        """The voice id the room set for this speaker on `target_language` (or on every language)."""
+        by_language = self.speaker_voices.get(identity, {})
+        return _lookup(by_language, target_language) or by_language.get(ALL_LANGUAGES)
 
 
 def _kind(value: object) -> str:
@@ -201,6 +213,45 @@ def _voices(p: _Problems, value: object) -> Any:
     return voices
 
 
+def _voice_id(p: _Problems, where: str, voice: object) -> str | None:
+    if not p.typed(voice, str, where, "dropped"):
+        return None
+    if _UUID_RE.fullmatch(voice):
+        return voice.lower()
+    p.add(where, f"voice id {_value(voice)} is not a UUID", "dropped")
+    return None
+
+
+def _speaker_voices(p: _Problems, value: object) -> Any:
+    """{identity: voice id, or {language: voice id}}. Problems name an entry by its position, never by
+    the participant's identity (which must not reach logs or `interpreter.warnings`)."""
+    if not p.typed(value, dict, "speaker_voices"):
+        return _SKIP
+    entries = list(value.items())
+    if len(entries) > MAX_SPEAKER_VOICES:
+        p.add("speaker_voices", f"more than {MAX_SPEAKER_VOICES} speakers", "only the first are used")
+    chosen: dict[str, dict[str, str]] = {}
+    for n, (identity, voices) in enumerate(entries[:MAX_SPEAKER_VOICES]):
+        where = f"speaker_voices[#{n + 1}]"
+        if not identity or len(identity) > _MAX_IDENTITY_CHARS:
+            p.add(where, f"a participant identity must be 1 to {_MAX_IDENTITY_CHARS} characters", "dropped")
+            continue
+        if isinstance(voices, str):
+            if voice := _voice_id(p, where, voices):
+                chosen[identity] = {ALL_LANGUAGES: voice}
+            continue
+        if not p.typed(voices, dict, where, "dropped"):
+            continue
+        by_language: dict[str, str] = {}
+        for code, raw in voices.items():
+            language = p.language(f"{where}[{_key(code)}]", code)
+            if language and (voice := _voice_id(p, f"{where}[{_key(code)}]", raw)):
+                by_language[language] = voice
+        if by_language:
+            chosen[identity] = by_language
+    return chosen
+
+
 def _keep(p: _Problems, value: object) -> tuple[str, ...]:
     if not p.typed(value, list, "glossary.keep"):
         return ()
@@ -278,6 +329,7 @@ _FIELDS = {
     "glossary": _glossary,
     "voices": _voices,
     "formality": _formality,
+    "speaker_voices": _speaker_voices,
 }
 _DEFAULTS = {name: getattr(RoomSettings(), name) for name in _FIELDS}
 

@@ -370,3 +370,46 @@ def test_never_raises_on_arbitrary_json():
         settings, problems = parse_room_settings(job, room)
         assert isinstance(settings, RoomSettings) and all(isinstance(p, str) for p in problems)
         assert all(is_supported_language(code) for code in settings.target_languages)
+
+
+def test_speaker_voices_per_language_or_one_for_all_languages():
+    settings, problems = parse_room_settings(
+        None, js(speaker_voices={"web-abc": {"es": VOICE, "pt-br": OTHER_VOICE}, "bob": VOICE.upper()})
+    )
+    assert problems == []
+    assert settings.speaker_voice_for("web-abc", "es") == VOICE
+    assert settings.speaker_voice_for("web-abc", "pt-BR") == OTHER_VOICE
+    assert settings.speaker_voice_for("web-abc", "fr") is None  # the book's choice
+    assert settings.speaker_voice_for("bob", "ja") == VOICE  # one id: every language
+    assert settings.speaker_voice_for("carol", "es") is None
+
+
+def test_bad_speaker_voices_are_reported_by_position_never_by_identity():
+    secret = "web-0123456789ab"
+    settings, problems = parse_room_settings(
+        js(
+            speaker_voices={
+                secret: {"es": "katie", "fr": VOICE},
+                "ok": VOICE,
+                "x" * 300: VOICE,
+                "n": 7,
+                "q": {"xx": VOICE},
+            },
+            **GOOD,
+        ),
+        None,
+    )
+    assert problems == [
+        "job metadata: speaker_voices[#1]['es']: voice id 'katie' is not a UUID; dropped",
+        "job metadata: speaker_voices[#3]: a participant identity must be 1 to 256 characters; dropped",
+        "job metadata: speaker_voices[#4]: expected an object, got a number; dropped",
+        "job metadata: speaker_voices[#5]['xx']: 'xx' is not a supported language; dropped",
+    ]
+    assert not any(secret in p for p in problems)
+    assert_rest_applies(settings)
+    assert {who: dict(by) for who, by in settings.speaker_voices.items()} == {
+        secret: {"fr": VOICE},
+        "ok": {"*": VOICE},
+    }
+    _, problem = one_problem(None, js(speaker_voices=["a"]))
+    assert problem == "room metadata: speaker_voices: expected an object, got an array; ignored"
