@@ -37,6 +37,7 @@ logger = logging.getLogger("agent.brain")
 CLAUSES_AHEAD = 3  # clauses of one utterance synthesized ahead of what the mouth has played
 # tries of a clause whose stream broke off after audio (the framework's own retries come first)
 CLAUSE_ATTEMPTS = 2
+VoiceFor = Callable[[str], str]  # a speaker's identity → the voice id their words are spoken with
 EARLY_STREAM_DELAY_S = 0.02  # after the LLM request is sent, before its first token (~200 ms with Cerebras)
 
 
@@ -55,8 +56,10 @@ class Brain:
         pace: Pace | None = None,
         on_fault: Callable[[str, bool], None] | None = None,
         stale_after_s: float = 20.0,
+        voice_for: VoiceFor | None = None,
     ) -> None:
         self._tts = tts
+        self._voice_for = voice_for
         self._stale_after_s = stale_after_s
         self._inbox = inbox
         self._outbox = outbox
@@ -105,7 +108,9 @@ class Brain:
         ids = utterance.record_ids
         speech.speed = self._set_speed()
         voices: list[asyncio.Task[None]] = []
-        early = _EarlyStream(self._tts)  # a cold TTS socket connects while the LLM thinks
+        speaker_voice = self._voice_for(utterance.speaker) if self._voice_for is not None else None
+        # a cold TTS socket connects while the LLM thinks
+        early = _EarlyStream(lambda: self._open_stream(speaker_voice))
         translated = False
         concise = self._pace is not None and self._pace.concise
         context = self.contexts.for_source(utterance.language)
@@ -135,7 +140,7 @@ class Brain:
                         opened = early.take()
                         voices.append(
                             asyncio.create_task(
-                                self._voice(speech, part, len(speech.parts) - 1, opened),
+                                self._voice(speech, part, len(speech.parts) - 1, speaker_voice, opened),
                                 name=f"tts-{utterance.id}-{len(voices)}",
                             )
                         )
@@ -175,17 +180,21 @@ class Brain:
             self._publish_final_caption(speech)
 
     async def _voice(
-        self, speech: Speech, part: ClauseAudio, index: int, opened: tts.SynthesizeStream | None = None
+        self,
+        speech: Speech,
+        part: ClauseAudio,
+        index: int,
+        voice: str | None,
+        opened: tts.SynthesizeStream | None = None,
     ) -> None:
-        """Synthesize one clause (`part`, the `index`-th) into `part`, restarting it if its stream breaks
-        off after audio. `opened`: a stream already opened for it."""
+        """Synthesize one clause (`part`, the `index`-th) into `part` with `voice` (None: the TTS's own),
+        restarting it if its stream breaks off after audio. `opened`: a stream already opened for it."""
         if index >= CLAUSES_AHEAD:  # bounded memory: not too far ahead of what the mouth has played
             await speech.parts[index - CLAUSES_AHEAD].played.wait()
         for attempt in range(1, CLAUSE_ATTEMPTS + 1):
             if speech.failed:
                 return
-            # the options as they are now
-            stream, opened = opened or self._tts.stream(conn_options=TTS_CONN_OPTIONS), None
+            stream, opened = opened or self._open_stream(voice), None
             try:
                 stream.push_text(part.text)
                 stream.end_input()
@@ -227,6 +236,15 @@ class Brain:
         speech.caption_final = True
         self._captions.publish(translated_caption(speech, final=True))
 
+    def _open_stream(self, voice: str | None) -> tts.SynthesizeStream:
+        """A stream speaking with `voice`. The plugin copies its options when a stream is made, so setting
+        the voice just before is safe however many utterances (of several speakers) are in flight."""
+        if voice is not None:
+            update = getattr(self._tts, "update_options", None)  # Cartesia; other TTSs keep their voice
+            if update is not None:
+                update(voice=voice)
+        return self._tts.stream(conn_options=TTS_CONN_OPTIONS)
+
     def _set_speed(self) -> float:
         if self._pace is None:
             return self.speed
@@ -243,14 +261,16 @@ class _EarlyStream:
     Cartesia socket (the pool drops idle ones after 5 min) connects while the LLM thinks. Opened at the
     same moment as the request, it delayed the request itself by ~5 ms (`bench.overhead`)."""
 
-    def __init__(self, provider: tts.TTS, delay_s: float = EARLY_STREAM_DELAY_S) -> None:
-        self._tts = provider
+    def __init__(
+        self, open_stream: Callable[[], tts.SynthesizeStream], delay_s: float = EARLY_STREAM_DELAY_S
+    ) -> None:
+        self._open_stream = open_stream
         self._stream: tts.SynthesizeStream | None = None
         self._taken = False
         self._timer = asyncio.get_running_loop().call_later(delay_s, self._open)
 
     def _open(self) -> None:
-        self._stream = self._tts.stream(conn_options=TTS_CONN_OPTIONS)
+        self._stream = self._open_stream()
 
     def take(self) -> tts.SynthesizeStream | None:
         """The stream if it is open by now (once); the first clause's voice then owns it."""

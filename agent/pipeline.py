@@ -18,7 +18,7 @@ from livekit import rtc
 from livekit.agents import llm, tts
 from livekit.agents.language import LanguageCode
 
-from .brain import Brain
+from .brain import Brain, VoiceFor
 from .captions import CaptionSink
 from .config import Settings
 from .ears import Ears
@@ -74,6 +74,7 @@ class Channel:
         instructions: Instructions | None = None,
         on_playing: Callable[[bool], None] | None = None,
         on_fault: Callable[[str, bool], None] | None = None,
+        voice_for: VoiceFor | None = None,
     ) -> None:
         opts = options or PipelineOptions()
         self.language = language
@@ -94,6 +95,7 @@ class Channel:
             pace=self.pace,
             on_fault=on_fault,
             stale_after_s=opts.stale_after_s,
+            voice_for=voice_for,
         )
         self.mouth = Mouth(
             output=output,

@@ -42,6 +42,7 @@ from .room import (
     unless_gone,
 )
 from .room_settings import RoomSettings, is_supported_language, parse_room_settings
+from .voices import VoiceBook
 
 logger = logging.getLogger("agent.session")
 
@@ -94,6 +95,7 @@ class RoomSession:
         self.speakers: dict[str, _Speaker] = {}  # by audio track sid
         self.outputs: dict[str, _Output] = {}  # by target language
         self.room_settings = RoomSettings()
+        self.voices = VoiceBook(settings.tts.voice)  # a distinct voice per speaker, per language
         self._playing: set[str] = set()
         self._faults: dict[str, set[str]] = {}  # kind ("llm", "stt", "tts") → who reports it failing
         self._ears_started: dict[str, int] = {}
@@ -191,6 +193,7 @@ class RoomSession:
 
     async def _apply_room_settings(self) -> None:
         self.room_settings, problems = parse_room_settings(self._job_metadata, self._room.metadata)
+        self.voices.settings = self.room_settings
         for problem in problems:
             logger.warning("room settings: %s", problem)
         self._settings_problems = problems
@@ -298,6 +301,7 @@ class RoomSession:
             instructions=self._instructions(language),
             on_playing=lambda playing: self._on_playing(language, playing),
             on_fault=lambda kind, active: self.set_fault(kind, f"channel-{language}", active),
+            voice_for=lambda speaker: self.voices.voice_for(speaker, language),
         )
         task = asyncio.create_task(channel.run(), name=f"channel-{language}")
         self.outputs[language] = _Output(channel, task, source, publication.sid)
@@ -393,6 +397,7 @@ class RoomSession:
             return
         identity = participant.identity
         language = self._spoken_language(participant)
+        self.voices.join(identity)
         count = self._ears_started.get(identity, 0)
         self._ears_started[identity] = count + 1
         ears = Ears(
@@ -448,6 +453,7 @@ class RoomSession:
         for identity in list(self.publisher.speaker_tracks):
             if identity not in participants:
                 del self.publisher.speaker_tracks[identity]
+                self.voices.leave(identity)
         for participant in participants.values():
             for publication in list(participant.track_publications.values()):
                 await self._start_ears(participant, publication, publication.track)
