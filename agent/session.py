@@ -397,7 +397,7 @@ class RoomSession:
             return
         identity = participant.identity
         language = self._spoken_language(participant)
-        self.voices.join(identity)
+        self.voices.join(identity, language)
         count = self._ears_started.get(identity, 0)
         self._ears_started[identity] = count + 1
         ears = Ears(

@@ -11,12 +11,13 @@ come from (no network here to check them against Cartesia's voice library, so th
   Cartesia's library; not confirmed against Cartesia itself.
 A voice id that stops existing fails that speaker's TTS (captions still go out); override it per room.
 
-The rule (`VoiceBook`): on each target language, the first speaker to join speaks with the language's
-default voice (the room metadata's `voices`, else `CARTESIA_VOICE`, else the plugin's default), and each
-next speaker, in join order, with the next curated voice not already in use there. When the set is used up,
-the voice held by the fewest present speakers is reused (the earliest in the set on a tie). A speaker keeps
-their voice for the whole meeting (mute, unmute, leaving and rejoining); a room-metadata `speaker_voices`
-override wins over all of this, as given (even if another speaker has that voice).
+The rule (`VoiceBook`): on each target language, the first speaker to join (of those who do not speak
+it) speaks with the language's default voice (the room metadata's `voices`, else `CARTESIA_VOICE`, else the
+plugin's default), and each next speaker, in join order, with the next curated voice not already in use
+there. When the set is used up, the voice held by the fewest present speakers is reused (the earliest in the
+set on a tie). A speaker keeps their voice for the whole meeting (mute, unmute, leaving and rejoining); a
+room-metadata `speaker_voices` override wins over all of this, as given (even if another speaker has it).
+File mode (one speaker, no book): the TTS's own voice, as before.
 """
 
 from __future__ import annotations
@@ -62,12 +63,16 @@ class VoiceBook:
         self.settings = RoomSettings()
         self._order: list[str] = []  # speakers, in the order they first joined
         self._present: set[str] = set()
+        self._speaks: dict[str, str] = {}  # speaker → the language they speak now
         self._slots: dict[str, dict[str, int]] = {}  # language → speaker → slot (index in the set)
 
-    def join(self, identity: str) -> None:
+    def join(self, identity: str, language: str | None = None) -> None:
+        """`identity` speaks (in `language`: never interpreted into it, so no voice of theirs there)."""
         if identity not in self._order:
             self._order.append(identity)
         self._present.add(identity)
+        if language is not None:
+            self._speaks[identity] = base_language(language)
 
     def leave(self, identity: str) -> None:
         """They keep their voice should they come back; meanwhile theirs may be given to someone new."""
@@ -83,7 +88,8 @@ class VoiceBook:
         self.join(identity)  # an utterance of someone not seen joining: after everyone who was
         slots = self._slots.setdefault(language, {})
         for speaker in self._order[: self._order.index(identity) + 1]:
-            if speaker not in slots:
+            speaks_it = self._speaks.get(speaker) == base_language(language) and speaker != identity
+            if speaker not in slots and not speaks_it:
                 slots[speaker] = self._free_slot(language, slots)
         return self._voice(language, slots[identity])
 

@@ -39,6 +39,16 @@ def test_each_speaker_gets_a_distinct_voice_in_join_order_whoever_speaks_first()
     assert [book.voice_for("cid", "es") for _ in range(3)] == [MULTILINGUAL_VOICES[2]] * 3  # kept
 
 
+def test_a_speaker_of_the_target_language_holds_no_voice_in_it():
+    book = VoiceBook()
+    book.join("ann", "es")  # never interpreted into Spanish
+    book.join("ben", "en")
+    assert book.voice_for("ben", "es") == PLUGIN_DEFAULT_VOICE
+    # in French both need one: ann joined first, so hers is the default
+    assert book.voice_for("ben", "fr") == curated_voices("fr")[0]
+    assert book.voice_for("ann", "fr") == PLUGIN_DEFAULT_VOICE
+
+
 def test_native_voices_come_first_and_the_room_default_is_the_first_speakers():
     book = book_of("ann", "ben", settings=RoomSettings(voices={"fr": ROOM_VOICE}))
     assert book.voice_for("ann", "fr") == ROOM_VOICE
