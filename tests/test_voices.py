@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
 from agent.room import ATTR_SPEAKER
 from agent.room_settings import RoomSettings
 from agent.voices import MULTILINGUAL_VOICES, PLUGIN_DEFAULT_VOICE, VoiceBook, curated_voices
-from tests.conftest import DIALOGUE, ONE_SENTENCE
+from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
 from tests.loopback import eventually
+from tests.test_filemode import run_cli
 from tests.test_room import RoomHarness, agent_warnings, harness  # noqa: F401  (the fixture)
 
 ROOM_VOICE = "a0e99841-438c-4a64-b679-ae501e7d6091"
@@ -149,3 +151,14 @@ async def test_room_voices_and_speaker_overrides_apply_and_a_bad_override_is_a_w
     voices = voices_of(harness)
     # alice: her override is dropped, so the room's Spanish voice (she joined first); carol: hers
     assert voices == {"alice": {ROOM_VOICE}, "carol": {CAROL_VOICE}}
+
+
+async def test_file_mode_speaks_with_the_configured_voice_unchanged(dialogue_fakes: Fakes, tmp_path: Path):
+    args = [str(DIALOGUE.wav), "--source", "en", "--target", "es", "--out", str(tmp_path / "out.wav")]
+    code, _, stderr = await run_cli(args, dialogue_fakes.env(CARTESIA_VOICE=OWN), tmp_path)
+    assert code == 0, stderr
+    spoken = [
+        c for c in dialogue_fakes.cartesia.context_order if "".join(dialogue_fakes.cartesia.contexts[c])
+    ]
+    assert len(spoken) >= 3
+    assert {dialogue_fakes.cartesia.voice_by_context[c] for c in spoken} == {OWN}
