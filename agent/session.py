@@ -200,10 +200,7 @@ class RoomSession:
         self._publish_warnings()
         for language, output in self.outputs.items():
             output.channel.brain.contexts.set_instructions(self._instructions(language))
-            if voice := self.room_settings.voice_for(language):
-                update = getattr(output.channel.tts, "update_options", None)
-                if update is not None:
-                    update(voice=voice)
+        # voices (`voices`, `speaker_voices`) need nothing here: the brain asks the book for each stream
         await self._sync_room()  # the default spoken language may have changed
 
     def _instructions(self, language: str) -> Instructions:

@@ -56,6 +56,9 @@ def test_native_voices_come_first_and_the_room_default_is_the_first_speakers():
     assert book.voice_for("ann", "fr") == ROOM_VOICE
     assert book.voice_for("ben", "fr") == curated_voices("fr")[0] != ROOM_VOICE
     assert curated_voices("fr")[0] not in MULTILINGUAL_VOICES  # a French voice
+    # the room default changed mid-meeting: whoever holds the default follows it, the others keep theirs
+    book.settings = RoomSettings(voices={"fr": OWN})
+    assert (book.voice_for("ann", "fr"), book.voice_for("ben", "fr")) == (OWN, curated_voices("fr")[0])
 
 
 def test_when_the_set_is_used_up_the_least_used_voice_is_reused_and_a_leaver_frees_theirs():
