@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.livekit_server import LiveKitServer, free_port
-from tests.room_worker import spawn_agent
+from tests.room_worker import agent_env, spawn_agent
 
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, ConsoleMessage, Page, Playwright
@@ -143,13 +143,7 @@ class WebServer:
         self.workdir = workdir
         self.log_path = workdir / "web.log"
         self.env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": os.environ.get("HOME", ""),
-            "PYTHONPATH": str(ROOT),
-            "PYTHONDEVMODE": "1",
-            "LIVEKIT_URL": server.url,
-            "LIVEKIT_API_KEY": "devkey",
-            "LIVEKIT_API_SECRET": "secret",
+            **agent_env(server),
             "WEB_HOST": "127.0.0.1",
             "WEB_PORT": str(self.port),
             **env,

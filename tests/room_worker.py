@@ -29,6 +29,21 @@ JOB_REQUEST = "received job request"
 PORT_TAKEN = "address already in use"
 
 
+def agent_env(server: LiveKitServer) -> dict[str, str]:
+    """The environment a `python -m agent` subprocess starts from: this checkout, development mode (inherited
+    by job processes: ResourceWarnings and never-awaited coroutines are reported, so the tests can fail on
+    them) and `server`'s URL and dev keys; nothing else from the test's own environment."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", ""),
+        "PYTHONPATH": str(ROOT),
+        "PYTHONDEVMODE": "1",
+        "LIVEKIT_URL": server.url,
+        "LIVEKIT_API_KEY": "devkey",
+        "LIVEKIT_API_SECRET": "secret",
+    }
+
+
 async def spawn_agent(
     command: str, workdir: Path, env: Mapping[str, str], log_path: Path
 ) -> asyncio.subprocess.Process:
@@ -56,15 +71,7 @@ class WorkerProcess:
         self.workdir = workdir
         self.log_path = workdir / "worker.log"
         self.env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": os.environ.get("HOME", ""),
-            "PYTHONPATH": str(ROOT),
-            # development mode, inherited by the job processes: ResourceWarnings and never-awaited
-            # coroutines are reported, so the tests can fail on them
-            "PYTHONDEVMODE": "1",
-            "LIVEKIT_URL": server.url,
-            "LIVEKIT_API_KEY": "devkey",
-            "LIVEKIT_API_SECRET": "secret",
+            **agent_env(server),
             "HEALTH_PORT": str(free_port()),
             "PROMETHEUS_PORT": str(free_port()),
             "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
