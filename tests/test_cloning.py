@@ -1,0 +1,208 @@
+"""Own voice, opt-in per speaker (issue 13, part 2): the `VoiceCloner` against the fake Cartesia's
+`/voices/clone` and `DELETE /voices/{id}`, then a room through the fake room surface."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+import numpy as np
+import pytest
+from livekit import rtc
+
+from agent.cloning import SAMPLE_RATE, VoiceCloner
+from tests.fakes.cartesia import FakeCartesia
+from tests.loopback import eventually
+
+KEY = "cartesia-test-key"
+
+
+def frame(seconds: float = 0.02, amplitude: float = 0.3, freq: float = 220.0) -> rtc.AudioFrame:
+    n = round(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    pcm = (amplitude * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
+    return rtc.AudioFrame(pcm.tobytes(), SAMPLE_RATE, 1, n)
+
+
+def speech(seconds: float) -> list[rtc.AudioFrame]:
+    """`seconds` of voiced 20 ms frames, each followed by a silent one (a pause the gate drops)."""
+    out = []
+    for _ in range(round(seconds / 0.02)):
+        out += [frame(), frame(amplitude=0.0)]
+    return out
+
+
+class Cloned:
+    """What the cloner handed to the book: (identity, clone id or None), in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+
+    def __call__(self, identity: str, voice_id: str | None) -> None:
+        self.calls.append((identity, voice_id))
+
+
+@pytest.fixture
+async def cartesia() -> AsyncIterator[FakeCartesia]:
+    fake = FakeCartesia()
+    await fake.start()
+    yield fake
+    await fake.aclose()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def cloner_for(
+    cartesia: FakeCartesia, http: aiohttp.ClientSession, on_clone: Cloned, **kwargs: float
+) -> VoiceCloner:
+    return VoiceCloner(
+        http=http,
+        base_url=cartesia.base_url,
+        api_key=KEY,
+        on_clone=on_clone,
+        delete_backoff_s=0.01,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_consenting_speakers_voiced_audio_is_cloned_once_then_deleted(
+    cartesia: FakeCartesia, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG)
+    cloned = Cloned()
+    cloner = cloner_for(cartesia, http, cloned)
+    for f in speech(2.0):  # before consent: nothing kept
+        cloner.hear("alice", f)
+    cloner.consent("alice", "en-US")
+    for f in speech(4.9):
+        cloner.hear("alice", f)
+    assert cartesia.clone_requests == [] and cloned.calls == []  # not before 5 s of speech
+    for f in speech(3.0):
+        cloner.hear("alice", f)
+    await eventually(lambda: cloned.calls != [], what="the clone")
+    (request,) = cartesia.clone_requests
+    assert request.voice_id is not None
+    assert cloned.calls == [("alice", request.voice_id)] and cloner.made == 1
+    # the clip: the speaker's voiced audio only (the pauses trimmed), at least 5 s, 16 kHz mono
+    assert 5.0 <= request.clip_seconds <= 5.1 and request.clip_rms > 0.2  # a 0.3 sine: 0.21
+    assert (request.sample_rate, request.channels, request.language) == (16000, 1, "en")
+    assert request.name.startswith("interp-") and request.api_key == KEY and request.cartesia_version
+    assert len(cloner.first_word_to_own_voice_s) == 1  # into the metric too
+    for f in speech(10.0):  # the clone is made: nothing more is kept or sent
+        cloner.hear("alice", f)
+    await cloner.aclose()
+    assert cartesia.deleted_voices == [request.voice_id] and cartesia.voices == set()
+    assert cloned.calls[-1] == ("alice", None) and cloner.deleted == 1 and cloner.undeleted == set()
+    assert not any("alice" in r.getMessage() or request.voice_id in r.getMessage() for r in caplog.records)
+
+
+async def test_the_clip_is_capped_at_max_speech(cartesia: FakeCartesia, http: aiohttp.ClientSession):
+    cloner = cloner_for(cartesia, http, Cloned(), min_speech_s=5.0, max_speech_s=10.0)
+    cloner.consent("alice", "es")
+    cloner.hear("alice", frame(seconds=12.0))  # one long frame: more than the cap at once
+    await eventually(lambda: cloner.made == 1, what="the clone")
+    assert cartesia.clone_requests[0].clip_seconds == 10.0
+    await cloner.aclose()
+
+
+async def test_silence_and_speakers_without_consent_never_reach_the_clone_endpoint(
+    cartesia: FakeCartesia, http: aiohttp.ClientSession
+):
+    cloner = cloner_for(cartesia, http, Cloned())
+    cloner.consent("alice", "en")
+    for _ in range(1000):  # 20 s of silence from alice, 20 s of speech from bob
+        cloner.hear("alice", frame(amplitude=0.0))
+        cloner.hear("bob", frame())
+    await cloner.aclose()
+    assert cartesia.clone_requests == [] and cloner.made == cloner.failed == 0
+
+
+@pytest.mark.parametrize("status", [400, 402, 500])
+async def test_a_refused_clone_keeps_the_preset_and_is_counted(
+    cartesia: FakeCartesia, http: aiohttp.ClientSession, status: int, caplog: pytest.LogCaptureFixture
+):
+    cartesia.refuse_clones(status)
+    cloned = Cloned()
+    cloner = cloner_for(cartesia, http, cloned)
+    cloner.consent("alice", "en")
+    cloner.hear("alice", frame(seconds=6.0))
+    await eventually(lambda: cloner.failed == 1, what="the failure counted")
+    assert cloned.calls == [] and cloner.made == 0
+    (record,) = [r for r in caplog.records if r.name == "agent.cloning" and r.levelno == logging.WARNING]
+    assert record.__dict__["cause"] == f"cartesia {status}"
+    await cloner.aclose()
+    assert cartesia.delete_requests == 0
+
+
+async def test_a_slow_clone_times_out_keeps_the_preset_and_is_counted(
+    cartesia: FakeCartesia, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+):
+    cartesia.clone_delay_s = 30.0
+    cloned = Cloned()
+    cloner = cloner_for(cartesia, http, cloned, timeout_s=0.2)
+    cloner.consent("alice", "en")
+    cloner.hear("alice", frame(seconds=6.0))
+    await eventually(lambda: cloner.failed == 1, what="the timeout counted")
+    assert cloned.calls == [] and len(cartesia.clone_requests) == 1
+    assert [r.__dict__.get("cause") for r in caplog.records if r.name == "agent.cloning"][-1] == "timeout"
+    await cloner.aclose()
+
+
+async def test_withdrawn_consent_switches_back_at_once_and_deletes(
+    cartesia: FakeCartesia, http: aiohttp.ClientSession
+):
+    cloned = Cloned()
+    cloner = cloner_for(cartesia, http, cloned)
+    cloner.consent("alice", "en")
+    cloner.hear("alice", frame(seconds=6.0))
+    await eventually(lambda: cloner.made == 1, what="the clone")
+    voice_id = cartesia.clone_requests[0].voice_id
+    cloner.withdraw("alice")
+    assert cloned.calls == [("alice", voice_id), ("alice", None)]  # at once, before the delete answers
+    await eventually(lambda: cartesia.deleted_voices == [voice_id], what="the clone deleted")
+    assert not cloner.consented("alice") and cloner.undeleted == set()
+    cloner.hear("alice", frame(seconds=6.0))  # no longer collected
+    await cloner.aclose()
+    assert len(cartesia.clone_requests) == 1
+
+
+async def test_a_clone_finished_after_withdrawal_is_deleted_and_never_used(
+    cartesia: FakeCartesia, http: aiohttp.ClientSession
+):
+    cartesia.clone_delay_s = 0.3
+    cloned = Cloned()
+    cloner = cloner_for(cartesia, http, cloned)
+    cloner.consent("alice", "en")
+    cloner.hear("alice", frame(seconds=6.0))
+    await eventually(lambda: len(cartesia.clone_requests) == 1, what="the clone requested")
+    cloner.withdraw("alice")
+    await cloner.aclose()  # waits for the clone under way, then deletes it
+    assert cloned.calls == [] and cartesia.voices == set()
+    assert cartesia.deleted_voices == [cartesia.clone_requests[0].voice_id]
+
+
+async def test_a_failed_delete_is_retried_and_the_id_kept_until_deleted(
+    cartesia: FakeCartesia, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+):
+    cloner = cloner_for(cartesia, http, Cloned(), delete_attempts=2)
+    cloner.consent("alice", "en")
+    cloner.hear("alice", frame(seconds=6.0))
+    await eventually(lambda: cloner.made == 1, what="the clone")
+    voice_id = cartesia.clone_requests[0].voice_id
+    assert voice_id is not None
+    cartesia.fail_deletes(3)  # both attempts of the leave fail, and the first at close
+    cloner.withdraw("alice")
+    await eventually(lambda: cartesia.delete_requests == 2, what="two attempts")
+    await eventually(
+        lambda: any(r.levelno == logging.ERROR for r in caplog.records), what="the give-up logged"
+    )
+    assert cloner.undeleted == {voice_id} and cloner.delete_failures == 2  # kept
+    await cloner.aclose()  # tried again: fails once more, then deleted
+    assert cartesia.deleted_voices == [voice_id] and cloner.undeleted == set()
+    assert cloner.delete_failures == 3 and cloner.deleted == 1
+    assert not any(voice_id in r.getMessage() for r in caplog.records)
