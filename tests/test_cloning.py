@@ -12,10 +12,12 @@ import pytest
 from livekit import rtc
 
 from agent.cloning import SAMPLE_RATE, VoiceCloner
+from agent.voices import MULTILINGUAL_VOICES, VoiceBook
 from tests.fakes.cartesia import FakeCartesia
 from tests.loopback import eventually
 
 KEY = "cartesia-test-key"
+CLONE = "00000000-0000-4000-8000-00000000c10e"
 
 
 def frame(seconds: float = 0.02, amplitude: float = 0.3, freq: float = 220.0) -> rtc.AudioFrame:
@@ -206,3 +208,15 @@ async def test_a_failed_delete_is_retried_and_the_id_kept_until_deleted(
     assert cartesia.deleted_voices == [voice_id] and cloner.undeleted == set()
     assert cloner.delete_failures == 3 and cloner.deleted == 1
     assert not any(voice_id in r.getMessage() for r in caplog.records)
+
+
+def test_the_book_speaks_a_consenting_speaker_with_their_clone_on_every_language_until_cleared():
+    book = VoiceBook()
+    book.join("alice", "en")
+    book.join("bob", "en")
+    presets = {lang: book.voice_for("alice", lang) for lang in ("es", "fr")}
+    book.set_clone("alice", CLONE)
+    assert {lang: book.voice_for("alice", lang) for lang in ("es", "fr")} == {"es": CLONE, "fr": CLONE}
+    assert book.voice_for("bob", "es") == MULTILINGUAL_VOICES[1]  # others keep theirs
+    book.set_clone("alice", None)
+    assert {lang: book.voice_for("alice", lang) for lang in ("es", "fr")} == presets
