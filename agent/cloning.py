@@ -38,6 +38,7 @@ logger = logging.getLogger("agent.cloning")
 
 SAMPLE_RATE = 16000
 VOICED_RMS = 0.01  # a frame louder than this (full scale 1.0, about -40 dBFS) is speech
+ATTR_VOICE = "interpreter.voice"  # a participant attribute: `own` = interpret me in my own voice
 OnClone = Callable[[str, str | None], None]  # (speaker identity, clone id or None: back to the preset)
 
 
@@ -92,6 +93,10 @@ class VoiceCloner:
     def for_tts(cls, tts: TtsSettings, http: aiohttp.ClientSession, on_clone: OnClone) -> VoiceCloner:
         """Through the same Cartesia base URL and key as the TTS."""
         return cls(http=http, base_url=tts.base_url, api_key=tts.api_key, on_clone=on_clone)
+
+    def speakers(self) -> list[str]:
+        """The consenting speakers."""
+        return list(self._speakers)
 
     def consented(self, identity: str) -> bool:
         return identity in self._speakers

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -10,11 +11,18 @@ import aiohttp
 import numpy as np
 import pytest
 from livekit import rtc
+from livekit.agents import tts
 
-from agent.cloning import SAMPLE_RATE, VoiceCloner
-from agent.voices import MULTILINGUAL_VOICES, VoiceBook
+from agent.cloning import ATTR_VOICE, SAMPLE_RATE, OnClone, VoiceCloner
+from agent.latency import LatencyTracker
+from agent.providers import build_llm, build_stt, build_tts
+from agent.session import RoomSession
+from agent.voices import MULTILINGUAL_VOICES, PLUGIN_DEFAULT_VOICE, VoiceBook
+from tests.conftest import DIALOGUE, ONE_SENTENCE, start_room_fakes
 from tests.fakes.cartesia import FakeCartesia
+from tests.fakes.room import FakeRoom
 from tests.loopback import eventually
+from tests.test_room import RoomHarness
 
 KEY = "cartesia-test-key"
 CLONE = "00000000-0000-4000-8000-00000000c10e"
@@ -220,3 +228,106 @@ def test_the_book_speaks_a_consenting_speaker_with_their_clone_on_every_language
     assert book.voice_for("bob", "es") == MULTILINGUAL_VOICES[1]  # others keep theirs
     book.set_clone("alice", None)
     assert {lang: book.voice_for("alice", lang) for lang in ("es", "fr")} == presets
+
+
+# -- a room, through the fake room surface -----------------------------------------------------------
+
+
+@pytest.fixture
+async def room(request: pytest.FixtureRequest) -> AsyncIterator[RoomHarness]:
+    """The room harness of tests/test_room.py with the session's own-voice cloner (through the fake
+    Cartesia, as the worker builds it); `request.param`: {"env": {...}, "cloner": {...}}."""
+    param = getattr(request, "param", {})
+    fakes = await start_room_fakes()
+    settings = fakes.settings(**param.get("env", {}))
+    async with aiohttp.ClientSession() as http:
+        llm, stt = build_llm(settings), build_stt(settings, "en", http)
+
+        def tts_for(language: str, voice: str | None) -> tts.TTS:
+            return build_tts(settings, language, http, voice)
+
+        def cloner(on_clone: OnClone) -> VoiceCloner:
+            return VoiceCloner(
+                http=http,
+                base_url=settings.tts.base_url,
+                api_key=settings.tts.api_key,
+                on_clone=on_clone,
+                **param.get("cloner", {}),
+            )
+
+        fake_room = FakeRoom(metadata=json.dumps({"target_languages": ["es", "fr"]}))
+        tracker = LatencyTracker()
+        session = RoomSession(
+            room=fake_room,
+            settings=settings,
+            stt=stt,
+            llm=llm,
+            tts_factory=tts_for,
+            tracker=tracker,
+            cloner=cloner,
+        )
+        h = RoomHarness(fakes, fake_room, session, tracker)
+        try:
+            yield h
+        finally:
+            await session.aclose()
+            for speaker in h.speakers:
+                await speaker.aclose()
+            await llm.aclose()
+            await stt.aclose()
+            for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
+                await server.aclose()
+
+
+def spoken(h: RoomHarness) -> list[tuple[str, str | None]]:
+    """(language, voice) of every context the fake Cartesia spoke words in, in order."""
+    cartesia = h.fakes.cartesia
+    language: dict[str, str] = {}
+    for message in cartesia.messages:
+        language.setdefault(str(message.get("context_id")), str(message.get("language")))
+    return [
+        (language[c], cartesia.voice_by_context[c])
+        for c in cartesia.context_order
+        if "".join(cartesia.contexts[c]).strip()
+    ]
+
+
+OWN_VOICE = {ATTR_VOICE: "own"}
+
+
+async def test_a_consenting_speaker_is_heard_in_the_preset_then_their_own_voice_on_two_languages(
+    room: RoomHarness,
+):
+    h, session = room, room.session
+    h.fakes.deepgram.scripts["en"] = (
+        ONE_SENTENCE.transcripts + DIALOGUE.transcripts + ONE_SENTENCE.transcripts
+    )
+    await session.start()
+    alice = h.room.join("alice", attributes={"language": "en", **OWN_VOICE})
+    await session.settled()
+    assert session.cloner is not None and session.cloner.consented("alice")
+    first = h.speak(alice, ONE_SENTENCE.wav)  # 1.2 s of speech: not enough for a clone
+    await eventually(lambda: len(h.captions(translated=True)) == 2, what="the first sentence, es and fr")
+    await eventually(lambda: len(spoken(h)) >= 2, what="the first sentence spoken")
+    before = spoken(h)
+    assert {language for language, _ in before} == {"es", "fr"}
+    assert {voice for _, voice in before} == {PLUGIN_DEFAULT_VOICE}  # the preset
+    assert h.fakes.cartesia.clone_requests == []
+    h.room.unpublish(alice, first)
+    h.speak(alice, DIALOGUE.wav)  # 4.6 s more: past 5 s, the clone is made
+    await eventually(lambda: session.cloner is not None and session.cloner.made == 1, what="the clone")
+    (request,) = h.fakes.cartesia.clone_requests
+    assert 5.0 <= request.clip_seconds <= 6.0 and request.clip_rms > 0.02  # her speech, not silence
+    assert request.language == "en" and request.voice_id is not None
+    await eventually(lambda: len(h.captions(translated=True)) == 8, what="the dialogue translated")
+    n = len(spoken(h))
+    h.speak(alice, ONE_SENTENCE.wav)
+    await eventually(lambda: len(h.captions(translated=True)) == 10, what="the last sentence, es and fr")
+    await eventually(lambda: len({lang for lang, _ in spoken(h)[n:]}) == 2, what="spoken in es and fr")
+    after = spoken(h)[n:]
+    assert {voice for _, voice in after} == {request.voice_id}  # her own voice, on both languages
+    print("first word to own voice (s):", session.cloner.first_word_to_own_voice_s)
+    h.room.leave(alice)
+    await session.settled()
+    await eventually(lambda: h.fakes.cartesia.deleted_voices == [request.voice_id], what="deleted on leave")
+    assert session.voices.voice_for("alice", "es") == PLUGIN_DEFAULT_VOICE
