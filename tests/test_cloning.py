@@ -331,3 +331,82 @@ async def test_a_consenting_speaker_is_heard_in_the_preset_then_their_own_voice_
     await session.settled()
     await eventually(lambda: h.fakes.cartesia.deleted_voices == [request.voice_id], what="deleted on leave")
     assert session.voices.voice_for("alice", "es") == PLUGIN_DEFAULT_VOICE
+
+
+@pytest.mark.parametrize("room", [{"cloner": {"min_speech_s": 3.0}}], indirect=True)
+async def test_withdrawn_consent_switches_back_at_once_and_deletes_the_clone(room: RoomHarness):
+    h, session = room, room.session
+    h.fakes.deepgram.scripts["en"] = DIALOGUE.transcripts + ONE_SENTENCE.transcripts
+    await session.start()
+    alice = h.room.join("alice", attributes={"language": "en", **OWN_VOICE})
+    await session.settled()
+    h.speak(alice, DIALOGUE.wav)
+    await eventually(lambda: session.cloner is not None and session.cloner.made == 1, what="the clone")
+    voice_id = h.fakes.cartesia.clone_requests[0].voice_id
+    assert session.voices.voice_for("alice", "fr") == voice_id
+    await eventually(lambda: len(h.captions(translated=True)) == 6, what="the dialogue translated")
+    h.room.set_attributes(alice, **{ATTR_VOICE: ""})
+    await session.settled()
+    assert session.voices.voice_for("alice", "fr") == PLUGIN_DEFAULT_VOICE  # at once
+    await eventually(lambda: h.fakes.cartesia.deleted_voices == [voice_id], what="the clone deleted")
+    n = len(spoken(h))
+    h.speak(alice, ONE_SENTENCE.wav)
+    await eventually(lambda: len(h.captions(translated=True)) == 8, what="the sentence, es and fr")
+    await eventually(lambda: len(spoken(h)) >= n + 2, what="the sentence spoken")
+    assert {voice for _, voice in spoken(h)[n:]} == {PLUGIN_DEFAULT_VOICE}
+    assert len(h.fakes.cartesia.clone_requests) == 1  # no second clone
+
+
+@pytest.mark.parametrize(
+    ("room", "fault"),
+    [
+        ({"cloner": {"min_speech_s": 3.0}}, "refused"),
+        ({"cloner": {"min_speech_s": 3.0, "timeout_s": 0.3}}, "slow"),
+    ],
+    indirect=["room"],
+)
+async def test_cloning_refused_or_slow_keeps_the_preset_nothing_lost_failure_counted(
+    room: RoomHarness, fault: str
+):
+    h, session = room, room.session
+    if fault == "refused":
+        h.fakes.cartesia.refuse_clones(400)
+    else:
+        h.fakes.cartesia.clone_delay_s = 2.0
+    h.fakes.deepgram.scripts["en"] = DIALOGUE.transcripts + ONE_SENTENCE.transcripts
+    await session.start()
+    alice = h.room.join("alice", attributes={"language": "en", **OWN_VOICE})
+    await session.settled()
+    h.speak(alice, DIALOGUE.wav)
+    await eventually(lambda: session.cloner is not None and session.cloner.failed == 1, what="counted")
+    await eventually(lambda: len(h.captions(translated=True)) == 6, what="every utterance translated")
+    await eventually(
+        lambda: len(h.played("es")) == len(h.played("fr")) == 3, what="every utterance spoken (nothing lost)"
+    )
+    assert len(h.fakes.cartesia.clone_requests) == 1 and session.cloner is not None
+    assert session.cloner.made == 0
+    assert {voice for _, voice in spoken(h)} == {PLUGIN_DEFAULT_VOICE}
+
+
+@pytest.mark.parametrize(
+    ("room", "attributes"),
+    [({"env": {"VOICE_CLONING": "off"}}, OWN_VOICE), ({}, {}), ({}, {ATTR_VOICE: "preset"})],
+    indirect=["room"],
+)
+async def test_no_audio_reaches_the_clone_endpoint_without_consent_or_with_cloning_off(
+    room: RoomHarness, attributes: dict[str, str]
+):
+    h, session = room, room.session
+    h.fakes.deepgram.scripts["en"] = DIALOGUE.transcripts + ONE_SENTENCE.transcripts
+    await session.start()
+    bob = h.room.join("bob", attributes={"language": "en", **attributes})
+    await session.settled()
+    h.speak(bob, DIALOGUE.wav)
+    await eventually(lambda: len(h.captions(translated=True)) == 6, what="the dialogue translated")
+    h.speak(bob, ONE_SENTENCE.wav)  # 5.8 s of speech in all
+    await eventually(lambda: len(h.captions(translated=True)) == 8, what="the sentence translated")
+    assert h.fakes.cartesia.clone_requests == []
+    if attributes == OWN_VOICE:  # VOICE_CLONING=off
+        assert session.cloner is None
+    else:
+        assert session.cloner is not None and not session.cloner.consented("bob")
