@@ -39,6 +39,7 @@ logger = logging.getLogger("agent.cloning")
 SAMPLE_RATE = 16000
 VOICED_RMS = 0.01  # a frame louder than this (full scale 1.0, about -40 dBFS) is speech
 ATTR_VOICE = "interpreter.voice"  # a participant attribute: `own` = interpret me in my own voice
+_REQUEST_TIMEOUT_S = 5.0  # a delete
 OnClone = Callable[[str, str | None], None]  # (speaker identity, clone id or None: back to the preset)
 
 
@@ -63,9 +64,10 @@ class VoiceCloner:
         api_version: str = API_VERSION,
         min_speech_s: float = 5.0,
         max_speech_s: float = 10.0,
-        timeout_s: float = 20.0,
+        timeout_s: float = 15.0,
         delete_attempts: int = 5,
         delete_backoff_s: float = 0.5,
+        close_budget_s: float = 4.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
@@ -78,6 +80,7 @@ class VoiceCloner:
         self._timeout_s = timeout_s
         self._delete_attempts = delete_attempts
         self._delete_backoff_s = delete_backoff_s
+        self._close_budget_s = close_budget_s  # the drain must end within the worker's bound
         self._clock = clock
         self._speakers: dict[str, _Speaker] = {}  # consenting speakers
         self._clones: set[asyncio.Task[None]] = set()  # clone requests under way
@@ -205,7 +208,8 @@ class VoiceCloner:
                 return  # deleted meanwhile by another attempt
             try:
                 url = f"{self._base_url}/voices/{voice_id}"
-                async with self._http.delete(url, headers=self._headers()) as response:
+                timeout = aiohttp.ClientTimeout(total=_REQUEST_TIMEOUT_S)
+                async with self._http.delete(url, headers=self._headers(), timeout=timeout) as response:
                     ok = response.status < 300 or response.status == 404  # 404: already gone
                     cause = f"cartesia {response.status}"
             except (aiohttp.ClientError, TimeoutError) as e:
@@ -229,7 +233,20 @@ class VoiceCloner:
         """The session ends (or drains): stop collecting, delete every clone (each retried, bounded)."""
         for identity in list(self._speakers):
             self.withdraw(identity)
-        await asyncio.gather(*self._clones, return_exceptions=True)  # each bounded by `timeout_s`
+        try:
+            await asyncio.wait_for(self._delete_all(), self._close_budget_s)
+        except TimeoutError:
+            logger.error(
+                "cloned voices left undeleted at close",
+                extra={"undeleted": len(self.undeleted), "clones_under_way": len(self._clones)},
+            )
+        finally:
+            for task in self._clones | self._deletes:
+                task.cancel()
+            await asyncio.gather(*self._clones, *self._deletes, return_exceptions=True)
+
+    async def _delete_all(self) -> None:
+        await asyncio.gather(*self._clones, return_exceptions=True)  # a clone made now is deleted too
         await asyncio.gather(*self._deletes, return_exceptions=True)
         await asyncio.gather(*(self._delete(voice_id) for voice_id in list(self.undeleted)))
 

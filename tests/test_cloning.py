@@ -218,6 +218,26 @@ async def test_a_failed_delete_is_retried_and_the_id_kept_until_deleted(
     assert not any(voice_id in r.getMessage() for r in caplog.records)
 
 
+async def test_close_is_bounded_and_says_how_many_clones_are_left_undeleted(
+    cartesia: FakeCartesia, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+):
+    cloner = VoiceCloner(
+        http=http,
+        base_url=cartesia.base_url,
+        api_key=KEY,
+        on_clone=Cloned(),
+        delete_backoff_s=60.0,  # its retries would outlast any drain
+        close_budget_s=0.5,
+    )
+    cloner.consent("alice", "en")
+    cloner.hear("alice", frame(seconds=6.0))
+    await eventually(lambda: cloner.made == 1, what="the clone")
+    cartesia.fail_deletes(100)
+    await cloner.aclose()
+    (record,) = [r for r in caplog.records if r.getMessage() == "cloned voices left undeleted at close"]
+    assert record.__dict__["undeleted"] == 1 and len(cloner.undeleted) == 1 and cartesia.deleted_voices == []
+
+
 def test_the_book_speaks_a_consenting_speaker_with_their_clone_on_every_language_until_cleared():
     book = VoiceBook()
     book.join("alice", "en")
