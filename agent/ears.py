@@ -228,7 +228,11 @@ class Ears:
                 self._pending.append((start, frame))
                 self._trim_pending()
                 if self._tap is not None:
-                    self._tap(frame)
+                    try:
+                        self._tap(frame)
+                    except Exception as e:  # a bug there must not stop the speaker being heard
+                        self._tap = None
+                        log_unexpected(logger, "the own-voice tap failed; no longer tapping this speaker", e)
                 if self._stream is not None:
                     # a closing stream refuses it; the frame stays pending for the next stream
                     with contextlib.suppress(RuntimeError):

@@ -267,7 +267,7 @@ async def room(request: pytest.FixtureRequest) -> AsyncIterator[RoomHarness]:
             return build_tts(settings, language, http, voice)
 
         def cloner(on_clone: OnClone) -> VoiceCloner:
-            return VoiceCloner(
+            return param.get("cls", VoiceCloner)(
                 http=http,
                 base_url=settings.tts.base_url,
                 api_key=settings.tts.api_key,
@@ -430,3 +430,25 @@ async def test_no_audio_reaches_the_clone_endpoint_without_consent_or_with_cloni
         assert session.cloner is None
     else:
         assert session.cloner is not None and not session.cloner.consented("bob")
+
+
+class BuggyCloner(VoiceCloner):
+    """A cloner with a bug in its tap (injected, as tests/buggy_plugins.py does for plugins)."""
+
+    def hear(self, identity: str, frame: rtc.AudioFrame) -> None:
+        raise ZeroDivisionError("a bug in the tap")
+
+
+@pytest.mark.parametrize("room", [{"cls": BuggyCloner}], indirect=True)
+async def test_a_bug_in_the_tap_is_logged_once_and_the_speaker_is_still_interpreted(
+    room: RoomHarness, caplog: pytest.LogCaptureFixture
+):
+    h, session = room, room.session
+    h.fakes.deepgram.scripts["en"] = list(ONE_SENTENCE.transcripts)
+    await session.start()
+    alice = h.room.join("alice", attributes={"language": "en", **OWN_VOICE})
+    await session.settled()
+    h.speak(alice, ONE_SENTENCE.wav)
+    await eventually(lambda: len(h.captions(translated=True)) == 2, what="interpreted into es and fr")
+    bugs = [r for r in caplog.records if r.getMessage().startswith("the own-voice tap failed")]
+    assert len(bugs) == 1 and bugs[0].exc_info is not None
