@@ -452,3 +452,17 @@ async def test_a_bug_in_the_tap_is_logged_once_and_the_speaker_is_still_interpre
     await eventually(lambda: len(h.captions(translated=True)) == 2, what="interpreted into es and fr")
     bugs = [r for r in caplog.records if r.getMessage().startswith("the own-voice tap failed")]
     assert len(bugs) == 1 and bugs[0].exc_info is not None
+
+
+@pytest.mark.parametrize("room", [{"cloner": {"min_speech_s": 3.0}}], indirect=True)
+async def test_the_clone_is_deleted_when_the_session_closes(room: RoomHarness):
+    h, session = room, room.session
+    h.fakes.deepgram.scripts["en"] = list(DIALOGUE.transcripts)
+    await session.start()
+    alice = h.room.join("alice", attributes={"language": "en", **OWN_VOICE})
+    await session.settled()
+    h.speak(alice, DIALOGUE.wav)
+    await eventually(lambda: session.cloner is not None and session.cloner.made == 1, what="the clone")
+    await session.aclose()  # as the drain does, alice still in the room
+    assert h.fakes.cartesia.deleted_voices == [h.fakes.cartesia.clone_requests[0].voice_id]
+    assert h.fakes.cartesia.voices == set()
