@@ -145,7 +145,6 @@ class VoiceCloner:
             task.add_done_callback(self._clones.discard)
 
     async def _clone(self, identity: str, speaker: _Speaker, clip: bytes) -> None:
-        voice_id: str | None = None
         try:
             voice_id = await asyncio.wait_for(self._post_clone(clip, speaker.language), self._timeout_s)
         except (_StatusError, aiohttp.ClientError, TimeoutError, ValueError) as e:
@@ -155,15 +154,13 @@ class VoiceCloner:
             log_unexpected(logger, "cloning a voice failed", e)
             self._failed("bug")
             return
-        finally:
-            if voice_id is not None:
-                self.undeleted.add(voice_id)
+        self.undeleted.add(voice_id)
+        self.made += 1  # every clone made is counted, so made - deleted is what Cartesia still holds
+        metrics.VOICE_CLONES.labels(outcome="made").inc()
         if self._speakers.get(identity) is not speaker:  # withdrawn or left while it was being made
             self._delete_later(voice_id)
             return
         speaker.voice_id = voice_id
-        self.made += 1
-        metrics.VOICE_CLONES.labels(outcome="made").inc()
         if speaker.first_word_at is not None:
             waited = self._clock() - speaker.first_word_at
             self.first_word_to_own_voice_s.append(waited)

@@ -193,6 +193,7 @@ async def test_a_clone_finished_after_withdrawal_is_deleted_and_never_used(
     cloner.withdraw("alice")
     await cloner.aclose()  # waits for the clone under way, then deletes it
     assert cloned.calls == [] and cartesia.voices == set()
+    assert cloner.made == cloner.deleted == 1
     assert cartesia.deleted_voices == [cartesia.clone_requests[0].voice_id]
 
 
