@@ -91,6 +91,7 @@ class Settings:
     max_speed: float
     stale_after_s: float
     max_languages: int  # interpretation tracks per room at most (each a TTS and an LLM call per utterance)
+    voice_cloning: bool = True  # VOICE_CLONING: a consenting speaker may be interpreted in their own voice
 
 
 class _Reader:
@@ -260,6 +261,7 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
         max_speed=r.number("MAX_SPEED", 1.35, minimum=1.0, maximum=2.0),
         stale_after_s=r.number("STALE_AFTER_S", 20.0, minimum=1.0, maximum=600.0),
         max_languages=r.integer("MAX_LANGUAGES", DEFAULT_MAX_LANGUAGES, minimum=1, maximum=16),
+        voice_cloning=r.choice("VOICE_CLONING", "on", ("on", "off")) == "on",
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -143,6 +143,7 @@ class Ears:
         max_segment_s: float = 0.0,
         on_fault: Callable[[bool], None] | None = None,
         give_up_after_s: float | None = None,
+        tap: Callable[[rtc.AudioFrame], None] | None = None,
     ) -> None:
         self._stt = stt
         self._frames = frames
@@ -157,6 +158,7 @@ class Ears:
         self._drain_idle_s = drain_idle_s
         self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
         self._give_up_after_s = give_up_after_s  # None: never give up on an outage while audio flows
+        self._tap = tap  # sees every frame received (the own-voice cloner: `agent/cloning.py`)
         self._interim_shown = False  # an interim caption of the segment being heard is on screen
         self._cut_requested = False
         self._speaking = False  # the STT hears speech that is not finalized yet
@@ -225,6 +227,12 @@ class Ears:
                 self._audio_clock.note(self._timeline, self._clock())
                 self._pending.append((start, frame))
                 self._trim_pending()
+                if self._tap is not None:
+                    try:
+                        self._tap(frame)
+                    except Exception as e:  # a bug there must not stop the speaker being heard
+                        self._tap = None
+                        log_unexpected(logger, "the own-voice tap failed; no longer tapping this speaker", e)
                 if self._stream is not None:
                     # a closing stream refuses it; the frame stays pending for the next stream
                     with contextlib.suppress(RuntimeError):

@@ -76,3 +76,13 @@ LLM_REFUSALS = Counter(
     "Requests an LLM refused with a status not worth retrying (400, 401, 404, 422...), by LLM and status",
     ["llm", "status"],
 )
+VOICE_CLONES = Counter(
+    "interpreter_voice_clones_total",
+    "Own-voice clones of consenting speakers: made, failed (refused, slow, unreachable), deleted",
+    ["outcome"],
+)
+FIRST_WORD_TO_OWN_VOICE = Histogram(
+    "interpreter_first_word_to_own_voice_seconds",
+    "From a consenting speaker's first word to their clone being ready (their own voice speaks from then)",
+    buckets=(1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0),
+)

@@ -22,6 +22,7 @@ from livekit import rtc
 from livekit.agents import llm, stt, tts
 
 from . import metrics
+from .cloning import ATTR_VOICE, OnClone, VoiceCloner
 from .config import Settings
 from .ears import Ears
 from .errors import log_unexpected
@@ -48,6 +49,7 @@ logger = logging.getLogger("agent.session")
 
 TtsFactory = Callable[[str, str | None], tts.TTS]  # (language, voice id or None) → a TTS for that language
 FramesFor = Callable[[Any], AsyncIterator[rtc.AudioFrame]]
+ClonerFactory = Callable[[OnClone], VoiceCloner]  # given where to hand a clone (the book)
 STOP_TIMEOUT_S = 10.0
 
 
@@ -80,6 +82,7 @@ class RoomSession:
         tracker: LatencyTracker,
         job_metadata: str | None = None,
         frames_for: FramesFor = track_frames,
+        cloner: ClonerFactory | None = None,
     ) -> None:
         self._room = room
         self._settings = settings
@@ -96,6 +99,8 @@ class RoomSession:
         self.outputs: dict[str, _Output] = {}  # by target language
         self.room_settings = RoomSettings()
         self.voices = VoiceBook(settings.tts.voice)  # a distinct voice per speaker, per language
+        # own voice, for speakers who consent (`interpreter.voice` = `own`), unless VOICE_CLONING=off
+        self.cloner = cloner(self.voices.set_clone) if cloner is not None and settings.voice_cloning else None
         self._playing: set[str] = set()
         self._faults: dict[str, set[str]] = {}  # kind ("llm", "stt", "tts") → who reports it failing
         self._ears_started: dict[str, int] = {}
@@ -167,6 +172,8 @@ class RoomSession:
             self._control_task = None
         await asyncio.gather(*(self._stop_ears(sid) for sid in list(self.speakers)))
         await asyncio.gather(*(self._close_output(lang) for lang in list(self.outputs)))
+        if self.cloner is not None:
+            await self.cloner.aclose()  # every clone deleted (the drain comes here too)
         await self.publisher.aclose()
 
     def queued_utterances(self) -> int:
@@ -408,6 +415,7 @@ class RoomSession:
             segment_prefix=identity if count == 0 else f"{identity}.{count}",
             max_segment_s=self._options.max_segment_s,
             on_fault=lambda active: self.set_fault("stt", f"speaker-{identity}", active),
+            tap=(lambda frame: cloner.hear(identity, frame)) if (cloner := self.cloner) is not None else None,
         )
         task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
         task.add_done_callback(lambda t: self._on_ears_ended(identity, t))
@@ -451,10 +459,26 @@ class RoomSession:
             if identity not in participants:
                 del self.publisher.speaker_tracks[identity]
                 self.voices.leave(identity)
+        self._sync_consent(participants)
         for participant in participants.values():
             for publication in list(participant.track_publications.values()):
                 await self._start_ears(participant, publication, publication.track)
         await self._reconcile_languages()
+
+    def _sync_consent(self, participants: dict[str, Any]) -> None:
+        """Own voice for the speakers who ask for it now; withdrawn (and the clone deleted) for those who
+        no longer do, or left."""
+        if self.cloner is None:
+            return
+        for identity, participant in participants.items():
+            wants = is_speaker(participant) and participant.attributes.get(ATTR_VOICE, "").strip() == "own"
+            if wants and not self.cloner.consented(identity):
+                self.cloner.consent(identity, self._spoken_language(participant, warn=False))
+            elif not wants:
+                self.cloner.withdraw(identity)
+        for identity in self.cloner.speakers():
+            if identity not in participants:
+                self.cloner.withdraw(identity)
 
 
 async def _finish(task: asyncio.Task[None], limit_s: float, gone: asyncio.Event) -> None:

@@ -18,6 +18,9 @@ there. When the set is used up, the voice held by the fewest present speakers is
 set on a tie). A speaker keeps their voice for the whole meeting (mute, unmute, leaving and rejoining); a
 room-metadata `speaker_voices` override wins over all of this, as given (even if another speaker has it).
 File mode (one speaker, no book): the TTS's own voice, as before.
+
+Own voice (`set_clone`, from `agent/cloning.py`): a consenting speaker's clone, once made, speaks them on
+every target language, over all of the above; cleared (consent withdrawn, left), their voice here again.
 """
 
 from __future__ import annotations
@@ -65,6 +68,14 @@ class VoiceBook:
         self._present: set[str] = set()
         self._speaks: dict[str, str] = {}  # speaker → the language they speak now
         self._slots: dict[str, dict[str, int]] = {}  # language → speaker → slot (index in the set)
+        self._clones: dict[str, str] = {}  # speaker → their own (cloned) voice, while they consent
+
+    def set_clone(self, identity: str, voice_id: str | None) -> None:
+        """`identity`'s own voice is ready (`voice_id`), or no longer to be used (None)."""
+        if voice_id is None:
+            self._clones.pop(identity, None)
+        else:
+            self._clones[identity] = voice_id
 
     def join(self, identity: str, language: str | None = None) -> None:
         """`identity` speaks (in `language`: never interpreted into it, so no voice of theirs there)."""
@@ -83,6 +94,8 @@ class VoiceBook:
 
     def voice_for(self, identity: str, language: str) -> str:
         """The voice `identity` speaks with on `language` (assigned on first use, in join order)."""
+        if clone := self._clones.get(identity):
+            return clone
         if override := self.settings.speaker_voice_for(identity, language):
             return override
         self.join(identity)  # an utterance of someone not seen joining: after everyone who was

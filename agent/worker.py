@@ -14,12 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 import psutil
-from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, tts
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, tts, utils
 from livekit.agents.llm import LLM
 from livekit.agents.stt import STT
 from livekit.agents.utils.hw import get_cpu_monitor
 
 from . import metrics
+from .cloning import VoiceCloner
 from .config import ServerSettings, Settings, load_settings, read_environment
 from .errors import log_unexpected
 from .health import ConnectionWatch, HealthServer, Registration
@@ -137,6 +138,9 @@ async def entrypoint(ctx: JobContext) -> None:
         tts_factory=tts_for,
         tracker=tracker,
         job_metadata=ctx.job.metadata,
+        cloner=lambda on_clone: VoiceCloner.for_tts(
+            settings.tts, utils.http_context.http_session(), on_clone
+        ),
     )
     metrics.ACTIVE_SESSIONS.inc()
     job.tasks = [

@@ -90,6 +90,15 @@ def test_max_languages_has_a_default_and_bounds():
             load_settings({**FULL, "MAX_LANGUAGES": bad})
 
 
+def test_voice_cloning_is_on_by_default_off_for_a_deployment_and_documented():
+    assert load_settings(FULL).voice_cloning is True
+    assert load_settings({**FULL, "VOICE_CLONING": "off"}).voice_cloning is False
+    with pytest.raises(ConfigError, match="VOICE_CLONING="):
+        load_settings({**FULL, "VOICE_CLONING": "maybe"})
+    example = (Path(__file__).parent.parent / ".env.example").read_text()
+    assert re.search(r"^#? ?VOICE_CLONING=", example, re.M)
+
+
 LIVEKIT_ONLY = {k: v for k, v in FULL.items() if k.startswith("LIVEKIT_")}
 
 

@@ -17,6 +17,12 @@ Errors as Cartesia documents them (API version 2026-03-01 and later): on the web
 HTTP status with `{"error_code", "title", "message", "request_id"}` (`refuse_handshakes`: 401 for a bad
 key, 429 over the concurrency limit).
 
+Voice cloning (`POST /voices/clone`, multipart `clip`, `name`, `language`, optional `description`,
+`base_voice_id`; answered with the new voice, `{"id", "name", "language", ...}`) and `DELETE /voices/{id}`
+(204; 404 with Cartesia's error body for a voice it does not have). Every clone request is recorded as a
+`CloneRequest` (the clip's WAV duration and RMS, so a test can tell speech from silence); scripted faults:
+`refuse_clones` (a status with Cartesia's error body), `clone_delay_s` (a slow answer), `fail_deletes`.
+
 Latency model: a context's first audio waits `ttfb` (sampled per context with the fake's
 `random.Random(seed)`; recorded in `ttfb_by_context`) or else `ttfb_s`; with `rtf` > 0 each chunk then
 takes `rtf` times its audio duration to send.
@@ -31,9 +37,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import json
 import logging
 import random
+import uuid
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +87,9 @@ _ERRORS = {  # status → (error_code, title, message), in Cartesia's words
     401: ("unauthorized", "Unauthorized", "Invalid API key."),
     429: ("concurrency_limited", "Concurrency limit exceeded", "Too many concurrent requests."),
     500: ("internal_error", "Internal Server Error", "An internal error occurred."),
+    400: ("bad_request", "Bad Request", "The clip could not be used to clone a voice."),
+    402: ("payment_required", "Payment Required", "Voice cloning is not available on this plan."),
+    404: ("not_found", "Not Found", "Voice not found."),
 }
 
 
@@ -103,6 +115,21 @@ def error_frame(context_id: str, status: int = 500) -> dict[str, Any]:
         "request_id": f"req_{context_id[:12]}",
         "context_id": context_id,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class CloneRequest:
+    """One `POST /voices/clone` as received: the form's fields and what the clip holds."""
+
+    name: str
+    language: str
+    api_key: str | None
+    cartesia_version: str | None
+    clip_seconds: float  # the WAV's duration
+    clip_rms: float  # of its samples, full scale 1.0 (silence: ~0)
+    sample_rate: int
+    channels: int
+    voice_id: str | None  # the voice made, None if refused
 
 
 @dataclass
@@ -174,6 +201,13 @@ class FakeCartesia(FakeServer):
         self.errored_contexts: list[str] = []  # answered with an error frame (before or after audio)
         self.dropped_contexts: list[str] = []
         self.refused_handshakes: list[int] = []  # the status of each websocket handshake refused
+        self.clone_requests: list[CloneRequest] = []
+        self.voices: set[str] = set()  # cloned voices not deleted yet
+        self.deleted_voices: list[str] = []
+        self.delete_requests = 0
+        self.clone_delay_s = 0.0  # before answering a clone request
+        self._clone_refusals: list[int] = []
+        self._delete_failures = 0
         # faults, applied to the next new contexts (or handshakes)
         self._drop_next_after: int | None = None
         self._error_next_after: int | None = None
@@ -183,6 +217,8 @@ class FakeCartesia(FakeServer):
     def _setup(self, app: web.Application) -> None:
         app.router.add_get("/tts/websocket", self._websocket)
         app.router.add_post("/tts/bytes", self._bytes)
+        app.router.add_post("/voices/clone", self._clone)
+        app.router.add_delete("/voices/{voice_id}", self._delete_voice)
 
     @property
     def base_url(self) -> str:
@@ -217,6 +253,64 @@ class FakeCartesia(FakeServer):
     def refuse_handshakes(self, status: int, n: int = 1) -> None:
         """Refuse the next `n` websocket handshakes with HTTP `status` (401, 429), Cartesia's error body."""
         self._handshake_refusals.extend([status] * n)
+
+    def refuse_clones(self, status: int, n: int = 1) -> None:
+        """Answer the next `n` clone requests with HTTP `status` and Cartesia's error body."""
+        self._clone_refusals.extend([status] * n)
+
+    def fail_deletes(self, n: int = 1) -> None:
+        """Answer the next `n` deletes with 500 (the voice stays)."""
+        self._delete_failures = n
+
+    async def _clone(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        clip = form.get("clip")
+        data = clip.file.read() if isinstance(clip, web.FileField) else b""
+        with wave.open(io.BytesIO(data), "rb") as wav:
+            rate, channels = wav.getframerate(), wav.getnchannels()
+            samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+        rms = float(np.sqrt(np.mean((samples / 32768.0) ** 2))) if samples.size else 0.0
+        status = self._clone_refusals.pop(0) if self._clone_refusals else None
+        voice_id = None if status is not None else str(uuid.uuid4())
+        self.clone_requests.append(
+            CloneRequest(
+                name=str(form.get("name", "")),
+                language=str(form.get("language", "")),
+                api_key=request.headers.get("X-API-Key"),
+                cartesia_version=request.headers.get("Cartesia-Version"),
+                clip_seconds=samples.size / channels / rate if rate else 0.0,
+                clip_rms=rms,
+                sample_rate=rate,
+                channels=channels,
+                voice_id=voice_id,
+            )
+        )
+        await asyncio.sleep(self.clone_delay_s)
+        if status is not None or voice_id is None:
+            return _error_response(status or 500)
+        self.voices.add(voice_id)
+        body = {
+            "id": voice_id,
+            "name": str(form.get("name", "")),
+            "description": str(form.get("description", "")),
+            "language": str(form.get("language", "")),
+            "is_owner": True,
+            "is_public": False,
+            "created_at": "2026-01-01T00:00:00Z",
+        }
+        return web.json_response(body)
+
+    async def _delete_voice(self, request: web.Request) -> web.StreamResponse:
+        self.delete_requests += 1
+        voice_id = request.match_info["voice_id"]
+        if self._delete_failures > 0:
+            self._delete_failures -= 1
+            return _error_response(500)
+        if voice_id not in self.voices:
+            return _error_response(404)
+        self.voices.discard(voice_id)
+        self.deleted_voices.append(voice_id)
+        return web.Response(status=204)
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         self.connections += 1
@@ -360,6 +454,12 @@ class FakeCartesia(FakeServer):
         sample_rate = int(body.get("output_format", {}).get("sample_rate", 24000))
         pcm = self.synthesize_pcm(str(body.get("transcript", "")), sample_rate, requested_speed(body))
         return web.Response(body=pcm, content_type="application/octet-stream")
+
+
+def _error_response(status: int) -> web.Response:
+    code, title, message = _ERRORS.get(status, _ERRORS[500])
+    body = {"error_code": code, "title": title, "message": message, "request_id": "req_voices"}
+    return web.json_response(body, status=status)
 
 
 def _timestamps_message(
