@@ -5,24 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import numpy as np
 import pytest
 from livekit import rtc
-from livekit.agents import tts
 
 from agent.cloning import ATTR_VOICE, SAMPLE_RATE, OnClone, VoiceCloner
-from agent.latency import LatencyTracker
-from agent.providers import build_llm, build_stt, build_tts
-from agent.session import RoomSession
 from agent.voices import MULTILINGUAL_VOICES, PLUGIN_DEFAULT_VOICE, VoiceBook
-from tests.conftest import DIALOGUE, ONE_SENTENCE, start_room_fakes
+from tests.conftest import DIALOGUE, ONE_SENTENCE, start_room_fakes, stop_fakes
 from tests.fakes.cartesia import FakeCartesia
-from tests.fakes.room import FakeRoom
 from tests.loopback import eventually
-from tests.test_room import RoomHarness
+from tests.test_room import RoomHarness, room_harness
 
 KEY = "cartesia-test-key"
 CLONE = "00000000-0000-4000-8000-00000000c10e"
@@ -261,13 +256,9 @@ async def room(request: pytest.FixtureRequest) -> AsyncIterator[RoomHarness]:
     param = getattr(request, "param", {})
     fakes = await start_room_fakes()
     settings = fakes.settings(**param.get("env", {}))
-    async with aiohttp.ClientSession() as http:
-        llm, stt = build_llm(settings), build_stt(settings, "en", http)
 
-        def tts_for(language: str, voice: str | None) -> tts.TTS:
-            return build_tts(settings, language, http, voice)
-
-        def cloner(on_clone: OnClone) -> VoiceCloner:
+    def cloner(http: aiohttp.ClientSession) -> Callable[[OnClone], VoiceCloner]:
+        def build(on_clone: OnClone) -> VoiceCloner:
             return param.get("cls", VoiceCloner)(
                 http=http,
                 base_url=settings.tts.base_url,
@@ -276,28 +267,12 @@ async def room(request: pytest.FixtureRequest) -> AsyncIterator[RoomHarness]:
                 **param.get("cloner", {}),
             )
 
-        fake_room = FakeRoom(metadata=json.dumps({"target_languages": ["es", "fr"]}))
-        tracker = LatencyTracker()
-        session = RoomSession(
-            room=fake_room,
-            settings=settings,
-            stt=stt,
-            llm=llm,
-            tts_factory=tts_for,
-            tracker=tracker,
-            cloner=cloner,
-        )
-        h = RoomHarness(fakes, fake_room, session, tracker)
-        try:
-            yield h
-        finally:
-            await session.aclose()
-            for speaker in h.speakers:
-                await speaker.aclose()
-            await llm.aclose()
-            await stt.aclose()
-            for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
-                await server.aclose()
+        return build
+
+    metadata = json.dumps({"target_languages": ["es", "fr"]})
+    async with room_harness(fakes, settings, metadata=metadata, cloner=cloner) as h:
+        yield h
+    await stop_fakes(fakes)
 
 
 def spoken(h: RoomHarness) -> list[tuple[str, str | None]]:

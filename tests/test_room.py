@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,12 +22,13 @@ from livekit.agents.types import (
     TOPIC_TRANSCRIPTION,
 )
 
+from agent.config import Settings
 from agent.filemode import read_wav
 from agent.latency import LatencyTracker
 from agent.providers import build_llm, build_stt, build_tts
 from agent.room import ATTR_FAULTS, ATTR_LANGUAGES, ATTR_SPEAKER, ATTR_WARNINGS
-from agent.session import RoomSession
-from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes, start_room_fakes
+from agent.session import ClonerFactory, RoomSession
+from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes, start_room_fakes, stop_fakes
 from tests.fakes.room import FakeParticipant, FakePublication, FakeRoom, SentText
 from tests.loopback import LoopbackListener, LoopbackSpeaker, delayed, eventually, tone_sequence
 
@@ -69,18 +70,24 @@ class RoomHarness:
         return list(self.session.outputs[language].channel.mouth.played)
 
 
-@pytest.fixture
-async def harness(request: pytest.FixtureRequest) -> AsyncIterator[RoomHarness]:
-    fakes = await start_room_fakes()
-    settings = fakes.settings(**getattr(request, "param", {}))  # parametrized indirectly: the worker's env
-    tasks_before = asyncio.all_tasks()
+@contextlib.asynccontextmanager
+async def room_harness(
+    fakes: Fakes,
+    settings: Settings,
+    *,
+    metadata: str = "",
+    cloner: Callable[[aiohttp.ClientSession], ClonerFactory] | None = None,
+) -> AsyncIterator[RoomHarness]:
+    """A `RoomSession` on the real plugins against `fakes` (started), in a fake room with `metadata`;
+    `cloner` builds the session's own-voice cloner on the harness's HTTP session. The session, the
+    participants' loopbacks and the providers are closed afterwards (the fakes are the caller's)."""
     async with aiohttp.ClientSession() as http:
         llm, stt = build_llm(settings), build_stt(settings, "en", http)
 
         def tts_for(language: str, voice: str | None) -> tts.TTS:
             return build_tts(settings, language, http, voice)
 
-        room = FakeRoom(metadata="")
+        room = FakeRoom(metadata=metadata)
         tracker = LatencyTracker()
         session = RoomSession(
             room=room,
@@ -89,7 +96,7 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[RoomHarness]:
             llm=llm,
             tts_factory=tts_for,
             tracker=tracker,
-            job_metadata=None,
+            cloner=cloner(http) if cloner is not None else None,
         )
         h = RoomHarness(fakes, room, session, tracker)
         try:
@@ -103,16 +110,24 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[RoomHarness]:
             await llm.aclose()
             await stt.aclose()
 
-            # nothing the session started is left running (tasks being cancelled get to end first)
-            def leaked() -> list[asyncio.Task[object]]:
-                tasks = asyncio.all_tasks() - tasks_before - {asyncio.current_task()}
-                return [t for t in tasks if t is not None and not t.done()]
 
-            with contextlib.suppress(AssertionError):
-                await eventually(lambda: not leaked(), within_s=5.0, what="the session's tasks to end")
-            assert leaked() == [], [t.get_coro() for t in leaked()]
-            for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
-                await server.aclose()
+@pytest.fixture
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[RoomHarness]:
+    fakes = await start_room_fakes()
+    settings = fakes.settings(**getattr(request, "param", {}))  # parametrized indirectly: the worker's env
+    tasks_before = asyncio.all_tasks()
+    async with room_harness(fakes, settings) as h:
+        yield h
+
+    # nothing the session started is left running (tasks being cancelled get to end first)
+    def leaked() -> list[asyncio.Task[object]]:
+        tasks = asyncio.all_tasks() - tasks_before - {asyncio.current_task()}
+        return [t for t in tasks if t is not None and not t.done()]
+
+    with contextlib.suppress(AssertionError):
+        await eventually(lambda: not leaked(), within_s=5.0, what="the session's tasks to end")
+    assert leaked() == [], [t.get_coro() for t in leaked()]
+    await stop_fakes(fakes)
     assert all(c.closed for c in fakes.deepgram.connections), "an STT stream was left open"
 
 
