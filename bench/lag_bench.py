@@ -126,18 +126,22 @@ def workloads(args: argparse.Namespace, seed: int) -> list[Workload]:
     out = []
     if args.dialogue_turns > 0:
         t = dialogue_timeline(args.dialogue_turns, random.Random(seed))
-        out.append(Workload("dialogue", f"dialogue ({args.dialogue_turns} turns)", t, 1.1, PROFILES, True))
+        title, factor = f"dialogue ({args.dialogue_turns} turns)", args.dialogue_length_factor
+        out.append(Workload("dialogue", title, t, factor, PROFILES, True))
     if args.short_turns > 0:
         t = short_turns_timeline(args.short_turns, random.Random(seed))
-        out.append(Workload("short", f"short turns ({args.short_turns})", t, 1.1, PROFILES, True))
+        title, factor = f"short turns ({args.short_turns})", args.dialogue_length_factor
+        out.append(Workload("short", title, t, factor, PROFILES, True))
     factor = args.length_factor
     if args.monologue_minutes > 0:
-        t = monologue_timeline(args.monologue_minutes, random.Random(seed))
+        t = monologue_timeline(args.monologue_minutes, random.Random(seed), phrases_per_sentence=args.phrases)
         out.append(
             Workload("monologue", f"monologue {args.monologue_minutes:g} min", t, factor, PROFILES, False)
         )
     if args.growth_minutes > 0 and not args.skip_growth:
-        t = monologue_timeline(args.growth_minutes, random.Random(seed + 1))
+        t = monologue_timeline(
+            args.growth_minutes, random.Random(seed + 1), phrases_per_sentence=args.phrases
+        )
         profiles = tuple(p for p in args.growth_profiles.split(",") if p)
         out.append(Workload("growth", f"monologue {args.growth_minutes:g} min", t, factor, profiles, False))
     return out
@@ -338,13 +342,18 @@ def draw(results: Mapping[str, Any], path: Path) -> None:
     for ax, w in zip(axes[:, 0], loads, strict=True):
         for profile, f in w["profiles"].items():
             colour = colours.get(profile, "tab:green")
+            # today's hollow and larger, so both show where they coincide
+            marker = (
+                {"color": colour, "markersize": 3}
+                if profile != "today"
+                else {"color": colour, "markersize": 5, "markerfacecolor": "none"}
+            )
             pts = [p for p in f["points"] if p["end_lag_s"] is not None]
             ax.plot(
                 [p["end_s"] / 60 for p in pts],
                 [p["end_lag_s"] for p in pts],
                 "o",
-                color=colour,
-                markersize=3,
+                **marker,
                 label=f"{profile}: end lag",
             )
             pts = [p for p in f["points"] if p["start_lag_s"] is not None]
@@ -352,8 +361,7 @@ def draw(results: Mapping[str, Any], path: Path) -> None:
                 [p["start_s"] / 60 for p in pts],
                 [p["start_lag_s"] for p in pts],
                 "^",
-                color=colour,
-                markersize=3,
+                **marker,
                 alpha=0.5,
                 label=f"{profile}: start lag",
             )
@@ -363,8 +371,7 @@ def draw(results: Mapping[str, Any], path: Path) -> None:
                     [p[0] for p in fa],
                     [p[1] for p in fa],
                     "x",
-                    color=colour,
-                    markersize=3,
+                    **marker,
                     label=f"{profile}: first audio",
                 )
         ax.set_title(w["title"])
@@ -391,6 +398,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-growth", action="store_true", help="leave out the long monologue")
     parser.add_argument("--growth-profiles", default="new", help="profiles of the long monologue (today,new)")
     parser.add_argument("--length-factor", type=float, default=1.25, help="monologues: translated/original")
+    parser.add_argument(
+        "--dialogue-length-factor",
+        type=float,
+        default=1.1,
+        help="dialogue and short turns: translated/original (1.1 as in `python -m bench`)",
+    )
+    parser.add_argument("--phrases", type=int, default=3, help="phrases per monologue sentence")
+    parser.add_argument("--dry-run", action="store_true", help="print the sessions and run time, run nothing")
     parser.add_argument("--profiles", default="today,new", help="the profiles of the other workloads")
     parser.add_argument("--set", action="append", default=[], help="a worker setting for both profiles")
     add_model_arguments(parser)
@@ -402,10 +417,10 @@ def main(argv: list[str]) -> None:
     args = parse(argv)
     user = dict(item.split("=", 1) for item in args.set)
     profiles = tuple(p for p in args.profiles.split(",") if p)
-    for p in (*profiles, *args.growth_profiles.split(",")):
-        profile_env(p, {})  # an unknown profile stops here, before anything runs
+    unknown = {p for p in (*profiles, *args.growth_profiles.split(",")) if p and p not in PROFILES}
+    if unknown:  # stop before anything runs
+        raise SystemExit(f"unknown profile(s) {', '.join(sorted(unknown))} (known: {', '.join(PROFILES)})")
     logging.basicConfig(level=logging.ERROR)
-    out = output_dir(args)
     model = LatencyModel.from_args(args)
     loads = [
         w if w.name == "growth" else Workload(w.name, w.title, w.timeline, w.length_factor, profiles, w.turns)
@@ -417,6 +432,11 @@ def main(argv: list[str]) -> None:
         f"{estimate / 60:.1f} min (speech in real time + ~{SESSION_OVERHEAD_S:.0f} s a session)",
         flush=True,
     )
+    if args.dry_run:
+        for w in loads:
+            print(f"  {w.title}: {w.timeline.total_s / 60:.1f} min of speech × {', '.join(w.profiles)}")
+        return
+    out = output_dir(args)
     load = MachineLoad()
     results: dict[str, Any] = {
         "model": model.as_dict(),
