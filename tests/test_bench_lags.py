@@ -277,3 +277,39 @@ def test_the_today_profile_loads_and_sets_todays_segment_cut() -> None:
     # `new` is the defaults; a --set applies to both, but never overrides today's behaviour
     assert profile_env("new", {"STT_MAX_SEGMENT_S": "2.0"}) == {"STT_MAX_SEGMENT_S": "2.0"}
     assert profile_env("today", {"STT_MAX_SEGMENT_S": "2.0"})["STT_MAX_SEGMENT_S"] == "1.0"
+
+
+# -- one session's figures, from the tracker and the captions as a run leaves them ----------------------
+
+
+def test_measure_joins_captions_and_records_and_counts_what_was_not_heard() -> None:
+    from agent.captions import Caption, CaptionLog
+    from agent.latency import LatencyTracker
+    from bench.lag_bench import Workload, measure
+    from bench.run import SessionRun
+    from bench.speech import Timeline
+
+    now = [0.0]
+    tracker = LatencyTracker(clock=lambda: now[0])
+    captions = CaptionLog()
+    for n, (start, end) in enumerate([(0.5, 1.5), (3.0, 4.0), (6.0, 7.0)]):
+        captions.publish(Caption(f"d-{n}", "d", "en", "0001 word.", True, False, start, end))
+    # turn 0 heard 0.8 s after it ended; turn 1 failed (no translation); turn 2 still in flight at the end
+    tracker.mark(["d-0-es"], Mark.SPEECH_END, at=T0 + 1.5)
+    tracker.mark(["d-0-es"], Mark.PLAYOUT_START, at=T0 + 2.3)
+    tracker.mark(["d-0-es"], Mark.PLAYOUT_END, at=T0 + 3.4)
+    tracker.complete(["d-0-es"], spoken=True)
+    tracker.mark(["d-1-es"], Mark.SPEECH_END, at=T0 + 4.0)
+    tracker.complete(["d-1-es"], spoken=False)
+    tracker.mark(["d-2-es"], Mark.SPEECH_END, at=T0 + 7.0)
+    turns = [Sentence(0.5, 1.5), Sentence(3.0, 4.0), Sentence(6.0, 7.0)]
+    workload = Workload("short", "short", Timeline([], turns, turns, 9.0), 1.1, ("new",), True)
+
+    f = measure(workload, SessionRun(tracker, captions, T0, audio_t0=T0))
+
+    assert f["first_p50_s"] == pytest.approx(0.8)
+    assert f["start_p50_s"] == pytest.approx(1.8) and f["end_p50_s"] == pytest.approx(1.9)
+    assert (f["sentences"], f["unheard_sentences"], f["turns_without_audio"]) == (3, 2, 2)
+    assert (f["failed"], f["open"], f["utterances"], f["translations_heard"]) == (1, 1, 3, 1)
+    assert f["speech_end_offset_s"]["max"] == pytest.approx(0.0)
+    assert f["goals"]["nothing dropped"] is False
