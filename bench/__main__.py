@@ -4,6 +4,7 @@
     uv run python -m bench dialogue monologue   # some of them
     uv run python -m bench --monologue-minutes 2 --scale-sessions 1,5,10   # shorter
     uv run python -m bench room --help          # through a real LiveKit server (bench/room.py)
+    uv run python -m bench lag --help           # per-sentence lags, today's behaviour against the new one
 
 Writes results.json, latency_cdf.png and lag.png to bench-results/ (`--out` another folder,
 `--write-results` the committed bench/results/), and prints a table with the machine's load during the run.
@@ -286,6 +287,11 @@ def main() -> None:
         from bench.room import main as room_main
 
         room_main(sys.argv[2:])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "lag":  # per-sentence lags, today against new: bench/lag_bench.py
+        from bench.lag_bench import main as lag_main
+
+        lag_main(sys.argv[2:])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_scale_step":
         logging.basicConfig(level=logging.ERROR)

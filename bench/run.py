@@ -75,18 +75,24 @@ class SessionRun:
     captions: CaptionLog
     t0: float  # clock time at which the speaker started
     merged: int = 0
+    # clock time at which the speaker's audio began (the paced input's start): sample t spoken at audio_t0 + t
+    audio_t0: float = 0.0
 
 
-async def run_session(settings: Settings, pcm: Pcm, http: aiohttp.ClientSession, name: str) -> SessionRun:
-    """One interpretation, exactly as the worker runs it: real loops, plugins and AudioSource pacing."""
-    tracker, captions = LatencyTracker(), CaptionLog()
+async def run_session(
+    settings: Settings, pcm: Pcm, http: aiohttp.ClientSession, name: str, *, keep_records: int = 1000
+) -> SessionRun:
+    """One interpretation, exactly as the worker runs it: real loops, plugins and AudioSource pacing.
+    `keep_records`: how many completed latency records the tracker keeps (all of a long run's, for lags)."""
+    tracker, captions = LatencyTracker(keep_records=keep_records), CaptionLog()
+    audio_started: asyncio.Future[float] = asyncio.get_running_loop().create_future()
     providers = build_providers(settings, source_language="en", target_language="es", http_session=http)
     providers.prewarm()
     await asyncio.sleep(0.3)  # as in a job: connections warm while the room connects
     source = rtc.AudioSource(settings.tts.sample_rate, 1, queue_size_ms=OUTPUT_QUEUE_MS)
     interpreter = Interpreter(
         providers=providers,
-        frames=paced_frames(pcm),
+        frames=paced_frames(pcm, started=audio_started),
         output=source,
         tracker=tracker,
         speaker=name,
@@ -102,8 +108,8 @@ async def run_session(settings: Settings, pcm: Pcm, http: aiohttp.ClientSession,
     finally:
         await source.aclose()
         await providers.aclose()
-    run = SessionRun(tracker, captions, t0, merged=interpreter.channel.inbox.merged)
-    return run
+    audio_t0 = audio_started.result() if audio_started.done() else t0
+    return SessionRun(tracker, captions, t0, merged=interpreter.channel.inbox.merged, audio_t0=audio_t0)
 
 
 async def fetch_records(urls: dict[str, str], http: aiohttp.ClientSession) -> dict[str, list[dict]]:

@@ -1,0 +1,471 @@
+"""Per-sentence lags, today's behaviour against the new one, in one run (issue 14).
+
+    uv run python -m bench lag                       # dialogue, short turns, 2-min and 10-min monologue
+    uv run python -m bench lag --skip-growth --dialogue-turns 8 --short-turns 10 --monologue-minutes 1
+
+Each workload runs the real loops and plugins in this process against the fake providers on the latency
+model (`bench/model.py`, as `python -m bench`), once per profile: `today` (the worker settings in `TODAY`,
+today's behaviour) and `new` (the defaults). The 10-minute monologue (the growth check) runs `new` only
+unless `--growth-profiles` says otherwise. Per sentence of the synthetic speech (`bench/speech.py`) it
+measures the start lag and the end lag, per short turn the first translated audio (`bench/lags.py` says
+how), prints one table with the goals and writes `lag.json` (and `lag_sentences.png`) to `bench-results/`
+(`--out DIR`, `--write-results` for the committed `bench/results/`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.lags import (
+    SentenceLag,
+    first_audio,
+    growth,
+    order_breaks,
+    overlaps,
+    quantile,
+    sentence_lags,
+    translations,
+)
+from bench.machine import MachineLoad, add_output_arguments, describe, output_dir
+from bench.model import LatencyModel, add_model_arguments
+from bench.run import SessionRun, bench_settings, provider_process, run_session
+from bench.speech import Timeline, dialogue_timeline, monologue_timeline, short_turns_timeline
+
+ENDPOINTING_MS = 300  # Deepgram's endpointing, as the worker's default and `python -m bench`
+# Today's behaviour (the issue's "before"): no pause cut of our own, a forced final after 1.0 s of continuous
+# speech, every clause's trailing silence played. Variables a branch does not know are ignored by
+# `load_settings`, so the profile runs on any branch.
+TODAY: dict[str, str] = {"PAUSE_CUT_MS": "0", "STT_MAX_SEGMENT_S": "1.0", "TRIM_SILENCE": "off"}
+PROFILES = ("today", "new")
+# Set-up and wind-down of one session beyond its speech (provider process, warm-up, the last translation
+# playing out, the STT stream draining): an estimate for the run time printed before the run.
+SESSION_OVERHEAD_S = 6.0
+KEEP_RECORDS = 1_000_000  # every record of a long run, so nothing is left out of the lags
+
+
+def profile_env(profile: str, user: Mapping[str, str]) -> dict[str, str]:
+    """A profile's worker settings: `--set` values apply to both, but never override today's behaviour."""
+    if profile == "today":
+        return {**user, **TODAY}
+    if profile == "new":
+        return dict(user)
+    raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+
+
+# -- goals ----------------------------------------------------------------------------------------------
+
+Check = Callable[[Mapping[str, Any]], bool]
+
+
+def _at_most(key: str, limit: float) -> Check:
+    def check(figures: Mapping[str, Any]) -> bool:
+        value = figures.get(key)
+        return value is not None and value <= limit
+
+    return check
+
+
+def _none(*keys: str) -> Check:
+    return lambda figures: all(figures.get(k) == 0 for k in keys)
+
+
+_COMMON: dict[str, Check] = {
+    "nothing dropped": _none("unheard_sentences", "failed", "captioned", "open"),
+    "no overlap": _none("overlaps"),
+    "order kept": _none("order_breaks"),
+}
+_MONOLOGUE: dict[str, Check] = {
+    "start p95 ≤ 2.0 s": _at_most("start_p95_s", 2.0),
+    "end p95 ≤ 2.0 s": _at_most("end_p95_s", 2.0),
+}
+GOALS: dict[str, dict[str, Check]] = {
+    "dialogue": {
+        "end p50 ≤ 0.85 s": _at_most("end_p50_s", 0.85),
+        "end p95 ≤ 1.3 s": _at_most("end_p95_s", 1.3),
+    },
+    "short": {"first audio p95 ≤ 0.45 s": _at_most("first_p95_s", 0.45)},
+    "monologue": _MONOLOGUE,
+    "growth": _MONOLOGUE
+    | {
+        "start lag growth ≤ 0.05 s/min": _at_most("start_slope_s_per_min", 0.05),
+        "end lag growth ≤ 0.05 s/min": _at_most("end_slope_s_per_min", 0.05),
+    },
+}
+
+
+def evaluate_goals(workload: str, figures: Mapping[str, Any]) -> dict[str, bool]:
+    """Each goal of the workload (issue 14), and the checks every workload has: met or not. A figure that
+    is missing (no sentence heard) does not meet its goal."""
+    return {name: check(figures) for name, check in (GOALS[workload] | _COMMON).items()}
+
+
+# -- workloads ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    name: str  # a key of GOALS
+    title: str
+    timeline: Timeline
+    length_factor: float  # translated speech / source speech
+    profiles: tuple[str, ...]
+    turns: bool  # first audio per turn is measured
+
+
+def workloads(args: argparse.Namespace, seed: int) -> list[Workload]:
+    out = []
+    if args.dialogue_turns > 0:
+        t = dialogue_timeline(args.dialogue_turns, random.Random(seed))
+        title, factor = f"dialogue ({args.dialogue_turns} turns)", args.dialogue_length_factor
+        out.append(Workload("dialogue", title, t, factor, PROFILES, True))
+    if args.short_turns > 0:
+        t = short_turns_timeline(args.short_turns, random.Random(seed))
+        title, factor = f"short turns ({args.short_turns})", args.dialogue_length_factor
+        out.append(Workload("short", title, t, factor, PROFILES, True))
+    factor = args.length_factor
+    if args.monologue_minutes > 0:
+        t = monologue_timeline(args.monologue_minutes, random.Random(seed), phrases_per_sentence=args.phrases)
+        out.append(
+            Workload("monologue", f"monologue {args.monologue_minutes:g} min", t, factor, PROFILES, False)
+        )
+    if args.growth_minutes > 0 and not args.skip_growth:
+        t = monologue_timeline(
+            args.growth_minutes, random.Random(seed + 1), phrases_per_sentence=args.phrases
+        )
+        profiles = tuple(p for p in args.growth_profiles.split(",") if p)
+        out.append(Workload("growth", f"monologue {args.growth_minutes:g} min", t, factor, profiles, False))
+    return out
+
+
+def estimate_s(loads: list[Workload]) -> float:
+    """The run's length from the sizes: each session's speech in real time, plus its set-up and wind-down."""
+    return sum((w.timeline.total_s + SESSION_OVERHEAD_S) * len(w.profiles) for w in loads)
+
+
+async def run_one(
+    workload: Workload, profile: str, model: LatencyModel, user: Mapping[str, str]
+) -> dict[str, Any]:
+    load = MachineLoad()
+    pcm = workload.timeline.render()
+    async with (
+        provider_process(model, length_factor=workload.length_factor) as urls,
+        aiohttp.ClientSession() as http,
+    ):
+        env = profile_env(profile, {"STT_ENDPOINTING_MS": str(ENDPOINTING_MS), **user})
+        settings = bench_settings(urls, **env)
+        run = await run_session(settings, pcm, http, workload.name, keep_records=KEEP_RECORDS)
+    return measure(workload, run) | {"settings": env, "machine": load.figures()}
+
+
+def measure(workload: Workload, run: SessionRun) -> dict[str, Any]:
+    """The figures of one session: lags per sentence, first audio per turn, what was not heard, the checks."""
+    source = [
+        c for c in run.captions.finals(translated=False) if c.start_s is not None and c.end_s is not None
+    ]
+    spans = {c.segment_id: (c.start_s or 0.0, c.end_s or 0.0) for c in source}
+    records = list(run.tracker.completed)
+    heard = translations(records, spans, open_records=run.tracker.open_count)
+    lags = sentence_lags(workload.timeline.sentences, heard.heard, audio_t0=run.audio_t0)
+    firsts = (
+        first_audio(workload.timeline.turns, heard.heard, audio_t0=run.audio_t0) if workload.turns else []
+    )
+    over = overlaps(heard.heard)
+    starts = [lag.start_lag for lag in lags if lag.start_lag is not None]
+    ends = [lag.end_lag for lag in lags if lag.end_lag is not None]
+    heard_firsts = [f for f in firsts if f is not None]
+    reasons: dict[str, int] = {}
+    for u in heard.unheard:
+        reasons[u.reason] = reasons.get(u.reason, 0) + 1
+    figures: dict[str, Any] = {
+        "start_p50_s": quantile(starts, 50),
+        "start_p95_s": quantile(starts, 95),
+        "end_p50_s": quantile(ends, 50),
+        "end_p95_s": quantile(ends, 95),
+        "first_p50_s": quantile(heard_firsts, 50),
+        "first_p95_s": quantile(heard_firsts, 95),
+        "sentences": len(lags),
+        "unheard_sentences": sum(1 for lag in lags if not lag.heard),
+        "turns_without_audio": sum(1 for f in firsts if f is None),
+        "utterances": len(records) + heard.open,
+        "translations_heard": len(heard.heard),
+        "failed": reasons.get("failed", 0),
+        "captioned": reasons.get("captioned", 0),
+        "not_placed": reasons.get("no_playout", 0) + reasons.get("no_caption", 0),
+        "open": heard.open,
+        "merged": heard.merged,
+        "merged_by_queue": run.merged,  # the queue's own count, which `merged` must match when none failed
+        "overlaps": len(over),
+        "max_overlap_s": max(over, default=0.0),
+        "order_breaks": order_breaks(heard.heard),
+    }
+    if workload.name == "growth":
+        g = growth(lags, minutes=workload.timeline.total_s / 60)
+        figures |= {
+            "start_slope_s_per_min": g.start_slope_s_per_min,
+            "end_slope_s_per_min": g.end_slope_s_per_min,
+            "first_minute": g.first_minute,
+            "last_minute": g.last_minute,
+        }
+    figures["goals"] = evaluate_goals(workload.name, figures)
+    figures["speech_end_offset_s"] = _speech_end_offset(run, spans)
+    figures["unheard"] = [{"record_id": u.record_id, "reason": u.reason} for u in heard.unheard]
+    figures["points"] = [_point(lag) for lag in lags]
+    figures["first_audio_points"] = [
+        [round(t.end / 60, 4), None if f is None else round(f, 4)]
+        for t, f in zip(workload.timeline.turns, firsts, strict=False)
+    ]
+    return figures
+
+
+def _point(lag: SentenceLag) -> dict[str, float | None]:
+    s = lag.sentence
+    return {
+        "start_s": round(s.start, 3),
+        "end_s": round(s.end, 3),
+        "start_lag_s": None if lag.start_lag is None else round(lag.start_lag, 4),
+        "end_lag_s": None if lag.end_lag is None else round(lag.end_lag, 4),
+    }
+
+
+def _speech_end_offset(run: SessionRun, spans: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
+    """The check of the timeline → clock mapping: each record's SPEECH_END mark (the ears' own mapping of its
+    last word, through the frames' arrival) against `audio_t0 + end_s`. A few ms over 0 (a frame arrives
+    once it has been spoken) says the mapping holds."""
+    from agent.latency import Mark
+
+    offsets = []
+    for r in run.tracker.completed:
+        span = spans.get(r.utterance_id.rsplit("-", 1)[0])
+        if span is not None and Mark.SPEECH_END in r.marks:
+            offsets.append(r.marks[Mark.SPEECH_END] - (run.audio_t0 + span[1]))
+    return {
+        "p50": quantile(offsets, 50),
+        "min": min(offsets, default=None),
+        "max": max(offsets, default=None),
+        "n": len(offsets),
+    }
+
+
+# -- report ---------------------------------------------------------------------------------------------
+
+
+def _pair(figures: Mapping[str, Any], key: str) -> str:
+    lo, hi = figures.get(f"{key}_p50_s"), figures.get(f"{key}_p95_s")
+    if lo is None or hi is None:
+        return "–"
+    return f"{lo:.2f} / {hi:.2f}"
+
+
+def table(results: Mapping[str, Any]) -> str:
+    header = (
+        f"{'workload':<22}{'profile':<8}{'start lag p50/p95':>19}{'end lag p50/p95':>17}"
+        f"{'first audio p50/p95':>21}{'sentences':>11}{'failed/merged':>15}  goal met?"
+    )
+    lines = [header, "-" * (len(header) + 20)]
+    for w in results["workloads"]:
+        for profile, f in w["profiles"].items():
+            failed = f["failed"] + f["captioned"] + f["not_placed"]
+            unmet = [name for name, ok in f["goals"].items() if not ok]
+            verdict = "yes" if not unmet else "no: " + ", ".join(unmet)
+            first = _pair(f, "first") if w["turns"] else ""
+            dropped = f"{failed}/{f['merged']}"
+            lines.append(
+                f"{w['title']:<22}{profile:<8}{_pair(f, 'start'):>19}{_pair(f, 'end'):>17}{first:>21}"
+                f"{f['sentences']:>11}{dropped:>15}  {verdict}"
+            )
+    return "\n".join(lines)
+
+
+def details(results: Mapping[str, Any]) -> str:
+    """What the table leaves out: dropped, overlap, the growth check, the clock mapping check."""
+    lines = []
+    for w in results["workloads"]:
+        for profile, f in w["profiles"].items():
+            head = f"{w['title']}, {profile}:"
+            lines.append(
+                f"{head} {f['utterances']} utterances → {f['translations_heard']} translations heard; "
+                f"failed {f['failed']}, captioned only {f['captioned']}, not placed {f['not_placed']}, "
+                f"open {f['open']}, merged {f['merged']} (queue {f['merged_by_queue']}); "
+                f"sentences not heard {f['unheard_sentences']}; overlaps {f['overlaps']}"
+                f" (max {f['max_overlap_s'] * 1000:.0f} ms); order breaks {f['order_breaks']}; "
+                f"speech-end mark − (audio start + caption end) p50 "
+                f"{_ms(f['speech_end_offset_s']['p50'])}, max {_ms(f['speech_end_offset_s']['max'])}"
+            )
+            if "start_slope_s_per_min" in f:
+                first, last = f["first_minute"], f["last_minute"]
+                lines.append(
+                    f"  growth: start lag {f['start_slope_s_per_min']:+.3f} s/min, end lag "
+                    f"{f['end_slope_s_per_min']:+.3f} s/min; first minute start/end p95 "
+                    f"{_s(first['start_p95_s'])} / {_s(first['end_p95_s'])} s, last minute "
+                    f"{_s(last['start_p95_s'])} / {_s(last['end_p95_s'])} s"
+                )
+    return "\n".join(lines)
+
+
+def _s(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def _ms(v: float | None) -> str:
+    return "–" if v is None else f"{v * 1000:.0f} ms"
+
+
+def goals_text() -> str:
+    lines = ["goals (issue 14):"]
+    for name, checks in GOALS.items():
+        lines.append(f"  {name}: " + "; ".join(checks))
+    lines.append("  every workload: " + "; ".join(_COMMON))
+    return "\n".join(lines)
+
+
+def draw(results: Mapping[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loads = results["workloads"]
+    if not loads:
+        return
+    fig, axes = plt.subplots(len(loads), 1, figsize=(8, 2.8 * len(loads)), squeeze=False)
+    colours = {"today": "tab:grey", "new": "tab:blue"}
+    for ax, w in zip(axes[:, 0], loads, strict=True):
+        for profile, f in w["profiles"].items():
+            colour = colours.get(profile, "tab:green")
+            # today's hollow and larger, so both show where they coincide
+            marker = (
+                {"color": colour, "markersize": 3}
+                if profile != "today"
+                else {"color": colour, "markersize": 5, "markerfacecolor": "none"}
+            )
+            pts = [p for p in f["points"] if p["end_lag_s"] is not None]
+            ax.plot(
+                [p["end_s"] / 60 for p in pts],
+                [p["end_lag_s"] for p in pts],
+                "o",
+                **marker,
+                label=f"{profile}: end lag",
+            )
+            pts = [p for p in f["points"] if p["start_lag_s"] is not None]
+            ax.plot(
+                [p["start_s"] / 60 for p in pts],
+                [p["start_lag_s"] for p in pts],
+                "^",
+                **marker,
+                alpha=0.5,
+                label=f"{profile}: start lag",
+            )
+            if w["turns"]:
+                fa = [p for p in f["first_audio_points"] if p[1] is not None]
+                ax.plot(
+                    [p[0] for p in fa],
+                    [p[1] for p in fa],
+                    "x",
+                    **marker,
+                    label=f"{profile}: first audio",
+                )
+        ax.set_title(w["title"])
+        ax.set_xlabel("minutes into the speech")
+        ax.set_ylabel("lag (s)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# -- command line ---------------------------------------------------------------------------------------
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench lag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dialogue-turns", type=int, default=40, help="turns of 0.8-2.5 s (0: skip)")
+    parser.add_argument("--short-turns", type=int, default=30, help="turns of 0.4-1.2 s (0: skip)")
+    parser.add_argument("--monologue-minutes", type=float, default=2.0, help="0: skip")
+    parser.add_argument("--growth-minutes", type=float, default=10.0, help="the long monologue (0: skip)")
+    parser.add_argument("--skip-growth", action="store_true", help="leave out the long monologue")
+    parser.add_argument("--growth-profiles", default="new", help="profiles of the long monologue (today,new)")
+    parser.add_argument("--length-factor", type=float, default=1.25, help="monologues: translated/original")
+    parser.add_argument(
+        "--dialogue-length-factor",
+        type=float,
+        default=1.1,
+        help="dialogue and short turns: translated/original (1.1 as in `python -m bench`)",
+    )
+    parser.add_argument("--phrases", type=int, default=3, help="phrases per monologue sentence")
+    parser.add_argument("--dry-run", action="store_true", help="print the sessions and run time, run nothing")
+    parser.add_argument("--profiles", default="today,new", help="the profiles of the other workloads")
+    parser.add_argument("--set", action="append", default=[], help="a worker setting for both profiles")
+    add_model_arguments(parser)
+    add_output_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> None:
+    args = parse(argv)
+    user = dict(item.split("=", 1) for item in args.set)
+    profiles = tuple(p for p in args.profiles.split(",") if p)
+    unknown = {p for p in (*profiles, *args.growth_profiles.split(",")) if p and p not in PROFILES}
+    if unknown:  # stop before anything runs
+        raise SystemExit(f"unknown profile(s) {', '.join(sorted(unknown))} (known: {', '.join(PROFILES)})")
+    logging.basicConfig(level=logging.ERROR)
+    model = LatencyModel.from_args(args)
+    loads = [
+        w if w.name == "growth" else Workload(w.name, w.title, w.timeline, w.length_factor, profiles, w.turns)
+        for w in workloads(args, model.seed)
+    ]
+    estimate = estimate_s(loads)
+    print(
+        f"{len(loads)} workloads, {sum(len(w.profiles) for w in loads)} sessions; estimated run time "
+        f"{estimate / 60:.1f} min (speech in real time + ~{SESSION_OVERHEAD_S:.0f} s a session)",
+        flush=True,
+    )
+    if args.dry_run:
+        for w in loads:
+            print(f"  {w.title}: {w.timeline.total_s / 60:.1f} min of speech × {', '.join(w.profiles)}")
+        return
+    out = output_dir(args)
+    load = MachineLoad()
+    results: dict[str, Any] = {
+        "model": model.as_dict(),
+        "today": TODAY,
+        "settings": user,
+        "estimated_s": round(estimate, 1),
+        "workloads": [],
+    }
+    for w in loads:
+        entry: dict[str, Any] = {
+            "workload": w.name,
+            "title": w.title,
+            "turns": w.turns,
+            "length_factor": w.length_factor,
+            "speech_s": round(w.timeline.total_s, 1),
+            "profiles": {},
+        }
+        for profile in w.profiles:
+            print(f"running {w.title}, {profile}…", flush=True)
+            entry["profiles"][profile] = asyncio.run(run_one(w, profile, model, user))
+        results["workloads"].append(entry)
+    results["machine"] = load.figures()
+    (out / "lag.json").write_text(json.dumps(results, indent=1))
+    draw(results, out / "lag_sentences.png")
+    print()
+    print(table(results))
+    print()
+    print(details(results))
+    print()
+    print(goals_text())
+    print(f"\n{describe(results['machine'])}")
+    print(f"wrote {out}/lag.json and {out}/lag_sentences.png")
