@@ -123,7 +123,9 @@ class SilenceTrim:
 
     def end_clause(self) -> Trimmed:
         """The current clause's audio is complete: its trailing silence is cut to the gap."""
-        allowance = self.options.gap_s if self._voiced else self._lead_allowance_s
+        # a clause with no voice at all keeps at least a window, so an utterance that is all silence
+        # still plays (else it would count as not spoken)
+        allowance = self.options.gap_s if self._voiced else max(self._lead_allowance_s, self.options.window_s)
         out, dropped = _keep_first(self._held, allowance)
         self._held = []
         if self._voiced:

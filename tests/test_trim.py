@@ -19,7 +19,7 @@ from livekit import rtc
 
 from agent.captions import CaptionLog
 from agent.config import ConfigError, load_settings
-from agent.latency import LatencyTracker
+from agent.latency import LatencyTracker, Mark
 from agent.models import Speech, Utterance
 from agent.mouth import Mouth
 from agent.pipeline import Channel, PipelineOptions
@@ -189,15 +189,18 @@ def silence(seconds: float, level: float = 0.0) -> rtc.AudioFrame:
     return rtc.AudioFrame(pcm.tobytes(), RATE, 1, len(pcm))
 
 
+def new_speech(uid: str, now: float) -> Speech:
+    utterance = Utterance(
+        id=uid, speaker="ann", text="x", language="en",
+        audio_start=0.0, audio_end=1.0, speech_end_at=now, final_at=now,
+    )  # fmt: skip
+    return Speech(utterance, "es")
+
+
 async def test_a_pause_inside_a_clause_is_kept_and_voice_is_never_held_back():
     """The real mouth, fed as a TTS stream would: voiced audio plays as soon as it arrives; a silent frame
     waits until the clause goes on (then it is played: a pause in the clause) or ends (then it is cut)."""
-    now = LatencyTracker().clock()
-    utterance = Utterance(
-        id="ann-0", speaker="ann", text="x", language="en",
-        audio_start=0.0, audio_end=1.0, speech_end_at=now, final_at=now,
-    )  # fmt: skip
-    speech = Speech(utterance, "es")
+    speech = new_speech("ann-0", LatencyTracker().clock())
     output = CollectingOutput()
     inbox: asyncio.Queue[Speech | None] = asyncio.Queue()
     mouth = Mouth(output=output, inbox=inbox, tracker=LatencyTracker(), trim=TrimOptions())
@@ -232,12 +235,7 @@ async def test_a_pause_inside_a_clause_is_kept_and_voice_is_never_held_back():
 
 
 async def test_trim_off_in_the_mouth_plays_every_frame_as_it_comes():
-    now = LatencyTracker().clock()
-    utterance = Utterance(
-        id="ann-0", speaker="ann", text="x", language="en",
-        audio_start=0.0, audio_end=1.0, speech_end_at=now, final_at=now,
-    )  # fmt: skip
-    speech = Speech(utterance, "es")
+    speech = new_speech("ann-0", LatencyTracker().clock())
     part = speech.add_clause("uno")
     for frame in (tone(0.2), silence(0.5)):
         speech.push(part, frame)
@@ -273,3 +271,28 @@ def test_quiet_speech_is_voice_and_a_faint_noise_floor_is_silence():
     # a frame ending in silence: the voice is cut at the 10 ms window after its last voiced sample
     frame = rtc.combine_audio_frames([tone(0.105), silence(0.1)])
     assert voiced_span(frame, options) == (0, round(0.11 * RATE))
+
+
+async def test_an_utterance_whose_audio_is_all_silence_still_counts_as_spoken():
+    """Silence the TTS made for a whole utterance (e.g. a clause of punctuation) right after another
+    utterance: cut to almost nothing, but played, so the utterance is not taken for a failure."""
+    tracker = LatencyTracker()
+    speeches = []
+    for i, frames in enumerate([[tone(0.2), silence(0.3)], [silence(0.4)]]):
+        speech = new_speech(f"ann-{i}", tracker.clock())
+        part = speech.add_clause("x")
+        for frame in frames:
+            speech.push(part, frame)
+        speech.finish(part)
+        speech.end_input()
+        tracker.mark(speech.utterance.record_ids, Mark.SPEECH_END)
+        speeches.append(speech)
+    output = CollectingOutput()
+    inbox: asyncio.Queue[Speech | None] = asyncio.Queue()
+    for item in (*speeches, None):
+        inbox.put_nowait(item)
+    mouth = Mouth(output=output, inbox=inbox, tracker=tracker, trim=TrimOptions())
+    await asyncio.wait_for(mouth.run(), 10)
+    assert list(mouth.played) == ["ann-0", "ann-1"]
+    assert tracker.spoken == 2 and tracker.failed == 0
+    assert speeches[1].trimmed_s > 0.3  # its silence was still cut
