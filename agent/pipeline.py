@@ -41,9 +41,8 @@ class PipelineOptions:
     pace: PaceOptions | None = None  # None: never speed up or tighten
     stale_after_s: float = 20.0  # a translation this late is captioned, not spoken
     stt_give_up_after_s: float | None = None  # the STT down this long ends the ears (None: never)
-    trim: TrimOptions | None = field(
-        default_factory=TrimOptions
-    )  # silence at clause boundaries beyond a gap (None: play it)
+    # silence at clause boundaries beyond a short gap is not played (None: all of it is)
+    trim: TrimOptions | None = field(default_factory=TrimOptions)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineOptions:

@@ -16,6 +16,7 @@ import aiohttp
 import numpy as np
 import pytest
 from livekit import rtc
+from prometheus_client import REGISTRY
 
 from agent.captions import CaptionLog
 from agent.config import ConfigError, load_settings
@@ -160,9 +161,10 @@ async def test_trim_off_plays_the_silence_as_today():
 
 @pytest.mark.parametrize("drop_after_chunks", [10, 30], ids=["mid-voice", "in-the-trailing-silence"])
 async def test_a_clause_synthesized_again_midway_still_plays_nothing_twice(drop_after_chunks: int):
-    """The first clause's socket drops after some of its audio (its speech is ~26 chunks of 40 ms, then
-    10 of silence): the clause is synthesized again and what was already decided is skipped."""
+    """The first clause's socket drops after some of its audio (its lead and speech are 27 chunks of
+    40 ms, then 10 of silence): the clause is synthesized again and what was already decided is skipped."""
     fakes = fakes_with(tail_s=0.4, lead_s=0.05)
+    retries = REGISTRY.get_sample_value("interpreter_tts_clause_retries_total") or 0.0
     async with trim_run(fakes, TRIM_SILENCE="on") as run:
         fakes.cartesia.drop_next_context_after(drop_after_chunks)
         run.say(SOURCES[0])
@@ -170,6 +172,8 @@ async def test_a_clause_synthesized_again_midway_still_plays_nothing_twice(drop_
 
     audio = run.output.audio()
     assert len(fakes.cartesia.dropped_contexts) == 1
+    # synthesized again by the brain, skipping what was decided (not the framework's retry from scratch)
+    assert REGISTRY.get_sample_value("interpreter_tts_clause_retries_total") == retries + 1
     assert tone_sequence(audio, RATE) == [400, 500]
     assert_all_voice_played_once(audio, fakes.cartesia, joins=2)  # the first frame, the one after the skip
     assert max(silent_runs(audio)) <= KEPT_GAP_S + WINDOW_S + 0.002
