@@ -92,6 +92,7 @@ class Settings:
     stale_after_s: float
     max_languages: int  # interpretation tracks per room at most (each a TTS and an LLM call per utterance)
     voice_cloning: bool = True  # VOICE_CLONING: a consenting speaker may be interpreted in their own voice
+    trim_silence: bool = True  # TRIM_SILENCE: silence at clause boundaries beyond a short gap is not played
 
 
 class _Reader:
@@ -262,6 +263,7 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
         stale_after_s=r.number("STALE_AFTER_S", 20.0, minimum=1.0, maximum=600.0),
         max_languages=r.integer("MAX_LANGUAGES", DEFAULT_MAX_LANGUAGES, minimum=1, maximum=16),
         voice_cloning=r.choice("VOICE_CLONING", "on", ("on", "off")) == "on",
+        trim_silence=r.choice("TRIM_SILENCE", "on", ("on", "off")) == "on",
     )
     if r.problems:
         raise ConfigError(r.problems)

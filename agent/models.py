@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from livekit import rtc
 
+from .trim import SilenceTrim, duration
+
 
 @dataclass(slots=True)
 class Utterance:
@@ -49,13 +51,16 @@ class ClauseAudio:
         self.final = False  # the TTS said this clause's audio is complete
         self.failed = False  # given up: the speech ends here
         self.cursor = 0  # frames handed to the mouth
-        self.played_s = 0.0  # seconds of this clause's audio handed to the mouth
+        # seconds of this clause's audio handed to the mouth, or trimmed (silence decided not to play)
+        self.played_s = 0.0
+        self.attempts = 0  # restarts so far
         self.skip_s = 0.0  # seconds of the current attempt to skip (already heard from an earlier one)
         self.played = asyncio.Event()  # the mouth is past this clause (or will never play it)
 
     def restart(self) -> None:
         """A new synthesis attempt of the whole clause follows."""
         self.skip_s = self.played_s
+        self.attempts += 1
         self.frames.clear()
         self.cursor = 0
         self.final = False
@@ -76,6 +81,7 @@ class Speech:
         self.failed = False
         self.audio_frames = 0  # frames synthesized
         self.played_s = 0.0  # seconds handed to the mouth
+        self.trimmed_s = 0.0  # seconds of silence not played (TRIM_SILENCE)
         self.speed = 1.0  # the speaking rate the TTS was asked for
         self.first_audio_at: float | None = None  # clock time the first frame was ready
         self.caption_only = False  # too late to speak: its translation is a caption only
@@ -135,21 +141,29 @@ class Speech:
         self._input_ended = self._ended = True
         self._changed.set()
 
-    async def frames(self) -> AsyncIterator[tuple[rtc.AudioFrame, bool, bool]]:
+    async def frames(
+        self, trim: SilenceTrim | None = None
+    ) -> AsyncIterator[tuple[rtc.AudioFrame, bool, bool]]:
         """(frame, join, last) until the speech ends or a clause fails. `join`: the frame follows a
-        cut (the first frame, or one right after a skip); `last`: no frame follows it."""
+        cut (the first frame, or one right after a skip); `last`: no frame follows it. `trim`: silence
+        at clause boundaries beyond a short gap is not played (see `agent.trim`); None plays it all."""
         try:
-            async for item in self._frames():
+            async for item in self._frames(trim):
                 yield item
         finally:
             for part in self.parts:
                 part.played.set()
 
-    async def _frames(self) -> AsyncIterator[tuple[rtc.AudioFrame, bool, bool]]:
-        index, join = 0, True
+    async def _frames(self, trim: SilenceTrim | None) -> AsyncIterator[tuple[rtc.AudioFrame, bool, bool]]:
+        index, join, attempt = 0, True, 0
+        if trim is not None:
+            trim.begin_speech()
         while True:
             if index < len(self.parts):
                 part = self.parts[index]
+                if trim is not None and part.attempts != attempt:
+                    trim.restart()  # the held silence is made again by the new attempt
+                    attempt = part.attempts
                 if part.cursor < len(part.frames):
                     frame: rtc.AudioFrame | None = part.frames[part.cursor]
                     part.cursor += 1
@@ -158,24 +172,46 @@ class Speech:
                         join = True
                     if frame is None:
                         continue
-                    seconds = frame.samples_per_channel / frame.sample_rate
-                    part.played_s += seconds
-                    self.played_s += seconds
                     ends = part.cursor == len(part.frames) and part.final and self._input_ended
-                    yield frame, join, ends and index == len(self.parts) - 1
-                    join = False
+                    ends = ends and index == len(self.parts) - 1
+                    if trim is None:
+                        out, dropped_s = [frame], 0.0
+                    else:
+                        trimmed = trim.feed(frame)
+                        out, dropped_s = trimmed.frames, trimmed.dropped_s
+                        ends = ends and not trim.holding
+                    for item in self._hand_over(part, out, dropped_s, join, ends):
+                        yield item
+                        join = False
                     continue
                 if part.failed:
                     return
                 if part.final or self._ended:
+                    if trim is not None:
+                        trimmed = trim.end_clause()
+                        ends = part.final and self._input_ended and index == len(self.parts) - 1
+                        for item in self._hand_over(part, trimmed.frames, trimmed.dropped_s, join, ends):
+                            yield item
+                            join = False
                     part.frames.clear()  # played: free it
                     part.played.set()
-                    index += 1
+                    index, attempt = index + 1, 0
                     continue
             elif self._input_ended:
                 return
             self._changed.clear()
             await self._changed.wait()
+
+    def _hand_over(
+        self, part: ClauseAudio, out: list[rtc.AudioFrame], dropped_s: float, join: bool, ends: bool
+    ) -> list[tuple[rtc.AudioFrame, bool, bool]]:
+        """`out` as (frame, join, last) items. All of it counts as played before the first is yielded,
+        so a restart while they are being played skips them all."""
+        seconds = duration(out)
+        part.played_s += seconds + dropped_s
+        self.played_s += seconds
+        self.trimmed_s += dropped_s
+        return [(f, join and i == 0, ends and i == len(out) - 1) for i, f in enumerate(out)]
 
 
 def _skip(frame: rtc.AudioFrame, seconds: float) -> tuple[rtc.AudioFrame | None, float]:

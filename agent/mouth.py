@@ -22,6 +22,7 @@ from .captions import CaptionSink
 from .latency import LatencyTracker, Mark
 from .models import Speech
 from .pace import Pace
+from .trim import SilenceTrim, TrimOptions
 
 logger = logging.getLogger("agent.mouth")
 
@@ -74,6 +75,7 @@ class Mouth:
         fade_s: float = 0.005,
         on_playing: Callable[[bool], None] | None = None,
         pace: Pace | None = None,
+        trim: TrimOptions | None = None,
     ) -> None:
         self._output = output
         self._inbox = inbox
@@ -82,6 +84,8 @@ class Mouth:
         self._fade_s = fade_s
         self._on_playing = on_playing  # told True when an utterance starts playing, False when it ends
         self._pace = pace
+        # one trim for all the speeches, so the gap also holds from one utterance to the next
+        self._trim = SilenceTrim(trim) if trim is not None else None  # None: every frame is played
         self._playout_end = float("-inf")  # when the audio played so far ends
         # the latest utterance ids in the order their audio played (bounded: sessions run for hours)
         self.played: deque[str] = deque(maxlen=PLAYED_KEPT)
@@ -97,7 +101,7 @@ class Mouth:
     async def _play(self, speech: Speech) -> None:
         ids = speech.utterance.record_ids
         first = True
-        async for frame, join, last in speech.frames():
+        async for frame, join, last in speech.frames(self._trim):
             if first and frame.sample_rate != self._output.sample_rate:
                 raise ValueError(
                     f"TTS audio at {frame.sample_rate} Hz cannot play on a {self._output.sample_rate} Hz"
@@ -119,6 +123,11 @@ class Mouth:
                 first = False
             await self._output.capture_frame(frame)
         speech.mouth_done = True
+        if speech.trimmed_s > 0:
+            logger.debug(
+                "silence between clauses not played",
+                extra={"utterance_id": speech.utterance.id, "trimmed_ms": round(speech.trimmed_s * 1000)},
+            )
         if first:  # no audio at all: the brain reported why, and publishes the caption if any
             self._tracker.complete(ids, spoken=False, outcome="captioned" if speech.caption_only else None)
             return

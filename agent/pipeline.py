@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from livekit import rtc
 from livekit.agents import llm, tts
@@ -29,6 +29,7 @@ from .pace import Pace, PaceOptions
 from .prompt import ContextBook, Instructions
 from .providers import Providers
 from .queues import UtteranceQueue
+from .trim import TrimOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,8 @@ class PipelineOptions:
     pace: PaceOptions | None = None  # None: never speed up or tighten
     stale_after_s: float = 20.0  # a translation this late is captioned, not spoken
     stt_give_up_after_s: float | None = None  # the STT down this long ends the ears (None: never)
+    # silence at clause boundaries beyond a short gap is not played (None: all of it is)
+    trim: TrimOptions | None = field(default_factory=TrimOptions)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineOptions:
@@ -50,6 +53,7 @@ class PipelineOptions:
             max_segment_s=settings.max_segment_s,
             pace=PaceOptions(max_speed=settings.max_speed) if settings.max_speed > 1.0 else None,
             stale_after_s=settings.stale_after_s,
+            trim=TrimOptions() if settings.trim_silence else None,
         )
 
 
@@ -104,6 +108,7 @@ class Channel:
             captions=captions,
             on_playing=on_playing,
             pace=self.pace,
+            trim=opts.trim,
         )
 
     def put_nowait(self, utterance: Utterance) -> None:

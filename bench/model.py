@@ -22,6 +22,8 @@ class LatencyModel:
     llm_tokens_per_s: float = 3000.0
     tts_ttfb: Delay = field(default_factory=lambda: Delay(0.135, 0.03))
     tts_rtf: float = 0.25  # seconds to synthesize one second of audio after the first chunk
+    # silence ending each TTS context's audio: Cartesia documents none and no figure was found, so 0
+    tts_tail_s: float = 0.0
     seed: int = 7
 
     def as_dict(self) -> dict[str, object]:
@@ -40,6 +42,7 @@ class LatencyModel:
             llm_tokens_per_s=args.llm_tps,
             tts_ttfb=delay(args.tts_ttfb_ms),
             tts_rtf=args.tts_rtf,
+            tts_tail_s=args.tts_tail_ms / 1000,
         )
 
     @classmethod
@@ -54,6 +57,7 @@ class LatencyModel:
             llm_tokens_per_s=float(d["llm_tokens_per_s"]),  # type: ignore[arg-type]
             tts_ttfb=delay(d["tts_ttfb"]),
             tts_rtf=float(d["tts_rtf"]),  # type: ignore[arg-type]
+            tts_tail_s=float(d.get("tts_tail_s", 0.0)),  # type: ignore[arg-type]
             seed=int(d["seed"]),  # type: ignore[call-overload]
         )
 
@@ -73,4 +77,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm-tps", type=float, default=3000)
     parser.add_argument("--tts-ttfb-ms", type=float, default=135)
     parser.add_argument("--tts-rtf", type=float, default=0.25)
+    parser.add_argument(
+        "--tts-tail-ms",
+        type=float,
+        default=0,
+        help="silence ending each TTS context (ms; unknown for Cartesia)",
+    )
     parser.add_argument("--jitter", type=float, default=0.25, help="jitter as a fraction of each mean")

@@ -94,6 +94,7 @@ class Providers:
         self.cartesia = FakeCartesia(
             ttfb=model.tts_ttfb,
             rtf=model.tts_rtf,
+            tail_s=model.tts_tail_s,
             seconds_per_char=TTS_SECONDS_PER_CHAR,
             seed=model.seed + 2,
             freq_for=tagged_freq if tag_tones else None,

@@ -27,6 +27,11 @@ Latency model: a context's first audio waits `ttfb` (sampled per context with th
 `random.Random(seed)`; recorded in `ttfb_by_context`) or else `ttfb_s`; with `rtf` > 0 each chunk then
 takes `rtf` times its audio duration to send.
 
+Silence around a context's speech: `tail_s` seconds of silence end each context's audio, sent as
+ordinary audio chunks after its last transcript's speech and before `done` (a model that ends an utterance
+with a pause does that); `lead_s` likewise starts it, before the first speech. How much silence Cartesia
+itself puts there is not documented (the real figure is unknown): both default to 0, today's fake.
+
 Speaking rate: a message's speed is `generation_config.speed` (what the livekit plugin sends for sonic-3
 with the current API version) or `voice.__experimental_controls.speed` (what it sends with api_version
 2024-11-13), a number, default 1.0; its audio lasts `duration_for(transcript) / speed`.
@@ -173,8 +178,12 @@ class FakeCartesia(FakeServer):
         amplitude: float = 0.3,
         ttfb: Delay | None = None,
         seed: int | None = None,
+        tail_s: float = 0.0,
+        lead_s: float = 0.0,
     ) -> None:
         super().__init__()
+        self.tail_s = tail_s  # silence at the end of each context's audio, before `done`
+        self.lead_s = lead_s  # silence at the start of each context's audio
         self.freq_for: FreqFor = freq_for or _constant_440
         self.seconds_per_char = seconds_per_char
         self.chunk_ms = chunk_ms
@@ -236,6 +245,10 @@ class FakeCartesia(FakeServer):
         t = np.arange(n) / sample_rate
         tone = self.amplitude * np.sin(2 * np.pi * self.freq_for(transcript) * t)
         return (tone * 32767).astype("<i2").tobytes()
+
+    @staticmethod
+    def silence_pcm(seconds: float, sample_rate: int) -> bytes:
+        return bytes(2 * round(seconds * sample_rate))
 
     def drop_next_context_after(self, chunks: int) -> None:
         """Abort the socket once `chunks` audio chunks of the next new context were sent."""
@@ -375,8 +388,10 @@ class FakeCartesia(FakeServer):
                     continue
                 transcript = str(data.get("transcript", ""))
                 speed = self.speed_by_context[context_id] = requested_speed(data)
+                sample_rate = int(data.get("output_format", {}).get("sample_rate", 24000))
                 if transcript.strip():
-                    sample_rate = int(data.get("output_format", {}).get("sample_rate", 24000))
+                    if not context.audio_started:
+                        elapsed_s += self.lead_s  # the words start after the leading silence
                     if not await self._send_audio(sock, context_id, context, transcript, sample_rate, speed):
                         return
                     duration = self.duration_for(transcript, speed)
@@ -384,6 +399,10 @@ class FakeCartesia(FakeServer):
                         await sock.send(_timestamps_message(context_id, transcript, elapsed_s, duration))
                     elapsed_s += duration
                 if not data.get("continue", False):
+                    if context.audio_started and self.tail_s > 0:
+                        silence = self.silence_pcm(self.tail_s, sample_rate)
+                        if not await self._send_pcm(sock, context_id, context, silence, sample_rate):
+                            return
                     if self._should_drop(sock, context_id, context):
                         return
                     await sock.send(
@@ -400,10 +419,18 @@ class FakeCartesia(FakeServer):
         speed: float = 1.0,
     ) -> bool:
         """Stream one transcript's audio; False if the socket was dropped on purpose."""
+        pcm = self.synthesize_pcm(transcript, sample_rate, speed)
         if not context.audio_started:
             context.audio_started = True
             await asyncio.sleep(context.ttfb_s)
-        pcm = self.synthesize_pcm(transcript, sample_rate, speed)
+            if self.lead_s > 0:
+                pcm = self.silence_pcm(self.lead_s, sample_rate) + pcm
+        return await self._send_pcm(sock, context_id, context, pcm, sample_rate)
+
+    async def _send_pcm(
+        self, sock: _Socket, context_id: str, context: _Context, pcm: bytes, sample_rate: int
+    ) -> bool:
+        """Stream audio in `chunk_ms` chunks; False if the socket was dropped on purpose."""
         step = 2 * max(1, sample_rate * self.chunk_ms // 1000)
         for offset in range(0, len(pcm), step):
             if self._should_drop(sock, context_id, context):
