@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -206,7 +207,10 @@ async def test_two_speakers_with_no_language_get_a_two_way_conversation() -> Non
         assert queries and set(queries) == {("nova-3", "multi")}
 
 
-async def test_a_speaker_who_switches_language_is_routed_by_each_utterance() -> None:
+async def test_a_speaker_who_switches_language_is_routed_by_each_utterance(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
     first, _, third = DIALOGUE.transcripts
     async with auto_room([first, SWITCHED, third], {SWITCHED: SWITCHED_LANGUAGES}) as h:
         await h.session.start()
@@ -224,6 +228,26 @@ async def test_a_speaker_who_switches_language_is_routed_by_each_utterance() -> 
         # what she hears did not flap on one code-switched sentence
         assert h.session.heard.heard("alice") == "en"
         assert h.room.local_participant.attributes[ATTR_LANGUAGES] == "en,es"
+
+    # each change of detected language is logged with its code as a field, never with what was said
+    detected = [r for r in caplog.records if r.getMessage() == "speaker's language detected"]
+    assert [r.__dict__["language"] for r in detected] == ["en", "es", "en"]
+    said = [first, SWITCHED, third, *TRANSLATIONS.values()]
+    for record in caplog.records:
+        logged = record.getMessage() + repr({k: v for k, v in record.__dict__.items() if k != "msg"})
+        assert not any(text in logged for text in said), record.getMessage()
+
+
+async def test_detected_languages_respect_the_language_cap() -> None:
+    async with auto_room(list(ONE_SENTENCE.transcripts), {}, MAX_LANGUAGES="1") as h:
+        await h.session.start()
+        alice = h.room.join("alice")
+        h.speak(alice, ONE_SENTENCE.wav)
+        await eventually(lambda: ATTR_WARNINGS in h.room.local_participant.attributes, what="the cap warning")
+        warnings = json.loads(h.room.local_participant.attributes[ATTR_WARNINGS])
+        assert warnings == ["languages not interpreted (MAX_LANGUAGES is 1): en"]
+        await eventually(lambda: len(h.played("es")) == 1, what="the sentence spoken in Spanish")
+        assert list(h.session.outputs) == ["es"] and h.session.heard.heard("alice") == "en"
 
 
 async def test_explicit_languages_keep_todays_behaviour() -> None:
