@@ -32,9 +32,9 @@ SUPPORTED_LANGUAGES: frozenset[str] = frozenset({
 # `source_language` "auto": a speaker who sets no (supported) `language` is transcribed with Deepgram's
 # code switching (nova-3 `language=multi`) and each utterance is routed by the language Deepgram detected
 AUTO = "auto"
-MULTI = "multi"  # Deepgram's `language` for code switching
-# what nova-3 `language=multi` transcribes (Deepgram's models and languages overview, 2026), all supported
-MULTI_LANGUAGES: frozenset[str] = frozenset({"en", "es", "fr", "de", "hi", "ru", "pt", "ja", "it", "nl"})
+# Deepgram's `language` for code switching; nova-3 transcribes en, es, fr, de, hi, ru, pt, ja, it and nl with
+# it (Deepgram's models and languages overview), all of them in SUPPORTED_LANGUAGES
+MULTI = "multi"
 # an auto speaker's utterance whose language Deepgram did not say (or said outside SUPPORTED_LANGUAGES),
 # before anything of theirs was detected: English, the old SOURCE_LANGUAGE default
 UNDETECTED_FALLBACK = "en"

@@ -210,7 +210,7 @@ class RoomSession:
         self.room_settings, problems = parse_room_settings(self._job_metadata, self._room.metadata)
         if self.room_settings.source_language == AUTO and not can_detect_language(self._settings.stt.model):
             problems.append(
-                f"room settings: source_language: auto needs DEEPGRAM_MODEL nova-3; the worker's "
+                f"source_language: auto needs DEEPGRAM_MODEL nova-3; the worker's "
                 f"SOURCE_LANGUAGE ({self._settings.source_language}) is used"
             )
         self.voices.settings = self.room_settings
