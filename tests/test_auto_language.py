@@ -238,6 +238,25 @@ async def test_a_speaker_who_switches_language_is_routed_by_each_utterance(
         assert not any(text in logged for text in said), record.getMessage()
 
 
+async def test_a_speaker_who_keeps_to_another_language_comes_to_hear_it() -> None:
+    """One English utterance, then two Spanish ones: most of her recent utterances are Spanish, so she
+    now hears Spanish, and English (asked for by nobody else) leaves the target languages."""
+    english, (spanish_1, spanish_2) = DIALOGUE.transcripts[0], SPANISH.transcripts
+    async with auto_room([english, spanish_1, spanish_2], {spanish_1: "es", spanish_2: "es"}) as h:
+        await h.session.start()
+        alice = h.room.join("alice")
+        h.speak(alice, DIALOGUE.wav)
+        await eventually(lambda: h.session.heard.heard("alice") == "en", what="English first")
+        await eventually(lambda: h.session.heard.heard("alice") == "es", what="then Spanish")
+        await eventually(
+            lambda: h.room.local_participant.attributes[ATTR_LANGUAGES] == "es", what="English dropped"
+        )
+        # both Spanish utterances were still interpreted into English (routed before the track went)
+        await eventually(lambda: len(h.captions(translated=True)) == 3, what="every translated caption")
+        languages = [c.attributes["language"] for c in h.captions(translated=True)]
+        assert languages == ["es", "en", "en"]
+
+
 async def test_detected_languages_respect_the_language_cap() -> None:
     async with auto_room(list(ONE_SENTENCE.transcripts), {}, MAX_LANGUAGES="1") as h:
         await h.session.start()
