@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from dotenv import dotenv_values
 
-from .room_settings import parse_room_settings
+from .room_settings import AUTO, parse_room_settings
 
 T = TypeVar("T")
 
@@ -155,6 +155,13 @@ class _Reader:
 
         return self._parsed(name, default, parse, "a language code such as 'en' or 'pt-BR'")
 
+    def source_language(self, name: str) -> str:
+        """A language code, or `auto` (the default): detected per utterance (Deepgram nova-3's
+        `language=multi`)."""
+        if (self.raw(name) or AUTO).lower() == AUTO:
+            return AUTO
+        return self.language(name, AUTO)
+
     def url(self, name: str, default: str) -> str:
         def parse(v: str) -> str:
             if not _URL_RE.match(v):
@@ -246,7 +253,7 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
 
     settings = Settings(
         agent_name=r.text("AGENT_NAME", "interpreter"),
-        source_language=r.language("SOURCE_LANGUAGE", "en"),
+        source_language=r.source_language("SOURCE_LANGUAGE"),
         target_language=r.language("TARGET_LANGUAGE", "es"),
         livekit=livekit,
         stt=stt,
@@ -265,9 +272,20 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
         voice_cloning=r.choice("VOICE_CLONING", "on", ("on", "off")) == "on",
         trim_silence=r.choice("TRIM_SILENCE", "on", ("on", "off")) == "on",
     )
+    if settings.source_language == AUTO and not can_detect_language(stt.model):
+        r.problems.append(
+            f"SOURCE_LANGUAGE=auto needs DEEPGRAM_MODEL nova-3 (Deepgram's language=multi), not "
+            f"{stt.model!r}: set DEEPGRAM_MODEL=nova-3, or SOURCE_LANGUAGE to the language spoken"
+        )
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+def can_detect_language(model: str) -> bool:
+    """Whether a Deepgram model transcribes `language=multi` in the languages `auto` relies on: the nova-3
+    family (`nova-3`, `nova-3-general`, `nova-3-medical`). Nova-2's multi covers English and Spanish only."""
+    return model == "nova-3" or model.startswith("nova-3-")
 
 
 @dataclass(frozen=True, slots=True)

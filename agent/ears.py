@@ -35,8 +35,9 @@ from .errors import log_unexpected
 from .faults import FaultFlag
 from .latency import Clock, LatencyTracker
 from .models import Utterance
-from .providers import STT_CONN_OPTIONS, close_stream
+from .providers import STT_CONN_OPTIONS, close_stream, stt_language
 from .queues import UtteranceSink
+from .room_settings import AUTO, UNDETECTED_FALLBACK, detected_language
 from .text import clean_transcript, is_substantive
 
 logger = logging.getLogger("agent.ears")
@@ -144,6 +145,7 @@ class Ears:
         on_fault: Callable[[bool], None] | None = None,
         give_up_after_s: float | None = None,
         tap: Callable[[rtc.AudioFrame], None] | None = None,
+        on_detected: Callable[[str], None] | None = None,
     ) -> None:
         self._stt = stt
         self._frames = frames
@@ -151,7 +153,11 @@ class Ears:
         self._tracker = tracker
         self._clock: Clock = tracker.clock
         self.speaker = speaker
-        self.language = language
+        self.language = language  # AUTO: each utterance's language is the one Deepgram detected
+        # AUTO: the language Deepgram detected in this speaker's last final (each final's, in turn)
+        self.detected: str | None = None
+        self._on_detected = on_detected
+        self._caption_language = language if language != AUTO else UNDETECTED_FALLBACK
         self._captions = captions
         self._replay_limit_s = replay_limit_s
         self._backoff = backoff or Backoff()
@@ -398,7 +404,7 @@ class Ears:
                     await pending
 
     def _open_stream(self) -> SpeechStream:
-        stream = self._stt.stream(language=self.language, conn_options=STT_CONN_OPTIONS)
+        stream = self._stt.stream(language=stt_language(self.language), conn_options=STT_CONN_OPTIONS)
         # replay what was not finalized (and what arrived while the link was down), then go live
         self._origin = self._pending[0][0] if self._pending else self._timeline
         for _, frame in self._pending:
@@ -414,6 +420,7 @@ class Ears:
         if event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
             interim = event.alternatives[0]
             if text := clean_transcript(interim.text):
+                self._caption_language = self._language_of(interim)
                 self._caption(text, final=False)
                 self._interim_shown = True
                 if interim.end_time > 0 and not self._speaking:
@@ -445,22 +452,47 @@ class Ears:
             self._take_back_interim()
             return True
         speech_end_at = self._audio_clock.to_clock(audio_end)
+        language = self._language_of(data, final=True)
         utterance = Utterance(
             id=self.segment_id,
             speaker=self.speaker,
             text=text,
-            language=self.language,
+            language=language,
             audio_start=audio_start,
             audio_end=audio_end,
             speech_end_at=speech_end_at if speech_end_at is not None else final_at,
             final_at=final_at,
         )
+        self._caption_language = language
         self._caption(utterance.text, final=True, span=(audio_start, audio_end))
         self._interim_shown = False
         self._seq += 1
         self.utterances += 1
         self._out.put_nowait(utterance)
         return True
+
+    def _language_of(self, data: stt.SpeechData, *, final: bool = False) -> str:
+        """The language of what was heard: the speaker's own, or with AUTO the one Deepgram detected (the
+        plugin takes the first of the result's `languages`, the one with most words); a detection missing
+        or unsupported: this speaker's last detected language, else UNDETECTED_FALLBACK. A final's
+        detection is this speaker's detected language from then on (and `on_detected` hears it)."""
+        if self.language != AUTO:
+            return self.language
+        detected = detected_language(data.language)
+        if detected is None:
+            logger.debug(
+                "no usable language detected; the speaker's last one is used", extra={"speaker": self.speaker}
+            )
+            return self.detected or UNDETECTED_FALLBACK
+        if final:
+            if detected != self.detected:
+                logger.info(
+                    "speaker's language detected", extra={"speaker": self.speaker, "language": detected}
+                )
+            self.detected = detected
+            if self._on_detected is not None:
+                self._on_detected(detected)
+        return detected
 
     def _maybe_cut(self) -> None:
         """Long continuous speech: once the segment being heard has run `max_segment_s` of audio, ask
@@ -492,7 +524,7 @@ class Ears:
             Caption(
                 segment_id=self.segment_id,
                 speaker=self.speaker,
-                language=self.language,
+                language=self._caption_language,
                 text=text.strip(),
                 final=final,
                 translated=False,

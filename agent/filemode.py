@@ -25,12 +25,12 @@ import numpy as np
 from livekit import rtc
 
 from .captions import CaptionLog
-from .config import ConfigError, Settings, load_settings, read_environment
+from .config import ConfigError, Settings, can_detect_language, load_settings, read_environment
 from .ears import SttFailure
 from .latency import LatencyTracker, format_table
 from .pipeline import Interpreter, PipelineOptions
 from .providers import build_providers
-from .room_settings import SUPPORTED_LANGUAGES, base_language, is_supported_language
+from .room_settings import AUTO, SUPPORTED_LANGUAGES, base_language, is_supported_language
 
 FRAME_S = 0.02
 # How long the file mode waits for speech recognition that is down (unreachable, or failing) before it
@@ -290,7 +290,10 @@ def check_output(flag: str, path: Path) -> None:
         raise InputError(f"{flag} {path}: cannot be written (permission denied)")
 
 
-def check_language(flag: str, code: str) -> None:
+def check_language(flag: str, code: str, *, auto: bool = False) -> None:
+    """A supported language (or, with `auto`, `auto`: detected per utterance)."""
+    if auto and code == AUTO:
+        return
     if not is_supported_language(code):
         supported = ", ".join(sorted(SUPPORTED_LANGUAGES))
         raise InputError(f"{flag} {code}: not a supported language (supported: {supported})")
@@ -302,7 +305,11 @@ def main(argv: list[str]) -> int:
         description="Interpret a WAV file through the live pipeline (no LiveKit server needed).",
     )
     parser.add_argument("input", type=Path, help="WAV of the speaker (PCM or float, any rate, mono or not)")
-    parser.add_argument("--source", help="spoken language (default: SOURCE_LANGUAGE or en)")
+    parser.add_argument(
+        "--source",
+        type=lambda code: AUTO if code.strip().lower() == AUTO else code,
+        help="spoken language, or auto: detected per utterance (default: SOURCE_LANGUAGE, else auto)",
+    )
     parser.add_argument("--target", help="language to interpret into (default: TARGET_LANGUAGE or es)")
     parser.add_argument("--out", type=Path, required=True, help="WAV to write what a listener hears")
     parser.add_argument("--with-original", action="store_true", help="put the original on channel 2")
@@ -319,7 +326,7 @@ def main(argv: list[str]) -> int:
             check_output("--captions", args.captions)
         for flag, code in (("--source", args.source), ("--target", args.target)):
             if code is not None:
-                check_language(flag, code)
+                check_language(flag, code, auto=flag == "--source")
     except InputError as e:
         print(e, file=sys.stderr)
         return 2
@@ -335,9 +342,14 @@ def main(argv: list[str]) -> int:
     source = args.source or settings.source_language
     target = args.target or settings.target_language
     try:
-        check_language("--source" if args.source else "SOURCE_LANGUAGE", source)
+        check_language("--source" if args.source else "SOURCE_LANGUAGE", source, auto=True)
         check_language("--target" if args.target else "TARGET_LANGUAGE", target)
-        if base_language(source) == base_language(target):
+        if source == AUTO and not can_detect_language(settings.stt.model):
+            raise InputError(
+                "--source auto needs DEEPGRAM_MODEL nova-3 (Deepgram's language=multi), "
+                f"not {settings.stt.model!r}"
+            )
+        if source != AUTO and base_language(source) == base_language(target):
             raise InputError(
                 f"source {source} and target {target} are the same language: nothing would be interpreted"
             )

@@ -30,6 +30,7 @@ from .config import Settings
 from .fallback_llm import FallbackLLM
 from .llm_replies import MAX_COMPLETION_TOKENS
 from .logs import redact_provider_logs
+from .room_settings import AUTO, MULTI
 
 logger = logging.getLogger("agent.providers")
 
@@ -104,7 +105,13 @@ class _ClauseStream(SentenceStream):
         self._do_close()
 
 
+def stt_language(language: str) -> str:
+    """The `language` a Deepgram stream is asked for: `multi` (code switching) for `auto`."""
+    return MULTI if language == AUTO else language
+
+
 def build_stt(settings: Settings, language: str, http_session: aiohttp.ClientSession | None) -> stt.STT:
+    language = stt_language(language)
     instance = deepgram.STT(
         api_key=settings.stt.api_key,
         base_url=settings.stt.base_url,

@@ -29,6 +29,16 @@ SUPPORTED_LANGUAGES: frozenset[str] = frozenset({
 })
 # fmt: on
 
+# `source_language` "auto": a speaker who sets no (supported) `language` is transcribed with Deepgram's
+# code switching (nova-3 `language=multi`) and each utterance is routed by the language Deepgram detected
+AUTO = "auto"
+# Deepgram's `language` for code switching; nova-3 transcribes en, es, fr, de, hi, ru, pt, ja, it and nl with
+# it (Deepgram's models and languages overview), all of them in SUPPORTED_LANGUAGES
+MULTI = "multi"
+# an auto speaker's utterance whose language Deepgram did not say (or said outside SUPPORTED_LANGUAGES),
+# before anything of theirs was detected: English, the old SOURCE_LANGUAGE default
+UNDETECTED_FALLBACK = "en"
+
 Formality = Literal["formal", "informal", "neutral"]
 FORMALITIES: tuple[Formality, ...] = ("formal", "informal", "neutral")
 
@@ -58,6 +68,11 @@ def base_language(code: str) -> str:
 
 def is_supported_language(code: str) -> bool:
     return bool(_LANGUAGE_RE.fullmatch(code)) and base_language(code) in SUPPORTED_LANGUAGES
+
+
+def detected_language(code: str | None) -> str | None:
+    """The base language of a language Deepgram detected ("en-US" -> "en"), if we support it."""
+    return base_language(code) if code and is_supported_language(code) else None
 
 
 def _canonical(code: str) -> str:
@@ -98,7 +113,7 @@ class Glossary:
 
 @dataclass(frozen=True, slots=True)
 class RoomSettings:
-    source_language: str | None = None  # None: the worker's SOURCE_LANGUAGE
+    source_language: str | None = None  # None: the worker's SOURCE_LANGUAGE; AUTO: detected per utterance
     target_languages: tuple[str, ...] = ()  # besides what participants ask for
     glossary: Glossary = Glossary()
     voices: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # language -> voice id
@@ -311,6 +326,8 @@ def _within_budget(p: _Problems, keep: tuple[str, ...], translate: dict[str, dic
 
 
 def _source_language(p: _Problems, value: object) -> Any:
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
     return p.language("source_language", value, "ignored") or _SKIP
 
 

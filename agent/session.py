@@ -22,8 +22,9 @@ from livekit import rtc
 from livekit.agents import llm, stt, tts
 
 from . import metrics
+from .auto_language import HeardLanguages
 from .cloning import ATTR_VOICE, OnClone, VoiceCloner
-from .config import Settings
+from .config import Settings, can_detect_language
 from .ears import Ears
 from .errors import log_unexpected
 from .latency import LatencyTracker
@@ -42,7 +43,13 @@ from .room import (
     track_name,
     unless_gone,
 )
-from .room_settings import RoomSettings, is_supported_language, parse_room_settings
+from .room_settings import (
+    AUTO,
+    UNDETECTED_FALLBACK,
+    RoomSettings,
+    is_supported_language,
+    parse_room_settings,
+)
 from .voices import VoiceBook
 
 logger = logging.getLogger("agent.session")
@@ -99,6 +106,7 @@ class RoomSession:
         self.outputs: dict[str, _Output] = {}  # by target language
         self.room_settings = RoomSettings()
         self.voices = VoiceBook(settings.tts.voice)  # a distinct voice per speaker, per language
+        self.heard = HeardLanguages()  # what speakers with no language set (auto) hear, as detected
         # own voice, for speakers who consent (`interpreter.voice` = `own`), unless VOICE_CLONING=off
         self.cloner = cloner(self.voices.set_clone) if cloner is not None and settings.voice_cloning else None
         self._playing: set[str] = set()
@@ -200,6 +208,11 @@ class RoomSession:
 
     async def _apply_room_settings(self) -> None:
         self.room_settings, problems = parse_room_settings(self._job_metadata, self._room.metadata)
+        if self.room_settings.source_language == AUTO and not can_detect_language(self._settings.stt.model):
+            problems.append(
+                f"source_language: auto needs DEEPGRAM_MODEL nova-3; the worker's "
+                f"SOURCE_LANGUAGE ({self._settings.source_language}) is used"
+            )
         self.voices.settings = self.room_settings
         for problem in problems:
             logger.warning("room settings: %s", problem)
@@ -217,7 +230,12 @@ class RoomSession:
         )
 
     def _default_source(self) -> str:
-        return self.room_settings.source_language or self._settings.source_language
+        """The room's `source_language`, else SOURCE_LANGUAGE: a language, or AUTO (detected per
+        utterance; not with a model that cannot detect, see `_apply_room_settings`)."""
+        room = self.room_settings.source_language
+        if room == AUTO and not can_detect_language(self._settings.stt.model):
+            return self._settings.source_language
+        return room or self._settings.source_language
 
     def _spoken_language(self, participant: Any, *, warn: bool = True) -> str:
         wanted = participant.attributes.get(ATTR_LANGUAGE, "").strip()
@@ -240,7 +258,11 @@ class RoomSession:
         for participant in self._room.remote_participants.values():
             if not is_speaker(participant):
                 continue
-            codes = participant.attributes.get(ATTR_INTERPRET_TO) or participant.attributes.get(ATTR_LANGUAGE)
+            codes = participant.attributes.get(ATTR_INTERPRET_TO)
+            if not codes and self._spoken_language(participant, warn=False) == AUTO:
+                codes = self.heard.heard(participant.identity)  # none before anything was detected
+            elif not codes:
+                codes = participant.attributes.get(ATTR_LANGUAGE)
             for code in (codes or "").split(","):
                 code = code.strip()
                 if (
@@ -401,7 +423,7 @@ class RoomSession:
             return
         identity = participant.identity
         language = self._spoken_language(participant)
-        self.voices.join(identity, language)
+        self.voices.join(identity, self.heard.heard(identity) if language == AUTO else language)
         count = self._ears_started.get(identity, 0)
         self._ears_started[identity] = count + 1
         ears = Ears(
@@ -416,6 +438,7 @@ class RoomSession:
             max_segment_s=self._options.max_segment_s,
             on_fault=lambda active: self.set_fault("stt", f"speaker-{identity}", active),
             tap=(lambda frame: cloner.hear(identity, frame)) if (cloner := self.cloner) is not None else None,
+            on_detected=(lambda code: self._on_detected(identity, code)) if language == AUTO else None,
         )
         task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
         task.add_done_callback(lambda t: self._on_ears_ended(identity, t))
@@ -423,6 +446,17 @@ class RoomSession:
         metrics.ACTIVE_SPEAKERS.inc()
         self.publisher.speaker_tracks[identity] = publication.sid
         logger.info("listening to a speaker", extra={"speaker": identity, "language": language})
+
+    def _on_detected(self, identity: str, language: str) -> None:
+        """A final of a speaker with no language set was detected as `language` (it is routed by that
+        already); what they hear follows the language of most of their recent utterances."""
+        if self.heard.note(identity, language):
+            logger.info(
+                "a speaker now hears their detected language",
+                extra={"speaker": identity, "language": language},
+            )
+            self.voices.join(identity, language)
+            self._do(self._sync_room, key="room")  # the target languages: theirs joins them
 
     def _on_ears_ended(self, identity: str, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -473,7 +507,10 @@ class RoomSession:
         for identity, participant in participants.items():
             wants = is_speaker(participant) and participant.attributes.get(ATTR_VOICE, "").strip() == "own"
             if wants and not self.cloner.consented(identity):
-                self.cloner.consent(identity, self._spoken_language(participant, warn=False))
+                spoken = self._spoken_language(participant, warn=False)
+                if spoken == AUTO:
+                    spoken = self.heard.heard(identity) or UNDETECTED_FALLBACK
+                self.cloner.consent(identity, spoken)
             elif not wants:
                 self.cloner.withdraw(identity)
         for identity in self.cloner.speakers():

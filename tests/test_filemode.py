@@ -294,7 +294,9 @@ async def test_interpret_refuses_unsupported_or_identical_languages(tmp_path: Pa
         refused(code, stderr, problem)
         assert not out.exists()
     code, _, stderr = await run_cli(
-        [str(ONE_SENTENCE.wav), "--out", str(out)], {**NO_PROVIDERS, "TARGET_LANGUAGE": "en"}, tmp_path
+        [str(ONE_SENTENCE.wav), "--out", str(out)],
+        {**NO_PROVIDERS, "SOURCE_LANGUAGE": "en", "TARGET_LANGUAGE": "en"},  # (auto, the default, differs)
+        tmp_path,
     )
     assert code == 2 and "Traceback" not in stderr and "same language" in stderr, stderr
 

@@ -81,7 +81,8 @@ async def test_no_identity_in_any_log_record_of_a_room(
     caplog.set_level(logging.DEBUG)
     room, session = harness.room, harness.session
     harness.fakes.cartesia.error_next(3)
-    harness.fakes.deepgram.scripts["en"] = list(ONE_SENTENCE.transcripts)
+    # (the room default is auto: the speaker is heard with language=multi, the detection logged too)
+    harness.fakes.deepgram.scripts["multi"] = list(ONE_SENTENCE.transcripts)
     await session.start()
     speaker = room.join(IDENTITY, attributes={"language": "xx-unsupported"})
     harness.speak(speaker, ONE_SENTENCE.wav)

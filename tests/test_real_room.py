@@ -112,6 +112,41 @@ async def test_dispatched_by_a_token_it_interprets_a_two_way_conversation(room: 
     assert ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID in alice.captions[0].attributes
 
 
+async def test_two_speakers_with_no_language_set_get_a_two_way_conversation(room: RealRoom) -> None:
+    """Nothing set (SOURCE_LANGUAGE is auto): each speaker's language is detected (Deepgram nova-3
+    language=multi), each utterance routed by it, and each speaker hears their detected language."""
+    room.fakes.deepgram.scripts["multi"] = DIALOGUE.transcripts + SPANISH.transcripts
+    room.fakes.deepgram.languages.update(dict.fromkeys(SPANISH.transcripts, "es"))
+    alice = await room.speaker("alice", dispatch=room.dispatch())
+    bob = await room.speaker("bob")
+    await room.agent_tracks(alice, "interpretation-es")
+    await eventually(lambda: alice.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="listening")
+
+    alice.say(read_wav(DIALOGUE.wav))
+    # English heard from alice: English joins the languages (for her), her words go to Spanish
+    await room.agent_tracks(alice, "interpretation-es", "interpretation-en")
+    await eventually(lambda: alice.agent_attribute(ATTR_LANGUAGES) == "en,es", what="English added")
+    await eventually(
+        lambda: len(bob.final_captions(translated=False)) == 3, within_s=40, what="alice's three sentences"
+    )
+    bob.say(read_wav(SPANISH.wav))
+    await eventually(
+        lambda: (
+            len(bob.final_captions(translated=True, language="es")) == 3
+            and len(alice.final_captions(translated=True, language="en")) == 2
+        ),
+        within_s=40,
+        what="every translated caption",
+    )
+    assert tones(bob, "interpretation-es") == [400, 600, 800]
+    assert tones(alice, "interpretation-en") == [300, 700]
+    for listener, speaker, spoken in ((bob, alice, "en"), (alice, bob, "es")):
+        source = [c for c in listener.final_captions(translated=False) if c.sender == speaker.identity]
+        assert {c.attributes["language"] for c in source} == {spoken}  # the language detected
+    assert alice.agent_attribute(ATTR_LANGUAGES) == "en,es"
+    assert {language for language, _ in stt_streams(room)} == {"multi"}
+
+
 def stt_streams(room: RealRoom) -> list[tuple[str, bool]]:
     """Every STT stream the worker opened, in order: (its language, whether it is closed)."""
     return [(c.query.get("language", ""), c.closed) for c in room.fakes.deepgram.connections]

@@ -37,6 +37,15 @@ moment it was due (endpoint detected, segment too long, Finalize received); `Dee
 how much. Finals of a connection are sent in order, so a final due while an earlier one is still held waits
 for it too: `delay_s` then includes that wait.
 
+Code switching (`language=multi`, nova-3): every `Results` of such a connection carries, as Deepgram's
+multilingual code-switching documentation shows, each word's `language` and the alternative's `languages`
+(every language of its words, most words first; of languages with as many words, the first heard first).
+`languages` says which language a scripted transcript is in: one code for all its words, or one code per
+word (a code-switched sentence); a transcript it does not name (and `transcript_for`'s) is in
+`default_language` (English). Interims carry the languages of their words (a prefix of the final's). An
+empty result (no words) carries no `languages` (what Deepgram sends there was not checked). Connections
+with another `language` get neither field, as from Deepgram.
+
 A segment with no scripted transcript left is ignored, unless `transcript_for(duration_s)` makes one (see
 `numbered_words`). Interims need to know the transcript in advance: they come from the script, or from
 `transcript_for.preview(duration_s)` when it has one (as `numbered_words` does), else they carry the
@@ -52,7 +61,7 @@ import logging
 import random
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -70,6 +79,7 @@ _EPS = 1e-6  # timeline comparisons: 0.9 - 0.6 must count as 0.3
 DEFAULT_ENDPOINTING_MS = 300
 INTERIM_PLACEHOLDER = "…"  # an interim's text when transcript_for cannot preview what the final will say
 REQUIRED_QUERY = ("model", "language", "encoding", "sample_rate")
+MULTI = "multi"  # the `language` of code switching
 # close codes and reasons as Deepgram sends them (its streaming error documentation; the reasons as seen
 # from the service)
 CLOSE_NO_AUDIO = (
@@ -318,10 +328,16 @@ def _plain_word(word: str) -> str:
 
 
 def _results_message(
-    words: list[str], item: _Result, *, request_id: str, confidence: float = 0.99
+    words: list[str],
+    item: _Result,
+    *,
+    request_id: str,
+    confidence: float = 0.99,
+    word_languages: list[str] | None = None,
 ) -> dict[str, Any]:
+    """`word_languages` (language=multi): each word's language, one per word."""
     step = (item.end - item.start) / len(words) if words else 0.0
-    timed = [
+    timed: list[dict[str, Any]] = [
         {
             "word": _plain_word(w),
             "punctuated_word": w,
@@ -331,6 +347,13 @@ def _results_message(
         }
         for i, w in enumerate(words)
     ]
+    alternative: dict[str, Any] = {"transcript": " ".join(words), "confidence": confidence, "words": timed}
+    if word_languages is not None and words:
+        for word, language in zip(timed, word_languages, strict=True):
+            word["language"] = language
+        counts = {code: word_languages.count(code) for code in dict.fromkeys(word_languages)}
+        # most words first; a stable sort keeps languages with as many words in the order first heard
+        alternative["languages"] = sorted(counts, key=lambda code: -counts[code])
     return {
         "type": "Results",
         "channel_index": [0, 1],
@@ -339,9 +362,7 @@ def _results_message(
         "is_final": item.is_final,
         "speech_final": item.speech_final,
         "from_finalize": item.from_finalize,
-        "channel": {
-            "alternatives": [{"transcript": " ".join(words), "confidence": confidence, "words": timed}]
-        },
+        "channel": {"alternatives": [alternative]},
         "metadata": {
             "request_id": request_id,
             "model_info": {"name": "fake-nova-3", "version": "0", "arch": "fake"},
@@ -361,6 +382,8 @@ class FakeDeepgram(FakeServer):
     `transcript_for(duration_s)` makes the transcript of a segment the script has none left for.
     `interims` maps a scripted transcript to the interims sent before its final (revisions, see above).
     `api_key`: when set, only `Authorization: Token <api_key>` is let in.
+    `languages` maps a transcript to its language (or one per word), for `language=multi` connections;
+    `default_language` is the language of the others. Scripts may be keyed by `multi` too.
     """
 
     def __init__(
@@ -376,6 +399,8 @@ class FakeDeepgram(FakeServer):
         seed: int | None = None,
         interims: Mapping[str, list[str]] | None = None,
         api_key: str | None = None,
+        languages: Mapping[str, str | Sequence[str]] | None = None,
+        default_language: str = "en",
     ) -> None:
         super().__init__()
         if max_segment_s is not None and max_segment_s <= 0:
@@ -394,6 +419,8 @@ class FakeDeepgram(FakeServer):
         self.rng = random.Random(seed)
         self.interims = {final: list(texts) for final, texts in (interims or {}).items()}
         self.api_key = api_key
+        self.languages = dict(languages or {})
+        self.default_language = default_language
         # records
         self.connections: list[DeepgramConnection] = []
         self.finals: list[DeepgramFinal] = []
@@ -432,6 +459,16 @@ class FakeDeepgram(FakeServer):
     def remaining_for(self, language: str | None) -> list[str]:
         key = self._script_key(language)
         return self.scripts.get(key, [])[self._next.get(key, 0) :]
+
+    def _word_languages(self, query_language: str | None, transcript: str, count: int) -> list[str] | None:
+        """The languages of the first `count` words of `transcript`, on a `language=multi` connection."""
+        if query_language != MULTI:
+            return None
+        given = self.languages.get(transcript, self.default_language)
+        codes = [given] if isinstance(given, str) else list(given)
+        if not codes:
+            raise ValueError(f"no language given for the transcript {transcript!r}")
+        return [codes[min(i, len(codes) - 1)] for i in range(count)]
 
     def _sample_final_delay(self) -> float:
         if self.finalize_delay is not None:
@@ -577,9 +614,15 @@ class FakeDeepgram(FakeServer):
                 else:
                     await self._send_final(ws, listener, item, request_id, delay_s)
             else:
-                words = self._interim_words(listener.record.query.get("language"), item)
+                language = listener.record.query.get("language")
+                words = self._interim_words(language, item)
                 if words:
-                    await ws.send_json(_results_message(words, item, request_id=request_id))
+                    remaining = self.remaining_for(language)
+                    final = remaining[0] if remaining else ""
+                    languages = self._word_languages(language, final, len(words))
+                    await ws.send_json(
+                        _results_message(words, item, request_id=request_id, word_languages=languages)
+                    )
                     self.interims_sent += 1
 
     def _interim_words(self, language: str | None, item: _Result) -> list[str]:
@@ -608,10 +651,13 @@ class FakeDeepgram(FakeServer):
                 logger.info("fake deepgram: script exhausted, ignoring a segment")
                 self.ignored_segments.append(IgnoredSegment(item.start, item.end, index))
                 return
-            await ws.send_json(_results_message(transcript.split(), item, request_id=request_id))
+            words = transcript.split()
+            languages = self._word_languages(language, transcript, len(words))
+            await ws.send_json(_results_message(words, item, request_id=request_id, word_languages=languages))
             # consumed only once it was handed to the socket: a segment cut off earlier is not
             if remaining:
-                self._next[self._script_key(language)] += 1
+                key = self._script_key(language)
+                self._next[key] = self._next.get(key, 0) + 1  # a script added after start counts too
             self.finals.append(
                 DeepgramFinal(transcript, item.start, item.end, index, item.from_finalize, delay_s)
             )
