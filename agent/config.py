@@ -345,16 +345,22 @@ class WebSettings:
     token_ttl_s: int
     room_metadata: str  # the interpreter's dispatch metadata (per-room settings JSON), "" for none
     log_level: str | None
+    # whether the worker detects a speaker's language (`auto`): WEB_ROOM_METADATA's source_language, else
+    # SOURCE_LANGUAGE (the worker's variables, read here too; `auto` by default), and DEEPGRAM_MODEL nova-3
+    detect_language: bool = True
 
 
 def load_web_settings(env: Mapping[str, str | None]) -> WebSettings:
     r = _Reader(env)
     livekit = _livekit(r, "the LiveKit server the page's participants join")
     room_metadata = r.raw("WEB_ROOM_METADATA") or ""
+    room_source: str | None = None
     if room_metadata:
-        _, problems = parse_room_settings(room_metadata, None)
+        room_settings, problems = parse_room_settings(room_metadata, None)
+        room_source = room_settings.source_language
         prefix = "job metadata: "
         r.problems += [f"WEB_ROOM_METADATA is malformed: {p.removeprefix(prefix)}" for p in problems]
+    source = room_source or r.source_language("SOURCE_LANGUAGE")
     settings = WebSettings(
         livekit=livekit,
         browser_url=r.url("WEB_LIVEKIT_URL", livekit.url),
@@ -365,6 +371,7 @@ def load_web_settings(env: Mapping[str, str | None]) -> WebSettings:
         token_ttl_s=r.integer("WEB_TOKEN_TTL_S", 600, minimum=60, maximum=86400),
         room_metadata=room_metadata,
         log_level=r.choice("LOG_LEVEL", "", LOG_LEVELS) or None,
+        detect_language=source == AUTO and can_detect_language(r.text("DEEPGRAM_MODEL", "nova-3")),
     )
     if r.problems:
         raise ConfigError(r.problems)

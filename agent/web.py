@@ -2,11 +2,13 @@
 
 - `GET /` is `agent/web_static/index.html` (503 while the page is not built), `GET /<file>` a file of that
   folder (no listing, nothing outside it);
-- `GET /api/config`: the supported languages, whether an access code is needed, the agent's name;
-- `POST /api/token` `{"room", "name", "role", "language", "access_code"?}`: a short-lived join token for a
-  random identity, with the role's grants and the interpreter's dispatch, so the first person to join a room
-  brings the interpreter in; every field is checked (400 naming it), the access code too (403) when
-  `WEB_ACCESS_CODE` is set;
+- `GET /api/config`: the supported languages, whether an access code is needed, the agent's name, whether
+  the interpreter detects a speaker's language (`detect_language`);
+- `POST /api/token` `{"room", "name", "role", "language", "hear"?, "access_code"?}`: a short-lived join
+  token for a random identity, with the role's grants and the interpreter's dispatch, so the first person to
+  join a room brings the interpreter in; every field is checked (400 naming it), the access code too (403)
+  when `WEB_ACCESS_CODE` is set. A speaker's `language` may be `auto` (when detection is on): no `language`
+  attribute, so the interpreter detects it; a speaker's `hear` is the language they hear (`interpret_to`);
 - `GET /healthz`: `OK`.
 
 Tokens, names, room names and access codes are never logged: only the role of a token, or why a request
@@ -34,7 +36,7 @@ from livekit import api
 from .config import WebSettings
 from .errors import log_unexpected
 from .prompt import language_name
-from .room_settings import SUPPORTED_LANGUAGES
+from .room_settings import AUTO, SUPPORTED_LANGUAGES
 
 logger = logging.getLogger("agent.web")
 
@@ -74,7 +76,8 @@ class TokenRequest:
     room: str
     name: str
     role: Role
-    language: str
+    language: str  # a listener's: the language it hears; a speaker's: the one they speak, or AUTO
+    hear: str | None = None  # a speaker's: the language they hear (`interpret_to`); None: the one they speak
 
 
 def _field(body: dict[str, Any], name: str) -> str:
@@ -86,8 +89,18 @@ def _field(body: dict[str, Any], name: str) -> str:
     return value
 
 
-def parse_token_request(body: object) -> TokenRequest:
-    """The fields of a token request, checked; `Refused` (400) names the first bad one."""
+def _language(body: dict[str, Any], name: str) -> str:
+    value = _field(body, name)
+    if value not in SUPPORTED_LANGUAGES:
+        raise Refused(
+            400, f"{name} must be one of the supported languages (see /api/config)", f"{name} unsupported"
+        )
+    return value
+
+
+def parse_token_request(body: object, *, detect_language: bool = True) -> TokenRequest:
+    """The fields of a token request, checked; `Refused` (400) names the first bad one. A speaker's
+    `language` may be AUTO when `detect_language` (the interpreter detects it)."""
     if not isinstance(body, dict):
         raise Refused(400, "the body must be a JSON object", "body not an object")
     room = _field(body, "room")
@@ -99,13 +112,32 @@ def parse_token_request(body: object) -> TokenRequest:
     role = _field(body, "role")
     if role not in ROLES:
         raise Refused(400, "role must be 'listener' or 'speaker'", "role unknown")
-    language = _field(body, "language")
-    if language not in SUPPORTED_LANGUAGES:
-        raise Refused(
-            400, "language must be one of the supported languages (see /api/config)", "language unsupported"
-        )
+    speaker = role == "speaker"
+    if body.get("language") == AUTO:
+        if not speaker:
+            raise Refused(
+                400,
+                "language 'auto' is for speakers: a listener picks the language to hear",
+                "auto for listener",
+            )
+        if not detect_language:
+            raise Refused(
+                400,
+                "language 'auto' is not available here: the interpreter is set to one spoken language",
+                "auto unavailable",
+            )
+        language = AUTO
+    else:
+        language = _language(body, "language")
+    hear = None
+    if body.get("hear") is not None:
+        if not speaker:
+            raise Refused(
+                400, "hear is for speakers: a listener's language is the one it hears", "hear for listener"
+            )
+        hear = _language(body, "hear")
     return TokenRequest(
-        room=room, name=name, role="speaker" if role == "speaker" else "listener", language=language
+        room=room, name=name, role="speaker" if speaker else "listener", language=language, hear=hear
     )
 
 
@@ -128,7 +160,8 @@ def new_identity() -> str:
 
 def mint_token(settings: WebSettings, request: TokenRequest, identity: str) -> str:
     """A join token for `request.room`: a listener subscribes and sets its own attributes (the language it
-    hears), a speaker also publishes its microphone; neither publishes data. It carries the interpreter's
+    hears), a speaker also publishes its microphone (its `language` attribute set unless detected, its
+    `interpret_to` when it chose what to hear); neither publishes data. It carries the interpreter's
     dispatch, which LiveKit acts on when the room starts (the first person joining), once."""
     speaker = request.role == "speaker"
     grants = api.VideoGrants(
@@ -140,7 +173,14 @@ def mint_token(settings: WebSettings, request: TokenRequest, identity: str) -> s
         can_publish_sources=["microphone"] if speaker else None,
         can_update_own_metadata=True,
     )
-    attributes = {"language": request.language} if speaker else {"interpret_to": request.language}
+    attributes: dict[str, str] = {}
+    if not speaker:
+        attributes["interpret_to"] = request.language
+    else:
+        if request.language != AUTO:  # no `language`: the interpreter detects what they speak
+            attributes["language"] = request.language
+        if request.hear is not None:
+            attributes["interpret_to"] = request.hear
     dispatch = api.RoomAgentDispatch(agent_name=settings.agent_name, metadata=settings.room_metadata)
     return (
         api.AccessToken(settings.livekit.api_key, settings.livekit.api_secret)
@@ -184,6 +224,7 @@ class WebApp:
                 "languages": supported_languages(),
                 "access_code_required": self.settings.access_code is not None,
                 "agent_name": self.settings.agent_name,
+                "detect_language": self.settings.detect_language,
             }
         )
 
@@ -191,7 +232,7 @@ class WebApp:
         try:
             body = await self._body(request)
             check_access_code(self.settings, body)
-            wanted = parse_token_request(body)
+            wanted = parse_token_request(body, detect_language=self.settings.detect_language)
         except Refused as refused:
             self.refused[refused.reason] = self.refused.get(refused.reason, 0) + 1
             logger.info("token refused", extra={"status": refused.status, "reason": refused.reason})

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.browser import (
+    CAPTION_RECORDER,
     Browsers,
     CaptionState,
     WebServer,
@@ -28,7 +29,7 @@ from tests.browser import (
     wait_state,
     web_server,
 )
-from tests.conftest import ARTIFACTS, ONE_SENTENCE, Fakes, stop_fakes
+from tests.conftest import ARTIFACTS, ONE_SENTENCE, SPANISH, Fakes, stop_fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.livekit_server import LiveKitServer
 from tests.loopback import eventually
@@ -252,6 +253,135 @@ async def test_a_listener_reads_and_hears_spanish_then_switches_to_french(
     except BaseException:
         await keep_artifacts(request, chromium, room, web)
         raise
+
+
+# a Spanish speaker whose language the interpreter detects (Deepgram nova-3 language=multi)
+SPANISH_SAID = SPANISH.transcripts[0]  # "Buenos días a todos."
+SPANISH_TRANSLATIONS = {"Buenos días": {"English": "Good morning, everyone."}}
+
+
+@pytest.fixture
+async def detect_room(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[RealRoom]:
+    """The worker with its defaults (SOURCE_LANGUAGE auto): a speaker with no language set is transcribed
+    on a `language=multi` stream, scripted here as Spanish."""
+    respond = responder_by_language(SPANISH_TRANSLATIONS)
+    fakes = Fakes(
+        deepgram=FakeDeepgram({"multi": []}, languages={SPANISH_SAID: "es"}),
+        cerebras=FakeLLM(responder=respond),
+        groq=FakeLLM(responder=respond),
+        cartesia=FakeCartesia(freq_for=lambda text: 500.0),
+    )
+    for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
+        await server.start()
+    try:
+        async with real_room(livekit_server, fakes, tmp_path / "worker", STT_ENDPOINTING_MS="600") as room:
+            yield room
+            room.check_worker_output()
+    finally:
+        await stop_fakes(fakes)
+
+
+CAPTION_LANGUAGES = """() => [...document.querySelectorAll('#captions .caption')].map((el) => [
+    el.dataset.kind, (el.querySelector('.caption-text')?.textContent || '').trim(),
+    (el.querySelector('.caption-language')?.textContent || '').trim()])"""
+
+
+async def test_a_speaker_who_picks_detect_is_detected_and_interpreted_for_a_listener(
+    chromium: Browsers, detect_room: RealRoom, web: WebServer, request: pytest.FixtureRequest
+) -> None:
+    """A speaker keeps the join form's default for speakers, "Detect automatically", and picks English to
+    hear; they speak Spanish. The worker transcribes them with language=multi, the listener (English)
+    hears and reads the English interpretation, and the speaker's caption says the language detected. A
+    Spanish listener gets no interpretation of Spanish: their page receives the speaker as they are, once
+    the speaker's captions say they speak Spanish."""
+    room = detect_room
+    try:
+        await room.worker_available()
+        listener = await chromium.page("listener")
+        await join(listener, web.url, room=room.name, name="Lena", role="listener", language="en")
+        await joined(listener)
+        await agent_in_room(room, listener)
+        spanish_listener = await chromium.page("listener-es")
+        await join(spanish_listener, web.url, room=room.name, name="Sol", role="listener", language="es")
+        await joined(spanish_listener)
+
+        speaker = await chromium.page("speaker", microphone=SPANISH.wav)
+        await speaker.add_init_script(CAPTION_RECORDER)
+        await speaker.goto(f"{web.url}/?room={room.name}")
+        await speaker.locator("#language option").first.wait_for(state="attached")
+        await speaker.fill("#name", "Pilar")
+        hear_field = speaker.locator("#hear-field")
+        assert not await hear_field.is_visible()  # a listener's form: no second language
+        await speaker.select_option("#role", "speaker")
+        # for a speaker, detection is the first choice and the default; then they pick what to hear
+        assert await speaker.locator("#language option").first.text_content() == "Detect automatically"
+        assert await speaker.input_value("#language") == "auto"
+        await hear_field.wait_for(state="visible")
+        assert await speaker.locator("label[for=hear]").text_content() == "Language to hear"
+        await speaker.select_option("#hear", "en")
+        async with speaker.expect_request(lambda r: r.url.endswith("/api/token")) as sent:
+            await speaker.click("#join")
+        body = json.loads((await sent.value).post_data or "{}")
+        assert (body["role"], body["language"], body["hear"]) == ("speaker", "auto", "en")
+        await joined(speaker)
+        # no `language` attribute (the interpreter detects it), and what they hear
+        attributes = await speaker.evaluate("window.interpreterPage.room.localParticipant.attributes")
+        assert attributes == {"interpret_to": "en"}, attributes
+        assert await speaker.locator("#language-switch-label").text_content() == "Language to hear"
+        await microphone_on(speaker)
+        deepgram = room.fakes.deepgram
+        await eventually(
+            lambda: any(c.query.get("language") == "multi" and not c.closed for c in deepgram.connections),
+            within_s=60,
+            what="the speaker's language=multi STT stream",
+        )
+        await until(lambda: _subscribed_is(listener, {"interpretation-en"}), what="only the English track")
+        before = (await agent_tracks(listener))["interpretation-en"]
+
+        ignored = len(deepgram.ignored_segments)  # (the looping microphone: script the next sentence)
+        await eventually(
+            lambda: len(deepgram.ignored_segments) > ignored, within_s=60, what="a sentence's end"
+        )
+        deepgram.scripts["multi"].append(SPANISH_SAID)
+        english = SPANISH_TRANSLATIONS["Buenos días"]["English"]
+
+        async def translated() -> bool:
+            return [s.text for s in finals(await dom_captions(listener), "translation", "en")] == [english]
+
+        await until(translated, within_s=120, what="the English translation on the listener's page")
+        for page in (listener, speaker):
+            shown = await page.evaluate(CAPTION_LANGUAGES)
+            assert ["source", SPANISH_SAID, "Spanish (detected)"] in shown, shown
+            sources = finals(await dom_captions(page), "source")
+            assert [(s.text, s.language, s.speaker) for s in sources] == [(SPANISH_SAID, "es", "Pilar")]
+        # the listener heard the English interpretation, and subscribed to it alone (not the Spanish
+        # speaker's own microphone, detected in another language than the listener's)
+        tracks = await agent_tracks(listener)
+        en = tracks["interpretation-en"]
+        assert float(en["bytes"]) > float(before["bytes"]) and float(en["energy"]) > 0, (before, en)
+        assert {name for name, t in tracks.items() if t["subscribed"]} == {"interpretation-en"}
+        assert await listener.evaluate(SUBSCRIBED_SPEAKERS) == []
+        # the Spanish listener: the speaker's caption in Spanish, then the speaker's own microphone
+        speaker_identity = await speaker.evaluate("window.interpreterPage.room.localParticipant.identity")
+
+        async def hears_the_speaker() -> bool:
+            return bool(await spanish_listener.evaluate(SUBSCRIBED_SPEAKERS) == [speaker_identity])
+
+        await until(hears_the_speaker, what="the Spanish listener receiving the Spanish speaker as they are")
+        sources = finals(await dom_captions(spanish_listener), "source")
+        assert [(s.text, s.language) for s in sources] == [(SPANISH_SAID, "es")]
+        assert finals(await dom_captions(spanish_listener), "translation") == []  # nothing from es into es
+        assert deepgram.remaining_for("multi") == []
+        assert {c.query.get("language") for c in deepgram.connections} == {"multi"}
+    except BaseException:
+        await keep_artifacts(request, chromium, room, web)
+        raise
+
+
+# the identities of the human participants whose microphone the page receives
+SUBSCRIBED_SPEAKERS = """() => [...window.interpreterPage.room.remoteParticipants.values()]
+    .filter((p) => !p.isAgent && [...p.audioTrackPublications.values()].some((pub) => pub.isSubscribed))
+    .map((p) => p.identity)"""
 
 
 async def _subscribed_is(page: Page, names: set[str]) -> bool:

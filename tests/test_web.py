@@ -190,6 +190,80 @@ async def test_tokens_carry_the_roles_grants_attributes_ttl_and_the_interpreters
         assert config.agents[0].agent_name == "interpreter" and config.agents[0].metadata == METADATA
 
 
+async def test_a_speaker_who_picks_detect_gets_no_language_attribute_and_hears_their_choice() -> None:
+    async with serving(settings()) as client:
+        _, detected = await post_token(client, {**GOOD, "role": "speaker", "language": "auto", "hear": "fr"})
+        _, detected_own = await post_token(client, {**GOOD, "role": "speaker", "language": "auto"})
+        _, fixed = await post_token(client, {**GOOD, "role": "speaker", "language": "en", "hear": "de"})
+        handlers = client.app[WEB_APP]
+    # no `language`: the interpreter detects it; `interpret_to`: what they chose to hear
+    assert claims(detected["token"]).attributes == {"interpret_to": "fr"}
+    # nothing chosen to hear: no attribute at all (they hear the language detected)
+    assert not claims(detected_own["token"]).attributes
+    assert claims(fixed["token"]).attributes == {"language": "en", "interpret_to": "de"}
+    said = claims(detected["token"]).video
+    assert said is not None and said.can_publish and said.can_publish_sources == ["microphone"]
+    assert handlers.tokens_issued == 3 and handlers.refused == {}
+
+
+DETECT_REFUSALS = [
+    ({**GOOD, "language": "auto"}, "language 'auto' is for speakers", "auto for listener"),
+    ({**GOOD, "language": "es", "hear": "fr"}, "hear is for speakers", "hear for listener"),
+    (
+        {**GOOD, "role": "speaker", "language": "auto", "hear": "auto"},
+        "hear must be one of the supported languages",
+        "hear unsupported",
+    ),
+    (
+        {**GOOD, "role": "speaker", "language": "auto", "hear": "tlh"},
+        "hear must be one of the supported languages",
+        "hear unsupported",
+    ),
+    (
+        {**GOOD, "role": "speaker", "language": "AUTO"},
+        "language must be one of the supported",
+        "language unsupported",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "message", "reason"), DETECT_REFUSALS)
+async def test_detect_is_for_speakers_and_hear_is_checked(body: object, message: str, reason: str) -> None:
+    async with serving(settings()) as client:
+        status, answer = await post_token(client, body)
+        handlers = client.app[WEB_APP]
+    assert status == 400 and answer["error"].startswith(message), answer
+    assert handlers.refused == {reason: 1} and handlers.tokens_issued == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "detects"),
+    [
+        ({}, True),  # SOURCE_LANGUAGE auto is the worker's default
+        ({"SOURCE_LANGUAGE": "auto", "DEEPGRAM_MODEL": "nova-3-general"}, True),
+        ({"SOURCE_LANGUAGE": "en"}, False),
+        ({"DEEPGRAM_MODEL": "nova-2"}, False),  # the worker refuses auto with it
+        ({"WEB_ROOM_METADATA": '{"source_language": "de"}'}, False),  # the rooms' own setting wins
+        ({"SOURCE_LANGUAGE": "en", "WEB_ROOM_METADATA": '{"source_language": "auto"}'}, True),
+    ],
+)
+async def test_config_says_whether_the_interpreter_detects_a_speakers_language(
+    env: dict[str, str], detects: bool
+) -> None:
+    async with serving(settings(**env)) as client:
+        config = await (await client.get("/api/config")).json()
+        status, answer = await post_token(
+            client, {**GOOD, "role": "speaker", "language": "auto", "hear": "es"}
+        )
+        handlers = client.app[WEB_APP]
+    assert config["detect_language"] is detects
+    if detects:
+        assert status == 200 and claims(answer["token"]).attributes == {"interpret_to": "es"}
+    else:  # a page that offers no detect gets no token for it either
+        assert status == 400 and answer["error"].startswith("language 'auto' is not available"), answer
+        assert handlers.refused == {"auto unavailable": 1}
+
+
 def test_identities_are_random() -> None:
     identities = {new_identity() for _ in range(1000)}
     assert len(identities) == 1000

@@ -9,7 +9,12 @@ export interface PageConfig {
   languages: Language[];
   accessCodeRequired: boolean;
   agentName: string;
+  /** Whether the interpreter detects a speaker's language (a speaker may then send `language: 'auto'`). */
+  detectLanguage: boolean;
 }
+
+/** A speaker's `language` when the interpreter is to detect it. */
+export const DETECT = 'auto';
 
 export type Role = 'listener' | 'speaker';
 
@@ -17,7 +22,10 @@ export interface TokenRequest {
   room: string;
   name: string;
   role: Role;
+  /** A listener's: the language to hear; a speaker's: the language spoken, or `DETECT`. */
   language: string;
+  /** A speaker's: the language they hear (their `interpret_to`); unset: the one they speak. */
+  hear?: string;
   accessCode?: string;
 }
 
@@ -60,6 +68,7 @@ export async function fetchConfig(): Promise<PageConfig> {
     languages,
     accessCodeRequired: body.access_code_required === true,
     agentName: typeof body.agent_name === 'string' ? body.agent_name : 'interpreter',
+    detectLanguage: body.detect_language === true,
   };
 }
 
@@ -70,6 +79,7 @@ export async function requestToken(request: TokenRequest): Promise<Grant> {
     role: request.role,
     language: request.language,
   };
+  if (request.hear !== undefined) payload.hear = request.hear;
   if (request.accessCode) payload.access_code = request.accessCode;
   let response: Response;
   try {

@@ -8,6 +8,9 @@ export interface CaptionUpdate {
   final: boolean;
   kind: CaptionKind;
   language: string;
+  languageName: string;
+  /** A speaker's words whose language the interpreter detected (the speaker set none). */
+  detected: boolean;
   speakerName: string;
   text: string;
 }
@@ -48,8 +51,15 @@ export class CaptionList {
     }
     element.dataset.final = caption.final ? 'true' : 'false';
     element.setAttribute('aria-busy', caption.final ? 'false' : 'true'); // screen readers wait for the final
+    // (a detected language may change from the interim to the final)
+    element.dataset.language = caption.language;
+    const language = element.querySelector('.caption-language');
+    if (language !== null) language.textContent = languageLabel(caption);
     const text = element.querySelector('.caption-text');
-    if (text !== null) text.textContent = caption.text;
+    if (text instanceof HTMLElement) {
+      text.textContent = caption.text;
+      text.lang = caption.language;
+    }
     this.afterChange();
   }
 
@@ -70,16 +80,13 @@ export class CaptionList {
     element.className = 'caption';
     element.dataset.segmentId = caption.segmentId;
     element.dataset.kind = caption.kind;
-    element.dataset.language = caption.language;
     const speaker = document.createElement('span');
     speaker.className = 'caption-speaker';
     speaker.textContent = caption.speakerName;
     const language = document.createElement('span');
     language.className = 'caption-language';
-    language.textContent = caption.kind === 'translation' ? `interpreted (${caption.language})` : caption.language;
     const text = document.createElement('span');
     text.className = 'caption-text';
-    text.lang = caption.language;
     element.append(speaker, language, text);
     return element;
   }
@@ -112,4 +119,10 @@ export class CaptionList {
     this.newCaptions.hidden = true;
     this.container.scrollTop = this.container.scrollHeight;
   }
+}
+
+/** What the caption says about its language: the interpretation's, the speaker's, or the one detected. */
+function languageLabel(caption: CaptionUpdate): string {
+  if (caption.kind === 'translation') return `interpreted (${caption.language})`;
+  return caption.detected ? `${caption.languageName} (detected)` : caption.language;
 }

@@ -1,5 +1,6 @@
 // Which audio the page receives and how loud: with autoSubscribe off, exactly the interpreter's track for
-// the chosen language; speakers who already speak that language at full volume; the other speakers only
+// the chosen language; speakers who already speak that language (their `language` attribute, or for those
+// whose language the interpreter detects, the language of their latest caption) at full volume; the others only
 // when the listener asks for the original underneath, at that volume, ducked while the interpretation plays.
 import {
   RemoteAudioTrack,
@@ -22,6 +23,7 @@ function baseLanguage(code: string): string {
 export class Listening {
   private language: string;
   private originalVolume = 0; // 0..1; 0 = the original speakers are not received at all
+  private readonly detected = new Map<string, string>(); // identity -> the language of their latest caption
 
   constructor(
     private readonly room: Room,
@@ -56,6 +58,15 @@ export class Listening {
 
   setLanguage(language: string): void {
     this.language = language;
+    this.reconcile();
+    this.applyVolumes();
+  }
+
+  /** A speaker with no `language` attribute said something the interpreter heard as `language` (their
+   * caption's): in this page's language they come through as they are, as speakers who set it do. */
+  noteDetected(identity: string, language: string): void {
+    if (this.detected.get(identity) === language) return;
+    this.detected.set(identity, language);
     this.reconcile();
     this.applyVolumes();
   }
@@ -109,7 +120,7 @@ export class Listening {
   }
 
   private speaksMyLanguage(participant: RemoteParticipant): boolean {
-    const spoken = participant.attributes[ATTR_LANGUAGE];
+    const spoken = participant.attributes[ATTR_LANGUAGE] || this.detected.get(participant.identity);
     return spoken !== undefined && spoken !== '' && baseLanguage(spoken) === baseLanguage(this.language);
   }
 

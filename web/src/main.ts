@@ -1,7 +1,7 @@
 // Wiring: the join form, then one room session with its views (status, captions, listening, speaking).
 import { type Participant, type Room as RoomType, Room, RoomEvent, type TextStreamReader } from 'livekit-client';
 import { findInterpreter, interpretedLanguages } from './agent';
-import { ApiError, fetchConfig, type Language, type Role, requestToken } from './api';
+import { ApiError, DETECT, fetchConfig, type Language, type Role, requestToken } from './api';
 import { CaptionList } from './captions';
 import { byId, show } from './dom';
 import { Listening } from './listen';
@@ -18,6 +18,7 @@ const TOPIC_TRANSCRIPTION = 'lk.transcription';
 const ATTR_SEGMENT_ID = 'lk.segment_id';
 const ATTR_FINAL = 'lk.transcription_final';
 const ATTR_SPEAKER = 'interpreter.speaker';
+const ATTR_LANGUAGE = 'language';
 const ROOM_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const LARGE_TEXT_KEY = 'interpreter.large-text';
 
@@ -27,6 +28,8 @@ const nameInput = byId('name', HTMLInputElement);
 const roleSelect = byId('role', HTMLSelectElement);
 const languageSelect = byId('language', HTMLSelectElement);
 const languageLabel = byId('language-label', HTMLLabelElement);
+const hearField = byId('hear-field', HTMLElement);
+const hearSelect = byId('hear', HTMLSelectElement);
 const accessCodeField = byId('access-code-field', HTMLElement);
 const accessCodeInput = byId('access-code', HTMLInputElement);
 const joinButton = byId('join', HTMLButtonElement);
@@ -44,23 +47,57 @@ const captions = new CaptionList(byId('captions', HTMLElement), byId('new-captio
 
 let languages: Language[] = [];
 let accessCodeRequired = false;
+let detectLanguage = false; // whether the interpreter detects a speaker's language (/api/config)
+let chosenLanguage = 'es'; // the last language picked in the join form (not "detect")
 let current: RoomType | undefined;
 
-function languageLabelFor(role: Role): string {
-  return role === 'speaker' ? 'Language I speak (and hear others in)' : 'Language to hear';
+/** The label of the session's language switch: what it changes. */
+function languageLabelFor(role: Role, detected: boolean): string {
+  return role === 'speaker' && !detected ? 'Language I speak (and hear others in)' : 'Language to hear';
+}
+
+function formRole(): Role {
+  return roleSelect.value === 'speaker' ? 'speaker' : 'listener';
+}
+
+/** The join form's language choices for its role: a speaker may have their language detected (the first
+ * choice, and the default, when the interpreter detects it), and then picks the language to hear. */
+function fillJoinLanguages(): void {
+  const detect = formRole() === 'speaker' && detectLanguage;
+  const first = detect ? { value: DETECT, label: 'Detect automatically' } : undefined;
+  fillOptions(languageSelect, new Set(), detect ? DETECT : chosenLanguage, first);
+  hearSelect.value = chosenLanguage;
+  showHearField();
+}
+
+/** "Language to hear" under the language spoken, for a speaker whose language is detected. */
+function showHearField(): void {
+  const role = formRole();
+  const detected = role === 'speaker' && languageSelect.value === DETECT;
+  show(hearField, detected);
+  languageLabel.textContent = detected ? 'Language I speak' : languageLabelFor(role, false);
 }
 
 function nameOf(code: string): string {
   return languages.find((language) => language.code === code)?.name ?? code;
 }
 
-function fillOptions(select: HTMLSelectElement, marked: Set<string>, selected: string): void {
+function fillOptions(
+  select: HTMLSelectElement,
+  marked: Set<string>,
+  selected: string,
+  first?: { value: string; label: string },
+): void {
+  const choices = languages.map((language) => ({
+    value: language.code,
+    label: marked.has(language.code) ? `${language.name} ●` : language.name,
+  }));
   select.replaceChildren(
-    ...languages.map((language) => {
+    ...(first === undefined ? choices : [first, ...choices]).map((choice) => {
       const option = document.createElement('option');
-      option.value = language.code;
-      option.textContent = marked.has(language.code) ? `${language.name} ●` : language.name;
-      option.selected = language.code === selected;
+      option.value = choice.value;
+      option.textContent = choice.label;
+      option.selected = choice.value === selected;
       return option;
     }),
   );
@@ -86,12 +123,15 @@ async function loadConfig(): Promise<void> {
     const config = await fetchConfig();
     languages = config.languages;
     accessCodeRequired = config.accessCodeRequired;
+    detectLanguage = config.detectLanguage;
   } catch (error) {
     joinError.textContent = error instanceof ApiError ? error.message : 'The page could not start. Reload it.';
     return;
   }
   const wanted = query.get('language') ?? navigator.language.split('-', 1)[0].toLowerCase();
-  fillOptions(languageSelect, new Set(), languages.some((l) => l.code === wanted) ? wanted : 'es');
+  chosenLanguage = languages.some((l) => l.code === wanted) ? wanted : 'es';
+  fillOptions(hearSelect, new Set(), chosenLanguage);
+  fillJoinLanguages();
   show(accessCodeField, accessCodeRequired);
   joinButton.disabled = false;
 }
@@ -119,8 +159,10 @@ async function join(): Promise<void> {
     joinError.textContent = invalid;
     return;
   }
-  const role: Role = roleSelect.value === 'speaker' ? 'speaker' : 'listener';
+  const role = formRole();
   const language = languageSelect.value;
+  const detected = role === 'speaker' && language === DETECT;
+  const hear = detected ? hearSelect.value : language; // what this person hears
   joinButton.disabled = true;
   try {
     const grant = await requestToken({
@@ -128,9 +170,10 @@ async function join(): Promise<void> {
       name: nameInput.value.trim(),
       role,
       language,
+      hear: detected ? hear : undefined,
       accessCode: accessCodeRequired ? accessCodeInput.value : undefined,
     });
-    await startSession(grant.url, grant.token, role, language);
+    await startSession(grant.url, grant.token, role, hear, detected);
   } catch (error) {
     joinError.textContent =
       error instanceof ApiError ? error.message : 'Could not connect to the room. Try again in a moment.';
@@ -140,7 +183,15 @@ async function join(): Promise<void> {
   }
 }
 
-async function startSession(url: string, token: string, role: Role, language: string): Promise<void> {
+/** `language`: the language this person hears; `detected`: a speaker whose language the interpreter detects
+ * (the language switch then sets what they hear, `interpret_to`, not what they speak). */
+async function startSession(
+  url: string,
+  token: string,
+  role: Role,
+  language: string,
+  detected: boolean,
+): Promise<void> {
   const room = new Room({ adaptiveStream: false });
   current = room;
   window.interpreterPage = { room };
@@ -192,24 +243,29 @@ async function startSession(url: string, token: string, role: Role, language: st
     const speakerIdentity = kind === 'translation' ? (translatedFrom ?? senderIdentity) : senderIdentity;
     const speaker = room.getParticipantByIdentity(speakerIdentity);
     if (speaker !== undefined) remember(speaker);
+    // a speaker with no `language` set: the interpreter detected the language of these words
+    const languageDetected = kind === 'source' && speaker !== undefined && !speaker.attributes[ATTR_LANGUAGE];
+    if (languageDetected && captionLanguage !== '') listening.noteDetected(speakerIdentity, captionLanguage);
     captions.update({
       segmentId,
       final: attributes[ATTR_FINAL] === 'true',
       kind,
       language: captionLanguage,
+      languageName: nameOf(captionLanguage),
+      detected: languageDetected,
       speakerName: names.get(speakerIdentity) ?? 'A speaker',
       text,
     });
   }
 
   const speaking = role === 'speaker' ? new Speaking(room) : undefined;
-  languageSwitchLabel.textContent = languageLabelFor(role);
+  languageSwitchLabel.textContent = languageLabelFor(role, detected);
   languageSwitch.onchange = () => {
     const chosen = languageSwitch.value;
     listening.setLanguage(chosen);
     refreshLanguages();
     const change =
-      speaking !== undefined
+      speaking !== undefined && !detected
         ? speaking.setSpokenLanguage(chosen)
         : room.localParticipant.setAttributes({ interpret_to: chosen });
     languageError.textContent = '';
@@ -253,8 +309,10 @@ function endSession(): void {
 }
 
 window.addEventListener('resize', () => captions.relayout());
-roleSelect.addEventListener('change', () => {
-  languageLabel.textContent = languageLabelFor(roleSelect.value === 'speaker' ? 'speaker' : 'listener');
+roleSelect.addEventListener('change', () => fillJoinLanguages());
+languageSelect.addEventListener('change', () => {
+  if (languageSelect.value !== DETECT) chosenLanguage = languageSelect.value;
+  showHearField();
 });
 form.addEventListener('submit', (event) => {
   event.preventDefault();
