@@ -35,6 +35,7 @@ from .errors import log_unexpected
 from .faults import FaultFlag
 from .latency import Clock, LatencyTracker
 from .models import Utterance
+from .pauses import PauseDetector, PausePolicy
 from .providers import STT_CONN_OPTIONS, close_stream
 from .queues import UtteranceSink
 from .text import clean_transcript, is_substantive
@@ -141,6 +142,7 @@ class Ears:
         backoff: Backoff | None = None,
         drain_idle_s: float = 1.5,
         max_segment_s: float = 0.0,
+        pause_cut_s: float = 0.0,
         on_fault: Callable[[bool], None] | None = None,
         give_up_after_s: float | None = None,
         tap: Callable[[rtc.AudioFrame], None] | None = None,
@@ -157,6 +159,9 @@ class Ears:
         self._backoff = backoff or Backoff()
         self._drain_idle_s = drain_idle_s
         self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
+        # 0: segments end at Deepgram's endpointing; else at a pause this long heard here (`agent/pauses.py`)
+        policy = PausePolicy.of(pause_cut_s)
+        self._pauses = PauseDetector(policy) if policy is not None else None
         self._give_up_after_s = give_up_after_s  # None: never give up on an outage while audio flows
         self._tap = tap  # sees every frame received (the own-voice cloner: `agent/cloning.py`)
         self._interim_shown = False  # an interim caption of the segment being heard is on screen
@@ -179,6 +184,8 @@ class Ears:
         self.failure: SttFailure | None = None  # set when the ears stopped reaching for the STT
         self.dropped_audio_s = 0.0
         self.utterances = 0
+        self.pause_cuts = 0  # segments ended by the ears at a pause (Finalize)
+        self.timer_cuts = 0  # segments cut after `max_segment_s` of speech with no pause (Finalize)
 
     @property
     def segment_id(self) -> str:
@@ -227,6 +234,8 @@ class Ears:
                 self._audio_clock.note(self._timeline, self._clock())
                 self._pending.append((start, frame))
                 self._trim_pending()
+                if self._pauses is not None:
+                    self._pauses.hear(frame)
                 if self._tap is not None:
                     try:
                         self._tap(frame)
@@ -237,6 +246,8 @@ class Ears:
                     # a closing stream refuses it; the frame stays pending for the next stream
                     with contextlib.suppress(RuntimeError):
                         self._stream.push_frame(frame)
+                    if self._pauses is not None:
+                        self._maybe_cut_at_pause()
                     if self._max_segment_s:
                         self._maybe_cut()
         finally:
@@ -427,6 +438,9 @@ class Ears:
             return True
         if event.type == stt.SpeechEventType.END_OF_SPEECH:
             self._speaking = False  # the speaker paused: the next segment starts with their next word
+            self._cut_requested = False  # nothing is left to finalize (a Finalize may have found nothing)
+            if self._pauses is not None and self._pauses.silence_s > 0:
+                self._pauses.cut()  # the STT ended the segment itself: the next one starts with new speech
             # an endpoint with no final since the interim: the STT heard nothing there in the end
             self._take_back_interim()
             return True
@@ -473,8 +487,32 @@ class Ears:
             and self._timeline - self._segment_start >= self._max_segment_s
         ):
             self._cut_requested = True
+            self.timer_cuts += 1
+            if self._pauses is not None:
+                self._pauses.cut()  # the next pause ends what is said from here
             with contextlib.suppress(RuntimeError):
                 self._stream.flush()
+
+    def _maybe_cut_at_pause(self) -> None:
+        """The speaker went quiet after speech the STT is hearing: end the segment now (Deepgram's
+        Finalize), once per pause, instead of waiting for the STT's own endpointing of silence."""
+        assert self._pauses is not None and self._stream is not None
+        if not (self._speaking and self._pauses.cut_due()):
+            return
+        speech_s, silence_s = self._pauses.speech_s, self._pauses.silence_s
+        self._pauses.cut()
+        self._cut_requested = True  # the timer waits for this segment's final
+        self.pause_cuts += 1
+        logger.debug(
+            "segment ended at a pause",
+            extra={
+                "speaker": self.speaker,
+                "speech_ms": round(speech_s * 1000),
+                "silence_ms": round(silence_s * 1000),
+            },
+        )
+        with contextlib.suppress(RuntimeError):
+            self._stream.flush()
 
     def _take_back_interim(self) -> None:
         """An interim caption is on screen but its words never became a final (Deepgram revised them to
