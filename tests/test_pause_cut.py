@@ -213,6 +213,37 @@ async def test_the_timer_still_cuts_speech_with_no_pause():
     assert len(words) == len(set(words))  # nothing twice
 
 
+async def test_after_a_timer_cut_the_tail_of_the_phrase_is_not_cut_off_at_a_short_pause():
+    """The timer cuts a long phrase; its tail (well under a second) then meets a short pause: too little
+    speech since the cut for the short pause, so the tail goes on with the next words."""
+    run = await hear(
+        [quiet(0.3), tone(1.8), quiet(0.14), tone(0.8), quiet(0.3), 2], pause_cut_ms="120", max_segment_s=1.5
+    )
+
+    assert (run.ears.timer_cuts, run.ears.pause_cuts) == (1, 1)
+    first, second = run.heard
+    assert first.audio_end < 2.1  # cut by the timer, mid-phrase
+    assert second.audio_end == pytest.approx(3.04, abs=0.06)
+    assert second.audio_start < 2.1 < second.audio_end  # the tail, the short pause and the next words
+
+
+async def test_a_cut_that_finds_no_words_does_not_stop_the_timer_for_the_next_speech():
+    """A noise the STT hears as nothing: the pause cut's final is empty (the plugin reports no event for
+    it), and Deepgram's endpoint follows. The next long speech is still cut by the timer."""
+    deepgram = FakeDeepgram([""], transcript_for=numbered_words())
+    run = await hear(
+        [quiet(0.3), tone(0.5), quiet(0.6), tone(3.0), quiet(0.3), 3],
+        pause_cut_ms="120",
+        endpointing_ms="300",
+        deepgram=deepgram,
+        max_segment_s=1.0,
+    )
+
+    assert deepgram.finals[0].transcript == "" and deepgram.finals[0].from_finalize
+    assert run.ears.timer_cuts >= 2
+    assert len(run.heard) >= 3
+
+
 @pytest.mark.parametrize("scenario", [DIALOGUE, ONE_SENTENCE, SPANISH], ids=["dialogue", "one", "spanish"])
 async def test_espeak_sentences_are_not_chopped_by_the_default(scenario: Scenario):
     """Real (espeak) speech, with its commas and gaps between words, at the default PAUSE_CUT_MS and
