@@ -41,6 +41,7 @@ from .queues import UtteranceSink
 from .text import clean_transcript, is_substantive
 
 logger = logging.getLogger("agent.ears")
+WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap between words is cut at
 
 # what an STT outage looks like: the plugin's errors, and a stream that ends early; anything else is a bug
 STT_OUTAGES: tuple[type[Exception], ...] = (APIError, ConnectionError)
@@ -479,17 +480,22 @@ class Ears:
     def _maybe_cut(self) -> None:
         """Long continuous speech: once the segment being heard has run `max_segment_s` of audio, ask
         the STT to finalize what it has (Deepgram's Finalize), so the brain starts translating
-        mid-sentence instead of waiting for the speaker to pause."""
-        if (
-            self._speaking
-            and not self._cut_requested
-            and self._stream is not None
-            and self._timeline - self._segment_start >= self._max_segment_s
-        ):
+        mid-sentence instead of waiting for the speaker to pause. With the pause detector, a gap between
+        words in the last part of that span (`WORD_GAP_FROM`) is taken instead, so no word is split."""
+        if not self._speaking or self._cut_requested or self._stream is None:
+            return
+        elapsed = self._timeline - self._segment_start
+        at_gap = (
+            self._pauses is not None
+            and elapsed >= WORD_GAP_FROM * self._max_segment_s
+            and self._pauses.at_word_gap()
+        )
+        if elapsed >= self._max_segment_s or at_gap:
             self._cut_requested = True
             self.timer_cuts += 1
             if self._pauses is not None:
                 self._pauses.cut()  # the next pause ends what is said from here
+            logger.debug("long speech cut", extra={"speaker": self.speaker, "at_word_gap": at_gap})
             with contextlib.suppress(RuntimeError):
                 self._stream.flush()
 

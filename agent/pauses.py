@@ -11,6 +11,9 @@ frame. A cut is due once per pause, and only where the sense allows:
 - after a longer pause (`long_pause_s`, still under Deepgram's 300 ms endpointing) whatever the segment
   holds, so a short turn ("Yes, sure.") ends fast too.
 
+Long speech with no pause is still cut by the ears' timer (STT_MAX_SEGMENT_S); in the last part of that span
+it takes a gap between two words (`at_word_gap`, `WORD_GAP_S` of silence) rather than splitting a word.
+
 Frames may be of any length, rate and channel count (the room's are 20 ms at 16 kHz mono; the file mode's
 are 20 ms at the WAV's own rate).
 """
@@ -25,6 +28,7 @@ from livekit import rtc
 VOICED_RMS = 0.01  # a frame louder than this (full scale 1.0, about -40 dBFS) is speech
 MIN_SPEECH_S = 1.0  # a short pause ends a segment only after this much speech
 LONG_PAUSE_S = 0.2  # a pause this long ends any segment (below Deepgram's 300 ms endpointing)
+WORD_GAP_S = 0.04  # silence this long after speech is a gap between words (long speech is cut there)
 MIN_VOICED_S = 0.04  # less voiced audio than this since the last cut is a click, not speech
 _EPS = 1e-6  # times are sums of frame durations: 0.1 + 0.02 must reach 0.12
 
@@ -89,6 +93,14 @@ class PauseDetector:
     def silence_s(self) -> float:
         """Audio since the last voiced frame."""
         return self.timeline - self._voiced_until
+
+    def at_word_gap(self) -> bool:
+        """Between two words: speech, then a moment of silence (shorter than a pause)."""
+        return (
+            self._speech_from is not None
+            and self._voiced_s >= MIN_VOICED_S
+            and self.silence_s + _EPS >= WORD_GAP_S
+        )
 
     def cut_due(self) -> bool:
         if self._speech_from is None or self._voiced_s < MIN_VOICED_S:

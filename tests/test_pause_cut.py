@@ -227,6 +227,23 @@ async def test_after_a_timer_cut_the_tail_of_the_phrase_is_not_cut_off_at_a_shor
     assert second.audio_start < 2.1 < second.audio_end  # the tail, the short pause and the next words
 
 
+async def test_the_timer_takes_a_gap_between_words_near_its_end_rather_than_split_a_word(
+    caplog: pytest.LogCaptureFixture,
+):
+    caplog.set_level(logging.DEBUG, logger="agent.ears")
+    run = await hear(
+        [quiet(0.3), tone(1.2), quiet(0.06), tone(0.6), quiet(0.3), 2], pause_cut_ms="120", max_segment_s=1.5
+    )
+
+    assert (run.ears.timer_cuts, run.ears.pause_cuts) == (1, 1)
+    first, second = run.heard
+    assert second.audio_end == pytest.approx(2.16, abs=0.03)
+    assert first.audio_end == pytest.approx(1.5, abs=0.03)  # at the gap, not 1.5 s into the segment
+    assert second.audio_start == pytest.approx(1.56, abs=0.03)
+    [timer] = [r for r in caplog.records if r.getMessage() == "long speech cut"]
+    assert timer.at_word_gap  # type: ignore[attr-defined]
+
+
 async def test_a_cut_that_finds_no_words_does_not_stop_the_timer_for_the_next_speech():
     """A noise the STT hears as nothing: the pause cut's final is empty (the plugin reports no event for
     it), and Deepgram's endpoint follows. The next long speech is still cut by the timer."""
@@ -343,6 +360,18 @@ def test_detector_breaths_and_clicks_do_not_cut():
     detector = PauseDetector(PausePolicy(pause_s=0.12))
     assert due_after(detector, audio, RATE, 20) == []  # a lone click is no speech; 100 ms is a breath
     assert detector.speech_s == pytest.approx(1.5 + 0.1 + 0.5)  # the click was forgotten
+
+
+def test_detector_word_gaps():
+    detector = PauseDetector(PausePolicy(pause_s=0.12))
+    assert not detector.at_word_gap()
+    for frame in frames(np.concatenate([quiet(0.1), tone(0.3), quiet(0.02)]), RATE, 20):
+        detector.hear(frame)
+    assert not detector.at_word_gap()  # 20 ms: inside a word
+    detector.hear(frames(quiet(0.02), RATE, 20)[0])
+    assert detector.at_word_gap() and not detector.cut_due()  # 40 ms: between words, not a pause
+    detector.cut()
+    assert not detector.at_word_gap()  # nothing said since the cut
 
 
 def test_detector_gate_is_about_minus_40_dbfs():
