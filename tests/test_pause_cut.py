@@ -220,7 +220,9 @@ async def test_after_a_timer_cut_the_tail_of_the_phrase_is_not_cut_off_at_a_shor
         [quiet(0.3), tone(1.8), quiet(0.14), tone(0.8), quiet(0.3), 2], pause_cut_ms="120", max_segment_s=1.5
     )
 
-    assert (run.ears.timer_cuts, run.ears.pause_cuts) == (1, 1)
+    # two cuts, none at the short pause: the timer's, then the end (by then the segment is long enough for
+    # the timer to take its first gap, so the end may be a timer cut too)
+    assert run.ears.timer_cuts >= 1 and run.ears.timer_cuts + run.ears.pause_cuts == 2
     first, second = run.heard
     assert first.audio_end < 2.1  # cut by the timer, mid-phrase
     assert second.audio_end == pytest.approx(3.04, abs=0.06)
