@@ -285,10 +285,12 @@ async def test_espeak_sentences_are_not_chopped_by_the_default(scenario: Scenari
 
 
 async def test_a_room_speaker_is_cut_at_pauses_with_the_default_settings(one_sentence_fakes: Fakes):
-    """The session hands PAUSE_CUT_MS to each speaker's ears (the settings' default here)."""
+    """The session hands PAUSE_CUT_MS to each speaker's ears (the settings' default here: the other
+    tests' settings turn it off)."""
+    default = load_settings(stt_env(), require_livekit=False).pause_cut_ms
     speaker = LoopbackSpeaker(read_wav(ONE_SENTENCE.wav))
     try:
-        async with room_session(one_sentence_fakes) as (room, session):
+        async with room_session(one_sentence_fakes, PAUSE_CUT_MS=str(default)) as (room, session):
             alice = room.join("alice", attributes={"language": "en"})
             room.publish_audio(alice, speaker.track)
             speaker.start()
