@@ -481,7 +481,7 @@ class Ears:
         """Long continuous speech: once the segment being heard has run `max_segment_s` of audio, ask
         the STT to finalize what it has (Deepgram's Finalize), so the brain starts translating
         mid-sentence instead of waiting for the speaker to pause. With the pause detector, a gap between
-        words in the last part of that span (`WORD_GAP_FROM`) is taken instead, so no word is split."""
+        words in the last part of that span (`WORD_GAP_FROM`) is taken instead of an arbitrary point."""
         if not self._speaking or self._cut_requested or self._stream is None:
             return
         elapsed = self._timeline - self._segment_start
