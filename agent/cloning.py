@@ -33,11 +33,11 @@ from livekit.plugins.cartesia.constants import API_VERSION  # the version the TT
 from . import metrics
 from .config import TtsSettings
 from .errors import log_unexpected
+from .pauses import is_voiced
 
 logger = logging.getLogger("agent.cloning")
 
 SAMPLE_RATE = 16000
-VOICED_RMS = 0.01  # a frame louder than this (full scale 1.0, about -40 dBFS) is speech
 ATTR_VOICE = "interpreter.voice"  # a participant attribute: `own` = interpret me in my own voice
 _REQUEST_TIMEOUT_S = 5.0  # a delete
 OnClone = Callable[[str, str | None], None]  # (speaker identity, clone id or None: back to the preset)
@@ -129,7 +129,7 @@ class VoiceCloner:
         if frame.sample_rate != SAMPLE_RATE or frame.num_channels != 1:
             return  # the ears' frames are always 16 kHz mono (`track_frames`); anything else is not used
         samples = np.frombuffer(frame.data, dtype=np.int16)
-        if samples.size == 0 or float(np.sqrt(np.mean((samples / 32768.0) ** 2))) < VOICED_RMS:
+        if not is_voiced(samples):  # the voiced-frame gate (about -40 dBFS) the ears' pause detector uses
             return
         if speaker.first_word_at is None:
             speaker.first_word_at = self._clock()

@@ -35,12 +35,14 @@ from .errors import log_unexpected
 from .faults import FaultFlag
 from .latency import Clock, LatencyTracker
 from .models import Utterance
+from .pauses import PauseDetector, PausePolicy
 from .providers import STT_CONN_OPTIONS, close_stream, stt_language
 from .queues import UtteranceSink
 from .room_settings import AUTO, UNDETECTED_FALLBACK, detected_language
 from .text import clean_transcript, is_substantive
 
 logger = logging.getLogger("agent.ears")
+WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap between words is cut at
 
 # what an STT outage looks like: the plugin's errors, and a stream that ends early; anything else is a bug
 STT_OUTAGES: tuple[type[Exception], ...] = (APIError, ConnectionError)
@@ -142,6 +144,7 @@ class Ears:
         backoff: Backoff | None = None,
         drain_idle_s: float = 1.5,
         max_segment_s: float = 0.0,
+        pause_cut_s: float = 0.0,
         on_fault: Callable[[bool], None] | None = None,
         give_up_after_s: float | None = None,
         tap: Callable[[rtc.AudioFrame], None] | None = None,
@@ -163,6 +166,9 @@ class Ears:
         self._backoff = backoff or Backoff()
         self._drain_idle_s = drain_idle_s
         self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
+        # 0: segments end at Deepgram's endpointing; else at a pause this long heard here (`agent/pauses.py`)
+        policy = PausePolicy.of(pause_cut_s)
+        self._pauses = PauseDetector(policy) if policy is not None else None
         self._give_up_after_s = give_up_after_s  # None: never give up on an outage while audio flows
         self._tap = tap  # sees every frame received (the own-voice cloner: `agent/cloning.py`)
         self._interim_shown = False  # an interim caption of the segment being heard is on screen
@@ -185,6 +191,8 @@ class Ears:
         self.failure: SttFailure | None = None  # set when the ears stopped reaching for the STT
         self.dropped_audio_s = 0.0
         self.utterances = 0
+        self.pause_cuts = 0  # segments ended by the ears at a pause (Finalize)
+        self.timer_cuts = 0  # segments cut after `max_segment_s` of speech with no pause (Finalize)
 
     @property
     def segment_id(self) -> str:
@@ -233,6 +241,8 @@ class Ears:
                 self._audio_clock.note(self._timeline, self._clock())
                 self._pending.append((start, frame))
                 self._trim_pending()
+                if self._pauses is not None:
+                    self._pauses.hear(frame)
                 if self._tap is not None:
                     try:
                         self._tap(frame)
@@ -243,6 +253,8 @@ class Ears:
                     # a closing stream refuses it; the frame stays pending for the next stream
                     with contextlib.suppress(RuntimeError):
                         self._stream.push_frame(frame)
+                    if self._pauses is not None:
+                        self._maybe_cut_at_pause()
                     if self._max_segment_s:
                         self._maybe_cut()
         finally:
@@ -434,6 +446,9 @@ class Ears:
             return True
         if event.type == stt.SpeechEventType.END_OF_SPEECH:
             self._speaking = False  # the speaker paused: the next segment starts with their next word
+            self._cut_requested = False  # nothing is left to finalize (a Finalize may have found nothing)
+            if self._pauses is not None and self._pauses.silence_s > 0:
+                self._pauses.cut()  # the STT ended the segment itself: the next one starts with new speech
             # an endpoint with no final since the interim: the STT heard nothing there in the end
             self._take_back_interim()
             return True
@@ -497,16 +512,45 @@ class Ears:
     def _maybe_cut(self) -> None:
         """Long continuous speech: once the segment being heard has run `max_segment_s` of audio, ask
         the STT to finalize what it has (Deepgram's Finalize), so the brain starts translating
-        mid-sentence instead of waiting for the speaker to pause."""
-        if (
-            self._speaking
-            and not self._cut_requested
-            and self._stream is not None
-            and self._timeline - self._segment_start >= self._max_segment_s
-        ):
+        mid-sentence instead of waiting for the speaker to pause. With the pause detector, a gap between
+        words in the last part of that span (`WORD_GAP_FROM`) is taken instead of an arbitrary point."""
+        if not self._speaking or self._cut_requested or self._stream is None:
+            return
+        elapsed = self._timeline - self._segment_start
+        at_gap = (
+            self._pauses is not None
+            and elapsed >= WORD_GAP_FROM * self._max_segment_s
+            and self._pauses.at_word_gap()
+        )
+        if elapsed >= self._max_segment_s or at_gap:
             self._cut_requested = True
+            self.timer_cuts += 1
+            if self._pauses is not None:
+                self._pauses.cut()  # the next pause ends what is said from here
+            logger.debug("long speech cut", extra={"speaker": self.speaker, "at_word_gap": at_gap})
             with contextlib.suppress(RuntimeError):
                 self._stream.flush()
+
+    def _maybe_cut_at_pause(self) -> None:
+        """The speaker went quiet after speech the STT is hearing: end the segment now (Deepgram's
+        Finalize), once per pause, instead of waiting for the STT's own endpointing of silence."""
+        assert self._pauses is not None and self._stream is not None
+        if not (self._speaking and self._pauses.cut_due()):
+            return
+        speech_s, silence_s = self._pauses.speech_s, self._pauses.silence_s
+        self._pauses.cut()
+        self._cut_requested = True  # the timer waits for this segment's final
+        self.pause_cuts += 1
+        logger.debug(
+            "segment ended at a pause",
+            extra={
+                "speaker": self.speaker,
+                "speech_ms": round(speech_s * 1000),
+                "silence_ms": round(silence_s * 1000),
+            },
+        )
+        with contextlib.suppress(RuntimeError):
+            self._stream.flush()
 
     def _take_back_interim(self) -> None:
         """An interim caption is on screen but its words never became a final (Deepgram revised them to

@@ -38,6 +38,7 @@ class PipelineOptions:
     context_pairs: int = 4
     utterance_queue_size: int = 16
     max_segment_s: float = 0.0  # force a final after this much continuous speech (0: off)
+    pause_cut_s: float = 0.0  # the ears end a segment this far into a pause (0: the STT's endpointing)
     pace: PaceOptions | None = None  # None: never speed up or tighten
     stale_after_s: float = 20.0  # a translation this late is captioned, not spoken
     stt_give_up_after_s: float | None = None  # the STT down this long ends the ears (None: never)
@@ -51,6 +52,7 @@ class PipelineOptions:
             context_pairs=settings.context_pairs,
             utterance_queue_size=settings.utterance_queue_size,
             max_segment_s=settings.max_segment_s,
+            pause_cut_s=settings.pause_cut_ms / 1000,
             pace=PaceOptions(max_speed=settings.max_speed) if settings.max_speed > 1.0 else None,
             stale_after_s=settings.stale_after_s,
             trim=TrimOptions() if settings.trim_silence else None,
@@ -183,6 +185,7 @@ class Interpreter:
             language=source_language,
             captions=captions,
             max_segment_s=opts.max_segment_s,
+            pause_cut_s=opts.pause_cut_s,
             on_fault=None if on_fault is None else lambda down: on_fault("stt", down),
             give_up_after_s=opts.stt_give_up_after_s,
         )

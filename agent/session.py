@@ -436,6 +436,7 @@ class RoomSession:
             captions=self.publisher,
             segment_prefix=identity if count == 0 else f"{identity}.{count}",
             max_segment_s=self._options.max_segment_s,
+            pause_cut_s=self._options.pause_cut_s,
             on_fault=lambda active: self.set_fault("stt", f"speaker-{identity}", active),
             tap=(lambda frame: cloner.hear(identity, frame)) if (cloner := self.cloner) is not None else None,
             on_detected=(lambda code: self._on_detected(identity, code)) if language == AUTO else None,

@@ -100,6 +100,9 @@ class Fakes:
             "LLM_ATTEMPT_TIMEOUT_S": "3",
             # the scripted scenarios are about whole sentences; cutting long speech is tested apart
             "STT_MAX_SEGMENT_S": "0",
+            # nor cut at short pauses: through the loopback track a loaded machine may add 100+ ms of
+            # silence mid-sentence (tests/harness.py); the pause cut is tested in tests/test_pause_cut.py
+            "PAUSE_CUT_MS": "0",
             **overrides,
         }
 

@@ -333,9 +333,9 @@ async def test_ears_stopped_mid_track_finalize_what_was_heard(one_sentence_fakes
 
 @contextlib.asynccontextmanager
 async def room_session(
-    fakes: Fakes, stt: lk_stt.STT | None = None
+    fakes: Fakes, stt: lk_stt.STT | None = None, **overrides: str
 ) -> AsyncIterator[tuple[FakeRoom, RoomSession]]:
-    settings = fakes.settings()
+    settings = fakes.settings(**overrides)
     room = FakeRoom()
     async with aiohttp.ClientSession() as http:
         llm, stt = build_llm(settings), stt or build_stt(settings, "en", http)

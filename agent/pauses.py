@@ -1,0 +1,116 @@
+"""Pauses in a speaker's audio, found on the audio timeline (seconds of audio received, no clock).
+
+The ears end a segment themselves where the speaker pauses (Deepgram `Finalize`), instead of waiting for
+Deepgram's `endpointing` of silence. A frame is voiced when its energy is above about -40 dBFS (`is_voiced`,
+the same gate the own-voice cloner uses to keep speech). `PauseDetector` follows the segment being heard:
+the span of its speech (first voiced frame to the end of the last) and the silence since its last voiced
+frame. A cut is due once per pause, and only where the sense allows:
+
+- after a short pause (`pause_s`, PAUSE_CUT_MS) when the segment already holds `min_speech_s` of speech, so
+  a breath or a word's closure does not chop a fragment ("So, ...") off mid-phrase;
+- after a longer pause (`long_pause_s`, still under Deepgram's 300 ms endpointing) whatever the segment
+  holds, so a short turn ("Yes, sure.") ends fast too.
+
+Long speech with no pause is still cut by the ears' timer (STT_MAX_SEGMENT_S); in the last part of that span
+it takes a gap between two words (`at_word_gap`, `WORD_GAP_S` of silence) rather than splitting a word.
+
+Frames may be of any length, rate and channel count (the room's are 20 ms at 16 kHz mono; the file mode's
+are 20 ms at the WAV's own rate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from livekit import rtc
+
+VOICED_RMS = 0.01  # a frame louder than this (full scale 1.0, about -40 dBFS) is speech
+MIN_SPEECH_S = 1.0  # a short pause ends a segment only after this much speech
+LONG_PAUSE_S = 0.2  # a pause this long ends any segment (below Deepgram's 300 ms endpointing)
+WORD_GAP_S = 0.04  # silence this long after speech is a gap between words (long speech is cut there)
+MIN_VOICED_S = 0.04  # less voiced audio than this since the last cut is a click, not speech
+_EPS = 1e-6  # times are sums of frame durations: 0.1 + 0.02 must reach 0.12
+
+
+def is_voiced(samples: np.ndarray) -> bool:
+    """Whether s16 samples are louder than the voiced-frame gate (about -40 dBFS)."""
+    if samples.size == 0:
+        return False
+    return float(np.sqrt(np.mean(np.square(samples / 32768.0)))) >= VOICED_RMS
+
+
+def frame_is_voiced(frame: rtc.AudioFrame) -> bool:
+    return is_voiced(np.frombuffer(frame.data, dtype=np.int16))
+
+
+@dataclass(frozen=True, slots=True)
+class PausePolicy:
+    """When a pause ends a segment (seconds of audio)."""
+
+    pause_s: float  # a pause this long ends a segment holding at least `min_speech_s` of speech
+    min_speech_s: float = MIN_SPEECH_S
+    long_pause_s: float = LONG_PAUSE_S  # a pause this long ends any segment (never shorter than pause_s)
+
+    @classmethod
+    def of(cls, pause_s: float) -> PausePolicy | None:
+        """The policy for PAUSE_CUT_MS as seconds; None for 0 (off: Deepgram's endpointing alone)."""
+        return cls(pause_s=pause_s) if pause_s > 0 else None
+
+    @property
+    def any_segment_after_s(self) -> float:
+        return max(self.pause_s, self.long_pause_s)
+
+
+class PauseDetector:
+    """Follows one speaker's audio; `cut_due` says when a pause should end the segment being heard.
+    After a cut (`cut`) the next segment starts with the next voiced frame: one cut per pause."""
+
+    def __init__(self, policy: PausePolicy) -> None:
+        self.policy = policy
+        self.timeline = 0.0  # seconds of audio heard
+        self._speech_from: float | None = None  # the segment's first voiced frame (None: no speech yet)
+        self._voiced_until = 0.0  # end of the last voiced frame
+        self._voiced_s = 0.0  # voiced audio in the segment
+
+    def hear(self, frame: rtc.AudioFrame) -> None:
+        duration = frame.samples_per_channel / frame.sample_rate
+        start, self.timeline = self.timeline, self.timeline + duration
+        if frame_is_voiced(frame):
+            if self._speech_from is None:
+                self._speech_from = start
+            self._voiced_until = self.timeline
+            self._voiced_s += duration
+        elif self._voiced_s < MIN_VOICED_S and self.silence_s >= self.policy.any_segment_after_s:
+            self._speech_from = None  # a click long past: not the start of the next words
+
+    @property
+    def speech_s(self) -> float:
+        """The span of speech in the segment being heard (0 before its first voiced frame)."""
+        return 0.0 if self._speech_from is None else self._voiced_until - self._speech_from
+
+    @property
+    def silence_s(self) -> float:
+        """Audio since the last voiced frame."""
+        return self.timeline - self._voiced_until
+
+    def at_word_gap(self) -> bool:
+        """Between two words: speech, then a moment of silence (shorter than a pause)."""
+        return (
+            self._speech_from is not None
+            and self._voiced_s >= MIN_VOICED_S
+            and self.silence_s + _EPS >= WORD_GAP_S
+        )
+
+    def cut_due(self) -> bool:
+        if self._speech_from is None or self._voiced_s < MIN_VOICED_S:
+            return False
+        silence = self.silence_s + _EPS
+        if silence >= self.policy.any_segment_after_s:
+            return True
+        return silence >= self.policy.pause_s and self.speech_s + _EPS >= self.policy.min_speech_s
+
+    def cut(self) -> None:
+        """The segment was ended here (by a pause, or the timer): the next one starts with the next speech."""
+        self._speech_from = None
+        self._voiced_s = 0.0
