@@ -52,6 +52,18 @@ async def room(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[R
         await stop_fakes(fakes)
 
 
+async def every_translated_caption(alice: Speaker, bob: Speaker) -> None:
+    """alice (English) has heard bob's two Spanish sentences in English, bob alice's three in Spanish."""
+    await eventually(
+        lambda: (
+            len(bob.final_captions(translated=True, language="es")) == 3
+            and len(alice.final_captions(translated=True, language="en")) == 2
+        ),
+        within_s=40,
+        what="every translated caption",
+    )
+
+
 async def test_dispatched_by_a_token_it_interprets_a_two_way_conversation(room: RealRoom) -> None:
     # the first participant's token brings the interpreter in; no other settings
     alice = await room.speaker("alice", attributes={"language": "en"}, dispatch=room.dispatch())
@@ -63,14 +75,7 @@ async def test_dispatched_by_a_token_it_interprets_a_two_way_conversation(room: 
     alice.say(read_wav(DIALOGUE.wav))
     bob.say(read_wav(SPANISH.wav))
     # alice hears the Spanish on the English track; bob the English on the Spanish track
-    await eventually(
-        lambda: (
-            len(bob.final_captions(translated=True, language="es")) == 3
-            and len(alice.final_captions(translated=True, language="en")) == 2
-        ),
-        within_s=40,
-        what="every translated caption",
-    )
+    await every_translated_caption(alice, bob)
     await eventually(lambda: alice.agent_attribute(ATTRIBUTE_AGENT_STATE) == "listening", what="done")
     states = alice.agent_values(ATTRIBUTE_AGENT_STATE)  # it showed when it was speaking
     assert "speaking" in states and states[-1] == "listening", states
@@ -130,14 +135,7 @@ async def test_two_speakers_with_no_language_set_get_a_two_way_conversation(room
         lambda: len(bob.final_captions(translated=False)) == 3, within_s=40, what="alice's three sentences"
     )
     bob.say(read_wav(SPANISH.wav))
-    await eventually(
-        lambda: (
-            len(bob.final_captions(translated=True, language="es")) == 3
-            and len(alice.final_captions(translated=True, language="en")) == 2
-        ),
-        within_s=40,
-        what="every translated caption",
-    )
+    await every_translated_caption(alice, bob)
     assert tones(bob, "interpretation-es") == [400, 600, 800]
     assert tones(alice, "interpretation-en") == [300, 700]
     for listener, speaker, spoken in ((bob, alice, "en"), (alice, bob, "es")):
