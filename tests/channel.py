@@ -16,6 +16,7 @@ from livekit.agents import llm as lk_llm
 from livekit.agents import tts as lk_tts
 
 from agent.captions import CaptionLog
+from agent.config import Settings
 from agent.latency import LatencyTracker
 from agent.models import Utterance
 from agent.pipeline import Channel, PipelineOptions
@@ -104,10 +105,14 @@ def _awaiting(coro: object) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def channel_run(
-    fakes: Fakes, wrap_tts: Callable[[lk_tts.TTS], lk_tts.TTS] | None = None, **env: str
+    fakes: Fakes,
+    wrap_tts: Callable[[lk_tts.TTS], lk_tts.TTS] | None = None,
+    options: Callable[[Settings], PipelineOptions] | None = None,
+    **env: str,
 ) -> AsyncIterator[ChannelRun]:
     """One Spanish channel on the real plugins and SDK against `fakes`, running until the test ends;
-    `wrap_tts` may wrap the real TTS (a plugin with a bug)."""
+    `wrap_tts` may wrap the real TTS (a plugin with a bug); `options` makes the pipeline options from the
+    settings (default: only `stale_after_s` taken from them)."""
     servers = (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia)
     for server in servers:
         await server.start()
@@ -120,7 +125,7 @@ async def channel_run(
         faults: list[tuple[str, bool]] = []
         channel = Channel(
             llm=llm, tts=tts, output=output, tracker=tracker, language="es", captions=captions,
-            options=PipelineOptions(stale_after_s=settings.stale_after_s),
+            options=options(settings) if options else PipelineOptions(stale_after_s=settings.stale_after_s),
             on_fault=lambda kind, active: faults.append((kind, active)),
         )  # fmt: skip
         r = ChannelRun(fakes, channel, output, tracker, captions, llm, faults)

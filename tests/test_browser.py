@@ -5,6 +5,7 @@ the file in a loop); a listener picks a language, reads the captions and hears t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -54,11 +55,14 @@ AGENT_PRESENT = (
 )
 
 
-async def start_browser_fakes() -> Fakes:
-    """Nothing scripted yet for English; translations in the language the prompt asks for."""
-    respond = responder_by_language(TRANSLATIONS)
+async def start_browser_fakes(
+    deepgram: FakeDeepgram | None = None, translations: dict[str, dict[str, str]] = TRANSLATIONS
+) -> Fakes:
+    """Nothing scripted yet for English (unless `deepgram` says otherwise); translations in the language
+    the prompt asks for."""
+    respond = responder_by_language(translations)
     fakes = Fakes(
-        deepgram=FakeDeepgram({"en": []}),
+        deepgram=deepgram or FakeDeepgram({"en": []}),
         cerebras=FakeLLM(responder=respond),
         groq=FakeLLM(responder=respond),
         cartesia=FakeCartesia(freq_for=lambda text: 500.0),
@@ -68,15 +72,23 @@ async def start_browser_fakes() -> Fakes:
     return fakes
 
 
-@pytest.fixture
-async def room(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[RealRoom]:
-    fakes = await start_browser_fakes()
+@contextlib.asynccontextmanager
+async def browser_room(
+    livekit_server: LiveKitServer, fakes: Fakes, tmp_path: Path
+) -> AsyncIterator[RealRoom]:
+    """The worker in a real room against `fakes` (started), which are stopped at the end."""
     try:
         async with real_room(livekit_server, fakes, tmp_path / "worker", STT_ENDPOINTING_MS="600") as room:
             yield room
             room.check_worker_output()
     finally:
         await stop_fakes(fakes)
+
+
+@pytest.fixture
+async def room(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[RealRoom]:
+    async with browser_room(livekit_server, await start_browser_fakes(), tmp_path) as room:
+        yield room
 
 
 @pytest.fixture
@@ -264,21 +276,10 @@ SPANISH_TRANSLATIONS = {"Buenos días": {"English": "Good morning, everyone."}}
 async def detect_room(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[RealRoom]:
     """The worker with its defaults (SOURCE_LANGUAGE auto): a speaker with no language set is transcribed
     on a `language=multi` stream, scripted here as Spanish."""
-    respond = responder_by_language(SPANISH_TRANSLATIONS)
-    fakes = Fakes(
-        deepgram=FakeDeepgram({"multi": []}, languages={SPANISH_SAID: "es"}),
-        cerebras=FakeLLM(responder=respond),
-        groq=FakeLLM(responder=respond),
-        cartesia=FakeCartesia(freq_for=lambda text: 500.0),
-    )
-    for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
-        await server.start()
-    try:
-        async with real_room(livekit_server, fakes, tmp_path / "worker", STT_ENDPOINTING_MS="600") as room:
-            yield room
-            room.check_worker_output()
-    finally:
-        await stop_fakes(fakes)
+    deepgram = FakeDeepgram({"multi": []}, languages={SPANISH_SAID: "es"})
+    fakes = await start_browser_fakes(deepgram, SPANISH_TRANSLATIONS)
+    async with browser_room(livekit_server, fakes, tmp_path) as room:
+        yield room
 
 
 CAPTION_LANGUAGES = """() => [...document.querySelectorAll('#captions .caption')].map((el) => [

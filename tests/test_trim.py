@@ -9,24 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 import pytest
 from livekit import rtc
 from prometheus_client import REGISTRY
 
-from agent.captions import CaptionLog
 from agent.config import ConfigError, load_settings
 from agent.latency import LatencyTracker, Mark
 from agent.models import Speech, Utterance
 from agent.mouth import Mouth
-from agent.pipeline import Channel, PipelineOptions
-from agent.providers import build_llm, build_tts
+from agent.pipeline import PipelineOptions
 from agent.trim import TrimOptions, voiced_span
-from tests.channel import ChannelRun, CollectingOutput
+from tests.channel import ChannelRun, CollectingOutput, channel_run
 from tests.conftest import Fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.loopback import eventually, tone_sequence
@@ -87,33 +83,11 @@ def fakes_with(tail_s: float, lead_s: float) -> Fakes:
     )
 
 
-@contextlib.asynccontextmanager
-async def trim_run(fakes: Fakes, **env: str) -> AsyncIterator[ChannelRun]:
+def trim_run(fakes: Fakes, **env: str) -> contextlib.AbstractAsyncContextManager[ChannelRun]:
     """One Spanish channel with the pipeline options the worker builds from `env` (MAX_SPEED=1.0: the
     speaking rate stays 1.0, so the fake's audio is exactly what `synthesize_pcm` makes)."""
-    servers = (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia)
-    for server in servers:
-        await server.start()
-    settings = fakes.settings(MAX_SPEED="1.0", **env)
-    async with aiohttp.ClientSession() as http:
-        llm, tts = build_llm(settings), build_tts(settings, "es", http)
-        output, tracker, captions = CollectingOutput(), LatencyTracker(), CaptionLog()
-        channel = Channel(
-            llm=llm, tts=tts, output=output, tracker=tracker, language="es", captions=captions,
-            options=PipelineOptions.from_settings(settings),
-        )  # fmt: skip
-        run = ChannelRun(fakes, channel, output, tracker, captions, llm)
-        run.task = asyncio.create_task(channel.run())
-        try:
-            yield run
-        finally:
-            if not run.task.done():
-                run.task.cancel()
-            await asyncio.gather(run.task, return_exceptions=True)
-            await llm.aclose()
-            await tts.aclose()
-            for server in servers:
-                await server.aclose()
+    env.setdefault("MAX_SPEED", "1.0")
+    return channel_run(fakes, None, PipelineOptions.from_settings, **env)
 
 
 @pytest.mark.parametrize(
