@@ -11,11 +11,11 @@ RUNS_JOBS = {"start", "dev", "connect", "console"}
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "web":
-        from .web import main as web
+        from agent.web import main as web
 
         return web(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "local":
-        from .local import main as local
+        from agent.local import main as local
 
         return local(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "interpret":
@@ -24,13 +24,13 @@ def main() -> int:
         # sums up: prometheus_client reads it when the metrics are defined, on import)
         for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):
             os.environ.pop(name, None)
-        from .filemode import main as interpret
-        from .worker import install_uvloop
+        from agent.filemode import main as interpret
+        from agent.worker import install_uvloop
 
         install_uvloop()
         return interpret(sys.argv[2:])
 
-    from .config import ConfigError, load_server_settings, load_settings, read_environment
+    from agent.config import ConfigError, load_server_settings, load_settings, read_environment
 
     env = read_environment()
     try:
@@ -52,7 +52,7 @@ def main() -> int:
 
     from livekit.agents import cli
 
-    from .worker import build_server, install_uvloop
+    from agent.worker import build_server, install_uvloop
 
     install_uvloop()
     server = build_server(server_settings)

@@ -20,17 +20,17 @@ from collections.abc import Callable
 
 from livekit.agents import APIError, llm, tts
 
-from . import metrics
-from .captions import Caption, CaptionSink
-from .errors import log_unexpected
-from .faults import FaultFlag
-from .latency import LatencyTracker, Mark
-from .models import ClauseAudio, Speech
-from .pace import Pace
-from .prompt import ContextBook
-from .providers import TTS_CONN_OPTIONS, close_stream
-from .queues import UtteranceQueue
-from .translate import TranslationAbandoned, TranslationRejected, Translator
+from agent import metrics
+from agent.captions import Caption, CaptionSink
+from agent.errors import log_unexpected
+from agent.faults import FaultFlag
+from agent.latency import LatencyTracker, Mark
+from agent.models import ClauseAudio, Speech
+from agent.pace import Pace
+from agent.prompt import ContextBook
+from agent.providers import TTS_CONN_OPTIONS, close_stream
+from agent.queues import UtteranceQueue
+from agent.translate import TranslationAbandoned, TranslationRejected, Translator
 
 logger = logging.getLogger("agent.brain")
 

@@ -30,10 +30,10 @@ import numpy as np
 from livekit import rtc
 from livekit.plugins.cartesia.constants import API_VERSION  # the version the TTS plugin speaks
 
-from . import metrics
-from .config import TtsSettings
-from .errors import log_unexpected
-from .pauses import is_voiced
+from agent import metrics
+from agent.config import TtsSettings
+from agent.errors import log_unexpected
+from agent.pauses import is_voiced
 
 logger = logging.getLogger("agent.cloning")
 

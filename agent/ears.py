@@ -29,17 +29,17 @@ from livekit import rtc
 from livekit.agents import APIError, APIStatusError, stt
 from livekit.agents.stt import SpeechStream
 
-from . import metrics
-from .captions import Caption, CaptionSink
-from .errors import log_unexpected
-from .faults import FaultFlag
-from .latency import Clock, LatencyTracker
-from .models import Utterance
-from .pauses import PauseDetector, PausePolicy
-from .providers import STT_CONN_OPTIONS, close_stream, stt_language
-from .queues import UtteranceSink
-from .room_settings import AUTO, UNDETECTED_FALLBACK, detected_language
-from .text import clean_transcript, is_substantive
+from agent import metrics
+from agent.captions import Caption, CaptionSink
+from agent.errors import log_unexpected
+from agent.faults import FaultFlag
+from agent.latency import Clock, LatencyTracker
+from agent.models import Utterance
+from agent.pauses import PauseDetector, PausePolicy
+from agent.providers import STT_CONN_OPTIONS, close_stream, stt_language
+from agent.queues import UtteranceSink
+from agent.room_settings import AUTO, UNDETECTED_FALLBACK, detected_language
+from agent.text import clean_transcript, is_substantive
 
 logger = logging.getLogger("agent.ears")
 WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap between words is cut at

@@ -36,8 +36,8 @@ from livekit.agents import (
     llm,
 )
 
-from . import metrics
-from .llm_replies import describe_error
+from agent import metrics
+from agent.llm_replies import describe_error
 
 logger = logging.getLogger("agent.providers")
 

@@ -24,13 +24,13 @@ import aiohttp
 import numpy as np
 from livekit import rtc
 
-from .captions import CaptionLog
-from .config import ConfigError, Settings, can_detect_language, load_settings, read_environment
-from .ears import SttFailure
-from .latency import LatencyTracker, format_table
-from .pipeline import Interpreter, PipelineOptions
-from .providers import build_providers
-from .room_settings import AUTO, SUPPORTED_LANGUAGES, base_language, is_supported_language
+from agent.captions import CaptionLog
+from agent.config import ConfigError, Settings, can_detect_language, load_settings, read_environment
+from agent.ears import SttFailure
+from agent.latency import LatencyTracker, format_table
+from agent.pipeline import Interpreter, PipelineOptions
+from agent.providers import build_providers
+from agent.room_settings import AUTO, SUPPORTED_LANGUAGES, base_language, is_supported_language
 
 FRAME_S = 0.02
 # How long the file mode waits for speech recognition that is down (unreachable, or failing) before it

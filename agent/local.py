@@ -33,8 +33,8 @@ from typing import Any
 
 import aiohttp
 
-from .config import ConfigError, WebSettings, load_settings, load_web_settings, read_environment
-from .web import page_url, start_site
+from agent.config import ConfigError, WebSettings, load_settings, load_web_settings, read_environment
+from agent.web import page_url, start_site
 
 API_KEY, API_SECRET = "devkey", "secret"  # what `livekit-server --dev` accepts
 DEFAULT_PORT = 7880

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from livekit import rtc
 
-from .trim import SilenceTrim, duration
+from agent.trim import SilenceTrim, duration
 
 
 @dataclass(slots=True)

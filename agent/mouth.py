@@ -17,12 +17,12 @@ from typing import Protocol
 import numpy as np
 from livekit import rtc
 
-from .brain import translated_caption
-from .captions import CaptionSink
-from .latency import LatencyTracker, Mark
-from .models import Speech
-from .pace import Pace
-from .trim import SilenceTrim, TrimOptions
+from agent.brain import translated_caption
+from agent.captions import CaptionSink
+from agent.latency import LatencyTracker, Mark
+from agent.models import Speech
+from agent.pace import Pace
+from agent.trim import SilenceTrim, TrimOptions
 
 logger = logging.getLogger("agent.mouth")
 

@@ -18,18 +18,18 @@ from livekit import rtc
 from livekit.agents import llm, tts
 from livekit.agents.language import LanguageCode
 
-from .brain import Brain, VoiceFor
-from .captions import CaptionSink
-from .config import Settings
-from .ears import Ears
-from .latency import LatencyTracker, Mark
-from .models import Speech, Utterance
-from .mouth import AudioOutput, Mouth
-from .pace import Pace, PaceOptions
-from .prompt import ContextBook, Instructions
-from .providers import Providers
-from .queues import UtteranceQueue
-from .trim import TrimOptions
+from agent.brain import Brain, VoiceFor
+from agent.captions import CaptionSink
+from agent.config import Settings
+from agent.ears import Ears
+from agent.latency import LatencyTracker, Mark
+from agent.models import Speech, Utterance
+from agent.mouth import AudioOutput, Mouth
+from agent.pace import Pace, PaceOptions
+from agent.prompt import ContextBook, Instructions
+from agent.providers import Providers
+from agent.queues import UtteranceQueue
+from agent.trim import TrimOptions
 
 
 @dataclass(frozen=True, slots=True)

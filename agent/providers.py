@@ -23,14 +23,14 @@ from livekit.agents import (
 from livekit.agents.tokenize import SentenceStream, SentenceTokenizer, TokenData
 from livekit.plugins import deepgram, openai
 
-from . import metrics
-from .cartesia_ws import CartesiaTTS, cartesia_session
-from .cerebras_llm import CerebrasLLM
-from .config import Settings
-from .fallback_llm import FallbackLLM
-from .llm_replies import MAX_COMPLETION_TOKENS
-from .logs import redact_provider_logs
-from .room_settings import AUTO, MULTI
+from agent import metrics
+from agent.cartesia_ws import CartesiaTTS, cartesia_session
+from agent.cerebras_llm import CerebrasLLM
+from agent.config import Settings
+from agent.fallback_llm import FallbackLLM
+from agent.llm_replies import MAX_COMPLETION_TOKENS
+from agent.logs import redact_provider_logs
+from agent.room_settings import AUTO, MULTI
 
 logger = logging.getLogger("agent.providers")
 

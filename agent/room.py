@@ -27,8 +27,8 @@ from livekit.agents.types import (
     TOPIC_TRANSCRIPTION,
 )
 
-from . import metrics
-from .captions import Caption
+from agent import metrics
+from agent.captions import Caption
 
 logger = logging.getLogger("agent.room")
 

@@ -21,18 +21,18 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import llm, stt, tts
 
-from . import metrics
-from .auto_language import HeardLanguages
-from .cloning import ATTR_VOICE, OnClone, VoiceCloner
-from .config import Settings, can_detect_language
-from .ears import Ears
-from .errors import log_unexpected
-from .latency import LatencyTracker
-from .mouth import OUTPUT_QUEUE_MS
-from .pipeline import Channel, PipelineOptions, Router, same_language
-from .prompt import Instructions
-from .queues import StepQueue
-from .room import (
+from agent import metrics
+from agent.auto_language import HeardLanguages
+from agent.cloning import ATTR_VOICE, OnClone, VoiceCloner
+from agent.config import Settings, can_detect_language
+from agent.ears import Ears
+from agent.errors import log_unexpected
+from agent.latency import LatencyTracker
+from agent.mouth import OUTPUT_QUEUE_MS
+from agent.pipeline import Channel, PipelineOptions, Router, same_language
+from agent.prompt import Instructions
+from agent.queues import StepQueue
+from agent.room import (
     ATTR_FAULTS,
     ATTR_INTERPRET_TO,
     ATTR_LANGUAGE,
@@ -43,14 +43,14 @@ from .room import (
     track_name,
     unless_gone,
 )
-from .room_settings import (
+from agent.room_settings import (
     AUTO,
     UNDETECTED_FALLBACK,
     RoomSettings,
     is_supported_language,
     parse_room_settings,
 )
-from .voices import VoiceBook
+from agent.voices import VoiceBook
 
 logger = logging.getLogger("agent.session")
 

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 
 from livekit.agents import APIError, APIStatusError, llm
 
-from . import metrics
-from .faults import FaultFlag
-from .guard import OutputGuard, is_opener
-from .llm_replies import describe_error, reply_was_cut
-from .prompt import TranslationContext
-from .text import ClauseSplitter, ReasoningFilter, clean_clause, is_speakable, split_source
+from agent import metrics
+from agent.faults import FaultFlag
+from agent.guard import OutputGuard, is_opener
+from agent.llm_replies import describe_error, reply_was_cut
+from agent.prompt import TranslationContext
+from agent.text import ClauseSplitter, ReasoningFilter, clean_clause, is_speakable, split_source
 
 logger = logging.getLogger("agent.translate")
 

@@ -33,10 +33,10 @@ from typing import Any, Literal
 from aiohttp import web
 from livekit import api
 
-from .config import WebSettings
-from .errors import log_unexpected
-from .prompt import language_name
-from .room_settings import AUTO, SUPPORTED_LANGUAGES
+from agent.config import WebSettings
+from agent.errors import log_unexpected
+from agent.prompt import language_name
+from agent.room_settings import AUTO, SUPPORTED_LANGUAGES
 
 logger = logging.getLogger("agent.web")
 
@@ -336,7 +336,7 @@ async def serve(settings: WebSettings, static_dir: Path = STATIC_DIR) -> None:
 
 def main(argv: list[str]) -> int:
     """`python -m agent web`: the settings checked (one error naming every problem, exit 2), then serve."""
-    from .config import ConfigError, load_web_settings, read_environment
+    from agent.config import ConfigError, load_web_settings, read_environment
 
     if argv:
         print("usage: python -m agent web (settings come from the environment and .env)", file=sys.stderr)

@@ -19,14 +19,14 @@ from livekit.agents.llm import LLM
 from livekit.agents.stt import STT
 from livekit.agents.utils.hw import get_cpu_monitor
 
-from . import metrics
-from .cloning import VoiceCloner
-from .config import ServerSettings, Settings, load_settings, read_environment
-from .errors import log_unexpected
-from .health import ConnectionWatch, HealthServer, Registration
-from .latency import LatencyTracker
-from .providers import build_llm, build_stt, build_tts
-from .session import STOP_TIMEOUT_S, RoomSession
+from agent import metrics
+from agent.cloning import VoiceCloner
+from agent.config import ServerSettings, Settings, load_settings, read_environment
+from agent.errors import log_unexpected
+from agent.health import ConnectionWatch, HealthServer, Registration
+from agent.latency import LatencyTracker
+from agent.providers import build_llm, build_stt, build_tts
+from agent.session import STOP_TIMEOUT_S, RoomSession
 
 logger = logging.getLogger("agent.worker")
 

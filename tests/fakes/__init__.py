@@ -1,7 +1,7 @@
 """Hermetic fake provider servers (aiohttp on 127.0.0.1) that the real LiveKit plugins and SDKs talk to."""
 
-from .cartesia import FakeCartesia, requested_speed
-from .deepgram import (
+from tests.fakes.cartesia import FakeCartesia, requested_speed
+from tests.fakes.deepgram import (
     INTERIM_PLACEHOLDER,
     DeepgramConnection,
     DeepgramFinal,
@@ -10,8 +10,8 @@ from .deepgram import (
     NumberedWords,
     numbered_words,
 )
-from .latency_model import Delay
-from .llm import FakeLLM, LLMRequest
+from tests.fakes.latency_model import Delay
+from tests.fakes.llm import FakeLLM, LLMRequest
 
 __all__ = [
     "INTERIM_PLACEHOLDER",

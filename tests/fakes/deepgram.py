@@ -68,8 +68,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from ._server import FakeServer, abort_connection
-from .latency_model import Delay
+from tests.fakes._server import FakeServer, abort_connection
+from tests.fakes.latency_model import Delay
 
 logger = logging.getLogger(__name__)
 

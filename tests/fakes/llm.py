@@ -36,8 +36,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ._server import FakeServer, abort_connection
-from .latency_model import Delay
+from tests.fakes._server import FakeServer, abort_connection
+from tests.fakes.latency_model import Delay
 
 logger = logging.getLogger(__name__)
 
