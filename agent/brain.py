@@ -22,7 +22,6 @@ from livekit.agents import APIError, llm, tts
 
 from agent import metrics
 from agent.captions import Caption, CaptionSink
-from agent.errors import log_unexpected
 from agent.faults import FaultFlag
 from agent.latency import LatencyTracker, Mark
 from agent.models import ClauseAudio, Speech
@@ -30,6 +29,7 @@ from agent.pace import Pace
 from agent.prompt import ContextBook
 from agent.providers import TTS_CONN_OPTIONS, close_stream
 from agent.queues import UtteranceQueue
+from agent.telemetry.errors import log_unexpected
 from agent.translate import TranslationAbandoned, TranslationRejected, Translator
 
 logger = logging.getLogger("agent.brain")

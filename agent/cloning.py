@@ -32,8 +32,8 @@ from livekit.plugins.cartesia.constants import API_VERSION  # the version the TT
 
 from agent import metrics
 from agent.config import TtsSettings
-from agent.errors import log_unexpected
 from agent.pauses import is_voiced
+from agent.telemetry.errors import log_unexpected
 
 logger = logging.getLogger("agent.cloning")
 

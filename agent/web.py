@@ -34,9 +34,9 @@ from aiohttp import web
 from livekit import api
 
 from agent.config import WebSettings
-from agent.errors import log_unexpected
 from agent.prompt import language_name
 from agent.room_settings import AUTO, SUPPORTED_LANGUAGES
+from agent.telemetry.errors import log_unexpected
 
 logger = logging.getLogger("agent.web")
 
