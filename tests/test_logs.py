@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from livekit.agents.cli.log import JsonFormatter
 
-from agent.logs import AGENT_LOGGERS, PseudonymizeIdentities, pseudonym
+from agent.telemetry.logs import AGENT_LOGGERS, PseudonymizeIdentities, pseudonym
 from tests.conftest import ONE_SENTENCE, Fakes
 from tests.livekit_server import free_port
 from tests.loopback import eventually
@@ -33,7 +33,7 @@ IDENTITY = "mallory.example"  # what must never be logged
 def test_a_pseudonym_is_8_hex_digits_stable_in_a_process_and_salted_per_process():
     assert re.fullmatch(r"[0-9a-f]{8}", pseudonym(IDENTITY))
     assert pseudonym(IDENTITY) == pseudonym(IDENTITY) != pseudonym("alice")
-    script = f"from agent.logs import pseudonym; print(pseudonym({IDENTITY!r}))"
+    script = f"from agent.telemetry.logs import pseudonym; print(pseudonym({IDENTITY!r}))"
     other_process = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -63,7 +63,7 @@ def test_every_agent_logger_hides_identities_once_an_entry_point_is_imported():
     for entry in ("agent.worker", "agent.filemode", "agent.session"):
         script = (
             f"import logging, {entry}\n"
-            "from agent.logs import AGENT_LOGGERS, PseudonymizeIdentities\n"
+            "from agent.telemetry.logs import AGENT_LOGGERS, PseudonymizeIdentities\n"
             "for name in AGENT_LOGGERS:\n"
             "    filters = logging.getLogger(name).filters\n"
             "    assert any(isinstance(f, PseudonymizeIdentities) for f in filters), name\n"
