@@ -23,13 +23,13 @@ from livekit.agents import APIError, llm, tts
 from agent import metrics
 from agent.captions import Caption, CaptionSink
 from agent.faults import FaultFlag
-from agent.latency import LatencyTracker, Mark
 from agent.models import ClauseAudio, Speech
 from agent.pace import Pace
 from agent.prompt import ContextBook
 from agent.providers import TTS_CONN_OPTIONS, close_stream
 from agent.queues import UtteranceQueue
 from agent.telemetry.errors import log_unexpected
+from agent.telemetry.latency import LatencyTracker, Mark
 from agent.translate import TranslationAbandoned, TranslationRejected, Translator
 
 logger = logging.getLogger("agent.brain")

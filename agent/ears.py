@@ -32,13 +32,13 @@ from livekit.agents.stt import SpeechStream
 from agent import metrics
 from agent.captions import Caption, CaptionSink
 from agent.faults import FaultFlag
-from agent.latency import Clock, LatencyTracker
 from agent.models import Utterance
 from agent.pauses import PauseDetector, PausePolicy
 from agent.providers import STT_CONN_OPTIONS, close_stream, stt_language
 from agent.queues import UtteranceSink
 from agent.room_settings import AUTO, UNDETECTED_FALLBACK, detected_language
 from agent.telemetry.errors import log_unexpected
+from agent.telemetry.latency import Clock, LatencyTracker
 from agent.text import clean_transcript, is_substantive
 
 logger = logging.getLogger("agent.ears")

@@ -27,10 +27,10 @@ from livekit import rtc
 from agent.captions import CaptionLog
 from agent.config import ConfigError, Settings, can_detect_language, load_settings, read_environment
 from agent.ears import SttFailure
-from agent.latency import LatencyTracker, format_table
 from agent.pipeline import Interpreter, PipelineOptions
 from agent.providers import build_providers
 from agent.room_settings import AUTO, SUPPORTED_LANGUAGES, base_language, is_supported_language
+from agent.telemetry.latency import LatencyTracker, format_table
 
 FRAME_S = 0.02
 # How long the file mode waits for speech recognition that is down (unreachable, or failing) before it

@@ -19,9 +19,9 @@ from livekit import rtc
 
 from agent.brain import translated_caption
 from agent.captions import CaptionSink
-from agent.latency import LatencyTracker, Mark
 from agent.models import Speech
 from agent.pace import Pace
+from agent.telemetry.latency import LatencyTracker, Mark
 from agent.trim import SilenceTrim, TrimOptions
 
 logger = logging.getLogger("agent.mouth")

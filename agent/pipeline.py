@@ -22,13 +22,13 @@ from agent.brain import Brain, VoiceFor
 from agent.captions import CaptionSink
 from agent.config import Settings
 from agent.ears import Ears
-from agent.latency import LatencyTracker, Mark
 from agent.models import Speech, Utterance
 from agent.mouth import AudioOutput, Mouth
 from agent.pace import Pace, PaceOptions
 from agent.prompt import ContextBook, Instructions
 from agent.providers import Providers
 from agent.queues import UtteranceQueue
+from agent.telemetry.latency import LatencyTracker, Mark
 from agent.trim import TrimOptions
 
 

@@ -26,7 +26,6 @@ from agent.auto_language import HeardLanguages
 from agent.cloning import ATTR_VOICE, OnClone, VoiceCloner
 from agent.config import Settings, can_detect_language
 from agent.ears import Ears
-from agent.latency import LatencyTracker
 from agent.mouth import OUTPUT_QUEUE_MS
 from agent.pipeline import Channel, PipelineOptions, Router, same_language
 from agent.prompt import Instructions
@@ -50,6 +49,7 @@ from agent.room_settings import (
     parse_room_settings,
 )
 from agent.telemetry.errors import log_unexpected
+from agent.telemetry.latency import LatencyTracker
 from agent.voices import VoiceBook
 
 logger = logging.getLogger("agent.session")

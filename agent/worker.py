@@ -23,10 +23,10 @@ from agent import metrics
 from agent.cloning import VoiceCloner
 from agent.config import ServerSettings, Settings, load_settings, read_environment
 from agent.health import ConnectionWatch, HealthServer, Registration
-from agent.latency import LatencyTracker
 from agent.providers import build_llm, build_stt, build_tts
 from agent.session import STOP_TIMEOUT_S, RoomSession
 from agent.telemetry.errors import log_unexpected
+from agent.telemetry.latency import LatencyTracker
 
 logger = logging.getLogger("agent.worker")
 

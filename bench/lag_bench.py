@@ -241,7 +241,7 @@ def _speech_end_offset(run: SessionRun, spans: Mapping[str, tuple[float, float]]
     """The check of the timeline → clock mapping: each record's SPEECH_END mark (the ears' own mapping of its
     last word, through the frames' arrival) against `audio_t0 + end_s`. A few ms over 0 (a frame arrives
     once it has been spoken) says the mapping holds."""
-    from agent.latency import Mark
+    from agent.telemetry.latency import Mark
 
     offsets = []
     for r in run.tracker.completed:

@@ -29,7 +29,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agent.latency import Mark, UtteranceRecord, percentile
+from agent.telemetry.latency import Mark, UtteranceRecord, percentile
 
 # How far a sentence's edge may lie outside a caption's span and still count as held by it: the fake STT's
 # VAD finds speech in 10 ms windows and the captions round to 1 ms, so a span may start or end a window off.

@@ -57,7 +57,7 @@ import psutil
 from livekit import api, rtc
 
 from agent.filemode import FRAME_S, Pcm, paced_frames
-from agent.latency import STAGES, Mark, UtteranceRecord
+from agent.telemetry.latency import STAGES, Mark, UtteranceRecord
 from bench.machine import MachineLoad, add_output_arguments, describe, output_dir
 from bench.model import LatencyModel, add_model_arguments
 from bench.providers import OTHER_HZ, TAG_HZ, tagged_freq
@@ -612,7 +612,7 @@ def analyse(room: BenchRoom, records: list[UtteranceRecord], result: RunResult) 
 
 
 def stage_figures(records: list[UtteranceRecord]) -> dict[str, dict[str, float]]:
-    """The worker's own per-stage figures (as its `agent.latency` log reports them), from its records."""
+    """The worker's own per-stage figures (as its latency log, logger `agent.latency`, reports them)."""
     spoken = [r for r in records if r.outcome == "spoken"]
     out = {}
     for name, start, end in STAGES:

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from agent.config import load_settings
-from agent.latency import Mark, UtteranceRecord
+from agent.telemetry.latency import Mark, UtteranceRecord
 from bench.lag_bench import TODAY, evaluate_goals, profile_env
 from bench.lags import (
     Heard,
@@ -284,7 +284,7 @@ def test_the_today_profile_loads_and_sets_todays_segment_cut() -> None:
 
 def test_measure_joins_captions_and_records_and_counts_what_was_not_heard() -> None:
     from agent.captions import Caption, CaptionLog
-    from agent.latency import LatencyTracker
+    from agent.telemetry.latency import LatencyTracker
     from bench.lag_bench import Workload, measure
     from bench.run import SessionRun
     from bench.speech import Timeline

@@ -11,12 +11,12 @@ from livekit.agents import tts
 
 from agent.brain import Brain
 from agent.captions import CaptionLog
-from agent.latency import LatencyTracker, Mark
 from agent.models import Speech, Utterance
 from agent.mouth import Mouth
 from agent.prompt import ContextBook
 from agent.providers import build_llm, build_tts, close_stream
 from agent.queues import UtteranceQueue
+from agent.telemetry.latency import LatencyTracker, Mark
 from tests.buggy_plugins import BuggyOnceTTS
 from tests.channel import channel_run
 from tests.conftest import Fakes

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.captions import CaptionLog
-from agent.latency import LatencyTracker, Mark
+from agent.telemetry.latency import LatencyTracker, Mark
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
 from tests.harness import run_interpreter, spoken_text
 from tests.loopback import tone_sequence

@@ -18,11 +18,11 @@ from livekit.agents import stt as lk_stt
 from agent.captions import Caption, CaptionLog, CaptionSink
 from agent.ears import Ears
 from agent.filemode import Pcm, paced_frames, read_wav
-from agent.latency import LatencyTracker, Mark
 from agent.models import Utterance
 from agent.pipeline import PipelineOptions
 from agent.providers import build_llm, build_stt, build_tts
 from agent.session import RoomSession
+from agent.telemetry.latency import LatencyTracker, Mark
 from tests.buggy_plugins import BuggySTT
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from agent.latency import LatencyTracker, Mark, format_table, percentile
+from agent.telemetry.latency import LatencyTracker, Mark, format_table, percentile
 
 
 class FakeClock:

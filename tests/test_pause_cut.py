@@ -22,11 +22,11 @@ from livekit import rtc
 from agent.config import ConfigError, load_settings
 from agent.ears import Ears
 from agent.filemode import Pcm, paced_frames, read_wav
-from agent.latency import LatencyTracker
 from agent.models import Utterance
 from agent.pauses import LONG_PAUSE_S, MIN_SPEECH_S, PauseDetector, PausePolicy, frame_is_voiced
 from agent.pipeline import PipelineOptions
 from agent.providers import build_stt
+from agent.telemetry.latency import LatencyTracker
 from tests.conftest import DIALOGUE, ONE_SENTENCE, SPANISH, Fakes, Scenario
 from tests.fakes import FakeDeepgram
 from tests.fakes.deepgram import numbered_words

@@ -17,10 +17,10 @@ from livekit import rtc
 from prometheus_client import REGISTRY
 
 from agent.config import ConfigError, load_settings
-from agent.latency import LatencyTracker, Mark
 from agent.models import Speech, Utterance
 from agent.mouth import Mouth
 from agent.pipeline import PipelineOptions
+from agent.telemetry.latency import LatencyTracker, Mark
 from agent.trim import TrimOptions, voiced_span
 from tests.channel import ChannelRun, CollectingOutput, channel_run
 from tests.conftest import Fakes

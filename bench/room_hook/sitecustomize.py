@@ -15,7 +15,7 @@ _PATH = os.environ.get("BENCH_ROOM_RECORDS")
 
 
 def _install(path: str) -> None:
-    from agent import latency  # stdlib imports only: cheap in every process
+    from agent.telemetry import latency  # stdlib imports only: cheap in every process
 
     original_init = latency.LatencyTracker.__init__
     if getattr(original_init, "bench_observed", False):
