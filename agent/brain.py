@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 from livekit.agents import APIError, llm, tts
 
-from agent import metrics
 from agent.captions import Caption, CaptionSink
 from agent.faults import FaultFlag
 from agent.models import ClauseAudio, Speech
@@ -28,6 +27,7 @@ from agent.pace import Pace
 from agent.prompt import ContextBook
 from agent.providers import TTS_CONN_OPTIONS, close_stream
 from agent.queues import UtteranceQueue
+from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker, Mark
 from agent.translate import TranslationAbandoned, TranslationRejected, Translator

@@ -29,7 +29,6 @@ from livekit import rtc
 from livekit.agents import APIError, APIStatusError, stt
 from livekit.agents.stt import SpeechStream
 
-from agent import metrics
 from agent.captions import Caption, CaptionSink
 from agent.faults import FaultFlag
 from agent.models import Utterance
@@ -37,6 +36,7 @@ from agent.pauses import PauseDetector, PausePolicy
 from agent.providers import STT_CONN_OPTIONS, close_stream, stt_language
 from agent.queues import UtteranceSink
 from agent.room_settings import AUTO, UNDETECTED_FALLBACK, detected_language
+from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
 from agent.text import clean_transcript, is_substantive

@@ -36,8 +36,8 @@ from livekit.agents import (
     llm,
 )
 
-from agent import metrics
 from agent.llm_replies import describe_error
+from agent.telemetry import metrics
 
 logger = logging.getLogger("agent.providers")
 

@@ -23,13 +23,13 @@ from livekit.agents import (
 from livekit.agents.tokenize import SentenceStream, SentenceTokenizer, TokenData
 from livekit.plugins import deepgram, openai
 
-from agent import metrics
 from agent.cartesia_ws import CartesiaTTS, cartesia_session
 from agent.cerebras_llm import CerebrasLLM
 from agent.config import Settings
 from agent.fallback_llm import FallbackLLM
 from agent.llm_replies import MAX_COMPLETION_TOKENS
 from agent.room_settings import AUTO, MULTI
+from agent.telemetry import metrics
 from agent.telemetry.logs import redact_provider_logs
 
 logger = logging.getLogger("agent.providers")

@@ -27,8 +27,8 @@ from livekit.agents.types import (
     TOPIC_TRANSCRIPTION,
 )
 
-from agent import metrics
 from agent.captions import Caption
+from agent.telemetry import metrics
 
 logger = logging.getLogger("agent.room")
 

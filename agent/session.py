@@ -21,7 +21,6 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import llm, stt, tts
 
-from agent import metrics
 from agent.auto_language import HeardLanguages
 from agent.cloning import ATTR_VOICE, OnClone, VoiceCloner
 from agent.config import Settings, can_detect_language
@@ -48,6 +47,7 @@ from agent.room_settings import (
     is_supported_language,
     parse_room_settings,
 )
+from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker
 from agent.voices import VoiceBook

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 
 from livekit.agents import APIError, APIStatusError, llm
 
-from agent import metrics
 from agent.faults import FaultFlag
 from agent.guard import OutputGuard, is_opener
 from agent.llm_replies import describe_error, reply_was_cut
 from agent.prompt import TranslationContext
+from agent.telemetry import metrics
 from agent.text import ClauseSplitter, ReasoningFilter, clean_clause, is_speakable, split_source
 
 logger = logging.getLogger("agent.translate")
