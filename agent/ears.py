@@ -31,6 +31,7 @@ from livekit.agents.stt import SpeechStream
 
 from agent.captions import Caption, CaptionSink
 from agent.faults import FaultFlag
+from agent.language.text import clean_transcript, is_substantive
 from agent.models import Utterance
 from agent.pauses import PauseDetector, PausePolicy
 from agent.providers import STT_CONN_OPTIONS, close_stream, stt_language
@@ -39,7 +40,6 @@ from agent.room_settings import AUTO, UNDETECTED_FALLBACK, detected_language
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
-from agent.text import clean_transcript, is_substantive
 
 logger = logging.getLogger("agent.ears")
 WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap between words is cut at

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeGuard, TypeVar, cast
 
-from agent.text import clean_transcript
+from agent.language.text import clean_transcript
 
 # A conservative intersection of the languages Deepgram nova-3 streams and Cartesia sonic-3 speaks (base
 # codes, per both providers' docs as of 2026). Change it here, and only once both support a language:

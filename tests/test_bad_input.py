@@ -12,9 +12,9 @@ import pytest
 
 from agent.captions import CaptionLog
 from agent.guard import OutputGuard, weight
+from agent.language.text import ClauseSplitter
 from agent.prompt import STRICT_RULE, SYSTEM_PROMPT, TranslationContext
 from agent.telemetry.latency import LatencyTracker
-from agent.text import ClauseSplitter
 from tests.channel import ChannelRun, channel_run
 from tests.conftest import ONE_SENTENCE, Fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM

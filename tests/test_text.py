@@ -1,4 +1,4 @@
-from agent.text import ClauseSplitter, ReasoningFilter, clean_clause, is_speakable, is_substantive
+from agent.language.text import ClauseSplitter, ReasoningFilter, clean_clause, is_speakable, is_substantive
 
 
 def split_stream(text: str, piece: int = 3) -> list[str]:
