@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from dotenv import dotenv_values
 
-from agent.room_settings import AUTO, parse_room_settings
+from agent.settings.room_settings import AUTO, parse_room_settings
 
 T = TypeVar("T")
 

@@ -36,7 +36,7 @@ from agent.models import Utterance
 from agent.pauses import PauseDetector, PausePolicy
 from agent.providers import STT_CONN_OPTIONS, close_stream, stt_language
 from agent.queues import UtteranceSink
-from agent.room_settings import AUTO, UNDETECTED_FALLBACK, detected_language
+from agent.settings.room_settings import AUTO, UNDETECTED_FALLBACK, detected_language
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker

@@ -29,7 +29,7 @@ from agent.config import ConfigError, Settings, can_detect_language, load_settin
 from agent.ears import SttFailure
 from agent.pipeline import Interpreter, PipelineOptions
 from agent.providers import build_providers
-from agent.room_settings import AUTO, SUPPORTED_LANGUAGES, base_language, is_supported_language
+from agent.settings.room_settings import AUTO, SUPPORTED_LANGUAGES, base_language, is_supported_language
 from agent.telemetry.latency import LatencyTracker, format_table
 
 FRAME_S = 0.02

@@ -28,7 +28,7 @@ from agent.cerebras_llm import CerebrasLLM
 from agent.config import Settings
 from agent.fallback_llm import FallbackLLM
 from agent.llm_replies import MAX_COMPLETION_TOKENS
-from agent.room_settings import AUTO, MULTI
+from agent.settings.room_settings import AUTO, MULTI
 from agent.telemetry import metrics
 from agent.telemetry.logs import redact_provider_logs
 

@@ -40,7 +40,7 @@ from agent.room import (
     track_name,
     unless_gone,
 )
-from agent.room_settings import (
+from agent.settings.room_settings import (
     AUTO,
     UNDETECTED_FALLBACK,
     RoomSettings,

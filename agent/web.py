@@ -35,7 +35,7 @@ from livekit import api
 
 from agent.config import WebSettings
 from agent.prompt import language_name
-from agent.room_settings import AUTO, SUPPORTED_LANGUAGES
+from agent.settings.room_settings import AUTO, SUPPORTED_LANGUAGES
 from agent.telemetry.errors import log_unexpected
 
 logger = logging.getLogger("agent.web")
@@ -56,7 +56,7 @@ _SECURITY_HEADERS = {
 
 
 def supported_languages() -> list[dict[str, str]]:
-    """The languages the interpreter accepts (`agent/room_settings.py`), by English name."""
+    """The languages the interpreter accepts (`agent/settings/room_settings.py`), by English name."""
     named = ((code, language_name(code).title()) for code in SUPPORTED_LANGUAGES)
     return [{"code": code, "name": name} for code, name in sorted(named, key=lambda item: item[1])]
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from agent.room_settings import (
+from agent.settings.room_settings import (
     SUPPORTED_LANGUAGES,
     Glossary,
     RoomSettings,
