@@ -30,7 +30,7 @@ def main() -> int:
         install_uvloop()
         return interpret(sys.argv[2:])
 
-    from agent.config import ConfigError, load_server_settings, load_settings, read_environment
+    from agent.settings.config import ConfigError, load_server_settings, load_settings, read_environment
 
     env = read_environment()
     try:

@@ -33,7 +33,7 @@ from typing import Any
 
 import aiohttp
 
-from agent.config import ConfigError, WebSettings, load_settings, load_web_settings, read_environment
+from agent.settings.config import ConfigError, WebSettings, load_settings, load_web_settings, read_environment
 from agent.web import page_url, start_site
 
 API_KEY, API_SECRET = "devkey", "secret"  # what `livekit-server --dev` accepts

@@ -20,7 +20,6 @@ from livekit.agents.language import LanguageCode
 
 from agent.brain import Brain, VoiceFor
 from agent.captions import CaptionSink
-from agent.config import Settings
 from agent.ears import Ears
 from agent.models import Speech, Utterance
 from agent.mouth import AudioOutput, Mouth
@@ -28,6 +27,7 @@ from agent.pace import Pace, PaceOptions
 from agent.prompt import ContextBook, Instructions
 from agent.providers import Providers
 from agent.queues import UtteranceQueue
+from agent.settings.config import Settings
 from agent.telemetry.latency import LatencyTracker, Mark
 from agent.trim import TrimOptions
 

@@ -25,9 +25,9 @@ from livekit.plugins import deepgram, openai
 
 from agent.cartesia_ws import CartesiaTTS, cartesia_session
 from agent.cerebras_llm import CerebrasLLM
-from agent.config import Settings
 from agent.fallback_llm import FallbackLLM
 from agent.llm_replies import MAX_COMPLETION_TOKENS
+from agent.settings.config import Settings
 from agent.settings.room_settings import AUTO, MULTI
 from agent.telemetry import metrics
 from agent.telemetry.logs import redact_provider_logs

@@ -23,7 +23,6 @@ from livekit.agents import llm, stt, tts
 
 from agent.auto_language import HeardLanguages
 from agent.cloning import ATTR_VOICE, OnClone, VoiceCloner
-from agent.config import Settings, can_detect_language
 from agent.ears import Ears
 from agent.mouth import OUTPUT_QUEUE_MS
 from agent.pipeline import Channel, PipelineOptions, Router, same_language
@@ -40,6 +39,7 @@ from agent.room import (
     track_name,
     unless_gone,
 )
+from agent.settings.config import Settings, can_detect_language
 from agent.settings.room_settings import (
     AUTO,
     UNDETECTED_FALLBACK,

@@ -33,8 +33,8 @@ from typing import Any, Literal
 from aiohttp import web
 from livekit import api
 
-from agent.config import WebSettings
 from agent.prompt import language_name
+from agent.settings.config import WebSettings
 from agent.settings.room_settings import AUTO, SUPPORTED_LANGUAGES
 from agent.telemetry.errors import log_unexpected
 
@@ -336,7 +336,7 @@ async def serve(settings: WebSettings, static_dir: Path = STATIC_DIR) -> None:
 
 def main(argv: list[str]) -> int:
     """`python -m agent web`: the settings checked (one error naming every problem, exit 2), then serve."""
-    from agent.config import ConfigError, load_web_settings, read_environment
+    from agent.settings.config import ConfigError, load_web_settings, read_environment
 
     if argv:
         print("usage: python -m agent web (settings come from the environment and .env)", file=sys.stderr)

@@ -20,10 +20,10 @@ from livekit.agents.stt import STT
 from livekit.agents.utils.hw import get_cpu_monitor
 
 from agent.cloning import VoiceCloner
-from agent.config import ServerSettings, Settings, load_settings, read_environment
 from agent.health import ConnectionWatch, HealthServer, Registration
 from agent.providers import build_llm, build_stt, build_tts
 from agent.session import STOP_TIMEOUT_S, RoomSession
+from agent.settings.config import ServerSettings, Settings, load_settings, read_environment
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker

@@ -54,12 +54,12 @@ import numpy as np
 from livekit import rtc
 from livekit.agents import tts
 
-from agent.config import Settings
 from agent.models import Utterance
 from agent.pipeline import Channel, Router
 from agent.providers import build_llm, build_stt, build_tts
 from agent.room import ATTR_INTERPRET_TO, ATTR_LANGUAGE, ATTR_SPEAKER
 from agent.session import RoomSession
+from agent.settings.config import Settings
 from agent.telemetry import metrics
 from agent.telemetry.latency import LatencyTracker, UtteranceRecord, format_table
 from bench.machine import MachineLoad, add_output_arguments, describe, output_dir

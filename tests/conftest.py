@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Settings, load_settings
+from agent.settings.config import Settings, load_settings
 from tests.browser import Browsers, missing_browser
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from agent.config import load_settings
+from agent.settings.config import load_settings
 from agent.telemetry.latency import Mark, UtteranceRecord
 from bench.lag_bench import TODAY, evaluate_goals, profile_env
 from bench.lags import (

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, load_server_settings, load_settings, load_web_settings
+from agent.settings.config import ConfigError, load_server_settings, load_settings, load_web_settings
 
 FULL = {
     "LIVEKIT_URL": "wss://example.livekit.cloud",

@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from agent.config import ConfigError, load_settings
 from agent.ears import Ears
 from agent.filemode import Pcm, paced_frames, read_wav
 from agent.models import Utterance
 from agent.pauses import LONG_PAUSE_S, MIN_SPEECH_S, PauseDetector, PausePolicy, frame_is_voiced
 from agent.pipeline import PipelineOptions
 from agent.providers import build_stt
+from agent.settings.config import ConfigError, load_settings
 from agent.telemetry.latency import LatencyTracker
 from tests.conftest import DIALOGUE, ONE_SENTENCE, SPANISH, Fakes, Scenario
 from tests.fakes import FakeDeepgram

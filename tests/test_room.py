@@ -22,11 +22,11 @@ from livekit.agents.types import (
     TOPIC_TRANSCRIPTION,
 )
 
-from agent.config import Settings
 from agent.filemode import read_wav
 from agent.providers import build_llm, build_stt, build_tts
 from agent.room import ATTR_FAULTS, ATTR_LANGUAGES, ATTR_SPEAKER, ATTR_WARNINGS
 from agent.session import ClonerFactory, RoomSession
+from agent.settings.config import Settings
 from agent.telemetry.latency import LatencyTracker
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes, start_room_fakes, stop_fakes
 from tests.fakes.room import FakeParticipant, FakePublication, FakeRoom, SentText

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 from livekit import rtc
 
-from agent.config import load_server_settings
 from agent.filemode import read_wav
+from agent.settings.config import load_server_settings
 from agent.worker import JOB_CLOSE_TIMEOUT_S, SESSION_DRAIN_TIMEOUT_S, build_server
 from tests.conftest import ONE_SENTENCE, Fakes, stop_fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
