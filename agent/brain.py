@@ -25,7 +25,7 @@ from agent.faults import FaultFlag
 from agent.models import ClauseAudio, Speech
 from agent.pace import Pace
 from agent.prompt import ContextBook
-from agent.providers import TTS_CONN_OPTIONS, close_stream
+from agent.providers.build import TTS_CONN_OPTIONS, close_stream
 from agent.queues import UtteranceQueue
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected

@@ -34,7 +34,7 @@ from agent.faults import FaultFlag
 from agent.language.text import clean_transcript, is_substantive
 from agent.models import Utterance
 from agent.pauses import PauseDetector, PausePolicy
-from agent.providers import STT_CONN_OPTIONS, close_stream, stt_language
+from agent.providers.build import STT_CONN_OPTIONS, close_stream, stt_language
 from agent.queues import UtteranceSink
 from agent.settings.room_settings import AUTO, UNDETECTED_FALLBACK, detected_language
 from agent.telemetry import metrics

@@ -27,7 +27,7 @@ from livekit import rtc
 from agent.captions import CaptionLog
 from agent.ears import SttFailure
 from agent.pipeline import Interpreter, PipelineOptions
-from agent.providers import build_providers
+from agent.providers.build import build_providers
 from agent.settings.config import ConfigError, Settings, can_detect_language, load_settings, read_environment
 from agent.settings.room_settings import AUTO, SUPPORTED_LANGUAGES, base_language, is_supported_language
 from agent.telemetry.latency import LatencyTracker, format_table

@@ -25,7 +25,7 @@ from agent.models import Speech, Utterance
 from agent.mouth import AudioOutput, Mouth
 from agent.pace import Pace, PaceOptions
 from agent.prompt import ContextBook, Instructions
-from agent.providers import Providers
+from agent.providers.build import Providers
 from agent.queues import UtteranceQueue
 from agent.settings.config import Settings
 from agent.telemetry.latency import LatencyTracker, Mark

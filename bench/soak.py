@@ -56,7 +56,7 @@ from livekit.agents import tts
 
 from agent.models import Utterance
 from agent.pipeline import Channel, Router
-from agent.providers import build_llm, build_stt, build_tts
+from agent.providers.build import build_llm, build_stt, build_tts
 from agent.room import ATTR_INTERPRET_TO, ATTR_LANGUAGE, ATTR_SPEAKER
 from agent.session import RoomSession
 from agent.settings.config import Settings

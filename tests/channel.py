@@ -18,7 +18,7 @@ from livekit.agents import tts as lk_tts
 from agent.captions import CaptionLog
 from agent.models import Utterance
 from agent.pipeline import Channel, PipelineOptions
-from agent.providers import build_llm, build_tts
+from agent.providers.build import build_llm, build_tts
 from agent.settings.config import Settings
 from agent.telemetry.latency import LatencyTracker
 from tests.conftest import Fakes

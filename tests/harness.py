@@ -10,7 +10,7 @@ import aiohttp
 from agent.captions import CaptionLog
 from agent.filemode import Pcm, paced_frames, read_wav
 from agent.pipeline import Interpreter, PipelineOptions
-from agent.providers import build_providers
+from agent.providers.build import build_providers
 from agent.telemetry.latency import LatencyTracker
 from tests.conftest import Fakes
 from tests.loopback import LoopbackListener, LoopbackSpeaker

@@ -14,7 +14,7 @@ from agent.captions import CaptionLog
 from agent.models import Speech, Utterance
 from agent.mouth import Mouth
 from agent.prompt import ContextBook
-from agent.providers import build_llm, build_tts, close_stream
+from agent.providers.build import build_llm, build_tts, close_stream
 from agent.queues import UtteranceQueue
 from agent.telemetry.latency import LatencyTracker, Mark
 from tests.buggy_plugins import BuggyOnceTTS

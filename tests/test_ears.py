@@ -20,7 +20,7 @@ from agent.ears import Ears
 from agent.filemode import Pcm, paced_frames, read_wav
 from agent.models import Utterance
 from agent.pipeline import PipelineOptions
-from agent.providers import build_llm, build_stt, build_tts
+from agent.providers.build import build_llm, build_stt, build_tts
 from agent.session import RoomSession
 from agent.telemetry.latency import LatencyTracker, Mark
 from tests.buggy_plugins import BuggySTT

@@ -24,7 +24,7 @@ from agent.filemode import Pcm, paced_frames, read_wav
 from agent.models import Utterance
 from agent.pauses import LONG_PAUSE_S, MIN_SPEECH_S, PauseDetector, PausePolicy, frame_is_voiced
 from agent.pipeline import PipelineOptions
-from agent.providers import build_stt
+from agent.providers.build import build_stt
 from agent.settings.config import ConfigError, load_settings
 from agent.telemetry.latency import LatencyTracker
 from tests.conftest import DIALOGUE, ONE_SENTENCE, SPANISH, Fakes, Scenario

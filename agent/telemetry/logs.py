@@ -86,7 +86,7 @@ def _hide_identities() -> None:
             logger.addFilter(identity_filter)
 
 
-# on import: every agent module that logs a speaker imports this one (through agent.providers), and
+# on import: every agent module that logs a speaker imports this one (through agent.providers.build), and
 # the filter must be in place before its first record, in every process
 _hide_identities()
 
