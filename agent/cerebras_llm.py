@@ -26,7 +26,7 @@ from livekit.agents import (
 )
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
-from agent.llm_replies import FINISH_REASON, MAX_COMPLETION_TOKENS
+from agent.providers.llm_replies import FINISH_REASON, MAX_COMPLETION_TOKENS
 
 
 class CerebrasLLM(llm.LLM):

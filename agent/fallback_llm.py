@@ -36,7 +36,7 @@ from livekit.agents import (
     llm,
 )
 
-from agent.llm_replies import describe_error
+from agent.providers.llm_replies import describe_error
 from agent.telemetry import metrics
 
 logger = logging.getLogger("agent.providers")

@@ -26,7 +26,7 @@ from livekit.plugins import deepgram, openai
 from agent.cartesia_ws import CartesiaTTS, cartesia_session
 from agent.cerebras_llm import CerebrasLLM
 from agent.fallback_llm import FallbackLLM
-from agent.llm_replies import MAX_COMPLETION_TOKENS
+from agent.providers.llm_replies import MAX_COMPLETION_TOKENS
 from agent.settings.config import Settings
 from agent.settings.room_settings import AUTO, MULTI
 from agent.telemetry import metrics
