@@ -24,8 +24,8 @@ from livekit.agents.tokenize import SentenceStream, SentenceTokenizer, TokenData
 from livekit.plugins import deepgram, openai
 
 from agent.cartesia_ws import CartesiaTTS, cartesia_session
-from agent.cerebras_llm import CerebrasLLM
 from agent.fallback_llm import FallbackLLM
+from agent.providers.cerebras_llm import CerebrasLLM
 from agent.providers.llm_replies import MAX_COMPLETION_TOKENS
 from agent.settings.config import Settings
 from agent.settings.room_settings import AUTO, MULTI
