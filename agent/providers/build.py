@@ -1,7 +1,7 @@
 """Builds the provider objects (real plugins and SDK) from settings. The loops get them injected.
 
 Retries are kept in one place per provider: the framework's `APIConnectOptions` on each stream and
-`FallbackLLM` across LLMs (`agent/fallback_llm.py`); the SDK's own retries are off.
+`FallbackLLM` across LLMs (`agent/providers/fallback_llm.py`); the SDK's own retries are off.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from livekit.agents.tokenize import SentenceStream, SentenceTokenizer, TokenData
 from livekit.plugins import deepgram, openai
 
 from agent.cartesia_ws import CartesiaTTS, cartesia_session
-from agent.fallback_llm import FallbackLLM
 from agent.providers.cerebras_llm import CerebrasLLM
+from agent.providers.fallback_llm import FallbackLLM
 from agent.providers.llm_replies import MAX_COMPLETION_TOKENS
 from agent.settings.config import Settings
 from agent.settings.room_settings import AUTO, MULTI
