@@ -23,7 +23,7 @@ from livekit.agents import (
 from livekit.agents.tokenize import SentenceStream, SentenceTokenizer, TokenData
 from livekit.plugins import deepgram, openai
 
-from agent.cartesia_ws import CartesiaTTS, cartesia_session
+from agent.providers.cartesia_ws import CartesiaTTS, cartesia_session
 from agent.providers.cerebras_llm import CerebrasLLM
 from agent.providers.fallback_llm import FallbackLLM
 from agent.providers.llm_replies import MAX_COMPLETION_TOKENS
