@@ -18,7 +18,7 @@ import numpy as np
 from livekit import rtc
 
 from agent.brain import translated_caption
-from agent.captions import CaptionSink
+from agent.loops.captions import CaptionSink
 from agent.models import Speech
 from agent.pace import Pace
 from agent.telemetry.latency import LatencyTracker, Mark

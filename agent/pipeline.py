@@ -19,8 +19,8 @@ from livekit.agents import llm, tts
 from livekit.agents.language import LanguageCode
 
 from agent.brain import Brain, VoiceFor
-from agent.captions import CaptionSink
 from agent.ears import Ears
+from agent.loops.captions import CaptionSink
 from agent.models import Speech, Utterance
 from agent.mouth import AudioOutput, Mouth
 from agent.pace import Pace, PaceOptions

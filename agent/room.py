@@ -27,7 +27,7 @@ from livekit.agents.types import (
     TOPIC_TRANSCRIPTION,
 )
 
-from agent.captions import Caption
+from agent.loops.captions import Caption
 from agent.telemetry import metrics
 
 logger = logging.getLogger("agent.room")

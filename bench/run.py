@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 from livekit import rtc
 
-from agent.captions import CaptionLog
 from agent.filemode import Pcm, paced_frames
 from agent.language.text import ClauseSplitter
+from agent.loops.captions import CaptionLog
 from agent.mouth import OUTPUT_QUEUE_MS
 from agent.pipeline import Interpreter, PipelineOptions
 from agent.providers.build import build_providers

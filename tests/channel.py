@@ -15,7 +15,7 @@ from livekit import rtc
 from livekit.agents import llm as lk_llm
 from livekit.agents import tts as lk_tts
 
-from agent.captions import CaptionLog
+from agent.loops.captions import CaptionLog
 from agent.models import Utterance
 from agent.pipeline import Channel, PipelineOptions
 from agent.providers.build import build_llm, build_tts

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import aiohttp
 
-from agent.captions import CaptionLog
 from agent.filemode import Pcm, paced_frames, read_wav
+from agent.loops.captions import CaptionLog
 from agent.pipeline import Interpreter, PipelineOptions
 from agent.providers.build import build_providers
 from agent.telemetry.latency import LatencyTracker

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.captions import CaptionLog
 from agent.guard import OutputGuard, weight
 from agent.language.text import ClauseSplitter
+from agent.loops.captions import CaptionLog
 from agent.prompt import STRICT_RULE, SYSTEM_PROMPT, TranslationContext
 from agent.telemetry.latency import LatencyTracker
 from tests.channel import ChannelRun, channel_run

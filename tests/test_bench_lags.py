@@ -283,7 +283,7 @@ def test_the_today_profile_loads_and_sets_todays_segment_cut() -> None:
 
 
 def test_measure_joins_captions_and_records_and_counts_what_was_not_heard() -> None:
-    from agent.captions import Caption, CaptionLog
+    from agent.loops.captions import Caption, CaptionLog
     from agent.telemetry.latency import LatencyTracker
     from bench.lag_bench import Workload, measure
     from bench.run import SessionRun

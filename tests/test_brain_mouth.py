@@ -10,7 +10,7 @@ import pytest
 from livekit.agents import tts
 
 from agent.brain import Brain
-from agent.captions import CaptionLog
+from agent.loops.captions import CaptionLog
 from agent.models import Speech, Utterance
 from agent.mouth import Mouth
 from agent.prompt import ContextBook

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.captions import CaptionLog
+from agent.loops.captions import CaptionLog
 from agent.telemetry.latency import LatencyTracker, Mark
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
 from tests.harness import run_interpreter, spoken_text

@@ -12,7 +12,7 @@ import pytest
 from livekit.agents.types import ATTRIBUTE_TRANSCRIPTION_FINAL, ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID
 from prometheus_client import REGISTRY
 
-from agent.captions import Caption
+from agent.loops.captions import Caption
 from agent.room import RoomPublisher
 from tests.loopback import eventually
 
