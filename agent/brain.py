@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 from livekit.agents import APIError, llm, tts
 
-from agent.faults import FaultFlag
 from agent.loops.captions import Caption, CaptionSink
+from agent.loops.faults import FaultFlag
 from agent.models import ClauseAudio, Speech
 from agent.pace import Pace
 from agent.prompt import ContextBook

@@ -29,9 +29,9 @@ from livekit import rtc
 from livekit.agents import APIError, APIStatusError, stt
 from livekit.agents.stt import SpeechStream
 
-from agent.faults import FaultFlag
 from agent.language.text import clean_transcript, is_substantive
 from agent.loops.captions import Caption, CaptionSink
+from agent.loops.faults import FaultFlag
 from agent.models import Utterance
 from agent.pauses import PauseDetector, PausePolicy
 from agent.providers.build import STT_CONN_OPTIONS, close_stream, stt_language
