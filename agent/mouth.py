@@ -19,10 +19,10 @@ from livekit import rtc
 
 from agent.brain import translated_caption
 from agent.loops.captions import CaptionSink
+from agent.loops.trim import SilenceTrim, TrimOptions
 from agent.models import Speech
 from agent.pace import Pace
 from agent.telemetry.latency import LatencyTracker, Mark
-from agent.trim import SilenceTrim, TrimOptions
 
 logger = logging.getLogger("agent.mouth")
 

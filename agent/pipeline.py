@@ -21,6 +21,7 @@ from livekit.agents.language import LanguageCode
 from agent.brain import Brain, VoiceFor
 from agent.ears import Ears
 from agent.loops.captions import CaptionSink
+from agent.loops.trim import TrimOptions
 from agent.models import Speech, Utterance
 from agent.mouth import AudioOutput, Mouth
 from agent.pace import Pace, PaceOptions
@@ -29,7 +30,6 @@ from agent.providers.build import Providers
 from agent.queues import UtteranceQueue
 from agent.settings.config import Settings
 from agent.telemetry.latency import LatencyTracker, Mark
-from agent.trim import TrimOptions
 
 
 @dataclass(frozen=True, slots=True)

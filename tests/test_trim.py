@@ -16,12 +16,12 @@ import pytest
 from livekit import rtc
 from prometheus_client import REGISTRY
 
+from agent.loops.trim import TrimOptions, voiced_span
 from agent.models import Speech, Utterance
 from agent.mouth import Mouth
 from agent.pipeline import PipelineOptions
 from agent.settings.config import ConfigError, load_settings
 from agent.telemetry.latency import LatencyTracker, Mark
-from agent.trim import TrimOptions, voiced_span
 from tests.channel import ChannelRun, CollectingOutput, channel_run
 from tests.conftest import Fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
