@@ -32,7 +32,7 @@ from livekit.agents.stt import SpeechStream
 from agent.language.text import clean_transcript, is_substantive
 from agent.loops.captions import Caption, CaptionSink
 from agent.loops.faults import FaultFlag
-from agent.models import Utterance
+from agent.loops.models import Utterance
 from agent.pauses import PauseDetector, PausePolicy
 from agent.providers.build import STT_CONN_OPTIONS, close_stream, stt_language
 from agent.queues import UtteranceSink

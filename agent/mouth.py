@@ -19,8 +19,8 @@ from livekit import rtc
 
 from agent.brain import translated_caption
 from agent.loops.captions import CaptionSink
+from agent.loops.models import Speech
 from agent.loops.trim import SilenceTrim, TrimOptions
-from agent.models import Speech
 from agent.pace import Pace
 from agent.telemetry.latency import LatencyTracker, Mark
 

@@ -21,8 +21,8 @@ from livekit.agents.language import LanguageCode
 from agent.brain import Brain, VoiceFor
 from agent.ears import Ears
 from agent.loops.captions import CaptionSink
+from agent.loops.models import Speech, Utterance
 from agent.loops.trim import TrimOptions
-from agent.models import Speech, Utterance
 from agent.mouth import AudioOutput, Mouth
 from agent.pace import Pace, PaceOptions
 from agent.prompt import ContextBook, Instructions

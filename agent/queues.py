@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
 
-from agent.models import Utterance
+from agent.loops.models import Utterance
 
 T = TypeVar("T")
 

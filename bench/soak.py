@@ -54,7 +54,7 @@ import numpy as np
 from livekit import rtc
 from livekit.agents import tts
 
-from agent.models import Utterance
+from agent.loops.models import Utterance
 from agent.pipeline import Channel, Router
 from agent.providers.build import build_llm, build_stt, build_tts
 from agent.room import ATTR_INTERPRET_TO, ATTR_LANGUAGE, ATTR_SPEAKER

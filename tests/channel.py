@@ -16,7 +16,7 @@ from livekit.agents import llm as lk_llm
 from livekit.agents import tts as lk_tts
 
 from agent.loops.captions import CaptionLog
-from agent.models import Utterance
+from agent.loops.models import Utterance
 from agent.pipeline import Channel, PipelineOptions
 from agent.providers.build import build_llm, build_tts
 from agent.settings.config import Settings

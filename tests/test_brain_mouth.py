@@ -11,7 +11,7 @@ from livekit.agents import tts
 
 from agent.brain import Brain
 from agent.loops.captions import CaptionLog
-from agent.models import Speech, Utterance
+from agent.loops.models import Speech, Utterance
 from agent.mouth import Mouth
 from agent.prompt import ContextBook
 from agent.providers.build import build_llm, build_tts, close_stream

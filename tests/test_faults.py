@@ -18,7 +18,7 @@ import pytest
 from livekit.agents import llm as lk_llm
 from prometheus_client import REGISTRY
 
-from agent.models import Utterance
+from agent.loops.models import Utterance
 from agent.pipeline import PipelineOptions
 from agent.prompt import RESUME_REQUEST
 from tests.channel import ChannelRun, channel_run

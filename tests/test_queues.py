@@ -1,6 +1,6 @@
 import asyncio
 
-from agent.models import Utterance
+from agent.loops.models import Utterance
 from agent.queues import StepQueue, UtteranceQueue
 
 

@@ -16,8 +16,8 @@ import pytest
 from livekit import rtc
 from prometheus_client import REGISTRY
 
+from agent.loops.models import Speech, Utterance
 from agent.loops.trim import TrimOptions, voiced_span
-from agent.models import Speech, Utterance
 from agent.mouth import Mouth
 from agent.pipeline import PipelineOptions
 from agent.settings.config import ConfigError, load_settings
