@@ -33,9 +33,9 @@ from agent.language.text import clean_transcript, is_substantive
 from agent.loops.captions import Caption, CaptionSink
 from agent.loops.faults import FaultFlag
 from agent.loops.models import Utterance
+from agent.loops.queues import UtteranceSink
 from agent.pauses import PauseDetector, PausePolicy
 from agent.providers.build import STT_CONN_OPTIONS, close_stream, stt_language
-from agent.queues import UtteranceSink
 from agent.settings.room_settings import AUTO, UNDETECTED_FALLBACK, detected_language
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected

@@ -1,7 +1,7 @@
 import asyncio
 
 from agent.loops.models import Utterance
-from agent.queues import StepQueue, UtteranceQueue
+from agent.loops.queues import StepQueue, UtteranceQueue
 
 
 def utt(i: int) -> Utterance:
