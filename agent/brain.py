@@ -23,8 +23,8 @@ from livekit.agents import APIError, llm, tts
 from agent.loops.captions import Caption, CaptionSink
 from agent.loops.faults import FaultFlag
 from agent.loops.models import ClauseAudio, Speech
+from agent.loops.pace import Pace
 from agent.loops.queues import UtteranceQueue
-from agent.pace import Pace
 from agent.prompt import ContextBook
 from agent.providers.build import TTS_CONN_OPTIONS, close_stream
 from agent.telemetry import metrics

@@ -20,8 +20,8 @@ from livekit import rtc
 from agent.brain import translated_caption
 from agent.loops.captions import CaptionSink
 from agent.loops.models import Speech
+from agent.loops.pace import Pace
 from agent.loops.trim import SilenceTrim, TrimOptions
-from agent.pace import Pace
 from agent.telemetry.latency import LatencyTracker, Mark
 
 logger = logging.getLogger("agent.mouth")

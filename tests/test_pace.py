@@ -1,6 +1,6 @@
 from livekit.agents import llm
 
-from agent.pace import Pace, PaceOptions
+from agent.loops.pace import Pace, PaceOptions
 from agent.prompt import TranslationContext
 
 
