@@ -33,8 +33,8 @@ from agent.language.text import clean_transcript, is_substantive
 from agent.loops.captions import Caption, CaptionSink
 from agent.loops.faults import FaultFlag
 from agent.loops.models import Utterance
+from agent.loops.pauses import PauseDetector, PausePolicy
 from agent.loops.queues import UtteranceSink
-from agent.pauses import PauseDetector, PausePolicy
 from agent.providers.build import STT_CONN_OPTIONS, close_stream, stt_language
 from agent.settings.room_settings import AUTO, UNDETECTED_FALLBACK, detected_language
 from agent.telemetry import metrics
@@ -166,7 +166,7 @@ class Ears:
         self._backoff = backoff or Backoff()
         self._drain_idle_s = drain_idle_s
         self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
-        # 0: segments end at Deepgram's endpointing; else at a pause this long heard here (`agent/pauses.py`)
+        # 0: segments end at Deepgram's endpointing; else at a pause this long heard here (`loops/pauses.py`)
         policy = PausePolicy.of(pause_cut_s)
         self._pauses = PauseDetector(policy) if policy is not None else None
         self._give_up_after_s = give_up_after_s  # None: never give up on an outage while audio flows

@@ -22,7 +22,7 @@ from livekit import rtc
 from agent.ears import Ears
 from agent.filemode import Pcm, paced_frames, read_wav
 from agent.loops.models import Utterance
-from agent.pauses import LONG_PAUSE_S, MIN_SPEECH_S, PauseDetector, PausePolicy, frame_is_voiced
+from agent.loops.pauses import LONG_PAUSE_S, MIN_SPEECH_S, PauseDetector, PausePolicy, frame_is_voiced
 from agent.pipeline import PipelineOptions
 from agent.providers.build import build_stt
 from agent.settings.config import ConfigError, load_settings
