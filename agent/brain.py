@@ -24,8 +24,8 @@ from agent.loops.captions import Caption, CaptionSink
 from agent.loops.faults import FaultFlag
 from agent.loops.models import ClauseAudio, Speech
 from agent.loops.pace import Pace
+from agent.loops.prompt import ContextBook
 from agent.loops.queues import UtteranceQueue
-from agent.prompt import ContextBook
 from agent.providers.build import TTS_CONN_OPTIONS, close_stream
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected

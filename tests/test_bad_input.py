@@ -13,7 +13,7 @@ import pytest
 from agent.guard import OutputGuard, weight
 from agent.language.text import ClauseSplitter
 from agent.loops.captions import CaptionLog
-from agent.prompt import STRICT_RULE, SYSTEM_PROMPT, TranslationContext
+from agent.loops.prompt import STRICT_RULE, SYSTEM_PROMPT, TranslationContext
 from agent.telemetry.latency import LatencyTracker
 from tests.channel import ChannelRun, channel_run
 from tests.conftest import ONE_SENTENCE, Fakes

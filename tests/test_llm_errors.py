@@ -8,7 +8,7 @@ import logging
 import pytest
 from livekit.agents import llm
 
-from agent.prompt import ContextBook
+from agent.loops.prompt import ContextBook
 from agent.providers.fallback_llm import FallbackLLM
 from agent.translate import Translator
 from tests.buggy_plugins import BrokenPlugin, BrokenPluginError
