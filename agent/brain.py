@@ -26,11 +26,11 @@ from agent.loops.models import ClauseAudio, Speech
 from agent.loops.pace import Pace
 from agent.loops.prompt import ContextBook
 from agent.loops.queues import UtteranceQueue
+from agent.loops.translate import TranslationAbandoned, TranslationRejected, Translator
 from agent.providers.build import TTS_CONN_OPTIONS, close_stream
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker, Mark
-from agent.translate import TranslationAbandoned, TranslationRejected, Translator
 
 logger = logging.getLogger("agent.brain")
 

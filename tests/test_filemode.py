@@ -118,7 +118,7 @@ async def test_interpret_with_both_llms_refusing_ends_with_its_input_non_zero(
     assert (
         refused
         == [
-            "ERROR agent.translate: the LLM refused the request (cerebras 401, groq 401): "
+            "ERROR agent.loops.translate: the LLM refused the request (cerebras 401, groq 401): "
             "this utterance is not translated"
         ]
         * 3

@@ -9,8 +9,8 @@ import pytest
 from livekit.agents import llm
 
 from agent.loops.prompt import ContextBook
+from agent.loops.translate import Translator
 from agent.providers.fallback_llm import FallbackLLM
-from agent.translate import Translator
 from tests.buggy_plugins import BrokenPlugin, BrokenPluginError
 
 
