@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 from livekit import rtc
 
-from agent.brain import translated_caption
+from agent.loops.brain import translated_caption
 from agent.loops.captions import CaptionSink
 from agent.loops.models import Speech
 from agent.loops.pace import Pace
