@@ -22,11 +22,11 @@ from agent.ears import Ears
 from agent.loops.brain import Brain, VoiceFor
 from agent.loops.captions import CaptionSink
 from agent.loops.models import Speech, Utterance
+from agent.loops.mouth import AudioOutput, Mouth
 from agent.loops.pace import Pace, PaceOptions
 from agent.loops.prompt import ContextBook, Instructions
 from agent.loops.queues import UtteranceQueue
 from agent.loops.trim import TrimOptions
-from agent.mouth import AudioOutput, Mouth
 from agent.providers.build import Providers
 from agent.settings.config import Settings
 from agent.telemetry.latency import LatencyTracker, Mark

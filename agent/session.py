@@ -24,9 +24,9 @@ from livekit.agents import llm, stt, tts
 from agent.auto_language import HeardLanguages
 from agent.cloning import ATTR_VOICE, OnClone, VoiceCloner
 from agent.ears import Ears
+from agent.loops.mouth import OUTPUT_QUEUE_MS
 from agent.loops.prompt import Instructions
 from agent.loops.queues import StepQueue
-from agent.mouth import OUTPUT_QUEUE_MS
 from agent.pipeline import Channel, PipelineOptions, Router, same_language
 from agent.room import (
     ATTR_FAULTS,

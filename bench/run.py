@@ -17,7 +17,7 @@ from livekit import rtc
 from agent.filemode import Pcm, paced_frames
 from agent.language.text import ClauseSplitter
 from agent.loops.captions import CaptionLog
-from agent.mouth import OUTPUT_QUEUE_MS
+from agent.loops.mouth import OUTPUT_QUEUE_MS
 from agent.pipeline import Interpreter, PipelineOptions
 from agent.providers.build import build_providers
 from agent.settings.config import Settings, load_settings

@@ -12,9 +12,9 @@ from livekit.agents import tts
 from agent.loops.brain import Brain
 from agent.loops.captions import CaptionLog
 from agent.loops.models import Speech, Utterance
+from agent.loops.mouth import Mouth
 from agent.loops.prompt import ContextBook
 from agent.loops.queues import UtteranceQueue
-from agent.mouth import Mouth
 from agent.providers.build import build_llm, build_tts, close_stream
 from agent.telemetry.latency import LatencyTracker, Mark
 from tests.buggy_plugins import BuggyOnceTTS

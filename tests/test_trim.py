@@ -17,8 +17,8 @@ from livekit import rtc
 from prometheus_client import REGISTRY
 
 from agent.loops.models import Speech, Utterance
+from agent.loops.mouth import Mouth
 from agent.loops.trim import TrimOptions, voiced_span
-from agent.mouth import Mouth
 from agent.pipeline import PipelineOptions
 from agent.settings.config import ConfigError, load_settings
 from agent.telemetry.latency import LatencyTracker, Mark
