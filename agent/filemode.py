@@ -24,8 +24,8 @@ import aiohttp
 import numpy as np
 from livekit import rtc
 
-from agent.ears import SttFailure
 from agent.loops.captions import CaptionLog
+from agent.loops.ears import SttFailure
 from agent.pipeline import Interpreter, PipelineOptions
 from agent.providers.build import build_providers
 from agent.settings.config import ConfigError, Settings, can_detect_language, load_settings, read_environment

@@ -23,7 +23,7 @@ from livekit.agents import llm, stt, tts
 
 from agent.auto_language import HeardLanguages
 from agent.cloning import ATTR_VOICE, OnClone, VoiceCloner
-from agent.ears import Ears
+from agent.loops.ears import Ears
 from agent.loops.mouth import OUTPUT_QUEUE_MS
 from agent.loops.prompt import Instructions
 from agent.loops.queues import StepQueue

@@ -15,9 +15,9 @@ import pytest
 from livekit import rtc
 from livekit.agents import stt as lk_stt
 
-from agent.ears import Ears
 from agent.filemode import Pcm, paced_frames, read_wav
 from agent.loops.captions import Caption, CaptionLog, CaptionSink
+from agent.loops.ears import Ears
 from agent.loops.models import Utterance
 from agent.pipeline import PipelineOptions
 from agent.providers.build import build_llm, build_stt, build_tts

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from agent.ears import Ears
 from agent.filemode import Pcm, paced_frames, read_wav
+from agent.loops.ears import Ears
 from agent.loops.models import Utterance
 from agent.loops.pauses import LONG_PAUSE_S, MIN_SPEECH_S, PauseDetector, PausePolicy, frame_is_voiced
 from agent.pipeline import PipelineOptions
