@@ -26,7 +26,7 @@ from livekit import rtc
 
 from agent.loops.captions import CaptionLog
 from agent.loops.ears import SttFailure
-from agent.pipeline import Interpreter, PipelineOptions
+from agent.loops.pipeline import Interpreter, PipelineOptions
 from agent.providers.build import build_providers
 from agent.settings.config import ConfigError, Settings, can_detect_language, load_settings, read_environment
 from agent.settings.room_settings import AUTO, SUPPORTED_LANGUAGES, base_language, is_supported_language

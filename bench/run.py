@@ -18,7 +18,7 @@ from agent.filemode import Pcm, paced_frames
 from agent.language.text import ClauseSplitter
 from agent.loops.captions import CaptionLog
 from agent.loops.mouth import OUTPUT_QUEUE_MS
-from agent.pipeline import Interpreter, PipelineOptions
+from agent.loops.pipeline import Interpreter, PipelineOptions
 from agent.providers.build import build_providers
 from agent.settings.config import Settings, load_settings
 from agent.telemetry.latency import LatencyTracker, Mark, percentile

@@ -17,7 +17,7 @@ from livekit.agents import tts as lk_tts
 
 from agent.loops.captions import CaptionLog
 from agent.loops.models import Utterance
-from agent.pipeline import Channel, PipelineOptions
+from agent.loops.pipeline import Channel, PipelineOptions
 from agent.providers.build import build_llm, build_tts
 from agent.settings.config import Settings
 from agent.telemetry.latency import LatencyTracker

@@ -9,7 +9,7 @@ import aiohttp
 
 from agent.filemode import Pcm, paced_frames, read_wav
 from agent.loops.captions import CaptionLog
-from agent.pipeline import Interpreter, PipelineOptions
+from agent.loops.pipeline import Interpreter, PipelineOptions
 from agent.providers.build import build_providers
 from agent.telemetry.latency import LatencyTracker
 from tests.conftest import Fakes

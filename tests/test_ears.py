@@ -19,7 +19,7 @@ from agent.filemode import Pcm, paced_frames, read_wav
 from agent.loops.captions import Caption, CaptionLog, CaptionSink
 from agent.loops.ears import Ears
 from agent.loops.models import Utterance
-from agent.pipeline import PipelineOptions
+from agent.loops.pipeline import PipelineOptions
 from agent.providers.build import build_llm, build_stt, build_tts
 from agent.session import RoomSession
 from agent.telemetry.latency import LatencyTracker, Mark
