@@ -28,7 +28,7 @@ from agent.loops.mouth import OUTPUT_QUEUE_MS
 from agent.loops.pipeline import Channel, PipelineOptions, Router, same_language
 from agent.loops.prompt import Instructions
 from agent.loops.queues import StepQueue
-from agent.room import (
+from agent.room.room_io import (
     ATTR_FAULTS,
     ATTR_INTERPRET_TO,
     ATTR_LANGUAGE,

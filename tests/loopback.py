@@ -11,7 +11,7 @@ import numpy as np
 from livekit import rtc
 
 from agent.filemode import Pcm, paced_frames
-from agent.room import track_frames
+from agent.room.room_io import track_frames
 
 
 class LoopbackSpeaker:

@@ -18,7 +18,7 @@ from livekit.agents.types import (
 )
 
 from agent.filemode import Pcm, paced_frames
-from agent.room import ATTR_SPEAKER
+from agent.room.room_io import ATTR_SPEAKER
 
 LISTEN_RATE = 24000
 

@@ -15,7 +15,7 @@ import pytest
 from livekit.agents import stt
 
 from agent.auto_language import HeardLanguages
-from agent.room import ATTR_LANGUAGES, ATTR_WARNINGS
+from agent.room.room_io import ATTR_LANGUAGES, ATTR_WARNINGS
 from agent.settings.config import ConfigError, load_settings
 from agent.settings.room_settings import AUTO, parse_room_settings
 from tests.conftest import DIALOGUE, ONE_SENTENCE, SPANISH, Fakes, stop_fakes

@@ -13,7 +13,7 @@ from livekit.agents.types import ATTRIBUTE_TRANSCRIPTION_FINAL, ATTRIBUTE_TRANSC
 from prometheus_client import REGISTRY
 
 from agent.loops.captions import Caption
-from agent.room import RoomPublisher
+from agent.room.room_io import RoomPublisher
 from tests.loopback import eventually
 
 SECRET_WORDS = "the launch date is the ninth"

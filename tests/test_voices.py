@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.room import ATTR_SPEAKER
+from agent.room.room_io import ATTR_SPEAKER
 from agent.settings.room_settings import RoomSettings
 from agent.voices import MULTILINGUAL_VOICES, PLUGIN_DEFAULT_VOICE, VoiceBook, curated_voices
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
