@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from livekit.agents import stt
 
-from agent.auto_language import HeardLanguages
+from agent.room.auto_language import HeardLanguages
 from agent.room.room_io import ATTR_LANGUAGES, ATTR_WARNINGS
 from agent.settings.config import ConfigError, load_settings
 from agent.settings.room_settings import AUTO, parse_room_settings
