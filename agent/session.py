@@ -39,6 +39,7 @@ from agent.room.room_io import (
     track_name,
     unless_gone,
 )
+from agent.room.voices import VoiceBook
 from agent.settings.config import Settings, can_detect_language
 from agent.settings.room_settings import (
     AUTO,
@@ -50,7 +51,6 @@ from agent.settings.room_settings import (
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker
-from agent.voices import VoiceBook
 
 logger = logging.getLogger("agent.session")
 

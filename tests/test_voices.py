@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from agent.room.room_io import ATTR_SPEAKER
+from agent.room.voices import MULTILINGUAL_VOICES, PLUGIN_DEFAULT_VOICE, VoiceBook, curated_voices
 from agent.settings.room_settings import RoomSettings
-from agent.voices import MULTILINGUAL_VOICES, PLUGIN_DEFAULT_VOICE, VoiceBook, curated_voices
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
 from tests.loopback import eventually
 from tests.test_filemode import run_cli
