@@ -21,13 +21,13 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import llm, stt, tts
 
-from agent.cloning import ATTR_VOICE, OnClone, VoiceCloner
 from agent.loops.ears import Ears
 from agent.loops.mouth import OUTPUT_QUEUE_MS
 from agent.loops.pipeline import Channel, PipelineOptions, Router, same_language
 from agent.loops.prompt import Instructions
 from agent.loops.queues import StepQueue
 from agent.room.auto_language import HeardLanguages
+from agent.room.cloning import ATTR_VOICE, OnClone, VoiceCloner
 from agent.room.room_io import (
     ATTR_FAULTS,
     ATTR_INTERPRET_TO,

@@ -19,9 +19,9 @@ from livekit.agents.llm import LLM
 from livekit.agents.stt import STT
 from livekit.agents.utils.hw import get_cpu_monitor
 
-from agent.cloning import VoiceCloner
 from agent.health import ConnectionWatch, HealthServer, Registration
 from agent.providers.build import build_llm, build_stt, build_tts
+from agent.room.cloning import VoiceCloner
 from agent.session import STOP_TIMEOUT_S, RoomSession
 from agent.settings.config import ServerSettings, Settings, load_settings, read_environment
 from agent.telemetry import metrics

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from agent.cloning import ATTR_VOICE, SAMPLE_RATE, OnClone, VoiceCloner
+from agent.room.cloning import ATTR_VOICE, SAMPLE_RATE, OnClone, VoiceCloner
 from agent.room.voices import MULTILINGUAL_VOICES, PLUGIN_DEFAULT_VOICE, VoiceBook
 from tests.conftest import DIALOGUE, ONE_SENTENCE, start_room_fakes, stop_fakes
 from tests.fakes.cartesia import FakeCartesia

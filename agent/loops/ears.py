@@ -170,7 +170,7 @@ class Ears:
         policy = PausePolicy.of(pause_cut_s)
         self._pauses = PauseDetector(policy) if policy is not None else None
         self._give_up_after_s = give_up_after_s  # None: never give up on an outage while audio flows
-        self._tap = tap  # sees every frame received (the own-voice cloner: `agent/cloning.py`)
+        self._tap = tap  # sees every frame received (the own-voice cloner: `agent/room/cloning.py`)
         self._interim_shown = False  # an interim caption of the segment being heard is on screen
         self._cut_requested = False
         self._speaking = False  # the STT hears speech that is not finalized yet

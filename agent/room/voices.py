@@ -19,7 +19,7 @@ set on a tie). A speaker keeps their voice for the whole meeting (mute, unmute, 
 room-metadata `speaker_voices` override wins over all of this, as given (even if another speaker has it).
 File mode (one speaker, no book): the TTS's own voice, as before.
 
-Own voice (`set_clone`, from `agent/cloning.py`): a consenting speaker's clone, once made, speaks them on
+Own voice (`set_clone`, from `agent/room/cloning.py`): a consenting speaker's clone, once made, speaks them on
 every target language, over all of the above; cleared (consent withdrawn, left), their voice here again.
 """
 
