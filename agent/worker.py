@@ -22,7 +22,7 @@ from livekit.agents.utils.hw import get_cpu_monitor
 from agent.health import ConnectionWatch, HealthServer, Registration
 from agent.providers.build import build_llm, build_stt, build_tts
 from agent.room.cloning import VoiceCloner
-from agent.session import STOP_TIMEOUT_S, RoomSession
+from agent.room.session import STOP_TIMEOUT_S, RoomSession
 from agent.settings.config import ServerSettings, Settings, load_settings, read_environment
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected

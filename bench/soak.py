@@ -58,7 +58,7 @@ from agent.loops.models import Utterance
 from agent.loops.pipeline import Channel, Router
 from agent.providers.build import build_llm, build_stt, build_tts
 from agent.room.room_io import ATTR_INTERPRET_TO, ATTR_LANGUAGE, ATTR_SPEAKER
-from agent.session import RoomSession
+from agent.room.session import RoomSession
 from agent.settings.config import Settings
 from agent.telemetry import metrics
 from agent.telemetry.latency import LatencyTracker, UtteranceRecord, format_table

@@ -21,7 +21,7 @@ from agent.loops.ears import Ears
 from agent.loops.models import Utterance
 from agent.loops.pipeline import PipelineOptions
 from agent.providers.build import build_llm, build_stt, build_tts
-from agent.session import RoomSession
+from agent.room.session import RoomSession
 from agent.telemetry.latency import LatencyTracker, Mark
 from tests.buggy_plugins import BuggySTT
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes

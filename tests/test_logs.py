@@ -205,5 +205,5 @@ async def test_log_level_sets_the_file_modes_level(
     env["PYTHONPATH"] = os.pathsep.join([str(PROBE), str(ROOT)])
     code, _, stderr = await run_cli([str(ONE_SENTENCE.wav), "--out", str(tmp_path / "o.wav")], env, tmp_path)
     assert code == 0, stderr
-    assert "WARNING agent.session: log probe: warning" in stderr  # the probe ran
-    assert ("INFO agent.session: log probe: info" in stderr) == info_shown, stderr
+    assert "WARNING agent.room.session: log probe: warning" in stderr  # the probe ran
+    assert ("INFO agent.room.session: log probe: info" in stderr) == info_shown, stderr

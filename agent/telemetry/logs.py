@@ -49,7 +49,7 @@ def pseudonym(identity: str) -> str:
 
 
 def _pseudonymous_segment_id(segment_id: str) -> str:
-    """`<identity>-<n>` or `<identity>.<restart>-<n>` (agent.session names segments so) with the
+    """`<identity>-<n>` or `<identity>.<restart>-<n>` (agent.room.session names segments so) with the
     identity replaced. (An identity that itself ends in `.<digits>` is cut there: still no identity.)"""
     prefix, dash, seq = segment_id.rpartition("-")
     if not dash:
