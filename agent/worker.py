@@ -19,10 +19,10 @@ from livekit.agents.llm import LLM
 from livekit.agents.stt import STT
 from livekit.agents.utils.hw import get_cpu_monitor
 
-from agent.health import ConnectionWatch, HealthServer, Registration
 from agent.providers.build import build_llm, build_stt, build_tts
 from agent.room.cloning import VoiceCloner
 from agent.room.session import STOP_TIMEOUT_S, RoomSession
+from agent.run.health import ConnectionWatch, HealthServer, Registration
 from agent.settings.config import ServerSettings, Settings, load_settings, read_environment
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
@@ -226,7 +226,7 @@ class SessionLoad:
 
 class InterpreterServer(AgentServer):
     """The framework's server, with a health endpoint that says whether the worker is registered with
-    LiveKit (agent/health.py) and with a stop when it cannot be: credentials LiveKit rejects end the worker
+    LiveKit (`health.py`) and with a stop when it cannot be: credentials LiveKit rejects end the worker
     at once (one error line; SIGTERM to itself, so running rooms still drain), and so does the framework
     giving up its retries, or HEALTH_PORT taken. Then `failed` is true and `python -m agent` exits 1 (the
     framework's CLI alone would exit 0)."""

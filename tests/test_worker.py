@@ -18,7 +18,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from agent.health import Registration
+from agent.run.health import Registration
 from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary, free_port
 from tests.loopback import eventually
 from tests.room_worker import WorkerProcess, start_unregistered_worker

@@ -1,0 +1,4 @@
+"""The ways to run and operate the interpreter: the LiveKit worker and its health endpoint, the page and
+its join tokens (with the built page in `web_static/`), everything on one machine (`local`), a WAV file.
+
+The top: may import every package; only `agent/__main__.py` imports it."""
