@@ -25,7 +25,7 @@ def main() -> int:
         for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):
             os.environ.pop(name, None)
         from agent.filemode import main as interpret
-        from agent.worker import install_uvloop
+        from agent.run.worker import install_uvloop
 
         install_uvloop()
         return interpret(sys.argv[2:])
@@ -52,7 +52,7 @@ def main() -> int:
 
     from livekit.agents import cli
 
-    from agent.worker import build_server, install_uvloop
+    from agent.run.worker import build_server, install_uvloop
 
     install_uvloop()
     server = build_server(server_settings)

@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from agent.run.worker import CpuSampler, SessionLoad
 from agent.settings.config import load_server_settings, load_web_settings
-from agent.worker import CpuSampler, SessionLoad
 from tests.livekit_server import free_port
 from tests.room_worker import start_unregistered_worker
 

@@ -36,8 +36,8 @@ import numpy as np
 from livekit import rtc
 
 from agent.filemode import read_wav
+from agent.run.worker import JOB_CLOSE_TIMEOUT_S, SESSION_DRAIN_TIMEOUT_S, build_server
 from agent.settings.config import load_server_settings
-from agent.worker import JOB_CLOSE_TIMEOUT_S, SESSION_DRAIN_TIMEOUT_S, build_server
 from tests.conftest import ONE_SENTENCE, Fakes, stop_fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.job_watch import read_reports, watched_worker_env

@@ -321,7 +321,7 @@ def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
         prometheus_port=r.integer("PROMETHEUS_PORT", 9100, minimum=1, maximum=65535),
         prometheus_dir=r.text("PROMETHEUS_MULTIPROC_DIR", "/tmp/interpreter-prometheus"),
         # Fly's kill_timeout (300 s max) must cover the drain and then each job's own shutdown bound
-        # (agent.worker: SESSION_DRAIN_TIMEOUT_S + JOB_CLOSE_TIMEOUT_S + 0.5 s, 35.5 s in all)
+        # (agent.run.worker: SESSION_DRAIN_TIMEOUT_S + JOB_CLOSE_TIMEOUT_S + 0.5 s, 35.5 s in all)
         drain_timeout_s=r.integer("DRAIN_TIMEOUT_S", 260, minimum=1, maximum=3600),
         sessions_per_core=r.integer("SESSIONS_PER_CORE", 10, minimum=1, maximum=200),
         load_cpu=r.choice("LOAD_CPU", "machine", ("machine", "worker")),
