@@ -15,7 +15,7 @@ def main() -> int:
 
         return web(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "local":
-        from agent.local import main as local
+        from agent.run.local import main as local
 
         return local(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "interpret":
