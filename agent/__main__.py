@@ -24,7 +24,7 @@ def main() -> int:
         # sums up: prometheus_client reads it when the metrics are defined, on import)
         for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):
             os.environ.pop(name, None)
-        from agent.filemode import main as interpret
+        from agent.run.filemode import main as interpret
         from agent.run.worker import install_uvloop
 
         install_uvloop()

@@ -18,7 +18,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from agent.filemode import interpret_file
+from agent.run.filemode import interpret_file
 from agent.telemetry.latency import LatencyTracker, format_table
 from bench.machine import MachineLoad, describe
 from tests.conftest import DIALOGUE, ONE_SENTENCE, start_fakes, stop_fakes

@@ -56,7 +56,7 @@ import numpy as np
 import psutil
 from livekit import api, rtc
 
-from agent.filemode import FRAME_S, Pcm, paced_frames
+from agent.run.filemode import FRAME_S, Pcm, paced_frames
 from agent.telemetry.latency import STAGES, Mark, UtteranceRecord
 from bench.machine import MachineLoad, add_output_arguments, describe, output_dir
 from bench.model import LatencyModel, add_model_arguments

@@ -14,12 +14,12 @@ from typing import Any
 import aiohttp
 from livekit import rtc
 
-from agent.filemode import Pcm, paced_frames
 from agent.language.text import ClauseSplitter
 from agent.loops.captions import CaptionLog
 from agent.loops.mouth import OUTPUT_QUEUE_MS
 from agent.loops.pipeline import Interpreter, PipelineOptions
 from agent.providers.build import build_providers
+from agent.run.filemode import Pcm, paced_frames
 from agent.settings.config import Settings, load_settings
 from agent.telemetry.latency import LatencyTracker, Mark, percentile
 from bench.model import LatencyModel

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.filemode import Pcm
+from agent.run.filemode import Pcm
 from bench.lags import Sentence
 
 RATE = 16000

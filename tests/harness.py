@@ -7,10 +7,10 @@ from pathlib import Path
 
 import aiohttp
 
-from agent.filemode import Pcm, paced_frames, read_wav
 from agent.loops.captions import CaptionLog
 from agent.loops.pipeline import Interpreter, PipelineOptions
 from agent.providers.build import build_providers
+from agent.run.filemode import Pcm, paced_frames, read_wav
 from agent.telemetry.latency import LatencyTracker
 from tests.conftest import Fakes
 from tests.loopback import LoopbackListener, LoopbackSpeaker

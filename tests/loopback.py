@@ -10,8 +10,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 import numpy as np
 from livekit import rtc
 
-from agent.filemode import Pcm, paced_frames
 from agent.room.room_io import track_frames
+from agent.run.filemode import Pcm, paced_frames
 
 
 class LoopbackSpeaker:

@@ -17,8 +17,8 @@ from livekit.agents.types import (
     TOPIC_TRANSCRIPTION,
 )
 
-from agent.filemode import Pcm, paced_frames
 from agent.room.room_io import ATTR_SPEAKER
+from agent.run.filemode import Pcm, paced_frames
 
 LISTEN_RATE = 24000
 

@@ -15,13 +15,13 @@ import pytest
 from livekit import rtc
 from livekit.agents import stt as lk_stt
 
-from agent.filemode import Pcm, paced_frames, read_wav
 from agent.loops.captions import Caption, CaptionLog, CaptionSink
 from agent.loops.ears import Ears
 from agent.loops.models import Utterance
 from agent.loops.pipeline import PipelineOptions
 from agent.providers.build import build_llm, build_stt, build_tts
 from agent.room.session import RoomSession
+from agent.run.filemode import Pcm, paced_frames, read_wav
 from agent.telemetry.latency import LatencyTracker, Mark
 from tests.buggy_plugins import BuggySTT
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.filemode import STT_GIVE_UP_S, read_wav
+from agent.run.filemode import STT_GIVE_UP_S, read_wav
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
 from tests.livekit_server import free_port
 

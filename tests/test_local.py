@@ -22,7 +22,7 @@ import psutil
 import pytest
 from aiohttp import ClientSession
 
-from agent.filemode import read_wav
+from agent.run.filemode import read_wav
 from tests.conftest import ONE_SENTENCE, Fakes, start_room_fakes, stop_fakes
 from tests.livekit_server import INSTALL_HINT, find_binary, free_port
 from tests.loopback import eventually

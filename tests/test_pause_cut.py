@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from agent.filemode import Pcm, paced_frames, read_wav
 from agent.loops.ears import Ears
 from agent.loops.models import Utterance
 from agent.loops.pauses import LONG_PAUSE_S, MIN_SPEECH_S, PauseDetector, PausePolicy, frame_is_voiced
 from agent.loops.pipeline import PipelineOptions
 from agent.providers.build import build_stt
+from agent.run.filemode import Pcm, paced_frames, read_wav
 from agent.settings.config import ConfigError, load_settings
 from agent.telemetry.latency import LatencyTracker
 from tests.conftest import DIALOGUE, ONE_SENTENCE, SPANISH, Fakes, Scenario

@@ -18,8 +18,8 @@ from livekit.agents.types import (
     ATTRIBUTE_TRANSCRIPTION_TRACK_ID,
 )
 
-from agent.filemode import Pcm, read_wav
 from agent.room.room_io import ATTR_LANGUAGES, ATTR_SPEAKER, ATTR_WARNINGS
+from agent.run.filemode import Pcm, read_wav
 from tests.conftest import DIALOGUE, ONE_SENTENCE, SPANISH, start_room_fakes, stop_fakes
 from tests.livekit_server import LiveKitServer
 from tests.loopback import eventually, tone_sequence

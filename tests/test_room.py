@@ -22,10 +22,10 @@ from livekit.agents.types import (
     TOPIC_TRANSCRIPTION,
 )
 
-from agent.filemode import read_wav
 from agent.providers.build import build_llm, build_stt, build_tts
 from agent.room.room_io import ATTR_FAULTS, ATTR_LANGUAGES, ATTR_SPEAKER, ATTR_WARNINGS
 from agent.room.session import ClonerFactory, RoomSession
+from agent.run.filemode import read_wav
 from agent.settings.config import Settings
 from agent.telemetry.latency import LatencyTracker
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes, start_room_fakes, stop_fakes

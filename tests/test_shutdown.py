@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from livekit import rtc
 
-from agent.filemode import read_wav
+from agent.run.filemode import read_wav
 from agent.run.worker import JOB_CLOSE_TIMEOUT_S, SESSION_DRAIN_TIMEOUT_S, build_server
 from agent.settings.config import load_server_settings
 from tests.conftest import ONE_SENTENCE, Fakes, stop_fakes

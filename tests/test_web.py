@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from livekit import api, rtc
 from livekit.rtc.participant import PublishTrackError
 
-from agent.filemode import read_wav
+from agent.run.filemode import read_wav
 from agent.settings.config import WebSettings, load_web_settings
 from agent.settings.room_settings import SUPPORTED_LANGUAGES
 from agent.web import MAX_BODY_BYTES, WEB_APP, create_app, new_identity
