@@ -6,7 +6,7 @@ ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 WORKDIR /app
 COPY pyproject.toml uv.lock ./
 RUN uv sync --locked --no-dev --no-install-project
-# the code, with the page's built bundle (agent/web_static/, committed: no Node in the image)
+# the code, with the page's built bundle (agent/run/web_static/, committed: no Node in the image)
 COPY agent ./agent
 
 FROM python:3.11-slim-bookworm

@@ -11,7 +11,7 @@ RUNS_JOBS = {"start", "dev", "connect", "console"}
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "web":
-        from agent.web import main as web
+        from agent.run.web import main as web
 
         return web(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "local":

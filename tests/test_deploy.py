@@ -98,7 +98,7 @@ def test_the_image_environment_builds_from_the_lock_and_runs_the_entry_point(tmp
     has_pytest = subprocess.run([str(python), "-c", "import pytest"], capture_output=True)
     assert has_pytest.returncode != 0  # only what the worker needs
 
-    # the page's process, from the same copy: it serves the committed bundle (agent/web_static/)
+    # the page's process, from the same copy: it serves the committed bundle (agent/run/web_static/)
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -114,7 +114,7 @@ def test_the_image_environment_builds_from_the_lock_and_runs_the_entry_point(tmp
     try:
         assert web.stdout is not None and web.stdout.readline().startswith("the page: ")
         assert get(f"http://127.0.0.1:{port}/healthz") == (200, "OK")
-        built = (ROOT / "agent" / "web_static" / "index.html").exists()
+        built = (ROOT / "agent" / "run" / "web_static" / "index.html").exists()
         assert get(f"http://127.0.0.1:{port}/")[0] == (200 if built else 503)
     finally:
         web.terminate()

@@ -1,4 +1,4 @@
-"""The page's server (`agent/web.py`): the token endpoint's checks and tokens, the page and its files, and
+"""The page's server (`agent/run/web.py`): the token endpoint's checks and tokens, the page and its files, and
 (against the real LiveKit server) what the tokens allow: a listener cannot publish, a speaker can, and a
 token brings the interpreter in."""
 
@@ -24,9 +24,9 @@ from livekit import api, rtc
 from livekit.rtc.participant import PublishTrackError
 
 from agent.run.filemode import read_wav
+from agent.run.web import MAX_BODY_BYTES, WEB_APP, create_app, new_identity
 from agent.settings.config import WebSettings, load_web_settings
 from agent.settings.room_settings import SUPPORTED_LANGUAGES
-from agent.web import MAX_BODY_BYTES, WEB_APP, create_app, new_identity
 from tests.conftest import ONE_SENTENCE, Fakes, start_room_fakes, stop_fakes
 from tests.livekit_server import API_KEY, API_SECRET, LiveKitServer, free_port
 from tests.loopback import eventually

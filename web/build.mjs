@@ -1,4 +1,4 @@
-// Bundles src/main.ts into ../agent/web_static/app.js and copies the page and its stylesheet there.
+// Bundles src/main.ts into ../agent/run/web_static/app.js and copies the page and its stylesheet there.
 // Deterministic: the same sources and lockfile give the same bytes (no sourcemap, no timestamps).
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const out = join(here, '..', 'agent', 'web_static');
+const out = join(here, '..', 'agent', 'run', 'web_static');
 mkdirSync(out, { recursive: true });
 
 await build({

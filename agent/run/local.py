@@ -7,7 +7,7 @@ Before starting anything it checks the provider keys (naming every missing one) 
 1. `livekit-server --dev` (keys devkey/secret) on LOCAL_LIVEKIT_PORT (7880; media on the next two ports, TCP
    and UDP, as `--dev` does), its log in a file;
 2. the worker, `python -m agent start`, registered with it (its output passed through to stderr);
-3. the page and its token endpoint (`agent/web.py`) on WEB_PORT (8080), in this process;
+3. the page and its token endpoint (`agent/run/web.py`) on WEB_PORT (8080), in this process;
 
 and prints the page's URL once the worker has registered. Ctrl-C or SIGTERM stops the page, then the worker
 (it drains for DRAIN_TIMEOUT_S, 5 s here unless the environment sets it), then the server; a process that
@@ -33,8 +33,8 @@ from typing import Any
 
 import aiohttp
 
+from agent.run.web import page_url, start_site
 from agent.settings.config import ConfigError, WebSettings, load_settings, load_web_settings, read_environment
-from agent.web import page_url, start_site
 
 API_KEY, API_SECRET = "devkey", "secret"  # what `livekit-server --dev` accepts
 DEFAULT_PORT = 7880

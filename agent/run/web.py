@@ -1,6 +1,6 @@
 """The page for the people in a room, and the join tokens it asks for (`python -m agent web`).
 
-- `GET /` is `agent/web_static/index.html` (503 while the page is not built), `GET /<file>` a file of that
+- `GET /` is `agent/run/web_static/index.html` (503 while the page is not built), `GET /<file>` a file of that
   folder (no listing, nothing outside it);
 - `GET /api/config`: the supported languages, whether an access code is needed, the agent's name, whether
   the interpreter detects a speaker's language (`detect_language`);
@@ -208,7 +208,8 @@ class WebApp:
         if not page.is_file():
             return web.Response(
                 status=503,
-                text="page not built: run `npm ci && npm run build` in web/ (it writes agent/web_static/)",
+                text="page not built: run `npm ci && npm run build` in web/"
+                " (it writes agent/run/web_static/)",
             )
         return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
 
