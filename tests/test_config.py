@@ -153,7 +153,8 @@ def test_web_room_metadata_is_checked_by_the_room_settings_rules():
 def test_env_example_documents_every_web_and_local_variable():
     example = (Path(__file__).parent.parent / ".env.example").read_text()
     source = "".join(
-        (Path(__file__).parent.parent / "agent" / name).read_text() for name in ("config.py", "local.py")
+        (Path(__file__).parent.parent / "agent" / name).read_text()
+        for name in ("settings/config.py", "run/local.py")
     )
     names = set(re.findall(r'"((?:WEB|LOCAL)_[A-Z_]+)"', source))
     assert {

@@ -57,10 +57,10 @@ def test_the_filter_hides_identities_in_speaker_participant_and_utterance_id_fie
 
 def test_every_agent_logger_hides_identities_once_an_entry_point_is_imported():
     in_source = set()
-    for path in (ROOT / "agent").glob("*.py"):
+    for path in (ROOT / "agent").rglob("*.py"):
         in_source |= set(re.findall(r'getLogger\("(agent\.[a-z_]+)"\)', path.read_text()))
     assert in_source == set(AGENT_LOGGERS)
-    for entry in ("agent.worker", "agent.filemode", "agent.session"):
+    for entry in ("agent.run.worker", "agent.run.filemode", "agent.room.session"):
         script = (
             f"import logging, {entry}\n"
             "from agent.telemetry.logs import AGENT_LOGGERS, PseudonymizeIdentities\n"
@@ -205,5 +205,5 @@ async def test_log_level_sets_the_file_modes_level(
     env["PYTHONPATH"] = os.pathsep.join([str(PROBE), str(ROOT)])
     code, _, stderr = await run_cli([str(ONE_SENTENCE.wav), "--out", str(tmp_path / "o.wav")], env, tmp_path)
     assert code == 0, stderr
-    assert "WARNING agent.room.session: log probe: warning" in stderr  # the probe ran
-    assert ("INFO agent.room.session: log probe: info" in stderr) == info_shown, stderr
+    assert "WARNING agent.session: log probe: warning" in stderr  # the probe ran
+    assert ("INFO agent.session: log probe: info" in stderr) == info_shown, stderr
