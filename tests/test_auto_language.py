@@ -14,10 +14,11 @@ import aiohttp
 import pytest
 from livekit.agents import stt
 
+from agent.language.codes import AUTO
 from agent.room.auto_language import HeardLanguages
 from agent.room.room_io import ATTR_LANGUAGES, ATTR_WARNINGS
 from agent.settings.config import ConfigError, load_settings
-from agent.settings.room_settings import AUTO, parse_room_settings
+from agent.settings.room_settings import parse_room_settings
 from tests.conftest import DIALOGUE, ONE_SENTENCE, SPANISH, Fakes, stop_fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.loopback import eventually

@@ -4,14 +4,8 @@ import random
 
 import pytest
 
-from agent.settings.room_settings import (
-    SUPPORTED_LANGUAGES,
-    Glossary,
-    RoomSettings,
-    base_language,
-    is_supported_language,
-    parse_room_settings,
-)
+from agent.language.codes import SUPPORTED_LANGUAGES, base_language, is_supported_language
+from agent.settings.room_settings import Glossary, RoomSettings, parse_room_settings
 
 VOICE = "a0e99841-438c-4a64-b679-ae501e7d6091"
 OTHER_VOICE = "f786b574-daa5-4673-aa0c-cbe3e8534c02"

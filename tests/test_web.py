@@ -23,10 +23,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from livekit import api, rtc
 from livekit.rtc.participant import PublishTrackError
 
+from agent.language.codes import SUPPORTED_LANGUAGES
 from agent.run.filemode import read_wav
 from agent.run.web import MAX_BODY_BYTES, WEB_APP, create_app, new_identity
 from agent.settings.config import WebSettings, load_web_settings
-from agent.settings.room_settings import SUPPORTED_LANGUAGES
 from tests.conftest import ONE_SENTENCE, Fakes, start_room_fakes, stop_fakes
 from tests.livekit_server import API_KEY, API_SECRET, LiveKitServer, free_port
 from tests.loopback import eventually

@@ -29,6 +29,7 @@ from livekit import rtc
 from livekit.agents import APIError, APIStatusError, stt
 from livekit.agents.stt import SpeechStream
 
+from agent.language.codes import AUTO, UNDETECTED_FALLBACK, detected_language
 from agent.language.text import clean_transcript, is_substantive
 from agent.loops.captions import Caption, CaptionSink
 from agent.loops.faults import FaultFlag
@@ -36,7 +37,6 @@ from agent.loops.models import Utterance
 from agent.loops.pauses import PauseDetector, PausePolicy
 from agent.loops.queues import UtteranceSink
 from agent.providers.build import STT_CONN_OPTIONS, close_stream, stt_language
-from agent.settings.room_settings import AUTO, UNDETECTED_FALLBACK, detected_language
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker

@@ -14,7 +14,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from livekit.agents import llm
-from livekit.agents.language import LanguageCode
+
+from agent.language.codes import language_name
 
 SYSTEM_PROMPT = """You are a professional simultaneous interpreter.
 Translate what a speaker says from {source} into {target}.
@@ -94,10 +95,6 @@ def clip_start(text: str, limit: int = MAX_CONTEXT_CHARS) -> str:
     tail = text[-limit:]
     space = tail.find(" ")
     return "…" + (tail[space + 1 :] if 0 <= space < limit // 2 else tail)
-
-
-def language_name(code: str) -> str:
-    return LanguageCode(code).to_language_name() or code
 
 
 def escape_speech(text: str) -> str:

@@ -23,12 +23,12 @@ from livekit.agents import (
 from livekit.agents.tokenize import SentenceStream, SentenceTokenizer, TokenData
 from livekit.plugins import deepgram, openai
 
+from agent.language.codes import AUTO, MULTI
 from agent.providers.cartesia_ws import CartesiaTTS, cartesia_session
 from agent.providers.cerebras_llm import CerebrasLLM
 from agent.providers.fallback_llm import FallbackLLM
 from agent.providers.llm_replies import MAX_COMPLETION_TOKENS
 from agent.settings.config import Settings
-from agent.settings.room_settings import AUTO, MULTI
 from agent.telemetry import metrics
 from agent.telemetry.logs import redact_provider_logs
 

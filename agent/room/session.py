@@ -21,6 +21,7 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import llm, stt, tts
 
+from agent.language.codes import AUTO, UNDETECTED_FALLBACK, is_supported_language
 from agent.loops.ears import Ears
 from agent.loops.mouth import OUTPUT_QUEUE_MS
 from agent.loops.pipeline import Channel, PipelineOptions, Router, same_language
@@ -41,13 +42,7 @@ from agent.room.room_io import (
 )
 from agent.room.voices import VoiceBook
 from agent.settings.config import Settings, can_detect_language
-from agent.settings.room_settings import (
-    AUTO,
-    UNDETECTED_FALLBACK,
-    RoomSettings,
-    is_supported_language,
-    parse_room_settings,
-)
+from agent.settings.room_settings import RoomSettings, parse_room_settings
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker

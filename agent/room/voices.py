@@ -25,7 +25,8 @@ every target language, over all of the above; cleared (consent withdrawn, left),
 
 from __future__ import annotations
 
-from agent.settings.room_settings import RoomSettings, base_language
+from agent.language.codes import base_language
+from agent.settings.room_settings import RoomSettings
 
 PLUGIN_DEFAULT_VOICE = "f786b574-daa5-4673-aa0c-cbe3e8534c02"  # Katie - Friendly Fixer
 MULTILINGUAL_VOICES: tuple[str, ...] = (

@@ -33,9 +33,8 @@ from typing import Any, Literal
 from aiohttp import web
 from livekit import api
 
-from agent.loops.prompt import language_name
+from agent.language.codes import AUTO, SUPPORTED_LANGUAGES, language_name
 from agent.settings.config import WebSettings
-from agent.settings.room_settings import AUTO, SUPPORTED_LANGUAGES
 from agent.telemetry.errors import log_unexpected
 
 logger = logging.getLogger("agent.web")

@@ -14,7 +14,8 @@ from typing import TypeVar
 
 from dotenv import dotenv_values
 
-from agent.settings.room_settings import AUTO, parse_room_settings
+from agent.language.codes import AUTO
+from agent.settings.room_settings import parse_room_settings
 
 T = TypeVar("T")
 

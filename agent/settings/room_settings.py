@@ -16,28 +16,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeGuard, TypeVar, cast
 
+from agent.language.codes import (
+    AUTO,
+    SUPPORTED_LANGUAGES,
+    base_language,
+    canonical_language,
+    is_language_tag,
+)
 from agent.language.text import clean_transcript
-
-# A conservative intersection of the languages Deepgram nova-3 streams and Cartesia sonic-3 speaks (base
-# codes, per both providers' docs as of 2026). Change it here, and only once both support a language:
-# Arabic, Malayalam and Georgian (Cartesia) are left out until Deepgram nova-3 documents streaming them.
-# fmt: off
-SUPPORTED_LANGUAGES: frozenset[str] = frozenset({
-    "en", "es", "fr", "de", "it", "pt", "nl", "ja", "ko", "zh", "hi", "ru", "pl", "tr", "sv", "da", "no",
-    "fi", "uk", "cs", "el", "hu", "ro", "bg", "hr", "sk", "id", "ms", "vi", "th", "ta", "te", "bn", "mr",
-    "gu", "kn", "pa", "he", "tl",
-})
-# fmt: on
-
-# `source_language` "auto": a speaker who sets no (supported) `language` is transcribed with Deepgram's
-# code switching (nova-3 `language=multi`) and each utterance is routed by the language Deepgram detected
-AUTO = "auto"
-# Deepgram's `language` for code switching; nova-3 transcribes en, es, fr, de, hi, ru, pt, ja, it and nl with
-# it (Deepgram's models and languages overview), all of them in SUPPORTED_LANGUAGES
-MULTI = "multi"
-# an auto speaker's utterance whose language Deepgram did not say (or said outside SUPPORTED_LANGUAGES),
-# before anything of theirs was detected: English, the old SOURCE_LANGUAGE default
-UNDETECTED_FALLBACK = "en"
 
 Formality = Literal["formal", "informal", "neutral"]
 FORMALITIES: tuple[Formality, ...] = ("formal", "informal", "neutral")
@@ -52,7 +38,6 @@ MAX_GLOSSARY_CHARS = 6000  # every term and translation together (about 1,500 to
 _QUOTE_CHARS = 40
 _MAX_PROBLEMS_PER_SOURCE = 20
 
-_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", re.IGNORECASE | re.ASCII)
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 T = TypeVar("T")
 _SKIP: Any = object()
@@ -61,34 +46,8 @@ MAX_SPEAKER_VOICES = 100
 _MAX_IDENTITY_CHARS = 256  # a field parser's "nothing usable here"
 
 
-def base_language(code: str) -> str:
-    """The lowercase base of a language code: "pt-BR" -> "pt", "EN" -> "en"."""
-    return code.split("-", 1)[0].lower()
-
-
-def is_supported_language(code: str) -> bool:
-    return bool(_LANGUAGE_RE.fullmatch(code)) and base_language(code) in SUPPORTED_LANGUAGES
-
-
-def detected_language(code: str | None) -> str | None:
-    """The base language of a language Deepgram detected ("en-US" -> "en"), if we support it."""
-    return base_language(code) if code and is_supported_language(code) else None
-
-
-def _canonical(code: str) -> str:
-    """Lowercase base, uppercase region, title-case script: "PT-br" -> "pt-BR", "zh-hant" -> "zh-Hant"."""
-    base, *subtags = code.split("-")
-    return "-".join([base.lower(), *map(_canonical_subtag, subtags)])
-
-
-def _canonical_subtag(tag: str) -> str:
-    if tag.isascii() and tag.isalpha() and len(tag) in (2, 4):
-        return tag.upper() if len(tag) == 2 else tag.title()
-    return tag
-
-
 def _lookup(by_language: Mapping[str, str], language: str) -> str | None:
-    return by_language.get(_canonical(language)) or by_language.get(base_language(language))
+    return by_language.get(canonical_language(language)) or by_language.get(base_language(language))
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +140,13 @@ class _Problems:
     def language(self, where: str, code: object, action: str = "dropped") -> str | None:
         if not self.typed(code, str, where, action):
             return None
-        if not _LANGUAGE_RE.fullmatch(code):
+        if not is_language_tag(code):
             self.add(where, f"{_value(code)} is not a language code (expected e.g. 'en' or 'pt-BR')", action)
             return None
         if base_language(code) not in SUPPORTED_LANGUAGES:
             self.add(where, f"{_value(code)} is not a supported language", action)
             return None
-        return _canonical(code)
+        return canonical_language(code)
 
     def text(self, value: object, where: str, what: str, limit: int) -> str | None:
         """`value` on one line, without control or invisible characters (it goes into the prompt), if
