@@ -24,13 +24,14 @@ def _agent_imports(path: Path) -> list[tuple[int, str]]:
     """(line, package) for every `agent.<package>` this file imports, wherever the import stands."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
-        modules: list[str] = []
         if isinstance(node, ast.Import):
             modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "agent":
+            modules = [f"agent.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
             modules = [node.module]
-            if node.module == "agent":
-                modules = [f"agent.{alias.name}" for alias in node.names]
+        else:
+            continue
         found += [(node.lineno, m.split(".")[1]) for m in modules if m.startswith("agent.")]
     return found
 
