@@ -118,7 +118,7 @@ async def test_interpret_with_both_llms_refusing_ends_with_its_input_non_zero(
     assert (
         refused
         == [
-            "ERROR agent.loops.translate: the LLM refused the request (cerebras 401, groq 401): "
+            "ERROR agent.translate: the LLM refused the request (cerebras 401, groq 401): "
             "this utterance is not translated"
         ]
         * 3
@@ -151,7 +151,7 @@ async def test_interpret_with_a_wrong_deepgram_key_gives_up_at_once_and_says_why
     }  # fmt: skip
     assert result["utterances"] == 0
     assert lines_naming(stderr, "deepgram 401") == [
-        "ERROR agent.loops.ears: speech recognition refused (deepgram 401): not retried; "
+        "ERROR agent.ears: speech recognition refused (deepgram 401): not retried; "
         "no longer listening to this speaker"
     ], stderr
     assert "Traceback" not in stderr and "no speech found" not in stderr
@@ -177,7 +177,7 @@ async def test_interpret_with_deepgram_unreachable_ends_non_zero_and_says_why(
         "provider": "deepgram", "status": None, "error": "ClientConnectorError", "refused": False
     }  # fmt: skip
     [ended] = lines_naming(stderr, "unrecognized audio remains")
-    assert ended.startswith("ERROR agent.loops.ears:") and "(deepgram ClientConnectorError)" in ended, stderr
+    assert ended.startswith("ERROR agent.ears:") and "(deepgram ClientConnectorError)" in ended, stderr
     assert "Traceback" not in stderr and "no speech found" not in stderr
 
 
@@ -196,7 +196,7 @@ async def test_interpret_gives_up_on_an_stt_unreachable_for_longer_than_its_boun
     assert json.loads(stdout)["stt_failure"]["error"] == "ClientConnectorError"
     [gave_up] = lines_naming(stderr, "given up")
     assert gave_up.startswith(
-        "ERROR agent.loops.ears: speech recognition given up: deepgram unreachable for 3"
+        "ERROR agent.ears: speech recognition given up: deepgram unreachable for 3"
     ), stderr  # 30 s or a little more, never the whole input
     assert gave_up.endswith("(ClientConnectorError)")
 

@@ -25,12 +25,12 @@ def _down(fakes: Fakes) -> None:
 CASES = {
     "refused": (
         _refuse,
-        "ERROR agent.loops.translate: the LLM refused the request (cerebras 401, groq 401): "
+        "ERROR agent.translate: the LLM refused the request (cerebras 401, groq 401): "
         "this utterance is not translated",
     ),
     "down": (
         _down,
-        "ERROR agent.loops.translate: no LLM answered in time (cerebras 503, groq 503): "
+        "ERROR agent.translate: no LLM answered in time (cerebras 503, groq 503): "
         "this utterance is not translated",
     ),
 }
