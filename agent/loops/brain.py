@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from livekit.agents import APIError, llm, tts
 
-from agent.loops.captions import Caption, CaptionSink
+from agent.loops.captions import CaptionSink, translated_caption
 from agent.loops.faults import FaultFlag
 from agent.loops.models import ClauseAudio, Speech
 from agent.loops.pace import Pace
@@ -285,15 +285,3 @@ class _EarlyStream:
         self._timer.cancel()
         if self._stream is not None:
             await close_stream(self._stream)
-
-
-def translated_caption(speech: Speech, *, final: bool) -> Caption:
-    utterance = speech.utterance
-    return Caption(
-        segment_id=utterance.id,  # the channel's copy: "<speaker>-<n>-<language>"
-        speaker=utterance.speaker,
-        language=speech.language,
-        text=speech.text,
-        final=final,
-        translated=True,
-    )

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from agent.loops.models import Speech
+
 
 @dataclass(frozen=True, slots=True)
 class Caption:
@@ -39,3 +41,16 @@ class CaptionLog:
 
     def finals(self, *, translated: bool) -> list[Caption]:
         return [c for c in self.captions if c.final and c.translated == translated]
+
+
+def translated_caption(speech: Speech, *, final: bool) -> Caption:
+    """The caption of a speech's translation (the mouth's at playout start and end, else the brain's)."""
+    utterance = speech.utterance
+    return Caption(
+        segment_id=utterance.id,  # the channel's copy: "<speaker>-<n>-<language>"
+        speaker=utterance.speaker,
+        language=speech.language,
+        text=speech.text,
+        final=final,
+        translated=True,
+    )
