@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,7 @@ from agent.loops.faults import FaultFlag
 from agent.loops.models import Utterance
 from agent.loops.pauses import PauseDetector, PausePolicy
 from agent.loops.queues import UtteranceSink
+from agent.loops.replay import ReplayBuffer
 from agent.providers.build import STT_CONN_OPTIONS, close_stream, stt_language
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
@@ -46,34 +46,6 @@ WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap
 
 # what an STT outage looks like: the plugin's errors, and a stream that ends early; anything else is a bug
 STT_OUTAGES: tuple[type[Exception], ...] = (APIError, ConnectionError)
-
-
-class AudioClock:
-    """Maps the speaker's audio timeline (seconds of audio received) to clock time.
-
-    Each frame is noted with the clock time it arrived. Live audio arrives in real time, so the
-    moment audio time T was spoken is the arrival of the frame holding T, less what of that frame
-    came after T.
-    """
-
-    def __init__(self, maxlen: int = 6000) -> None:
-        self._points: deque[tuple[float, float]] = deque(maxlen=maxlen)  # (audio end, arrived at)
-
-    def note(self, audio_end: float, arrived_at: float) -> None:
-        self._points.append((audio_end, arrived_at))
-
-    def to_clock(self, audio_t: float) -> float | None:
-        if not self._points:
-            return None
-        # the frame holding audio_t: the oldest point whose audio end reaches it (searched from the
-        # newest, since what is asked about is recent); later than everything noted: extrapolate
-        point = self._points[-1]
-        for audio_end, arrived_at in reversed(self._points):
-            if audio_end < audio_t:
-                break
-            point = (audio_end, arrived_at)
-        audio_end, arrived_at = point
-        return arrived_at - (audio_end - audio_t)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +134,6 @@ class Ears:
         self._on_detected = on_detected
         self._caption_language = language if language != AUTO else UNDETECTED_FALLBACK
         self._captions = captions
-        self._replay_limit_s = replay_limit_s
         self._backoff = backoff or Backoff()
         self._drain_idle_s = drain_idle_s
         self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
@@ -176,9 +147,7 @@ class Ears:
         self._speaking = False  # the STT hears speech that is not finalized yet
         self._segment_start = 0.0  # audio time where the segment being heard began (at the latest)
 
-        self._audio_clock = AudioClock()
-        self._timeline = 0.0  # seconds of audio received so far
-        self._pending: deque[tuple[float, rtc.AudioFrame]] = deque()  # not yet finalized audio
+        self._replay = ReplayBuffer(replay_limit_s, speaker=speaker)  # the timeline, what is not finalized
         self._stream: SpeechStream | None = None
         self._origin = 0.0  # audio timeline time at the current stream's t=0
         self._input_done = asyncio.Event()
@@ -189,7 +158,6 @@ class Ears:
         self.reconnects = 0
         self.fault = FaultFlag(on_fault)  # down once the link has failed `report_after` times running
         self.failure: SttFailure | None = None  # set when the ears stopped reaching for the STT
-        self.dropped_audio_s = 0.0
         self.utterances = 0
         self.pause_cuts = 0  # segments ended by the ears at a pause (Finalize)
         self.timer_cuts = 0  # segments cut after `max_segment_s` of speech with no pause (Finalize)
@@ -198,6 +166,11 @@ class Ears:
     def segment_id(self) -> str:
         """The id of the segment being heard now (it becomes the next utterance's id)."""
         return f"{self._prefix}-{self._seq}"
+
+    @property
+    def dropped_audio_s(self) -> float:
+        """Audio that fell off the replay buffer while the STT link was down: never transcribed."""
+        return self._replay.dropped_s
 
     def stop(self) -> None:
         """Stop taking audio (mute, unpublish, leave): what was heard is still finalized, then `run` ends.
@@ -236,11 +209,7 @@ class Ears:
     async def _intake(self) -> None:
         try:
             async for frame in self._frames:
-                start = self._timeline
-                self._timeline += frame.samples_per_channel / frame.sample_rate
-                self._audio_clock.note(self._timeline, self._clock())
-                self._pending.append((start, frame))
-                self._trim_pending()
+                self._replay.add(frame, self._clock(), link_up=self._stream is not None)
                 if self._pauses is not None:
                     self._pauses.hear(frame)
                 if self._tap is not None:
@@ -271,32 +240,6 @@ class Ears:
             with contextlib.suppress(RuntimeError):  # a closing stream: its input has ended anyway
                 self._stream.end_input()
 
-    def _trim_pending(self) -> None:
-        while self._pending and self._timeline - self._pending[0][0] > self._replay_limit_s:
-            _, frame = self._pending.popleft()
-            if self._stream is None:  # the link is down: this audio will never be transcribed
-                if self.dropped_audio_s == 0:
-                    logger.error(
-                        "speech recognition down longer than the replay buffer; audio is being lost",
-                        extra={"speaker": self.speaker, "replay_limit_s": self._replay_limit_s},
-                    )
-                self.dropped_audio_s += frame.samples_per_channel / frame.sample_rate
-
-    def _finalized_until(self, audio_t: float) -> None:
-        """Audio before `audio_t` has been transcribed: it is never replayed (a frame that straddles
-        `audio_t` keeps only its part after it, so a finalized word cannot be heard twice)."""
-        while self._pending:
-            start, frame = self._pending[0]
-            duration = frame.samples_per_channel / frame.sample_rate
-            if start + duration <= audio_t:
-                self._pending.popleft()
-                continue
-            if start < audio_t:
-                cut = round((audio_t - start) * frame.sample_rate)
-                if 0 < cut < frame.samples_per_channel:
-                    self._pending[0] = (start + cut / frame.sample_rate, _tail(frame, cut))
-            break
-
     # -- recognition: (re)opens the STT stream and turns finals into utterances ------------------
 
     async def _recognize(self) -> None:
@@ -304,7 +247,7 @@ class Ears:
         down_since: float | None = None  # clock time of the first failure in a row
         provider = self._stt.provider.lower()
         while True:
-            if self._input_done.is_set() and not self._pending:
+            if self._input_done.is_set() and not self._replay:
                 return  # stopped before anything was heard: nothing to recognize
             stream = self._open_stream()
             try:
@@ -342,8 +285,8 @@ class Ears:
             finally:
                 self._stream = None
                 await close_stream(stream)
-            if self._input_done.is_set() and (not self._pending or failures >= self._backoff.report_after):
-                if self._pending:
+            if self._input_done.is_set() and (not self._replay or failures >= self._backoff.report_after):
+                if self._replay:
                     self._give_up(
                         failure,
                         failures,
@@ -418,8 +361,8 @@ class Ears:
     def _open_stream(self) -> SpeechStream:
         stream = self._stt.stream(language=stt_language(self.language), conn_options=STT_CONN_OPTIONS)
         # replay what was not finalized (and what arrived while the link was down), then go live
-        self._origin = self._pending[0][0] if self._pending else self._timeline
-        for _, frame in self._pending:
+        self._origin = self._replay.start
+        for frame in self._replay.frames():
             stream.push_frame(frame)
         if self._input_done.is_set():
             stream.end_input()
@@ -441,7 +384,7 @@ class Ears:
             return True
         if event.type == stt.SpeechEventType.START_OF_SPEECH:
             if not self._speaking:  # the event comes a little after the speech began
-                self._segment_start = max(self._segment_start, self._timeline - 0.2)
+                self._segment_start = max(self._segment_start, self._replay.timeline - 0.2)
             self._speaking = True
             return True
         if event.type == stt.SpeechEventType.END_OF_SPEECH:
@@ -457,16 +400,16 @@ class Ears:
         data = event.alternatives[0]
         final_at = self._clock()
         self._cut_requested = False
-        audio_end = self._origin + data.end_time if data.end_time > 0 else self._timeline
+        audio_end = self._origin + data.end_time if data.end_time > 0 else self._replay.timeline
         audio_start = self._origin + data.start_time if data.end_time > 0 else audio_end
-        self._finalized_until(audio_end)
+        self._replay.finalized_until(audio_end)
         self._segment_start = max(self._segment_start, audio_end)  # speech may go on right after the cut
         text = clean_transcript(data.text)
         if not is_substantive(text):
             logger.debug("dropped a non-substantive segment", extra={"speaker": self.speaker})
             self._take_back_interim()
             return True
-        speech_end_at = self._audio_clock.to_clock(audio_end)
+        speech_end_at = self._replay.clock.to_clock(audio_end)
         language = self._language_of(data, final=True)
         utterance = Utterance(
             id=self.segment_id,
@@ -516,7 +459,7 @@ class Ears:
         words in the last part of that span (`WORD_GAP_FROM`) is taken instead of an arbitrary point."""
         if not self._speaking or self._cut_requested or self._stream is None:
             return
-        elapsed = self._timeline - self._segment_start
+        elapsed = self._replay.timeline - self._segment_start
         at_gap = (
             self._pauses is not None
             and elapsed >= WORD_GAP_FROM * self._max_segment_s
@@ -580,17 +523,6 @@ class Ears:
 
 def _fields(failure: SttFailure) -> dict[str, Any]:
     return {"provider": failure.provider, "status": failure.status, "error": failure.error}
-
-
-def _tail(frame: rtc.AudioFrame, skip_samples: int) -> rtc.AudioFrame:
-    """The frame without its first `skip_samples` samples (per channel)."""
-    data = frame.data[skip_samples * frame.num_channels :]
-    return rtc.AudioFrame(
-        data=data.tobytes(),
-        sample_rate=frame.sample_rate,
-        num_channels=frame.num_channels,
-        samples_per_channel=frame.samples_per_channel - skip_samples,
-    )
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
