@@ -1,17 +1,9 @@
 """Ears: one speaker's audio → streaming STT → utterances on a bounded queue (and source captions).
 
-The ears own the STT connection. The provider stream runs without framework retries; when it dies
-the ears reopen it with backoff and first replay the audio that was not yet finalized (kept since
-the last final word), then go on live. Audio that arrives while the link is down is kept too, so
-words spoken during a gap are transcribed once the link is back, and none twice. The replay buffer
-is bounded (`replay_limit_s`); what falls off it is reported.
-
-Only provider errors are an outage. A request the provider refuses (a status it will not answer
-differently when asked again: 401/403 for the key, 400 for the request) is not retried: the ears stop,
-report the STT as down (their fault flag) and say why once. With `give_up_after_s` (the file mode's),
-an outage that lasts that long ends the ears too; in a room they never give up while audio flows.
-Either way `failure` tells what happened. Anything else that goes wrong is a bug: logged with its
-traceback (messages withheld), raised.
+The ears take the speaker's frames (never blocking on the STT or the brain) into the replay buffer
+(`replay.py`) and, while it is up, the STT link (`stt_link.py`: reconnect with backoff, replay, refusal
+vs outage; `failure` tells why the ears stopped reaching for the STT). Anything else that goes wrong is a
+bug: logged with its traceback (messages withheld), raised.
 """
 
 from __future__ import annotations
@@ -19,14 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-from collections.abc import AsyncGenerator, AsyncIterable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterable, Callable
 
 from livekit import rtc
-from livekit.agents import APIError, APIStatusError, stt
-from livekit.agents.stt import SpeechStream
+from livekit.agents import stt
 
 from agent.language.codes import AUTO, UNDETECTED_FALLBACK, detected_language
 from agent.language.text import clean_transcript, is_substantive
@@ -36,68 +24,12 @@ from agent.loops.models import Utterance
 from agent.loops.pauses import PauseDetector, PausePolicy
 from agent.loops.queues import UtteranceSink
 from agent.loops.replay import ReplayBuffer
-from agent.providers.build import STT_CONN_OPTIONS, close_stream, stt_language
-from agent.telemetry import metrics
+from agent.loops.stt_link import Backoff, SttFailure, SttLink
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
 
 logger = logging.getLogger("agent.ears")
 WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap between words is cut at
-
-# what an STT outage looks like: the plugin's errors, and a stream that ends early; anything else is a bug
-STT_OUTAGES: tuple[type[Exception], ...] = (APIError, ConnectionError)
-
-
-@dataclass(frozen=True, slots=True)
-class SttFailure:
-    """Why the ears stopped reaching for the STT: it refused the request, or stayed out of reach."""
-
-    provider: str  # "deepgram"
-    error: str  # the error's type, or the underlying one's (ClientConnectorError, TimeoutError...)
-    status: int | None  # the HTTP status of a refused handshake, or the websocket close code
-    refused: bool  # True: refused (not retryable); False: unreachable (or failing) too long
-
-    @property
-    def cause(self) -> str:
-        """`deepgram 401`, `deepgram ClientConnectorError`: provider and status, else error type."""
-        return f"{self.provider} {self.status if self.status is not None else self.error}"
-
-    @classmethod
-    def of(cls, provider: str, error: BaseException, *, refused: bool) -> SttFailure:
-        status = error.status_code if isinstance(error, APIStatusError) and error.status_code >= 0 else None
-        return cls(provider.lower(), _error_type(error), status, refused)
-
-
-def _error_type(error: BaseException) -> str:
-    """The type of what went wrong underneath the plugin's wrapping: the first error in the chain that is
-    not an `APIError`, else the type the plugin names in its message (`failed to connect to deepgram
-    (ClientConnectorError)`: it raises `from None`, and the framework re-raises the error while handling
-    a `StopAsyncIteration`, which replaces its context), else the error's own type."""
-    if isinstance(error, APIStatusError):
-        return type(error).__name__
-    seen: BaseException | None = error
-    for _ in range(5):
-        if seen is None:
-            break
-        if not isinstance(seen, APIError | StopAsyncIteration):
-            return type(seen).__name__
-        seen = seen.__cause__ or seen.__context__
-    if isinstance(error, APIError) and (named := _NAMED_TYPE.search(error.message)):
-        return named.group(1)
-    return type(error).__name__
-
-
-_NAMED_TYPE = re.compile(r"\((\w+(?:Error|Exception|Timeout))\)$")
-
-
-@dataclass(slots=True)
-class Backoff:
-    initial_s: float = 0.1
-    max_s: float = 5.0
-    report_after: int = 5  # consecutive failures before a clear error is logged
-
-    def delay(self, failures: int) -> float:
-        return min(self.max_s, self.initial_s * (2 ** max(0, failures - 1)))
 
 
 class Ears:
@@ -122,10 +54,8 @@ class Ears:
         tap: Callable[[rtc.AudioFrame], None] | None = None,
         on_detected: Callable[[str], None] | None = None,
     ) -> None:
-        self._stt = stt
         self._frames = frames
         self._out = out
-        self._tracker = tracker
         self._clock: Clock = tracker.clock
         self.speaker = speaker
         self.language = language  # AUTO: each utterance's language is the one Deepgram detected
@@ -134,13 +64,10 @@ class Ears:
         self._on_detected = on_detected
         self._caption_language = language if language != AUTO else UNDETECTED_FALLBACK
         self._captions = captions
-        self._backoff = backoff or Backoff()
-        self._drain_idle_s = drain_idle_s
         self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
         # 0: segments end at Deepgram's endpointing; else at a pause this long heard here (`loops/pauses.py`)
         policy = PausePolicy.of(pause_cut_s)
         self._pauses = PauseDetector(policy) if policy is not None else None
-        self._give_up_after_s = give_up_after_s  # None: never give up on an outage while audio flows
         self._tap = tap  # sees every frame received (the own-voice cloner: `agent/room/cloning.py`)
         self._interim_shown = False  # an interim caption of the segment being heard is on screen
         self._cut_requested = False
@@ -148,16 +75,21 @@ class Ears:
         self._segment_start = 0.0  # audio time where the segment being heard began (at the latest)
 
         self._replay = ReplayBuffer(replay_limit_s, speaker=speaker)  # the timeline, what is not finalized
-        self._stream: SpeechStream | None = None
-        self._origin = 0.0  # audio timeline time at the current stream's t=0
-        self._input_done = asyncio.Event()
+        self._link = SttLink(
+            stt=stt,
+            language=language,
+            speaker=speaker,
+            replay=self._replay,
+            clock=self._clock,
+            backoff=backoff,
+            drain_idle_s=drain_idle_s,
+            give_up_after_s=give_up_after_s,
+            on_fault=on_fault,
+        )
         self._seq = 0
         self._prefix = segment_prefix or speaker
         self._intake_task: asyncio.Task[None] | None = None
         self._stopped = False
-        self.reconnects = 0
-        self.fault = FaultFlag(on_fault)  # down once the link has failed `report_after` times running
-        self.failure: SttFailure | None = None  # set when the ears stopped reaching for the STT
         self.utterances = 0
         self.pause_cuts = 0  # segments ended by the ears at a pause (Finalize)
         self.timer_cuts = 0  # segments cut after `max_segment_s` of speech with no pause (Finalize)
@@ -166,6 +98,20 @@ class Ears:
     def segment_id(self) -> str:
         """The id of the segment being heard now (it becomes the next utterance's id)."""
         return f"{self._prefix}-{self._seq}"
+
+    @property
+    def failure(self) -> SttFailure | None:
+        """Why the ears stopped reaching for the STT (refused, or down too long); None while they do."""
+        return self._link.failure
+
+    @property
+    def fault(self) -> FaultFlag:
+        """Down while the STT link fails (`Backoff.report_after` times running), or once it was given up."""
+        return self._link.fault
+
+    @property
+    def reconnects(self) -> int:
+        return self._link.reconnects
 
     @property
     def dropped_audio_s(self) -> float:
@@ -181,16 +127,16 @@ class Ears:
 
     async def run(self) -> None:
         if self._stopped:
-            self._input_done.set()
+            self._link.end_input()
             await self._close_frames()
         else:
             intake = self._intake_task = asyncio.create_task(
                 self._intake(), name=f"ears-intake-{self.speaker}"
             )
             # a task cancelled before its first step never runs its `finally`: end the input from outside
-            intake.add_done_callback(lambda _: self._end_input())
+            intake.add_done_callback(lambda _: self._link.end_input())
         try:
-            await self._recognize()
+            await self._link.run(self._on_event, on_open=self._stream_opened)
         except Exception as e:
             log_unexpected(
                 logger, "the ears failed; no longer listening to this speaker", e, speaker=self.speaker
@@ -199,9 +145,7 @@ class Ears:
         finally:
             if self._intake_task is not None:
                 await _cancel(self._intake_task)
-            if self._stream is not None:
-                await close_stream(self._stream)
-                self._stream = None
+            await self._link.close()
             self._take_back_interim()  # nothing more will finalize it
 
     # -- audio intake: never blocks on the STT or the brain --------------------------------------
@@ -209,7 +153,7 @@ class Ears:
     async def _intake(self) -> None:
         try:
             async for frame in self._frames:
-                self._replay.add(frame, self._clock(), link_up=self._stream is not None)
+                self._replay.add(frame, self._clock(), link_up=self._link.up)
                 if self._pauses is not None:
                     self._pauses.hear(frame)
                 if self._tap is not None:
@@ -218,10 +162,7 @@ class Ears:
                     except Exception as e:  # a bug there must not stop the speaker being heard
                         self._tap = None
                         log_unexpected(logger, "the own-voice tap failed; no longer tapping this speaker", e)
-                if self._stream is not None:
-                    # a closing stream refuses it; the frame stays pending for the next stream
-                    with contextlib.suppress(RuntimeError):
-                        self._stream.push_frame(frame)
+                if self._link.push(frame):
                     if self._pauses is not None:
                         self._maybe_cut_at_pause()
                     if self._max_segment_s:
@@ -234,141 +175,10 @@ class Ears:
         if (close := getattr(self._frames, "aclose", None)) is not None:
             await close()
 
-    def _end_input(self) -> None:
-        self._input_done.set()
-        if self._stream is not None:
-            with contextlib.suppress(RuntimeError):  # a closing stream: its input has ended anyway
-                self._stream.end_input()
+    # -- recognition: the STT's events made into utterances and captions ---------------------------
 
-    # -- recognition: (re)opens the STT stream and turns finals into utterances ------------------
-
-    async def _recognize(self) -> None:
-        failures = 0
-        down_since: float | None = None  # clock time of the first failure in a row
-        provider = self._stt.provider.lower()
-        while True:
-            if self._input_done.is_set() and not self._replay:
-                return  # stopped before anything was heard: nothing to recognize
-            stream = self._open_stream()
-            try:
-                async with contextlib.aclosing(self._events(stream)) as events:
-                    async for event in events:
-                        if self._on_event(event):
-                            failures, down_since = 0, None
-                            self.fault.set(False)
-                if self._input_done.is_set():
-                    return  # the input ended and the stream drained: done
-                raise ConnectionError("speech stream ended early")
-            except STT_OUTAGES as e:
-                if isinstance(e, APIError) and not e.retryable:
-                    self._refused(SttFailure.of(provider, e, refused=True))
-                    return
-                failure = SttFailure.of(provider, e, refused=False)
-                failures += 1
-                down_since = self._clock() if down_since is None else down_since
-                self.reconnects += 1
-                metrics.STT_RECONNECTS.inc()
-                delay = self._backoff.delay(failures)
-                log = logger.error if failures >= self._backoff.report_after else logger.warning
-                if failures >= self._backoff.report_after:
-                    self.fault.set(True)
-                log(
-                    "speech recognition stream failed (%s); reconnecting",
-                    failure.cause,
-                    extra={
-                        "speaker": self.speaker,
-                        "failures": failures,
-                        "retry_in_s": delay,
-                        **_fields(failure),
-                    },
-                )
-            finally:
-                self._stream = None
-                await close_stream(stream)
-            if self._input_done.is_set() and (not self._replay or failures >= self._backoff.report_after):
-                if self._replay:
-                    self._give_up(
-                        failure,
-                        failures,
-                        "input ended while speech recognition was down (%s); unrecognized audio remains",
-                        failure.cause,
-                    )
-                return
-            down_for = self._clock() - down_since
-            if self._give_up_after_s is not None and down_for >= self._give_up_after_s:
-                detail = failure.status if failure.status is not None else failure.error
-                self._give_up(
-                    failure,
-                    failures,
-                    "speech recognition given up: %s unreachable for %.0f s (%s)",
-                    failure.provider,
-                    down_for,
-                    detail,
-                )
-                return
-            await asyncio.sleep(delay)
-
-    def _refused(self, failure: SttFailure) -> None:
-        """The provider refused the request: asking again cannot help (a wrong or revoked key, a request
-        it does not accept). Stop, show the fault, say so once."""
-        self.failure = failure
-        self.fault.set(True)
-        logger.error(
-            "speech recognition refused (%s): not retried; no longer listening to this speaker",
-            failure.cause,
-            extra={"speaker": self.speaker, **_fields(failure)},
-        )
-
-    def _give_up(self, failure: SttFailure, failures: int, message: str, *args: object) -> None:
-        self.failure = failure
-        self.fault.set(True)
-        logger.error(
-            message, *args, extra={"speaker": self.speaker, "failures": failures, **_fields(failure)}
-        )
-
-    async def _events(self, stream: SpeechStream) -> AsyncGenerator[stt.SpeechEvent, None]:
-        """The stream's events. Once the input has ended, a quiet spell of `drain_idle_s` counts as
-        drained: the plugin's own stream lingers for its keep-alive period after the last result.
-        (The spell starts when the input ends, even if the stream is silent then.)"""
-        events = aiter(stream)
-        ended: asyncio.Future[Any] = asyncio.ensure_future(self._input_done.wait())
-        pending: asyncio.Future[Any] | None = None
-        try:
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(events))
-                if not ended.done():
-                    await asyncio.wait({pending, ended}, return_when=asyncio.FIRST_COMPLETED)
-                else:
-                    await asyncio.wait({pending}, timeout=self._drain_idle_s)
-                    if not pending.done():
-                        return
-                if not pending.done():
-                    continue  # the input ended: from now on a quiet spell ends the stream
-                try:
-                    event: stt.SpeechEvent = pending.result()
-                except StopAsyncIteration:
-                    return
-                pending = None
-                yield event
-        finally:
-            ended.cancel()
-            if pending is not None and not pending.done():
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pending
-
-    def _open_stream(self) -> SpeechStream:
-        stream = self._stt.stream(language=stt_language(self.language), conn_options=STT_CONN_OPTIONS)
-        # replay what was not finalized (and what arrived while the link was down), then go live
-        self._origin = self._replay.start
-        for frame in self._replay.frames():
-            stream.push_frame(frame)
-        if self._input_done.is_set():
-            stream.end_input()
-        self._stream = stream
+    def _stream_opened(self) -> None:
         self._cut_requested = False
-        return stream
 
     def _on_event(self, event: stt.SpeechEvent) -> bool:
         """Handle one STT event; True when it proves the link works."""
@@ -379,7 +189,7 @@ class Ears:
                 self._caption(text, final=False)
                 self._interim_shown = True
                 if interim.end_time > 0 and not self._speaking:
-                    self._segment_start = max(self._segment_start, self._origin + interim.start_time)
+                    self._segment_start = max(self._segment_start, self._link.origin + interim.start_time)
                 self._speaking = True
             return True
         if event.type == stt.SpeechEventType.START_OF_SPEECH:
@@ -400,8 +210,8 @@ class Ears:
         data = event.alternatives[0]
         final_at = self._clock()
         self._cut_requested = False
-        audio_end = self._origin + data.end_time if data.end_time > 0 else self._replay.timeline
-        audio_start = self._origin + data.start_time if data.end_time > 0 else audio_end
+        audio_end = self._link.origin + data.end_time if data.end_time > 0 else self._replay.timeline
+        audio_start = self._link.origin + data.start_time if data.end_time > 0 else audio_end
         self._replay.finalized_until(audio_end)
         self._segment_start = max(self._segment_start, audio_end)  # speech may go on right after the cut
         text = clean_transcript(data.text)
@@ -457,7 +267,7 @@ class Ears:
         the STT to finalize what it has (Deepgram's Finalize), so the brain starts translating
         mid-sentence instead of waiting for the speaker to pause. With the pause detector, a gap between
         words in the last part of that span (`WORD_GAP_FROM`) is taken instead of an arbitrary point."""
-        if not self._speaking or self._cut_requested or self._stream is None:
+        if not self._speaking or self._cut_requested or not self._link.up:
             return
         elapsed = self._replay.timeline - self._segment_start
         at_gap = (
@@ -471,13 +281,12 @@ class Ears:
             if self._pauses is not None:
                 self._pauses.cut()  # the next pause ends what is said from here
             logger.debug("long speech cut", extra={"speaker": self.speaker, "at_word_gap": at_gap})
-            with contextlib.suppress(RuntimeError):
-                self._stream.flush()
+            self._link.flush()
 
     def _maybe_cut_at_pause(self) -> None:
         """The speaker went quiet after speech the STT is hearing: end the segment now (Deepgram's
         Finalize), once per pause, instead of waiting for the STT's own endpointing of silence."""
-        assert self._pauses is not None and self._stream is not None
+        assert self._pauses is not None and self._link.up
         if not (self._speaking and self._pauses.cut_due()):
             return
         speech_s, silence_s = self._pauses.speech_s, self._pauses.silence_s
@@ -492,8 +301,7 @@ class Ears:
                 "silence_ms": round(silence_s * 1000),
             },
         )
-        with contextlib.suppress(RuntimeError):
-            self._stream.flush()
+        self._link.flush()
 
     def _take_back_interim(self) -> None:
         """An interim caption is on screen but its words never became a final (Deepgram revised them to
@@ -519,10 +327,6 @@ class Ears:
                 end_s=round(span[1], 3) if span else None,
             )
         )
-
-
-def _fields(failure: SttFailure) -> dict[str, Any]:
-    return {"provider": failure.provider, "status": failure.status, "error": failure.error}
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
