@@ -21,15 +21,14 @@ from agent.language.text import clean_transcript, is_substantive
 from agent.loops.captions import Caption, CaptionSink
 from agent.loops.faults import FaultFlag
 from agent.loops.models import Utterance
-from agent.loops.pauses import PauseDetector, PausePolicy
 from agent.loops.queues import UtteranceSink
 from agent.loops.replay import ReplayBuffer
+from agent.loops.segment_cutter import SegmentCutter
 from agent.loops.stt_link import Backoff, SttFailure, SttLink
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
 
 logger = logging.getLogger("agent.ears")
-WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap between words is cut at
 
 
 class Ears:
@@ -64,15 +63,9 @@ class Ears:
         self._on_detected = on_detected
         self._caption_language = language if language != AUTO else UNDETECTED_FALLBACK
         self._captions = captions
-        self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
-        # 0: segments end at Deepgram's endpointing; else at a pause this long heard here (`loops/pauses.py`)
-        policy = PausePolicy.of(pause_cut_s)
-        self._pauses = PauseDetector(policy) if policy is not None else None
+        self._cutter = SegmentCutter(speaker=speaker, max_segment_s=max_segment_s, pause_cut_s=pause_cut_s)
         self._tap = tap  # sees every frame received (the own-voice cloner: `agent/room/cloning.py`)
         self._interim_shown = False  # an interim caption of the segment being heard is on screen
-        self._cut_requested = False
-        self._speaking = False  # the STT hears speech that is not finalized yet
-        self._segment_start = 0.0  # audio time where the segment being heard began (at the latest)
 
         self._replay = ReplayBuffer(replay_limit_s, speaker=speaker)  # the timeline, what is not finalized
         self._link = SttLink(
@@ -91,8 +84,6 @@ class Ears:
         self._intake_task: asyncio.Task[None] | None = None
         self._stopped = False
         self.utterances = 0
-        self.pause_cuts = 0  # segments ended by the ears at a pause (Finalize)
-        self.timer_cuts = 0  # segments cut after `max_segment_s` of speech with no pause (Finalize)
 
     @property
     def segment_id(self) -> str:
@@ -112,6 +103,16 @@ class Ears:
     @property
     def reconnects(self) -> int:
         return self._link.reconnects
+
+    @property
+    def pause_cuts(self) -> int:
+        """Segments the ears ended at a pause (Finalize)."""
+        return self._cutter.pause_cuts
+
+    @property
+    def timer_cuts(self) -> int:
+        """Segments cut after `max_segment_s` of speech with no pause (Finalize)."""
+        return self._cutter.timer_cuts
 
     @property
     def dropped_audio_s(self) -> float:
@@ -136,7 +137,7 @@ class Ears:
             # a task cancelled before its first step never runs its `finally`: end the input from outside
             intake.add_done_callback(lambda _: self._link.end_input())
         try:
-            await self._link.run(self._on_event, on_open=self._stream_opened)
+            await self._link.run(self._on_event, on_open=self._cutter.stream_opened)
         except Exception as e:
             log_unexpected(
                 logger, "the ears failed; no longer listening to this speaker", e, speaker=self.speaker
@@ -154,8 +155,7 @@ class Ears:
         try:
             async for frame in self._frames:
                 self._replay.add(frame, self._clock(), link_up=self._link.up)
-                if self._pauses is not None:
-                    self._pauses.hear(frame)
+                self._cutter.hear(frame)
                 if self._tap is not None:
                     try:
                         self._tap(frame)
@@ -163,10 +163,7 @@ class Ears:
                         self._tap = None
                         log_unexpected(logger, "the own-voice tap failed; no longer tapping this speaker", e)
                 if self._link.push(frame):
-                    if self._pauses is not None:
-                        self._maybe_cut_at_pause()
-                    if self._max_segment_s:
-                        self._maybe_cut()
+                    self._cutter.check(self._replay.timeline, self._link.flush)
         finally:
             await self._close_frames()
 
@@ -177,9 +174,6 @@ class Ears:
 
     # -- recognition: the STT's events made into utterances and captions ---------------------------
 
-    def _stream_opened(self) -> None:
-        self._cut_requested = False
-
     def _on_event(self, event: stt.SpeechEvent) -> bool:
         """Handle one STT event; True when it proves the link works."""
         if event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
@@ -188,20 +182,14 @@ class Ears:
                 self._caption_language = self._language_of(interim)
                 self._caption(text, final=False)
                 self._interim_shown = True
-                if interim.end_time > 0 and not self._speaking:
-                    self._segment_start = max(self._segment_start, self._link.origin + interim.start_time)
-                self._speaking = True
+                start = self._link.origin + interim.start_time if interim.end_time > 0 else None
+                self._cutter.words(start)
             return True
         if event.type == stt.SpeechEventType.START_OF_SPEECH:
-            if not self._speaking:  # the event comes a little after the speech began
-                self._segment_start = max(self._segment_start, self._replay.timeline - 0.2)
-            self._speaking = True
+            self._cutter.speech_started(self._replay.timeline)
             return True
         if event.type == stt.SpeechEventType.END_OF_SPEECH:
-            self._speaking = False  # the speaker paused: the next segment starts with their next word
-            self._cut_requested = False  # nothing is left to finalize (a Finalize may have found nothing)
-            if self._pauses is not None and self._pauses.silence_s > 0:
-                self._pauses.cut()  # the STT ended the segment itself: the next one starts with new speech
+            self._cutter.speech_ended()
             # an endpoint with no final since the interim: the STT heard nothing there in the end
             self._take_back_interim()
             return True
@@ -209,11 +197,10 @@ class Ears:
             return event.type != stt.SpeechEventType.RECOGNITION_USAGE
         data = event.alternatives[0]
         final_at = self._clock()
-        self._cut_requested = False
         audio_end = self._link.origin + data.end_time if data.end_time > 0 else self._replay.timeline
         audio_start = self._link.origin + data.start_time if data.end_time > 0 else audio_end
         self._replay.finalized_until(audio_end)
-        self._segment_start = max(self._segment_start, audio_end)  # speech may go on right after the cut
+        self._cutter.finalized(audio_end)
         text = clean_transcript(data.text)
         if not is_substantive(text):
             logger.debug("dropped a non-substantive segment", extra={"speaker": self.speaker})
@@ -261,47 +248,6 @@ class Ears:
             if self._on_detected is not None:
                 self._on_detected(detected)
         return detected
-
-    def _maybe_cut(self) -> None:
-        """Long continuous speech: once the segment being heard has run `max_segment_s` of audio, ask
-        the STT to finalize what it has (Deepgram's Finalize), so the brain starts translating
-        mid-sentence instead of waiting for the speaker to pause. With the pause detector, a gap between
-        words in the last part of that span (`WORD_GAP_FROM`) is taken instead of an arbitrary point."""
-        if not self._speaking or self._cut_requested or not self._link.up:
-            return
-        elapsed = self._replay.timeline - self._segment_start
-        at_gap = (
-            self._pauses is not None
-            and elapsed >= WORD_GAP_FROM * self._max_segment_s
-            and self._pauses.at_word_gap()
-        )
-        if elapsed >= self._max_segment_s or at_gap:
-            self._cut_requested = True
-            self.timer_cuts += 1
-            if self._pauses is not None:
-                self._pauses.cut()  # the next pause ends what is said from here
-            logger.debug("long speech cut", extra={"speaker": self.speaker, "at_word_gap": at_gap})
-            self._link.flush()
-
-    def _maybe_cut_at_pause(self) -> None:
-        """The speaker went quiet after speech the STT is hearing: end the segment now (Deepgram's
-        Finalize), once per pause, instead of waiting for the STT's own endpointing of silence."""
-        assert self._pauses is not None and self._link.up
-        if not (self._speaking and self._pauses.cut_due()):
-            return
-        speech_s, silence_s = self._pauses.speech_s, self._pauses.silence_s
-        self._pauses.cut()
-        self._cut_requested = True  # the timer waits for this segment's final
-        self.pause_cuts += 1
-        logger.debug(
-            "segment ended at a pause",
-            extra={
-                "speaker": self.speaker,
-                "speech_ms": round(speech_s * 1000),
-                "silence_ms": round(silence_s * 1000),
-            },
-        )
-        self._link.flush()
 
     def _take_back_interim(self) -> None:
         """An interim caption is on screen but its words never became a final (Deepgram revised them to
