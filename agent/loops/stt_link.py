@@ -189,7 +189,7 @@ class SttLink:
             await asyncio.sleep(delay)
 
     async def _hear(self, stream: SpeechStream, on_event: Callable[[stt.SpeechEvent], bool]) -> None:
-        async with contextlib.aclosing(self._events(stream)) as events:
+        async with contextlib.aclosing(_drained(stream, self.input_done, self._drain_idle_s)) as events:
             async for event in events:
                 if on_event(event):
                     self._failures, self._down_since = 0, None
@@ -257,38 +257,6 @@ class SttLink:
             message, *args, extra={"speaker": self._speaker, "failures": self._failures, **failure.fields}
         )
 
-    async def _events(self, stream: SpeechStream) -> AsyncGenerator[stt.SpeechEvent, None]:
-        """The stream's events. Once the input has ended, a quiet spell of `drain_idle_s` counts as
-        drained: the plugin's own stream lingers for its keep-alive period after the last result.
-        (The spell starts when the input ends, even if the stream is silent then.)"""
-        events = aiter(stream)
-        ended: asyncio.Future[Any] = asyncio.ensure_future(self.input_done.wait())
-        pending: asyncio.Future[Any] | None = None
-        try:
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(events))
-                if not ended.done():
-                    await asyncio.wait({pending, ended}, return_when=asyncio.FIRST_COMPLETED)
-                else:
-                    await asyncio.wait({pending}, timeout=self._drain_idle_s)
-                    if not pending.done():
-                        return
-                if not pending.done():
-                    continue  # the input ended: from now on a quiet spell ends the stream
-                try:
-                    event: stt.SpeechEvent = pending.result()
-                except StopAsyncIteration:
-                    return
-                pending = None
-                yield event
-        finally:
-            ended.cancel()
-            if pending is not None and not pending.done():
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pending
-
     def _open(self) -> SpeechStream:
         stream = self._stt.stream(language=stt_language(self._language), conn_options=STT_CONN_OPTIONS)
         # replay what was not finalized (and what arrived while the link was down), then go live
@@ -299,3 +267,38 @@ class SttLink:
             stream.end_input()
         self._stream = stream
         return stream
+
+
+async def _drained(
+    stream: SpeechStream, input_done: asyncio.Event, idle_s: float
+) -> AsyncGenerator[stt.SpeechEvent, None]:
+    """The stream's events. Once the input has ended, a quiet spell of `idle_s` counts as drained: the
+    plugin's own stream lingers for its keep-alive period after the last result. (The spell starts when
+    the input ends, even if the stream is silent then.)"""
+    events = aiter(stream)
+    ended: asyncio.Future[Any] = asyncio.ensure_future(input_done.wait())
+    pending: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(events))
+            if not ended.done():
+                await asyncio.wait({pending, ended}, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await asyncio.wait({pending}, timeout=idle_s)
+                if not pending.done():
+                    return
+            if not pending.done():
+                continue  # the input ended: from now on a quiet spell ends the stream
+            try:
+                event: stt.SpeechEvent = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield event
+    finally:
+        ended.cancel()
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
