@@ -1,8 +1,9 @@
 """Where captions go. The loops call a `CaptionSink`; the room, the file mode and tests provide one.
 
-Source captions (interim, then final) come from the ears as soon as the STT gives them, before any
-queue, so they are never dropped. The translated caption of an utterance comes from the mouth when
-its audio starts playing, or from the brain when no audio could be made.
+Source captions (interim, then final) come from the ears (`transcripts.py`) as soon as the STT gives
+them, before any queue, so they are never dropped. The translated caption of an utterance
+(`translated_caption`) comes from the mouth when its audio starts playing, or from the brain when no
+audio could be made.
 """
 
 from __future__ import annotations

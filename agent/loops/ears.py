@@ -1,9 +1,12 @@
 """Ears: one speaker's audio → streaming STT → utterances on a bounded queue (and source captions).
 
-The ears take the speaker's frames (never blocking on the STT or the brain) into the replay buffer
-(`replay.py`) and, while it is up, the STT link (`stt_link.py`: reconnect with backoff, replay, refusal
-vs outage; `failure` tells why the ears stopped reaching for the STT). Anything else that goes wrong is a
-bug: logged with its traceback (messages withheld), raised.
+The ears are the loop that ties their parts together. Each frame of the speaker's, taken without ever
+blocking on the STT or the brain, goes to the replay buffer (`replay.py`), the segment cutter
+(`segment_cutter.py`: at a pause, and the long-speech timer), the own-voice tap, and while it is up the
+STT link (`stt_link.py`: reconnect with backoff, replay, refusal vs outage; `failure` tells why the ears
+stopped reaching for the STT). The STT's events go to the cutter and the transcripts (`transcripts.py`:
+each utterance's language, the source captions); each final's utterance goes onto the queue. Anything
+else that goes wrong is a bug: logged with its traceback (messages withheld), raised.
 """
 
 from __future__ import annotations
@@ -16,15 +19,13 @@ from collections.abc import AsyncIterable, Callable
 from livekit import rtc
 from livekit.agents import stt
 
-from agent.language.codes import AUTO, UNDETECTED_FALLBACK, detected_language
-from agent.language.text import clean_transcript, is_substantive
-from agent.loops.captions import Caption, CaptionSink
+from agent.loops.captions import CaptionSink
 from agent.loops.faults import FaultFlag
-from agent.loops.models import Utterance
 from agent.loops.queues import UtteranceSink
 from agent.loops.replay import ReplayBuffer
 from agent.loops.segment_cutter import SegmentCutter
 from agent.loops.stt_link import Backoff, SttFailure, SttLink
+from agent.loops.transcripts import Transcripts
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
 
@@ -32,6 +33,8 @@ logger = logging.getLogger("agent.ears")
 
 
 class Ears:
+    """One speaker's ears: `run` until their audio ends (or `stop`) and what was heard is finalized."""
+
     def __init__(
         self,
         *,
@@ -58,14 +61,15 @@ class Ears:
         self._clock: Clock = tracker.clock
         self.speaker = speaker
         self.language = language  # AUTO: each utterance's language is the one Deepgram detected
-        # AUTO: the language Deepgram detected in this speaker's last final (each final's, in turn)
-        self.detected: str | None = None
-        self._on_detected = on_detected
-        self._caption_language = language if language != AUTO else UNDETECTED_FALLBACK
-        self._captions = captions
+        self._transcripts = Transcripts(
+            speaker=speaker,
+            language=language,
+            prefix=segment_prefix or speaker,
+            captions=captions,
+            on_detected=on_detected,
+        )
         self._cutter = SegmentCutter(speaker=speaker, max_segment_s=max_segment_s, pause_cut_s=pause_cut_s)
         self._tap = tap  # sees every frame received (the own-voice cloner: `agent/room/cloning.py`)
-        self._interim_shown = False  # an interim caption of the segment being heard is on screen
 
         self._replay = ReplayBuffer(replay_limit_s, speaker=speaker)  # the timeline, what is not finalized
         self._link = SttLink(
@@ -79,8 +83,6 @@ class Ears:
             give_up_after_s=give_up_after_s,
             on_fault=on_fault,
         )
-        self._seq = 0
-        self._prefix = segment_prefix or speaker
         self._intake_task: asyncio.Task[None] | None = None
         self._stopped = False
         self.utterances = 0
@@ -88,7 +90,12 @@ class Ears:
     @property
     def segment_id(self) -> str:
         """The id of the segment being heard now (it becomes the next utterance's id)."""
-        return f"{self._prefix}-{self._seq}"
+        return self._transcripts.segment_id
+
+    @property
+    def detected(self) -> str | None:
+        """With `auto`: the language Deepgram detected in this speaker's last final."""
+        return self._transcripts.detected
 
     @property
     def failure(self) -> SttFailure | None:
@@ -147,7 +154,7 @@ class Ears:
             if self._intake_task is not None:
                 await _cancel(self._intake_task)
             await self._link.close()
-            self._take_back_interim()  # nothing more will finalize it
+            self._transcripts.take_back_interim()  # nothing more will finalize it
 
     # -- audio intake: never blocks on the STT or the brain --------------------------------------
 
@@ -178,12 +185,8 @@ class Ears:
         """Handle one STT event; True when it proves the link works."""
         if event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
             interim = event.alternatives[0]
-            if text := clean_transcript(interim.text):
-                self._caption_language = self._language_of(interim)
-                self._caption(text, final=False)
-                self._interim_shown = True
-                start = self._link.origin + interim.start_time if interim.end_time > 0 else None
-                self._cutter.words(start)
+            if self._transcripts.interim(interim):
+                self._cutter.words(self._link.origin + interim.start_time if interim.end_time > 0 else None)
             return True
         if event.type == stt.SpeechEventType.START_OF_SPEECH:
             self._cutter.speech_started(self._replay.timeline)
@@ -191,88 +194,30 @@ class Ears:
         if event.type == stt.SpeechEventType.END_OF_SPEECH:
             self._cutter.speech_ended()
             # an endpoint with no final since the interim: the STT heard nothing there in the end
-            self._take_back_interim()
+            self._transcripts.take_back_interim()
             return True
         if event.type != stt.SpeechEventType.FINAL_TRANSCRIPT or not event.alternatives:
             return event.type != stt.SpeechEventType.RECOGNITION_USAGE
-        data = event.alternatives[0]
+        self._final(event.alternatives[0])
+        return True
+
+    def _final(self, data: stt.SpeechData) -> None:
+        """A final: the audio up to its end is never replayed, and what it says goes to the brain."""
         final_at = self._clock()
         audio_end = self._link.origin + data.end_time if data.end_time > 0 else self._replay.timeline
         audio_start = self._link.origin + data.start_time if data.end_time > 0 else audio_end
         self._replay.finalized_until(audio_end)
         self._cutter.finalized(audio_end)
-        text = clean_transcript(data.text)
-        if not is_substantive(text):
-            logger.debug("dropped a non-substantive segment", extra={"speaker": self.speaker})
-            self._take_back_interim()
-            return True
         speech_end_at = self._replay.clock.to_clock(audio_end)
-        language = self._language_of(data, final=True)
-        utterance = Utterance(
-            id=self.segment_id,
-            speaker=self.speaker,
-            text=text,
-            language=language,
-            audio_start=audio_start,
-            audio_end=audio_end,
+        utterance = self._transcripts.final(
+            data,
+            span=(audio_start, audio_end),
             speech_end_at=speech_end_at if speech_end_at is not None else final_at,
             final_at=final_at,
         )
-        self._caption_language = language
-        self._caption(utterance.text, final=True, span=(audio_start, audio_end))
-        self._interim_shown = False
-        self._seq += 1
-        self.utterances += 1
-        self._out.put_nowait(utterance)
-        return True
-
-    def _language_of(self, data: stt.SpeechData, *, final: bool = False) -> str:
-        """The language of what was heard: the speaker's own, or with AUTO the one Deepgram detected (the
-        plugin takes the first of the result's `languages`, the one with most words); a detection missing
-        or unsupported: this speaker's last detected language, else UNDETECTED_FALLBACK. A final's
-        detection is this speaker's detected language from then on (and `on_detected` hears it)."""
-        if self.language != AUTO:
-            return self.language
-        detected = detected_language(data.language)
-        if detected is None:
-            logger.debug(
-                "no usable language detected; the speaker's last one is used", extra={"speaker": self.speaker}
-            )
-            return self.detected or UNDETECTED_FALLBACK
-        if final:
-            if detected != self.detected:
-                logger.info(
-                    "speaker's language detected", extra={"speaker": self.speaker, "language": detected}
-                )
-            self.detected = detected
-            if self._on_detected is not None:
-                self._on_detected(detected)
-        return detected
-
-    def _take_back_interim(self) -> None:
-        """An interim caption is on screen but its words never became a final (Deepgram revised them to
-        nothing): close its segment with an empty final, so no stale text stays shown, and hear the
-        next words as a new segment."""
-        if self._interim_shown:
-            self._interim_shown = False
-            self._caption("", final=True)
-            self._seq += 1
-
-    def _caption(self, text: str, *, final: bool, span: tuple[float, float] | None = None) -> None:
-        if self._captions is None:
-            return
-        self._captions.publish(
-            Caption(
-                segment_id=self.segment_id,
-                speaker=self.speaker,
-                language=self._caption_language,
-                text=text.strip(),
-                final=final,
-                translated=False,
-                start_s=round(span[0], 3) if span else None,
-                end_s=round(span[1], 3) if span else None,
-            )
-        )
+        if utterance is not None:
+            self.utterances += 1
+            self._out.put_nowait(utterance)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
