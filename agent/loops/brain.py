@@ -22,9 +22,9 @@ from livekit.agents import APIError, llm, tts
 from agent.loops.captions import CaptionSink, translated_caption
 from agent.loops.models import Speech
 from agent.loops.pace import Pace
-from agent.loops.prompt import ContextBook
+from agent.loops.prompt import ContextBook, TranslationContext
 from agent.loops.queues import UtteranceQueue
-from agent.loops.synthesis import Synthesizer
+from agent.loops.synthesis import EarlyStream, Synthesizer
 from agent.loops.translate import TranslationAbandoned, TranslationRejected, Translator
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker, Mark
@@ -96,47 +96,15 @@ class Brain:
 
     async def _interpret(self, speech: Speech) -> None:
         utterance = speech.utterance
-        ids = utterance.record_ids
         speech.speed = self._synthesizer.set_speed(self._pace)
         voices: list[asyncio.Task[None]] = []
         speaker_voice = self._voice_for(utterance.speaker) if self._voice_for is not None else None
         # a cold TTS socket connects while the LLM thinks
         early = self._synthesizer.early(speaker_voice)
         translated = False
-        concise = self._pace is not None and self._pace.concise
         context = self.contexts.for_source(utterance.language)
         try:
-            clauses = self.translator.clauses(
-                context,
-                utterance.text,
-                concise=concise,
-                on_token=lambda: self._tracker.mark(ids, Mark.LLM_FIRST_TOKEN),
-                utterance_id=utterance.id,
-                # an outage lasting until its translation would be too late to speak fails it
-                give_up_at=utterance.speech_end_at + self._stale_after_s,
-            )
-            async with contextlib.aclosing(clauses):
-                async for clause in clauses:
-                    if not speech.parts:
-                        self._tracker.mark(ids, Mark.FIRST_CLAUSE)
-                        late = self._tracker.clock() - utterance.speech_end_at
-                        if late > self._stale_after_s:
-                            speech.caption_only = True
-                            logger.warning(
-                                "translation too late to speak; captioning it",
-                                extra={"utterance_id": utterance.id, "late_s": round(late, 1)},
-                            )
-                    part = speech.add_clause(clause)
-                    if not speech.failed and not speech.caption_only:
-                        opened = early.take()
-                        voices.append(
-                            asyncio.create_task(
-                                self._synthesizer.voice(
-                                    speech, part, len(speech.parts) - 1, speaker_voice, opened
-                                ),
-                                name=f"tts-{utterance.id}-{len(voices)}",
-                            )
-                        )
+            await self._translate(speech, context, speaker_voice, early, voices)
             translated = True
             speech.end_input()
             await asyncio.gather(*voices)
@@ -144,26 +112,8 @@ class Brain:
                 context.remember(utterance.text, speech.text)
         except asyncio.CancelledError:
             raise
-        except TranslationAbandoned:
-            pass  # every LLM refused it, or none answered in time: the translator logged which
-        except TranslationRejected as e:
-            logger.error(
-                "no translation for an utterance: the LLM replies were not translations",
-                extra={"utterance_id": utterance.id, "reason": e.reason},
-            )
-        except (APIError, TimeoutError) as e:  # a reply broke off too often
-            logger.error(
-                "interpretation failed for an utterance",
-                extra={"utterance_id": utterance.id, "error": type(e).__name__, "clauses": len(speech.parts)},
-            )
-        except Exception as e:  # a bug: this utterance fails, the next ones are still interpreted
-            log_unexpected(
-                logger,
-                "interpretation failed for an utterance: unexpected error",
-                e,
-                utterance_id=utterance.id,
-                clauses=len(speech.parts),
-            )
+        except Exception as e:
+            _log_failure(speech, e)
         finally:
             for voice in voices:
                 voice.cancel()
@@ -171,6 +121,53 @@ class Brain:
             await early.aclose()
             speech.end(failed=not (translated and speech.parts) and not speech.caption_only)
             self._publish_final_caption(speech)
+
+    async def _translate(
+        self,
+        speech: Speech,
+        context: TranslationContext,
+        voice: str | None,
+        early: EarlyStream,
+        voices: list[asyncio.Task[None]],
+    ) -> None:
+        """The translation into `speech`, clause by clause; each clause's synthesis starts as it comes
+        (its task added to `voices`), the first one's on the early stream if that is open by then."""
+        utterance = speech.utterance
+        ids = utterance.record_ids
+        clauses = self.translator.clauses(
+            context,
+            utterance.text,
+            concise=self._pace is not None and self._pace.concise,
+            on_token=lambda: self._tracker.mark(ids, Mark.LLM_FIRST_TOKEN),
+            utterance_id=utterance.id,
+            # an outage lasting until its translation would be too late to speak fails it
+            give_up_at=utterance.speech_end_at + self._stale_after_s,
+        )
+        async with contextlib.aclosing(clauses):
+            async for clause in clauses:
+                if not speech.parts:
+                    self._first_clause(speech)
+                part = speech.add_clause(clause)
+                if not speech.failed and not speech.caption_only:
+                    opened = early.take()
+                    voices.append(
+                        asyncio.create_task(
+                            self._synthesizer.voice(speech, part, len(speech.parts) - 1, voice, opened),
+                            name=f"tts-{utterance.id}-{len(voices)}",
+                        )
+                    )
+
+    def _first_clause(self, speech: Speech) -> None:
+        """The translation's first clause came; if that is too late to speak, it is captioned only."""
+        utterance = speech.utterance
+        self._tracker.mark(utterance.record_ids, Mark.FIRST_CLAUSE)
+        late = self._tracker.clock() - utterance.speech_end_at
+        if late > self._stale_after_s:
+            speech.caption_only = True
+            logger.warning(
+                "translation too late to speak; captioning it",
+                extra={"utterance_id": utterance.id, "late_s": round(late, 1)},
+            )
 
     def _publish_final_caption(self, speech: Speech) -> None:
         """The full translation as the final caption, unless the mouth publishes it at playout end."""
@@ -180,3 +177,28 @@ class Brain:
             return  # the mouth will, when it has played what there is
         speech.caption_final = True
         self._captions.publish(translated_caption(speech, final=True))
+
+
+def _log_failure(speech: Speech, error: Exception) -> None:
+    """Say why an utterance has no (complete) translation; a bug is logged with its traceback."""
+    utterance_id = speech.utterance.id
+    if isinstance(error, TranslationAbandoned):
+        return  # every LLM refused it, or none answered in time: the translator logged which
+    if isinstance(error, TranslationRejected):
+        logger.error(
+            "no translation for an utterance: the LLM replies were not translations",
+            extra={"utterance_id": utterance_id, "reason": error.reason},
+        )
+    elif isinstance(error, APIError | TimeoutError):  # a reply broke off too often
+        logger.error(
+            "interpretation failed for an utterance",
+            extra={"utterance_id": utterance_id, "error": type(error).__name__, "clauses": len(speech.parts)},
+        )
+    else:  # a bug: this utterance fails, the next ones are still interpreted
+        log_unexpected(
+            logger,
+            "interpretation failed for an utterance: unexpected error",
+            error,
+            utterance_id=utterance_id,
+            clauses=len(speech.parts),
+        )
