@@ -1,14 +1,17 @@
 """Where captions go. The loops call a `CaptionSink`; the room, the file mode and tests provide one.
 
-Source captions (interim, then final) come from the ears as soon as the STT gives them, before any
-queue, so they are never dropped. The translated caption of an utterance comes from the mouth when
-its audio starts playing, or from the brain when no audio could be made.
+Source captions (interim, then final) come from the ears (`transcripts.py`) as soon as the STT gives
+them, before any queue, so they are never dropped. The translated caption of an utterance
+(`translated_caption`) comes from the mouth when its audio starts playing, or from the brain when no
+audio could be made.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+
+from agent.loops.models import Speech
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +42,16 @@ class CaptionLog:
 
     def finals(self, *, translated: bool) -> list[Caption]:
         return [c for c in self.captions if c.final and c.translated == translated]
+
+
+def translated_caption(speech: Speech, *, final: bool) -> Caption:
+    """The caption of a speech's translation (the mouth's at playout start and end, else the brain's)."""
+    utterance = speech.utterance
+    return Caption(
+        segment_id=utterance.id,  # the channel's copy: "<speaker>-<n>-<language>"
+        speaker=utterance.speaker,
+        language=speech.language,
+        text=speech.text,
+        final=final,
+        translated=True,
+    )

@@ -1,17 +1,12 @@
 """Ears: one speaker's audio → streaming STT → utterances on a bounded queue (and source captions).
 
-The ears own the STT connection. The provider stream runs without framework retries; when it dies
-the ears reopen it with backoff and first replay the audio that was not yet finalized (kept since
-the last final word), then go on live. Audio that arrives while the link is down is kept too, so
-words spoken during a gap are transcribed once the link is back, and none twice. The replay buffer
-is bounded (`replay_limit_s`); what falls off it is reported.
-
-Only provider errors are an outage. A request the provider refuses (a status it will not answer
-differently when asked again: 401/403 for the key, 400 for the request) is not retried: the ears stop,
-report the STT as down (their fault flag) and say why once. With `give_up_after_s` (the file mode's),
-an outage that lasts that long ends the ears too; in a room they never give up while audio flows.
-Either way `failure` tells what happened. Anything else that goes wrong is a bug: logged with its
-traceback (messages withheld), raised.
+The ears are the loop that ties their parts together. Each frame of the speaker's, taken without ever
+blocking on the STT or the brain, goes to the replay buffer (`replay.py`), the segment cutter
+(`segment_cutter.py`: at a pause, and the long-speech timer), the own-voice tap, and while it is up the
+STT link (`stt_link.py`: reconnect with backoff, replay, refusal vs outage; `failure` tells why the ears
+stopped reaching for the STT). The STT's events go to the cutter and the transcripts (`transcripts.py`:
+each utterance's language, the source captions); each final's utterance goes onto the queue. Anything
+else that goes wrong is a bug: logged with its traceback (messages withheld), raised.
 """
 
 from __future__ import annotations
@@ -19,116 +14,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterable, Callable
 
 from livekit import rtc
-from livekit.agents import APIError, APIStatusError, stt
-from livekit.agents.stt import SpeechStream
+from livekit.agents import stt
 
-from agent.language.codes import AUTO, UNDETECTED_FALLBACK, detected_language
-from agent.language.text import clean_transcript, is_substantive
-from agent.loops.captions import Caption, CaptionSink
+from agent.loops.captions import CaptionSink
 from agent.loops.faults import FaultFlag
-from agent.loops.models import Utterance
-from agent.loops.pauses import PauseDetector, PausePolicy
 from agent.loops.queues import UtteranceSink
-from agent.providers.build import STT_CONN_OPTIONS, close_stream, stt_language
-from agent.telemetry import metrics
+from agent.loops.replay import ReplayBuffer
+from agent.loops.segment_cutter import SegmentCutter
+from agent.loops.stt_link import Backoff, SttFailure, SttLink
+from agent.loops.transcripts import Transcripts
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
 
 logger = logging.getLogger("agent.ears")
-WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap between words is cut at
-
-# what an STT outage looks like: the plugin's errors, and a stream that ends early; anything else is a bug
-STT_OUTAGES: tuple[type[Exception], ...] = (APIError, ConnectionError)
-
-
-class AudioClock:
-    """Maps the speaker's audio timeline (seconds of audio received) to clock time.
-
-    Each frame is noted with the clock time it arrived. Live audio arrives in real time, so the
-    moment audio time T was spoken is the arrival of the frame holding T, less what of that frame
-    came after T.
-    """
-
-    def __init__(self, maxlen: int = 6000) -> None:
-        self._points: deque[tuple[float, float]] = deque(maxlen=maxlen)  # (audio end, arrived at)
-
-    def note(self, audio_end: float, arrived_at: float) -> None:
-        self._points.append((audio_end, arrived_at))
-
-    def to_clock(self, audio_t: float) -> float | None:
-        if not self._points:
-            return None
-        # the frame holding audio_t: the oldest point whose audio end reaches it (searched from the
-        # newest, since what is asked about is recent); later than everything noted: extrapolate
-        point = self._points[-1]
-        for audio_end, arrived_at in reversed(self._points):
-            if audio_end < audio_t:
-                break
-            point = (audio_end, arrived_at)
-        audio_end, arrived_at = point
-        return arrived_at - (audio_end - audio_t)
-
-
-@dataclass(frozen=True, slots=True)
-class SttFailure:
-    """Why the ears stopped reaching for the STT: it refused the request, or stayed out of reach."""
-
-    provider: str  # "deepgram"
-    error: str  # the error's type, or the underlying one's (ClientConnectorError, TimeoutError...)
-    status: int | None  # the HTTP status of a refused handshake, or the websocket close code
-    refused: bool  # True: refused (not retryable); False: unreachable (or failing) too long
-
-    @property
-    def cause(self) -> str:
-        """`deepgram 401`, `deepgram ClientConnectorError`: provider and status, else error type."""
-        return f"{self.provider} {self.status if self.status is not None else self.error}"
-
-    @classmethod
-    def of(cls, provider: str, error: BaseException, *, refused: bool) -> SttFailure:
-        status = error.status_code if isinstance(error, APIStatusError) and error.status_code >= 0 else None
-        return cls(provider.lower(), _error_type(error), status, refused)
-
-
-def _error_type(error: BaseException) -> str:
-    """The type of what went wrong underneath the plugin's wrapping: the first error in the chain that is
-    not an `APIError`, else the type the plugin names in its message (`failed to connect to deepgram
-    (ClientConnectorError)`: it raises `from None`, and the framework re-raises the error while handling
-    a `StopAsyncIteration`, which replaces its context), else the error's own type."""
-    if isinstance(error, APIStatusError):
-        return type(error).__name__
-    seen: BaseException | None = error
-    for _ in range(5):
-        if seen is None:
-            break
-        if not isinstance(seen, APIError | StopAsyncIteration):
-            return type(seen).__name__
-        seen = seen.__cause__ or seen.__context__
-    if isinstance(error, APIError) and (named := _NAMED_TYPE.search(error.message)):
-        return named.group(1)
-    return type(error).__name__
-
-
-_NAMED_TYPE = re.compile(r"\((\w+(?:Error|Exception|Timeout))\)$")
-
-
-@dataclass(slots=True)
-class Backoff:
-    initial_s: float = 0.1
-    max_s: float = 5.0
-    report_after: int = 5  # consecutive failures before a clear error is logged
-
-    def delay(self, failures: int) -> float:
-        return min(self.max_s, self.initial_s * (2 ** max(0, failures - 1)))
 
 
 class Ears:
+    """One speaker's ears: `run` until their audio ends (or `stop`) and what was heard is finalized."""
+
     def __init__(
         self,
         *,
@@ -150,54 +56,75 @@ class Ears:
         tap: Callable[[rtc.AudioFrame], None] | None = None,
         on_detected: Callable[[str], None] | None = None,
     ) -> None:
-        self._stt = stt
         self._frames = frames
         self._out = out
-        self._tracker = tracker
         self._clock: Clock = tracker.clock
         self.speaker = speaker
         self.language = language  # AUTO: each utterance's language is the one Deepgram detected
-        # AUTO: the language Deepgram detected in this speaker's last final (each final's, in turn)
-        self.detected: str | None = None
-        self._on_detected = on_detected
-        self._caption_language = language if language != AUTO else UNDETECTED_FALLBACK
-        self._captions = captions
-        self._replay_limit_s = replay_limit_s
-        self._backoff = backoff or Backoff()
-        self._drain_idle_s = drain_idle_s
-        self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
-        # 0: segments end at Deepgram's endpointing; else at a pause this long heard here (`loops/pauses.py`)
-        policy = PausePolicy.of(pause_cut_s)
-        self._pauses = PauseDetector(policy) if policy is not None else None
-        self._give_up_after_s = give_up_after_s  # None: never give up on an outage while audio flows
+        self._transcripts = Transcripts(
+            speaker=speaker,
+            language=language,
+            prefix=segment_prefix or speaker,
+            captions=captions,
+            on_detected=on_detected,
+        )
+        self._cutter = SegmentCutter(speaker=speaker, max_segment_s=max_segment_s, pause_cut_s=pause_cut_s)
         self._tap = tap  # sees every frame received (the own-voice cloner: `agent/room/cloning.py`)
-        self._interim_shown = False  # an interim caption of the segment being heard is on screen
-        self._cut_requested = False
-        self._speaking = False  # the STT hears speech that is not finalized yet
-        self._segment_start = 0.0  # audio time where the segment being heard began (at the latest)
 
-        self._audio_clock = AudioClock()
-        self._timeline = 0.0  # seconds of audio received so far
-        self._pending: deque[tuple[float, rtc.AudioFrame]] = deque()  # not yet finalized audio
-        self._stream: SpeechStream | None = None
-        self._origin = 0.0  # audio timeline time at the current stream's t=0
-        self._input_done = asyncio.Event()
-        self._seq = 0
-        self._prefix = segment_prefix or speaker
+        self._replay = ReplayBuffer(replay_limit_s, speaker=speaker)  # the timeline, what is not finalized
+        self._link = SttLink(
+            stt=stt,
+            language=language,
+            speaker=speaker,
+            replay=self._replay,
+            clock=self._clock,
+            backoff=backoff,
+            drain_idle_s=drain_idle_s,
+            give_up_after_s=give_up_after_s,
+            on_fault=on_fault,
+        )
         self._intake_task: asyncio.Task[None] | None = None
         self._stopped = False
-        self.reconnects = 0
-        self.fault = FaultFlag(on_fault)  # down once the link has failed `report_after` times running
-        self.failure: SttFailure | None = None  # set when the ears stopped reaching for the STT
-        self.dropped_audio_s = 0.0
         self.utterances = 0
-        self.pause_cuts = 0  # segments ended by the ears at a pause (Finalize)
-        self.timer_cuts = 0  # segments cut after `max_segment_s` of speech with no pause (Finalize)
 
     @property
     def segment_id(self) -> str:
         """The id of the segment being heard now (it becomes the next utterance's id)."""
-        return f"{self._prefix}-{self._seq}"
+        return self._transcripts.segment_id
+
+    @property
+    def detected(self) -> str | None:
+        """With `auto`: the language Deepgram detected in this speaker's last final."""
+        return self._transcripts.detected
+
+    @property
+    def failure(self) -> SttFailure | None:
+        """Why the ears stopped reaching for the STT (refused, or down too long); None while they do."""
+        return self._link.failure
+
+    @property
+    def fault(self) -> FaultFlag:
+        """Down while the STT link fails (`Backoff.report_after` times running), or once it was given up."""
+        return self._link.fault
+
+    @property
+    def reconnects(self) -> int:
+        return self._link.reconnects
+
+    @property
+    def pause_cuts(self) -> int:
+        """Segments the ears ended at a pause (Finalize)."""
+        return self._cutter.pause_cuts
+
+    @property
+    def timer_cuts(self) -> int:
+        """Segments cut after `max_segment_s` of speech with no pause (Finalize)."""
+        return self._cutter.timer_cuts
+
+    @property
+    def dropped_audio_s(self) -> float:
+        """Audio that fell off the replay buffer while the STT link was down: never transcribed."""
+        return self._replay.dropped_s
 
     def stop(self) -> None:
         """Stop taking audio (mute, unpublish, leave): what was heard is still finalized, then `run` ends.
@@ -208,16 +135,16 @@ class Ears:
 
     async def run(self) -> None:
         if self._stopped:
-            self._input_done.set()
+            self._link.end_input()
             await self._close_frames()
         else:
             intake = self._intake_task = asyncio.create_task(
                 self._intake(), name=f"ears-intake-{self.speaker}"
             )
             # a task cancelled before its first step never runs its `finally`: end the input from outside
-            intake.add_done_callback(lambda _: self._end_input())
+            intake.add_done_callback(lambda _: self._link.end_input())
         try:
-            await self._recognize()
+            await self._link.run(self._on_event, on_open=self._cutter.stream_opened)
         except Exception as e:
             log_unexpected(
                 logger, "the ears failed; no longer listening to this speaker", e, speaker=self.speaker
@@ -226,37 +153,24 @@ class Ears:
         finally:
             if self._intake_task is not None:
                 await _cancel(self._intake_task)
-            if self._stream is not None:
-                await close_stream(self._stream)
-                self._stream = None
-            self._take_back_interim()  # nothing more will finalize it
+            await self._link.close()
+            self._transcripts.take_back_interim()  # nothing more will finalize it
 
     # -- audio intake: never blocks on the STT or the brain --------------------------------------
 
     async def _intake(self) -> None:
         try:
             async for frame in self._frames:
-                start = self._timeline
-                self._timeline += frame.samples_per_channel / frame.sample_rate
-                self._audio_clock.note(self._timeline, self._clock())
-                self._pending.append((start, frame))
-                self._trim_pending()
-                if self._pauses is not None:
-                    self._pauses.hear(frame)
+                self._replay.add(frame, self._clock(), link_up=self._link.up)
+                self._cutter.hear(frame)
                 if self._tap is not None:
                     try:
                         self._tap(frame)
                     except Exception as e:  # a bug there must not stop the speaker being heard
                         self._tap = None
                         log_unexpected(logger, "the own-voice tap failed; no longer tapping this speaker", e)
-                if self._stream is not None:
-                    # a closing stream refuses it; the frame stays pending for the next stream
-                    with contextlib.suppress(RuntimeError):
-                        self._stream.push_frame(frame)
-                    if self._pauses is not None:
-                        self._maybe_cut_at_pause()
-                    if self._max_segment_s:
-                        self._maybe_cut()
+                if self._link.push(frame):
+                    self._cutter.check(self._replay.timeline, self._link.flush)
         finally:
             await self._close_frames()
 
@@ -265,332 +179,45 @@ class Ears:
         if (close := getattr(self._frames, "aclose", None)) is not None:
             await close()
 
-    def _end_input(self) -> None:
-        self._input_done.set()
-        if self._stream is not None:
-            with contextlib.suppress(RuntimeError):  # a closing stream: its input has ended anyway
-                self._stream.end_input()
-
-    def _trim_pending(self) -> None:
-        while self._pending and self._timeline - self._pending[0][0] > self._replay_limit_s:
-            _, frame = self._pending.popleft()
-            if self._stream is None:  # the link is down: this audio will never be transcribed
-                if self.dropped_audio_s == 0:
-                    logger.error(
-                        "speech recognition down longer than the replay buffer; audio is being lost",
-                        extra={"speaker": self.speaker, "replay_limit_s": self._replay_limit_s},
-                    )
-                self.dropped_audio_s += frame.samples_per_channel / frame.sample_rate
-
-    def _finalized_until(self, audio_t: float) -> None:
-        """Audio before `audio_t` has been transcribed: it is never replayed (a frame that straddles
-        `audio_t` keeps only its part after it, so a finalized word cannot be heard twice)."""
-        while self._pending:
-            start, frame = self._pending[0]
-            duration = frame.samples_per_channel / frame.sample_rate
-            if start + duration <= audio_t:
-                self._pending.popleft()
-                continue
-            if start < audio_t:
-                cut = round((audio_t - start) * frame.sample_rate)
-                if 0 < cut < frame.samples_per_channel:
-                    self._pending[0] = (start + cut / frame.sample_rate, _tail(frame, cut))
-            break
-
-    # -- recognition: (re)opens the STT stream and turns finals into utterances ------------------
-
-    async def _recognize(self) -> None:
-        failures = 0
-        down_since: float | None = None  # clock time of the first failure in a row
-        provider = self._stt.provider.lower()
-        while True:
-            if self._input_done.is_set() and not self._pending:
-                return  # stopped before anything was heard: nothing to recognize
-            stream = self._open_stream()
-            try:
-                async with contextlib.aclosing(self._events(stream)) as events:
-                    async for event in events:
-                        if self._on_event(event):
-                            failures, down_since = 0, None
-                            self.fault.set(False)
-                if self._input_done.is_set():
-                    return  # the input ended and the stream drained: done
-                raise ConnectionError("speech stream ended early")
-            except STT_OUTAGES as e:
-                if isinstance(e, APIError) and not e.retryable:
-                    self._refused(SttFailure.of(provider, e, refused=True))
-                    return
-                failure = SttFailure.of(provider, e, refused=False)
-                failures += 1
-                down_since = self._clock() if down_since is None else down_since
-                self.reconnects += 1
-                metrics.STT_RECONNECTS.inc()
-                delay = self._backoff.delay(failures)
-                log = logger.error if failures >= self._backoff.report_after else logger.warning
-                if failures >= self._backoff.report_after:
-                    self.fault.set(True)
-                log(
-                    "speech recognition stream failed (%s); reconnecting",
-                    failure.cause,
-                    extra={
-                        "speaker": self.speaker,
-                        "failures": failures,
-                        "retry_in_s": delay,
-                        **_fields(failure),
-                    },
-                )
-            finally:
-                self._stream = None
-                await close_stream(stream)
-            if self._input_done.is_set() and (not self._pending or failures >= self._backoff.report_after):
-                if self._pending:
-                    self._give_up(
-                        failure,
-                        failures,
-                        "input ended while speech recognition was down (%s); unrecognized audio remains",
-                        failure.cause,
-                    )
-                return
-            down_for = self._clock() - down_since
-            if self._give_up_after_s is not None and down_for >= self._give_up_after_s:
-                detail = failure.status if failure.status is not None else failure.error
-                self._give_up(
-                    failure,
-                    failures,
-                    "speech recognition given up: %s unreachable for %.0f s (%s)",
-                    failure.provider,
-                    down_for,
-                    detail,
-                )
-                return
-            await asyncio.sleep(delay)
-
-    def _refused(self, failure: SttFailure) -> None:
-        """The provider refused the request: asking again cannot help (a wrong or revoked key, a request
-        it does not accept). Stop, show the fault, say so once."""
-        self.failure = failure
-        self.fault.set(True)
-        logger.error(
-            "speech recognition refused (%s): not retried; no longer listening to this speaker",
-            failure.cause,
-            extra={"speaker": self.speaker, **_fields(failure)},
-        )
-
-    def _give_up(self, failure: SttFailure, failures: int, message: str, *args: object) -> None:
-        self.failure = failure
-        self.fault.set(True)
-        logger.error(
-            message, *args, extra={"speaker": self.speaker, "failures": failures, **_fields(failure)}
-        )
-
-    async def _events(self, stream: SpeechStream) -> AsyncGenerator[stt.SpeechEvent, None]:
-        """The stream's events. Once the input has ended, a quiet spell of `drain_idle_s` counts as
-        drained: the plugin's own stream lingers for its keep-alive period after the last result.
-        (The spell starts when the input ends, even if the stream is silent then.)"""
-        events = aiter(stream)
-        ended: asyncio.Future[Any] = asyncio.ensure_future(self._input_done.wait())
-        pending: asyncio.Future[Any] | None = None
-        try:
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(events))
-                if not ended.done():
-                    await asyncio.wait({pending, ended}, return_when=asyncio.FIRST_COMPLETED)
-                else:
-                    await asyncio.wait({pending}, timeout=self._drain_idle_s)
-                    if not pending.done():
-                        return
-                if not pending.done():
-                    continue  # the input ended: from now on a quiet spell ends the stream
-                try:
-                    event: stt.SpeechEvent = pending.result()
-                except StopAsyncIteration:
-                    return
-                pending = None
-                yield event
-        finally:
-            ended.cancel()
-            if pending is not None and not pending.done():
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pending
-
-    def _open_stream(self) -> SpeechStream:
-        stream = self._stt.stream(language=stt_language(self.language), conn_options=STT_CONN_OPTIONS)
-        # replay what was not finalized (and what arrived while the link was down), then go live
-        self._origin = self._pending[0][0] if self._pending else self._timeline
-        for _, frame in self._pending:
-            stream.push_frame(frame)
-        if self._input_done.is_set():
-            stream.end_input()
-        self._stream = stream
-        self._cut_requested = False
-        return stream
+    # -- recognition: the STT's events made into utterances and captions ---------------------------
 
     def _on_event(self, event: stt.SpeechEvent) -> bool:
         """Handle one STT event; True when it proves the link works."""
         if event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
             interim = event.alternatives[0]
-            if text := clean_transcript(interim.text):
-                self._caption_language = self._language_of(interim)
-                self._caption(text, final=False)
-                self._interim_shown = True
-                if interim.end_time > 0 and not self._speaking:
-                    self._segment_start = max(self._segment_start, self._origin + interim.start_time)
-                self._speaking = True
+            if self._transcripts.interim(interim):
+                self._cutter.words(self._link.origin + interim.start_time if interim.end_time > 0 else None)
             return True
         if event.type == stt.SpeechEventType.START_OF_SPEECH:
-            if not self._speaking:  # the event comes a little after the speech began
-                self._segment_start = max(self._segment_start, self._timeline - 0.2)
-            self._speaking = True
+            self._cutter.speech_started(self._replay.timeline)
             return True
         if event.type == stt.SpeechEventType.END_OF_SPEECH:
-            self._speaking = False  # the speaker paused: the next segment starts with their next word
-            self._cut_requested = False  # nothing is left to finalize (a Finalize may have found nothing)
-            if self._pauses is not None and self._pauses.silence_s > 0:
-                self._pauses.cut()  # the STT ended the segment itself: the next one starts with new speech
+            self._cutter.speech_ended()
             # an endpoint with no final since the interim: the STT heard nothing there in the end
-            self._take_back_interim()
+            self._transcripts.take_back_interim()
             return True
         if event.type != stt.SpeechEventType.FINAL_TRANSCRIPT or not event.alternatives:
             return event.type != stt.SpeechEventType.RECOGNITION_USAGE
-        data = event.alternatives[0]
+        self._final(event.alternatives[0])
+        return True
+
+    def _final(self, data: stt.SpeechData) -> None:
+        """A final: the audio up to its end is never replayed, and what it says goes to the brain."""
         final_at = self._clock()
-        self._cut_requested = False
-        audio_end = self._origin + data.end_time if data.end_time > 0 else self._timeline
-        audio_start = self._origin + data.start_time if data.end_time > 0 else audio_end
-        self._finalized_until(audio_end)
-        self._segment_start = max(self._segment_start, audio_end)  # speech may go on right after the cut
-        text = clean_transcript(data.text)
-        if not is_substantive(text):
-            logger.debug("dropped a non-substantive segment", extra={"speaker": self.speaker})
-            self._take_back_interim()
-            return True
-        speech_end_at = self._audio_clock.to_clock(audio_end)
-        language = self._language_of(data, final=True)
-        utterance = Utterance(
-            id=self.segment_id,
-            speaker=self.speaker,
-            text=text,
-            language=language,
-            audio_start=audio_start,
-            audio_end=audio_end,
+        audio_end = self._link.origin + data.end_time if data.end_time > 0 else self._replay.timeline
+        audio_start = self._link.origin + data.start_time if data.end_time > 0 else audio_end
+        self._replay.finalized_until(audio_end)
+        self._cutter.finalized(audio_end)
+        speech_end_at = self._replay.clock.to_clock(audio_end)
+        utterance = self._transcripts.final(
+            data,
+            span=(audio_start, audio_end),
             speech_end_at=speech_end_at if speech_end_at is not None else final_at,
             final_at=final_at,
         )
-        self._caption_language = language
-        self._caption(utterance.text, final=True, span=(audio_start, audio_end))
-        self._interim_shown = False
-        self._seq += 1
-        self.utterances += 1
-        self._out.put_nowait(utterance)
-        return True
-
-    def _language_of(self, data: stt.SpeechData, *, final: bool = False) -> str:
-        """The language of what was heard: the speaker's own, or with AUTO the one Deepgram detected (the
-        plugin takes the first of the result's `languages`, the one with most words); a detection missing
-        or unsupported: this speaker's last detected language, else UNDETECTED_FALLBACK. A final's
-        detection is this speaker's detected language from then on (and `on_detected` hears it)."""
-        if self.language != AUTO:
-            return self.language
-        detected = detected_language(data.language)
-        if detected is None:
-            logger.debug(
-                "no usable language detected; the speaker's last one is used", extra={"speaker": self.speaker}
-            )
-            return self.detected or UNDETECTED_FALLBACK
-        if final:
-            if detected != self.detected:
-                logger.info(
-                    "speaker's language detected", extra={"speaker": self.speaker, "language": detected}
-                )
-            self.detected = detected
-            if self._on_detected is not None:
-                self._on_detected(detected)
-        return detected
-
-    def _maybe_cut(self) -> None:
-        """Long continuous speech: once the segment being heard has run `max_segment_s` of audio, ask
-        the STT to finalize what it has (Deepgram's Finalize), so the brain starts translating
-        mid-sentence instead of waiting for the speaker to pause. With the pause detector, a gap between
-        words in the last part of that span (`WORD_GAP_FROM`) is taken instead of an arbitrary point."""
-        if not self._speaking or self._cut_requested or self._stream is None:
-            return
-        elapsed = self._timeline - self._segment_start
-        at_gap = (
-            self._pauses is not None
-            and elapsed >= WORD_GAP_FROM * self._max_segment_s
-            and self._pauses.at_word_gap()
-        )
-        if elapsed >= self._max_segment_s or at_gap:
-            self._cut_requested = True
-            self.timer_cuts += 1
-            if self._pauses is not None:
-                self._pauses.cut()  # the next pause ends what is said from here
-            logger.debug("long speech cut", extra={"speaker": self.speaker, "at_word_gap": at_gap})
-            with contextlib.suppress(RuntimeError):
-                self._stream.flush()
-
-    def _maybe_cut_at_pause(self) -> None:
-        """The speaker went quiet after speech the STT is hearing: end the segment now (Deepgram's
-        Finalize), once per pause, instead of waiting for the STT's own endpointing of silence."""
-        assert self._pauses is not None and self._stream is not None
-        if not (self._speaking and self._pauses.cut_due()):
-            return
-        speech_s, silence_s = self._pauses.speech_s, self._pauses.silence_s
-        self._pauses.cut()
-        self._cut_requested = True  # the timer waits for this segment's final
-        self.pause_cuts += 1
-        logger.debug(
-            "segment ended at a pause",
-            extra={
-                "speaker": self.speaker,
-                "speech_ms": round(speech_s * 1000),
-                "silence_ms": round(silence_s * 1000),
-            },
-        )
-        with contextlib.suppress(RuntimeError):
-            self._stream.flush()
-
-    def _take_back_interim(self) -> None:
-        """An interim caption is on screen but its words never became a final (Deepgram revised them to
-        nothing): close its segment with an empty final, so no stale text stays shown, and hear the
-        next words as a new segment."""
-        if self._interim_shown:
-            self._interim_shown = False
-            self._caption("", final=True)
-            self._seq += 1
-
-    def _caption(self, text: str, *, final: bool, span: tuple[float, float] | None = None) -> None:
-        if self._captions is None:
-            return
-        self._captions.publish(
-            Caption(
-                segment_id=self.segment_id,
-                speaker=self.speaker,
-                language=self._caption_language,
-                text=text.strip(),
-                final=final,
-                translated=False,
-                start_s=round(span[0], 3) if span else None,
-                end_s=round(span[1], 3) if span else None,
-            )
-        )
-
-
-def _fields(failure: SttFailure) -> dict[str, Any]:
-    return {"provider": failure.provider, "status": failure.status, "error": failure.error}
-
-
-def _tail(frame: rtc.AudioFrame, skip_samples: int) -> rtc.AudioFrame:
-    """The frame without its first `skip_samples` samples (per channel)."""
-    data = frame.data[skip_samples * frame.num_channels :]
-    return rtc.AudioFrame(
-        data=data.tobytes(),
-        sample_rate=frame.sample_rate,
-        num_channels=frame.num_channels,
-        samples_per_channel=frame.samples_per_channel - skip_samples,
-    )
+        if utterance is not None:
+            self.utterances += 1
+            self._out.put_nowait(utterance)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

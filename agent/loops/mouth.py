@@ -17,8 +17,7 @@ from typing import Protocol
 import numpy as np
 from livekit import rtc
 
-from agent.loops.brain import translated_caption
-from agent.loops.captions import CaptionSink
+from agent.loops.captions import CaptionSink, translated_caption
 from agent.loops.models import Speech
 from agent.loops.pace import Pace
 from agent.loops.trim import SilenceTrim, TrimOptions

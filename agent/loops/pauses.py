@@ -1,10 +1,10 @@
 """Pauses in a speaker's audio, found on the audio timeline (seconds of audio received, no clock).
 
-The ears end a segment themselves where the speaker pauses (Deepgram `Finalize`), instead of waiting for
-Deepgram's `endpointing` of silence. A frame is voiced when its energy is above about -40 dBFS (`is_voiced`,
-the same gate the own-voice cloner uses to keep speech). `PauseDetector` follows the segment being heard:
-the span of its speech (first voiced frame to the end of the last) and the silence since its last voiced
-frame. A cut is due once per pause, and only where the sense allows:
+The ears end a segment themselves where the speaker pauses (Deepgram `Finalize`: `segment_cutter.py`),
+instead of waiting for Deepgram's `endpointing` of silence. A frame is voiced when its energy is above about
+-40 dBFS (`is_voiced`, the same gate the own-voice cloner uses to keep speech). `PauseDetector` follows the
+segment being heard: the span of its speech (first voiced frame to the end of the last) and the silence
+since its last voiced frame. A cut is due once per pause, and only where the sense allows:
 
 - after a short pause (`pause_s`, PAUSE_CUT_MS) when the segment already holds `min_speech_s` of speech, so
   a breath or a word's closure does not chop a fragment ("So, ...") off mid-phrase;

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -66,7 +67,8 @@ class TranslationAbandoned(Exception):
 
 
 class _Attempt:
-    """One LLM reply to one piece: its guard, the clauses it repeats, the clauses it holds back."""
+    """One LLM reply to one piece: its clauses as they stream, its guard, the clauses it repeats, the
+    clauses it holds back; whether any content came, and whether the token limit cut it."""
 
     def __init__(self, source: str, given: list[str], *, first: bool) -> None:
         self.guard = OutputGuard(source)
@@ -76,6 +78,13 @@ class _Attempt:
         self._repeated = list(given)  # a continuation that starts over: drop what matches these
         self._held: list[str] = []  # a question's clauses, until the reply shows it is one too
         self._first = first
+        self._splitter, self._reasoning = ClauseSplitter(), ReasoningFilter()
+        self.received = False  # some content came
+        self.cut = False  # the reply was cut by the token limit
+
+    def push(self, content: str) -> list[str]:
+        """The clauses fit to hand on now, with the reply's next content."""
+        return self.fit(self._splitter.push(self._reasoning.push(content)))
 
     def fit(self, raws: list[str]) -> list[str]:
         """The clauses fit to hand on now; raises `TranslationRejected` for one that is not a translation."""
@@ -100,8 +109,9 @@ class _Attempt:
         ready, self._held = [*self._held, *out], []
         return ready
 
-    def finish(self, raws: list[str]) -> list[str]:
-        tail = self.fit(raws)
+    def finish(self) -> list[str]:
+        """The reply ended: the rest of its clauses fit to hand on."""
+        tail = self.fit(self._splitter.push(self._reasoning.flush()) + self._splitter.flush())
         if reason := self.guard.finish():
             raise TranslationRejected(reason)
         ready, self._held = [*tail, *self._held], []
@@ -167,44 +177,31 @@ class Translator:
             chat_ctx = context.chat_context(
                 source, concise=concise, strict=strict, resume_from=" ".join(given) or None
             )
-            splitter, reasoning = ClauseSplitter(), ReasoningFilter()
-            received = cut = False
             try:
-                try:
-                    async with self._llm.chat(chat_ctx=chat_ctx) as stream:
-                        async for chunk in stream:
-                            cut = cut or reply_was_cut(chunk)
-                            content = chunk.delta.content if chunk.delta else None
-                            if not content:
-                                continue
-                            if not received:
-                                received = True
-                                self._set_down(False)
-                                if on_token is not None:
-                                    on_token()
-                            for clause in attempt.fit(splitter.push(reasoning.push(content))):
-                                given.append(clause)
-                                yield clause
-                    if cut and self._continue_cut(resumes, utterance_id, len(given)):
-                        resumes += 1
-                        continue  # its unfinished last clause is not spoken: the continuation has it
-                    for clause in attempt.finish(splitter.push(reasoning.flush()) + splitter.flush()):
+                async with contextlib.aclosing(self._reply(attempt, chat_ctx, on_token)) as clauses:
+                    async for clause in clauses:
                         given.append(clause)
                         yield clause
-                    return
-                except TranslationRejected as rejected:
-                    metrics.GUARD_REJECTIONS.labels(reason=rejected.reason).inc()
-                    logger.warning(
-                        "the output guard stopped an LLM reply",
-                        extra={"utterance_id": utterance_id, "reason": rejected.reason, "given": len(given)},
-                    )
-                    if given:
-                        return  # what was already said stays; the rest of this reply is not spoken
-                    if strict:
-                        raise
-                    strict = True
+                if attempt.cut and self._continue_cut(resumes, utterance_id, len(given)):
+                    resumes += 1
+                    continue  # its unfinished last clause is not spoken: the continuation has it
+                for clause in attempt.finish():
+                    given.append(clause)
+                    yield clause
+                return
+            except TranslationRejected as rejected:
+                metrics.GUARD_REJECTIONS.labels(reason=rejected.reason).inc()
+                logger.warning(
+                    "the output guard stopped an LLM reply",
+                    extra={"utterance_id": utterance_id, "reason": rejected.reason, "given": len(given)},
+                )
+                if given:
+                    return  # what was already said stays; the rest of this reply is not spoken
+                if strict:
+                    raise
+                strict = True
             except (APIError, TimeoutError) as e:
-                if received:
+                if attempt.received:
                     resumes += 1
                     if resumes > self._opts.max_resumes:
                         raise
@@ -214,23 +211,49 @@ class Translator:
                         extra={"utterance_id": utterance_id, "error": type(e).__name__, "given": len(given)},
                     )
                     continue
-                if isinstance(e, APIStatusError) and not e.retryable:
-                    self._refused(e, utterance_id)
-                    raise TranslationAbandoned("refused") from None
                 outages += 1
-                self._set_down(True)
-                now = self._clock()
-                if give_up_at is not None and now >= give_up_at:
-                    self._give_up(e, utterance_id, outages)
-                    raise TranslationAbandoned("outage") from None
-                delay = min(self._opts.outage_max_s, self._opts.outage_initial_s * 2 ** (outages - 1))
-                if give_up_at is not None:
-                    delay = min(delay, give_up_at - now)  # a last try at the bound
-                logger.info(  # the outage itself is reported once, by _set_down
-                    "no LLM answered; trying again",
-                    extra={"utterance_id": utterance_id, "error": type(e).__name__, "retry_in_s": delay},
-                )
-                await asyncio.sleep(delay)
+                await self._wait_out(e, utterance_id, outages, give_up_at)
+
+    async def _reply(
+        self, attempt: _Attempt, chat_ctx: llm.ChatContext, on_token: Callable[[], None] | None
+    ) -> AsyncGenerator[str, None]:
+        """The clauses of one LLM reply as it streams; `attempt` notes whether any content came (the first
+        tells `on_token`, and that an LLM answers again) and whether the token limit cut the reply."""
+        async with self._llm.chat(chat_ctx=chat_ctx) as stream:
+            async for chunk in stream:
+                attempt.cut = attempt.cut or reply_was_cut(chunk)
+                content = chunk.delta.content if chunk.delta else None
+                if not content:
+                    continue
+                if not attempt.received:
+                    attempt.received = True
+                    self._set_down(False)
+                    if on_token is not None:
+                        on_token()
+                for clause in attempt.push(content):
+                    yield clause
+
+    async def _wait_out(
+        self, error: APIError | TimeoutError, utterance_id: str, outages: int, give_up_at: float | None
+    ) -> None:
+        """No LLM answered (not one token came; the piece's `outages`-th time): a refusal fails the
+        utterance at once; an outage is waited out with backoff, until `give_up_at`."""
+        if isinstance(error, APIStatusError) and not error.retryable:
+            self._refused(error, utterance_id)
+            raise TranslationAbandoned("refused") from None
+        self._set_down(True)
+        now = self._clock()
+        if give_up_at is not None and now >= give_up_at:
+            self._give_up(error, utterance_id, outages)
+            raise TranslationAbandoned("outage") from None
+        delay = min(self._opts.outage_max_s, self._opts.outage_initial_s * 2 ** (outages - 1))
+        if give_up_at is not None:
+            delay = min(delay, give_up_at - now)  # a last try at the bound
+        logger.info(  # the outage itself is reported once, by _set_down
+            "no LLM answered; trying again",
+            extra={"utterance_id": utterance_id, "error": type(error).__name__, "retry_in_s": delay},
+        )
+        await asyncio.sleep(delay)
 
     def _continue_cut(self, resumes: int, utterance_id: str, given: int) -> bool:
         """A reply was cut by the token limit: count it; True to continue it, False to end it there."""

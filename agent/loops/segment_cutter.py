@@ -1,0 +1,119 @@
+"""Where the ears end a segment themselves instead of waiting for the STT's endpointing of silence.
+
+A cut asks the STT to finalize what it heard so far (Deepgram's Finalize), at two kinds of moment:
+- at a pause (PAUSE_CUT_MS), once per pause, as the pause detector hears it (`pauses.py`);
+- in long continuous speech, once the segment being heard has run `max_segment_s` (STT_MAX_SEGMENT_S),
+  so the brain starts translating mid-sentence instead of waiting for the speaker to pause: the timer
+  backstop, which in the last part of that span (`WORD_GAP_FROM`) takes a gap between two words.
+The cutter follows the speaker's frames and what the STT says it hears (speech started, words, a final,
+the end of speech), so it knows where the segment being heard began.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from livekit import rtc
+
+from agent.loops.pauses import PauseDetector, PausePolicy
+
+logger = logging.getLogger("agent.ears")  # the ears' logger: the cuts are the ears'
+WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap between words is cut at
+
+
+class SegmentCutter:
+    def __init__(self, *, speaker: str, max_segment_s: float = 0.0, pause_cut_s: float = 0.0) -> None:
+        self._speaker = speaker
+        self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
+        # 0: segments end at Deepgram's endpointing; else at a pause this long heard here (`loops/pauses.py`)
+        policy = PausePolicy.of(pause_cut_s)
+        self._pauses = PauseDetector(policy) if policy is not None else None
+        self._requested = False  # a Finalize was asked for: the timer waits for this segment's final
+        self._speaking = False  # the STT hears speech that is not finalized yet
+        self._segment_start = 0.0  # audio time where the segment being heard began (at the latest)
+        self.pause_cuts = 0  # segments ended by the ears at a pause (Finalize)
+        self.timer_cuts = 0  # segments cut after `max_segment_s` of speech with no pause (Finalize)
+
+    # -- the speaker's audio -----------------------------------------------------------------------
+
+    def hear(self, frame: rtc.AudioFrame) -> None:
+        """Every frame the speaker sends."""
+        if self._pauses is not None:
+            self._pauses.hear(frame)
+
+    def check(self, timeline: float, finalize: Callable[[], None]) -> None:
+        """A frame went to a live STT stream (`timeline`: seconds of audio received): `finalize` when a
+        cut is due, at a pause first, else by the timer."""
+        if self._pauses is not None:
+            self._cut_at_pause(finalize)
+        if self._max_segment_s:
+            self._cut_long_speech(timeline, finalize)
+
+    def _cut_long_speech(self, timeline: float, finalize: Callable[[], None]) -> None:
+        """Long continuous speech: once the segment being heard has run `max_segment_s` of audio, ask
+        the STT to finalize what it has. With the pause detector, a gap between words in the last part
+        of that span (`WORD_GAP_FROM`) is taken instead of an arbitrary point."""
+        if not self._speaking or self._requested:
+            return
+        elapsed = timeline - self._segment_start
+        at_gap = (
+            self._pauses is not None
+            and elapsed >= WORD_GAP_FROM * self._max_segment_s
+            and self._pauses.at_word_gap()
+        )
+        if elapsed >= self._max_segment_s or at_gap:
+            self._requested = True
+            self.timer_cuts += 1
+            if self._pauses is not None:
+                self._pauses.cut()  # the next pause ends what is said from here
+            logger.debug("long speech cut", extra={"speaker": self._speaker, "at_word_gap": at_gap})
+            finalize()
+
+    def _cut_at_pause(self, finalize: Callable[[], None]) -> None:
+        """The speaker went quiet after speech the STT is hearing: end the segment now, once per pause,
+        instead of waiting for the STT's own endpointing of silence."""
+        assert self._pauses is not None
+        if not (self._speaking and self._pauses.cut_due()):
+            return
+        speech_s, silence_s = self._pauses.speech_s, self._pauses.silence_s
+        self._pauses.cut()
+        self._requested = True  # the timer waits for this segment's final
+        self.pause_cuts += 1
+        logger.debug(
+            "segment ended at a pause",
+            extra={
+                "speaker": self._speaker,
+                "speech_ms": round(speech_s * 1000),
+                "silence_ms": round(silence_s * 1000),
+            },
+        )
+        finalize()
+
+    # -- what the STT hears ------------------------------------------------------------------------
+
+    def stream_opened(self) -> None:
+        """A new stream hears the replay: no Finalize is pending on it."""
+        self._requested = False
+
+    def words(self, start: float | None) -> None:
+        """The STT heard words (an interim); `start`: where they begin on the timeline, if it says."""
+        if start is not None and not self._speaking:
+            self._segment_start = max(self._segment_start, start)
+        self._speaking = True
+
+    def speech_started(self, timeline: float) -> None:
+        if not self._speaking:  # the event comes a little after the speech began
+            self._segment_start = max(self._segment_start, timeline - 0.2)
+        self._speaking = True
+
+    def speech_ended(self) -> None:
+        self._speaking = False  # the speaker paused: the next segment starts with their next word
+        self._requested = False  # nothing is left to finalize (a Finalize may have found nothing)
+        if self._pauses is not None and self._pauses.silence_s > 0:
+            self._pauses.cut()  # the STT ended the segment itself: the next one starts with new speech
+
+    def finalized(self, audio_end: float) -> None:
+        """The STT finalized the segment up to `audio_end` (on the timeline)."""
+        self._requested = False
+        self._segment_start = max(self._segment_start, audio_end)  # speech may go on right after the cut

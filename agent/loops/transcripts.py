@@ -1,0 +1,135 @@
+"""What the ears make of the STT's transcripts: source captions, and an utterance for each final.
+
+Every segment being heard has an id (`<prefix>-<n>`), shared by its interim captions and its final one,
+and by the utterance the final becomes. The language of what was heard is the speaker's own, or with
+`auto` the one Deepgram detected. An interim caption whose words never become a final is taken back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from livekit.agents import stt
+
+from agent.language.codes import AUTO, UNDETECTED_FALLBACK, detected_language
+from agent.language.text import clean_transcript, is_substantive
+from agent.loops.captions import Caption, CaptionSink
+from agent.loops.models import Utterance
+
+logger = logging.getLogger("agent.ears")  # the ears' logger: these are the ears' transcripts
+
+
+class Transcripts:
+    """One speaker's transcripts: the segment being heard, its captions, its language, its utterance."""
+
+    def __init__(
+        self,
+        *,
+        speaker: str,
+        language: str,
+        prefix: str,
+        captions: CaptionSink | None = None,
+        on_detected: Callable[[str], None] | None = None,
+    ) -> None:
+        self._speaker = speaker
+        self._language = language  # AUTO: each utterance's language is the one Deepgram detected
+        # AUTO: the language Deepgram detected in this speaker's last final (each final's, in turn)
+        self.detected: str | None = None
+        self._on_detected = on_detected
+        self._caption_language = language if language != AUTO else UNDETECTED_FALLBACK
+        self._captions = captions
+        self._prefix = prefix
+        self._seq = 0
+        self._interim_shown = False  # an interim caption of the segment being heard is on screen
+
+    @property
+    def segment_id(self) -> str:
+        """The id of the segment being heard now (it becomes the next utterance's id)."""
+        return f"{self._prefix}-{self._seq}"
+
+    def interim(self, data: stt.SpeechData) -> bool:
+        """Words heard, not final yet: shown as the segment's caption. False: there were no words."""
+        text = clean_transcript(data.text)
+        if not text:
+            return False
+        self._caption_language = self._language_of(data)
+        self._caption(text, final=False)
+        self._interim_shown = True
+        return True
+
+    def final(
+        self, data: stt.SpeechData, *, span: tuple[float, float], speech_end_at: float, final_at: float
+    ) -> Utterance | None:
+        """The segment's final: its caption, and the utterance it makes (None: nothing worth translating).
+        `span`: where it lies on the speaker's audio timeline; `speech_end_at`, `final_at`: clock times."""
+        text = clean_transcript(data.text)
+        if not is_substantive(text):
+            logger.debug("dropped a non-substantive segment", extra={"speaker": self._speaker})
+            self.take_back_interim()
+            return None
+        language = self._language_of(data, final=True)
+        utterance = Utterance(
+            id=self.segment_id,
+            speaker=self._speaker,
+            text=text,
+            language=language,
+            audio_start=span[0],
+            audio_end=span[1],
+            speech_end_at=speech_end_at,
+            final_at=final_at,
+        )
+        self._caption_language = language
+        self._caption(utterance.text, final=True, span=span)
+        self._interim_shown = False
+        self._seq += 1
+        return utterance
+
+    def take_back_interim(self) -> None:
+        """An interim caption is on screen but its words never became a final (Deepgram revised them to
+        nothing): close its segment with an empty final, so no stale text stays shown, and hear the
+        next words as a new segment."""
+        if self._interim_shown:
+            self._interim_shown = False
+            self._caption("", final=True)
+            self._seq += 1
+
+    def _language_of(self, data: stt.SpeechData, *, final: bool = False) -> str:
+        """The language of what was heard: the speaker's own, or with AUTO the one Deepgram detected (the
+        plugin takes the first of the result's `languages`, the one with most words); a detection missing
+        or unsupported: this speaker's last detected language, else UNDETECTED_FALLBACK. A final's
+        detection is this speaker's detected language from then on (and `on_detected` hears it)."""
+        if self._language != AUTO:
+            return self._language
+        detected = detected_language(data.language)
+        if detected is None:
+            logger.debug(
+                "no usable language detected; the speaker's last one is used",
+                extra={"speaker": self._speaker},
+            )
+            return self.detected or UNDETECTED_FALLBACK
+        if final:
+            if detected != self.detected:
+                logger.info(
+                    "speaker's language detected", extra={"speaker": self._speaker, "language": detected}
+                )
+            self.detected = detected
+            if self._on_detected is not None:
+                self._on_detected(detected)
+        return detected
+
+    def _caption(self, text: str, *, final: bool, span: tuple[float, float] | None = None) -> None:
+        if self._captions is None:
+            return
+        self._captions.publish(
+            Caption(
+                segment_id=self.segment_id,
+                speaker=self._speaker,
+                language=self._caption_language,
+                text=text.strip(),
+                final=final,
+                translated=False,
+                start_s=round(span[0], 3) if span else None,
+                end_s=round(span[1], 3) if span else None,
+            )
+        )
