@@ -195,9 +195,9 @@ async def test_interpret_gives_up_on_an_stt_unreachable_for_longer_than_its_boun
     assert code == 1, stderr
     assert json.loads(stdout)["stt_failure"]["error"] == "ClientConnectorError"
     [gave_up] = lines_naming(stderr, "given up")
-    assert gave_up.startswith(
-        "ERROR agent.ears: speech recognition given up: deepgram unreachable for 3"
-    ), stderr  # 30 s or a little more, never the whole input
+    assert gave_up.startswith("ERROR agent.ears: speech recognition given up: deepgram unreachable for 3"), (
+        stderr
+    )  # 30 s or a little more, never the whole input
     assert gave_up.endswith("(ClientConnectorError)")
 
 
