@@ -16,7 +16,7 @@ from livekit import rtc
 from livekit.agents import stt as lk_stt
 
 from agent.loops.captions import Caption, CaptionLog, CaptionSink
-from agent.loops.ears import Ears
+from agent.loops.ears.loop import Ears
 from agent.loops.models import Utterance
 from agent.loops.pipeline import PipelineOptions
 from agent.providers.build import build_llm, build_stt, build_tts

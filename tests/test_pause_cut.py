@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from agent.loops.ears import Ears
+from agent.loops.ears.loop import Ears
 from agent.loops.models import Utterance
 from agent.loops.pauses import LONG_PAUSE_S, MIN_SPEECH_S, PauseDetector, PausePolicy, frame_is_voiced
 from agent.loops.pipeline import PipelineOptions

@@ -20,7 +20,7 @@ from livekit.agents.language import LanguageCode
 
 from agent.loops.brain import Brain, VoiceFor
 from agent.loops.captions import CaptionSink
-from agent.loops.ears import Ears
+from agent.loops.ears.loop import Ears
 from agent.loops.models import Speech, Utterance
 from agent.loops.mouth import AudioOutput, Mouth
 from agent.loops.pace import Pace, PaceOptions

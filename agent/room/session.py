@@ -22,7 +22,7 @@ from livekit import rtc
 from livekit.agents import llm, stt, tts
 
 from agent.language.codes import AUTO, UNDETECTED_FALLBACK, is_supported_language
-from agent.loops.ears import Ears
+from agent.loops.ears.loop import Ears
 from agent.loops.mouth import OUTPUT_QUEUE_MS
 from agent.loops.pipeline import Channel, PipelineOptions, Router, same_language
 from agent.loops.prompt import Instructions
