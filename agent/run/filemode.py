@@ -26,8 +26,8 @@ from livekit import rtc
 
 from agent.language.codes import AUTO, SUPPORTED_LANGUAGES, base_language, is_supported_language
 from agent.loops.captions import CaptionLog
+from agent.loops.ears.stt_link import SttFailure
 from agent.loops.pipeline import Interpreter, PipelineOptions
-from agent.loops.stt_link import SttFailure
 from agent.providers.build import build_providers
 from agent.settings.config import ConfigError, Settings, can_detect_language, load_settings, read_environment
 from agent.telemetry.latency import LatencyTracker, format_table

@@ -20,11 +20,11 @@ from livekit import rtc
 from livekit.agents import stt
 
 from agent.loops.captions import CaptionSink
+from agent.loops.ears.stt_link import Backoff, SttFailure, SttLink
 from agent.loops.faults import FaultFlag
 from agent.loops.queues import UtteranceSink
 from agent.loops.replay import ReplayBuffer
 from agent.loops.segment_cutter import SegmentCutter
-from agent.loops.stt_link import Backoff, SttFailure, SttLink
 from agent.loops.transcripts import Transcripts
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
