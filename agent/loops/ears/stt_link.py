@@ -25,8 +25,8 @@ from livekit import rtc
 from livekit.agents import APIError, APIStatusError, stt
 from livekit.agents.stt import SpeechStream
 
+from agent.loops.ears.replay import ReplayBuffer
 from agent.loops.faults import FaultFlag
-from agent.loops.replay import ReplayBuffer
 from agent.providers.build import STT_CONN_OPTIONS, close_stream, stt_language
 from agent.telemetry import metrics
 from agent.telemetry.latency import Clock
