@@ -21,10 +21,10 @@ from livekit.agents import stt
 
 from agent.loops.captions import CaptionSink
 from agent.loops.ears.replay import ReplayBuffer
+from agent.loops.ears.segment_cutter import SegmentCutter
 from agent.loops.ears.stt_link import Backoff, SttFailure, SttLink
 from agent.loops.faults import FaultFlag
 from agent.loops.queues import UtteranceSink
-from agent.loops.segment_cutter import SegmentCutter
 from agent.loops.transcripts import Transcripts
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
