@@ -20,8 +20,8 @@ import pytest
 from livekit import rtc
 
 from agent.loops.ears.loop import Ears
+from agent.loops.ears.pauses import LONG_PAUSE_S, MIN_SPEECH_S, PauseDetector, PausePolicy, frame_is_voiced
 from agent.loops.models import Utterance
-from agent.loops.pauses import LONG_PAUSE_S, MIN_SPEECH_S, PauseDetector, PausePolicy, frame_is_voiced
 from agent.loops.pipeline import PipelineOptions
 from agent.providers.build import build_stt
 from agent.run.filemode import Pcm, paced_frames, read_wav

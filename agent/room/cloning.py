@@ -30,7 +30,7 @@ import numpy as np
 from livekit import rtc
 from livekit.plugins.cartesia.constants import API_VERSION  # the version the TTS plugin speaks
 
-from agent.loops.pauses import is_voiced
+from agent.loops.ears.pauses import is_voiced
 from agent.settings.config import TtsSettings
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from livekit import rtc
 
-from agent.loops.pauses import PauseDetector, PausePolicy
+from agent.loops.ears.pauses import PauseDetector, PausePolicy
 
 logger = logging.getLogger("agent.ears")  # the ears' logger: the cuts are the ears'
 WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap between words is cut at
