@@ -23,9 +23,9 @@ from agent.loops.captions import CaptionSink
 from agent.loops.ears.replay import ReplayBuffer
 from agent.loops.ears.segment_cutter import SegmentCutter
 from agent.loops.ears.stt_link import Backoff, SttFailure, SttLink
+from agent.loops.ears.transcripts import Transcripts
 from agent.loops.faults import FaultFlag
 from agent.loops.queues import UtteranceSink
-from agent.loops.transcripts import Transcripts
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
 
