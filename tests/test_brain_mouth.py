@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from livekit.agents import tts
 
-from agent.loops.brain import Brain
+from agent.loops.brain.loop import Brain
 from agent.loops.captions import CaptionLog
 from agent.loops.models import Speech, Utterance
 from agent.loops.mouth import Mouth

@@ -18,7 +18,7 @@ from livekit import rtc
 from livekit.agents import llm, tts
 from livekit.agents.language import LanguageCode
 
-from agent.loops.brain import Brain, VoiceFor
+from agent.loops.brain.loop import Brain, VoiceFor
 from agent.loops.captions import CaptionSink
 from agent.loops.ears.loop import Ears
 from agent.loops.models import Speech, Utterance
