@@ -7,7 +7,7 @@ plugin interface (an `llm.LLM` whose stream implements `_run`).
   probed in the background with the request it missed, and is available again once it answers.
   When every LLM is unavailable, each is asked again in order.
 - A reply that breaks off after it began is not asked of another LLM here (that would repeat it): the
-  error is raised, and the translator continues the reply from what was said (`agent/loops/translate.py`).
+  error is raised, and the translator continues the reply from what was said (`loops/brain/translate.py`).
 - When every LLM failed a request, the error says why: `LLMRefused` when each one's latest error is a
   refusal (an `APIStatusError` the framework calls not retryable: 400, 401, 403, 404, 422...), asking
   again cannot help; else `LLMsUnavailable`, an outage worth waiting out, naming each LLM's failure.
