@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from agent.language.text import ClauseSplitter
+from agent.loops.brain.guard import OutputGuard, weight
 from agent.loops.captions import CaptionLog
-from agent.loops.guard import OutputGuard, weight
 from agent.loops.prompt import STRICT_RULE, SYSTEM_PROMPT, TranslationContext
 from agent.telemetry.latency import LatencyTracker
 from tests.channel import ChannelRun, channel_run
