@@ -12,8 +12,8 @@ import pytest
 
 from agent.language.text import ClauseSplitter
 from agent.loops.brain.guard import OutputGuard, weight
+from agent.loops.brain.prompt import STRICT_RULE, SYSTEM_PROMPT, TranslationContext
 from agent.loops.captions import CaptionLog
-from agent.loops.prompt import STRICT_RULE, SYSTEM_PROMPT, TranslationContext
 from agent.telemetry.latency import LatencyTracker
 from tests.channel import ChannelRun, channel_run
 from tests.conftest import ONE_SENTENCE, Fakes

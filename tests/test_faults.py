@@ -18,9 +18,9 @@ import pytest
 from livekit.agents import llm as lk_llm
 from prometheus_client import REGISTRY
 
+from agent.loops.brain.prompt import RESUME_REQUEST
 from agent.loops.models import Utterance
 from agent.loops.pipeline import PipelineOptions
-from agent.loops.prompt import RESUME_REQUEST
 from tests.channel import ChannelRun, channel_run
 from tests.conftest import Fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM

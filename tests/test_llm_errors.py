@@ -8,8 +8,8 @@ import logging
 import pytest
 from livekit.agents import llm
 
+from agent.loops.brain.prompt import ContextBook
 from agent.loops.brain.translate import Translator
-from agent.loops.prompt import ContextBook
 from agent.providers.fallback_llm import FallbackLLM
 from tests.buggy_plugins import BrokenPlugin, BrokenPluginError
 

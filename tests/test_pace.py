@@ -1,7 +1,7 @@
 from livekit.agents import llm
 
+from agent.loops.brain.prompt import TranslationContext
 from agent.loops.pace import Pace, PaceOptions
-from agent.loops.prompt import TranslationContext
 
 
 def test_normal_speed_with_idle_gaps_faster_when_busy_within_the_bound():

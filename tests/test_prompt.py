@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.loops.prompt import MAX_CONTEXT_CHARS, Instructions, TranslationContext
+from agent.loops.brain.prompt import MAX_CONTEXT_CHARS, Instructions, TranslationContext
 from tests.channel import channel_run
 from tests.fakes.llm import Message, Responder, message_text
 from tests.loopback import eventually

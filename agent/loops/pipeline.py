@@ -19,12 +19,12 @@ from livekit.agents import llm, tts
 from livekit.agents.language import LanguageCode
 
 from agent.loops.brain.loop import Brain, VoiceFor
+from agent.loops.brain.prompt import ContextBook, Instructions
 from agent.loops.captions import CaptionSink
 from agent.loops.ears.loop import Ears
 from agent.loops.models import Speech, Utterance
 from agent.loops.mouth import AudioOutput, Mouth
 from agent.loops.pace import Pace, PaceOptions
-from agent.loops.prompt import ContextBook, Instructions
 from agent.loops.queues import UtteranceQueue
 from agent.loops.trim import TrimOptions
 from agent.providers.build import Providers

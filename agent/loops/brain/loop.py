@@ -19,12 +19,12 @@ from collections.abc import Callable
 
 from livekit.agents import APIError, llm, tts
 
+from agent.loops.brain.prompt import ContextBook, TranslationContext
 from agent.loops.brain.synthesis import EarlyStream, Synthesizer
 from agent.loops.brain.translate import TranslationAbandoned, TranslationRejected, Translator
 from agent.loops.captions import CaptionSink, translated_caption
 from agent.loops.models import Speech
 from agent.loops.pace import Pace
-from agent.loops.prompt import ContextBook, TranslationContext
 from agent.loops.queues import UtteranceQueue
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker, Mark

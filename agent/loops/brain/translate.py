@@ -34,8 +34,8 @@ from livekit.agents import APIError, APIStatusError, llm
 
 from agent.language.text import ClauseSplitter, ReasoningFilter, clean_clause, is_speakable, split_source
 from agent.loops.brain.guard import OutputGuard, is_opener
+from agent.loops.brain.prompt import TranslationContext
 from agent.loops.faults import FaultFlag
-from agent.loops.prompt import TranslationContext
 from agent.providers.llm_replies import describe_error, reply_was_cut
 from agent.telemetry import metrics
 
