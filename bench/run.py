@@ -16,7 +16,7 @@ from livekit import rtc
 
 from agent.language.text import ClauseSplitter
 from agent.loops.captions import CaptionLog
-from agent.loops.mouth import OUTPUT_QUEUE_MS
+from agent.loops.mouth.loop import OUTPUT_QUEUE_MS
 from agent.loops.pipeline import Interpreter, PipelineOptions
 from agent.providers.build import build_providers
 from agent.run.filemode import Pcm, paced_frames

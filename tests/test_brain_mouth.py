@@ -13,7 +13,7 @@ from agent.loops.brain.loop import Brain
 from agent.loops.brain.prompt import ContextBook
 from agent.loops.captions import CaptionLog
 from agent.loops.models import Speech, Utterance
-from agent.loops.mouth import Mouth
+from agent.loops.mouth.loop import Mouth
 from agent.loops.queues import UtteranceQueue
 from agent.providers.build import build_llm, build_tts, close_stream
 from agent.telemetry.latency import LatencyTracker, Mark

@@ -17,7 +17,7 @@ from livekit import rtc
 from prometheus_client import REGISTRY
 
 from agent.loops.models import Speech, Utterance
-from agent.loops.mouth import Mouth
+from agent.loops.mouth.loop import Mouth
 from agent.loops.pipeline import PipelineOptions
 from agent.loops.trim import TrimOptions, voiced_span
 from agent.settings.config import ConfigError, load_settings

@@ -23,7 +23,7 @@ from agent.loops.brain.prompt import ContextBook, Instructions
 from agent.loops.captions import CaptionSink
 from agent.loops.ears.loop import Ears
 from agent.loops.models import Speech, Utterance
-from agent.loops.mouth import AudioOutput, Mouth
+from agent.loops.mouth.loop import AudioOutput, Mouth
 from agent.loops.pace import Pace, PaceOptions
 from agent.loops.queues import UtteranceQueue
 from agent.loops.trim import TrimOptions

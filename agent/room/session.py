@@ -24,7 +24,7 @@ from livekit.agents import llm, stt, tts
 from agent.language.codes import AUTO, UNDETECTED_FALLBACK, is_supported_language
 from agent.loops.brain.prompt import Instructions
 from agent.loops.ears.loop import Ears
-from agent.loops.mouth import OUTPUT_QUEUE_MS
+from agent.loops.mouth.loop import OUTPUT_QUEUE_MS
 from agent.loops.pipeline import Channel, PipelineOptions, Router, same_language
 from agent.loops.queues import StepQueue
 from agent.room.auto_language import HeardLanguages
