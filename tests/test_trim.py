@@ -18,8 +18,8 @@ from prometheus_client import REGISTRY
 
 from agent.loops.models import Speech, Utterance
 from agent.loops.mouth.loop import Mouth
+from agent.loops.mouth.trim import TrimOptions, voiced_span
 from agent.loops.pipeline import PipelineOptions
-from agent.loops.trim import TrimOptions, voiced_span
 from agent.settings.config import ConfigError, load_settings
 from agent.telemetry.latency import LatencyTracker, Mark
 from tests.channel import ChannelRun, CollectingOutput, channel_run

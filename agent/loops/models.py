@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from livekit import rtc
 
-from agent.loops.trim import SilenceTrim, duration
+from agent.loops.mouth.trim import SilenceTrim, duration
 
 
 @dataclass(slots=True)
@@ -146,7 +146,8 @@ class Speech:
     ) -> AsyncIterator[tuple[rtc.AudioFrame, bool, bool]]:
         """(frame, join, last) until the speech ends or a clause fails. `join`: the frame follows a
         cut (the first frame, or one right after a skip); `last`: no frame follows it. `trim`: silence
-        at clause boundaries beyond a short gap is not played (see `agent.loops.trim`); None plays it all."""
+        at clause boundaries beyond a short gap is not played (see `agent.loops.mouth.trim`); None plays it
+        all."""
         try:
             async for item in self._frames(trim):
                 yield item

@@ -24,9 +24,9 @@ from agent.loops.captions import CaptionSink
 from agent.loops.ears.loop import Ears
 from agent.loops.models import Speech, Utterance
 from agent.loops.mouth.loop import AudioOutput, Mouth
+from agent.loops.mouth.trim import TrimOptions
 from agent.loops.pace import Pace, PaceOptions
 from agent.loops.queues import UtteranceQueue
-from agent.loops.trim import TrimOptions
 from agent.providers.build import Providers
 from agent.settings.config import Settings
 from agent.telemetry.latency import LatencyTracker, Mark

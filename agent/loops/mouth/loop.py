@@ -19,8 +19,8 @@ from livekit import rtc
 
 from agent.loops.captions import CaptionSink, translated_caption
 from agent.loops.models import Speech
+from agent.loops.mouth.trim import SilenceTrim, TrimOptions
 from agent.loops.pace import Pace
-from agent.loops.trim import SilenceTrim, TrimOptions
 from agent.telemetry.latency import LatencyTracker, Mark
 
 logger = logging.getLogger("agent.mouth")
