@@ -22,6 +22,11 @@ MAY_IMPORT: dict[str, set[str]] = {
 
 def _agent_imports(path: Path) -> list[tuple[int, str]]:
     """(line, package) for every `agent.<package>` this file imports, wherever the import stands."""
+    return [(line, module.split(".")[1]) for line, module in _agent_modules(path)]
+
+
+def _agent_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, module) for every `agent.…` module this file imports, wherever the import stands."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -32,7 +37,7 @@ def _agent_imports(path: Path) -> list[tuple[int, str]]:
             modules = [node.module]
         else:
             continue
-        found += [(node.lineno, m.split(".")[1]) for m in modules if m.startswith("agent.")]
+        found += [(node.lineno, m) for m in modules if m.startswith("agent.")]
     return found
 
 
@@ -52,7 +57,22 @@ def test_imports_run_one_way_down_the_packages():
     assert wrong == []
 
 
+def test_the_ears_the_brain_and_the_mouth_never_import_one_another():
+    loops = ("ears", "brain", "mouth")
+    wrong = []
+    for loop in loops:
+        for path in sorted((AGENT / "loops" / loop).rglob("*.py")):
+            for line, module in _agent_modules(path):
+                other = module.split(".")[2] if module.startswith("agent.loops.") else loop
+                if other in loops and other != loop:
+                    wrong.append(f"{path.relative_to(AGENT.parent)}:{line} imports {module}")
+    assert wrong == []
+
+
 def test_every_package_says_what_lives_there_and_what_it_may_import():
     for package in MAY_IMPORT:
         doc = ast.get_docstring(ast.parse((AGENT / package / "__init__.py").read_text()))
         assert doc and "import" in doc, package
+    for loop in ("ears", "brain", "mouth"):
+        doc = ast.get_docstring(ast.parse((AGENT / "loops" / loop / "__init__.py").read_text()))
+        assert doc and "import" in doc, loop
