@@ -359,7 +359,7 @@ def containers(session: RoomSession, tracker: LatencyTracker, room: FakeRoom) ->
         "session.outputs": len(session.outputs),
         "session.control_queue": getattr(session, "_control").qsize(),  # noqa: B009
         "session.ears_started": len(getattr(session, "_ears_started")),  # noqa: B009
-        "publisher.queue": getattr(session.publisher, "_queue").qsize(),  # noqa: B009
+        "publisher.queue": session.publisher.pending,
         "publisher.tracks": len(session.publisher.speaker_tracks) + len(session.publisher.language_tracks),
         "stt.streams": len(getattr(getattr(session, "_stt"), "_streams", ())),  # noqa: B009
         "session.faults": len(getattr(session, "_faults", {})),
@@ -553,9 +553,8 @@ class Soak:
         if not await conductor.wait_for(conductor.drained, self.options.drain_timeout_s):
             logger.warning("the pipeline did not drain in %.0f s", self.options.drain_timeout_s)
         # the tails: captions sent, streams closed, the brain's tasks ended
-        publisher_queue: asyncio.Queue[Any] = getattr(session.publisher, "_queue")  # noqa: B009
         for _ in range(100):  # at most 5 s
-            if not publisher_queue.qsize():
+            if not session.publisher.pending:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)
