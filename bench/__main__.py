@@ -28,9 +28,9 @@ from typing import Any
 
 import aiohttp
 
-from bench.machine import MachineLoad, add_output_arguments, describe, output_dir
-from bench.model import LatencyModel, add_model_arguments
-from bench.run import (
+from bench.harness.machine import MachineLoad, add_output_arguments, describe, output_dir
+from bench.harness.model import LatencyModel, add_model_arguments
+from bench.harness.session import (
     UtteranceFigures,
     bench_settings,
     fetch_records,
@@ -41,7 +41,7 @@ from bench.run import (
     run_session,
     summary_ms,
 )
-from bench.speech import dialogue, monologue
+from bench.harness.speech import dialogue, monologue
 
 ENDPOINTING_MS = 300
 # worker settings for the run, as environment variables (e.g. `--set STT_MAX_SEGMENT_S=1.0`)

@@ -4,12 +4,12 @@
     uv run python -m bench lag --skip-growth --dialogue-turns 8 --short-turns 10 --monologue-minutes 1
 
 Each workload runs the real loops and plugins in this process against the fake providers on the latency
-model (`bench/model.py`, as `python -m bench`), once per profile: `today` (the worker settings in `TODAY`,
-today's behaviour) and `new` (the defaults). The 10-minute monologue (the growth check) runs `new` only
-unless `--growth-profiles` says otherwise. Per sentence of the synthetic speech (`bench/speech.py`) it
-measures the start lag and the end lag, per short turn the first translated audio (`bench/lags.py` says
-how), prints one table with the goals and writes `lag.json` (and `lag_sentences.png`) to `bench-results/`
-(`--out DIR`, `--write-results` for the committed `bench/results/`).
+model (`bench/harness/model.py`, as `python -m bench`), once per profile: `today` (the worker settings in
+`TODAY`, today's behaviour) and `new` (the defaults). The 10-minute monologue (the growth check) runs `new`
+only unless `--growth-profiles` says otherwise. Per sentence of the synthetic speech
+(`bench/harness/speech.py`) it measures the start lag and the end lag, per short turn the first translated
+audio (`bench/lags.py` says how), prints one table with the goals and writes `lag.json` (and
+`lag_sentences.png`) to `bench-results/` (`--out DIR`, `--write-results` for the committed `bench/results/`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ from typing import Any
 
 import aiohttp
 
+from bench.harness.machine import MachineLoad, add_output_arguments, describe, output_dir
+from bench.harness.model import LatencyModel, add_model_arguments
+from bench.harness.session import SessionRun, bench_settings, provider_process, run_session
+from bench.harness.speech import Timeline, dialogue_timeline, monologue_timeline, short_turns_timeline
 from bench.lags import (
     SentenceLag,
     first_audio,
@@ -36,10 +40,6 @@ from bench.lags import (
     sentence_lags,
     translations,
 )
-from bench.machine import MachineLoad, add_output_arguments, describe, output_dir
-from bench.model import LatencyModel, add_model_arguments
-from bench.run import SessionRun, bench_settings, provider_process, run_session
-from bench.speech import Timeline, dialogue_timeline, monologue_timeline, short_turns_timeline
 
 ENDPOINTING_MS = 300  # Deepgram's endpointing, as the worker's default and `python -m bench`
 # Today's behaviour (the issue's "before"): no pause cut of our own, a forced final after 1.0 s of continuous

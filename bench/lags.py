@@ -2,8 +2,8 @@
 
 Pure functions on plain inputs (unit-tested in tests/test_bench_lags.py):
 
-- **sentences** lie on the speaker's audio timeline (seconds since their audio began, `bench/speech.py`):
-  a sentence's first word starts at `start`, its last word ends at `end`;
+- **sentences** lie on the speaker's audio timeline (seconds since their audio began,
+  `bench/harness/speech.py`): a sentence's first word starts at `start`, its last word ends at `end`;
 - each **translation heard** (`Heard`) pairs its source span (the source captions' `start_s`..`end_s`, same
   timeline) with its heard span on the clock (the tracker's `PLAYOUT_START`..`PLAYOUT_END`). Utterances the
   queue folded together are one translation over their joint span;
@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agent.telemetry.latency import Mark, UtteranceRecord, percentile
+from bench.harness.speech import Sentence
 
 # How far a sentence's edge may lie outside a caption's span and still count as held by it: the fake STT's
 # VAD finds speech in 10 ms windows and the captions round to 1 ms, so a span may start or end a window off.
@@ -37,12 +38,6 @@ TOLERANCE_S = 0.1
 # Back-to-back translations: the next one's first frame is heard when the previous one's last has played; the
 # two marks are read at different moments, so allow them a quarter of a 20 ms frame.
 OVERLAP_TOLERANCE_S = 0.005
-
-
-@dataclass(frozen=True, slots=True)
-class Sentence:
-    start: float  # its first word starts (audio timeline, s)
-    end: float  # its last word ends
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from agent.run.filemode import interpret_file
 from agent.telemetry.latency import LatencyTracker, format_table
-from bench.machine import MachineLoad, describe
+from bench.harness.machine import MachineLoad, describe
 from tests.conftest import DIALOGUE, ONE_SENTENCE, start_fakes, stop_fakes
 
 

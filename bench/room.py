@@ -7,7 +7,7 @@
 The worker runs as production runs it (`python -m agent start`, a subprocess registered with a real
 `livekit-server`, one job process per room), its providers the fakes of `python -m bench` on the latency
 model in a process of their own. In each room a speaker participant says the synthetic speech of
-`bench.speech` into a microphone track (Opus through the SFU) and a listener participant subscribes to
+`bench.harness.speech` into a microphone track (Opus through the SFU) and a listener participant subscribes to
 `interpretation-es` (Opus, jitter buffer and all) and records every frame with its arrival time.
 
 Figures, all on one clock (`time.perf_counter`, the machine's monotonic clock, in every process):
@@ -58,11 +58,18 @@ from livekit import api, rtc
 
 from agent.run.filemode import FRAME_S, Pcm, paced_frames
 from agent.telemetry.latency import STAGES, Mark, UtteranceRecord
-from bench.machine import MachineLoad, add_output_arguments, describe, output_dir
-from bench.model import LatencyModel, add_model_arguments
-from bench.providers import OTHER_HZ, TAG_HZ, tagged_freq
-from bench.run import fetch_records, figures, plot_cdf, provider_process, reset_records, summary_ms
-from bench.speech import RATE, dialogue, monologue
+from bench.harness.machine import MachineLoad, add_output_arguments, describe, output_dir
+from bench.harness.model import LatencyModel, add_model_arguments
+from bench.harness.modelled_providers import OTHER_HZ, TAG_HZ, tagged_freq
+from bench.harness.session import (
+    fetch_records,
+    figures,
+    plot_cdf,
+    provider_process,
+    reset_records,
+    summary_ms,
+)
+from bench.harness.speech import RATE, dialogue, monologue
 from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
 from tests.participants import LISTEN_RATE, Listener, Participant
 from tests.room_worker import WorkerProcess

@@ -62,8 +62,8 @@ from agent.room.session import RoomSession
 from agent.settings.config import Settings
 from agent.telemetry import metrics
 from agent.telemetry.latency import LatencyTracker, UtteranceRecord, format_table
-from bench.machine import MachineLoad, add_output_arguments, describe, output_dir
-from bench.run import bench_settings
+from bench.harness.machine import MachineLoad, add_output_arguments, describe, output_dir
+from bench.harness.session import bench_settings
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM, numbered_words
 from tests.fakes.latency_model import Delay
 from tests.fakes.llm import Message, last_user_text, message_text

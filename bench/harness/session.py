@@ -22,7 +22,7 @@ from agent.providers.build import build_providers
 from agent.run.filemode import Pcm, paced_frames
 from agent.settings.config import Settings, load_settings
 from agent.telemetry.latency import LatencyTracker, Mark, percentile
-from bench.model import LatencyModel
+from bench.harness.model import LatencyModel
 
 
 @contextlib.asynccontextmanager
@@ -30,7 +30,7 @@ async def provider_process(
     model: LatencyModel, *, length_factor: float, concise_factor: float = 1.05, tag_tones: bool = False
 ) -> AsyncIterator[dict[str, str]]:
     """The fake providers on `model`, in their own process; yields their URLs (and its `pid`).
-    `tag_tones`: each translation's first clause at a frequency its id picks (`bench.providers`)."""
+    `tag_tones`: each translation's first clause at a frequency its id picks (`modelled_providers`)."""
     config = json.dumps(
         {
             "model": model.as_dict(),
@@ -40,7 +40,7 @@ async def provider_process(
         }
     )
     proc = subprocess.Popen(  # noqa: ASYNC220 (started once per run, before any session)
-        [sys.executable, "-m", "bench.providers", config],
+        [sys.executable, "-m", "bench.harness.modelled_providers", config],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -1,6 +1,6 @@
 """The fake providers on a latency model, in a process of their own (so their CPU is not the worker's).
 
-    python -m bench.providers MODEL_JSON
+    python -m bench.harness.modelled_providers MODEL_JSON
 
 prints one JSON line with the base URLs, then serves until its standard input closes. `GET /records`
 on the control URL returns what each fake did (the delays it applied, per request); `POST /reset` clears.
@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.model import CHARS_PER_S, TTS_SECONDS_PER_CHAR, WORD, LatencyModel
+from bench.harness.model import CHARS_PER_S, TTS_SECONDS_PER_CHAR, WORD, LatencyModel
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.fakes.llm import last_user_text
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import psutil
 
-COMMITTED = Path(__file__).parent / "results"
-SCRATCH = Path(__file__).parent.parent / "bench-results"
+COMMITTED = Path(__file__).parent.parent / "results"
+SCRATCH = Path(__file__).parent.parent.parent / "bench-results"
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:

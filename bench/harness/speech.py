@@ -10,11 +10,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.run.filemode import Pcm
-from bench.lags import Sentence
 
 RATE = 16000
 SENTENCE_PAUSE_S = 0.45  # a monologue's pause between sentences: longer than the STT's 300 ms endpointing
 BREATH_S = (0.08, 0.2)  # a monologue's breaths between phrases: shorter than the endpointing
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    start: float  # its first word starts (audio timeline, s)
+    end: float  # its last word ends
 
 
 @dataclass(frozen=True, slots=True)
