@@ -1,5 +1,6 @@
-"""The benchmark's per-sentence lag math (`bench/lags.py`) on hand-made inputs, the synthetic speech's
-sentence boundaries (`bench/harness/speech.py`), the goals (`bench/lag_bench.py`) and the `today` profile."""
+"""The benchmark's per-sentence lag math (`bench/lag/lags.py`) on hand-made inputs, the synthetic speech's
+sentence boundaries (`bench/harness/speech.py`), the goals (`bench/lag/workload.py`) and the `today`
+profile."""
 
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ from bench.harness.speech import (
     monologue_timeline,
     short_turns_timeline,
 )
-from bench.lag_bench import TODAY, evaluate_goals, profile_env
-from bench.lags import (
+from bench.lag.lags import (
     Heard,
     Sentence,
     first_audio,
@@ -29,6 +29,7 @@ from bench.lags import (
     sentence_lags,
     translations,
 )
+from bench.lag.workload import TODAY, evaluate_goals, profile_env
 
 T0 = 100.0  # the clock time at which the speaker's audio timeline starts
 
@@ -293,7 +294,7 @@ def test_measure_joins_captions_and_records_and_counts_what_was_not_heard() -> N
     from agent.telemetry.latency import LatencyTracker
     from bench.harness.session import SessionRun
     from bench.harness.speech import Timeline
-    from bench.lag_bench import Workload, measure
+    from bench.lag.workload import Workload, measure
 
     now = [0.0]
     tracker = LatencyTracker(clock=lambda: now[0])

@@ -1,6 +1,6 @@
 """Synthetic speakers for the benchmark: voiced segments (a modulated tone the fake STT hears as
 speech) on a timeline of pauses, at 16 kHz. Each timeline keeps its sentences and turns (seconds on the
-speaker's audio timeline), which the per-sentence lags (`bench/lags.py`) are measured on."""
+speaker's audio timeline), which the per-sentence lags (`bench/lag/lags.py`) are measured on."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Soak: an hour (or more) of simulated speech through a whole room session, faster than real time.
 
-    uv run python -m bench.soak                      # 60 simulated minutes, 2 speakers (en, es): ~1.5 min
-    uv run python -m bench.soak --minutes 5          # a short one
-    uv run python -m bench.soak --speakers 1         # one speaker (en → es)
-    uv run python -m bench.soak --set STT_MAX_SEGMENT_S=1.0   # the worker's default: long speech is cut
-    uv run python -m bench.soak --tracemalloc --tracker-window 500   # where memory grows (slower)
+    uv run python -m bench.soak.run                      # 60 simulated minutes, 2 speakers (en, es): ~1.5 min
+    uv run python -m bench.soak.run --minutes 5          # a short one
+    uv run python -m bench.soak.run --speakers 1         # one speaker (en → es)
+    uv run python -m bench.soak.run --set STT_MAX_SEGMENT_S=1.0   # the worker's default: long speech is cut
+    uv run python -m bench.soak.run --tracemalloc --tracker-window 500   # where memory grows (slower)
 
 The real loops — `RoomSession` over the fake room, each speaker's ears, the router, one channel (brain
 and mouth) per target language, the room publisher — with the real plugins and SDKs talking to the fake
@@ -135,7 +135,7 @@ async def serve_fakes(latency: FakeLatency) -> None:
 async def fakes_process(latency: FakeLatency) -> AsyncIterator[tuple[dict[str, str], int]]:
     """The fakes in a child process; yields their URLs and the child's pid."""
     proc = subprocess.Popen(  # noqa: ASYNC220 (once, before anything runs)
-        [sys.executable, "-m", "bench.soak", "--serve-fakes", json.dumps(asdict(latency))],
+        [sys.executable, "-m", "bench.soak.run", "--serve-fakes", json.dumps(asdict(latency))],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

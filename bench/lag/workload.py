@@ -8,7 +8,7 @@ model (`bench/harness/model.py`, as `python -m bench`), once per profile: `today
 `TODAY`, today's behaviour) and `new` (the defaults). The 10-minute monologue (the growth check) runs `new`
 only unless `--growth-profiles` says otherwise. Per sentence of the synthetic speech
 (`bench/harness/speech.py`) it measures the start lag and the end lag, per short turn the first translated
-audio (`bench/lags.py` says how), prints one table with the goals and writes `lag.json` (and
+audio (`bench/lag/lags.py` says how), prints one table with the goals and writes `lag.json` (and
 `lag_sentences.png`) to `bench-results/` (`--out DIR`, `--write-results` for the committed `bench/results/`).
 """
 
@@ -30,7 +30,7 @@ from bench.harness.machine import MachineLoad, add_output_arguments, describe, o
 from bench.harness.model import LatencyModel, add_model_arguments
 from bench.harness.session import SessionRun, bench_settings, provider_process, run_session
 from bench.harness.speech import Timeline, dialogue_timeline, monologue_timeline, short_turns_timeline
-from bench.lags import (
+from bench.lag.lags import (
     SentenceLag,
     first_audio,
     growth,

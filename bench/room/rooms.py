@@ -11,7 +11,7 @@ model in a process of their own. In each room a speaker participant says the syn
 `interpretation-es` (Opus, jitter buffer and all) and records every frame with its arrival time.
 
 Figures, all on one clock (`time.perf_counter`, the machine's monotonic clock, in every process):
-- the worker's own latency records, per utterance: a `sitecustomize` (bench/room_hook) in the worker's
+- the worker's own latency records, per utterance: a `sitecustomize` (bench/room/hook) in the worker's
   processes appends each record its tracker completes to a file (observing only; no agent code changes);
 - listener-side end to end: the speaker's speech end as sent (when the frame holding the last voiced sample
   was handed to the speaker's AudioSource, less the rest of that frame) → the first frame of the
@@ -74,8 +74,8 @@ from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
 from tests.participants import LISTEN_RATE, Listener, Participant
 from tests.room_worker import WorkerProcess
 
-HOOK = Path(__file__).parent / "room_hook"
-ROOT = Path(__file__).parent.parent
+HOOK = Path(__file__).parent / "hook"
+ROOT = Path(__file__).parent.parent.parent
 AGENT_NAME = "interpreter"
 TARGET = "es"
 TRACK = f"interpretation-{TARGET}"

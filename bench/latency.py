@@ -3,7 +3,7 @@
     uv run python -m bench                      # all workloads (about 20 minutes, real time)
     uv run python -m bench dialogue monologue   # some of them
     uv run python -m bench --monologue-minutes 2 --scale-sessions 1,5,10   # shorter
-    uv run python -m bench room --help          # through a real LiveKit server (bench/room.py)
+    uv run python -m bench room --help          # through a real LiveKit server (bench/room/rooms.py)
     uv run python -m bench lag --help           # per-sentence lags, today's behaviour against the new one
 
 Writes results.json, latency_cdf.png and lag.png to bench-results/ (`--out` another folder,
@@ -171,7 +171,7 @@ def run_scale_step_in_child(model: LatencyModel, sessions: int, seconds: float) 
         [
             sys.executable,
             "-m",
-            "bench",
+            "bench.latency",
             "_scale_step",
             json.dumps(model.as_dict()),
             str(sessions),
@@ -283,13 +283,15 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "room":  # through a real LiveKit server: bench/room.py
-        from bench.room import main as room_main
+    if len(sys.argv) > 1 and sys.argv[1] == "room":  # through a real LiveKit server: bench/room/rooms.py
+        from bench.room.rooms import main as room_main
 
         room_main(sys.argv[2:])
         return
-    if len(sys.argv) > 1 and sys.argv[1] == "lag":  # per-sentence lags, today against new: bench/lag_bench.py
-        from bench.lag_bench import main as lag_main
+    if (
+        len(sys.argv) > 1 and sys.argv[1] == "lag"
+    ):  # per-sentence lags, today against new: bench/lag/workload.py
+        from bench.lag.workload import main as lag_main
 
         lag_main(sys.argv[2:])
         return
