@@ -28,29 +28,23 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness.machine import MachineLoad, add_output_arguments, describe, output_dir
+from bench.harness.cli import add_output_arguments, add_settings_argument, output_dir, worker_settings
+from bench.harness.figures import UtteranceFigures, figures, overhead_summary
+from bench.harness.machine import MachineLoad, rss_mb
 from bench.harness.model import LatencyModel, add_model_arguments
-from bench.harness.session import (
-    UtteranceFigures,
-    bench_settings,
-    fetch_records,
-    figures,
-    plot_cdf,
-    provider_process,
-    reset_records,
-    run_session,
-    summary_ms,
-)
+from bench.harness.modelled_providers import fetch_records, modelled_providers, reset_records
+from bench.harness.output import plot_cdf, pyplot, summary_table, write_results
+from bench.harness.session import ENDPOINTING_MS, bench_settings, run_session
 from bench.harness.speech import dialogue, monologue
+from bench.harness.stats import slope, summary_ms
 
-ENDPOINTING_MS = 300
 # worker settings for the run, as environment variables (e.g. `--set STT_MAX_SEGMENT_S=1.0`)
 SETTINGS: dict[str, str] = {}
 
 
 async def workload_dialogue(model: LatencyModel, utterances: int) -> dict[str, Any]:
     pcm, _ = dialogue(utterances, random.Random(model.seed))
-    async with provider_process(model, length_factor=1.1) as urls, aiohttp.ClientSession() as http:
+    async with modelled_providers(model, length_factor=1.1) as urls, aiohttp.ClientSession() as http:
         settings = bench_settings(urls, STT_ENDPOINTING_MS=str(ENDPOINTING_MS), **SETTINGS)
         run = await run_session(settings, pcm, http, "dialogue")
         records = await fetch_records(urls, http)
@@ -59,12 +53,7 @@ async def workload_dialogue(model: LatencyModel, utterances: int) -> dict[str, A
         "utterances": len(run.tracker.completed),
         "joined": len(figs),
         "end_to_end_ms": summary_ms([f.end_to_end_s for f in figs]),
-        "floor_ms": summary_ms([f.floor_s for f in figs]),
-        "overhead_ms": summary_ms([f.overhead_s for f in figs]),
-        "overhead_by_stage_ms": {
-            name: summary_ms([getattr(f, name) for f in figs])
-            for name in ("stt_over_s", "llm_over_s", "tts_over_s", "playout_s")
-        },
+        **overhead_summary(figs),
         "waited_for_track": sum(1 for f in figs if f.track_busy_s > 0),
         "failed": run.tracker.failed,
         "points": [asdict(f) for f in figs],
@@ -74,7 +63,10 @@ async def workload_dialogue(model: LatencyModel, utterances: int) -> dict[str, A
 async def workload_monologue(model: LatencyModel, minutes: float, length_factor: float) -> dict[str, Any]:
     pcm, _ = monologue(minutes, random.Random(model.seed))
     rss: list[tuple[float, float]] = []
-    async with provider_process(model, length_factor=length_factor) as urls, aiohttp.ClientSession() as http:
+    async with (
+        modelled_providers(model, length_factor=length_factor) as urls,
+        aiohttp.ClientSession() as http,
+    ):
         settings = bench_settings(urls, STT_ENDPOINTING_MS=str(ENDPOINTING_MS), **SETTINGS)
         sampler = asyncio.create_task(_sample_rss(rss))
         try:
@@ -84,7 +76,7 @@ async def workload_monologue(model: LatencyModel, minutes: float, length_factor:
         records = await fetch_records(urls, http)
     figs = figures(run, records, model, endpointing_s=ENDPOINTING_MS / 1000)
     lags = [point for f in figs for point in f.word_lags]  # every source word
-    drift = _slope(lags)
+    drift = slope(lags)
     spoken = [r for r in run.tracker.completed if r.outcome == "spoken"]
     return {
         "minutes": minutes,
@@ -107,34 +99,20 @@ async def workload_monologue(model: LatencyModel, minutes: float, length_factor:
 async def _sample_rss(out: list[tuple[float, float]]) -> None:
     t0 = time.perf_counter()
     while True:
-        out.append(((time.perf_counter() - t0) / 60, _rss_mb()))
+        out.append(((time.perf_counter() - t0) / 60, rss_mb()))
         await asyncio.sleep(10)
-
-
-def _rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _slope(points: list[tuple[float, float]]) -> float:
-    if len(points) < 2:
-        return 0.0
-    xs, ys = zip(*points, strict=True)
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    var = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
 
 
 async def scale_step(model: LatencyModel, sessions: int, seconds: float) -> dict[str, Any]:
     """N sessions at once in this process (the fakes run in another)."""
-    async with provider_process(model, length_factor=1.1) as urls, aiohttp.ClientSession() as http:
+    async with modelled_providers(model, length_factor=1.1) as urls, aiohttp.ClientSession() as http:
         settings = bench_settings(urls, STT_ENDPOINTING_MS=str(ENDPOINTING_MS), **SETTINGS)
-        base_rss = _rss_mb()
+        base_rss = rss_mb()
         peak = [base_rss]
 
         async def watch() -> None:
             while True:
-                peak.append(_rss_mb())
+                peak.append(rss_mb())
                 await asyncio.sleep(1)
 
         watcher = asyncio.create_task(watch())
@@ -210,14 +188,12 @@ def workload_scale(model: LatencyModel, steps: list[int], seconds: float) -> dic
 def print_report(results: dict[str, Any]) -> None:
     if d := results.get("dialogue"):
         print("\nDialogue: speech end → first translated frame (ms)")
-        print(f"{'':<12}{'p50':>9}{'p90':>9}{'p95':>9}{'p99':>9}{'n':>6}")
         rows = [(name[:-3], d[name]) for name in ("end_to_end_ms", "floor_ms", "overhead_ms")]
         rows += [
             (f"  {name.removesuffix('_over_s').removesuffix('_s')}", s)
             for name, s in d["overhead_by_stage_ms"].items()
         ]
-        for label, s in rows:
-            print(f"{label:<12}{s['p50']:>9}{s['p90']:>9}{s['p95']:>9}{s['p99']:>9}{s['n']:>6}")
+        summary_table(rows, 12)
     if m := results.get("monologue"):
         lag = m["lag_ms"]
         print(f"\nMonologue ({m['minutes']} min, translation {m['length_factor']}× longer):")
@@ -247,16 +223,11 @@ def print_report(results: dict[str, Any]) -> None:
         print(f"  most sessions with overhead p95 ≤ 20 ms: {s['most_sessions_within_20ms_p95']}")
         print(f"  sessions per core by CPU time: {s['sessions_per_core_by_cpu']}")
         print("  (figures at saturation move with the machine's load: compare runs only under like load)")
-    if machine := results.get("machine"):
-        print(f"\n{describe(machine)}")
 
 
-def draw(results: dict[str, Any], out_dir: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def draw(results: dict[str, Any], out_dir: Path) -> list[str]:
+    plt = pyplot()
+    drawn = []
     if d := results.get("dialogue"):
         fig, ax = plt.subplots(figsize=(7, 4))
         series = [
@@ -267,6 +238,7 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
         fig.tight_layout()
         fig.savefig(out_dir / "latency_cdf.png", dpi=110)
         plt.close(fig)
+        drawn.append("latency_cdf.png")
     if m := results.get("monologue"):
         fig, ax = plt.subplots(figsize=(7, 4))
         xs, ys = zip(*m["lag_points"], strict=True) if m["lag_points"] else ((), ())
@@ -280,6 +252,8 @@ def draw(results: dict[str, Any], out_dir: Path) -> None:
         fig.tight_layout()
         fig.savefig(out_dir / "lag.png", dpi=110)
         plt.close(fig)
+        drawn.append("lag.png")
+    return drawn
 
 
 def main() -> None:
@@ -312,9 +286,9 @@ def main() -> None:
     parser.add_argument("--scale-seconds", type=float, default=60.0)
     add_model_arguments(parser)
     add_output_arguments(parser)
-    parser.add_argument("--set", action="append", default=[], help="a worker setting, NAME=VALUE")
+    add_settings_argument(parser)
     args = parser.parse_args()
-    SETTINGS.update(item.split("=", 1) for item in args.set)
+    SETTINGS.update(worker_settings(args))
     logging.basicConfig(level=logging.ERROR)
 
     out = output_dir(args)
@@ -333,11 +307,7 @@ def main() -> None:
         print("running the scale workload…", flush=True)
         steps = [int(n) for n in args.scale_sessions.split(",")]
         results["scale"] = workload_scale(model, steps, args.scale_seconds)
-    results["machine"] = load.figures()  # the load the whole run was measured under
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    draw(results, out)
-    print_report(results)
-    print(f"\nwrote {out}/results.json and the PNGs beside it")
+    write_results(out, "results.json", results, load, draw=draw, report=print_report)
 
 
 if __name__ == "__main__":

@@ -35,13 +35,18 @@ class Timeline:
         return render(self.voiced, self.total_s)
 
 
+def tone(samples: int, freq: float) -> np.ndarray:
+    """A voiced stretch of `samples` at RATE: a tone of `freq` Hz, modulated like syllables (full scale 1)."""
+    t = np.arange(samples) / RATE
+    envelope = 0.75 + 0.25 * np.sin(2 * np.pi * 4.0 * t)  # syllable-like, never silent
+    return 0.3 * envelope * np.sin(2 * np.pi * freq * t)
+
+
 def render(segments: list[tuple[float, float]], total_s: float) -> Pcm:
     samples = np.zeros(int(total_s * RATE) + RATE, dtype=np.float32)
     for start, duration in segments:
         i, n = int(start * RATE), int(duration * RATE)
-        t = np.arange(n) / RATE
-        envelope = 0.75 + 0.25 * np.sin(2 * np.pi * 4.0 * t)  # syllable-like, never silent
-        samples[i : i + n] = 0.3 * envelope * np.sin(2 * np.pi * 220.0 * t)
+        samples[i : i + n] = tone(n, 220.0)
     return Pcm((samples * 32767).astype(np.int16), RATE)
 
 

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agent.telemetry.latency import Mark, UtteranceRecord, percentile
+from agent.telemetry.latency import Mark, UtteranceRecord
 from bench.harness.speech import Sentence
+from bench.harness.stats import quantile, slope
 
 # How far a sentence's edge may lie outside a caption's span and still count as held by it: the fake STT's
 # VAD finds speech in 10 ms windows and the captions round to 1 ms, so a span may start or end a window off.
@@ -188,21 +188,6 @@ def order_breaks(heard: Iterable[Heard]) -> int:
     """How many translations were heard after one whose source comes later."""
     ordered = sorted(heard, key=lambda h: h.heard_start)
     return sum(1 for prev, h in itertools.pairwise(ordered) if h.source_start < prev.source_start)
-
-
-def slope(points: Sequence[tuple[float, float]]) -> float:
-    """Least-squares slope of y over x (0 for fewer than two distinct x)."""
-    if len(points) < 2:
-        return 0.0
-    mx = statistics.fmean(x for x, _ in points)
-    my = statistics.fmean(y for _, y in points)
-    var = sum((x - mx) ** 2 for x, _ in points)
-    return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
-
-
-def quantile(values: Iterable[float], q: float) -> float | None:
-    ordered = sorted(values)
-    return percentile(ordered, q) if ordered else None
 
 
 @dataclass(frozen=True, slots=True)

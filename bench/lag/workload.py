@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -26,22 +25,30 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness.machine import MachineLoad, add_output_arguments, describe, output_dir
+from bench.harness.cli import (
+    add_output_arguments,
+    add_settings_argument,
+    command_parser,
+    output_dir,
+    worker_settings,
+)
+from bench.harness.machine import MachineLoad
 from bench.harness.model import LatencyModel, add_model_arguments
-from bench.harness.session import SessionRun, bench_settings, provider_process, run_session
+from bench.harness.modelled_providers import modelled_providers
+from bench.harness.output import pyplot, write_results
+from bench.harness.session import ENDPOINTING_MS, SessionRun, bench_settings, run_session
 from bench.harness.speech import Timeline, dialogue_timeline, monologue_timeline, short_turns_timeline
+from bench.harness.stats import quantile
 from bench.lag.lags import (
     SentenceLag,
     first_audio,
     growth,
     order_breaks,
     overlaps,
-    quantile,
     sentence_lags,
     translations,
 )
 
-ENDPOINTING_MS = 300  # Deepgram's endpointing, as the worker's default and `python -m bench`
 # Today's behaviour (the "before"): no pause cut of our own, a forced final after 1.0 s of continuous
 # speech, every clause's trailing silence played. Variables a branch does not know are ignored by
 # `load_settings`, so the profile runs on any branch.
@@ -158,7 +165,7 @@ async def run_one(
     load = MachineLoad()
     pcm = workload.timeline.render()
     async with (
-        provider_process(model, length_factor=workload.length_factor) as urls,
+        modelled_providers(model, length_factor=workload.length_factor) as urls,
         aiohttp.ClientSession() as http,
     ):
         env = profile_env(profile, {"STT_ENDPOINTING_MS": str(ENDPOINTING_MS), **user})
@@ -328,15 +335,11 @@ def goals_text() -> str:
     return "\n".join(lines)
 
 
-def draw(results: Mapping[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def draw(results: Mapping[str, Any], out: Path) -> list[str]:
+    plt = pyplot()
     loads = results["workloads"]
     if not loads:
-        return
+        return []
     fig, axes = plt.subplots(len(loads), 1, figsize=(8, 2.8 * len(loads)), squeeze=False)
     colours = {"today": "tab:grey", "new": "tab:blue"}
     for ax, w in zip(axes[:, 0], loads, strict=True):
@@ -380,17 +383,16 @@ def draw(results: Mapping[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(out / "lag_sentences.png", dpi=100)
     plt.close(fig)
+    return ["lag_sentences.png"]
 
 
 # -- command line ---------------------------------------------------------------------------------------
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench lag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("lag", __doc__)
     parser.add_argument("--dialogue-turns", type=int, default=40, help="turns of 0.8-2.5 s (0: skip)")
     parser.add_argument("--short-turns", type=int, default=30, help="turns of 0.4-1.2 s (0: skip)")
     parser.add_argument("--monologue-minutes", type=float, default=2.0, help="0: skip")
@@ -407,7 +409,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--phrases", type=int, default=3, help="phrases per monologue sentence")
     parser.add_argument("--dry-run", action="store_true", help="print the sessions and run time, run nothing")
     parser.add_argument("--profiles", default="today,new", help="the profiles of the other workloads")
-    parser.add_argument("--set", action="append", default=[], help="a worker setting for both profiles")
+    add_settings_argument(parser, help="a worker setting for both profiles")
     add_model_arguments(parser)
     add_output_arguments(parser)
     return parser.parse_args(argv)
@@ -415,7 +417,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> None:
     args = parse(argv)
-    user = dict(item.split("=", 1) for item in args.set)
+    user = worker_settings(args)
     profiles = tuple(p for p in args.profiles.split(",") if p)
     unknown = {p for p in (*profiles, *args.growth_profiles.split(",")) if p and p not in PROFILES}
     if unknown:  # stop before anything runs
@@ -458,14 +460,13 @@ def main(argv: list[str]) -> None:
             print(f"running {w.title}, {profile}…", flush=True)
             entry["profiles"][profile] = asyncio.run(run_one(w, profile, model, user))
         results["workloads"].append(entry)
-    results["machine"] = load.figures()
-    (out / "lag.json").write_text(json.dumps(results, indent=1))
-    draw(results, out / "lag_sentences.png")
+    write_results(out, "lag.json", results, load, draw=draw, report=report)
+
+
+def report(results: Mapping[str, Any]) -> None:
     print()
     print(table(results))
     print()
     print(details(results))
     print()
     print(goals_text())
-    print(f"\n{describe(results['machine'])}")
-    print(f"wrote {out}/lag.json and {out}/lag_sentences.png")

@@ -58,18 +58,29 @@ from livekit import api, rtc
 
 from agent.run.filemode import FRAME_S, Pcm, paced_frames
 from agent.telemetry.latency import STAGES, Mark, UtteranceRecord
-from bench.harness.machine import MachineLoad, add_output_arguments, describe, output_dir
-from bench.harness.model import LatencyModel, add_model_arguments
-from bench.harness.modelled_providers import OTHER_HZ, TAG_HZ, tagged_freq
-from bench.harness.session import (
-    fetch_records,
-    figures,
-    plot_cdf,
-    provider_process,
-    reset_records,
-    summary_ms,
+from bench.harness.cli import (
+    add_output_arguments,
+    add_settings_argument,
+    command_parser,
+    output_dir,
+    worker_settings,
 )
+from bench.harness.figures import figures, overhead_summary
+from bench.harness.machine import MachineLoad
+from bench.harness.model import LatencyModel, add_model_arguments
+from bench.harness.modelled_providers import (
+    OTHER_HZ,
+    TAG_HZ,
+    fetch_records,
+    modelled_providers,
+    reset_records,
+    tagged_freq,
+)
+from bench.harness.output import plot_cdf, pyplot, summary_table, write_results
+from bench.harness.provider_process import provider_env
+from bench.harness.session import ENDPOINTING_MS
 from bench.harness.speech import RATE, dialogue, monologue
+from bench.harness.stats import summary_ms
 from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
 from tests.participants import LISTEN_RATE, Listener, Participant
 from tests.room_worker import WorkerProcess
@@ -79,7 +90,6 @@ ROOT = Path(__file__).parent.parent.parent
 AGENT_NAME = "interpreter"
 TARGET = "es"
 TRACK = f"interpretation-{TARGET}"
-ENDPOINTING_MS = 300
 
 
 # ---------------------------------------------------------------------------------------------- participants
@@ -431,17 +441,7 @@ async def run_rooms(
         "STT_ENDPOINTING_MS": str(ENDPOINTING_MS),
         **ctx.settings,
     }
-    provider_env = {
-        "DEEPGRAM_API_KEY": "bench",
-        "DEEPGRAM_BASE_URL": ctx.urls["deepgram"],
-        "CEREBRAS_API_KEY": "bench",
-        "CEREBRAS_BASE_URL": ctx.urls["cerebras"],
-        "GROQ_API_KEY": "bench",
-        "GROQ_BASE_URL": ctx.urls["groq"],
-        "CARTESIA_API_KEY": "bench",
-        "CARTESIA_BASE_URL": ctx.urls["cartesia"],
-    }
-    worker = WorkerProcess(ctx.server, provider_env, step_dir, **env)
+    worker = WorkerProcess(ctx.server, provider_env(ctx.urls), step_dir, **env)
     rooms: list[BenchRoom] = []
     rng = random.Random(len(speech))
     async with aiohttp.ClientSession() as http:
@@ -643,15 +643,7 @@ def overhead_figures(result: RunResult, model: LatencyModel) -> dict[str, Any]:
             t0=result.t0,
         )
         figs += figures(run, result.fakes, model, endpointing_s=ENDPOINTING_MS / 1000)  # type: ignore[arg-type]
-    return {
-        "joined": len(figs),
-        "floor_ms": summary_ms([f.floor_s for f in figs]),
-        "overhead_ms": summary_ms([f.overhead_s for f in figs]),
-        "overhead_by_stage_ms": {
-            name: summary_ms([getattr(f, name) for f in figs])
-            for name in ("stt_over_s", "llm_over_s", "tts_over_s", "playout_s")
-        },
-    }
+    return {"joined": len(figs), **overhead_summary(figs)}
 
 
 def latency_summary(result: RunResult, model: LatencyModel) -> dict[str, Any]:
@@ -796,7 +788,6 @@ def print_report(results: dict[str, Any]) -> None:
         if not d:
             continue
         print(f"\n{name.capitalize()} through the SFU (1 room): utterances ending at a pause, ms")
-        print(f"{'':<26}{'p50':>9}{'p90':>9}{'p95':>9}{'p99':>9}{'n':>6}")
         rows = [
             ("listener end to end", d["listener_e2e_ms"]),
             ("worker end to end", d["worker_e2e_ms"]),
@@ -810,8 +801,7 @@ def print_report(results: dict[str, Any]) -> None:
             ("overhead over the floor", d["overhead_ms"]),
         ]
         rows += [(f"  worker {k}", v) for k, v in d["worker_stages_ms"].items()]
-        for label, s in rows:
-            print(f"{label:<26}{s['p50']:>9}{s['p90']:>9}{s['p95']:>9}{s['p99']:>9}{s['n']:>6}")
+        summary_table(rows, 26)
         cpu = d["cpu"]["cores"]
         print(f"  outcomes {d['outcomes']}; unmatched at pauses {d['unmatched']}; CPU cores {cpu}")
     if c := results.get("capacity"):
@@ -838,15 +828,11 @@ def print_report(results: dict[str, Any]) -> None:
         )
 
 
-def draw(results: dict[str, Any], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def draw(results: dict[str, Any], out: Path) -> list[str]:
+    plt = pyplot()
     panels = [k for k in ("dialogue", "capacity") if results.get(k)]
     if not panels:
-        return
+        return []
     fig, axes = plt.subplots(
         1, len(panels) + (1 if "capacity" in panels else 0), figsize=(6 * (len(panels) + 1), 4)
     )
@@ -885,6 +871,7 @@ def draw(results: dict[str, Any], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "room.png", dpi=110)
     plt.close(fig)
+    return ["room.png"]
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -907,7 +894,7 @@ async def run(args: argparse.Namespace, model: LatencyModel, settings: dict[str,
         server = LiveKitServer(binary, workdir / "livekit-server.log")
         server.start()
         try:
-            async with provider_process(model, length_factor=args.length_factor, tag_tones=True) as urls:
+            async with modelled_providers(model, length_factor=args.length_factor, tag_tones=True) as urls:
                 ctx = Context(
                     server,
                     urls,
@@ -941,9 +928,7 @@ async def run(args: argparse.Namespace, model: LatencyModel, settings: dict[str,
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench room", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("room", __doc__)
     parser.add_argument("workloads", nargs="*", default=["dialogue", "monologue", "capacity"])
     parser.add_argument("--dialogue-utterances", type=int, default=60)
     parser.add_argument("--monologue-minutes", type=float, default=3.0)
@@ -971,14 +956,14 @@ def main(argv: list[str]) -> None:
     )
     parser.add_argument("--dispatch-timeout", type=float, default=45.0, help="s for a room to get its agent")
     add_model_arguments(parser)
-    parser.add_argument("--set", action="append", default=[], help="a worker setting, NAME=VALUE")
+    add_settings_argument(parser)
     add_output_arguments(parser)
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy the server and worker logs here")
     args = parser.parse_args(argv)
     unknown = set(args.workloads) - {"dialogue", "monologue", "capacity"}
     if unknown:
         parser.error(f"unknown workloads {sorted(unknown)}")
-    settings = dict(item.split("=", 1) for item in args.set)
+    settings = worker_settings(args)
 
     out = output_dir(args)
     model = LatencyModel.from_args(args)
@@ -994,9 +979,4 @@ def main(argv: list[str]) -> None:
             with contextlib.suppress(psutil.Error):
                 child.kill()
     results["wall_s"] = round(time.perf_counter() - started, 1)
-    results["machine"] = load.figures()  # the load the whole run was measured under
-    (out / "room.json").write_text(json.dumps(results, indent=1))
-    draw(results, out)
-    print_report(results)
-    print(f"\n{describe(results['machine'])}")
-    print(f"wrote {out}/room.json and room.png ({results['wall_s']} s)")
+    write_results(out, "room.json", results, load, draw=draw, report=print_report)

@@ -28,19 +28,16 @@ bench-results/ (`--out` another folder, `--write-results` the committed bench/re
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import contextlib
 import gc
 import itertools
-import json
 import logging
 import math
 import os
 import random
 import re
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -59,105 +56,27 @@ from agent.loops.pipeline import Channel, Router
 from agent.providers.build import build_llm, build_stt, build_tts
 from agent.room.room_io import ATTR_INTERPRET_TO, ATTR_LANGUAGE, ATTR_SPEAKER
 from agent.room.session import RoomSession
+from agent.run.filemode import FRAME_S
 from agent.settings.config import Settings
 from agent.telemetry import metrics
 from agent.telemetry.latency import LatencyTracker, UtteranceRecord, format_table
-from bench.harness.machine import MachineLoad, add_output_arguments, describe, output_dir
-from bench.harness.session import bench_settings
-from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM, numbered_words
-from tests.fakes.latency_model import Delay
-from tests.fakes.llm import Message, last_user_text, message_text
+from bench.harness.cli import (
+    add_output_arguments,
+    add_settings_argument,
+    command_parser,
+    output_dir,
+    worker_settings,
+)
+from bench.harness.machine import MachineLoad, rss_mb
+from bench.harness.output import write_results
+from bench.harness.speech import RATE, tone
+from bench.soak.fakes import FakeLatency, soak_fakes, soak_settings
 from tests.fakes.room import FakeParticipant, FakeRoom
 
-RATE = 16000
-FRAME_S = 0.02
 FRAME_SAMPLES = int(RATE * FRAME_S)
-ENDPOINTING_MS = 300
 SAMPLE_EVERY_S = 600.0
 SPEAKERS = (("alice", "en", "es"), ("bob", "es", "en"))  # identity, spoken language, wanted language
 logger = logging.getLogger("bench.soak")
-
-# -- the fake providers, in a process of their own ---------------------------------------------------
-
-SPEECH_RE = re.compile(r"<speech[^>]*>(.*)</speech>", re.S)
-
-
-def soak_reply(messages: list[Message]) -> str:
-    """A 'translation': the source's numbered words renamed, a comma every few words (several clauses)."""
-    speech = next((message_text(m) for m in reversed(messages) if "<speech" in message_text(m)), "")
-    match = SPEECH_RE.search(speech or last_user_text(messages))
-    words = (match.group(1) if match else "w0").strip().rstrip(".").split() or ["w0"]
-    out = [
-        f"t{w.lstrip('w')}" + ("," if i % 4 == 3 and i < len(words) - 1 else "") for i, w in enumerate(words)
-    ]
-    return " ".join(out) + "."
-
-
-@dataclass(frozen=True)
-class FakeLatency:
-    stt_ms: float = 20.0
-    llm_ttft_ms: float = 30.0
-    llm_tps: float = 0.0  # 0: all tokens at once after the first
-    tts_ttfb_ms: float = 30.0
-    jitter: float = 0.3  # standard deviation as a fraction of the mean
-
-
-def _delay(ms: float, jitter: float) -> Delay:
-    return Delay(ms / 1000, ms / 1000 * jitter) if ms > 0 else Delay()
-
-
-async def serve_fakes(latency: FakeLatency) -> None:
-    deepgram = FakeDeepgram(
-        [], transcript_for=numbered_words(), finalize_delay=_delay(latency.stt_ms, latency.jitter), seed=1
-    )
-    llm = FakeLLM(
-        responder=soak_reply,
-        ttft=_delay(latency.llm_ttft_ms, latency.jitter),
-        tokens_per_s=latency.llm_tps or None,
-        seed=2,
-    )
-    cartesia = FakeCartesia(ttfb=_delay(latency.tts_ttfb_ms, latency.jitter), seed=3)
-    for fake in (deepgram, llm, cartesia):
-        await fake.start()
-    urls = {
-        "deepgram": deepgram.base_url,
-        "cerebras": llm.base_url,
-        "groq": llm.openai_base_url,
-        "cartesia": cartesia.base_url,
-    }
-    print(json.dumps(urls), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes it
-    for fake in (deepgram, llm, cartesia):
-        await fake.aclose()
-
-
-@contextlib.asynccontextmanager
-async def fakes_process(latency: FakeLatency) -> AsyncIterator[tuple[dict[str, str], int]]:
-    """The fakes in a child process; yields their URLs and the child's pid."""
-    proc = subprocess.Popen(  # noqa: ASYNC220 (once, before anything runs)
-        [sys.executable, "-m", "bench.soak.run", "--serve-fakes", json.dumps(asdict(latency))],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdin is not None
-    try:
-        line = await asyncio.to_thread(proc.stdout.readline)
-        yield json.loads(line), proc.pid
-    finally:
-        proc.stdin.close()
-        try:
-            await asyncio.to_thread(proc.wait, 10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def soak_settings(urls: dict[str, str], **overrides: str) -> Settings:
-    # the worker's default cuts long speech with Finalize when the ears see 1 s of it; with audio
-    # arriving faster than real time where that cut lands depends on timing, so it is off by default
-    # here and every burst is exactly one utterance (`--set STT_MAX_SEGMENT_S=1.0` to soak cuts too)
-    return bench_settings(urls, STT_ENDPOINTING_MS=str(ENDPOINTING_MS), STT_MAX_SEGMENT_S="0", **overrides)
-
 
 # -- the output: an AudioSource that does not play out in real time ----------------------------------
 
@@ -306,27 +225,13 @@ class Conductor:
 
 
 def _tone_frames(frames: int, freq: float) -> Iterator[bytes]:
-    n = frames * FRAME_SAMPLES
-    t = np.arange(n) / RATE
-    envelope = 0.75 + 0.25 * np.sin(2 * np.pi * 4.0 * t)  # syllable-like, never silent
-    pcm = (0.3 * envelope * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16).tobytes()
+    pcm = (tone(frames * FRAME_SAMPLES, freq) * 32767).astype(np.int16).tobytes()
     step = FRAME_SAMPLES * 2
     for i in range(0, len(pcm), step):
         yield pcm[i : i + step]
 
 
 # -- sampling ----------------------------------------------------------------------------------------
-
-
-def rss_mb(pid: int | str = "self") -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 def _task_name(task: asyncio.Task[Any]) -> str:
@@ -457,8 +362,8 @@ class Soak:
         if opts.tracemalloc:
             tracemalloc.start(1)
         with mock.patch.object(rtc, "AudioSource", FastAudioSource):
-            async with fakes_process(opts.latency) as (urls, pid), aiohttp.ClientSession() as http:
-                self.fakes_pid = pid
+            async with soak_fakes(opts.latency) as urls, aiohttp.ClientSession() as http:
+                self.fakes_pid = int(urls["pid"])
                 await self._session(soak_settings(urls, **opts.settings), http)
         return self.result
 
@@ -736,12 +641,7 @@ def print_report(r: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--serve-fakes":
-        asyncio.run(serve_fakes(FakeLatency(**json.loads(sys.argv[2]))))
-        return
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("soak", __doc__)
     parser.add_argument("--minutes", type=float, default=60.0, help="simulated minutes per speaker")
     parser.add_argument("--warmup-s", type=float, default=60.0)
     parser.add_argument("--speakers", type=int, choices=(1, 2), default=2)
@@ -756,7 +656,7 @@ def main() -> None:
     parser.add_argument(
         "--tracemalloc", action="store_true", help="trace allocations (slower; RSS then includes the traces)"
     )
-    parser.add_argument("--set", action="append", default=[], help="a worker setting, NAME=VALUE")
+    add_settings_argument(parser)
     add_output_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -767,7 +667,7 @@ def main() -> None:
         backlog=args.backlog,
         speed=args.speed,
         latency=FakeLatency(stt_ms=args.stt_ms, llm_ttft_ms=args.llm_ttft_ms, tts_ttfb_ms=args.tts_ttfb_ms),
-        settings=dict(item.split("=", 1) for item in args.set),
+        settings=worker_settings(args),
         type_growth=not args.no_type_growth,
         tracker_window=args.tracker_window,
         tracemalloc=args.tracemalloc,
@@ -779,11 +679,7 @@ def main() -> None:
     out = output_dir(args)
     load = MachineLoad()
     result = asyncio.run(Soak(options).run())
-    result["machine"] = load.figures()  # the load the run was measured under
-    print_report(result)
-    print(f"\n{describe(result['machine'])}")
-    (out / "soak.json").write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}/soak.json")
+    write_results(out, "soak.json", result, load, report=print_report)
 
 
 if __name__ == "__main__":
