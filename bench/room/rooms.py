@@ -3,6 +3,7 @@
     uv run python -m bench room                                   # dialogue, monologue, capacity
     uv run python -m bench room dialogue --dialogue-utterances 10 # one workload, shorter
     uv run python -m bench room capacity --rooms 1,2,4 --room-seconds 30
+    uv run python -m bench capacity --rooms 1,2,4 --room-seconds 30      # the same
 
 The worker runs as production runs it (`python -m agent start`, a subprocess registered with a real
 `livekit-server`, one job process per room), its providers the fakes of `python -m bench` on the latency
@@ -877,7 +878,9 @@ def draw(results: dict[str, Any], out: Path) -> list[str]:
 # --------------------------------------------------------------------------------------------------- main
 
 
-async def run(args: argparse.Namespace, model: LatencyModel, settings: dict[str, str]) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace, model: LatencyModel, settings: dict[str, str], command: str
+) -> dict[str, Any]:
     binary = find_binary()
     if binary is None:
         raise SystemExit(INSTALL_HINT)
@@ -887,7 +890,7 @@ async def run(args: argparse.Namespace, model: LatencyModel, settings: dict[str,
         "load_cpu": args.load_cpu,
         "open_interval_s": args.open_interval,
         "machine": {"cpus": os.cpu_count()},
-        "command": " ".join(["python -m bench room", *sys.argv[2:]]),
+        "command": command,
     }
     with tempfile.TemporaryDirectory(prefix="bench-room-") as tmp:
         workdir = Path(tmp)
@@ -970,7 +973,7 @@ def main(argv: list[str]) -> None:
     load = MachineLoad()
     started = time.perf_counter()
     try:
-        results = asyncio.run(run(args, model, settings))
+        results = asyncio.run(run(args, model, settings, " ".join(["python -m bench room", *argv])))
     except KeyboardInterrupt:
         print("interrupted: rooms, worker, server and fakes were closed", file=sys.stderr)
         raise SystemExit(130) from None

@@ -1,10 +1,10 @@
 """Soak: an hour (or more) of simulated speech through a whole room session, faster than real time.
 
-    uv run python -m bench.soak.run                      # 60 simulated minutes, 2 speakers (en, es): ~1.5 min
-    uv run python -m bench.soak.run --minutes 5          # a short one
-    uv run python -m bench.soak.run --speakers 1         # one speaker (en → es)
-    uv run python -m bench.soak.run --set STT_MAX_SEGMENT_S=1.0   # the worker's default: long speech is cut
-    uv run python -m bench.soak.run --tracemalloc --tracker-window 500   # where memory grows (slower)
+    uv run python -m bench soak                      # 60 simulated minutes, 2 speakers (en, es): ~1.5 min
+    uv run python -m bench soak --minutes 5          # a short one
+    uv run python -m bench soak --speakers 1         # one speaker (en → es)
+    uv run python -m bench soak --set STT_MAX_SEGMENT_S=1.0   # the worker's default: long speech is cut
+    uv run python -m bench soak --tracemalloc --tracker-window 500   # where memory grows (slower)
 
 The real loops — `RoomSession` over the fake room, each speaker's ears, the router, one channel (brain
 and mouth) per target language, the room publisher — with the real plugins and SDKs talking to the fake
@@ -640,7 +640,7 @@ def print_report(r: dict[str, Any]) -> None:
     print(format_table(r["latency_ms"]))
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     parser = command_parser("soak", __doc__)
     parser.add_argument("--minutes", type=float, default=60.0, help="simulated minutes per speaker")
     parser.add_argument("--warmup-s", type=float, default=60.0)
@@ -658,7 +658,7 @@ def main() -> None:
     )
     add_settings_argument(parser)
     add_output_arguments(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     options = SoakOptions(
         minutes=args.minutes,
@@ -680,7 +680,3 @@ def main() -> None:
     load = MachineLoad()
     result = asyncio.run(Soak(options).run())
     write_results(out, "soak.json", result, load, report=print_report)
-
-
-if __name__ == "__main__":
-    main()
