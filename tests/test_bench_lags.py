@@ -1,5 +1,5 @@
 """The benchmark's per-sentence lag math (`bench/lag/lags.py`) on hand-made inputs, the synthetic speech's
-sentence boundaries (`bench/harness/speech.py`), the goals (`bench/lag/workload.py`) and the `today`
+sentence boundaries (`bench/harness/speech.py`), the goals (`bench/lag/goals.py`) and the `today`
 profile."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from bench.harness.speech import (
     monologue_timeline,
     short_turns_timeline,
 )
+from bench.lag.goals import TODAY, evaluate_goals, profile_env
 from bench.lag.lags import (
     Heard,
     Sentence,
@@ -29,7 +30,6 @@ from bench.lag.lags import (
     sentence_lags,
     translations,
 )
-from bench.lag.workload import TODAY, evaluate_goals, profile_env
 
 T0 = 100.0  # the clock time at which the speaker's audio timeline starts
 
