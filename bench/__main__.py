@@ -35,9 +35,9 @@ COMMANDS = {
     ),
     "scale": Command("bench.latency", "N sessions in one process: CPU, memory, overhead", named=True),
     "lag": Command("bench.lag.workload", "per-sentence lags, today's behaviour against the new one"),
-    "room": Command("bench.room.rooms", "through a real LiveKit server: dialogue, monologue, capacity"),
+    "room": Command("bench.room.workload", "through a real LiveKit server: dialogue, monologue, capacity"),
     "capacity": Command(
-        "bench.room.rooms", "the capacity sweep of `room`: N rooms against one worker", named=True
+        "bench.room.workload", "the capacity sweep of `room`: N rooms against one worker", named=True
     ),
     "soak": Command(
         "bench.soak.run", "an hour of simulated speech through a room session, faster than real time"

@@ -30,15 +30,15 @@ from typing import Any
 import aiohttp
 
 from bench.harness.cli import (
-    add_output_arguments,
-    add_settings_argument,
+    add_run_arguments,
+    add_speech_arguments,
     command_parser,
     output_dir,
     worker_settings,
 )
 from bench.harness.figures import figures, overhead_summary
 from bench.harness.machine import MachineLoad, rss_mb
-from bench.harness.model import LatencyModel, add_model_arguments
+from bench.harness.model import LatencyModel
 from bench.harness.modelled_providers import fetch_records, modelled_providers
 from bench.harness.output import plot_cdf, pyplot, summary_table, write_results
 from bench.harness.session import ENDPOINTING_MS, bench_settings, run_session
@@ -169,15 +169,10 @@ def draw(results: dict[str, Any], out_dir: Path) -> list[str]:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = command_parser("latency", __doc__)
-    parser.add_argument("workloads", nargs="*", default=list(WORKLOADS))
-    parser.add_argument("--dialogue-utterances", type=int, default=60)
-    parser.add_argument("--monologue-minutes", type=float, default=10.0)
-    parser.add_argument("--length-factor", type=float, default=1.25, help="translated/original speech length")
+    add_speech_arguments(parser, WORKLOADS, monologue_minutes=10.0, length_factor=1.25)
     parser.add_argument("--scale-sessions", default="1,10,20,30,40", help="comma-separated steps")
     parser.add_argument("--scale-seconds", type=float, default=60.0)
-    add_model_arguments(parser)
-    add_output_arguments(parser)
-    add_settings_argument(parser)
+    add_run_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -9,7 +9,10 @@ never overwrites the committed figures in `bench/results/`; `--write-results` wr
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
+
+from bench.harness.model import add_model_arguments
 
 COMMITTED = Path(__file__).parent.parent / "results"
 SCRATCH = Path(__file__).parent.parent.parent / "bench-results"
@@ -23,6 +26,28 @@ def command_parser(command: str, doc: str | None) -> argparse.ArgumentParser:
         description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def add_speech_arguments(
+    parser: argparse.ArgumentParser,
+    workloads: Iterable[str],
+    *,
+    monologue_minutes: float,
+    length_factor: float,
+) -> None:
+    """The workloads to run (all by default) and the sizes of the dialogue and monologue speech."""
+    parser.add_argument("workloads", nargs="*", default=list(workloads))
+    parser.add_argument("--dialogue-utterances", type=int, default=60)
+    parser.add_argument("--monologue-minutes", type=float, default=monologue_minutes)
+    help = "translated/original speech length"
+    parser.add_argument("--length-factor", type=float, default=length_factor, help=help)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, set_help: str = SET_HELP) -> None:
+    """The options of a run on the modelled providers: the latency model, `--set`, where the results go."""
+    add_model_arguments(parser)
+    add_settings_argument(parser, set_help)
+    add_output_arguments(parser)
 
 
 def add_settings_argument(parser: argparse.ArgumentParser, help: str = SET_HELP) -> None:

@@ -27,14 +27,13 @@ from typing import Any
 import aiohttp
 
 from bench.harness.cli import (
-    add_output_arguments,
-    add_settings_argument,
+    add_run_arguments,
     command_parser,
     output_dir,
     worker_settings,
 )
 from bench.harness.machine import MachineLoad
-from bench.harness.model import LatencyModel, add_model_arguments
+from bench.harness.model import LatencyModel
 from bench.harness.modelled_providers import modelled_providers
 from bench.harness.output import write_results
 from bench.harness.session import ENDPOINTING_MS, SessionRun, bench_settings, run_session
@@ -216,18 +215,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-growth", action="store_true", help="leave out the long monologue")
     parser.add_argument("--growth-profiles", default="new", help="profiles of the long monologue (today,new)")
     parser.add_argument("--length-factor", type=float, default=1.25, help="monologues: translated/original")
-    parser.add_argument(
-        "--dialogue-length-factor",
-        type=float,
-        default=1.1,
-        help="dialogue and short turns: translated/original (1.1 as in `python -m bench`)",
-    )
+    short = "dialogue and short turns: translated/original (1.1 as in `python -m bench`)"
+    parser.add_argument("--dialogue-length-factor", type=float, default=1.1, help=short)
     parser.add_argument("--phrases", type=int, default=3, help="phrases per monologue sentence")
     parser.add_argument("--dry-run", action="store_true", help="print the sessions and run time, run nothing")
     parser.add_argument("--profiles", default="today,new", help="the profiles of the other workloads")
-    add_settings_argument(parser, help="a worker setting for both profiles")
-    add_model_arguments(parser)
-    add_output_arguments(parser)
+    add_run_arguments(parser, set_help="a worker setting for both profiles")
     return parser.parse_args(argv)
 
 
