@@ -1,342 +1,77 @@
-"""The latency benchmark: the real three loops and plugins against fake providers on a latency model.
+"""The benchmarks, one command: `python -m bench <workload> [options]`.
 
-    uv run python -m bench                      # all workloads (about 20 minutes, real time)
-    uv run python -m bench dialogue monologue   # some of them
-    uv run python -m bench --monologue-minutes 2 --scale-sessions 1,5,10   # shorter
-    uv run python -m bench room --help          # through a real LiveKit server (bench/room.py)
-    uv run python -m bench lag --help           # per-sentence lags, today's behaviour against the new one
+    uv run python -m bench --help                # the workloads
+    uv run python -m bench WORKLOAD --help       # a workload's options
+    uv run python -m bench dialogue monologue    # latency workloads combine in one run (results.json)
+    uv run python -m bench                       # none named: dialogue, monologue and scale (`latency`)
 
-Writes results.json, latency_cdf.png and lag.png to bench-results/ (`--out` another folder,
-`--write-results` the committed bench/results/), and prints a table with the machine's load during the run.
+Every workload runs the real loops and plugins against local fake providers (the harness, bench/harness/),
+writes its results to bench-results/ (`--out` another folder, `--write-results` the committed
+bench/results/; `overhead` writes only with `--json FILE`) and prints them with the machine's load.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
-import os
-import random
-import statistics
-import subprocess
+import importlib
 import sys
-import time
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any
-
-import aiohttp
-
-from bench.machine import MachineLoad, add_output_arguments, describe, output_dir
-from bench.model import LatencyModel, add_model_arguments
-from bench.run import (
-    UtteranceFigures,
-    bench_settings,
-    fetch_records,
-    figures,
-    plot_cdf,
-    provider_process,
-    reset_records,
-    run_session,
-    summary_ms,
-)
-from bench.speech import dialogue, monologue
-
-ENDPOINTING_MS = 300
-# worker settings for the run, as environment variables (e.g. `--set STT_MAX_SEGMENT_S=1.0`)
-SETTINGS: dict[str, str] = {}
+from dataclasses import dataclass
 
 
-async def workload_dialogue(model: LatencyModel, utterances: int) -> dict[str, Any]:
-    pcm, _ = dialogue(utterances, random.Random(model.seed))
-    async with provider_process(model, length_factor=1.1) as urls, aiohttp.ClientSession() as http:
-        settings = bench_settings(urls, STT_ENDPOINTING_MS=str(ENDPOINTING_MS), **SETTINGS)
-        run = await run_session(settings, pcm, http, "dialogue")
-        records = await fetch_records(urls, http)
-    figs = figures(run, records, model, endpointing_s=ENDPOINTING_MS / 1000)
-    return {
-        "utterances": len(run.tracker.completed),
-        "joined": len(figs),
-        "end_to_end_ms": summary_ms([f.end_to_end_s for f in figs]),
-        "floor_ms": summary_ms([f.floor_s for f in figs]),
-        "overhead_ms": summary_ms([f.overhead_s for f in figs]),
-        "overhead_by_stage_ms": {
-            name: summary_ms([getattr(f, name) for f in figs])
-            for name in ("stt_over_s", "llm_over_s", "tts_over_s", "playout_s")
-        },
-        "waited_for_track": sum(1 for f in figs if f.track_busy_s > 0),
-        "failed": run.tracker.failed,
-        "points": [asdict(f) for f in figs],
-    }
+@dataclass(frozen=True, slots=True)
+class Command:
+    module: str  # its `main(argv)` runs the workload
+    summary: str
+    named: bool = False  # the command's own name goes on as the workload's first argument
 
 
-async def workload_monologue(model: LatencyModel, minutes: float, length_factor: float) -> dict[str, Any]:
-    pcm, _ = monologue(minutes, random.Random(model.seed))
-    rss: list[tuple[float, float]] = []
-    async with provider_process(model, length_factor=length_factor) as urls, aiohttp.ClientSession() as http:
-        settings = bench_settings(urls, STT_ENDPOINTING_MS=str(ENDPOINTING_MS), **SETTINGS)
-        sampler = asyncio.create_task(_sample_rss(rss))
-        try:
-            run = await run_session(settings, pcm, http, "monologue")
-        finally:
-            sampler.cancel()
-        records = await fetch_records(urls, http)
-    figs = figures(run, records, model, endpointing_s=ENDPOINTING_MS / 1000)
-    lags = [point for f in figs for point in f.word_lags]  # every source word
-    drift = _slope(lags)
-    spoken = [r for r in run.tracker.completed if r.outcome == "spoken"]
-    return {
-        "minutes": minutes,
-        "length_factor": length_factor,
-        "utterances": len(run.tracker.completed),
-        "spoken": len(spoken),
-        "failed": run.tracker.failed,
-        "merged": run.merged,
-        "lag_ms": summary_ms([lag for _, lag in lags]),  # per source word
-        "last_word_lag_ms": summary_ms([f.ear_voice_s for f in figs if f.ear_voice_s is not None]),
-        "drift_s_per_min": round(drift, 4),
-        "speed_mean": round(statistics.fmean(f.speed for f in figs), 3) if figs else None,
-        "end_to_end_ms": summary_ms([f.end_to_end_s for f in figs]),
-        "overhead_ms": summary_ms([f.overhead_s for f in figs]),
-        "rss_mb": [(round(t, 1), round(m, 1)) for t, m in rss],
-        "lag_points": lags,
-    }
+COMMANDS = {
+    "latency": Command("bench.latency", "dialogue, monologue and scale in one run (about 20 minutes)"),
+    "dialogue": Command(
+        "bench.latency", "short turns: speech end → first translated frame, overhead per stage", named=True
+    ),
+    "monologue": Command(
+        "bench.latency", "a long talk: ear-voice lag per word, its drift, memory", named=True
+    ),
+    "scale": Command("bench.latency", "N sessions in one process: CPU, memory, overhead", named=True),
+    "lag": Command("bench.lag.workload", "per-sentence lags, today's behaviour against the new one"),
+    "room": Command("bench.room.workload", "through a real LiveKit server: dialogue, monologue, capacity"),
+    "capacity": Command(
+        "bench.room.workload", "the capacity sweep of `room`: N rooms against one worker", named=True
+    ),
+    "soak": Command(
+        "bench.soak.run", "an hour of simulated speech through a room session, faster than real time"
+    ),
+    "overhead": Command("bench.overhead", "the pipeline's own overhead, against fakes that answer at once"),
+}
+DEFAULT = "latency"  # what runs when no workload is named (options alone are `latency`'s, as ever)
 
 
-async def _sample_rss(out: list[tuple[float, float]]) -> None:
-    t0 = time.perf_counter()
-    while True:
-        out.append(((time.perf_counter() - t0) / 60, _rss_mb()))
-        await asyncio.sleep(10)
-
-
-def _rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _slope(points: list[tuple[float, float]]) -> float:
-    if len(points) < 2:
-        return 0.0
-    xs, ys = zip(*points, strict=True)
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    var = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
-
-
-async def scale_step(model: LatencyModel, sessions: int, seconds: float) -> dict[str, Any]:
-    """N sessions at once in this process (the fakes run in another)."""
-    async with provider_process(model, length_factor=1.1) as urls, aiohttp.ClientSession() as http:
-        settings = bench_settings(urls, STT_ENDPOINTING_MS=str(ENDPOINTING_MS), **SETTINGS)
-        base_rss = _rss_mb()
-        peak = [base_rss]
-
-        async def watch() -> None:
-            while True:
-                peak.append(_rss_mb())
-                await asyncio.sleep(1)
-
-        watcher = asyncio.create_task(watch())
-        load = MachineLoad()
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        rng = random.Random(model.seed)
-        pcms = [dialogue(int(seconds / 3.2) + 1, random.Random(rng.random()))[0] for _ in range(sessions)]
-        runs = await asyncio.gather(*(run_session(settings, p, http, f"s{i}") for i, p in enumerate(pcms)))
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        machine = load.figures()
-        watcher.cancel()
-        records = await fetch_records(urls, http)
-        await reset_records(urls, http)
-    figs: list[UtteranceFigures] = []
-    for run in runs:
-        figs += figures(run, records, model, endpointing_s=ENDPOINTING_MS / 1000)
-    minutes = sum(p.duration for p in pcms) / 60
-    return {
-        "sessions": sessions,
-        "session_minutes": round(minutes, 2),
-        "cpu_s_per_session_minute": round(cpu / minutes, 3),
-        "cpu_share_of_one_core": round(cpu / wall, 3),
-        "peak_rss_mb": round(max(peak), 1),
-        "rss_per_session_mb": round((max(peak) - base_rss) / sessions, 2),
-        "overhead_ms": summary_ms([f.overhead_s for f in figs]),
-        "failed": sum(r.tracker.failed for r in runs),
-        "machine": machine,  # the load this step's figures were measured under
-    }
-
-
-def run_scale_step_in_child(model: LatencyModel, sessions: int, seconds: float) -> dict[str, Any]:
-    """Each step in a fresh process, so CPU and peak memory are that step's alone."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "_scale_step",
-            json.dumps(model.as_dict()),
-            str(sessions),
-            f"{seconds}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "BENCH_SETTINGS": json.dumps(SETTINGS)},
+def parser() -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {name:<11}{command.summary}" for name, command in COMMANDS.items())
+    return argparse.ArgumentParser(
+        prog="python -m bench",
+        usage="python -m bench [WORKLOAD] [options]",
+        description=__doc__,
+        epilog=f"workloads:\n{listing}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def workload_scale(model: LatencyModel, steps: list[int], seconds: float) -> dict[str, Any]:
-    results = []
-    for n in steps:
-        step = run_scale_step_in_child(model, n, seconds)
-        results.append(step)
-        busy = step["machine"]["cpu_busy_share"]
-        print(
-            f"  scale: {n} sessions → overhead p95 {step['overhead_ms']['p95']} ms"
-            f" (all cores {busy * 100:.0f}% busy)",
-            flush=True,
-        )
-    ok = [s for s in results if s["overhead_ms"]["p95"] <= 20.0 and s["failed"] == 0]
-    cpu_per_session_minute = statistics.fmean(s["cpu_s_per_session_minute"] for s in results)
-    return {
-        "seconds_per_session": seconds,
-        "steps": results,
-        # all sessions of a step share one event loop on one core: the most that kept the target
-        "most_sessions_within_20ms_p95": max((s["sessions"] for s in ok), default=0),
-        "sessions_per_core_by_cpu": round(60 / cpu_per_session_minute, 1),
-    }
-
-
-def print_report(results: dict[str, Any]) -> None:
-    if d := results.get("dialogue"):
-        print("\nDialogue: speech end → first translated frame (ms)")
-        print(f"{'':<12}{'p50':>9}{'p90':>9}{'p95':>9}{'p99':>9}{'n':>6}")
-        rows = [(name[:-3], d[name]) for name in ("end_to_end_ms", "floor_ms", "overhead_ms")]
-        rows += [
-            (f"  {name.removesuffix('_over_s').removesuffix('_s')}", s)
-            for name, s in d["overhead_by_stage_ms"].items()
-        ]
-        for label, s in rows:
-            print(f"{label:<12}{s['p50']:>9}{s['p90']:>9}{s['p95']:>9}{s['p99']:>9}{s['n']:>6}")
-    if m := results.get("monologue"):
-        lag = m["lag_ms"]
-        print(f"\nMonologue ({m['minutes']} min, translation {m['length_factor']}× longer):")
-        drift = m["drift_s_per_min"]
-        print(f"  ear-voice lag per word p50 {lag['p50']} ms, p95 {lag['p95']} ms; drift {drift} s/min")
-        last = m["last_word_lag_ms"]
-        print(f"  (at each utterance's last word: p50 {last['p50']} ms, p95 {last['p95']} ms)")
-        print(
-            f"  mean speaking rate {m['speed_mean']}; utterances {m['spoken']} spoken, {m['failed']} failed"
-        )
-        print(f"  memory (RSS MB, start → end): {m['rss_mb'][0][1]} → {m['rss_mb'][-1][1]}")
-    if s := results.get("scale"):
-        print("\nScale (sessions in one worker process):")
-        print(
-            f"{'sessions':>9}{'cpu s/sess-min':>16}{'core use':>10}{'MB/session':>12}{'overhead p95':>14}"
-            f"{'machine busy':>14}{'load 1m':>9}"
-        )
-        for step in s["steps"]:
-            machine = step.get("machine", {})
-            busy = machine.get("cpu_busy_share")
-            print(
-                f"{step['sessions']:>9}{step['cpu_s_per_session_minute']:>16}{step['cpu_share_of_one_core']:>10}"
-                f"{step['rss_per_session_mb']:>12}{step['overhead_ms']['p95']:>14}"
-                f"{'?' if busy is None else f'{busy * 100:.0f}%':>14}"
-                f"{machine.get('loadavg_after', ['?'])[0]:>9}"
-            )
-        print(f"  most sessions with overhead p95 ≤ 20 ms: {s['most_sessions_within_20ms_p95']}")
-        print(f"  sessions per core by CPU time: {s['sessions_per_core_by_cpu']}")
-        print("  (figures at saturation move with the machine's load: compare runs only under like load)")
-    if machine := results.get("machine"):
-        print(f"\n{describe(machine)}")
-
-
-def draw(results: dict[str, Any], out_dir: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if d := results.get("dialogue"):
-        fig, ax = plt.subplots(figsize=(7, 4))
-        series = [
-            ([p["end_to_end_s"] for p in d["points"]], "measured end to end"),
-            ([p["floor_s"] for p in d["points"]], "modelled floor (providers, or the track still busy)"),
-        ]
-        plot_cdf(ax, series, "Dialogue latency CDF")
-        fig.tight_layout()
-        fig.savefig(out_dir / "latency_cdf.png", dpi=110)
-        plt.close(fig)
-    if m := results.get("monologue"):
-        fig, ax = plt.subplots(figsize=(7, 4))
-        xs, ys = zip(*m["lag_points"], strict=True) if m["lag_points"] else ((), ())
-        ax.plot(xs, ys, ".", markersize=2, label="ear-voice lag per source word")
-        ax.axhline(2.0, color="red", linestyle="--", linewidth=1, label="target p95 2.0 s")
-        ax.set_xlabel("minutes into the monologue")
-        ax.set_ylabel("lag (s): word said → its translation heard")
-        ax.set_title(f"Monologue lag over time (translation {m['length_factor']}× longer)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out_dir / "lag.png", dpi=110)
-        plt.close(fig)
-
-
-def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "room":  # through a real LiveKit server: bench/room.py
-        from bench.room import main as room_main
-
-        room_main(sys.argv[2:])
+def main(argv: list[str]) -> None:
+    if argv and argv[0] in COMMANDS:
+        name, rest = argv[0], argv[1:]
+    elif not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        name, rest = DEFAULT, argv  # as `python -m bench` always ran: the latency workloads
+    elif argv[0] in ("-h", "--help"):
+        parser().print_help()
         return
-    if len(sys.argv) > 1 and sys.argv[1] == "lag":  # per-sentence lags, today against new: bench/lag_bench.py
-        from bench.lag_bench import main as lag_main
-
-        lag_main(sys.argv[2:])
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "_scale_step":
-        logging.basicConfig(level=logging.ERROR)
-        SETTINGS.update(json.loads(os.environ.get("BENCH_SETTINGS", "{}")))
-        model = LatencyModel.from_dict(json.loads(sys.argv[2]))
-        print(json.dumps(asyncio.run(scale_step(model, int(sys.argv[3]), float(sys.argv[4])))))
-        return
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("workloads", nargs="*", default=["dialogue", "monologue", "scale"])
-    parser.add_argument("--dialogue-utterances", type=int, default=60)
-    parser.add_argument("--monologue-minutes", type=float, default=10.0)
-    parser.add_argument("--length-factor", type=float, default=1.25, help="translated/original speech length")
-    parser.add_argument("--scale-sessions", default="1,10,20,30,40", help="comma-separated steps")
-    parser.add_argument("--scale-seconds", type=float, default=60.0)
-    add_model_arguments(parser)
-    add_output_arguments(parser)
-    parser.add_argument("--set", action="append", default=[], help="a worker setting, NAME=VALUE")
-    args = parser.parse_args()
-    SETTINGS.update(item.split("=", 1) for item in args.set)
-    logging.basicConfig(level=logging.ERROR)
-
-    out = output_dir(args)
-    model = LatencyModel.from_args(args)
-    load = MachineLoad()
-    results: dict[str, Any] = {"model": model.as_dict()}
-    if "dialogue" in args.workloads:
-        print("running the dialogue workload…", flush=True)
-        results["dialogue"] = asyncio.run(workload_dialogue(model, args.dialogue_utterances))
-    if "monologue" in args.workloads:
-        print("running the monologue workload…", flush=True)
-        results["monologue"] = asyncio.run(
-            workload_monologue(model, args.monologue_minutes, args.length_factor)
-        )
-    if "scale" in args.workloads:
-        print("running the scale workload…", flush=True)
-        steps = [int(n) for n in args.scale_sessions.split(",")]
-        results["scale"] = workload_scale(model, steps, args.scale_seconds)
-    results["machine"] = load.figures()  # the load the whole run was measured under
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    draw(results, out)
-    print_report(results)
-    print(f"\nwrote {out}/results.json and the PNGs beside it")
+    else:
+        parser().error(f"unknown workload {argv[0]!r} (known: {', '.join(COMMANDS)})")
+    command = COMMANDS[name]
+    module = importlib.import_module(command.module)  # only the workload run is imported
+    module.main([name, *rest] if command.named else rest)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,7 +1,7 @@
 """The pipeline's own overhead: the real three loops and plugins against fake providers that answer at
 once, fed the committed speech fixtures in real time.
 
-    uv run python -m bench.overhead --runs 5
+    uv run python -m bench overhead --runs 5
 
 With providers that take no time, speech end → first frame is what the interpreter itself adds, plus the
 STT's endpointing (the silence Deepgram waits for before it finalizes: a provider setting, reported
@@ -11,7 +11,6 @@ Prints the machine's load during the run with the table; writes nothing unless `
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -20,7 +19,8 @@ from pathlib import Path
 
 from agent.run.filemode import interpret_file
 from agent.telemetry.latency import LatencyTracker, format_table
-from bench.machine import MachineLoad, describe
+from bench.harness.cli import command_parser
+from bench.harness.machine import MachineLoad, describe
 from tests.conftest import DIALOGUE, ONE_SENTENCE, start_fakes, stop_fakes
 
 
@@ -40,13 +40,11 @@ async def run(runs: int) -> dict[str, dict[str, float | int]]:
     return tracker.summary_ms()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv: list[str]) -> None:
+    parser = command_parser("overhead", __doc__)
     parser.add_argument("--runs", type=int, default=5, help="passes over the fixtures")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     load = MachineLoad()
     summary = asyncio.run(run(args.runs))
@@ -55,7 +53,3 @@ def main() -> None:
     print(describe(machine))
     if args.json:
         args.json.write_text(json.dumps({"latency_ms": summary, "machine": machine}, indent=1))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,5 +1,6 @@
-"""The benchmark's per-sentence lag math (`bench/lags.py`) on hand-made inputs, the synthetic speech's
-sentence boundaries (`bench/speech.py`), the goals (`bench/lag_bench.py`) and the `today` profile."""
+"""The benchmark's per-sentence lag math (`bench/lag/lags.py`) on hand-made inputs, the synthetic speech's
+sentence boundaries (`bench/harness/speech.py`), the goals (`bench/lag/goals.py`) and the `today`
+profile."""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ import pytest
 
 from agent.settings.config import load_settings
 from agent.telemetry.latency import Mark, UtteranceRecord
-from bench.lag_bench import TODAY, evaluate_goals, profile_env
-from bench.lags import (
+from bench.harness.speech import (
+    dialogue,
+    dialogue_timeline,
+    monologue,
+    monologue_timeline,
+    short_turns_timeline,
+)
+from bench.lag.goals import TODAY, evaluate_goals, profile_env
+from bench.lag.lags import (
     Heard,
     Sentence,
     first_audio,
@@ -22,7 +30,6 @@ from bench.lags import (
     sentence_lags,
     translations,
 )
-from bench.speech import dialogue, dialogue_timeline, monologue, monologue_timeline, short_turns_timeline
 
 T0 = 100.0  # the clock time at which the speaker's audio timeline starts
 
@@ -285,9 +292,9 @@ def test_the_today_profile_loads_and_sets_todays_segment_cut() -> None:
 def test_measure_joins_captions_and_records_and_counts_what_was_not_heard() -> None:
     from agent.loops.captions import Caption, CaptionLog
     from agent.telemetry.latency import LatencyTracker
-    from bench.lag_bench import Workload, measure
-    from bench.run import SessionRun
-    from bench.speech import Timeline
+    from bench.harness.session import SessionRun
+    from bench.harness.speech import Timeline
+    from bench.lag.workload import Workload, measure
 
     now = [0.0]
     tracker = LatencyTracker(clock=lambda: now[0])

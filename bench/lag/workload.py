@@ -2,112 +2,59 @@
 
     uv run python -m bench lag                       # dialogue, short turns, 2-min and 10-min monologue
     uv run python -m bench lag --skip-growth --dialogue-turns 8 --short-turns 10 --monologue-minutes 1
+    uv run python -m bench lag --dry-run             # the sessions and the run time, computed from the sizes
 
 Each workload runs the real loops and plugins in this process against the fake providers on the latency
-model (`bench/model.py`, as `python -m bench`), once per profile: `today` (the worker settings in `TODAY`,
-today's behaviour) and `new` (the defaults). The 10-minute monologue (the growth check) runs `new` only
-unless `--growth-profiles` says otherwise. Per sentence of the synthetic speech (`bench/speech.py`) it
-measures the start lag and the end lag, per short turn the first translated audio (`bench/lags.py` says
-how), prints one table with the goals and writes `lag.json` (and `lag_sentences.png`) to `bench-results/`
-(`--out DIR`, `--write-results` for the committed `bench/results/`).
+model (`bench/harness/model.py`, as `python -m bench`), once per profile: `today` (the worker settings in
+`TODAY`, today's behaviour) and `new` (the defaults), both in `bench/lag/goals.py` with the goals. The
+10-minute monologue (the growth check) runs `new` only unless `--growth-profiles` says otherwise. Per sentence
+of the synthetic speech (`bench/harness/speech.py`) it measures the start lag and the end lag, per short turn
+the first translated audio (`bench/lag/lags.py` says how), prints one table with the goals and writes
+`lag.json` (and `lag_sentences.png`, `bench/lag/report.py`) to `bench-results/` (`--out DIR`,
+`--write-results` for the committed `bench/results/`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench.lags import (
+from bench.harness.cli import (
+    add_run_arguments,
+    command_parser,
+    output_dir,
+    worker_settings,
+)
+from bench.harness.machine import MachineLoad
+from bench.harness.model import LatencyModel
+from bench.harness.modelled_providers import modelled_providers
+from bench.harness.output import write_results
+from bench.harness.session import ENDPOINTING_MS, SessionRun, bench_settings, run_session
+from bench.harness.speech import Timeline, dialogue_timeline, monologue_timeline, short_turns_timeline
+from bench.harness.stats import quantile
+from bench.lag.goals import PROFILES, TODAY, evaluate_goals, profile_env
+from bench.lag.lags import (
     SentenceLag,
     first_audio,
     growth,
     order_breaks,
     overlaps,
-    quantile,
     sentence_lags,
     translations,
 )
-from bench.machine import MachineLoad, add_output_arguments, describe, output_dir
-from bench.model import LatencyModel, add_model_arguments
-from bench.run import SessionRun, bench_settings, provider_process, run_session
-from bench.speech import Timeline, dialogue_timeline, monologue_timeline, short_turns_timeline
+from bench.lag.report import draw, report
 
-ENDPOINTING_MS = 300  # Deepgram's endpointing, as the worker's default and `python -m bench`
-# Today's behaviour (the issue's "before"): no pause cut of our own, a forced final after 1.0 s of continuous
-# speech, every clause's trailing silence played. Variables a branch does not know are ignored by
-# `load_settings`, so the profile runs on any branch.
-TODAY: dict[str, str] = {"PAUSE_CUT_MS": "0", "STT_MAX_SEGMENT_S": "1.0", "TRIM_SILENCE": "off"}
-PROFILES = ("today", "new")
 # Set-up and wind-down of one session beyond its speech (provider process, warm-up, the last translation
 # playing out, the STT stream draining): an estimate for the run time printed before the run.
 SESSION_OVERHEAD_S = 6.0
 KEEP_RECORDS = 1_000_000  # every record of a long run, so nothing is left out of the lags
-
-
-def profile_env(profile: str, user: Mapping[str, str]) -> dict[str, str]:
-    """A profile's worker settings: `--set` values apply to both, but never override today's behaviour."""
-    if profile == "today":
-        return {**user, **TODAY}
-    if profile == "new":
-        return dict(user)
-    raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
-
-
-# -- goals ----------------------------------------------------------------------------------------------
-
-Check = Callable[[Mapping[str, Any]], bool]
-
-
-def _at_most(key: str, limit: float) -> Check:
-    def check(figures: Mapping[str, Any]) -> bool:
-        value = figures.get(key)
-        return value is not None and value <= limit
-
-    return check
-
-
-def _none(*keys: str) -> Check:
-    return lambda figures: all(figures.get(k) == 0 for k in keys)
-
-
-_COMMON: dict[str, Check] = {
-    "nothing dropped": _none("unheard_sentences", "failed", "captioned", "open"),
-    "no overlap": _none("overlaps"),
-    "order kept": _none("order_breaks"),
-}
-_MONOLOGUE: dict[str, Check] = {
-    "start p95 ≤ 2.0 s": _at_most("start_p95_s", 2.0),
-    "end p95 ≤ 2.0 s": _at_most("end_p95_s", 2.0),
-}
-GOALS: dict[str, dict[str, Check]] = {
-    "dialogue": {
-        "end p50 ≤ 0.85 s": _at_most("end_p50_s", 0.85),
-        "end p95 ≤ 1.3 s": _at_most("end_p95_s", 1.3),
-    },
-    "short": {"first audio p95 ≤ 0.45 s": _at_most("first_p95_s", 0.45)},
-    "monologue": _MONOLOGUE,
-    "growth": _MONOLOGUE
-    | {
-        "start lag growth ≤ 0.05 s/min": _at_most("start_slope_s_per_min", 0.05),
-        "end lag growth ≤ 0.05 s/min": _at_most("end_slope_s_per_min", 0.05),
-    },
-}
-
-
-def evaluate_goals(workload: str, figures: Mapping[str, Any]) -> dict[str, bool]:
-    """Each goal of the workload (issue 14), and the checks every workload has: met or not. A figure that
-    is missing (no sentence heard) does not meet its goal."""
-    return {name: check(figures) for name, check in (GOALS[workload] | _COMMON).items()}
-
 
 # -- workloads ------------------------------------------------------------------------------------------
 
@@ -158,7 +105,7 @@ async def run_one(
     load = MachineLoad()
     pcm = workload.timeline.render()
     async with (
-        provider_process(model, length_factor=workload.length_factor) as urls,
+        modelled_providers(model, length_factor=workload.length_factor) as urls,
         aiohttp.ClientSession() as http,
     ):
         env = profile_env(profile, {"STT_ENDPOINTING_MS": str(ENDPOINTING_MS), **user})
@@ -256,141 +203,11 @@ def _speech_end_offset(run: SessionRun, spans: Mapping[str, tuple[float, float]]
     }
 
 
-# -- report ---------------------------------------------------------------------------------------------
-
-
-def _pair(figures: Mapping[str, Any], key: str) -> str:
-    lo, hi = figures.get(f"{key}_p50_s"), figures.get(f"{key}_p95_s")
-    if lo is None or hi is None:
-        return "–"
-    return f"{lo:.2f} / {hi:.2f}"
-
-
-def table(results: Mapping[str, Any]) -> str:
-    header = (
-        f"{'workload':<22}{'profile':<8}{'start lag p50/p95':>19}{'end lag p50/p95':>17}"
-        f"{'first audio p50/p95':>21}{'sentences':>11}{'failed/merged':>15}  goal met?"
-    )
-    lines = [header, "-" * (len(header) + 20)]
-    for w in results["workloads"]:
-        for profile, f in w["profiles"].items():
-            failed = f["failed"] + f["captioned"] + f["not_placed"]
-            unmet = [name for name, ok in f["goals"].items() if not ok]
-            verdict = "yes" if not unmet else "no: " + ", ".join(unmet)
-            first = _pair(f, "first") if w["turns"] else ""
-            dropped = f"{failed}/{f['merged']}"
-            lines.append(
-                f"{w['title']:<22}{profile:<8}{_pair(f, 'start'):>19}{_pair(f, 'end'):>17}{first:>21}"
-                f"{f['sentences']:>11}{dropped:>15}  {verdict}"
-            )
-    return "\n".join(lines)
-
-
-def details(results: Mapping[str, Any]) -> str:
-    """What the table leaves out: dropped, overlap, the growth check, the clock mapping check."""
-    lines = []
-    for w in results["workloads"]:
-        for profile, f in w["profiles"].items():
-            head = f"{w['title']}, {profile}:"
-            lines.append(
-                f"{head} {f['utterances']} utterances → {f['translations_heard']} translations heard; "
-                f"failed {f['failed']}, captioned only {f['captioned']}, not placed {f['not_placed']}, "
-                f"open {f['open']}, merged {f['merged']} (queue {f['merged_by_queue']}); "
-                f"sentences not heard {f['unheard_sentences']}; overlaps {f['overlaps']}"
-                f" (max {f['max_overlap_s'] * 1000:.0f} ms); order breaks {f['order_breaks']}; "
-                f"speech-end mark − (audio start + caption end) p50 "
-                f"{_ms(f['speech_end_offset_s']['p50'])}, max {_ms(f['speech_end_offset_s']['max'])}"
-            )
-            if "start_slope_s_per_min" in f:
-                first, last = f["first_minute"], f["last_minute"]
-                lines.append(
-                    f"  growth: start lag {f['start_slope_s_per_min']:+.3f} s/min, end lag "
-                    f"{f['end_slope_s_per_min']:+.3f} s/min; first minute start/end p95 "
-                    f"{_s(first['start_p95_s'])} / {_s(first['end_p95_s'])} s, last minute "
-                    f"{_s(last['start_p95_s'])} / {_s(last['end_p95_s'])} s"
-                )
-    return "\n".join(lines)
-
-
-def _s(v: float | None) -> str:
-    return "–" if v is None else f"{v:.2f}"
-
-
-def _ms(v: float | None) -> str:
-    return "–" if v is None else f"{v * 1000:.0f} ms"
-
-
-def goals_text() -> str:
-    lines = ["goals (issue 14):"]
-    for name, checks in GOALS.items():
-        lines.append(f"  {name}: " + "; ".join(checks))
-    lines.append("  every workload: " + "; ".join(_COMMON))
-    return "\n".join(lines)
-
-
-def draw(results: Mapping[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    loads = results["workloads"]
-    if not loads:
-        return
-    fig, axes = plt.subplots(len(loads), 1, figsize=(8, 2.8 * len(loads)), squeeze=False)
-    colours = {"today": "tab:grey", "new": "tab:blue"}
-    for ax, w in zip(axes[:, 0], loads, strict=True):
-        for profile, f in w["profiles"].items():
-            colour = colours.get(profile, "tab:green")
-            # today's hollow and larger, so both show where they coincide
-            marker = (
-                {"color": colour, "markersize": 3}
-                if profile != "today"
-                else {"color": colour, "markersize": 5, "markerfacecolor": "none"}
-            )
-            pts = [p for p in f["points"] if p["end_lag_s"] is not None]
-            ax.plot(
-                [p["end_s"] / 60 for p in pts],
-                [p["end_lag_s"] for p in pts],
-                "o",
-                **marker,
-                label=f"{profile}: end lag",
-            )
-            pts = [p for p in f["points"] if p["start_lag_s"] is not None]
-            ax.plot(
-                [p["start_s"] / 60 for p in pts],
-                [p["start_lag_s"] for p in pts],
-                "^",
-                **marker,
-                alpha=0.5,
-                label=f"{profile}: start lag",
-            )
-            if w["turns"]:
-                fa = [p for p in f["first_audio_points"] if p[1] is not None]
-                ax.plot(
-                    [p[0] for p in fa],
-                    [p[1] for p in fa],
-                    "x",
-                    **marker,
-                    label=f"{profile}: first audio",
-                )
-        ax.set_title(w["title"])
-        ax.set_xlabel("minutes into the speech")
-        ax.set_ylabel("lag (s)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 # -- command line ---------------------------------------------------------------------------------------
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench lag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("lag", __doc__)
     parser.add_argument("--dialogue-turns", type=int, default=40, help="turns of 0.8-2.5 s (0: skip)")
     parser.add_argument("--short-turns", type=int, default=30, help="turns of 0.4-1.2 s (0: skip)")
     parser.add_argument("--monologue-minutes", type=float, default=2.0, help="0: skip")
@@ -398,24 +215,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-growth", action="store_true", help="leave out the long monologue")
     parser.add_argument("--growth-profiles", default="new", help="profiles of the long monologue (today,new)")
     parser.add_argument("--length-factor", type=float, default=1.25, help="monologues: translated/original")
-    parser.add_argument(
-        "--dialogue-length-factor",
-        type=float,
-        default=1.1,
-        help="dialogue and short turns: translated/original (1.1 as in `python -m bench`)",
-    )
+    short = "dialogue and short turns: translated/original (1.1 as in `python -m bench`)"
+    parser.add_argument("--dialogue-length-factor", type=float, default=1.1, help=short)
     parser.add_argument("--phrases", type=int, default=3, help="phrases per monologue sentence")
     parser.add_argument("--dry-run", action="store_true", help="print the sessions and run time, run nothing")
     parser.add_argument("--profiles", default="today,new", help="the profiles of the other workloads")
-    parser.add_argument("--set", action="append", default=[], help="a worker setting for both profiles")
-    add_model_arguments(parser)
-    add_output_arguments(parser)
+    add_run_arguments(parser, set_help="a worker setting for both profiles")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> None:
     args = parse(argv)
-    user = dict(item.split("=", 1) for item in args.set)
+    user = worker_settings(args)
     profiles = tuple(p for p in args.profiles.split(",") if p)
     unknown = {p for p in (*profiles, *args.growth_profiles.split(",")) if p and p not in PROFILES}
     if unknown:  # stop before anything runs
@@ -458,14 +269,4 @@ def main(argv: list[str]) -> None:
             print(f"running {w.title}, {profile}…", flush=True)
             entry["profiles"][profile] = asyncio.run(run_one(w, profile, model, user))
         results["workloads"].append(entry)
-    results["machine"] = load.figures()
-    (out / "lag.json").write_text(json.dumps(results, indent=1))
-    draw(results, out / "lag_sentences.png")
-    print()
-    print(table(results))
-    print()
-    print(details(results))
-    print()
-    print(goals_text())
-    print(f"\n{describe(results['machine'])}")
-    print(f"wrote {out}/lag.json and {out}/lag_sentences.png")
+    write_results(out, "lag.json", results, load, draw=draw, report=report)

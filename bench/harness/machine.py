@@ -1,44 +1,17 @@
-"""Where a benchmark writes its results, and the load the machine was under while it ran.
+"""The load the machine was under while a benchmark ran, and a process's memory.
 
-By default every benchmark writes to `bench-results/` at the repository root (ignored by git), so a run
-never overwrites the committed figures in `bench/results/`; `--write-results` writes there instead, and
-`--out` names any folder. Each result carries the machine's load (`machine`): the load averages before and
-after, the share of all cores busy during the run, and the number of cores, so a figure always comes with
-the load it was measured under (figures near saturation move with it).
+Each result carries the machine's load (`machine`): the load averages before and after, the share of all
+cores busy during the run, and the number of cores, so a figure always comes with the load it was measured
+under (figures near saturation move with it).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import psutil
-
-COMMITTED = Path(__file__).parent / "results"
-SCRATCH = Path(__file__).parent.parent / "bench-results"
-
-
-def add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--out", type=Path, default=None, help=f"write the results to this folder (default: {SCRATCH.name}/)"
-    )
-    parser.add_argument(
-        "--write-results",
-        action="store_true",
-        help=f"write to the committed {COMMITTED.parent.name}/{COMMITTED.name}/ (overwriting it)",
-    )
-
-
-def output_dir(args: argparse.Namespace) -> Path:
-    if args.out is not None and args.write_results:
-        raise SystemExit("--out and --write-results name two folders: give one")
-    out: Path = args.out if args.out is not None else COMMITTED if args.write_results else SCRATCH
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"results go to {out}", flush=True)
-    return out
 
 
 class MachineLoad:
@@ -81,3 +54,15 @@ def describe(machine: dict[str, Any]) -> str:
         f"{machine['loadavg_after'][0]} after, all cores {busy_text} busy during the run"
         f" (this benchmark included), {machine['wall_s']} s"
     )
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """A process's resident memory (MiB; NaN when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")

@@ -1,26 +1,22 @@
-"""The fake providers on a latency model, in a process of their own (so their CPU is not the worker's).
-
-    python -m bench.providers MODEL_JSON
-
-prints one JSON line with the base URLs, then serves until its standard input closes. `GET /records`
-on the control URL returns what each fake did (the delays it applied, per request); `POST /reset` clears.
+"""The modelled providers: the fake STT, LLM and TTS answering on the latency model (`model`), in a process of
+their own (`modelled_providers`, through `provider_process`; the child is `python -m
+bench.harness.modelled_providers CONFIG_JSON`). `GET /records` on the control URL returns what each fake did
+(the delays it applied, per request: `fetch_records`); `POST /reset` clears (`reset_records`).
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import itertools
-import json
-import os
 import re
-import signal
-import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
-from bench.model import CHARS_PER_S, TTS_SECONDS_PER_CHAR, WORD, LatencyModel
+from bench.harness.model import CHARS_PER_S, TTS_SECONDS_PER_CHAR, WORD, LatencyModel
+from bench.harness.provider_process import provider_process, serve_main
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.fakes.llm import last_user_text
 
@@ -120,7 +116,6 @@ class Providers:
             "groq": self.llm.openai_base_url,
             "cartesia": self.cartesia.base_url,
             "control": self.control_url,
-            "pid": str(os.getpid()),
         }
 
     async def aclose(self) -> None:
@@ -158,27 +153,41 @@ class Providers:
         return web.json_response({"ok": True})
 
 
-async def serve(
-    model: LatencyModel, length_factor: float, concise_factor: float, tag_tones: bool = False
-) -> None:
-    providers = Providers(
-        model, length_factor=length_factor, concise_factor=concise_factor, tag_tones=tag_tones
-    )
-    urls = await providers.start()
-    print(json.dumps(urls), flush=True)
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
-    await providers.aclose()
+@contextlib.asynccontextmanager
+async def modelled_providers(
+    model: LatencyModel, *, length_factor: float, concise_factor: float = 1.05, tag_tones: bool = False
+) -> AsyncIterator[dict[str, str]]:
+    """The fake providers on `model`, in their own process; yields their URLs (and its `pid`).
+    `tag_tones`: each translation's first clause at a frequency its id picks (`tagged_freq`)."""
+    config = {
+        "model": model.as_dict(),
+        "length_factor": length_factor,
+        "concise_factor": concise_factor,
+        "tag_tones": tag_tones,
+    }
+    async with provider_process("bench.harness.modelled_providers", config) as urls:
+        yield urls
 
 
-def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the parent's to handle: it closes our stdin
-    config = json.loads(sys.argv[1])
-    model = LatencyModel.from_dict(config["model"])
-    asyncio.run(
-        serve(model, config["length_factor"], config["concise_factor"], config.get("tag_tones", False))
+def from_config(config: dict[str, Any]) -> Providers:
+    return Providers(
+        LatencyModel.from_dict(config["model"]),
+        length_factor=config["length_factor"],
+        concise_factor=config["concise_factor"],
+        tag_tones=config.get("tag_tones", False),
     )
+
+
+async def fetch_records(urls: dict[str, str], http: aiohttp.ClientSession) -> dict[str, list[dict]]:
+    async with http.get(urls["control"] + "/records") as resp:
+        records: dict[str, list[dict]] = await resp.json()
+        return records
+
+
+async def reset_records(urls: dict[str, str], http: aiohttp.ClientSession) -> None:
+    async with http.post(urls["control"] + "/reset") as resp:
+        await resp.read()
 
 
 if __name__ == "__main__":
-    main()
+    serve_main(from_config)

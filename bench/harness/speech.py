@@ -1,6 +1,6 @@
 """Synthetic speakers for the benchmark: voiced segments (a modulated tone the fake STT hears as
 speech) on a timeline of pauses, at 16 kHz. Each timeline keeps its sentences and turns (seconds on the
-speaker's audio timeline), which the per-sentence lags (`bench/lags.py`) are measured on."""
+speaker's audio timeline), which the per-sentence lags (`bench/lag/lags.py`) are measured on."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.run.filemode import Pcm
-from bench.lags import Sentence
 
 RATE = 16000
 SENTENCE_PAUSE_S = 0.45  # a monologue's pause between sentences: longer than the STT's 300 ms endpointing
 BREATH_S = (0.08, 0.2)  # a monologue's breaths between phrases: shorter than the endpointing
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    start: float  # its first word starts (audio timeline, s)
+    end: float  # its last word ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +35,18 @@ class Timeline:
         return render(self.voiced, self.total_s)
 
 
+def tone(samples: int, freq: float) -> np.ndarray:
+    """A voiced stretch of `samples` at RATE: a tone of `freq` Hz, modulated like syllables (full scale 1)."""
+    t = np.arange(samples) / RATE
+    envelope = 0.75 + 0.25 * np.sin(2 * np.pi * 4.0 * t)  # syllable-like, never silent
+    return 0.3 * envelope * np.sin(2 * np.pi * freq * t)
+
+
 def render(segments: list[tuple[float, float]], total_s: float) -> Pcm:
     samples = np.zeros(int(total_s * RATE) + RATE, dtype=np.float32)
     for start, duration in segments:
         i, n = int(start * RATE), int(duration * RATE)
-        t = np.arange(n) / RATE
-        envelope = 0.75 + 0.25 * np.sin(2 * np.pi * 4.0 * t)  # syllable-like, never silent
-        samples[i : i + n] = 0.3 * envelope * np.sin(2 * np.pi * 220.0 * t)
+        samples[i : i + n] = tone(n, 220.0)
     return Pcm((samples * 32767).astype(np.int16), RATE)
 
 

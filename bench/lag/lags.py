@@ -2,8 +2,8 @@
 
 Pure functions on plain inputs (unit-tested in tests/test_bench_lags.py):
 
-- **sentences** lie on the speaker's audio timeline (seconds since their audio began, `bench/speech.py`):
-  a sentence's first word starts at `start`, its last word ends at `end`;
+- **sentences** lie on the speaker's audio timeline (seconds since their audio began,
+  `bench/harness/speech.py`): a sentence's first word starts at `start`, its last word ends at `end`;
 - each **translation heard** (`Heard`) pairs its source span (the source captions' `start_s`..`end_s`, same
   timeline) with its heard span on the clock (the tracker's `PLAYOUT_START`..`PLAYOUT_END`). Utterances the
   queue folded together are one translation over their joint span;
@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agent.telemetry.latency import Mark, UtteranceRecord, percentile
+from agent.telemetry.latency import Mark, UtteranceRecord
+from bench.harness.speech import Sentence
+from bench.harness.stats import quantile, slope
 
 # How far a sentence's edge may lie outside a caption's span and still count as held by it: the fake STT's
 # VAD finds speech in 10 ms windows and the captions round to 1 ms, so a span may start or end a window off.
@@ -37,12 +38,6 @@ TOLERANCE_S = 0.1
 # Back-to-back translations: the next one's first frame is heard when the previous one's last has played; the
 # two marks are read at different moments, so allow them a quarter of a 20 ms frame.
 OVERLAP_TOLERANCE_S = 0.005
-
-
-@dataclass(frozen=True, slots=True)
-class Sentence:
-    start: float  # its first word starts (audio timeline, s)
-    end: float  # its last word ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,21 +188,6 @@ def order_breaks(heard: Iterable[Heard]) -> int:
     """How many translations were heard after one whose source comes later."""
     ordered = sorted(heard, key=lambda h: h.heard_start)
     return sum(1 for prev, h in itertools.pairwise(ordered) if h.source_start < prev.source_start)
-
-
-def slope(points: Sequence[tuple[float, float]]) -> float:
-    """Least-squares slope of y over x (0 for fewer than two distinct x)."""
-    if len(points) < 2:
-        return 0.0
-    mx = statistics.fmean(x for x, _ in points)
-    my = statistics.fmean(y for _, y in points)
-    var = sum((x - mx) ** 2 for x, _ in points)
-    return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
-
-
-def quantile(values: Iterable[float], q: float) -> float | None:
-    ordered = sorted(values)
-    return percentile(ordered, q) if ordered else None
 
 
 @dataclass(frozen=True, slots=True)

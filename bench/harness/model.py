@@ -77,10 +77,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm-tps", type=float, default=3000)
     parser.add_argument("--tts-ttfb-ms", type=float, default=135)
     parser.add_argument("--tts-rtf", type=float, default=0.25)
-    parser.add_argument(
-        "--tts-tail-ms",
-        type=float,
-        default=0,
-        help="silence ending each TTS context (ms; unknown for Cartesia)",
-    )
+    tail = "silence ending each TTS context (ms; unknown for Cartesia)"
+    parser.add_argument("--tts-tail-ms", type=float, default=0, help=tail)
     parser.add_argument("--jitter", type=float, default=0.25, help="jitter as a fraction of each mean")
