@@ -10,7 +10,7 @@ import aiohttp
 from livekit import rtc
 
 from agent.loops.captions import CaptionLog
-from agent.loops.mouth import OUTPUT_QUEUE_MS
+from agent.loops.mouth.loop import OUTPUT_QUEUE_MS
 from agent.loops.pipeline import Interpreter, PipelineOptions
 from agent.providers.build import build_providers
 from agent.run.filemode import Pcm, paced_frames
