@@ -11,7 +11,6 @@ each speaker's ears → the router → one channel per target language → its p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,6 +39,7 @@ from agent.room.room_io import (
     track_name,
     unless_gone,
 )
+from agent.room.stopping import STOP_TIMEOUT_S, finish
 from agent.room.voices import VoiceBook
 from agent.settings.config import Settings, can_detect_language
 from agent.settings.room_settings import RoomSettings, parse_room_settings
@@ -52,7 +52,6 @@ logger = logging.getLogger("agent.session")
 TtsFactory = Callable[[str, str | None], tts.TTS]  # (language, voice id or None) → a TTS for that language
 FramesFor = Callable[[Any], AsyncIterator[rtc.AudioFrame]]
 ClonerFactory = Callable[[OnClone], VoiceCloner]  # given where to hand a clone (the book)
-STOP_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -338,7 +337,7 @@ class RoomSession:
         self._on_playing(language, False)
         output.channel.close()  # what is queued is still spoken, within a bound
         gone = self.publisher.gone
-        await _finish(output.task, STOP_TIMEOUT_S, gone)
+        await finish(output.task, STOP_TIMEOUT_S, gone)
         # the source still holds up to OUTPUT_QUEUE_MS of that speech: let it play before the track goes
         if not gone.is_set():
 
@@ -466,7 +465,7 @@ class RoomSession:
         metrics.ACTIVE_SPEAKERS.dec()
         if not speaker.task.done():  # else they ended by themselves (a failure was logged by the ears)
             speaker.ears.stop()  # what was already heard is still finalized and interpreted
-            await _finish(speaker.task, STOP_TIMEOUT_S, self.publisher.gone)
+            await finish(speaker.task, STOP_TIMEOUT_S, self.publisher.gone)
         self.set_fault("stt", f"speaker-{speaker.identity}", False)
         logger.info("stopped listening to a speaker", extra={"speaker": speaker.identity})
 
@@ -512,25 +511,3 @@ class RoomSession:
         for identity in self.cloner.speakers():
             if identity not in participants:
                 self.cloner.withdraw(identity)
-
-
-async def _finish(task: asyncio.Task[None], limit_s: float, gone: asyncio.Event) -> None:
-    """Let a loop end by itself within `limit_s` (unless the room is or goes away: nobody is left to
-    hear what it would finish); cancel it past that. Never leaves it running."""
-    waiter = asyncio.ensure_future(gone.wait())
-    try:
-        await asyncio.wait({task, waiter}, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiter
-    if not task.done():
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except Exception as e:
-            log_unexpected(logger, "a loop failed as it was cancelled", e)
-    elif not task.cancelled() and (error := task.exception()) is not None:
-        log_unexpected(logger, "a loop ended with an error", error)
