@@ -29,7 +29,6 @@ from agent.loops.queues import StepQueue
 from agent.room.auto_language import HeardLanguages
 from agent.room.cloning import ATTR_VOICE, OnClone, VoiceCloner
 from agent.room.room_io import (
-    ATTR_FAULTS,
     ATTR_INTERPRET_TO,
     ATTR_LANGUAGE,
     ATTR_LANGUAGES,
@@ -39,6 +38,7 @@ from agent.room.room_io import (
     track_name,
     unless_gone,
 )
+from agent.room.status import AgentStatus
 from agent.room.stopping import STOP_TIMEOUT_S, finish
 from agent.room.voices import VoiceBook
 from agent.settings.config import Settings, can_detect_language
@@ -95,6 +95,7 @@ class RoomSession:
         self._frames_for = frames_for
         self._options = PipelineOptions.from_settings(settings)
         self.publisher = RoomPublisher(room.local_participant)
+        self.status = AgentStatus(self.publisher)
         self.router = Router()
         self.speakers: dict[str, _Speaker] = {}  # by audio track sid
         self.outputs: dict[str, _Output] = {}  # by target language
@@ -103,8 +104,6 @@ class RoomSession:
         self.heard = HeardLanguages()  # what speakers with no language set (auto) hear, as detected
         # own voice, for speakers who consent (`interpreter.voice` = `own`), unless VOICE_CLONING=off
         self.cloner = cloner(self.voices.set_clone) if cloner is not None and settings.voice_cloning else None
-        self._playing: set[str] = set()
-        self._faults: dict[str, set[str]] = {}  # kind ("llm", "stt", "tts") → who reports it failing
         self._ears_started: dict[str, int] = {}
         # a language participants ask for → when it was first asked for (its place in line at the cap)
         self._asked_at: dict[str, int] = {}
@@ -132,7 +131,7 @@ class RoomSession:
     # -- life cycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.publisher.set_state("initializing")
+        self.status.set_state("initializing")
         for event, handler in self._handlers.items():
             self._room.on(event, handler)
         self._control_task = asyncio.create_task(self._run_control(), name="room-control")
@@ -196,7 +195,7 @@ class RoomSession:
                 log_unexpected(logger, "room control step failed", e)
 
     async def _listening(self) -> None:
-        self.publisher.set_state("listening")
+        self.status.set_state("listening")
 
     # -- settings and languages --------------------------------------------------------------------
 
@@ -319,8 +318,8 @@ class RoomSession:
             captions=self.publisher,
             options=self._options,
             instructions=self._instructions(language),
-            on_playing=lambda playing: self._on_playing(language, playing),
-            on_fault=lambda kind, active: self.set_fault(kind, f"channel-{language}", active),
+            on_playing=lambda playing: self.status.on_playing(language, playing),
+            on_fault=lambda kind, active: self.status.set_fault(kind, f"channel-{language}", active),
             voice_for=lambda speaker: self.voices.voice_for(speaker, language),
         )
         task = asyncio.create_task(channel.run(), name=f"channel-{language}")
@@ -334,7 +333,7 @@ class RoomSession:
         output = self.outputs.pop(language)
         self.router.channels.pop(language, None)
         metrics.ACTIVE_LANGUAGES.dec()
-        self._on_playing(language, False)
+        self.status.on_playing(language, False)
         output.channel.close()  # what is queued is still spoken, within a bound
         gone = self.publisher.gone
         await finish(output.task, STOP_TIMEOUT_S, gone)
@@ -363,7 +362,7 @@ class RoomSession:
                     extra={"language": language, "utterances": abandoned},
                 )
         for kind in ("llm", "tts"):
-            self.set_fault(kind, f"channel-{language}", False)
+            self.status.set_fault(kind, f"channel-{language}", False)
         await output.channel.tts.aclose()
         if not gone.is_set():
             try:
@@ -380,29 +379,10 @@ class RoomSession:
 
     @property
     def faults(self) -> list[str]:
-        return sorted(kind for kind, reporters in self._faults.items() if reporters)
+        return self.status.faults
 
     def set_fault(self, kind: str, reporter: str, active: bool) -> None:
-        """A provider is failing (or works again) for one channel or speaker; the room sees which
-        kinds are failing in the agent's `interpreter.faults` attribute."""
-        before = self.faults
-        reporters = self._faults.setdefault(kind, set())
-        if active:
-            reporters.add(reporter)
-        else:
-            reporters.discard(reporter)
-        if self.faults != before:
-            logger.warning("provider faults now: %s", ",".join(self.faults) or "none")
-            self.publisher.set_attributes(**{ATTR_FAULTS: ",".join(self.faults)})
-
-    def _on_playing(self, language: str, playing: bool) -> None:
-        was_speaking = bool(self._playing)
-        if playing:
-            self._playing.add(language)
-        else:
-            self._playing.discard(language)
-        if bool(self._playing) != was_speaking:
-            self.publisher.set_state("speaking" if self._playing else "listening")
+        self.status.set_fault(kind, reporter, active)
 
     # -- speakers ----------------------------------------------------------------------------------
 
@@ -431,7 +411,7 @@ class RoomSession:
             segment_prefix=identity if count == 0 else f"{identity}.{count}",
             max_segment_s=self._options.max_segment_s,
             pause_cut_s=self._options.pause_cut_s,
-            on_fault=lambda active: self.set_fault("stt", f"speaker-{identity}", active),
+            on_fault=lambda active: self.status.set_fault("stt", f"speaker-{identity}", active),
             tap=(lambda frame: cloner.hear(identity, frame)) if (cloner := self.cloner) is not None else None,
             on_detected=(lambda code: self._on_detected(identity, code)) if language == AUTO else None,
         )
@@ -456,7 +436,7 @@ class RoomSession:
     def _on_ears_ended(self, identity: str, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             # a bug, logged by the ears with its traceback: this speaker is no longer transcribed
-            self.set_fault("stt", f"speaker-{identity}", True)
+            self.status.set_fault("stt", f"speaker-{identity}", True)
 
     async def _stop_ears(self, track_sid: str) -> None:
         speaker = self.speakers.pop(track_sid, None)
@@ -466,7 +446,7 @@ class RoomSession:
         if not speaker.task.done():  # else they ended by themselves (a failure was logged by the ears)
             speaker.ears.stop()  # what was already heard is still finalized and interpreted
             await finish(speaker.task, STOP_TIMEOUT_S, self.publisher.gone)
-        self.set_fault("stt", f"speaker-{speaker.identity}", False)
+        self.status.set_fault("stt", f"speaker-{speaker.identity}", False)
         logger.info("stopped listening to a speaker", extra={"speaker": speaker.identity})
 
     async def _sync_room(self) -> None:
