@@ -11,7 +11,6 @@ each speaker's ears → the router → one channel per target language → its p
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -20,17 +19,16 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import llm, stt, tts
 
-from agent.language.codes import AUTO, UNDETECTED_FALLBACK, is_supported_language
+from agent.language.codes import AUTO
 from agent.loops.ears import Ears
 from agent.loops.mouth import OUTPUT_QUEUE_MS
-from agent.loops.pipeline import Channel, PipelineOptions, Router, same_language
+from agent.loops.pipeline import Channel, PipelineOptions, Router
 from agent.loops.prompt import Instructions
 from agent.loops.queues import StepQueue
 from agent.room.auto_language import HeardLanguages
 from agent.room.cloning import ATTR_VOICE, OnClone, VoiceCloner
+from agent.room.languages import LanguageChoice
 from agent.room.room_io import (
-    ATTR_INTERPRET_TO,
-    ATTR_LANGUAGE,
     ATTR_LANGUAGES,
     RoomPublisher,
     is_speaker,
@@ -41,7 +39,7 @@ from agent.room.room_io import (
 from agent.room.status import AgentStatus
 from agent.room.stopping import STOP_TIMEOUT_S, finish
 from agent.room.voices import VoiceBook
-from agent.settings.config import Settings, can_detect_language
+from agent.settings.config import Settings
 from agent.settings.room_settings import RoomSettings, parse_room_settings
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
@@ -102,14 +100,11 @@ class RoomSession:
         self.room_settings = RoomSettings()
         self.voices = VoiceBook(settings.tts.voice)  # a distinct voice per speaker, per language
         self.heard = HeardLanguages()  # what speakers with no language set (auto) hear, as detected
+        self.languages = LanguageChoice(settings, self.heard)
         # own voice, for speakers who consent (`interpreter.voice` = `own`), unless VOICE_CLONING=off
         self.cloner = cloner(self.voices.set_clone) if cloner is not None and settings.voice_cloning else None
         self._ears_started: dict[str, int] = {}
-        # a language participants ask for → when it was first asked for (its place in line at the cap)
-        self._asked_at: dict[str, int] = {}
-        self._asks = itertools.count()
         self._settings_problems: list[str] = []
-        self._not_interpreted: list[str] = []  # languages asked for past MAX_LANGUAGES
         self._control: StepQueue[Callable[[], Awaitable[None]]] = StepQueue()
         self._control_task: asyncio.Task[None] | None = None
         # every room event asks for the same step, "bring speakers and tracks in line with the room as it
@@ -201,11 +196,7 @@ class RoomSession:
 
     async def _apply_room_settings(self) -> None:
         self.room_settings, problems = parse_room_settings(self._job_metadata, self._room.metadata)
-        if self.room_settings.source_language == AUTO and not can_detect_language(self._settings.stt.model):
-            problems.append(
-                f"source_language: auto needs DEEPGRAM_MODEL nova-3; the worker's "
-                f"SOURCE_LANGUAGE ({self._settings.source_language}) is used"
-            )
+        problems += self.languages.follow(self.room_settings)
         self.voices.settings = self.room_settings
         for problem in problems:
             logger.warning("room settings: %s", problem)
@@ -222,64 +213,15 @@ class RoomSession:
             fixed=tuple(s.glossary.fixed_for(language)), keep=s.glossary.keep, formality=s.formality
         )
 
-    def _default_source(self) -> str:
-        """The room's `source_language`, else SOURCE_LANGUAGE: a language, or AUTO (detected per
-        utterance; not with a model that cannot detect, see `_apply_room_settings`)."""
-        room = self.room_settings.source_language
-        if room == AUTO and not can_detect_language(self._settings.stt.model):
-            return self._settings.source_language
-        return room or self._settings.source_language
-
-    def _spoken_language(self, participant: Any, *, warn: bool = True) -> str:
-        wanted = participant.attributes.get(ATTR_LANGUAGE, "").strip()
-        if wanted and is_supported_language(wanted):
-            return str(wanted)
-        if wanted and warn:
-            logger.warning(
-                "unsupported participant language; using the room default",
-                extra={"participant": participant.identity, "language": wanted[:40]},
-            )
-        return self._default_source()
-
     def wanted_languages(self) -> list[str]:
-        """Every target language asked for, in the order they get a track (the first MAX_LANGUAGES do):
-        the room's target languages (or the worker's default) in their order, then what participants ask
-        for (`interpret_to`, else `language`), in the order it was first asked for. A language asked for
-        later waits behind those already asked for; one nobody asks for any more leaves the line."""
-        wanted = list(self.room_settings.target_languages) or [self._settings.target_language]
-        asked: list[str] = []
-        for participant in self._room.remote_participants.values():
-            if not is_speaker(participant):
-                continue
-            codes = participant.attributes.get(ATTR_INTERPRET_TO)
-            if not codes and self._spoken_language(participant, warn=False) == AUTO:
-                codes = self.heard.heard(participant.identity)  # none before anything was detected
-            elif not codes:
-                codes = participant.attributes.get(ATTR_LANGUAGE)
-            for code in (codes or "").split(","):
-                code = code.strip()
-                if (
-                    code
-                    and is_supported_language(code)
-                    and not any(same_language(code, w) for w in wanted + asked)
-                ):
-                    asked.append(code)
-        self._asked_at = {code: self._asked_at.get(code, next(self._asks)) for code in asked}
-        return wanted + sorted(asked, key=self._asked_at.__getitem__)
+        """Every target language asked for, in the order they get a track (`LanguageChoice.wanted`)."""
+        return self.languages.wanted(self._room.remote_participants.values())
 
     async def _reconcile_languages(self) -> None:
         if self.room_gone:  # everyone left because the room closed: `aclose` stops every channel
             return
-        ranked = self.wanted_languages()
-        cap = self._settings.max_languages
-        wanted, excess = ranked[:cap], ranked[cap:]
-        if excess != self._not_interpreted:
-            self._not_interpreted = excess
-            if excess:
-                logger.warning(
-                    "language cap reached: some languages asked for are not interpreted",
-                    extra={"languages": excess, "max_languages": cap},
-                )
+        wanted, left_out_changed = self.languages.capped(self._room.remote_participants.values())
+        if left_out_changed:
             self._publish_warnings()
         for language in list(self.outputs):
             if language not in wanted:
@@ -291,13 +233,7 @@ class RoomSession:
 
     def _publish_warnings(self) -> None:
         """`interpreter.warnings`: the room settings' problems, then the languages past the cap."""
-        warnings = list(self._settings_problems)
-        if self._not_interpreted:
-            cap = self._settings.max_languages
-            warnings.append(
-                f"languages not interpreted (MAX_LANGUAGES is {cap}): " + ", ".join(self._not_interpreted)
-            )
-        self.publisher.set_warnings(warnings)
+        self.publisher.set_warnings(self._settings_problems + self.languages.cap_warnings())
 
     async def _open_output(self, language: str) -> None:
         source = rtc.AudioSource(self._settings.tts.sample_rate, 1, queue_size_ms=OUTPUT_QUEUE_MS)
@@ -396,7 +332,7 @@ class RoomSession:
         ):
             return
         identity = participant.identity
-        language = self._spoken_language(participant)
+        language = self.languages.spoken_language(participant)
         self.voices.join(identity, self.heard.heard(identity) if language == AUTO else language)
         count = self._ears_started.get(identity, 0)
         self._ears_started[identity] = count + 1
@@ -461,7 +397,7 @@ class RoomSession:
                 publication is None
                 or publication.muted
                 or publication.track is not speaker.track
-                or self._spoken_language(participant, warn=False) != speaker.language
+                or self.languages.spoken_language(participant, warn=False) != speaker.language
             ):
                 await self._stop_ears(sid)
         for identity in list(self.publisher.speaker_tracks):
@@ -482,10 +418,7 @@ class RoomSession:
         for identity, participant in participants.items():
             wants = is_speaker(participant) and participant.attributes.get(ATTR_VOICE, "").strip() == "own"
             if wants and not self.cloner.consented(identity):
-                spoken = self._spoken_language(participant, warn=False)
-                if spoken == AUTO:
-                    spoken = self.heard.heard(identity) or UNDETECTED_FALLBACK
-                self.cloner.consent(identity, spoken)
+                self.cloner.consent(identity, self.languages.speaks(participant))
             elif not wants:
                 self.cloner.withdraw(identity)
         for identity in self.cloner.speakers():
