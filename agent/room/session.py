@@ -17,24 +17,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import llm, stt, tts
+from livekit.agents import llm, stt
 
 from agent.language.codes import AUTO
 from agent.loops.ears import Ears
-from agent.loops.mouth import OUTPUT_QUEUE_MS
-from agent.loops.pipeline import Channel, PipelineOptions, Router
-from agent.loops.prompt import Instructions
+from agent.loops.pipeline import PipelineOptions, Router
 from agent.loops.queues import StepQueue
 from agent.room.auto_language import HeardLanguages
 from agent.room.cloning import ATTR_VOICE, OnClone, VoiceCloner
 from agent.room.languages import LanguageChoice
+from agent.room.outputs import Outputs, TtsFactory
 from agent.room.room_io import (
     ATTR_LANGUAGES,
     RoomPublisher,
     is_speaker,
     track_frames,
-    track_name,
-    unless_gone,
 )
 from agent.room.status import AgentStatus
 from agent.room.stopping import STOP_TIMEOUT_S, finish
@@ -47,7 +44,6 @@ from agent.telemetry.latency import LatencyTracker
 
 logger = logging.getLogger("agent.session")
 
-TtsFactory = Callable[[str, str | None], tts.TTS]  # (language, voice id or None) → a TTS for that language
 FramesFor = Callable[[Any], AsyncIterator[rtc.AudioFrame]]
 ClonerFactory = Callable[[OnClone], VoiceCloner]  # given where to hand a clone (the book)
 
@@ -59,14 +55,6 @@ class _Speaker:
     track: Any  # the subscribed track its ears read (a new subscription is a new track)
     ears: Ears
     task: asyncio.Task[None]
-
-
-@dataclass
-class _Output:
-    channel: Channel
-    task: asyncio.Task[None]
-    source: rtc.AudioSource
-    track_sid: str
 
 
 class RoomSession:
@@ -84,19 +72,14 @@ class RoomSession:
         cloner: ClonerFactory | None = None,
     ) -> None:
         self._room = room
-        self._settings = settings
         self._stt = stt
-        self._llm = llm
-        self._tts_factory = tts_factory
         self._tracker = tracker
         self._job_metadata = job_metadata
         self._frames_for = frames_for
         self._options = PipelineOptions.from_settings(settings)
         self.publisher = RoomPublisher(room.local_participant)
         self.status = AgentStatus(self.publisher)
-        self.router = Router()
         self.speakers: dict[str, _Speaker] = {}  # by audio track sid
-        self.outputs: dict[str, _Output] = {}  # by target language
         self.room_settings = RoomSettings()
         self.voices = VoiceBook(settings.tts.voice)  # a distinct voice per speaker, per language
         self.heard = HeardLanguages()  # what speakers with no language set (auto) hear, as detected
@@ -105,6 +88,11 @@ class RoomSession:
         self.cloner = cloner(self.voices.set_clone) if cloner is not None and settings.voice_cloning else None
         self._ears_started: dict[str, int] = {}
         self._settings_problems: list[str] = []
+        self.outputs = Outputs(
+            room=room, sample_rate=settings.tts.sample_rate, llm=llm, tts_factory=tts_factory,
+            tracker=tracker, options=self._options, publisher=self.publisher, status=self.status,
+            voices=self.voices, router=Router(),
+        )  # fmt: skip
         self._control: StepQueue[Callable[[], Awaitable[None]]] = StepQueue()
         self._control_task: asyncio.Task[None] | None = None
         # every room event asks for the same step, "bring speakers and tracks in line with the room as it
@@ -122,6 +110,15 @@ class RoomSession:
             "room_metadata_changed": lambda *_: self._do(self._apply_room_settings, key="settings"),
             "disconnected": lambda *_: self._on_room_gone(),
         }
+
+    @property
+    def router(self) -> Router:
+        """Where every speaker's utterances go, to one channel per target language."""
+        return self.outputs.router
+
+    @router.setter
+    def router(self, router: Router) -> None:  # before `start`: a router that watches (bench/soak.py)
+        self.outputs.router = router
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -167,13 +164,13 @@ class RoomSession:
             await self._control_task
             self._control_task = None
         await asyncio.gather(*(self._stop_ears(sid) for sid in list(self.speakers)))
-        await asyncio.gather(*(self._close_output(lang) for lang in list(self.outputs)))
+        await self.outputs.close_all()
         if self.cloner is not None:
             await self.cloner.aclose()  # every clone deleted (the drain comes here too)
         await self.publisher.aclose()
 
     def queued_utterances(self) -> int:
-        return sum(output.channel.inbox.qsize() for output in self.outputs.values())
+        return self.outputs.queued_utterances()
 
     @property
     def pending_control_steps(self) -> int:
@@ -202,16 +199,9 @@ class RoomSession:
             logger.warning("room settings: %s", problem)
         self._settings_problems = problems
         self._publish_warnings()
-        for language, output in self.outputs.items():
-            output.channel.brain.contexts.set_instructions(self._instructions(language))
+        self.outputs.follow(self.room_settings)
         # voices (`voices`, `speaker_voices`) need nothing here: the brain asks the book for each stream
         await self._sync_room()  # the default spoken language may have changed
-
-    def _instructions(self, language: str) -> Instructions:
-        s = self.room_settings
-        return Instructions(
-            fixed=tuple(s.glossary.fixed_for(language)), keep=s.glossary.keep, formality=s.formality
-        )
 
     def wanted_languages(self) -> list[str]:
         """Every target language asked for, in the order they get a track (`LanguageChoice.wanted`)."""
@@ -225,93 +215,15 @@ class RoomSession:
             self._publish_warnings()
         for language in list(self.outputs):
             if language not in wanted:
-                await self._close_output(language)
+                await self.outputs.close(language)
         for language in wanted:
             if language not in self.outputs:
-                await self._open_output(language)
+                await self.outputs.open(language)
         self.publisher.set_attributes(**{ATTR_LANGUAGES: ",".join(sorted(self.outputs))})
 
     def _publish_warnings(self) -> None:
         """`interpreter.warnings`: the room settings' problems, then the languages past the cap."""
         self.publisher.set_warnings(self._settings_problems + self.languages.cap_warnings())
-
-    async def _open_output(self, language: str) -> None:
-        source = rtc.AudioSource(self._settings.tts.sample_rate, 1, queue_size_ms=OUTPUT_QUEUE_MS)
-        track = rtc.LocalAudioTrack.create_audio_track(track_name(language), source)
-        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-        publication = await unless_gone(
-            self._room.local_participant.publish_track(track, options), self.publisher.gone
-        )
-        if publication is None:  # the room closed meanwhile
-            await source.aclose()
-            return
-        channel = Channel(
-            llm=self._llm,
-            tts=self._tts_factory(language, self.room_settings.voice_for(language)),
-            output=source,
-            tracker=self._tracker,
-            language=language,
-            captions=self.publisher,
-            options=self._options,
-            instructions=self._instructions(language),
-            on_playing=lambda playing: self.status.on_playing(language, playing),
-            on_fault=lambda kind, active: self.status.set_fault(kind, f"channel-{language}", active),
-            voice_for=lambda speaker: self.voices.voice_for(speaker, language),
-        )
-        task = asyncio.create_task(channel.run(), name=f"channel-{language}")
-        self.outputs[language] = _Output(channel, task, source, publication.sid)
-        self.publisher.language_tracks[language] = publication.sid
-        self.router.channels[language] = channel
-        metrics.ACTIVE_LANGUAGES.inc()
-        logger.info("interpretation track published", extra={"language": language})
-
-    async def _close_output(self, language: str) -> None:
-        output = self.outputs.pop(language)
-        self.router.channels.pop(language, None)
-        metrics.ACTIVE_LANGUAGES.dec()
-        self.status.on_playing(language, False)
-        output.channel.close()  # what is queued is still spoken, within a bound
-        gone = self.publisher.gone
-        await finish(output.task, STOP_TIMEOUT_S, gone)
-        # the source still holds up to OUTPUT_QUEUE_MS of that speech: let it play before the track goes
-        if not gone.is_set():
-
-            async def played_out() -> None:  # the source's own coroutine is made only if this one runs
-                await asyncio.wait_for(output.source.wait_for_playout(), OUTPUT_QUEUE_MS / 1000 + 1.0)
-
-            try:
-                await unless_gone(played_out(), gone)
-            except Exception as e:  # the track goes anyway; only its last moment of speech may be cut
-                logger.warning(
-                    "an interpretation track's last audio did not play out",
-                    extra={"language": language, "error": type(e).__name__},
-                )
-        if abandoned := self._tracker.abandon(f"-{language}"):
-            if self.room_gone:  # nobody was left to hear them: not a fault
-                logger.info(
-                    "the room closed before every utterance was spoken",
-                    extra={"language": language, "utterances": abandoned},
-                )
-            else:
-                logger.error(
-                    "an interpretation track closed before everything heard was spoken",
-                    extra={"language": language, "utterances": abandoned},
-                )
-        for kind in ("llm", "tts"):
-            self.status.set_fault(kind, f"channel-{language}", False)
-        await output.channel.tts.aclose()
-        if not gone.is_set():
-            try:
-                await unless_gone(self._room.local_participant.unpublish_track(output.track_sid), gone)
-            except Exception as e:  # expected only as the room closes (then LiveKit drops the track itself)
-                closing = gone.is_set() or not self._room.isconnected()
-                (logger.debug if closing else logger.warning)(
-                    "could not unpublish an interpretation track",
-                    extra={"language": language, "error": type(e).__name__},
-                )
-        await output.source.aclose()
-        self.publisher.language_tracks.pop(language, None)
-        logger.info("interpretation track removed", extra={"language": language})
 
     @property
     def faults(self) -> list[str]:
