@@ -6,55 +6,39 @@ when it runs (who is there, their tracks, mutes and attributes, the metadata), s
 any number of events: the control queue stays bounded however fast they come, and the last state wins.
 At most MAX_LANGUAGES languages get a track (`wanted_languages` says in which order). Data flows one way:
 each speaker's ears → the router → one channel per target language → its published track.
+
+The session orchestrates; its parts each hold one concern: `LanguageChoice` (languages.py: who speaks
+what, which languages get a track), `Speakers` (speakers.py: ears per speaker track, own-voice consent),
+`Outputs` (outputs.py: a channel and a track per language), `AgentStatus` (status.py: state and faults).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from livekit import rtc
 from livekit.agents import llm, stt
 
-from agent.language.codes import AUTO
-from agent.loops.ears import Ears
 from agent.loops.pipeline import PipelineOptions, Router
 from agent.loops.queues import StepQueue
 from agent.room.auto_language import HeardLanguages
-from agent.room.cloning import ATTR_VOICE, OnClone, VoiceCloner
+from agent.room.cloning import OnClone, VoiceCloner
 from agent.room.languages import LanguageChoice
 from agent.room.outputs import Outputs, TtsFactory
-from agent.room.room_io import (
-    ATTR_LANGUAGES,
-    RoomPublisher,
-    is_speaker,
-    track_frames,
-)
+from agent.room.room_io import ATTR_LANGUAGES, RoomPublisher, track_frames
+from agent.room.speakers import FramesFor, Speakers
 from agent.room.status import AgentStatus
-from agent.room.stopping import STOP_TIMEOUT_S, finish
 from agent.room.voices import VoiceBook
 from agent.settings.config import Settings
 from agent.settings.room_settings import RoomSettings, parse_room_settings
-from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker
 
 logger = logging.getLogger("agent.session")
 
-FramesFor = Callable[[Any], AsyncIterator[rtc.AudioFrame]]
 ClonerFactory = Callable[[OnClone], VoiceCloner]  # given where to hand a clone (the book)
-
-
-@dataclass
-class _Speaker:
-    identity: str
-    language: str
-    track: Any  # the subscribed track its ears read (a new subscription is a new track)
-    ears: Ears
-    task: asyncio.Task[None]
 
 
 class RoomSession:
@@ -72,26 +56,27 @@ class RoomSession:
         cloner: ClonerFactory | None = None,
     ) -> None:
         self._room = room
-        self._stt = stt
-        self._tracker = tracker
         self._job_metadata = job_metadata
-        self._frames_for = frames_for
-        self._options = PipelineOptions.from_settings(settings)
+        options = PipelineOptions.from_settings(settings)
         self.publisher = RoomPublisher(room.local_participant)
         self.status = AgentStatus(self.publisher)
-        self.speakers: dict[str, _Speaker] = {}  # by audio track sid
         self.room_settings = RoomSettings()
+        self._settings_problems: list[str] = []
         self.voices = VoiceBook(settings.tts.voice)  # a distinct voice per speaker, per language
         self.heard = HeardLanguages()  # what speakers with no language set (auto) hear, as detected
         self.languages = LanguageChoice(settings, self.heard)
         # own voice, for speakers who consent (`interpreter.voice` = `own`), unless VOICE_CLONING=off
         self.cloner = cloner(self.voices.set_clone) if cloner is not None and settings.voice_cloning else None
-        self._ears_started: dict[str, int] = {}
-        self._settings_problems: list[str] = []
+        router = Router()
         self.outputs = Outputs(
             room=room, sample_rate=settings.tts.sample_rate, llm=llm, tts_factory=tts_factory,
-            tracker=tracker, options=self._options, publisher=self.publisher, status=self.status,
-            voices=self.voices, router=Router(),
+            tracker=tracker, options=options, publisher=self.publisher, status=self.status,
+            voices=self.voices, router=router,
+        )  # fmt: skip
+        self.speakers = Speakers(
+            stt=stt, frames_for=frames_for, tracker=tracker, options=options, publisher=self.publisher,
+            status=self.status, languages=self.languages, heard=self.heard, voices=self.voices,
+            cloner=self.cloner, router=router, on_heard_changed=lambda: self._do(self._sync_room, key="room"),
         )  # fmt: skip
         self._control: StepQueue[Callable[[], Awaitable[None]]] = StepQueue()
         self._control_task: asyncio.Task[None] | None = None
@@ -118,7 +103,7 @@ class RoomSession:
 
     @router.setter
     def router(self, router: Router) -> None:  # before `start`: a router that watches (bench/soak.py)
-        self.outputs.router = router
+        self.outputs.router = self.speakers.router = router
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -163,7 +148,7 @@ class RoomSession:
             self._control.close()
             await self._control_task
             self._control_task = None
-        await asyncio.gather(*(self._stop_ears(sid) for sid in list(self.speakers)))
+        await self.speakers.stop_all()
         await self.outputs.close_all()
         if self.cloner is not None:
             await self.cloner.aclose()  # every clone deleted (the drain comes here too)
@@ -175,6 +160,19 @@ class RoomSession:
     @property
     def pending_control_steps(self) -> int:
         return self._control.qsize()
+
+    @property
+    def faults(self) -> list[str]:
+        return self.status.faults
+
+    def set_fault(self, kind: str, reporter: str, active: bool) -> None:
+        self.status.set_fault(kind, reporter, active)
+
+    def wanted_languages(self) -> list[str]:
+        """Every target language asked for, in the order they get a track (`LanguageChoice.wanted`)."""
+        return self.languages.wanted(self._room.remote_participants.values())
+
+    # -- control steps, applied one at a time ------------------------------------------------------
 
     def _do(self, step: Callable[[], Awaitable[None]], key: str | None = None) -> None:
         self._control.put_nowait(step, key)
@@ -189,8 +187,6 @@ class RoomSession:
     async def _listening(self) -> None:
         self.status.set_state("listening")
 
-    # -- settings and languages --------------------------------------------------------------------
-
     async def _apply_room_settings(self) -> None:
         self.room_settings, problems = parse_room_settings(self._job_metadata, self._room.metadata)
         problems += self.languages.follow(self.room_settings)
@@ -203,9 +199,16 @@ class RoomSession:
         # voices (`voices`, `speaker_voices`) need nothing here: the brain asks the book for each stream
         await self._sync_room()  # the default spoken language may have changed
 
-    def wanted_languages(self) -> list[str]:
-        """Every target language asked for, in the order they get a track (`LanguageChoice.wanted`)."""
-        return self.languages.wanted(self._room.remote_participants.values())
+    async def _sync_room(self) -> None:
+        """Bring speakers and tracks in line with the room as it is now: stop the ears of a track gone,
+        muted or replaced, of a speaker who left or now speaks another language (what they already heard
+        is still interpreted); start ears for every audio track not listened to; then the languages."""
+        participants = {p.identity: p for p in self._room.remote_participants.values()}
+        await self.speakers.stop_stale(participants)
+        self.speakers.forget_left(participants)
+        self.speakers.follow_consent(participants)
+        await self.speakers.start_new(participants)
+        await self._reconcile_languages()
 
     async def _reconcile_languages(self) -> None:
         if self.room_gone:  # everyone left because the room closed: `aclose` stops every channel
@@ -224,115 +227,3 @@ class RoomSession:
     def _publish_warnings(self) -> None:
         """`interpreter.warnings`: the room settings' problems, then the languages past the cap."""
         self.publisher.set_warnings(self._settings_problems + self.languages.cap_warnings())
-
-    @property
-    def faults(self) -> list[str]:
-        return self.status.faults
-
-    def set_fault(self, kind: str, reporter: str, active: bool) -> None:
-        self.status.set_fault(kind, reporter, active)
-
-    # -- speakers ----------------------------------------------------------------------------------
-
-    async def _start_ears(self, participant: Any, publication: Any, track: Any) -> None:
-        if (
-            track is None
-            or publication.kind != rtc.TrackKind.KIND_AUDIO
-            or publication.muted
-            or not is_speaker(participant)
-            or publication.sid in self.speakers
-        ):
-            return
-        identity = participant.identity
-        language = self.languages.spoken_language(participant)
-        self.voices.join(identity, self.heard.heard(identity) if language == AUTO else language)
-        count = self._ears_started.get(identity, 0)
-        self._ears_started[identity] = count + 1
-        ears = Ears(
-            stt=self._stt,
-            frames=self._frames_for(track),
-            out=self.router,
-            tracker=self._tracker,
-            speaker=identity,
-            language=language,
-            captions=self.publisher,
-            segment_prefix=identity if count == 0 else f"{identity}.{count}",
-            max_segment_s=self._options.max_segment_s,
-            pause_cut_s=self._options.pause_cut_s,
-            on_fault=lambda active: self.status.set_fault("stt", f"speaker-{identity}", active),
-            tap=(lambda frame: cloner.hear(identity, frame)) if (cloner := self.cloner) is not None else None,
-            on_detected=(lambda code: self._on_detected(identity, code)) if language == AUTO else None,
-        )
-        task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
-        task.add_done_callback(lambda t: self._on_ears_ended(identity, t))
-        self.speakers[publication.sid] = _Speaker(identity, language, track, ears, task)
-        metrics.ACTIVE_SPEAKERS.inc()
-        self.publisher.speaker_tracks[identity] = publication.sid
-        logger.info("listening to a speaker", extra={"speaker": identity, "language": language})
-
-    def _on_detected(self, identity: str, language: str) -> None:
-        """A final of a speaker with no language set was detected as `language` (it is routed by that
-        already); what they hear follows the language of most of their recent utterances."""
-        if self.heard.note(identity, language):
-            logger.info(
-                "a speaker now hears their detected language",
-                extra={"speaker": identity, "language": language},
-            )
-            self.voices.join(identity, language)
-            self._do(self._sync_room, key="room")  # the target languages: theirs joins them
-
-    def _on_ears_ended(self, identity: str, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            # a bug, logged by the ears with its traceback: this speaker is no longer transcribed
-            self.status.set_fault("stt", f"speaker-{identity}", True)
-
-    async def _stop_ears(self, track_sid: str) -> None:
-        speaker = self.speakers.pop(track_sid, None)
-        if speaker is None:
-            return
-        metrics.ACTIVE_SPEAKERS.dec()
-        if not speaker.task.done():  # else they ended by themselves (a failure was logged by the ears)
-            speaker.ears.stop()  # what was already heard is still finalized and interpreted
-            await finish(speaker.task, STOP_TIMEOUT_S, self.publisher.gone)
-        self.status.set_fault("stt", f"speaker-{speaker.identity}", False)
-        logger.info("stopped listening to a speaker", extra={"speaker": speaker.identity})
-
-    async def _sync_room(self) -> None:
-        """Bring speakers and tracks in line with the room as it is now: stop the ears of a track gone,
-        muted or replaced, of a speaker who left or now speaks another language (what they already heard
-        is still interpreted); start ears for every audio track not listened to; then the languages."""
-        participants = {p.identity: p for p in self._room.remote_participants.values()}
-        for sid, speaker in list(self.speakers.items()):
-            participant = participants.get(speaker.identity)
-            publication = participant.track_publications.get(sid) if participant is not None else None
-            if (
-                publication is None
-                or publication.muted
-                or publication.track is not speaker.track
-                or self.languages.spoken_language(participant, warn=False) != speaker.language
-            ):
-                await self._stop_ears(sid)
-        for identity in list(self.publisher.speaker_tracks):
-            if identity not in participants:
-                del self.publisher.speaker_tracks[identity]
-                self.voices.leave(identity)
-        self._sync_consent(participants)
-        for participant in participants.values():
-            for publication in list(participant.track_publications.values()):
-                await self._start_ears(participant, publication, publication.track)
-        await self._reconcile_languages()
-
-    def _sync_consent(self, participants: dict[str, Any]) -> None:
-        """Own voice for the speakers who ask for it now; withdrawn (and the clone deleted) for those who
-        no longer do, or left."""
-        if self.cloner is None:
-            return
-        for identity, participant in participants.items():
-            wants = is_speaker(participant) and participant.attributes.get(ATTR_VOICE, "").strip() == "own"
-            if wants and not self.cloner.consented(identity):
-                self.cloner.consent(identity, self.languages.speaks(participant))
-            elif not wants:
-                self.cloner.withdraw(identity)
-        for identity in self.cloner.speakers():
-            if identity not in participants:
-                self.cloner.withdraw(identity)
