@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +21,8 @@ from agent.loops.mouth import OUTPUT_QUEUE_MS
 from agent.loops.pipeline import Channel, PipelineOptions, Router
 from agent.loops.prompt import Instructions
 from agent.room.room_io import RoomPublisher, track_name, unless_gone
+from agent.room.running import STOP_TIMEOUT_S, Running, finish
 from agent.room.status import AgentStatus
-from agent.room.stopping import STOP_TIMEOUT_S, finish
 from agent.room.voices import VoiceBook
 from agent.settings.room_settings import RoomSettings
 from agent.telemetry import metrics
@@ -41,7 +41,7 @@ class Output:
     track_sid: str
 
 
-class Outputs(Mapping[str, Output]):
+class Outputs(Running[Output]):
     """The open outputs, by target language."""
 
     def __init__(
@@ -58,6 +58,7 @@ class Outputs(Mapping[str, Output]):
         voices: VoiceBook,
         router: Router,
     ) -> None:
+        super().__init__()
         self._room = room
         self._sample_rate = sample_rate
         self._llm = llm
@@ -69,25 +70,15 @@ class Outputs(Mapping[str, Output]):
         self._voices = voices
         self.router = router
         self._room_settings = RoomSettings()
-        self._open: dict[str, Output] = {}
-
-    def __getitem__(self, language: str) -> Output:
-        return self._open[language]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._open)
-
-    def __len__(self) -> int:
-        return len(self._open)
 
     def queued_utterances(self) -> int:
-        return sum(output.channel.inbox.qsize() for output in self._open.values())
+        return sum(output.channel.inbox.qsize() for output in self._running.values())
 
     def follow(self, room_settings: RoomSettings) -> None:
         """The room's settings from now on: every open channel gets their instructions (glossary,
         formality); a voice set in them is asked for per stream (the book), or by a new channel's TTS."""
         self._room_settings = room_settings
-        for language, output in self._open.items():
+        for language, output in self._running.items():
             output.channel.brain.contexts.set_instructions(self._instructions(language))
 
     def _instructions(self, language: str) -> Instructions:
@@ -120,14 +111,14 @@ class Outputs(Mapping[str, Output]):
             voice_for=lambda speaker: self._voices.voice_for(speaker, language),
         )
         task = asyncio.create_task(channel.run(), name=f"channel-{language}")
-        self._open[language] = Output(channel, task, source, publication.sid)
+        self._running[language] = Output(channel, task, source, publication.sid)
         self._publisher.language_tracks[language] = publication.sid
         self.router.channels[language] = channel
         metrics.ACTIVE_LANGUAGES.inc()
         logger.info("interpretation track published", extra={"language": language})
 
     async def close(self, language: str) -> None:
-        output = self._open.pop(language)
+        output = self._running.pop(language)
         self.router.channels.pop(language, None)
         metrics.ACTIVE_LANGUAGES.dec()
         self._status.on_playing(language, False)
@@ -144,7 +135,7 @@ class Outputs(Mapping[str, Output]):
         logger.info("interpretation track removed", extra={"language": language})
 
     async def close_all(self) -> None:
-        await asyncio.gather(*(self.close(language) for language in list(self._open)))
+        await asyncio.gather(*(self.close(language) for language in list(self._running)))
 
     async def _play_out(self, language: str, output: Output) -> None:
         """The source still holds up to OUTPUT_QUEUE_MS of speech: let it play before the track goes."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +25,8 @@ from agent.room.auto_language import HeardLanguages
 from agent.room.cloning import ATTR_VOICE, VoiceCloner
 from agent.room.languages import LanguageChoice
 from agent.room.room_io import RoomPublisher, is_speaker
+from agent.room.running import STOP_TIMEOUT_S, Running, finish
 from agent.room.status import AgentStatus
-from agent.room.stopping import STOP_TIMEOUT_S, finish
 from agent.room.voices import VoiceBook
 from agent.telemetry import metrics
 from agent.telemetry.latency import LatencyTracker
@@ -45,7 +45,7 @@ class Speaker:
     task: asyncio.Task[None]
 
 
-class Speakers(Mapping[str, Speaker]):
+class Speakers(Running[Speaker]):
     """The speakers listened to, by audio track sid. `on_heard_changed`: what an `auto` speaker hears
     changed (the room's target languages may follow)."""
 
@@ -65,6 +65,7 @@ class Speakers(Mapping[str, Speaker]):
         router: Router,
         on_heard_changed: Callable[[], None],
     ) -> None:
+        super().__init__()
         self._stt = stt
         self._frames_for = frames_for
         self._tracker = tracker
@@ -77,22 +78,12 @@ class Speakers(Mapping[str, Speaker]):
         self._cloner = cloner
         self.router = router
         self._on_heard_changed = on_heard_changed
-        self._listening: dict[str, Speaker] = {}
         self._ears_started: dict[str, int] = {}  # identity → ears started for them (segment ids stay unique)
-
-    def __getitem__(self, track_sid: str) -> Speaker:
-        return self._listening[track_sid]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._listening)
-
-    def __len__(self) -> int:
-        return len(self._listening)
 
     async def stop_stale(self, participants: dict[str, Any]) -> None:
         """Stop the ears of a track gone, muted or replaced, of a speaker who left or now speaks another
         language (what they already heard is still interpreted)."""
-        for sid, speaker in list(self._listening.items()):
+        for sid, speaker in list(self._running.items()):
             participant = participants.get(speaker.identity)
             publication = participant.track_publications.get(sid) if participant is not None else None
             if (
@@ -137,7 +128,7 @@ class Speakers(Mapping[str, Speaker]):
             or publication.kind != rtc.TrackKind.KIND_AUDIO
             or publication.muted
             or not is_speaker(participant)
-            or publication.sid in self._listening
+            or publication.sid in self._running
         ):
             return
         identity = participant.identity
@@ -162,7 +153,7 @@ class Speakers(Mapping[str, Speaker]):
         )
         task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
         task.add_done_callback(lambda t: self._on_ears_ended(identity, t))
-        self._listening[publication.sid] = Speaker(identity, language, track, ears, task)
+        self._running[publication.sid] = Speaker(identity, language, track, ears, task)
         metrics.ACTIVE_SPEAKERS.inc()
         self._publisher.speaker_tracks[identity] = publication.sid
         logger.info("listening to a speaker", extra={"speaker": identity, "language": language})
@@ -184,7 +175,7 @@ class Speakers(Mapping[str, Speaker]):
             self._status.set_fault("stt", f"speaker-{identity}", True)
 
     async def stop(self, track_sid: str) -> None:
-        speaker = self._listening.pop(track_sid, None)
+        speaker = self._running.pop(track_sid, None)
         if speaker is None:
             return
         metrics.ACTIVE_SPEAKERS.dec()
@@ -195,4 +186,4 @@ class Speakers(Mapping[str, Speaker]):
         logger.info("stopped listening to a speaker", extra={"speaker": speaker.identity})
 
     async def stop_all(self) -> None:
-        await asyncio.gather(*(self.stop(sid) for sid in list(self._listening)))
+        await asyncio.gather(*(self.stop(sid) for sid in list(self._running)))

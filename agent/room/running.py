@@ -1,17 +1,38 @@
-"""How the session stops a loop it started (a speaker's ears, a language's channel): it finishes what it
-holds within STOP_TIMEOUT_S, or at once once the room is gone, and is never left running."""
+"""The loops the session runs (a speaker's ears, a language's channel): held by key (`Running`), and
+stopped (`finish`) once they finished what they hold, within STOP_TIMEOUT_S, or at once once the room is
+gone; never left running."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator, Mapping
+from typing import TypeVar
 
 from agent.telemetry.errors import log_unexpected
 
 logger = logging.getLogger("agent.session")
 
 STOP_TIMEOUT_S = 10.0
+
+T = TypeVar("T")
+
+
+class Running(Mapping[str, T]):
+    """The loops of one kind the session runs, by key: read-only to all but their holder."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, T] = {}
+
+    def __getitem__(self, key: str) -> T:
+        return self._running[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._running)
+
+    def __len__(self) -> int:
+        return len(self._running)
 
 
 async def finish(task: asyncio.Task[None], limit_s: float, gone: asyncio.Event) -> None:
