@@ -76,14 +76,11 @@ class RoomSession:
         self.speakers = Speakers(
             stt=stt, frames_for=frames_for, tracker=tracker, options=options, publisher=self.publisher,
             status=self.status, languages=self.languages, heard=self.heard, voices=self.voices,
-            cloner=self.cloner, router=router, on_heard_changed=lambda: self._do(self._sync_room, key="room"),
+            cloner=self.cloner, router=router, on_heard_changed=self._sync_soon,
         )  # fmt: skip
         self._control: StepQueue[Callable[[], Awaitable[None]]] = StepQueue()
         self._control_task: asyncio.Task[None] | None = None
-        # every room event asks for the same step, "bring speakers and tracks in line with the room as it
-        # is now": however fast events come, one such step waits (see `StepQueue`), and nothing is lost,
-        # since it reads the room's state when it runs (a track muted and unmuted meanwhile keeps its ears)
-        sync = lambda *_: self._do(self._sync_room, key="room")  # noqa: E731
+        sync = self._sync_soon
         self._handlers: dict[str, Callable[..., None]] = {
             "participant_connected": sync,
             "participant_disconnected": sync,
@@ -176,6 +173,12 @@ class RoomSession:
 
     def _do(self, step: Callable[[], Awaitable[None]], key: str | None = None) -> None:
         self._control.put_nowait(step, key)
+
+    def _sync_soon(self, *_: Any) -> None:
+        """Every room event asks for the same step, "bring speakers and tracks in line with the room as it
+        is now": however fast events come, one such step waits (see `StepQueue`), and nothing is lost,
+        since it reads the room's state when it runs (a track muted and unmuted meanwhile keeps its ears)."""
+        self._do(self._sync_room, key="room")
 
     async def _run_control(self) -> None:
         while (step := await self._control.get()) is not None:
