@@ -6,70 +6,39 @@ when it runs (who is there, their tracks, mutes and attributes, the metadata), s
 any number of events: the control queue stays bounded however fast they come, and the last state wins.
 At most MAX_LANGUAGES languages get a track (`wanted_languages` says in which order). Data flows one way:
 each speaker's ears → the router → one channel per target language → its published track.
+
+The session orchestrates; its parts each hold one concern: `LanguageChoice` (languages.py: who speaks
+what, which languages get a track), `Speakers` (speakers.py: ears per speaker track, own-voice consent),
+`Outputs` (outputs.py: a channel and a track per language), `AgentStatus` (status.py: state and faults).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from livekit import rtc
-from livekit.agents import llm, stt, tts
+from livekit.agents import llm, stt
 
-from agent.language.codes import AUTO, UNDETECTED_FALLBACK, is_supported_language
-from agent.loops.brain.prompt import Instructions
-from agent.loops.ears.loop import Ears
-from agent.loops.mouth.loop import OUTPUT_QUEUE_MS
-from agent.loops.pipeline import Channel, PipelineOptions, Router, same_language
+from agent.loops.pipeline import PipelineOptions, Router
 from agent.loops.queues import StepQueue
 from agent.room.auto_language import HeardLanguages
-from agent.room.cloning import ATTR_VOICE, OnClone, VoiceCloner
-from agent.room.room_io import (
-    ATTR_FAULTS,
-    ATTR_INTERPRET_TO,
-    ATTR_LANGUAGE,
-    ATTR_LANGUAGES,
-    RoomPublisher,
-    is_speaker,
-    track_frames,
-    track_name,
-    unless_gone,
-)
+from agent.room.cloning import OnClone, VoiceCloner
+from agent.room.languages import LanguageChoice
+from agent.room.outputs import Outputs, TtsFactory
+from agent.room.room_io import ATTR_LANGUAGES, RoomPublisher, track_frames
+from agent.room.speakers import FramesFor, Speakers
+from agent.room.status import AgentStatus
 from agent.room.voices import VoiceBook
-from agent.settings.config import Settings, can_detect_language
+from agent.settings.config import Settings
 from agent.settings.room_settings import RoomSettings, parse_room_settings
-from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker
 
 logger = logging.getLogger("agent.session")
 
-TtsFactory = Callable[[str, str | None], tts.TTS]  # (language, voice id or None) → a TTS for that language
-FramesFor = Callable[[Any], AsyncIterator[rtc.AudioFrame]]
 ClonerFactory = Callable[[OnClone], VoiceCloner]  # given where to hand a clone (the book)
-STOP_TIMEOUT_S = 10.0
-
-
-@dataclass
-class _Speaker:
-    identity: str
-    language: str
-    track: Any  # the subscribed track its ears read (a new subscription is a new track)
-    ears: Ears
-    task: asyncio.Task[None]
-
-
-@dataclass
-class _Output:
-    channel: Channel
-    task: asyncio.Task[None]
-    source: rtc.AudioSource
-    track_sid: str
 
 
 class RoomSession:
@@ -87,37 +56,31 @@ class RoomSession:
         cloner: ClonerFactory | None = None,
     ) -> None:
         self._room = room
-        self._settings = settings
-        self._stt = stt
-        self._llm = llm
-        self._tts_factory = tts_factory
-        self._tracker = tracker
         self._job_metadata = job_metadata
-        self._frames_for = frames_for
-        self._options = PipelineOptions.from_settings(settings)
+        options = PipelineOptions.from_settings(settings)
         self.publisher = RoomPublisher(room.local_participant)
-        self.router = Router()
-        self.speakers: dict[str, _Speaker] = {}  # by audio track sid
-        self.outputs: dict[str, _Output] = {}  # by target language
+        self.status = AgentStatus(self.publisher)
         self.room_settings = RoomSettings()
+        self._settings_problems: list[str] = []
         self.voices = VoiceBook(settings.tts.voice)  # a distinct voice per speaker, per language
         self.heard = HeardLanguages()  # what speakers with no language set (auto) hear, as detected
+        self.languages = LanguageChoice(settings, self.heard)
         # own voice, for speakers who consent (`interpreter.voice` = `own`), unless VOICE_CLONING=off
         self.cloner = cloner(self.voices.set_clone) if cloner is not None and settings.voice_cloning else None
-        self._playing: set[str] = set()
-        self._faults: dict[str, set[str]] = {}  # kind ("llm", "stt", "tts") → who reports it failing
-        self._ears_started: dict[str, int] = {}
-        # a language participants ask for → when it was first asked for (its place in line at the cap)
-        self._asked_at: dict[str, int] = {}
-        self._asks = itertools.count()
-        self._settings_problems: list[str] = []
-        self._not_interpreted: list[str] = []  # languages asked for past MAX_LANGUAGES
+        router = Router()
+        self.outputs = Outputs(
+            room=room, sample_rate=settings.tts.sample_rate, llm=llm, tts_factory=tts_factory,
+            tracker=tracker, options=options, publisher=self.publisher, status=self.status,
+            voices=self.voices, router=router,
+        )  # fmt: skip
+        self.speakers = Speakers(
+            stt=stt, frames_for=frames_for, tracker=tracker, options=options, publisher=self.publisher,
+            status=self.status, languages=self.languages, heard=self.heard, voices=self.voices,
+            cloner=self.cloner, router=router, on_heard_changed=self._sync_soon,
+        )  # fmt: skip
         self._control: StepQueue[Callable[[], Awaitable[None]]] = StepQueue()
         self._control_task: asyncio.Task[None] | None = None
-        # every room event asks for the same step, "bring speakers and tracks in line with the room as it
-        # is now": however fast events come, one such step waits (see `StepQueue`), and nothing is lost,
-        # since it reads the room's state when it runs (a track muted and unmuted meanwhile keeps its ears)
-        sync = lambda *_: self._do(self._sync_room, key="room")  # noqa: E731
+        sync = self._sync_soon
         self._handlers: dict[str, Callable[..., None]] = {
             "participant_connected": sync,
             "participant_disconnected": sync,
@@ -130,10 +93,19 @@ class RoomSession:
             "disconnected": lambda *_: self._on_room_gone(),
         }
 
+    @property
+    def router(self) -> Router:
+        """Where every speaker's utterances go, to one channel per target language."""
+        return self.outputs.router
+
+    @router.setter
+    def router(self, router: Router) -> None:  # before `start`: a router that watches (bench/soak.py)
+        self.outputs.router = self.speakers.router = router
+
     # -- life cycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.publisher.set_state("initializing")
+        self.status.set_state("initializing")
         for event, handler in self._handlers.items():
             self._room.on(event, handler)
         self._control_task = asyncio.create_task(self._run_control(), name="room-control")
@@ -173,21 +145,40 @@ class RoomSession:
             self._control.close()
             await self._control_task
             self._control_task = None
-        await asyncio.gather(*(self._stop_ears(sid) for sid in list(self.speakers)))
-        await asyncio.gather(*(self._close_output(lang) for lang in list(self.outputs)))
+        await self.speakers.stop_all()
+        await self.outputs.close_all()
         if self.cloner is not None:
             await self.cloner.aclose()  # every clone deleted (the drain comes here too)
         await self.publisher.aclose()
 
     def queued_utterances(self) -> int:
-        return sum(output.channel.inbox.qsize() for output in self.outputs.values())
+        return self.outputs.queued_utterances()
 
     @property
     def pending_control_steps(self) -> int:
         return self._control.qsize()
 
+    @property
+    def faults(self) -> list[str]:
+        return self.status.faults
+
+    def set_fault(self, kind: str, reporter: str, active: bool) -> None:
+        self.status.set_fault(kind, reporter, active)
+
+    def wanted_languages(self) -> list[str]:
+        """Every target language asked for, in the order they get a track (`LanguageChoice.wanted`)."""
+        return self.languages.wanted(self._room.remote_participants.values())
+
+    # -- control steps, applied one at a time ------------------------------------------------------
+
     def _do(self, step: Callable[[], Awaitable[None]], key: str | None = None) -> None:
         self._control.put_nowait(step, key)
+
+    def _sync_soon(self, *_: Any) -> None:
+        """Every room event asks for the same step, "bring speakers and tracks in line with the room as it
+        is now": however fast events come, one such step waits (see `StepQueue`), and nothing is lost,
+        since it reads the room's state when it runs (a track muted and unmuted meanwhile keeps its ears)."""
+        self._do(self._sync_room, key="room")
 
     async def _run_control(self) -> None:
         while (step := await self._control.get()) is not None:
@@ -197,340 +188,45 @@ class RoomSession:
                 log_unexpected(logger, "room control step failed", e)
 
     async def _listening(self) -> None:
-        self.publisher.set_state("listening")
-
-    # -- settings and languages --------------------------------------------------------------------
+        self.status.set_state("listening")
 
     async def _apply_room_settings(self) -> None:
         self.room_settings, problems = parse_room_settings(self._job_metadata, self._room.metadata)
-        if self.room_settings.source_language == AUTO and not can_detect_language(self._settings.stt.model):
-            problems.append(
-                f"source_language: auto needs DEEPGRAM_MODEL nova-3; the worker's "
-                f"SOURCE_LANGUAGE ({self._settings.source_language}) is used"
-            )
+        problems += self.languages.follow(self.room_settings)
         self.voices.settings = self.room_settings
         for problem in problems:
             logger.warning("room settings: %s", problem)
         self._settings_problems = problems
         self._publish_warnings()
-        for language, output in self.outputs.items():
-            output.channel.brain.contexts.set_instructions(self._instructions(language))
+        self.outputs.follow(self.room_settings)
         # voices (`voices`, `speaker_voices`) need nothing here: the brain asks the book for each stream
         await self._sync_room()  # the default spoken language may have changed
-
-    def _instructions(self, language: str) -> Instructions:
-        s = self.room_settings
-        return Instructions(
-            fixed=tuple(s.glossary.fixed_for(language)), keep=s.glossary.keep, formality=s.formality
-        )
-
-    def _default_source(self) -> str:
-        """The room's `source_language`, else SOURCE_LANGUAGE: a language, or AUTO (detected per
-        utterance; not with a model that cannot detect, see `_apply_room_settings`)."""
-        room = self.room_settings.source_language
-        if room == AUTO and not can_detect_language(self._settings.stt.model):
-            return self._settings.source_language
-        return room or self._settings.source_language
-
-    def _spoken_language(self, participant: Any, *, warn: bool = True) -> str:
-        wanted = participant.attributes.get(ATTR_LANGUAGE, "").strip()
-        if wanted and is_supported_language(wanted):
-            return str(wanted)
-        if wanted and warn:
-            logger.warning(
-                "unsupported participant language; using the room default",
-                extra={"participant": participant.identity, "language": wanted[:40]},
-            )
-        return self._default_source()
-
-    def wanted_languages(self) -> list[str]:
-        """Every target language asked for, in the order they get a track (the first MAX_LANGUAGES do):
-        the room's target languages (or the worker's default) in their order, then what participants ask
-        for (`interpret_to`, else `language`), in the order it was first asked for. A language asked for
-        later waits behind those already asked for; one nobody asks for any more leaves the line."""
-        wanted = list(self.room_settings.target_languages) or [self._settings.target_language]
-        asked: list[str] = []
-        for participant in self._room.remote_participants.values():
-            if not is_speaker(participant):
-                continue
-            codes = participant.attributes.get(ATTR_INTERPRET_TO)
-            if not codes and self._spoken_language(participant, warn=False) == AUTO:
-                codes = self.heard.heard(participant.identity)  # none before anything was detected
-            elif not codes:
-                codes = participant.attributes.get(ATTR_LANGUAGE)
-            for code in (codes or "").split(","):
-                code = code.strip()
-                if (
-                    code
-                    and is_supported_language(code)
-                    and not any(same_language(code, w) for w in wanted + asked)
-                ):
-                    asked.append(code)
-        self._asked_at = {code: self._asked_at.get(code, next(self._asks)) for code in asked}
-        return wanted + sorted(asked, key=self._asked_at.__getitem__)
-
-    async def _reconcile_languages(self) -> None:
-        if self.room_gone:  # everyone left because the room closed: `aclose` stops every channel
-            return
-        ranked = self.wanted_languages()
-        cap = self._settings.max_languages
-        wanted, excess = ranked[:cap], ranked[cap:]
-        if excess != self._not_interpreted:
-            self._not_interpreted = excess
-            if excess:
-                logger.warning(
-                    "language cap reached: some languages asked for are not interpreted",
-                    extra={"languages": excess, "max_languages": cap},
-                )
-            self._publish_warnings()
-        for language in list(self.outputs):
-            if language not in wanted:
-                await self._close_output(language)
-        for language in wanted:
-            if language not in self.outputs:
-                await self._open_output(language)
-        self.publisher.set_attributes(**{ATTR_LANGUAGES: ",".join(sorted(self.outputs))})
-
-    def _publish_warnings(self) -> None:
-        """`interpreter.warnings`: the room settings' problems, then the languages past the cap."""
-        warnings = list(self._settings_problems)
-        if self._not_interpreted:
-            cap = self._settings.max_languages
-            warnings.append(
-                f"languages not interpreted (MAX_LANGUAGES is {cap}): " + ", ".join(self._not_interpreted)
-            )
-        self.publisher.set_warnings(warnings)
-
-    async def _open_output(self, language: str) -> None:
-        source = rtc.AudioSource(self._settings.tts.sample_rate, 1, queue_size_ms=OUTPUT_QUEUE_MS)
-        track = rtc.LocalAudioTrack.create_audio_track(track_name(language), source)
-        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-        publication = await unless_gone(
-            self._room.local_participant.publish_track(track, options), self.publisher.gone
-        )
-        if publication is None:  # the room closed meanwhile
-            await source.aclose()
-            return
-        channel = Channel(
-            llm=self._llm,
-            tts=self._tts_factory(language, self.room_settings.voice_for(language)),
-            output=source,
-            tracker=self._tracker,
-            language=language,
-            captions=self.publisher,
-            options=self._options,
-            instructions=self._instructions(language),
-            on_playing=lambda playing: self._on_playing(language, playing),
-            on_fault=lambda kind, active: self.set_fault(kind, f"channel-{language}", active),
-            voice_for=lambda speaker: self.voices.voice_for(speaker, language),
-        )
-        task = asyncio.create_task(channel.run(), name=f"channel-{language}")
-        self.outputs[language] = _Output(channel, task, source, publication.sid)
-        self.publisher.language_tracks[language] = publication.sid
-        self.router.channels[language] = channel
-        metrics.ACTIVE_LANGUAGES.inc()
-        logger.info("interpretation track published", extra={"language": language})
-
-    async def _close_output(self, language: str) -> None:
-        output = self.outputs.pop(language)
-        self.router.channels.pop(language, None)
-        metrics.ACTIVE_LANGUAGES.dec()
-        self._on_playing(language, False)
-        output.channel.close()  # what is queued is still spoken, within a bound
-        gone = self.publisher.gone
-        await _finish(output.task, STOP_TIMEOUT_S, gone)
-        # the source still holds up to OUTPUT_QUEUE_MS of that speech: let it play before the track goes
-        if not gone.is_set():
-
-            async def played_out() -> None:  # the source's own coroutine is made only if this one runs
-                await asyncio.wait_for(output.source.wait_for_playout(), OUTPUT_QUEUE_MS / 1000 + 1.0)
-
-            try:
-                await unless_gone(played_out(), gone)
-            except Exception as e:  # the track goes anyway; only its last moment of speech may be cut
-                logger.warning(
-                    "an interpretation track's last audio did not play out",
-                    extra={"language": language, "error": type(e).__name__},
-                )
-        if abandoned := self._tracker.abandon(f"-{language}"):
-            if self.room_gone:  # nobody was left to hear them: not a fault
-                logger.info(
-                    "the room closed before every utterance was spoken",
-                    extra={"language": language, "utterances": abandoned},
-                )
-            else:
-                logger.error(
-                    "an interpretation track closed before everything heard was spoken",
-                    extra={"language": language, "utterances": abandoned},
-                )
-        for kind in ("llm", "tts"):
-            self.set_fault(kind, f"channel-{language}", False)
-        await output.channel.tts.aclose()
-        if not gone.is_set():
-            try:
-                await unless_gone(self._room.local_participant.unpublish_track(output.track_sid), gone)
-            except Exception as e:  # expected only as the room closes (then LiveKit drops the track itself)
-                closing = gone.is_set() or not self._room.isconnected()
-                (logger.debug if closing else logger.warning)(
-                    "could not unpublish an interpretation track",
-                    extra={"language": language, "error": type(e).__name__},
-                )
-        await output.source.aclose()
-        self.publisher.language_tracks.pop(language, None)
-        logger.info("interpretation track removed", extra={"language": language})
-
-    @property
-    def faults(self) -> list[str]:
-        return sorted(kind for kind, reporters in self._faults.items() if reporters)
-
-    def set_fault(self, kind: str, reporter: str, active: bool) -> None:
-        """A provider is failing (or works again) for one channel or speaker; the room sees which
-        kinds are failing in the agent's `interpreter.faults` attribute."""
-        before = self.faults
-        reporters = self._faults.setdefault(kind, set())
-        if active:
-            reporters.add(reporter)
-        else:
-            reporters.discard(reporter)
-        if self.faults != before:
-            logger.warning("provider faults now: %s", ",".join(self.faults) or "none")
-            self.publisher.set_attributes(**{ATTR_FAULTS: ",".join(self.faults)})
-
-    def _on_playing(self, language: str, playing: bool) -> None:
-        was_speaking = bool(self._playing)
-        if playing:
-            self._playing.add(language)
-        else:
-            self._playing.discard(language)
-        if bool(self._playing) != was_speaking:
-            self.publisher.set_state("speaking" if self._playing else "listening")
-
-    # -- speakers ----------------------------------------------------------------------------------
-
-    async def _start_ears(self, participant: Any, publication: Any, track: Any) -> None:
-        if (
-            track is None
-            or publication.kind != rtc.TrackKind.KIND_AUDIO
-            or publication.muted
-            or not is_speaker(participant)
-            or publication.sid in self.speakers
-        ):
-            return
-        identity = participant.identity
-        language = self._spoken_language(participant)
-        self.voices.join(identity, self.heard.heard(identity) if language == AUTO else language)
-        count = self._ears_started.get(identity, 0)
-        self._ears_started[identity] = count + 1
-        ears = Ears(
-            stt=self._stt,
-            frames=self._frames_for(track),
-            out=self.router,
-            tracker=self._tracker,
-            speaker=identity,
-            language=language,
-            captions=self.publisher,
-            segment_prefix=identity if count == 0 else f"{identity}.{count}",
-            max_segment_s=self._options.max_segment_s,
-            pause_cut_s=self._options.pause_cut_s,
-            on_fault=lambda active: self.set_fault("stt", f"speaker-{identity}", active),
-            tap=(lambda frame: cloner.hear(identity, frame)) if (cloner := self.cloner) is not None else None,
-            on_detected=(lambda code: self._on_detected(identity, code)) if language == AUTO else None,
-        )
-        task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
-        task.add_done_callback(lambda t: self._on_ears_ended(identity, t))
-        self.speakers[publication.sid] = _Speaker(identity, language, track, ears, task)
-        metrics.ACTIVE_SPEAKERS.inc()
-        self.publisher.speaker_tracks[identity] = publication.sid
-        logger.info("listening to a speaker", extra={"speaker": identity, "language": language})
-
-    def _on_detected(self, identity: str, language: str) -> None:
-        """A final of a speaker with no language set was detected as `language` (it is routed by that
-        already); what they hear follows the language of most of their recent utterances."""
-        if self.heard.note(identity, language):
-            logger.info(
-                "a speaker now hears their detected language",
-                extra={"speaker": identity, "language": language},
-            )
-            self.voices.join(identity, language)
-            self._do(self._sync_room, key="room")  # the target languages: theirs joins them
-
-    def _on_ears_ended(self, identity: str, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            # a bug, logged by the ears with its traceback: this speaker is no longer transcribed
-            self.set_fault("stt", f"speaker-{identity}", True)
-
-    async def _stop_ears(self, track_sid: str) -> None:
-        speaker = self.speakers.pop(track_sid, None)
-        if speaker is None:
-            return
-        metrics.ACTIVE_SPEAKERS.dec()
-        if not speaker.task.done():  # else they ended by themselves (a failure was logged by the ears)
-            speaker.ears.stop()  # what was already heard is still finalized and interpreted
-            await _finish(speaker.task, STOP_TIMEOUT_S, self.publisher.gone)
-        self.set_fault("stt", f"speaker-{speaker.identity}", False)
-        logger.info("stopped listening to a speaker", extra={"speaker": speaker.identity})
 
     async def _sync_room(self) -> None:
         """Bring speakers and tracks in line with the room as it is now: stop the ears of a track gone,
         muted or replaced, of a speaker who left or now speaks another language (what they already heard
         is still interpreted); start ears for every audio track not listened to; then the languages."""
         participants = {p.identity: p for p in self._room.remote_participants.values()}
-        for sid, speaker in list(self.speakers.items()):
-            participant = participants.get(speaker.identity)
-            publication = participant.track_publications.get(sid) if participant is not None else None
-            if (
-                publication is None
-                or publication.muted
-                or publication.track is not speaker.track
-                or self._spoken_language(participant, warn=False) != speaker.language
-            ):
-                await self._stop_ears(sid)
-        for identity in list(self.publisher.speaker_tracks):
-            if identity not in participants:
-                del self.publisher.speaker_tracks[identity]
-                self.voices.leave(identity)
-        self._sync_consent(participants)
-        for participant in participants.values():
-            for publication in list(participant.track_publications.values()):
-                await self._start_ears(participant, publication, publication.track)
+        await self.speakers.stop_stale(participants)
+        self.speakers.forget_left(participants)
+        self.speakers.follow_consent(participants)
+        await self.speakers.start_new(participants)
         await self._reconcile_languages()
 
-    def _sync_consent(self, participants: dict[str, Any]) -> None:
-        """Own voice for the speakers who ask for it now; withdrawn (and the clone deleted) for those who
-        no longer do, or left."""
-        if self.cloner is None:
+    async def _reconcile_languages(self) -> None:
+        if self.room_gone:  # everyone left because the room closed: `aclose` stops every channel
             return
-        for identity, participant in participants.items():
-            wants = is_speaker(participant) and participant.attributes.get(ATTR_VOICE, "").strip() == "own"
-            if wants and not self.cloner.consented(identity):
-                spoken = self._spoken_language(participant, warn=False)
-                if spoken == AUTO:
-                    spoken = self.heard.heard(identity) or UNDETECTED_FALLBACK
-                self.cloner.consent(identity, spoken)
-            elif not wants:
-                self.cloner.withdraw(identity)
-        for identity in self.cloner.speakers():
-            if identity not in participants:
-                self.cloner.withdraw(identity)
+        wanted, left_out_changed = self.languages.capped(self._room.remote_participants.values())
+        if left_out_changed:
+            self._publish_warnings()
+        for language in list(self.outputs):
+            if language not in wanted:
+                await self.outputs.close(language)
+        for language in wanted:
+            if language not in self.outputs:
+                await self.outputs.open(language)
+        self.publisher.set_attributes(**{ATTR_LANGUAGES: ",".join(sorted(self.outputs))})
 
-
-async def _finish(task: asyncio.Task[None], limit_s: float, gone: asyncio.Event) -> None:
-    """Let a loop end by itself within `limit_s` (unless the room is or goes away: nobody is left to
-    hear what it would finish); cancel it past that. Never leaves it running."""
-    waiter = asyncio.ensure_future(gone.wait())
-    try:
-        await asyncio.wait({task, waiter}, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiter
-    if not task.done():
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except Exception as e:
-            log_unexpected(logger, "a loop failed as it was cancelled", e)
-    elif not task.cancelled() and (error := task.exception()) is not None:
-        log_unexpected(logger, "a loop ended with an error", error)
+    def _publish_warnings(self) -> None:
+        """`interpreter.warnings`: the room settings' problems, then the languages past the cap."""
+        self.publisher.set_warnings(self._settings_problems + self.languages.cap_warnings())

@@ -299,7 +299,7 @@ def check_language(flag: str, code: str, *, auto: bool = False) -> None:
         raise InputError(f"{flag} {code}: not a supported language (supported: {supported})")
 
 
-def main(argv: list[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m agent interpret",
         description="Interpret a WAV file through the live pipeline (no LiveKit server needed).",
@@ -315,58 +315,41 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--with-original", action="store_true", help="put the original on channel 2")
     parser.add_argument("--captions", type=Path, help="write the captions as JSON here")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args(argv)
+    return parser
 
-    # everything the run needs is checked before it starts: a bad file or path fails in a second,
-    # not after a whole real-time run
-    try:
-        read_wav(args.input)
-        check_output("--out", args.out)
-        if args.captions is not None:
-            check_output("--captions", args.captions)
-        for flag, code in (("--source", args.source), ("--target", args.target)):
-            if code is not None:
-                check_language(flag, code, auto=flag == "--source")
-    except InputError as e:
-        print(e, file=sys.stderr)
-        return 2
-    try:
-        settings = load_settings(read_environment(), require_livekit=False)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
-        return 2
-    # logs go to stderr, the result to stdout; quiet (warnings and errors) unless LOG_LEVEL says
-    logging.basicConfig(
-        level=settings.log_level or logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Everything the run needs is checked before it starts: a bad file or path fails in a second,
+    not after a whole real-time run."""
+    read_wav(args.input)
+    check_output("--out", args.out)
+    if args.captions is not None:
+        check_output("--captions", args.captions)
+    for flag, code in (("--source", args.source), ("--target", args.target)):
+        if code is not None:
+            check_language(flag, code, auto=flag == "--source")
+
+
+def _languages(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
+    """The source and target languages (the arguments, else the settings), checked."""
     source = args.source or settings.source_language
     target = args.target or settings.target_language
-    try:
-        check_language("--source" if args.source else "SOURCE_LANGUAGE", source, auto=True)
-        check_language("--target" if args.target else "TARGET_LANGUAGE", target)
-        if source == AUTO and not can_detect_language(settings.stt.model):
-            raise InputError(
-                "--source auto needs DEEPGRAM_MODEL nova-3 (Deepgram's language=multi), "
-                f"not {settings.stt.model!r}"
-            )
-        if source != AUTO and base_language(source) == base_language(target):
-            raise InputError(
-                f"source {source} and target {target} are the same language: nothing would be interpreted"
-            )
-    except InputError as e:
-        print(e, file=sys.stderr)
-        return 2
-    result = asyncio.run(
-        interpret_file(
-            settings,
-            args.input,
-            args.out,
-            source=source,
-            target=target,
-            with_original=args.with_original,
-            captions_path=args.captions,
+    check_language("--source" if args.source else "SOURCE_LANGUAGE", source, auto=True)
+    check_language("--target" if args.target else "TARGET_LANGUAGE", target)
+    if source == AUTO and not can_detect_language(settings.stt.model):
+        raise InputError(
+            "--source auto needs DEEPGRAM_MODEL nova-3 (Deepgram's language=multi), "
+            f"not {settings.stt.model!r}"
         )
-    )
+    if source != AUTO and base_language(source) == base_language(target):
+        raise InputError(
+            f"source {source} and target {target} are the same language: nothing would be interpreted"
+        )
+    return source, target
+
+
+def _report(result: FileResult, args: argparse.Namespace) -> int:
+    """The result on stdout (a summary and latency table, or JSON); the exit status."""
     if args.json:
         print(json.dumps(asdict(result), indent=1))
     else:
@@ -383,3 +366,30 @@ def main(argv: list[str]) -> int:
         print(f"no speech found in {args.input}: {result.out_path} is silence", file=sys.stderr)
         return 1
     return 0 if result.failed == 0 else 1
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        _check_arguments(args)
+        settings = load_settings(read_environment(), require_livekit=False)
+        # logs go to stderr, the result to stdout; quiet (warnings and errors) unless LOG_LEVEL says
+        logging.basicConfig(
+            level=settings.log_level or logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        )
+        source, target = _languages(args, settings)
+    except (InputError, ConfigError) as e:  # one line (or the list of settings problems) for the user
+        print(e, file=sys.stderr)
+        return 2
+    result = asyncio.run(
+        interpret_file(
+            settings,
+            args.input,
+            args.out,
+            source=source,
+            target=target,
+            with_original=args.with_original,
+            captions_path=args.captions,
+        )
+    )
+    return _report(result, args)

@@ -21,7 +21,8 @@ from livekit.agents.utils.hw import get_cpu_monitor
 
 from agent.providers.build import build_llm, build_stt, build_tts
 from agent.room.cloning import VoiceCloner
-from agent.room.session import STOP_TIMEOUT_S, RoomSession
+from agent.room.running import STOP_TIMEOUT_S
+from agent.room.session import RoomSession
 from agent.run.health import ConnectionWatch, HealthServer, Registration
 from agent.settings.config import ServerSettings, Settings, load_settings, read_environment
 from agent.telemetry import metrics

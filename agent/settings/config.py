@@ -201,24 +201,19 @@ def _livekit(r: _Reader, why: str) -> LiveKitSettings:
     return livekit
 
 
-def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True) -> Settings:
-    """Validate `env` into `Settings`, or raise `ConfigError` naming every problem.
-
-    `require_livekit` is False for the file mode, which needs no LiveKit server.
-    """
-    r = _Reader(env)
-
-    livekit = _livekit(r, "the LiveKit server the worker registers with") if require_livekit else None
-
-    stt = SttSettings(
+def _stt(r: _Reader) -> SttSettings:
+    return SttSettings(
         api_key=r.required("DEEPGRAM_API_KEY", "Deepgram speech-to-text"),
         base_url=r.url("DEEPGRAM_BASE_URL", DEFAULT_DEEPGRAM_URL),
         model=r.text("DEEPGRAM_MODEL", "nova-3"),
         endpointing_ms=r.integer("STT_ENDPOINTING_MS", 300, minimum=10, maximum=5000),
     )
 
+
+def _llms(r: _Reader) -> tuple[LlmProviderSettings, ...]:
+    """The LLMs whose key is set, in fallback order: Cerebras first, then Groq (at least one is needed;
+    both are read, so a malformed variable of either is reported)."""
     effort_choices = ("none", "low", "medium", "high")
-    llms: list[LlmProviderSettings] = []
     cerebras_key = r.raw("CEREBRAS_API_KEY")
     groq_key = r.raw("GROQ_API_KEY")
     if cerebras_key is None and groq_key is None:
@@ -240,12 +235,11 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
         model=r.text("GROQ_MODEL", "openai/gpt-oss-120b"),
         reasoning_effort=r.choice("GROQ_REASONING_EFFORT", "low", effort_choices),
     )
-    if cerebras_key is not None:
-        llms.append(cerebras)
-    if groq_key is not None:
-        llms.append(groq)
+    return tuple(llm for llm, key in ((cerebras, cerebras_key), (groq, groq_key)) if key is not None)
 
-    tts = TtsSettings(
+
+def _tts(r: _Reader) -> TtsSettings:
+    return TtsSettings(
         api_key=r.required("CARTESIA_API_KEY", "Cartesia text-to-speech"),
         base_url=r.url("CARTESIA_BASE_URL", DEFAULT_CARTESIA_URL),
         model=r.text("CARTESIA_MODEL", "sonic-3"),
@@ -253,13 +247,24 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
         sample_rate=24000,
     )
 
+
+def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True) -> Settings:
+    """Validate `env` into `Settings`, or raise `ConfigError` naming every problem.
+
+    `require_livekit` is False for the file mode, which needs no LiveKit server.
+    """
+    r = _Reader(env)
+    livekit = _livekit(r, "the LiveKit server the worker registers with") if require_livekit else None
+    stt = _stt(r)
+    llms = _llms(r)
+    tts = _tts(r)
     settings = Settings(
         agent_name=r.text("AGENT_NAME", "interpreter"),
         source_language=r.source_language("SOURCE_LANGUAGE"),
         target_language=r.language("TARGET_LANGUAGE", "es"),
         livekit=livekit,
         stt=stt,
-        llms=tuple(llms),
+        llms=llms,
         tts=tts,
         llm_attempt_timeout_s=r.number("LLM_ATTEMPT_TIMEOUT_S", 4.0, minimum=0.5, maximum=60),
         max_in_flight=r.integer("MAX_IN_FLIGHT", 3, minimum=1, maximum=16),

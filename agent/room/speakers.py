@@ -1,0 +1,189 @@
+"""The room's speakers: ears (`agent.loops.ears.loop.Ears`) on every audio track a speaker publishes and
+has not muted, in the language they speak, handing each utterance to the router.
+
+A track gone, muted or replaced, or a speaker who now speaks another language, stops its ears (what they
+already heard is still finalized and interpreted); a speaker with no language set (`auto`) is routed per
+utterance by its detected language, and what they hear follows the language of most of their recent
+utterances (`HeardLanguages`). Ears that end by themselves with an error report an STT fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from livekit import rtc
+from livekit.agents import stt
+
+from agent.language.codes import AUTO
+from agent.loops.ears.loop import Ears
+from agent.loops.pipeline import PipelineOptions, Router
+from agent.room.auto_language import HeardLanguages
+from agent.room.cloning import ATTR_VOICE, VoiceCloner
+from agent.room.languages import LanguageChoice
+from agent.room.room_io import RoomPublisher, is_speaker
+from agent.room.running import STOP_TIMEOUT_S, Running, finish
+from agent.room.status import AgentStatus
+from agent.room.voices import VoiceBook
+from agent.telemetry import metrics
+from agent.telemetry.latency import LatencyTracker
+
+logger = logging.getLogger("agent.session")
+
+FramesFor = Callable[[Any], AsyncIterator[rtc.AudioFrame]]
+
+
+@dataclass
+class Speaker:
+    identity: str
+    language: str
+    track: Any  # the subscribed track its ears read (a new subscription is a new track)
+    ears: Ears
+    task: asyncio.Task[None]
+
+
+class Speakers(Running[Speaker]):
+    """The speakers listened to, by audio track sid. `on_heard_changed`: what an `auto` speaker hears
+    changed (the room's target languages may follow)."""
+
+    def __init__(
+        self,
+        *,
+        stt: stt.STT,
+        frames_for: FramesFor,
+        tracker: LatencyTracker,
+        options: PipelineOptions,
+        publisher: RoomPublisher,
+        status: AgentStatus,
+        languages: LanguageChoice,
+        heard: HeardLanguages,
+        voices: VoiceBook,
+        cloner: VoiceCloner | None,
+        router: Router,
+        on_heard_changed: Callable[[], None],
+    ) -> None:
+        super().__init__()
+        self._stt = stt
+        self._frames_for = frames_for
+        self._tracker = tracker
+        self._options = options
+        self._publisher = publisher
+        self._status = status
+        self._languages = languages
+        self._heard = heard
+        self._voices = voices
+        self._cloner = cloner
+        self.router = router
+        self._on_heard_changed = on_heard_changed
+        self._ears_started: dict[str, int] = {}  # identity → ears started for them (segment ids stay unique)
+
+    async def stop_stale(self, participants: dict[str, Any]) -> None:
+        """Stop the ears of a track gone, muted or replaced, of a speaker who left or now speaks another
+        language (what they already heard is still interpreted)."""
+        for sid, speaker in list(self._running.items()):
+            participant = participants.get(speaker.identity)
+            publication = participant.track_publications.get(sid) if participant is not None else None
+            if (
+                publication is None
+                or publication.muted
+                or publication.track is not speaker.track
+                or self._languages.spoken_language(participant, warn=False) != speaker.language
+            ):
+                await self.stop(sid)
+
+    def forget_left(self, participants: dict[str, Any]) -> None:
+        """The speakers who left: no captions on their track any more, their voice free for others."""
+        for identity in list(self._publisher.speaker_tracks):
+            if identity not in participants:
+                del self._publisher.speaker_tracks[identity]
+                self._voices.leave(identity)
+
+    def follow_consent(self, participants: dict[str, Any]) -> None:
+        """Own voice for the speakers who ask for it now; withdrawn (and the clone deleted) for those who
+        no longer do, or left."""
+        if self._cloner is None:
+            return
+        for identity, participant in participants.items():
+            wants = is_speaker(participant) and participant.attributes.get(ATTR_VOICE, "").strip() == "own"
+            if wants and not self._cloner.consented(identity):
+                self._cloner.consent(identity, self._languages.speaks(participant))
+            elif not wants:
+                self._cloner.withdraw(identity)
+        for identity in self._cloner.speakers():
+            if identity not in participants:
+                self._cloner.withdraw(identity)
+
+    async def start_new(self, participants: dict[str, Any]) -> None:
+        """Ears for every audio track not listened to."""
+        for participant in participants.values():
+            for publication in list(participant.track_publications.values()):
+                await self._start(participant, publication, publication.track)
+
+    async def _start(self, participant: Any, publication: Any, track: Any) -> None:
+        if (
+            track is None
+            or publication.kind != rtc.TrackKind.KIND_AUDIO
+            or publication.muted
+            or not is_speaker(participant)
+            or publication.sid in self._running
+        ):
+            return
+        identity = participant.identity
+        language = self._languages.spoken_language(participant)
+        self._voices.join(identity, self._heard.heard(identity) if language == AUTO else language)
+        count = self._ears_started.get(identity, 0)
+        self._ears_started[identity] = count + 1
+        ears = Ears(
+            stt=self._stt,
+            frames=self._frames_for(track),
+            out=self.router,
+            tracker=self._tracker,
+            speaker=identity,
+            language=language,
+            captions=self._publisher,
+            segment_prefix=identity if count == 0 else f"{identity}.{count}",
+            max_segment_s=self._options.max_segment_s,
+            pause_cut_s=self._options.pause_cut_s,
+            on_fault=lambda active: self._status.set_fault("stt", f"speaker-{identity}", active),
+            tap=None if (cloner := self._cloner) is None else (lambda frame: cloner.hear(identity, frame)),
+            on_detected=(lambda code: self._on_detected(identity, code)) if language == AUTO else None,
+        )
+        task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
+        task.add_done_callback(lambda t: self._on_ears_ended(identity, t))
+        self._running[publication.sid] = Speaker(identity, language, track, ears, task)
+        metrics.ACTIVE_SPEAKERS.inc()
+        self._publisher.speaker_tracks[identity] = publication.sid
+        logger.info("listening to a speaker", extra={"speaker": identity, "language": language})
+
+    def _on_detected(self, identity: str, language: str) -> None:
+        """A final of a speaker with no language set was detected as `language` (it is routed by that
+        already); what they hear follows the language of most of their recent utterances."""
+        if self._heard.note(identity, language):
+            logger.info(
+                "a speaker now hears their detected language",
+                extra={"speaker": identity, "language": language},
+            )
+            self._voices.join(identity, language)
+            self._on_heard_changed()  # the target languages: theirs joins them
+
+    def _on_ears_ended(self, identity: str, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # a bug, logged by the ears with its traceback: this speaker is no longer transcribed
+            self._status.set_fault("stt", f"speaker-{identity}", True)
+
+    async def stop(self, track_sid: str) -> None:
+        speaker = self._running.pop(track_sid, None)
+        if speaker is None:
+            return
+        metrics.ACTIVE_SPEAKERS.dec()
+        if not speaker.task.done():  # else they ended by themselves (a failure was logged by the ears)
+            speaker.ears.stop()  # what was already heard is still finalized and interpreted
+            await finish(speaker.task, STOP_TIMEOUT_S, self._publisher.gone)
+        self._status.set_fault("stt", f"speaker-{speaker.identity}", False)
+        logger.info("stopped listening to a speaker", extra={"speaker": speaker.identity})
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(self.stop(sid) for sid in list(self._running)))
