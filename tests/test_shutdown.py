@@ -19,8 +19,8 @@ PYTHONPATH, nothing in `agent/` changed): tasks still pending once the shutdown 
 garbage collection at the process's `os._exit` that reports unclosed aiohttp sessions. The worker runs in
 Python's development mode, so ResourceWarnings and never-awaited coroutines show in its output.
 
-The SIGTERM goes to the worker process only, as Fly, Docker and Kubernetes send it (README, "Shutting
-down").
+The SIGTERM goes to the worker process only, as Fly, Docker and Kubernetes send it (docs/deploying.md,
+"Stopping a machine").
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from tests.real_room import FORBIDDEN, RealRoom, real_room
 ROOT = Path(__file__).parent.parent
 TRANSLATION = ONE_SENTENCE.translations["camera"]
 DRAIN_TIMEOUT_S = 1
-# the README's bound: the drain, then the job's own drain and close, then the kill's grace (0.5 s)
+# the bound docs/deploying.md gives: the drain, then the job's own drain and close, then the kill's grace
 WORST_EXIT_S = DRAIN_TIMEOUT_S + SESSION_DRAIN_TIMEOUT_S + JOB_CLOSE_TIMEOUT_S + 0.5
 # besides the real rooms' FORBIDDEN: the framework killing or giving up on a job's shutdown, our drain
 # overrunning, or the agent using the room after the framework disconnected it
@@ -179,7 +179,7 @@ async def test_sigterm_in_a_real_room_finishes_what_was_heard_then_leaves(
             f"jobs (time.monotonic()): sigterm at {sigterm_at:.3f}, {reports}\n{worker.tail(80)}"
         )
 
-        # the worker exited by itself, cleanly, within the README's bound
+        # the worker exited by itself, cleanly, within the bound docs/deploying.md gives
         assert returncode == 0, context
         assert exit_s < WORST_EXIT_S, context
 

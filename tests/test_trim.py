@@ -30,7 +30,7 @@ from tests.test_config import FULL
 from tests.test_faults import SOURCES, TRANSLATIONS, tone_for
 
 RATE = 24000
-KEPT_GAP_S = 0.1  # the silence TRIM_SILENCE keeps at a clause boundary (README)
+KEPT_GAP_S = 0.1  # the silence TRIM_SILENCE keeps at a clause boundary (docs/architecture.md)
 WINDOW_S = 0.01  # a cut falls on the trim's 10 ms window edge: up to one window more
 QUIET = 100  # |sample| below this is silence (about -50 dBFS, as the trim judges it)
 

@@ -1,9 +1,10 @@
 """The thin room-facing layer: speaker audio in; captions and agent attributes out, in order.
 
-The room contract (documented in the README):
+The room contract (docs/room-contract.md):
 - read from participants: `language` (what they speak, and hear unless they say otherwise) and
   `interpret_to` (comma-separated languages they want to hear);
-- written on the agent: `lk.agent.state`, `interpreter.languages`, `interpreter.warnings`;
+- written on the agent: `lk.agent.state`, `interpreter.languages`, `interpreter.warnings`,
+  `interpreter.faults`;
 - captions on `lk.transcription` text streams.
 """
 

@@ -5,7 +5,8 @@ languages are enough; a language with voices recorded by native speakers lists t
 come from (no network here to check them against Cartesia's voice library, so they are as published):
 - `f786b574-…` "Katie - Friendly Fixer": the livekit cartesia plugin's default (`TTSDefaultVoiceId`,
   livekit-plugins-cartesia 1.8.9 `models.py`), so also the voice when nothing else is set.
-- `a0e99841-…` "Barbershop Man": the voice of Cartesia's own examples and this README's example.
+- `a0e99841-…` "Barbershop Man": the voice of Cartesia's own examples and of
+  docs/room-contract.md's example.
 - `79f8b5fb-…` "Nonfiction Man", `15a9cd88-…` "Reading Lady", and the French, German and Japanese voices:
   SignalWire's page of Cartesia voices (developer.signalwire.com/voice/tts/cartesia), copied from
   Cartesia's library; not confirmed against Cartesia itself.
