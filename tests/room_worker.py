@@ -119,8 +119,16 @@ class WorkerProcess:
 
     def job_requests(self, room: str) -> int:
         """How many jobs for `room` the server sent this worker (the framework logs each one)."""
+        return len(self.job_dispatches(room))
+
+    def job_dispatches(self, room: str) -> list[str]:
+        """The dispatch of each job for `room` the server sent this worker, in order (their ids)."""
         marker = f'"room": {json.dumps(room)}'
-        return sum(1 for line in self.output().splitlines() if JOB_REQUEST in line and marker in line)
+        return [
+            str(json.loads(line).get("dispatch_id"))
+            for line in self.output().splitlines()
+            if JOB_REQUEST in line and marker in line
+        ]
 
     async def active_jobs(self) -> int:
         """How many jobs the worker runs now, as its health server's `/worker` reports it."""

@@ -478,6 +478,40 @@ async def submit(page: Page) -> tuple[int, dict[str, object]]:
     return response.status, body
 
 
+ICON_URL = (
+    "() => document.querySelector('link[rel~=icon]')?.href || new URL('/favicon.ico', location.href).href"
+)
+
+
+async def test_loading_the_page_asks_for_nothing_missing(
+    chromium: Browsers, web: WebServer, request: pytest.FixtureRequest
+) -> None:
+    """Every request of the page load is answered, none with a 4xx (nothing in the console), the icon's
+    included. The browser asks for the icon after the page loaded, and Playwright does not report that
+    request: the test watches the page's network through the DevTools protocol and waits for the icon's
+    answer before it looks."""
+    try:
+        page = await chromium.page("visitor")
+        answers: dict[str, int] = {}  # url: status, every response of the page load
+        network = await page.context.new_cdp_session(page)
+        network.on(
+            "Network.responseReceived",
+            lambda e: answers.update({e["response"]["url"]: e["response"]["status"]}),
+        )
+        await network.send("Network.enable")
+        await page.goto(f"{web.url}/")
+        await page.locator("#language option").first.wait_for(state="attached")  # /api/config answered
+        icon = await page.evaluate(ICON_URL)
+        await eventually(lambda: icon in answers, within_s=30, what=f"the answer to the icon ({icon})")
+        assert answers[icon] == 200, answers
+        assert {url: status for url, status in answers.items() if status >= 400} == {}, answers
+        errors = [line for line in chromium.console["visitor"] if line.startswith(("error", "pageerror"))]
+        assert errors == [], errors
+    except BaseException:
+        await keep_artifacts(request, chromium, None, web)
+        raise
+
+
 async def test_bad_input_shows_a_clear_message(
     chromium: Browsers, web: WebServer, request: pytest.FixtureRequest
 ) -> None:

@@ -1,14 +1,17 @@
 """`python -m agent local`: what it says before starting anything (missing provider keys, no livekit-server),
 and the whole thing run as a person would: the real livekit-server in dev mode, the worker and the page, a
 speaker joining with a token from the page's endpoint, the interpreter coming in, then Ctrl-C (SIGINT) and
-every process gone; and a server that dies takes the rest down with exit code 1."""
+every process gone; and a server that dies takes the rest down with exit code 1. On the terminal: log lines a
+person reads (the worker's JSON made readable), and no warning about the dev keys' length."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +19,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -23,6 +27,8 @@ import pytest
 from aiohttp import ClientSession
 
 from agent.run.filemode import read_wav
+from agent.run.local import plan
+from agent.run.local_log import ReadableFormatter, readable
 from tests.conftest import ONE_SENTENCE, Fakes, start_room_fakes, stop_fakes
 from tests.livekit_server import INSTALL_HINT, find_binary, free_port
 from tests.loopback import eventually
@@ -30,6 +36,8 @@ from tests.participants import Listener, Speaker
 
 ROOT = Path(__file__).parent.parent
 URL_LINE = re.compile(r"^The page: (http://127\.0\.0\.1:\d+/) \(LiveKit at (ws://127\.0\.0\.1:\d+)\)")
+# a log line on local's terminal: its time, then its level, logger, message and fields as key=value
+LOG_LINE = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
 PROVIDER_KEYS = ("DEEPGRAM_API_KEY", "CEREBRAS_API_KEY", "GROQ_API_KEY", "CARTESIA_API_KEY")
 
 
@@ -83,6 +91,46 @@ def test_without_livekit_server_it_says_how_to_install_it(tmp_path: Path) -> Non
     assert "DEEPGRAM_API_KEY is missing" in done.stderr and "livekit-server not found" in done.stderr
     bad_port = run_local(tmp_path, base_env(tmp_path, **keys, LOCAL_LIVEKIT_PORT="seventy"))
     assert bad_port.returncode == 2 and "LOCAL_LIVEKIT_PORT='seventy' is malformed" in bad_port.stderr
+
+
+def test_a_json_log_record_reads_as_a_line_and_anything_else_passes_as_it_is() -> None:
+    record = {
+        "message": "draining 100% of the room",
+        "level": "ERROR",
+        "name": "agent.worker",
+        "speaker": "3f2a9c1e",
+        "languages": ["es", "fr"],
+        "reason": "two words",
+        "identities_hidden": True,
+        "exc_info": 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: bad',
+        "pid": 4107,
+        "code.file.path": "/x.py",
+        "code.function.name": "close",
+        "code.line.number": 9,
+        "timestamp": "2026-01-02T10:00:00.250000+00:00",
+    }
+    line = readable(json.dumps(record), ReadableFormatter())
+    first, *traceback = line.splitlines()
+    assert re.fullmatch(
+        LOG_LINE
+        + r"ERROR agent\.worker draining 100% of the room "
+        + r'speaker=3f2a9c1e languages=\["es","fr"\] reason="two words"',
+        first,
+    ), first
+    assert first.startswith(datetime.fromtimestamp(1767348000.25).strftime("%Y-%m-%d %H:%M:%S,250 ERROR "))
+    assert traceback == ["Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: bad"]
+    for other in ("  return self._jws.encode(", "[1, 2]", '{"no": "message"}', "not JSON {"):
+        assert readable(other, ReadableFormatter()) == other
+
+
+def test_the_worker_hears_no_warning_about_the_dev_keys_length_and_keeps_its_own_filters() -> None:
+    env = {name: "k" for name in PROVIDER_KEYS} | {"LIVEKIT_SERVER": sys.executable}
+    plain, own = plan(env, {}), plan(env, {"PYTHONWARNINGS": "error::DeprecationWarning"})
+    for made in (plain, own):
+        shutil.rmtree(made.run_dir)
+    assert plain.worker_env["PYTHONWARNINGS"] == "ignore:The HMAC key is:UserWarning"
+    # the person's own filters kept; the last one wins
+    assert own.worker_env["PYTHONWARNINGS"] == "error::DeprecationWarning,ignore:The HMAC key is:UserWarning"
 
 
 def three_free_ports() -> int:
@@ -240,6 +288,17 @@ async def test_local_runs_server_worker_and_page_and_stops_all_three_on_ctrl_c(t
             log = running.log()
             assert "stopped" in log and " killed (" not in log
             assert server_log_kept(log) is False  # removed after a clean run
+            # lines to read, the worker's (its job's included) as local's own, and no JSON
+            assert [line for line in log.splitlines() if line.startswith("{")] == [], log[-6000:]
+            for logged in (
+                r"INFO livekit\.agents registered worker agent_name=interpreter .* protocol=\d+$",  # worker
+                r"INFO agent\.session interpretation track published language=es ",  # its job's
+                r"INFO agent\.web token issued role=speaker tokens_issued=1$",  # local's own (the page)
+            ):
+                assert re.search(LOG_LINE + logged, log, re.M), (logged, log[-6000:])
+            assert "code.file.path" not in log  # nor the process id: the worker's line ends as its JSON
+            # the dev keys are short by design: the JWT library's warning about it is silenced here
+            assert "HMAC key" not in log, log[-6000:]
     finally:
         await speaker.aclose()
         await listener.aclose()

@@ -36,7 +36,7 @@ import numpy as np
 from livekit import rtc
 
 from agent.run.filemode import read_wav
-from agent.run.worker import JOB_CLOSE_TIMEOUT_S, SESSION_DRAIN_TIMEOUT_S, build_server
+from agent.run.worker import JOB_CLOSE_TIMEOUT_S, SESSION_DRAIN_TIMEOUT_S, ShutdownBounds, build_server
 from agent.settings.config import load_server_settings
 from tests.conftest import ONE_SENTENCE, Fakes, stop_fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
@@ -214,13 +214,11 @@ async def test_sigterm_in_a_real_room_finishes_what_was_heard_then_leaves(
 
 def test_the_worst_case_shutdown_fits_in_flys_kill_timeout() -> None:
     settings = load_server_settings({})
-    server = build_server(settings)
-    # what the framework is told (livekit-agents 1.8.9 keeps them private)
-    assert server._drain_timeout == settings.drain_timeout_s
-    assert server._session_end_timeout == SESSION_DRAIN_TIMEOUT_S
-    assert server._shutdown_process_timeout == JOB_CLOSE_TIMEOUT_S
+    # what the framework is told (the server passes its `shutdown` to it)
+    bounds = build_server(settings).shutdown
+    assert bounds == ShutdownBounds(settings.drain_timeout_s, SESSION_DRAIN_TIMEOUT_S, JOB_CLOSE_TIMEOUT_S)
     # SIGTERM → the drain (jobs go on as usual) → each job: `on_session_end` (our drain), then the
     # disconnect, the shutdown callbacks and the exit, killed (SIGUSR1, 0.5 s, SIGKILL) past its timeout
-    worst_s = settings.drain_timeout_s + SESSION_DRAIN_TIMEOUT_S + JOB_CLOSE_TIMEOUT_S + 0.5
+    worst_s = bounds.drain_s + bounds.session_end_s + bounds.process_close_s + 0.5
     kill_timeout = tomllib.loads((ROOT / "fly.toml").read_text())["kill_timeout"]
     assert worst_s < kill_timeout

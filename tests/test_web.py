@@ -317,6 +317,21 @@ async def test_the_page_its_files_and_nothing_else(page_dir: Path) -> None:
         assert missing.status == 503 and "page not built" in await missing.text()
 
 
+async def test_every_file_the_built_page_names_is_served_its_icon_included() -> None:
+    """The committed page (agent/run/web_static/) declares its icon, so a browser does not ask for a
+    missing /favicon.ico, and every file it names (href, src) is there."""
+    async with serving(settings()) as client:
+        page = await (await client.get("/")).text()
+        assert re.search(r'<link rel="icon" href="[^"]+"', page), "the page declares no icon"
+        named = re.findall(r'(?:href|src)="([^"]+)"', page)
+        assert "favicon.svg" in named, named
+        for name in named:
+            answer = await client.get("/" + name)
+            assert answer.status == 200, (name, answer.status)
+        icon = await client.get("/favicon.svg")
+        assert icon.headers["Content-Type"] == "image/svg+xml"
+
+
 async def _line(stream: asyncio.StreamReader, within_s: float = 30) -> str:
     return (await asyncio.wait_for(stream.readline(), within_s)).decode()
 

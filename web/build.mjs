@@ -1,4 +1,4 @@
-// Bundles src/main.ts into ../agent/run/web_static/app.js and copies the page and its stylesheet there.
+// Bundles src/main.ts into ../agent/run/web_static/app.js and copies the page, its stylesheet and its icon there.
 // Deterministic: the same sources and lockfile give the same bytes (no sourcemap, no timestamps).
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -21,6 +21,6 @@ await build({
   legalComments: 'eof',
   logLevel: 'warning',
 });
-for (const file of ['index.html', 'style.css']) {
+for (const file of ['index.html', 'style.css', 'favicon.svg']) {
   copyFileSync(join(here, file), join(out, file));
 }

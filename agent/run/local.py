@@ -6,13 +6,18 @@ Before starting anything it checks the provider keys (naming every missing one) 
 
 1. `livekit-server --dev` (keys devkey/secret) on LOCAL_LIVEKIT_PORT (7880; media on the next two ports, TCP
    and UDP, as `--dev` does), its log in a file;
-2. the worker, `python -m agent start`, registered with it (its output passed through to stderr);
+2. the worker, `python -m agent start`, registered with it (its output passed through to stderr, its JSON
+   log lines as lines to read: `agent/run/local_log.py`);
 3. the page and its token endpoint (`agent/run/web.py`) on WEB_PORT (8080), in this process;
 
 and prints the page's URL once the worker has registered. Ctrl-C or SIGTERM stops the page, then the worker
 (it drains for DRAIN_TIMEOUT_S, 5 s here unless the environment sets it), then the server; a process that
 does not stop in time is killed (a second Ctrl-C kills at once). If the server or the worker dies, the
 others are stopped and the exit code is 1; a missing key or binary is exit code 2.
+
+The dev keys are short (`secret` is 6 bytes), so the JWT library warns at every token it signs with them
+("The HMAC key is 6 bytes long, which is below the minimum recommended length ..."). Expected here, and
+only here: `local` silences that warning in itself and in the worker it starts, and nowhere else.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +39,7 @@ from typing import Any
 
 import aiohttp
 
+from agent.run.local_log import ReadableFormatter, readable
 from agent.run.web import page_url, start_site
 from agent.settings.config import ConfigError, WebSettings, load_settings, load_web_settings, read_environment
 
@@ -50,6 +57,8 @@ WORKER_REGISTER_S = 90.0
 JOB_SHUTDOWN_S = 40.0  # after the drain, each job's own shutdown bound (35.5 s at most) and some
 SERVER_STOP_S = 10.0
 LOCAL_DRAIN_TIMEOUT_S = "5"
+# how the JWT library's warning about the dev keys' length starts (a UserWarning)
+DEV_KEY_WARNING = "The HMAC key is"
 
 
 class Problems(Exception):
@@ -137,6 +146,10 @@ def plan(env: Mapping[str, str | None], environ: Mapping[str, str]) -> LocalPlan
         "DRAIN_TIMEOUT_S": environ.get("DRAIN_TIMEOUT_S", LOCAL_DRAIN_TIMEOUT_S),
         # the browser and the server share this machine: count only the worker's own CPU in its load
         "LOAD_CPU": environ.get("LOAD_CPU", "worker"),
+        # the dev keys are short by design: no warning about their length (the last filter wins)
+        "PYTHONWARNINGS": ",".join(
+            filter(None, [environ.get("PYTHONWARNINGS"), f"ignore:{DEV_KEY_WARNING}:UserWarning"])
+        ),
     }
     return LocalPlan(
         binary=binary,
@@ -186,6 +199,7 @@ class Local:
         self.registered = asyncio.Event()
         self.children: list[Child] = []
         self._pump: asyncio.Task[None] | None = None
+        self.log_format = ReadableFormatter(color=sys.stderr.isatty())
 
     def signalled(self) -> None:
         if self.stop.is_set():
@@ -273,11 +287,13 @@ class Local:
         return child
 
     async def _pass_through(self, stream: asyncio.StreamReader) -> None:
-        """The worker's output to our stderr, line by line, watching for its registration."""
-        while line := await stream.readline():
-            sys.stderr.buffer.write(line)
+        """The worker's output to our stderr, line by line (its log records made readable), watching for
+        its registration."""
+        while raw := await stream.readline():
+            line = raw.decode(errors="replace").rstrip("\n")
+            sys.stderr.write(readable(line, self.log_format) + "\n")
             sys.stderr.flush()
-            if REGISTERED in line.decode(errors="replace"):
+            if REGISTERED in line:
                 self.registered.set()
 
     async def _until(
@@ -339,9 +355,10 @@ def main(argv: list[str]) -> int:
     except Problems as e:
         print(e, file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=local.web.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ReadableFormatter(color=sys.stderr.isatty()))
+    logging.basicConfig(level=local.web.log_level or "INFO", handlers=[handler])
+    warnings.filterwarnings("ignore", message=DEV_KEY_WARNING, category=UserWarning)
     code = asyncio.run(Local(local).run())
     if code == 0:  # the server's log is kept only when something went wrong
         shutil.rmtree(local.run_dir, ignore_errors=True)

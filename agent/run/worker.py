@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
@@ -64,6 +65,19 @@ def prewarm(proc: JobProcess) -> None:
 SESSION_DRAIN_TIMEOUT_S = 2 * STOP_TIMEOUT_S + 5  # ears, then every channel, each within STOP_TIMEOUT_S
 JOB_CLOSE_TIMEOUT_S = 10.0  # the shutdown callbacks and the job process's exit, after the disconnect
 _CLOSE_WAITS_FOR_DRAIN_S = 5.0  # in the shutdown callback, if the drain is still running (it overran)
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownBounds:
+    """What the worker tells the framework about stopping (`InterpreterServer` passes these to it and keeps
+    them, public): on SIGTERM the drain, `drain_s` (jobs go on as usual); then for each job `on_session_end`
+    (our drain of the room) within `session_end_s`, and after the room's disconnect the shutdown callbacks
+    and the job process's exit within `process_close_s`, or the process is killed."""
+
+    drain_s: int
+    session_end_s: float = SESSION_DRAIN_TIMEOUT_S
+    process_close_s: float = JOB_CLOSE_TIMEOUT_S
+
 
 _jobs: dict[str, _Job] = {}  # by job id: a thread executor runs several jobs in one process
 
@@ -232,10 +246,19 @@ class InterpreterServer(AgentServer):
     giving up its retries, or HEALTH_PORT taken. Then `failed` is true and `python -m agent` exits 1 (the
     framework's CLI alone would exit 0)."""
 
-    def __init__(self, *, health_port: int, health_grace_s: float, **options: Any) -> None:
+    def __init__(
+        self, *, health_port: int, health_grace_s: float, shutdown: ShutdownBounds, **options: Any
+    ) -> None:
         # the framework's own HTTP server (its `/worker`, and a health check that only fails once it gave
         # up) moves to a free port; HEALTH_PORT serves ours
-        super().__init__(port=0, **options)
+        super().__init__(
+            port=0,
+            drain_timeout=shutdown.drain_s,
+            session_end_timeout=shutdown.session_end_s,
+            shutdown_process_timeout=shutdown.process_close_s,
+            **options,
+        )
+        self.shutdown = shutdown  # as built (a `start --drain-timeout` on the command line changes the drain)
         self.health_port = health_port
         self.registration = Registration(health_grace_s)
         self.health_failed = False
@@ -320,9 +343,7 @@ def build_server(settings: ServerSettings) -> InterpreterServer:
         load_fnc=SessionLoad(settings.sessions_per_core, cpu_scope=settings.load_cpu),
         prometheus_port=settings.prometheus_port,
         prometheus_multiproc_dir=settings.prometheus_dir,
-        drain_timeout=settings.drain_timeout_s,
-        session_end_timeout=SESSION_DRAIN_TIMEOUT_S,
-        shutdown_process_timeout=JOB_CLOSE_TIMEOUT_S,
+        shutdown=ShutdownBounds(drain_s=settings.drain_timeout_s),
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name, on_session_end=drain_room)
     return server
