@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from livekit import rtc
@@ -79,6 +80,11 @@ class Speakers(Running[Speaker]):
         self.router = router
         self._on_heard_changed = on_heard_changed
         self._ears_started: dict[str, int] = {}  # identity → ears started for them (segment ids stay unique)
+
+    @property
+    def ears_started(self) -> Mapping[str, int]:
+        """Every speaker listened to in this session → how many ears were started for them (read-only)."""
+        return MappingProxyType(self._ears_started)
 
     async def stop_stale(self, participants: dict[str, Any]) -> None:
         """Stop the ears of a track gone, muted or replaced, of a speaker who left or now speaks another

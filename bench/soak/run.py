@@ -67,7 +67,7 @@ from bench.harness.output import write_results
 from bench.harness.speech import RATE
 from bench.soak.fakes import FakeLatency, soak_fakes, soak_settings
 from bench.soak.report import print_report, row, soak_result
-from bench.soak.sampling import CaptionCounts, Sample, containers, task_names, type_counts
+from bench.soak.sampling import CaptionCounts, LiveStreams, Sample, containers, task_names, type_counts
 from bench.soak.speakers import Conductor, FastAudioSource, ObservingRouter, SpeakerStats
 from tests.fakes.room import FakeParticipant, FakeRoom
 
@@ -105,6 +105,7 @@ class Soak:
             backlog=options.backlog, stall_timeout_s=options.stall_timeout_s, speed=options.speed
         )
         self.captions = CaptionCounts()
+        self.streams = LiveStreams()  # the STT's and each channel's TTS's
         self.fakes_pid = 0
         self.wall0 = 0.0
         self.censuses: dict[str, collections.Counter[str]] = {}  # gc-tracked objects by type, per sample
@@ -128,6 +129,7 @@ class Soak:
         gc.collect()
         self.tasks_before_session = len(asyncio.all_tasks())
         llm, stt = build_llm(settings), build_stt(settings, settings.source_language, http)
+        self.streams.watch(stt)
         room = FakeRoom("soak")
         tracker = (
             LatencyTracker(on_complete=conductor.on_complete)
@@ -172,6 +174,7 @@ class Soak:
 
         def tts_for(language: str, voice: str | None) -> tts.TTS:
             instance = build_tts(settings, language, http, voice)
+            self.streams.watch(instance)
             instance.prewarm()
             return instance
 
@@ -224,7 +227,7 @@ class Soak:
             self._sample(f"{mark / 60:.0f} min", session, tracker, room)
         self.task_names["end"] = task_names()
         heard = sum(s.ears.utterances for s in session.speakers.values())
-        return heard, containers(session, tracker, room)
+        return heard, containers(session, tracker, room, self.streams)
 
     async def _advance(self, until_s: float, session: RoomSession) -> None:
         """Let every speaker talk until its timeline reaches `until_s`, then wait until all is spoken."""
@@ -258,7 +261,7 @@ class Soak:
             heard=sum(s.ears.utterances for s in session.speakers.values()),
             spoken=tracker.spoken,
             failed=tracker.failed,
-            containers=containers(session, tracker, room),
+            containers=containers(session, tracker, room, self.streams),
         )
         self.samples.append(sample)
         index = len(self.samples) - 1

@@ -72,6 +72,11 @@ class Brain:
     def target_language(self) -> str:
         return self.contexts.target_language
 
+    @property
+    def tasks_in_flight(self) -> int:
+        """Utterances being translated and synthesized now (at most `max_in_flight`)."""
+        return len(self._tasks)
+
     async def run(self) -> None:
         try:
             while (utterance := await self._inbox.get()) is not None:

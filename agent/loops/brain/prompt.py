@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from livekit.agents import llm
 
@@ -173,6 +175,11 @@ class ContextBook:
         self._max_pairs = max_pairs
         self._instructions = instructions or Instructions()
         self._contexts: dict[str, TranslationContext] = {}
+
+    @property
+    def sources(self) -> Mapping[str, TranslationContext]:
+        """The context of each source language translated so far (read-only)."""
+        return MappingProxyType(self._contexts)
 
     def for_source(self, source_language: str) -> TranslationContext:
         context = self._contexts.get(source_language)

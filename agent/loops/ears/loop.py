@@ -122,6 +122,11 @@ class Ears:
         return self._cutter.timer_cuts
 
     @property
+    def replay(self) -> ReplayBuffer:
+        """The speaker's audio timeline and what of it is not finalized yet (to read: the ears write it)."""
+        return self._replay
+
+    @property
     def dropped_audio_s(self) -> float:
         """Audio that fell off the replay buffer while the STT link was down: never transcribed."""
         return self._replay.dropped_s

@@ -29,6 +29,11 @@ class AudioClock:
     def __init__(self, maxlen: int = 6000) -> None:
         self._points: deque[tuple[float, float]] = deque(maxlen=maxlen)  # (audio end, arrived at)
 
+    @property
+    def points(self) -> int:
+        """The frames noted (the newest `maxlen` are kept)."""
+        return len(self._points)
+
     def note(self, audio_end: float, arrived_at: float) -> None:
         self._points.append((audio_end, arrived_at))
 
@@ -59,6 +64,11 @@ class ReplayBuffer:
 
     def __bool__(self) -> bool:
         return bool(self._pending)
+
+    @property
+    def pending_frames(self) -> int:
+        """The frames kept: what a reopened stream would hear again."""
+        return len(self._pending)
 
     @property
     def start(self) -> float:
