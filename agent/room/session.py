@@ -99,7 +99,7 @@ class RoomSession:
         return self.outputs.router
 
     @router.setter
-    def router(self, router: Router) -> None:  # before `start`: a router that watches (bench/soak.py)
+    def router(self, router: Router) -> None:  # before `start`: a watching router (`python -m bench soak`)
         self.outputs.router = self.speakers.router = router
 
     # -- life cycle --------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ class Synthesizer:
 class EarlyStream:
     """The first clause's TTS stream, opened a moment after the LLM request has gone out, so that a cold
     Cartesia socket (the pool drops idle ones after 5 min) connects while the LLM thinks. Opened at the
-    same moment as the request, it delayed the request itself by ~5 ms (`bench.overhead`)."""
+    same moment as the request, it delayed the request itself by ~5 ms (`python -m bench overhead`)."""
 
     def __init__(
         self, open_stream: Callable[[], tts.SynthesizeStream], delay_s: float = EARLY_STREAM_DELAY_S
