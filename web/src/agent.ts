@@ -12,6 +12,12 @@ export const ATTR_DRAINING = 'interpreter.draining'; // "true": its worker stops
 export const ATTR_STANDBY = 'interpreter.standby'; // "true": taking a room over, listening, not interpreting yet
 export const TRACK_PREFIX = 'interpretation-';
 
+/** Whether an attribute change is only a heartbeat (every second, per interpreter): nothing to show. */
+export function onlyHeartbeat(changed: Record<string, string>): boolean {
+  const keys = Object.keys(changed);
+  return keys.length > 0 && keys.every((key) => key === ATTR_ALIVE);
+}
+
 /** The languages the interpreters publish a track for now (their `interpreter.languages`). */
 export function interpretedLanguages(agents: readonly Participant[]): Set<string> {
   return new Set(

@@ -12,7 +12,7 @@ import {
   RoomEvent,
   Track,
 } from 'livekit-client';
-import { TRACK_PREFIX } from './agent';
+import { onlyHeartbeat, TRACK_PREFIX } from './agent';
 import type { Interpreters } from './interpreters';
 
 const DUCKED = 1 / 3; // the original's share of its volume while the interpreter speaks
@@ -40,7 +40,8 @@ export class Listening {
       .on(RoomEvent.TrackPublished, () => this.reconcile())
       .on(RoomEvent.TrackUnpublished, () => this.reconcile())
       .on(RoomEvent.ParticipantConnected, () => this.reconcile())
-      .on(RoomEvent.ParticipantAttributesChanged, () => {
+      .on(RoomEvent.ParticipantAttributesChanged, (changed) => {
+        if (onlyHeartbeat(changed)) return; // (a heartbeat that changes who is live comes through Interpreters)
         this.reconcile();
         this.applyVolumes();
       })

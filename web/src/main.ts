@@ -1,6 +1,6 @@
 // Wiring: the join form, then one room session with its views (status, captions, listening, speaking).
 import { type Participant, type Room as RoomType, Room, RoomEvent, type TextStreamReader } from 'livekit-client';
-import { interpretedLanguages } from './agent';
+import { interpretedLanguages, onlyHeartbeat } from './agent';
 import { ApiError, DETECT, fetchConfig, type Language, type Role, requestToken } from './api';
 import { CaptionList } from './captions';
 import { byId, show } from './dom';
@@ -231,7 +231,10 @@ async function startSession(
       onParticipantsChanged();
     })
     .on(RoomEvent.ParticipantDisconnected, onParticipantsChanged)
-    .on(RoomEvent.ParticipantAttributesChanged, onParticipantsChanged)
+    .on(RoomEvent.ParticipantAttributesChanged, (changed) => {
+      // a heartbeat changes nothing shown (the language list is not rebuilt under an open menu every second)
+      if (!onlyHeartbeat(changed)) onParticipantsChanged();
+    })
     .on(RoomEvent.ParticipantNameChanged, (_name, participant) => remember(participant));
 
   room.registerTextStreamHandler(TOPIC_TRANSCRIPTION, (reader, sender) => {
