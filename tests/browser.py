@@ -245,6 +245,55 @@ CAPTION_RECORDER = """
 })();
 """
 
+# Every state the page's interpreter line (#agent-state) went through, in order, with its text (a state shown
+# for a blink is still seen). Installed before the page's own scripts run.
+AGENT_STATE_RECORDER = """
+(() => {
+  const states = [];
+  window.__agentStates = states;
+  const record = () => {
+    const el = document.querySelector('#agent-state');
+    const state = el?.dataset.state;
+    if (state && states[states.length - 1]?.[0] !== state) states.push([state, el.textContent.trim()]);
+  };
+  const start = () => {
+    new MutationObserver(record).observe(document.documentElement, {
+      subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['data-state'],
+    });
+    record();
+  };
+  if (document.documentElement) start();
+  else document.addEventListener('DOMContentLoaded', start);
+})();
+"""
+
+# The interpreters' tracks as the page's livekit-client Room sees them, by agent identity: subscribed or
+# not, and the bytes received
+TRACKS_BY_AGENT = """
+async () => {
+  const out = {};
+  for (const participant of window.interpreterPage.room.remoteParticipants.values()) {
+    if (!participant.isAgent) continue;
+    const tracks = {};
+    for (const pub of participant.trackPublications.values()) {
+      const entry = {subscribed: pub.isSubscribed, bytes: 0, energy: 0};
+      const receiver = pub.track ? pub.track.receiver : undefined;
+      if (receiver) {
+        (await receiver.getStats()).forEach((s) => {
+          if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+            entry.bytes = s.bytesReceived || 0;
+            entry.energy = s.totalAudioEnergy || 0;
+          }
+        });
+      }
+      tracks[pub.trackName] = entry;
+    }
+    out[participant.identity] = {attributes: {...participant.attributes}, tracks};
+  }
+  return out;
+}
+"""
+
 # The interpreter's tracks as the page's livekit-client Room sees them: subscribed or not, and what the
 # receiver got (inbound-rtp: bytes received, total audio energy, the current audio level).
 AGENT_TRACKS = """
@@ -292,6 +341,18 @@ async def caption_log(page: Page) -> list[CaptionState]:
 async def agent_tracks(page: Page) -> dict[str, dict[str, float | bool]]:
     tracks: dict[str, dict[str, float | bool]] = await page.evaluate(AGENT_TRACKS)
     return tracks
+
+
+async def agent_states(page: Page) -> list[tuple[str, str]]:
+    """The states #agent-state went through, each with its text (needs AGENT_STATE_RECORDER)."""
+    states: list[list[str]] = await page.evaluate("window.__agentStates || []")
+    return [(state, text) for state, text in states]
+
+
+async def tracks_by_agent(page: Page) -> dict[str, dict[str, Any]]:
+    """Each agent in the page's room: its attributes, and its tracks (subscribed, bytes, energy)."""
+    agents: dict[str, dict[str, Any]] = await page.evaluate(TRACKS_BY_AGENT)
+    return agents
 
 
 async def subscribed(page: Page) -> set[str]:

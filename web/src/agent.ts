@@ -1,31 +1,32 @@
-// Finding the interpreter among the room's participants, and reading the attributes it sets on itself.
-import type { Participant, Room } from 'livekit-client';
+// The attributes an interpreter sets on itself, and reading them.
+import type { Participant } from 'livekit-client';
 
+export const ATTR_AGENT_NAME = 'lk.agent.name'; // set by the framework: the agent name it was dispatched as
 export const ATTR_AGENT_STATE = 'lk.agent.state';
 export const ATTR_LANGUAGES = 'interpreter.languages';
 export const ATTR_FAULTS = 'interpreter.faults';
 export const ATTR_WARNINGS = 'interpreter.warnings';
+export const ATTR_ALIVE = 'interpreter.alive'; // unix ms, rewritten every second while it interprets
+export const ATTR_STARTED_AT = 'interpreter.started_at'; // unix ms its worker accepted the job
+export const ATTR_DRAINING = 'interpreter.draining'; // "true": its worker stops, it hands the room over
+export const ATTR_STANDBY = 'interpreter.standby'; // "true": taking a room over, listening, not interpreting yet
 export const TRACK_PREFIX = 'interpretation-';
 
-/** The interpreter: the agent that publishes interpretation tracks or says which languages it serves. */
-export function findInterpreter(room: Room): Participant | undefined {
-  let firstAgent: Participant | undefined;
-  for (const participant of room.remoteParticipants.values()) {
-    if (!participant.isAgent) continue;
-    if (ATTR_LANGUAGES in participant.attributes || ATTR_AGENT_STATE in participant.attributes) return participant;
-    firstAgent ??= participant;
-  }
-  return firstAgent;
+/** Whether an attribute change is only a heartbeat (every second, per interpreter): nothing to show. */
+export function onlyHeartbeat(changed: Record<string, string>): boolean {
+  const keys = Object.keys(changed);
+  return keys.length > 0 && keys.every((key) => key === ATTR_ALIVE);
 }
 
-/** The languages the interpreter publishes a track for now (its `interpreter.languages`). */
-export function interpretedLanguages(agent: Participant | undefined): Set<string> {
-  const value = agent?.attributes[ATTR_LANGUAGES] ?? '';
+/** The languages the interpreters publish a track for now (their `interpreter.languages`). */
+export function interpretedLanguages(agents: readonly Participant[]): Set<string> {
   return new Set(
-    value
-      .split(',')
-      .map((code) => code.trim())
-      .filter((code) => code !== ''),
+    agents.flatMap((agent) =>
+      (agent.attributes[ATTR_LANGUAGES] ?? '')
+        .split(',')
+        .map((code) => code.trim())
+        .filter((code) => code !== ''),
+    ),
   );
 }
 

@@ -1,5 +1,8 @@
 // The caption list: one element per segment, interim versions replaced in place, finals marked, and the
 // view kept at the bottom unless the reader scrolled up to read (then a button offers the new captions).
+// Segment ids are an interpreter's own count per speaker: an interpreter that takes a room over (after one
+// was lost, or in a handover) counts from the start again, so an id says which caption to update only until
+// that caption is final, or its interpreter lost.
 
 export type CaptionKind = 'source' | 'translation';
 
@@ -13,6 +16,8 @@ export interface CaptionUpdate {
   detected: boolean;
   speakerName: string;
   text: string;
+  /** When the sender wrote it (the text stream's timestamp, unix ms). */
+  sentAt: number;
 }
 
 const MAX_CAPTIONS = 300; // the oldest go first: a long meeting never grows the page without bound
@@ -34,6 +39,13 @@ export class CaptionList {
   update(caption: CaptionUpdate): void {
     const key = `${caption.kind}:${caption.segmentId}`;
     let element = this.bySegment.get(key);
+    if (element?.dataset.final === 'true') {
+      // a segment is final once: what comes later under its id was either written before the final (a late
+      // interim, which never undoes it) or is a new interpreter's segment (a caption of its own)
+      if (caption.sentAt <= Number(element.dataset.sentAt)) return;
+      this.bySegment.delete(key);
+      element = undefined;
+    }
     if (caption.final && caption.text.trim() === '') {
       // the speech-to-text took back what it had heard: no stale interim stays on screen
       if (element !== undefined) {
@@ -42,7 +54,6 @@ export class CaptionList {
       }
       return;
     }
-    if (element?.dataset.final === 'true' && !caption.final) return; // a late interim never undoes a final
     if (element === undefined) {
       element = this.create(caption);
       this.bySegment.set(key, element);
@@ -50,6 +61,7 @@ export class CaptionList {
       this.trim();
     }
     element.dataset.final = caption.final ? 'true' : 'false';
+    element.dataset.sentAt = String(caption.sentAt);
     element.setAttribute('aria-busy', caption.final ? 'false' : 'true'); // screen readers wait for the final
     // (a detected language may change from the interim to the final)
     element.dataset.language = caption.language;
@@ -66,6 +78,14 @@ export class CaptionList {
   /** Called after the captions' layout changed (text size, window size): a reader following stays at the end. */
   relayout(): void {
     if (this.following) this.container.scrollTop = this.container.scrollHeight;
+  }
+
+  /** The interpreter was lost: the segments it had not finished never will be; they stay on screen, and a
+   * new interpreter's segments with the same ids become captions of their own. */
+  letGoOfUnfinished(): void {
+    for (const [key, element] of this.bySegment) {
+      if (element.dataset.final !== 'true') this.bySegment.delete(key);
+    }
   }
 
   clear(): void {
@@ -95,7 +115,8 @@ export class CaptionList {
     while (this.container.childElementCount > MAX_CAPTIONS) {
       const oldest = this.container.firstElementChild;
       if (!(oldest instanceof HTMLElement)) break;
-      this.bySegment.delete(`${oldest.dataset.kind}:${oldest.dataset.segmentId}`);
+      const key = `${oldest.dataset.kind}:${oldest.dataset.segmentId}`;
+      if (this.bySegment.get(key) === oldest) this.bySegment.delete(key); // (not a newer caption with its id)
       oldest.remove();
     }
   }

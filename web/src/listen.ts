@@ -1,7 +1,8 @@
-// Which audio the page receives and how loud: with autoSubscribe off, exactly the interpreter's track for
-// the chosen language; speakers who already speak that language (their `language` attribute, or for those
-// whose language the interpreter detects, the language of their latest caption) at full volume; the others only
-// when the listener asks for the original underneath, at that volume, ducked while the interpretation plays.
+// Which audio the page receives and how loud: with autoSubscribe off, exactly the chosen language's track of
+// every live interpreter of ours (two only during a handover, and they never speak at once); speakers who
+// already speak that language (their `language` attribute, or for those whose language the interpreter
+// detects, the language of their latest caption) at full volume; the others only when the listener asks for
+// the original underneath, at that volume, ducked while the interpretation plays.
 import {
   RemoteAudioTrack,
   type RemoteParticipant,
@@ -11,7 +12,8 @@ import {
   RoomEvent,
   Track,
 } from 'livekit-client';
-import { ATTR_AGENT_STATE, findInterpreter, TRACK_PREFIX } from './agent';
+import { onlyHeartbeat, TRACK_PREFIX } from './agent';
+import type { Interpreters } from './interpreters';
 
 const DUCKED = 1 / 3; // the original's share of its volume while the interpreter speaks
 const ATTR_LANGUAGE = 'language';
@@ -27,6 +29,7 @@ export class Listening {
 
   constructor(
     private readonly room: Room,
+    private readonly interpreters: Interpreters,
     private readonly audio: HTMLElement,
     private readonly hearing: HTMLElement,
     private readonly nameOf: (code: string) => string,
@@ -37,7 +40,8 @@ export class Listening {
       .on(RoomEvent.TrackPublished, () => this.reconcile())
       .on(RoomEvent.TrackUnpublished, () => this.reconcile())
       .on(RoomEvent.ParticipantConnected, () => this.reconcile())
-      .on(RoomEvent.ParticipantAttributesChanged, () => {
+      .on(RoomEvent.ParticipantAttributesChanged, (changed) => {
+        if (onlyHeartbeat(changed)) return; // (a heartbeat that changes who is live comes through Interpreters)
         this.reconcile();
         this.applyVolumes();
       })
@@ -92,20 +96,18 @@ export class Listening {
   /** Whether the chosen language's interpretation is coming in, about to, or not published (yet). */
   private showHearing(): void {
     const name = this.nameOf(this.language);
-    const agent = findInterpreter(this.room);
     const track = `${TRACK_PREFIX}${this.language}`;
-    const publication =
-      agent === undefined
-        ? undefined
-        : [...agent.trackPublications.values()].find((p) => p.trackName === track);
+    const publications = this.interpreters.live.flatMap((agent) =>
+      [...agent.trackPublications.values()].filter((p) => p.trackName === track),
+    );
     let state: string;
     let text: string;
-    if (publication?.isSubscribed === true) {
+    if (publications.some((publication) => publication.isSubscribed)) {
       [state, text] = ['receiving', `${name} interpretation`];
-    } else if (publication !== undefined) {
+    } else if (publications.length > 0) {
       [state, text] = ['starting', `${name} interpretation (starting…)`];
-    } else if (agent === undefined) {
-      [state, text] = ['waiting', `${name}, once the interpreter joins`];
+    } else if (this.interpreters.live.length === 0) {
+      [state, text] = ['waiting', `${name}, once an interpreter joins`];
     } else {
       [state, text] = ['waiting', `${name}, as soon as the interpreter adds it…`];
     }
@@ -114,7 +116,9 @@ export class Listening {
   }
 
   private wants(participant: RemoteParticipant, publication: RemoteTrackPublication): boolean {
-    if (participant.isAgent) return publication.trackName === `${TRACK_PREFIX}${this.language}`;
+    if (participant.isAgent) {
+      return this.interpreters.isLive(participant) && publication.trackName === `${TRACK_PREFIX}${this.language}`;
+    }
     if (publication.source !== Track.Source.Microphone) return false;
     return this.speaksMyLanguage(participant) || this.originalVolume > 0;
   }
@@ -138,8 +142,7 @@ export class Listening {
 
   /** The interpretation at full volume; the original at the slider's volume, a third of it while ducked. */
   applyVolumes(): void {
-    const agent = findInterpreter(this.room);
-    const speaking = agent?.attributes[ATTR_AGENT_STATE] === 'speaking';
+    const speaking = this.interpreters.speaking;
     for (const participant of this.room.remoteParticipants.values()) {
       for (const publication of participant.audioTrackPublications.values()) {
         const track = publication.audioTrack;

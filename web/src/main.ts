@@ -1,9 +1,10 @@
 // Wiring: the join form, then one room session with its views (status, captions, listening, speaking).
 import { type Participant, type Room as RoomType, Room, RoomEvent, type TextStreamReader } from 'livekit-client';
-import { findInterpreter, interpretedLanguages } from './agent';
+import { interpretedLanguages, onlyHeartbeat } from './agent';
 import { ApiError, DETECT, fetchConfig, type Language, type Role, requestToken } from './api';
 import { CaptionList } from './captions';
 import { byId, show } from './dom';
+import { Interpreters } from './interpreters';
 import { Listening } from './listen';
 import { Speaking } from './speak';
 import { StatusView } from './status';
@@ -47,9 +48,10 @@ const captions = new CaptionList(byId('captions', HTMLElement), byId('new-captio
 
 let languages: Language[] = [];
 let accessCodeRequired = false;
+let agentName = 'interpreter'; // the interpreter's agent name (/api/config): its agents are ours
 let detectLanguage = false; // whether the interpreter detects a speaker's language (/api/config)
 let chosenLanguage = 'es'; // the last language picked in the join form (not "detect")
-let current: RoomType | undefined;
+let current: { room: RoomType; interpreters: Interpreters } | undefined;
 
 /** The label of the session's language switch: what it changes. */
 function languageLabelFor(role: Role, detected: boolean): string {
@@ -123,6 +125,7 @@ async function loadConfig(): Promise<void> {
     const config = await fetchConfig();
     languages = config.languages;
     accessCodeRequired = config.accessCodeRequired;
+    agentName = config.agentName;
     detectLanguage = config.detectLanguage;
   } catch (error) {
     joinError.textContent = error instanceof ApiError ? error.message : 'The page could not start. Reload it.';
@@ -193,12 +196,15 @@ async function startSession(
   detected: boolean,
 ): Promise<void> {
   const room = new Room({ adaptiveStream: false });
-  current = room;
+  // the views are made below; the first look at the room comes once it is connected
+  const interpreters = new Interpreters(room, agentName, () => onInterpretersChanged());
+  current = { room, interpreters };
   window.interpreterPage = { room };
-  const status = new StatusView(room);
+  const status = new StatusView(room, interpreters);
   captions.clear();
   languageError.textContent = '';
-  const listening = new Listening(room, byId('audio', HTMLElement), byId('hearing', HTMLElement), nameOf, language);
+  const hearing = byId('hearing', HTMLElement);
+  const listening = new Listening(room, interpreters, byId('audio', HTMLElement), hearing, nameOf, language);
   listening.setOriginalVolume(Number(originalVolume.value));
   const names = new Map<string, string>();
 
@@ -206,19 +212,29 @@ async function startSession(
     if (participant.name) names.set(participant.identity, participant.name);
   };
   const refreshLanguages = (): void => {
-    fillOptions(languageSwitch, interpretedLanguages(findInterpreter(room)), listening.currentLanguage);
+    fillOptions(languageSwitch, interpretedLanguages(interpreters.live), listening.currentLanguage);
   };
   const onParticipantsChanged = (): void => {
     status.showAgent();
     refreshLanguages();
   };
+  /** An interpreter came, or went (stale or left): play the live ones' tracks, say what the room has. */
+  function onInterpretersChanged(): void {
+    if (interpreters.presence === 'reconnecting') captions.letGoOfUnfinished();
+    listening.reconcile();
+    listening.applyVolumes();
+    onParticipantsChanged();
+  }
   room
     .on(RoomEvent.ParticipantConnected, (participant) => {
       remember(participant);
       onParticipantsChanged();
     })
     .on(RoomEvent.ParticipantDisconnected, onParticipantsChanged)
-    .on(RoomEvent.ParticipantAttributesChanged, onParticipantsChanged)
+    .on(RoomEvent.ParticipantAttributesChanged, (changed) => {
+      // a heartbeat changes nothing shown (the language list is not rebuilt under an open menu every second)
+      if (!onlyHeartbeat(changed)) onParticipantsChanged();
+    })
     .on(RoomEvent.ParticipantNameChanged, (_name, participant) => remember(participant));
 
   room.registerTextStreamHandler(TOPIC_TRANSCRIPTION, (reader, sender) => {
@@ -255,6 +271,7 @@ async function startSession(
       detected: languageDetected,
       speakerName: names.get(speakerIdentity) ?? 'A speaker',
       text,
+      sentAt: reader.info.timestamp,
     });
   }
 
@@ -286,6 +303,7 @@ async function startSession(
   await room.connect(url, token, { autoSubscribe: false });
   remember(room.localParticipant);
   for (const participant of room.remoteParticipants.values()) remember(participant);
+  interpreters.look();
   listening.reconcile();
   onParticipantsChanged();
   show(form, false);
@@ -296,11 +314,12 @@ async function startSession(
 }
 
 function endSession(): void {
-  const room = current;
+  const ended = current;
   current = undefined;
-  if (room !== undefined) {
-    room.removeAllListeners();
-    void room.disconnect();
+  if (ended !== undefined) {
+    ended.interpreters.close();
+    ended.room.removeAllListeners();
+    void ended.room.disconnect();
   }
   byId('audio', HTMLElement).replaceChildren();
   show(byId('mic-field', HTMLElement), false);

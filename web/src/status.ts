@@ -1,8 +1,10 @@
-// What the listener sees of the machinery: the connection and its reconnects, the interpreter's state,
-// faults and warnings, and the button the browser's autoplay policy may require before audio plays.
+// What the listener sees of the machinery: the connection and its reconnects, the interpreter's state (or
+// that the room waits for one, or lost the one it had and is getting another), faults and warnings, and the
+// button the browser's autoplay policy may require before audio plays.
 import { ConnectionState, type Room, RoomEvent } from 'livekit-client';
-import { ATTR_AGENT_STATE, ATTR_FAULTS, ATTR_WARNINGS, describeFaults, findInterpreter, parseWarnings } from './agent';
+import { ATTR_AGENT_STATE, ATTR_FAULTS, ATTR_WARNINGS, describeFaults, parseWarnings } from './agent';
 import { byId, show } from './dom';
+import type { Interpreters } from './interpreters';
 
 const CONNECTION_TEXT: Record<string, string> = {
   connecting: 'Connecting…',
@@ -12,7 +14,8 @@ const CONNECTION_TEXT: Record<string, string> = {
 };
 
 const AGENT_TEXT: Record<string, string> = {
-  absent: 'Not in the room yet (it joins with the first person)',
+  waiting: 'Waiting for an interpreter…',
+  reconnecting: 'Interpreter lost, reconnecting…',
   initializing: 'Starting…',
   listening: 'Listening',
   thinking: 'Thinking',
@@ -27,7 +30,10 @@ export class StatusView {
   private readonly startAudio = byId('start-audio', HTMLButtonElement);
   private reconnects = 0;
 
-  constructor(private readonly room: Room) {
+  constructor(
+    private readonly room: Room,
+    private readonly interpreters: Interpreters,
+  ) {
     room
       .on(RoomEvent.ConnectionStateChanged, () => this.showConnection())
       .on(RoomEvent.Reconnected, () => {
@@ -44,10 +50,12 @@ export class StatusView {
     this.showAudioGate();
   }
 
-  /** The interpreter's state, faults and warnings, read again (it came, left, or changed its attributes). */
+  /** The interpreter's state, faults and warnings, read again (one came, left, went stale, or changed its
+   * attributes). */
   showAgent(): void {
-    const agent = findInterpreter(this.room);
-    const state = agent === undefined ? 'absent' : (agent.attributes[ATTR_AGENT_STATE] ?? 'initializing');
+    const agent = this.interpreters.primary;
+    const state =
+      agent === undefined ? this.interpreters.presence : (agent.attributes[ATTR_AGENT_STATE] ?? 'initializing');
     this.agentState.dataset.state = state;
     this.agentState.textContent = AGENT_TEXT[state] ?? state;
     const faults = describeFaults(agent?.attributes[ATTR_FAULTS]);
