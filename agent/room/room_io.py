@@ -63,11 +63,12 @@ async def unless_gone(call: Awaitable[T], gone: asyncio.Event) -> T | None:
         waiter.cancel()
         if not task.done():
             task.cancel()
+            # a cancelled task is done only once it ran again: wait for that (a coroutine waiting for an
+            # answer ends at once), so that it is never left pending nor asked for a result it lacks
+            await asyncio.wait({task})
         with contextlib.suppress(asyncio.CancelledError):
             await waiter
     if task.cancelled():
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         return None
     return task.result()
 
