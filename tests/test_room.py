@@ -222,6 +222,25 @@ async def test_the_room_closing_mid_utterance_stops_everything_at_once(
     assert any(r.getMessage() == "the room closed before every utterance was spoken" for r in records)
 
 
+async def test_the_room_closing_while_the_session_drains_stops_the_drain_at_once(harness: RoomHarness):
+    # the worker drains the room (SIGTERM) and meanwhile the room closes (its last person left): the drain
+    # must notice, or it waits on a room that no longer answers (a real server's rtc SDK then never answers
+    # the unpublishing of a track: "could not find publication to remove")
+    room, session = harness.room, harness.session
+    harness.fakes.deepgram.scripts["en"] = list(ONE_SENTENCE.transcripts)
+    harness.fakes.cartesia.ttfb_s = 60.0  # the utterance is still being synthesized as the drain starts
+    await session.start()
+    alice = room.join("alice", attributes={"language": "en"})
+    harness.speak(alice, ONE_SENTENCE.wav)
+    await eventually(lambda: len(harness.fakes.cerebras.requests) == 1, what="a translation request")
+    drain = asyncio.create_task(session.aclose())
+    await asyncio.sleep(0.2)
+    assert not drain.done()  # finishing what was heard
+    await room.close(disconnect_after_s=0.5)
+    await asyncio.wait_for(drain, 5)  # a guard against hanging (the drain's own bound is 10 s), not a timing
+    assert session.outputs == {} and session.speakers == {}
+
+
 async def test_a_storm_of_room_events_is_coalesced_and_the_session_ends_in_the_rooms_state(
     harness: RoomHarness,
 ):

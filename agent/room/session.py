@@ -141,7 +141,8 @@ class RoomSession:
         if not self._room.isconnected():
             self._on_room_gone()
         for event, handler in self._handlers.items():
-            self._room.off(event, handler)
+            if event != "disconnected":  # the room may still close while what was heard is finished
+                self._room.off(event, handler)
         if self._control_task is not None:
             self._control.close()
             await self._control_task  # a track being published is let be published (and goes with the room)
@@ -152,6 +153,7 @@ class RoomSession:
         await self.outputs.close_all()
         if self.cloner is not None:
             await self.cloner.aclose()  # every clone deleted (the drain comes here too)
+        self._room.off("disconnected", self._handlers["disconnected"])
         await self.publisher.aclose()
 
     def queued_utterances(self) -> int:
