@@ -28,7 +28,7 @@ from livekit.agents.utils.hw import get_cpu_monitor
 
 from agent.room.presence import Member
 from agent.run.filemode import read_wav
-from tests.conftest import ONE_SENTENCE, Fakes
+from tests.conftest import ONE_SENTENCE, Fakes, started, stop_fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM, numbered_words
 from tests.fakes.llm import Message, message_text
 from tests.livekit_server import API_KEY, API_SECRET, LiveKitServer
@@ -96,17 +96,11 @@ class Workers:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fakes() -> AsyncIterator[Fakes]:
-    fakes = Fakes(
-        deepgram=FakeDeepgram([], transcript_for=numbered_words()),
-        cerebras=FakeLLM(responder=reply),
-        groq=FakeLLM(responder=reply),
-        cartesia=FakeCartesia(),
-    )
-    for fake in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
-        await fake.start()
+    deepgram = FakeDeepgram([], transcript_for=numbered_words())
+    llm = {"cerebras": FakeLLM(responder=reply), "groq": FakeLLM(responder=reply)}
+    fakes = await started(Fakes(deepgram=deepgram, cartesia=FakeCartesia(), **llm))
     yield fakes
-    for fake in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
-        await fake.aclose()
+    await stop_fakes(fakes)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

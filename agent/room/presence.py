@@ -19,7 +19,6 @@ passed in so that the rules are tested without waiting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -28,6 +27,7 @@ from typing import Any
 
 from livekit import rtc
 from livekit.agents.types import ATTRIBUTE_AGENT_NAME
+from livekit.agents.utils import aio
 from livekit.protocol.models import ParticipantInfo
 
 from agent.room.room_io import ATTR_ALIVE, ATTR_HANDOVER_FROM, ATTR_STARTED_AT, RoomPublisher
@@ -214,13 +214,9 @@ class Presence:
 
     async def aclose(self) -> None:
         """Stop beating (the room then sees this interpreter go stale, if it stays)."""
-        if self._task is None:
+        if self._task is None or self._publisher is None:
             return  # never started
         for event, handler in self._handlers.items():
             self._room.off(event, handler)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._publisher is not None:
-            await self._publisher.aclose()
+        await aio.cancel_and_wait(self._task)
+        await self._publisher.aclose()

@@ -21,7 +21,6 @@ webhooks do not drive it: docs/deploying.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -30,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from livekit import api
+from livekit.agents.utils import aio
 
 from agent.room.presence import Clock, Member, has_people, interpreters, live_interpreters
 from agent.settings.config import LiveKitSettings
@@ -130,9 +130,7 @@ class Keeper:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await aio.cancel_and_wait(self._task)
         if self._lk is not None:
             await self._lk.aclose()
             self._lk = None
