@@ -87,6 +87,10 @@ class WorkerProcess:
             # the load's CPU term counts the worker's own processes: this machine also runs the server, the
             # participants, the fakes (and maybe other test runs), which must not make the worker refuse rooms
             "LOAD_CPU": "worker",
+            # no keeper (agent/run/keeper.py): tests share one LiveKit server, and a keeper would dispatch
+            # this worker into an earlier test's room still holding a participant; tests/test_recovery.py
+            # turns it on, with agent names of its own
+            "KEEPER_INTERVAL_S": "0",
             **provider_env,
             **env,
         }

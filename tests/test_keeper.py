@@ -68,16 +68,16 @@ def test_a_room_with_people_and_no_live_interpreter_of_ours_misses_one() -> None
     assert missing_interpreter([], NAME, NOW) is None
 
 
-def test_a_young_dispatch_or_a_job_whose_agent_is_still_joining_is_waited_for() -> None:
-    in_room = {"alice", "agent-old"}
-    assert dispatch_pending([dispatch(REDISPATCH_AFTER_S - 0.5)], in_room, NOW)
-    assert not dispatch_pending([dispatch(REDISPATCH_AFTER_S + 0.5)], in_room, NOW)
-    # a worker took the job; its agent has not joined yet
-    assert dispatch_pending([dispatch(10, jobs=[("agent-new", 5)])], in_room, NOW)
-    assert not dispatch_pending([dispatch(60, jobs=[("agent-new", JOIN_WAIT_S + 1)])], in_room, NOW)
-    # its agent is in the room (the keeper found it silent): nothing to wait for
-    assert not dispatch_pending([dispatch(10, jobs=[("agent-old", 5)])], in_room, NOW)
-    assert dispatch_pending([dispatch(60), dispatch(1)], in_room, NOW)
+def test_a_young_dispatch_or_a_job_whose_agent_is_still_starting_is_waited_for() -> None:
+    beating = {"agent-old"}  # in the room with a heartbeat (found stale: its worker was lost)
+    assert dispatch_pending([dispatch(REDISPATCH_AFTER_S - 0.5)], beating, NOW)
+    assert not dispatch_pending([dispatch(REDISPATCH_AFTER_S + 0.5)], beating, NOW)
+    # a worker took the job; its agent has not joined yet, or joined and not beaten yet
+    assert dispatch_pending([dispatch(10, jobs=[("agent-new", 5)])], beating, NOW)
+    assert not dispatch_pending([dispatch(60, jobs=[("agent-new", JOIN_WAIT_S + 1)])], beating, NOW)
+    # its agent has beaten (the keeper found it silent since): nothing to wait for
+    assert not dispatch_pending([dispatch(10, jobs=[("agent-old", 5)])], beating, NOW)
+    assert dispatch_pending([dispatch(60), dispatch(1)], beating, NOW)
 
 
 def test_a_room_is_dispatched_again_with_its_newest_settings_without_a_handover() -> None:

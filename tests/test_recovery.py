@@ -5,7 +5,9 @@ more rooms than capacity, two interpreters dispatched into one room, and rooms t
 One server, one set of fake providers and the workers are shared by the module's tests, in order:
 worker A takes two rooms and is killed, worker B (registered meanwhile) takes them over and then meets
 the doubled dispatches; workers C and D answer to another agent name (`interpreter-small`), so that A's
-and B's keepers never touch their rooms, with a capacity of a couple of rooms (SESSIONS_PER_CORE=1).
+and B's keepers never touch their rooms, with a capacity of a couple of rooms (SESSIONS_PER_CORE=1). The
+module's agent names are its own: its keepers leave the rooms of other tests on the shared server alone
+(the other tests' workers run no keeper).
 
 What the keeper and the heartbeat are: agent/run/keeper.py, agent/room/presence.py.
 """
@@ -39,7 +41,8 @@ from tests.room_worker import WorkerProcess
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-NAME, SMALL = "interpreter", "interpreter-small"
+# agent names of this module's own, so that its keepers touch no other test's rooms (the server is shared)
+NAME, SMALL = "interpreter-recovery", "interpreter-small"
 SETTINGS = json.dumps({"target_languages": ["es"]})
 TRACK = "interpretation-es"
 LOAD_THRESHOLD = 0.7  # the framework's, in production mode
@@ -69,7 +72,7 @@ class Workers:
     def begin(self, name: str, agent_name: str = NAME, **env: str) -> asyncio.Task[WorkerProcess]:
         worker = WorkerProcess(
             self.server,
-            self.fakes.env(AGENT_NAME=agent_name, DRAIN_TIMEOUT_S="2", **env),
+            self.fakes.env(AGENT_NAME=agent_name, DRAIN_TIMEOUT_S="2", KEEPER_INTERVAL_S="2", **env),
             self.workdir / name,
             own_group=True,
         )

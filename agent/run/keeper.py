@@ -9,10 +9,10 @@ sweeps the server's rooms; for each room with someone in it who is not an agent 
 - a live interpreter of ours is there (its heartbeat, `interpreter.alive`, at most STALE_S old; a draining
   one counts): nothing to do;
 - else, if the room asked for one (`ListDispatch` shows a dispatch with our agent name), unless one of
-  our dispatches is younger than REDISPATCH_AFTER_S, or has a job whose agent has not joined yet and is
-  younger than JOIN_WAIT_S: dispatch again, with the metadata of the newest dispatch (without a handover's
-  `handover_from`). A room whose dispatches bring nobody is tried again after 3 s, 6 s, … at most 30 s,
-  and at once when capacity may have freed (a room that had an interpreter lost it, or closed).
+  our dispatches is younger than REDISPATCH_AFTER_S, or has a job younger than JOIN_WAIT_S whose agent
+  has not joined or not beaten yet: dispatch again, with the metadata of the newest dispatch (without a
+  handover's `handover_from`). A room whose dispatches bring nobody is tried again after 3 s, 6 s, … at
+  most 30 s, and at once when capacity may have freed (a room that had an interpreter lost it, or closed).
 
 Rooms that are finished (not listed) or hold only agents are never dispatched. Where this runs, and why
 webhooks do not drive it: docs/deploying.md.
@@ -59,9 +59,10 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
-def dispatch_pending(dispatches: Iterable[api.AgentDispatch], in_room: set[str], now_s: float) -> bool:
+def dispatch_pending(dispatches: Iterable[api.AgentDispatch], beating: set[str], now_s: float) -> bool:
     """One of these dispatches may still bring an interpreter: it is young, or a worker took its job and
-    the agent has not joined yet (and the job is young)."""
+    the job is young, its agent not beating yet (`beating`: who in the room has a heartbeat): not joined,
+    or joined and still connecting (on a loaded machine that takes seconds before its first beat)."""
     now_ms = now_s * 1000
     for dispatch in dispatches:
         created_ms = _ms(dispatch.state.created_at)
@@ -69,8 +70,8 @@ def dispatch_pending(dispatches: Iterable[api.AgentDispatch], in_room: set[str],
             return True
         for job in dispatch.state.jobs:
             started_ms = _ms(job.state.started_at) or created_ms
-            joining = job.state.participant_identity and job.state.participant_identity not in in_room
-            if joining and now_ms - started_ms < JOIN_WAIT_S * 1000:
+            starting = job.state.participant_identity and job.state.participant_identity not in beating
+            if starting and now_ms - started_ms < JOIN_WAIT_S * 1000:
                 return True
     return False
 
@@ -197,7 +198,8 @@ class Keeper:
                 return None
             dispatches = await self._lk.agent_dispatch.list_dispatch(room)
             ours = [d for d in dispatches if d.agent_name == self._agent_name]
-            if not ours or dispatch_pending(ours, {m.identity for m in members}, now):
+            beating = {m.identity for m in members if m.alive_ms is not None}
+            if not ours or dispatch_pending(ours, beating, now):
                 return None
             request = api.CreateAgentDispatchRequest(
                 agent_name=self._agent_name, room=room, metadata=metadata_for_again(ours)
