@@ -46,6 +46,10 @@ NAME, SMALL = "interpreter-recovery", "interpreter-small"
 SETTINGS = json.dumps({"target_languages": ["es"]})
 TRACK = "interpretation-es"
 LOAD_THRESHOLD = 0.7  # the framework's, in production mode
+# livekit-agents 1.8.9 pings each job process; when one exits (a room closed, an interpreter that left for a
+# rival) just as a ping is written, uvloop raises RuntimeError ("the handler is closed") where the framework
+# expects OSError (utils/aio/duplex_unix.py), and the framework logs it with its traceback: its race, not ours
+PING_RACE = re.compile(r'^\{"message": "Error in _send_ping_co".*the handler is closed.*$', re.M)
 
 
 SPEECH = re.compile(r"<speech[^>]*>(.*)</speech>", re.S)
@@ -93,7 +97,8 @@ class Workers:
             if worker is None:
                 continue
             await worker.kill_group()
-            found = [f for f in FORBIDDEN if f in worker.output()]
+            output = PING_RACE.sub("", worker.output())
+            found = [f for f in FORBIDDEN if f in output]
             assert not found, f"{worker.workdir.name}'s output has {found}\n{worker.tail(80)}"
 
 
