@@ -26,9 +26,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from livekit import api, rtc
+from livekit.agents.types import ATTRIBUTE_AGENT_STATE
 from livekit.agents.utils.hw import get_cpu_monitor
 
 from agent.room.presence import Member
+from agent.room.room_io import ATTR_ALIVE, ATTR_LANGUAGES, ATTR_STARTED_AT
 from agent.run.filemode import read_wav
 from tests.conftest import ONE_SENTENCE, Fakes, started, stop_fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM, numbered_words
@@ -270,6 +272,10 @@ async def test_a_worker_lost_its_rooms_are_interpreted_again_by_another(
     # captions continue: what is said now is interpreted, once, by the new interpreter (the room's live one)
     said = await asyncio.gather(*(says_and_is_translated(p) for p in rooms))
     assert [by for by, _ in said] == [the_interpreter(p).identity for p in rooms], said  # type: ignore[union-attr]
+    # its heartbeat merges with its other attributes (LiveKit merges each update's keys): none lost
+    attributes = rooms[0].room.remote_participants[said[0][0]].attributes
+    assert {ATTR_ALIVE, ATTR_STARTED_AT, ATTR_LANGUAGES, ATTRIBUTE_AGENT_STATE} <= set(attributes), attributes
+    assert "es" in attributes[ATTR_LANGUAGES].split(","), attributes
 
 
 async def test_two_interpreters_dispatched_into_one_room_one_leaves(workers: Workers, people: People) -> None:
