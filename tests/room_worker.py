@@ -67,16 +67,11 @@ async def spawn_agent(
 
 class WorkerProcess:
     def __init__(
-        self,
-        server: LiveKitServer,
-        provider_env: dict[str, str],
-        workdir: Path,
-        *,
-        own_group: bool = False,
-        **env: str,
+        self, server: LiveKitServer, provider_env: dict[str, str], workdir: Path, **env: str
     ) -> None:
         self.server = server
-        self.own_group = own_group  # in a process group of its own: `kill_group` is a machine dying
+        # set before `start`: a process group of its own, so that `kill_group` is a machine dying
+        self.own_group = False
         self.workdir = workdir
         self.log_path = workdir / "worker.log"
         self.env = {

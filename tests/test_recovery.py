@@ -81,8 +81,8 @@ class Workers:
             self.server,
             self.fakes.env(AGENT_NAME=agent_name, DRAIN_TIMEOUT_S="2", KEEPER_INTERVAL_S="2", **env),
             self.workdir / name,
-            own_group=True,
         )
+        worker.own_group = True
 
         async def start() -> WorkerProcess:
             await worker.start()
