@@ -122,6 +122,12 @@ async def start_fakes(scenario: Scenario) -> Fakes:
     return fakes
 
 
+async def started(fakes: Fakes) -> Fakes:
+    for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
+        await server.start()
+    return fakes
+
+
 async def stop_fakes(fakes: Fakes) -> None:
     for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
         await server.aclose()

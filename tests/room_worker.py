@@ -45,10 +45,11 @@ def agent_env(server: LiveKitServer) -> dict[str, str]:
 
 
 async def spawn_agent(
-    command: str, workdir: Path, env: Mapping[str, str], log_path: Path
+    command: str, workdir: Path, env: Mapping[str, str], log_path: Path, *, own_group: bool = False
 ) -> asyncio.subprocess.Process:
     """`python -m agent <command>` in `workdir` (no .env from the repository), only `env` as its
-    environment, its output (stdout and stderr) into `log_path`."""
+    environment, its output (stdout and stderr) into `log_path`; with `own_group`, in a session (and
+    process group) of its own, which its job processes share."""
     with log_path.open("wb") as log:
         return await asyncio.create_subprocess_exec(
             sys.executable,
@@ -60,6 +61,7 @@ async def spawn_agent(
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
             stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=own_group,
         )
 
 
@@ -68,6 +70,8 @@ class WorkerProcess:
         self, server: LiveKitServer, provider_env: dict[str, str], workdir: Path, **env: str
     ) -> None:
         self.server = server
+        # set before `start`: a process group of its own, so that `kill_group` is a machine dying
+        self.own_group = False
         self.workdir = workdir
         self.log_path = workdir / "worker.log"
         self.env = {
@@ -78,6 +82,10 @@ class WorkerProcess:
             # the load's CPU term counts the worker's own processes: this machine also runs the server, the
             # participants, the fakes (and maybe other test runs), which must not make the worker refuse rooms
             "LOAD_CPU": "worker",
+            # no keeper (agent/run/keeper.py): tests share one LiveKit server, and a keeper would dispatch
+            # this worker into an earlier test's room still holding a participant; tests/test_recovery.py
+            # turns it on, with agent names of its own
+            "KEEPER_INTERVAL_S": "0",
             **provider_env,
             **env,
         }
@@ -98,7 +106,9 @@ class WorkerProcess:
 
     async def _start_once(self, timeout_s: float) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = await spawn_agent("start", self.workdir, self.env, self.log_path)
+        self.proc = await spawn_agent(
+            "start", self.workdir, self.env, self.log_path, own_group=self.own_group
+        )
         await eventually(self._registered, within_s=timeout_s, what=f"the worker to register\n{self.tail()}")
 
     def _registered(self) -> bool:
@@ -156,6 +166,14 @@ class WorkerProcess:
             raise AssertionError(
                 f"the worker did not exit within {timeout_s} s of SIGTERM\n{self.tail()}"
             ) from None
+
+    async def kill_group(self) -> None:
+        """SIGKILL the worker's whole process group at once, its job processes with it (a machine that
+        dies); needs `own_group`."""
+        assert self.proc is not None and self.own_group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        await self.proc.wait()
 
     def kill_tree(self) -> None:
         """SIGKILL the worker and its job processes (a hung worker's jobs would outlive it)."""

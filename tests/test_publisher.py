@@ -13,7 +13,7 @@ from livekit.agents.types import ATTRIBUTE_TRANSCRIPTION_FINAL, ATTRIBUTE_TRANSC
 from prometheus_client import REGISTRY
 
 from agent.loops.captions import Caption
-from agent.room.room_io import RoomPublisher
+from agent.room.room_io import RoomPublisher, unless_gone
 from tests.loopback import eventually
 
 SECRET_WORDS = "the launch date is the ninth"
@@ -156,3 +156,23 @@ async def test_a_room_gone_drops_what_waits(caplog: pytest.LogCaptureFixture):
     await asyncio.wait_for(publisher.aclose(), 10)  # a guard against hanging, not a timing
     assert channel.sent == []
     assert any("were not sent" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_call_to_the_room_is_given_up_when_the_room_goes_meanwhile() -> None:
+    """`unless_gone`: the room goes while a call to it waits for an answer (a track being published as the
+    room closes, or as the interpreter leaves): None, and the call is cancelled, not left pending."""
+    gone = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def never_answered() -> str:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "published"
+
+    asyncio.get_running_loop().call_later(0.05, gone.set)
+    assert await unless_gone(never_answered(), gone) is None
+    assert cancelled.is_set()
+    assert await unless_gone(asyncio.sleep(0, "answered"), asyncio.Event()) == "answered"

@@ -199,6 +199,16 @@ async def test_both_llms_down_captions_flow_the_fault_shows_and_speech_resumes_w
     assert [c.text for c in harness.captions(translated=False)] == DIALOGUE.transcripts
 
 
+async def an_utterance_being_synthesized(harness: RoomHarness) -> None:
+    """The session started, alice said a sentence, and its translation is being synthesized (for a minute)."""
+    harness.fakes.deepgram.scripts["en"] = list(ONE_SENTENCE.transcripts)
+    harness.fakes.cartesia.ttfb_s = 60.0
+    await harness.session.start()
+    alice = harness.room.join("alice", attributes={"language": "en"})
+    harness.speak(alice, ONE_SENTENCE.wav)
+    await eventually(lambda: len(harness.fakes.cerebras.requests) == 1, what="a translation request")
+
+
 async def test_the_room_closing_mid_utterance_stops_everything_at_once(
     harness: RoomHarness, caplog: pytest.LogCaptureFixture
 ):
@@ -207,12 +217,7 @@ async def test_the_room_closing_mid_utterance_stops_everything_at_once(
     # more) is never answered
     caplog.set_level(logging.INFO)
     room, session = harness.room, harness.session
-    harness.fakes.deepgram.scripts["en"] = list(ONE_SENTENCE.transcripts)
-    harness.fakes.cartesia.ttfb_s = 60.0  # the utterance is still being synthesized when the room goes
-    await session.start()
-    alice = room.join("alice", attributes={"language": "en"})
-    harness.speak(alice, ONE_SENTENCE.wav)
-    await eventually(lambda: len(harness.fakes.cerebras.requests) == 1, what="a translation request")
+    await an_utterance_being_synthesized(harness)
     await room.close(disconnect_after_s=0.5)
     await asyncio.wait_for(session.aclose(), 30)  # a guard against hanging, not a timing
     assert session.outputs == {} and session.speakers == {}
@@ -220,6 +225,20 @@ async def test_the_room_closing_mid_utterance_stops_everything_at_once(
     records = [r for r in caplog.records if r.name.startswith("agent.")]
     assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == []
     assert any(r.getMessage() == "the room closed before every utterance was spoken" for r in records)
+
+
+async def test_the_room_closing_while_the_session_drains_stops_the_drain_at_once(harness: RoomHarness):
+    # the worker drains the room (SIGTERM) and meanwhile the room closes (its last person left): the drain
+    # must notice, or it waits on a room that no longer answers (a real server's rtc SDK then never answers
+    # the unpublishing of a track: "could not find publication to remove")
+    room, session = harness.room, harness.session
+    await an_utterance_being_synthesized(harness)
+    drain = asyncio.create_task(session.aclose())
+    await asyncio.sleep(0.2)
+    assert not drain.done()  # finishing what was heard
+    await room.close(disconnect_after_s=0.5)
+    await asyncio.wait_for(drain, 5)  # a guard against hanging (the drain's own bound is 10 s), not a timing
+    assert session.outputs == {} and session.speakers == {}
 
 
 async def test_a_storm_of_room_events_is_coalesced_and_the_session_ends_in_the_rooms_state(

@@ -4,7 +4,7 @@ The room contract (docs/room-contract.md):
 - read from participants: `language` (what they speak, and hear unless they say otherwise) and
   `interpret_to` (comma-separated languages they want to hear);
 - written on the agent: `lk.agent.state`, `interpreter.languages`, `interpreter.warnings`,
-  `interpreter.faults`;
+  `interpreter.faults`, and its presence (`interpreter.alive`, agent/room/presence.py);
 - captions on `lk.transcription` text streams.
 """
 
@@ -40,6 +40,12 @@ ATTR_LANGUAGES = "interpreter.languages"
 ATTR_WARNINGS = "interpreter.warnings"
 ATTR_FAULTS = "interpreter.faults"  # providers failing right now: "llm", "stt", "tts" (comma-separated)
 ATTR_SPEAKER = "interpreter.speaker"
+# presence (agent/room/presence.py): when its worker accepted the job (unix ms, set through `accept`, so
+# it is there when the agent joins), its heartbeat (unix ms, every HEARTBEAT_S), and, on an interpreter
+# dispatched to take over a draining one, the old one's identity
+ATTR_STARTED_AT = "interpreter.started_at"
+ATTR_ALIVE = "interpreter.alive"
+ATTR_HANDOVER_FROM = "interpreter.handover_from"
 GONE_GRACE_S = 1.0
 # captions waiting behind a slow data channel before the oldest are dropped (interims first)
 MAX_PENDING_CAPTIONS = 1000
@@ -63,11 +69,12 @@ async def unless_gone(call: Awaitable[T], gone: asyncio.Event) -> T | None:
         waiter.cancel()
         if not task.done():
             task.cancel()
+            # a cancelled task is done only once it ran again: wait for that (a coroutine waiting for an
+            # answer ends at once), so that it is never left pending nor asked for a result it lacks
+            await asyncio.wait({task})
         with contextlib.suppress(asyncio.CancelledError):
             await waiter
     if task.cancelled():
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         return None
     return task.result()
 
@@ -154,6 +161,12 @@ class RoomPublisher:
     def room_gone(self) -> None:
         self.gone.set()
         self._task.cancel()  # a call to a room that closed may never be answered
+
+    def stop(self) -> None:
+        """Send nothing more, and let nothing wait on the room, as if it were gone, though it stays (the
+        interpreter leaves it to another one): only what is being sent now still goes."""
+        self.gone.set()
+        self._wake.set()
 
     def publish(self, caption: Caption) -> None:
         key = (caption.segment_id, caption.language, caption.translated)
@@ -245,7 +258,7 @@ class RoomPublisher:
         await writer.aclose()
 
     async def _run(self) -> None:
-        while True:
+        while not self.gone.is_set():
             if not self._waiting:
                 self._backlog_cleared()
                 if self._closing:

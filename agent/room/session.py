@@ -134,21 +134,26 @@ class RoomSession:
             logger.info("the room closed")
             self.publisher.room_gone()
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, at_once: bool = False) -> None:
         """Stop listening; finish what was heard (within a bound); unpublish; leave nothing running.
-        If the room is gone, stop everything at once instead."""
+        If the room is gone, stop everything at once instead; `at_once` too, though the room stays (another
+        interpreter interprets it: nothing more is heard, said or sent)."""
         if not self._room.isconnected():
             self._on_room_gone()
         for event, handler in self._handlers.items():
-            self._room.off(event, handler)
+            if event != "disconnected":  # the room may still close while what was heard is finished
+                self._room.off(event, handler)
         if self._control_task is not None:
             self._control.close()
-            await self._control_task
+            await self._control_task  # a track being published is let be published (and goes with the room)
             self._control_task = None
+        if at_once:
+            self.publisher.stop()
         await self.speakers.stop_all()
         await self.outputs.close_all()
         if self.cloner is not None:
             await self.cloner.aclose()  # every clone deleted (the drain comes here too)
+        self._room.off("disconnected", self._handlers["disconnected"])
         await self.publisher.aclose()
 
     def queued_utterances(self) -> int:

@@ -15,16 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import psutil
-from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, tts, utils
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, JobRequest, tts, utils
 from livekit.agents.llm import LLM
 from livekit.agents.stt import STT
 from livekit.agents.utils.hw import get_cpu_monitor
 
 from agent.providers.build import build_llm, build_stt, build_tts
 from agent.room.cloning import VoiceCloner
+from agent.room.presence import Member, Presence, unix_ms
+from agent.room.room_io import ATTR_STARTED_AT
 from agent.room.running import STOP_TIMEOUT_S
 from agent.room.session import RoomSession
 from agent.run.health import ConnectionWatch, HealthServer, Registration
+from agent.run.keeper import Keeper
 from agent.settings.config import ServerSettings, Settings, load_settings, read_environment
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
@@ -87,14 +90,24 @@ class _Job:
     `on_session_end`) and `close` (a shutdown callback). Each step runs once; `close` drains first
     if `drain` never ran."""
 
-    def __init__(self, job_id: str, llm: LLM, stt: STT) -> None:
+    def __init__(self, job_id: str, llm: LLM, stt: STT, shutdown: Callable[[str], None]) -> None:
         self.job_id = job_id
         self.llm = llm
         self.stt = stt
         self.session: RoomSession | None = None
+        self.presence: Presence | None = None
         self.tracker: LatencyTracker | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.leaving = False  # another interpreter stays in the room: this one goes, at once
+        self._shutdown = shutdown
         self._drain: asyncio.Task[None] | None = None
+
+    def leave(self, rival: Member) -> None:
+        """A rival stays in the room (agent/room/presence.py): the job ends, and its drain stops at once:
+        nothing more is heard, spoken or published (what was heard is dropped: the rival interprets it)."""
+        if not self.leaving:
+            self.leaving = True
+            self._shutdown("another interpreter is in the room")  # then `drain`, at once
 
     def drain(self) -> asyncio.Task[None]:
         if self._drain is None:
@@ -107,7 +120,10 @@ class _Job:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.session is not None:
             metrics.ACTIVE_SESSIONS.dec()
-            await self.session.aclose()  # stops listening; what was heard is still interpreted
+            # stops listening; what was heard is still interpreted (unless this one leaves to a rival)
+            await self.session.aclose(at_once=self.leaving)
+        if self.presence is not None:  # it beat while the room drained: a draining interpreter is live
+            await self.presence.aclose()
         if self.tracker is not None:
             self.tracker.log_summary("job end")
 
@@ -135,7 +151,7 @@ async def entrypoint(ctx: JobContext) -> None:
     llm = build_llm(settings)
     llm.prewarm()  # connections open while the room connects, without blocking the loop
     stt = build_stt(settings, settings.source_language, None)
-    job = _jobs[ctx.job.id] = _Job(ctx.job.id, llm, stt)
+    job = _jobs[ctx.job.id] = _Job(ctx.job.id, llm, stt, lambda reason: ctx.shutdown(reason))
     ctx.add_shutdown_callback(job.close)  # closes the providers even if connecting fails
 
     def tts_for(language: str, voice: str | None) -> tts.TTS:
@@ -144,6 +160,11 @@ async def entrypoint(ctx: JobContext) -> None:
         return instance
 
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    # never two interpreters in a room: before publishing anything, then whenever the room changes
+    job.presence = presence = Presence(ctx.room, settings.agent_name, job.leave)
+    if presence.check():
+        return
+    presence.start()
     job.tracker = tracker = LatencyTracker(on_complete=metrics.observe_record)
     job.session = session = RoomSession(
         room=ctx.room,
@@ -163,6 +184,12 @@ async def entrypoint(ctx: JobContext) -> None:
         asyncio.create_task(_sample_gauges(session)),
     ]
     await session.start()
+
+
+async def on_request(request: JobRequest) -> None:
+    """Take the job, saying when (`interpreter.started_at`, on the agent as it joins): it orders two
+    interpreters that meet in one room (agent/room/presence.py)."""
+    await request.accept(attributes={ATTR_STARTED_AT: str(unix_ms())})
 
 
 async def drain_room(ctx: JobContext) -> None:
@@ -263,7 +290,13 @@ class InterpreterServer(AgentServer):
         self.registration = Registration(health_grace_s)
         self.health_failed = False
         self._health: HealthServer | None = None
+        self.keeper: Keeper | None = None  # started once registered (agent/run/keeper.py)
         self.on("worker_registered", self.registration.registered_now)
+        self.once("worker_registered", self._start_keeper)
+
+    def _start_keeper(self, *_: Any) -> None:
+        if self.keeper is not None:
+            self.keeper.start()
 
     async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
         loop = asyncio.get_running_loop()
@@ -301,6 +334,8 @@ class InterpreterServer(AgentServer):
     async def aclose(self) -> None:
         """The CLI's last step: the framework's closing, then the health endpoint's (it keeps answering
         while the worker drains). Here, not at the end of `run`: the CLI cancels what is left of `run`."""
+        if self.keeper is not None:
+            await self.keeper.aclose()
         await super().aclose()
         if self._health is not None:
             await self._health.aclose()
@@ -345,5 +380,9 @@ def build_server(settings: ServerSettings) -> InterpreterServer:
         prometheus_multiproc_dir=settings.prometheus_dir,
         shutdown=ShutdownBounds(drain_s=settings.drain_timeout_s),
     )
-    server.rtc_session(entrypoint, agent_name=settings.agent_name, on_session_end=drain_room)
+    server.rtc_session(
+        entrypoint, agent_name=settings.agent_name, on_request=on_request, on_session_end=drain_room
+    )
+    if settings.keeper_interval_s > 0 and settings.livekit is not None:
+        server.keeper = Keeper(settings.livekit, settings.agent_name, settings.keeper_interval_s)
     return server

@@ -190,6 +190,9 @@ def read_environment(dotenv_path: str | None = ".env") -> dict[str, str | None]:
     return values
 
 
+_LIVEKIT_VARIABLES = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+
+
 def _livekit(r: _Reader, why: str) -> LiveKitSettings:
     livekit = LiveKitSettings(
         url=r.required("LIVEKIT_URL", why),
@@ -312,6 +315,8 @@ class ServerSettings:
     log_level: str | None = None
     health_grace_s: float = 20.0  # health answers 200 this long after start-up before the first registration
     connect_retries: int = 16  # the framework's retries connecting to LiveKit before the worker gives up
+    keeper_interval_s: float = 2.0  # KEEPER_INTERVAL_S: the keeper's sweep (agent/run/keeper.py); 0: off
+    livekit: LiveKitSettings | None = None  # what the keeper calls the server API with (when all are set)
 
     @property
     def framework_log_level(self) -> str | None:
@@ -334,6 +339,8 @@ def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
         log_level=r.choice("LOG_LEVEL", "", LOG_LEVELS) or None,
         health_grace_s=r.number("HEALTH_GRACE_S", 20.0, minimum=0, maximum=600),
         connect_retries=r.integer("CONNECT_RETRIES", 16, minimum=0, maximum=1000),
+        keeper_interval_s=r.number("KEEPER_INTERVAL_S", 2.0, minimum=0, maximum=600),
+        livekit=_livekit(r, "") if all(r.raw(n) for n in _LIVEKIT_VARIABLES) else None,
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -30,6 +30,7 @@ AGENT_LOGGERS = (
     "agent.brain",
     "agent.cloning",
     "agent.ears",
+    "agent.keeper",
     "agent.latency",
     "agent.mouth",
     "agent.providers",

@@ -39,6 +39,13 @@ PROVIDER_ERRORS = Counter(
     "interpreter_provider_errors_total", "Errors reported by provider plugins", ["kind", "recoverable"]
 )
 STT_RECONNECTS = Counter("interpreter_stt_reconnects_total", "Speech-to-text streams reopened after failing")
+KEEPER_DISPATCHES = Counter(
+    "interpreter_keeper_dispatches_total",
+    "Rooms the keeper dispatched an interpreter to again, by reason: stale (an interpreter of ours is in the "
+    "room but its heartbeat stopped: its worker was lost) or absent (none there: a dispatch the server "
+    "dropped, a job that ended)",
+    ["reason"],
+)
 
 
 def observe_record(record: UtteranceRecord) -> None:

@@ -49,9 +49,13 @@ class FakeServer:
 
     async def aclose(self) -> None:
         self._closing.set()
-        for ws in list(self._websockets):
+
+        async def close(ws: web.WebSocketResponse) -> None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 1.0)
+
+        # at once: a peer that is gone (a worker killed) never answers the close, and each waits its second
+        await asyncio.gather(*(close(ws) for ws in list(self._websockets)))
         self._websockets.clear()
         if self._runner is not None:
             await self._runner.cleanup()

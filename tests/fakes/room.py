@@ -10,6 +10,7 @@ publishes (tracks, text streams, attributes) is recorded for the tests.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ class FakeParticipant:
     attributes: dict[str, str] = field(default_factory=dict)
     track_publications: dict[str, FakePublication] = field(default_factory=dict)
     name: str = ""
+    joined_at: datetime.datetime | None = None
 
 
 @dataclass
@@ -59,6 +61,9 @@ class FakeTextWriter:
 
 
 class FakeLocalParticipant:
+    kind = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+    joined_at: datetime.datetime | None = None
+
     def __init__(self, identity: str) -> None:
         self.identity = identity
         self.unanswered = asyncio.Event()  # set when the room closed: calls to it are never answered
@@ -122,14 +127,21 @@ class FakeRoom(rtc.EventEmitter[str]):
     # -- driving the room from a test ------------------------------------------------------------
 
     def join(
-        self, identity: str, *, attributes: dict[str, str] | None = None, agent: bool = False
+        self,
+        identity: str,
+        *,
+        attributes: dict[str, str] | None = None,
+        agent: bool = False,
+        joined_at: datetime.datetime | None = None,
     ) -> FakeParticipant:
         kind = (
             rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
             if agent
             else rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD
         )
-        participant = FakeParticipant(identity, kind=kind, attributes=dict(attributes or {}))
+        participant = FakeParticipant(
+            identity, kind=kind, attributes=dict(attributes or {}), joined_at=joined_at
+        )
         self.remote_participants[identity] = participant
         self.emit("participant_connected", participant)
         return participant
