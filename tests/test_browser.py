@@ -63,7 +63,7 @@ AGENT_PRESENT = (
 )
 # True once the heartbeat (`interpreter.alive`, another part of issue 20) is merged: then an interpreter that
 # does not beat fails the lost-interpreter test, instead of the test removing it through the API
-HEARTBEAT_MERGED = False
+HEARTBEAT_MERGED = True
 
 
 async def start_browser_fakes(
