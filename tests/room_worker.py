@@ -78,6 +78,9 @@ class WorkerProcess:
             # the load's CPU term counts the worker's own processes: this machine also runs the server, the
             # participants, the fakes (and maybe other test runs), which must not make the worker refuse rooms
             "LOAD_CPU": "worker",
+            # two warm job processes, not one per room of its capacity (the default): enough for the tests'
+            # rooms, and a test that starts several workers does not start dozens of processes
+            "WARM_PROCESSES": "2",
             **provider_env,
             **env,
         }
@@ -190,7 +193,7 @@ def start_unregistered_worker(
         "LIVEKIT_API_KEY": "key",
         "LIVEKIT_API_SECRET": "secret",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prom"),
-        "LIVEKIT_NUM_IDLE_PROCESSES": "1",
+        "WARM_PROCESSES": "1",
         **(environment or {}),
         **env,
     }

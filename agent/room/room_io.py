@@ -40,6 +40,9 @@ ATTR_LANGUAGES = "interpreter.languages"
 ATTR_WARNINGS = "interpreter.warnings"
 ATTR_FAULTS = "interpreter.faults"  # providers failing right now: "llm", "stt", "tts" (comma-separated)
 ATTR_SPEAKER = "interpreter.speaker"
+# unix ms when the worker accepted the job, set through `JobRequest.accept(attributes=...)`
+# (agent/run/capacity.py) so that it is on the agent's participant when it joins; orders rival interpreters
+ATTR_STARTED_AT = "interpreter.started_at"
 GONE_GRACE_S = 1.0
 # captions waiting behind a slow data channel before the oldest are dropped (interims first)
 MAX_PENDING_CAPTIONS = 1000
