@@ -21,9 +21,9 @@ from tests.loopback import eventually
 
 ROOT = Path(__file__).parent.parent
 REGISTERED = "registered worker"  # the framework's log line once the server accepted the worker
-# the framework's log lines when the worker's load crosses its threshold (0.7: CPU use of the whole machine
-# counts, so other processes on a shared machine can make it full); the server drops (does not queue) a
-# dispatch that finds no available worker
+# the framework's log lines when the worker's load crosses its threshold (0.7: its rooms at its capacity, or
+# its CPU saturated, agent/run/capacity.py); the server drops (does not queue) a dispatch that finds no
+# available worker
 FULL, AVAILABLE = "marking as unavailable", "marking as available"
 JOB_REQUEST = "received job request"
 PORT_TAKEN = "address already in use"

@@ -1,6 +1,6 @@
 """Bursts of rooms against two real workers (`python -m agent start` subprocesses) registered with the real
-LiveKit server: N rooms started at once, N being the two workers' capacity together (SESSIONS_PER_CORE=1:
-as many rooms per worker as the machine has cores), get one interpreter each, whether N people join with
+LiveKit server: N rooms started at once, N being the two workers' capacity together (SESSIONS_PER_CORE=2:
+twice as many rooms per worker as the machine has cores), get one interpreter each, whether N people join with
 the page's kind of token or N dispatches are made through the API; one room more than that is offered to
 both workers, declined by both (so that LiveKit could try the other), and dropped by the server.
 
@@ -29,7 +29,10 @@ from tests.room_worker import WorkerProcess
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-PER_WORKER = round(get_cpu_monitor().cpu_count())  # SESSIONS_PER_CORE=1 × this machine's cores
+# SESSIONS_PER_CORE=2 × this machine's cores: more rooms at once than an idle worker's cores, the framework's
+# default number of warm processes, which limited a burst to that many rooms per worker
+SESSIONS_PER_CORE = 2
+PER_WORKER = round(SESSIONS_PER_CORE * get_cpu_monitor().cpu_count())
 ROOMS = 2 * PER_WORKER  # the two workers' capacity
 REFUSED = "failed to assign job to worker"  # the server, when a worker says it is not available
 DECLINED = "declining a room"  # agent/run/capacity.py, when its request handler says no
@@ -44,8 +47,12 @@ class Workers:
     async def idle(self) -> None:
         """Both workers run no job and have told the server they are available again (their status is
         sent every 2.5 s: until then the server still counts them full)."""
+        await self.no_jobs()
         for worker in self.workers:
             await eventually(worker.available, within_s=60, what="the worker to be available")
+
+    async def no_jobs(self) -> None:
+        for worker in self.workers:
             deadline = time.monotonic() + 60
             while await worker.active_jobs():
                 assert time.monotonic() < deadline, f"the worker still runs jobs\n{worker.tail()}"
@@ -81,6 +88,24 @@ class Workers:
                     declined = json.loads(line)
                     assert declined["taken"] >= declined["capacity"] or declined["saturated"], line
 
+    def refused_only_when_full(self, rooms: list[str]) -> None:
+        """Each worker took its share of `rooms`: none turned a room away while it had room for it. The
+        framework refuses before our handler runs (when running + reserved jobs reach the capacity) and logs
+        nothing; the server logs each refusal and each assignment with the worker's id. A worker that
+        refused one ended the burst with its capacity taken."""
+        ids = self.ids()
+        refused, assigned = dict.fromkeys(ids, 0), dict.fromkeys(ids, 0)
+        for room in rooms:
+            for line in self.server_log(room):
+                worker_id = str(line.get("workerID", ""))
+                if REFUSED in str(line["message"]):
+                    refused[worker_id] += 1
+                elif "assigned job to worker" in str(line["message"]):
+                    assigned[worker_id] += 1
+        assert sum(assigned.values()) == min(len(rooms), ROOMS), assigned
+        for worker_id in ids:
+            assert refused[worker_id] == 0 or assigned[worker_id] == PER_WORKER, (refused, assigned)
+
     def marked_full(self, worker_id: str) -> bool:
         """Whether the worker with this id told the server it is full (the framework logs it)."""
         worker = self.workers[self.ids().index(worker_id)]
@@ -93,7 +118,9 @@ async def two(
 ) -> AsyncIterator[Workers]:
     fakes = await start_room_fakes()
     root = tmp_path_factory.mktemp("burst")
-    env = fakes.env(SESSIONS_PER_CORE="1", WARM_PROCESSES=str(PER_WORKER), DRAIN_TIMEOUT_S="2")
+    env = fakes.env(
+        SESSIONS_PER_CORE=str(SESSIONS_PER_CORE), WARM_PROCESSES=str(PER_WORKER), DRAIN_TIMEOUT_S="2"
+    )
     workers = [WorkerProcess(livekit_server, env, root / f"worker-{n}") for n in range(2)]
     try:
         await asyncio.gather(*(w.start() for w in workers))
@@ -113,7 +140,14 @@ async def agents_in(lk: api.LiveKitAPI, room: str) -> int:
     return sum(p.kind == api.ParticipantInfo.Kind.AGENT for p in participants.participants)
 
 
-async def delete_rooms(lk: api.LiveKitAPI, rooms: list[str]) -> None:
+async def close_rooms(two: Workers, lk: api.LiveKitAPI, rooms: list[str]) -> None:
+    """End the rooms' jobs by deleting their dispatches (the server terminates the jobs, which leave their
+    rooms as on a drain), then delete the rooms. Deleting a room under a running job can leave the job
+    waiting on the room until its drain times out (25 s)."""
+    for room in rooms:
+        for dispatch in await lk.agent_dispatch.list_dispatch(room):
+            await lk.agent_dispatch.delete_dispatch(dispatch.id, room)
+    await two.no_jobs()
     for room in rooms:
         await lk.room.delete_room(api.DeleteRoomRequest(room=room))
 
@@ -142,27 +176,12 @@ async def test_people_joining_n_rooms_at_once_bring_one_interpreter_each(two: Wo
             # when its worker accepted it, set on the agent before it joined (the rule that orders rivals)
             accepted_at = int(agents(person.room)[0].attributes[ATTR_STARTED_AT])
             assert started - 1000 <= accepted_at <= time.time() * 1000
-        # each worker took its share: none turned a room away while it had room for it (the framework
-        # refuses before our handler runs when running + reserved jobs reach the capacity, and logs
-        # nothing; the server logs each refusal with the worker's id)
-        ids = two.ids()
-        refused: dict[str, int] = {i: 0 for i in ids}
-        assigned: dict[str, int] = {i: 0 for i in ids}
-        for room in rooms:
-            for line in two.server_log(room):
-                worker_id = str(line.get("workerID", ""))
-                if REFUSED in str(line["message"]):
-                    refused[worker_id] += 1
-                elif "assigned job to worker" in str(line["message"]):
-                    assigned[worker_id] += 1
-        assert sum(assigned.values()) == ROOMS, assigned
-        for worker_id in ids:
-            assert refused[worker_id] == 0 or assigned[worker_id] == PER_WORKER, (refused, assigned)
+        two.refused_only_when_full(rooms)
         two.check_outputs()
     finally:
         for person in people:
             await person.aclose()
-        await delete_rooms(lk, rooms)
+        await close_rooms(two, lk, rooms)
         await lk.aclose()
 
 
@@ -206,7 +225,8 @@ async def test_n_dispatches_at_once_fill_both_workers_and_one_more_is_declined_b
         await asyncio.sleep(2)
         assert [await agents_in(lk, room) for room in rooms] == counts  # and none got a second one
         assert max(counts) == 1
+        two.refused_only_when_full(rooms)
         two.check_outputs()
     finally:
-        await delete_rooms(lk, rooms)
+        await close_rooms(two, lk, rooms)
         await lk.aclose()
