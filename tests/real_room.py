@@ -66,12 +66,12 @@ class RealRoom:
     async def worker_available(self, within_s: float = 180) -> None:
         """Before a dispatch: wait while the worker reports itself full, since the server drops a dispatch
         that finds no available worker. (Its load counts its own processes' CPU, LOAD_CPU=worker, but a
-        loaded machine can still push that over 0.7.)"""
+        loaded machine can still saturate them.)"""
         await eventually(self.worker.available, within_s=within_s, what="the worker to be available")
 
     async def dispatch_again_if_dropped(self) -> bool:
         """If the server dropped the interpreter's dispatch to this room (the worker never got a job for it:
-        it reported itself full, or declined the job because its CPU was above 0.7 when the request came, or
+        it reported itself full, or declined the job because its CPU was saturated when the request came, or
         the server's cache of which agents are registered, kept up to a minute (livekit-server 1.13.5
         `pkg/agent/client.go`, `EnabledCacheTTL`; invalidated when a worker registers), missed the worker:
         seen once in a full run, "no worker is available" for about a minute after the worker registered),

@@ -21,9 +21,9 @@ from tests.loopback import eventually
 
 ROOT = Path(__file__).parent.parent
 REGISTERED = "registered worker"  # the framework's log line once the server accepted the worker
-# the framework's log lines when the worker's load crosses its threshold (0.7: CPU use of the whole machine
-# counts, so other processes on a shared machine can make it full); the server drops (does not queue) a
-# dispatch that finds no available worker
+# the framework's log lines when the worker's load crosses its threshold (0.7: its rooms at its capacity, or
+# its CPU saturated, agent/run/capacity.py); the server drops (does not queue) a dispatch that finds no
+# available worker
 FULL, AVAILABLE = "marking as unavailable", "marking as available"
 JOB_REQUEST = "received job request"
 PORT_TAKEN = "address already in use"
@@ -86,6 +86,9 @@ class WorkerProcess:
             # this worker into an earlier test's room still holding a participant; tests/test_recovery.py
             # turns it on, with agent names of its own
             "KEEPER_INTERVAL_S": "0",
+            # two warm job processes, not one per room of its capacity (the default): enough for the tests'
+            # rooms, and a test that starts several workers does not start dozens of processes
+            "WARM_PROCESSES": "2",
             **provider_env,
             **env,
         }
@@ -208,7 +211,7 @@ def start_unregistered_worker(
         "LIVEKIT_API_KEY": "key",
         "LIVEKIT_API_SECRET": "secret",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prom"),
-        "LIVEKIT_NUM_IDLE_PROCESSES": "1",
+        "WARM_PROCESSES": "1",
         **(environment or {}),
         **env,
     }

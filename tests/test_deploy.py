@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.run.worker import CpuSampler, SessionLoad
+from agent.run.capacity import CpuSampler
 from agent.settings.config import load_server_settings, load_web_settings
 from tests.livekit_server import free_port
 from tests.room_worker import start_unregistered_worker
@@ -119,20 +119,6 @@ def test_the_image_environment_builds_from_the_lock_and_runs_the_entry_point(tmp
     finally:
         web.terminate()
         assert web.wait(30) == 0
-
-
-def test_load_is_sessions_against_capacity_or_cpu_whichever_is_higher():
-    class Server:
-        def __init__(self) -> None:
-            self.active_jobs: list[object] = []
-
-    load = SessionLoad(sessions_per_core=10, cpu=lambda: 0.2)
-    server = Server()
-    assert load(server) == 0.2  # type: ignore[arg-type]
-    server.active_jobs = [object()] * (load.capacity // 2)
-    assert load(server) == pytest.approx(0.5, abs=0.1)  # type: ignore[arg-type]
-    server.active_jobs = [object()] * (load.capacity * 2)
-    assert load(server) == 1.0  # type: ignore[arg-type]
 
 
 def get(url: str) -> tuple[int, str]:

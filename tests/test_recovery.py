@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import re
 import time
 from collections.abc import AsyncIterator
@@ -47,7 +46,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 NAME, SMALL = "interpreter-recovery", "interpreter-small"
 SETTINGS = json.dumps({"target_languages": ["es"]})
 TRACK = "interpretation-es"
-LOAD_THRESHOLD = 0.7  # the framework's, in production mode
 RIVAL = "another interpreter is in the room and stays; leaving"  # agent/room/presence.py's log line
 # livekit-agents 1.8.9 pings each job process; when one exits (a room closed, an interpreter that left for a
 # rival) just as a ping is written, uvloop raises RuntimeError ("the handler is closed") where the framework
@@ -311,8 +309,8 @@ async def test_two_interpreters_dispatched_into_one_room_one_leaves(workers: Wor
 async def test_more_rooms_than_capacity_wait_and_are_interpreted_once_capacity_frees(
     workers: Workers, people: People
 ) -> None:
-    # capacity: SESSIONS_PER_CORE (1) per core; the worker stops taking rooms at LiveKit's load threshold
-    full_at = math.ceil(LOAD_THRESHOLD * get_cpu_monitor().cpu_count())
+    # capacity: SESSIONS_PER_CORE (1) × cores rooms (agent/run/capacity.py), and not one more
+    full_at = get_cpu_monitor().cpu_count()
     c = await workers.starting["c"]
     lk = workers.server.api()
     try:

@@ -146,6 +146,8 @@ def plan(env: Mapping[str, str | None], environ: Mapping[str, str]) -> LocalPlan
         "DRAIN_TIMEOUT_S": environ.get("DRAIN_TIMEOUT_S", LOCAL_DRAIN_TIMEOUT_S),
         # the browser and the server share this machine: count only the worker's own CPU in its load
         "LOAD_CPU": environ.get("LOAD_CPU", "worker"),
+        # a few rooms at most on one machine for trying it out: two warm job processes, not one per room
+        "WARM_PROCESSES": environ.get("WARM_PROCESSES", "2"),
         # the dev keys are short by design: no warning about their length (the last filter wins)
         "PYTHONWARNINGS": ",".join(
             filter(None, [environ.get("PYTHONWARNINGS"), f"ignore:{DEV_KEY_WARNING}:UserWarning"])

@@ -5,29 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, JobRequest, tts, utils
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, tts, utils
 from livekit.agents.llm import LLM
 from livekit.agents.stt import STT
-from livekit.agents.utils.hw import get_cpu_monitor
+from livekit.agents.worker import ServerEnvOption
 
-from agent.providers.build import build_llm, build_stt, build_tts
+from agent.providers.build import build_tts
 from agent.room.cloning import VoiceCloner
-from agent.room.presence import Member, Presence, unix_ms
-from agent.room.room_io import ATTR_STARTED_AT
+from agent.room.presence import Member, Presence
 from agent.room.running import STOP_TIMEOUT_S
 from agent.room.session import RoomSession
+from agent.run.capacity import LOAD_FULL, Capacity
 from agent.run.health import ConnectionWatch, HealthServer, Registration
 from agent.run.keeper import Keeper
+from agent.run.warmup import job_providers, prewarm
 from agent.settings.config import ServerSettings, Settings, load_settings, read_environment
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
@@ -46,14 +45,6 @@ def install_uvloop() -> None:
 
 
 install_uvloop()
-
-
-def prewarm(proc: JobProcess) -> None:
-    """Per worker process, before any job: validate settings and pay one-off import costs here,
-    not on a job's event loop (the Cerebras SDK loads its chat resources lazily, ~35 ms)."""
-    import cerebras.cloud.sdk.resources.chat.completions  # noqa: F401
-
-    proc.userdata["settings"] = load_settings(read_environment())
 
 
 # How a job ends (livekit-agents 1.8.9, ipc/job_proc_lazy_main.py `_JobProc._shutdown_job`): the framework
@@ -148,9 +139,9 @@ async def entrypoint(ctx: JobContext) -> None:
     settings: Settings = ctx.proc.userdata.get("settings") or load_settings(read_environment())
     ctx.log_context_fields = {"room": ctx.room.name, "job_id": ctx.job.id}
 
-    llm = build_llm(settings)
+    providers = job_providers(ctx.proc, settings)  # made at process warm-up, not on this loop
+    llm, stt = providers.llm, providers.stt
     llm.prewarm()  # connections open while the room connects, without blocking the loop
-    stt = build_stt(settings, settings.source_language, None)
     job = _jobs[ctx.job.id] = _Job(ctx.job.id, llm, stt, lambda reason: ctx.shutdown(reason))
     ctx.add_shutdown_callback(job.close)  # closes the providers even if connecting fails
 
@@ -186,12 +177,6 @@ async def entrypoint(ctx: JobContext) -> None:
     await session.start()
 
 
-async def on_request(request: JobRequest) -> None:
-    """Take the job, saying when (`interpreter.started_at`, on the agent as it joins): it orders two
-    interpreters that meet in one room (agent/room/presence.py)."""
-    await request.accept(attributes={ATTR_STARTED_AT: str(unix_ms())})
-
-
 async def drain_room(ctx: JobContext) -> None:
     """`on_session_end`: the job is ending (the worker shuts down, the room closed, or `ctx.shutdown()`):
     stop listening, finish what was heard (within a bound) and unpublish, while the room is still
@@ -205,65 +190,6 @@ async def _sample_gauges(session: RoomSession) -> None:
     while True:
         metrics.QUEUED_UTTERANCES.set(session.queued_utterances())
         await asyncio.sleep(5)
-
-
-class CpuSampler:
-    """CPU use (0-1 of this machine's cores, cgroup-aware), sampled once a second on a daemon thread, so
-    reading it never blocks the worker's event loop. `scope` "machine" counts everything running here (right
-    when the machine runs only the worker, as on Fly); "worker" counts only this worker's own processes (its
-    jobs included), for a machine shared with other services (or a test's LiveKit server and participants)."""
-
-    def __init__(self, scope: str = "machine") -> None:
-        self.monitor = get_cpu_monitor()
-        self.scope = scope
-        self.value = 0.0
-        self._thread: threading.Thread | None = None
-
-    def __call__(self) -> float:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, daemon=True, name="interpreter-cpu-sampler")
-            self._thread.start()
-        return self.value
-
-    def _run(self) -> None:
-        if self.scope == "worker":
-            self._sample_worker_processes()
-        else:
-            while True:
-                self.value = self.monitor.cpu_percent(interval=1.0)
-
-    def _sample_worker_processes(self) -> None:
-        root = psutil.Process()
-        cores = self.monitor.cpu_count()
-        seen: dict[int, float] = {}  # pid → CPU seconds at the last sample, for the processes alive then
-        while True:
-            started = time.monotonic()
-            time.sleep(1.0)
-            used, now = 0.0, {}
-            for proc in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    times = proc.cpu_times()
-                    now[proc.pid] = times.user + times.system
-                    used += now[proc.pid] - seen.get(proc.pid, now[proc.pid])
-            seen = now  # ended jobs' processes drop out: bounded however many jobs the worker runs
-            self.value = min(1.0, used / (time.monotonic() - started) / cores)
-
-
-class SessionLoad:
-    """The worker's load for LiveKit's dispatch: its sessions against its capacity, or its CPU, whichever
-    is higher. Capacity is SESSIONS_PER_CORE per core: `python -m bench room` measured a room's job process
-    at 0.10-0.14 of a core, so a 2-core machine reaches LiveKit's 0.7 threshold by CPU at about 14 rooms, and
-    10 per core makes the sessions term reach it at the same point (a burst of new rooms shows no CPU yet)."""
-
-    def __init__(
-        self, sessions_per_core: int, cpu: Callable[[], float] | None = None, cpu_scope: str = "machine"
-    ) -> None:
-        self._cpu = cpu or CpuSampler(cpu_scope)
-        cores = get_cpu_monitor().cpu_count()
-        self.capacity = max(1, round(sessions_per_core * cores))
-
-    def __call__(self, server: AgentServer) -> float:
-        return min(1.0, max(len(server.active_jobs) / self.capacity, self._cpu()))
 
 
 class InterpreterServer(AgentServer):
@@ -370,18 +296,30 @@ class InterpreterServer(AgentServer):
 
 
 def build_server(settings: ServerSettings) -> InterpreterServer:
+    """The worker: it takes SESSIONS_PER_CORE × cores rooms, bursts included (`agent/run/capacity.py` says
+    how the framework's options are chosen for that); `dev` keeps the framework's development defaults
+    (no load threshold, no warm process)."""
+    capacity = Capacity.per_core(settings.sessions_per_core, settings.load_cpu)
     server = InterpreterServer(
         health_port=settings.health_port,
         health_grace_s=settings.health_grace_s,
         max_retry=settings.connect_retries,
         setup_fnc=prewarm,
-        load_fnc=SessionLoad(settings.sessions_per_core, cpu_scope=settings.load_cpu),
+        # imported once in the framework's forkserver, which forks every job process: ~0.3 s of CPU and
+        # ~9 MB per process saved (each job process would import it to find the entrypoint)
+        preload_modules=["agent.run.worker"],
+        load_fnc=capacity.load,
+        load_threshold=ServerEnvOption(dev_default=math.inf, prod_default=LOAD_FULL),
+        num_idle_processes=ServerEnvOption(
+            dev_default=0, prod_default=capacity.warm_processes(settings.warm_processes)
+        ),
         prometheus_port=settings.prometheus_port,
         prometheus_multiproc_dir=settings.prometheus_dir,
         shutdown=ShutdownBounds(drain_s=settings.drain_timeout_s),
     )
+    capacity.serve(server)
     server.rtc_session(
-        entrypoint, agent_name=settings.agent_name, on_request=on_request, on_session_end=drain_room
+        entrypoint, agent_name=settings.agent_name, on_request=capacity.on_request, on_session_end=drain_room
     )
     if settings.keeper_interval_s > 0 and settings.livekit is not None:
         server.keeper = Keeper(settings.livekit, settings.agent_name, settings.keeper_interval_s)

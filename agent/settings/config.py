@@ -317,6 +317,7 @@ class ServerSettings:
     connect_retries: int = 16  # the framework's retries connecting to LiveKit before the worker gives up
     keeper_interval_s: float = 2.0  # KEEPER_INTERVAL_S: the keeper's sweep (agent/run/keeper.py); 0: off
     livekit: LiveKitSettings | None = None  # what the keeper calls the server API with (when all are set)
+    warm_processes: int | None = None  # job processes kept warm; None: as many as the capacity (capped)
 
     @property
     def framework_log_level(self) -> str | None:
@@ -334,13 +335,14 @@ def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
         # Fly's kill_timeout (300 s max) must cover the drain and then each job's own shutdown bound
         # (agent.run.worker: SESSION_DRAIN_TIMEOUT_S + JOB_CLOSE_TIMEOUT_S + 0.5 s, 35.5 s in all)
         drain_timeout_s=r.integer("DRAIN_TIMEOUT_S", 260, minimum=1, maximum=3600),
-        sessions_per_core=r.integer("SESSIONS_PER_CORE", 10, minimum=1, maximum=200),
+        sessions_per_core=r.integer("SESSIONS_PER_CORE", 7, minimum=1, maximum=200),
         load_cpu=r.choice("LOAD_CPU", "machine", ("machine", "worker")),
         log_level=r.choice("LOG_LEVEL", "", LOG_LEVELS) or None,
         health_grace_s=r.number("HEALTH_GRACE_S", 20.0, minimum=0, maximum=600),
         connect_retries=r.integer("CONNECT_RETRIES", 16, minimum=0, maximum=1000),
         keeper_interval_s=r.number("KEEPER_INTERVAL_S", 2.0, minimum=0, maximum=600),
         livekit=_livekit(r, "") if all(r.raw(n) for n in _LIVEKIT_VARIABLES) else None,
+        warm_processes=r.integer("WARM_PROCESSES", 0, minimum=1, maximum=200) or None,
     )
     if r.problems:
         raise ConfigError(r.problems)
