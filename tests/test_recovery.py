@@ -310,7 +310,7 @@ async def test_more_rooms_than_capacity_wait_and_are_interpreted_once_capacity_f
     workers: Workers, people: People
 ) -> None:
     # capacity: SESSIONS_PER_CORE (1) × cores rooms (agent/run/capacity.py), and not one more
-    full_at = get_cpu_monitor().cpu_count()
+    full_at = round(get_cpu_monitor().cpu_count())
     c = await workers.starting["c"]
     lk = workers.server.api()
     try:
