@@ -40,6 +40,12 @@ ATTR_LANGUAGES = "interpreter.languages"
 ATTR_WARNINGS = "interpreter.warnings"
 ATTR_FAULTS = "interpreter.faults"  # providers failing right now: "llm", "stt", "tts" (comma-separated)
 ATTR_SPEAKER = "interpreter.speaker"
+# a deploy mid-meeting (docs/architecture.md, "Handing a room over"): the issue-20 contract's names
+ATTR_ALIVE = "interpreter.alive"  # unix ms, rewritten every second while the job runs (the heartbeat)
+ATTR_DRAINING = "interpreter.draining"  # "true": its worker shuts down; it hands the room over
+ATTR_CUT_AT = "interpreter.cut_at"  # JSON {speaker identity: unix ms}: where the one handing over stops
+ATTR_HANDOVER_FROM = "interpreter.handover_from"  # set on the one taking over: the other's identity
+ATTR_STANDBY = "interpreter.standby"  # "true" while the one taking over listens, interpreting nothing yet
 GONE_GRACE_S = 1.0
 # captions waiting behind a slow data channel before the oldest are dropped (interims first)
 MAX_PENDING_CAPTIONS = 1000

@@ -25,6 +25,7 @@ from agent.loops.pipeline import PipelineOptions, Router
 from agent.loops.queues import StepQueue
 from agent.room.auto_language import HeardLanguages
 from agent.room.cloning import OnClone, VoiceCloner
+from agent.room.handover import Takeover
 from agent.room.languages import LanguageChoice
 from agent.room.outputs import Outputs, TtsFactory
 from agent.room.room_io import ATTR_LANGUAGES, RoomPublisher, track_frames
@@ -54,9 +55,11 @@ class RoomSession:
         job_metadata: str | None = None,
         frames_for: FramesFor = track_frames,
         cloner: ClonerFactory | None = None,
+        handover_from: str | None = None,
     ) -> None:
         self._room = room
         self._job_metadata = job_metadata
+        self.clock = tracker.clock
         options = PipelineOptions.from_settings(settings)
         self.publisher = RoomPublisher(room.local_participant)
         self.status = AgentStatus(self.publisher)
@@ -77,6 +80,12 @@ class RoomSession:
             stt=stt, frames_for=frames_for, tracker=tracker, options=options, publisher=self.publisher,
             status=self.status, languages=self.languages, heard=self.heard, voices=self.voices,
             cloner=self.cloner, router=router, on_heard_changed=self._sync_soon,
+            # taking over: segment ids of its own, not the other interpreter's (a page keys captions by them)
+            segment_tag=room.local_participant.identity[-6:] if handover_from else None,
+        )  # fmt: skip
+        self.takeover = None if handover_from is None else Takeover(
+            room=room, speakers=self.speakers, publisher=self.publisher, old=handover_from,
+            clock=tracker.clock,
         )  # fmt: skip
         self._control: StepQueue[Callable[[], Awaitable[None]]] = StepQueue()
         self._control_task: asyncio.Task[None] | None = None
@@ -109,6 +118,8 @@ class RoomSession:
         for event, handler in self._handlers.items():
             self._room.on(event, handler)
         self._control_task = asyncio.create_task(self._run_control(), name="room-control")
+        if self.takeover is not None:
+            self.takeover.start()
         self._do(self._apply_room_settings, key="settings")  # and then the room's speakers and languages
         self._do(self._listening)
         await self.settled()
@@ -141,6 +152,8 @@ class RoomSession:
             self._on_room_gone()
         for event, handler in self._handlers.items():
             self._room.off(event, handler)
+        if self.takeover is not None:
+            await self.takeover.aclose()
         if self._control_task is not None:
             self._control.close()
             await self._control_task

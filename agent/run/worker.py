@@ -18,12 +18,14 @@ import psutil
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, tts, utils
 from livekit.agents.llm import LLM
 from livekit.agents.stt import STT
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils.hw import get_cpu_monitor
 
 from agent.providers.build import build_llm, build_stt, build_tts
 from agent.room.cloning import VoiceCloner
 from agent.room.running import STOP_TIMEOUT_S
 from agent.room.session import RoomSession
+from agent.run.handover import DrainFlag, accept_job, hand_over_when_draining, split_handover
 from agent.run.health import ConnectionWatch, HealthServer, Registration
 from agent.settings.config import ServerSettings, Settings, load_settings, read_environment
 from agent.telemetry import metrics
@@ -143,6 +145,8 @@ async def entrypoint(ctx: JobContext) -> None:
         instance.prewarm()
         return instance
 
+    # a job taking the room over from another interpreter (a deploy): its metadata names that one
+    handover_from, room_metadata = split_handover(ctx.job.metadata)
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     job.tracker = tracker = LatencyTracker(on_complete=metrics.observe_record)
     job.session = session = RoomSession(
@@ -152,10 +156,11 @@ async def entrypoint(ctx: JobContext) -> None:
         llm=llm,
         tts_factory=tts_for,
         tracker=tracker,
-        job_metadata=ctx.job.metadata,
+        job_metadata=room_metadata,
         cloner=lambda on_clone: VoiceCloner.for_tts(
             settings.tts, utils.http_context.http_session(), on_clone
         ),
+        handover_from=handover_from,
     )
     metrics.ACTIVE_SESSIONS.inc()
     job.tasks = [
@@ -163,6 +168,8 @@ async def entrypoint(ctx: JobContext) -> None:
         asyncio.create_task(_sample_gauges(session)),
     ]
     await session.start()
+    if (flag := DrainFlag.of_job()) is not None:  # its worker drains: hand the room over
+        job.tasks.append(asyncio.create_task(hand_over_when_draining(ctx, session, flag)))
 
 
 async def drain_room(ctx: JobContext) -> None:
@@ -264,8 +271,17 @@ class InterpreterServer(AgentServer):
         self.health_failed = False
         self._health: HealthServer | None = None
         self.on("worker_registered", self.registration.registered_now)
+        self.drain_flag: DrainFlag | None = None  # made by `run`, before any job process starts
+
+    # the framework's signature (its `timeout` bounds the wait for the jobs)
+    async def drain(self, timeout: NotGivenOr[int | None] = NOT_GIVEN) -> None:  # noqa: ASYNC109
+        """SIGTERM: the framework's drain, after telling the jobs, which hand their rooms over."""
+        if self.drain_flag is not None:
+            self.drain_flag.raise_flag()
+        await super().drain(timeout)
 
     async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
+        self.drain_flag = DrainFlag.for_worker()  # job processes inherit its path (`run/handover.py`)
         loop = asyncio.get_running_loop()
         self.registration.on_rejected(
             lambda status: loop.call_soon_threadsafe(self._give_up_rejected, status)
@@ -302,6 +318,8 @@ class InterpreterServer(AgentServer):
         """The CLI's last step: the framework's closing, then the health endpoint's (it keeps answering
         while the worker drains). Here, not at the end of `run`: the CLI cancels what is left of `run`."""
         await super().aclose()
+        if self.drain_flag is not None:
+            self.drain_flag.remove()
         if self._health is not None:
             await self._health.aclose()
 
@@ -345,5 +363,7 @@ def build_server(settings: ServerSettings) -> InterpreterServer:
         prometheus_multiproc_dir=settings.prometheus_dir,
         shutdown=ShutdownBounds(drain_s=settings.drain_timeout_s),
     )
-    server.rtc_session(entrypoint, agent_name=settings.agent_name, on_session_end=drain_room)
+    server.rtc_session(
+        entrypoint, agent_name=settings.agent_name, on_request=accept_job, on_session_end=drain_room
+    )
     return server
