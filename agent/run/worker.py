@@ -276,6 +276,7 @@ class InterpreterServer(AgentServer):
     # the framework's signature (its `timeout` bounds the wait for the jobs)
     async def drain(self, timeout: NotGivenOr[int | None] = NOT_GIVEN) -> None:  # noqa: ASYNC109
         """SIGTERM: the framework's drain, after telling the jobs, which hand their rooms over."""
+        self.registration.draining = True  # the health check: no longer taking jobs
         if self.drain_flag is not None:
             self.drain_flag.raise_flag()
         await super().drain(timeout)
