@@ -59,13 +59,13 @@ async def test_a_speaker_handed_over_at_a_pause_loses_no_sentence_and_none_is_he
             tracker = LatencyTracker()
             old_heard, new_heard = Heard(), Heard()
 
-            def ears(out: Heard, prefix: str, **options: bool) -> Ears:
+            def ears(out: Heard, prefix: str, *, standby: bool) -> Ears:
                 return Ears(
                     stt=stt, frames=live_track(speech), out=out, tracker=tracker, speaker="ann",
-                    language="en", segment_prefix=prefix, **options,
+                    language="en", segment_prefix=prefix, standby=standby,
                 )  # fmt: skip
 
-            old, new = ears(old_heard, "ann"), ears(new_heard, "ann~new", standby=True)
+            old, new = ears(old_heard, "ann", standby=False), ears(new_heard, "ann~new", standby=True)
             runs = [asyncio.create_task(old.run()), asyncio.create_task(new.run())]
             await asyncio.sleep(1.2)  # in the first sentence (0.51-1.81 s)
             asked_at = tracker.clock()
