@@ -7,20 +7,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import aiohttp
+from livekit import rtc
 
 from agent.loops.ears.handover import CUT_MARGIN_S
 from agent.loops.ears.loop import Ears
 from agent.loops.ears.replay import AudioClock
 from agent.providers.build import build_stt
+from agent.room.handover import Takeover
+from agent.room.room_io import ATTR_ALIVE, ATTR_CUT_AT, ATTR_STANDBY, RoomPublisher
+from agent.room.speakers import Speakers
 from agent.run.filemode import Pcm, read_wav
 from agent.run.handover import DRAIN_FLAG_ENV, DrainFlag, handover_metadata, split_handover
 from agent.settings.room_settings import parse_room_settings
 from agent.telemetry.latency import LatencyTracker
 from tests.conftest import MONOLOGUE, Fakes, stop_fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+from tests.loopback import eventually
 from tests.test_ears import Heard, live_track
 
 FIRST_FOUR_S = 8.6  # the monologue's first four sentences (the fourth ends at 8.25 s)
@@ -142,3 +150,106 @@ def test_a_handover_adds_its_key_to_the_rooms_metadata_and_the_job_takes_it_off(
     for untouched in (room, "", None, "not json", "[1]", json.dumps({"handover_from": 3})):
         assert split_handover(untouched) == (None, untouched)
     assert json.loads(handover_metadata(None, "a")) == {"handover_from": "a"}
+
+
+# -- the interpreter taking over, against a stand-in room (the real one: tests/test_handover_room.py) ------
+
+
+class Publications(dict[str, SimpleNamespace]):
+    def add(self, sid: str, name: str, kind: int = rtc.TrackKind.KIND_AUDIO) -> None:
+        self[sid] = SimpleNamespace(name=name, kind=kind, muted=False)
+
+
+def participant(identity: str, kind: int, **attributes: str) -> SimpleNamespace:
+    return SimpleNamespace(
+        identity=identity, kind=kind, attributes=attributes, track_publications=Publications()
+    )
+
+
+class StandInSpeakers:
+    """What `Takeover` uses of `Speakers`: whose audio arrives, and the release."""
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.hearing_sids: set[str] = set()
+        self.released: list[tuple[dict[str, float], float | None]] = []
+
+    def hearing(self, sid: str) -> bool:
+        return sid in self.hearing_sids
+
+    def release(self, cuts: dict[str, float], default: float | None) -> None:
+        self.holding = False
+        self.released.append((cuts, default))
+
+
+class StandInPublisher:
+    def __init__(self) -> None:
+        self.attributes: dict[str, str] = {}
+
+    def set_attributes(self, **attributes: str) -> None:
+        self.attributes.update(attributes)
+
+
+def takeover_in(room: SimpleNamespace) -> tuple[Takeover, StandInSpeakers, StandInPublisher]:
+    speakers, publisher = StandInSpeakers(), StandInPublisher()
+    takeover = Takeover(
+        room=room, speakers=cast(Speakers, speakers), publisher=cast(RoomPublisher, publisher), old="old",
+        clock=time.perf_counter,
+    )  # fmt: skip
+    return takeover, speakers, publisher
+
+
+AGENT, STANDARD = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT, rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD
+
+
+async def test_taking_over_listens_once_every_speaker_is_heard_then_takes_the_cuts() -> None:
+    old, alice = participant("old", AGENT), participant("alice", STANDARD)
+    alice.track_publications.add("TR_a", "microphone")
+    room = SimpleNamespace(remote_participants={"old": old, "alice": alice})
+    takeover, speakers, publisher = takeover_in(room)
+    assert speakers.holding  # ears start on hold from the start
+    run = asyncio.create_task(takeover.run())
+    await asyncio.sleep(0.3)
+    assert ATTR_STANDBY not in publisher.attributes  # alice's audio has not arrived yet
+    speakers.hearing_sids.add("TR_a")
+    await eventually(lambda: publisher.attributes.get(ATTR_STANDBY) == "true", within_s=2)
+    cut_ms = time.time() * 1000 - 500
+    takeover.on_attributes({ATTR_CUT_AT: json.dumps({"alice": cut_ms})}, old)
+    await asyncio.wait_for(run, 2)
+    [(cuts, default)] = speakers.released
+    assert default is None and set(cuts) == {"alice"}  # a speaker not cut: from all that was held
+    assert abs(cuts["alice"] - (time.perf_counter() - 0.5)) < 0.1  # the cut, on this clock
+    assert publisher.attributes[ATTR_STANDBY] == "" and not speakers.holding
+
+
+async def test_taking_over_from_one_that_went_stale_or_left_starts_from_when_it_was_last_live() -> None:
+    for gone in ("stale", "left"):
+        old = participant("old", AGENT)
+        room = SimpleNamespace(remote_participants={"old": old})
+        takeover, speakers, _ = takeover_in(room)
+        run = asyncio.create_task(takeover.run())
+        await asyncio.sleep(0.3)
+        last_live = time.perf_counter()
+        if gone == "stale":  # its heartbeat stopped 4 s ago
+            old.attributes[ATTR_ALIVE] = str(round(time.time() * 1000 - 4000))
+            last_live -= 4.0
+        else:
+            del room.remote_participants["old"]
+        await asyncio.wait_for(run, 2)
+        [(cuts, default)] = speakers.released
+        assert cuts == {} and default is not None and abs(default - last_live) < 0.2, gone
+
+
+async def test_the_first_speech_of_a_language_waits_for_the_other_interpreters_track_of_it_to_go() -> None:
+    old = participant("old", AGENT)
+    old.track_publications.add("TR_es", "interpretation-es")
+    room = SimpleNamespace(remote_participants={"old": old})
+    takeover, _, _ = takeover_in(room)
+    await asyncio.wait_for(takeover.turn("fr"), 1)  # the other does not speak French
+    waiting = asyncio.create_task(takeover.turn("es"))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    del old.track_publications["TR_es"]  # it spoke all it heard and unpublished its track
+    await asyncio.wait_for(waiting, 1)
+    old.track_publications.add("TR_es2", "interpretation-es")
+    await asyncio.wait_for(takeover.turn("es"), 0.1)  # once its turn came, a language does not wait again

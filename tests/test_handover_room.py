@@ -168,6 +168,11 @@ async def test_sigterm_hands_the_room_over_to_another_worker_nothing_lost_nothin
         assert not fakes.deepgram.remaining_transcripts and not fakes.deepgram.ignored_segments, context
         assert all(abs(a - b) < 0.25 for a, b in zip(lengths, MONOLOGUE.sentences, strict=True)), lengths
         assert len(cuts) == 1 and set(cuts[0]) == {"alice"}, context  # the old one cut her, once
+        # the new one began speaking once the old one had finished (each translation's caption comes as its
+        # audio starts, its final as its last audio is queued): the listener never hears the two at once
+        old_done = max(c.at for c in translated if c.sender == old.identity)
+        new_start = min(c.at for c in bob.captions if c.translated and c.sender == new.identity)
+        assert old_done < new_start, context
         # what the listener heard around the handover: reported, not asserted (the benchmark measures it)
         end = max(c.at for c in translated)
         # each translation's caption comes as its audio starts: its lag behind the end of its sentence

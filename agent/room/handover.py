@@ -29,6 +29,7 @@ from agent.room.room_io import (
     ATTR_STANDBY,
     RoomPublisher,
     is_speaker,
+    track_name,
 )
 from agent.room.speakers import Speakers
 from agent.telemetry.latency import Clock
@@ -38,6 +39,7 @@ logger = logging.getLogger("agent.session")
 STALE_S = 3.5  # an interpreter whose `interpreter.alive` is older than this is gone (the contract's)
 LISTEN_WAIT_S = 5.0  # taking over: at most this long for every speaker's audio before saying it listens
 STANDBY_MAX_S = 30.0  # taking over: no cuts nor the other gone after this long (its replay buffer): go on
+TURN_MAX_S = 10.0  # taking over: the longest the first speech of a language waits for the other's to end
 _POLL_S = 0.05
 
 
@@ -110,6 +112,7 @@ class Takeover:
         self._clock = clock
         self._cut_at: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._turns: set[str] = set()  # the languages whose track the other no longer speaks into
         speakers.holding = True
 
     def start(self) -> None:
@@ -179,6 +182,26 @@ class Takeover:
                 logger.warning("taking over: no cuts in time; interpreting from now")
                 return {}, self._clock()
             await asyncio.sleep(_POLL_S)
+
+    async def turn(self, language: str) -> None:
+        """Before speaking into a language's track: wait until the other interpreter's track of that language
+        is gone (it unpublishes it once it has spoken all it heard before the cuts), it left, or went stale,
+        at most TURN_MAX_S, so that a listener never hears the two at once."""
+        if language in self._turns:
+            return
+        until = self._clock() + TURN_MAX_S
+        name = track_name(language)
+        while self._clock() < until:
+            old = self._room.remote_participants.get(self._old)
+            alive = self._alive(old)
+            if (
+                old is None
+                or (alive is not None and self._clock() - alive > STALE_S)
+                or all(publication.name != name for publication in old.track_publications.values())
+            ):
+                break
+            await asyncio.sleep(_POLL_S)
+        self._turns.add(language)
 
     def _alive(self, old: Any | None) -> float | None:
         """When the other was last live by its heartbeat (clock time), if it has one."""

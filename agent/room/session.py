@@ -87,6 +87,7 @@ class RoomSession:
             room=room, speakers=self.speakers, publisher=self.publisher, old=handover_from,
             clock=tracker.clock,
         )  # fmt: skip
+        self.outputs.wait_turn = None if self.takeover is None else self.takeover.turn
         self._control: StepQueue[Callable[[], Awaitable[None]]] = StepQueue()
         self._control_task: asyncio.Task[None] | None = None
         sync = self._sync_soon
