@@ -174,7 +174,7 @@ class Fakes:
         return load_settings(self.env(**overrides), require_livekit=False)
 
 
-async def start_fakes(scenario: Scenario) -> Fakes:
+async def start_fakes(scenario: Scenario | Monologue) -> Fakes:
     fakes = Fakes(
         deepgram=FakeDeepgram(scenario.transcripts),
         cerebras=FakeLLM(translations=scenario.translations),

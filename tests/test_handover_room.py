@@ -29,8 +29,7 @@ from agent.room.room_io import ATTR_CUT_AT, ATTR_DRAINING, ATTR_HANDOVER_FROM, A
 from agent.run.filemode import read_wav
 from agent.run.handover import REDISPATCH_S
 from agent.run.worker import SESSION_DRAIN_TIMEOUT_S
-from tests.conftest import MONOLOGUE, Fakes, stop_fakes
-from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+from tests.conftest import MONOLOGUE, Fakes, start_fakes, stop_fakes
 from tests.livekit_server import LiveKitServer
 from tests.loopback import eventually
 from tests.participants import Listener, Speaker
@@ -39,22 +38,16 @@ from tests.room_worker import WorkerProcess
 from tests.test_shutdown import AUDIBLE_RMS, SHUTDOWN_FORBIDDEN
 
 TRANSLATIONS = [next(t for k, t in MONOLOGUE.translations.items() if k in s) for s in MONOLOGUE.transcripts]
-# where each sentence's speech ends in the WAV (the fake Deepgram's VAD), for the lags reported
+# where each sentence's speech starts and ends in the WAV (the fake Deepgram's VAD), for the figures reported
+SENTENCE_STARTS = [0.51, 2.71, 4.80, 6.85, 9.20, 10.91, 12.72, 15.19]
 SENTENCE_ENDS = [1.81, 3.90, 5.91, 8.25, 10.02, 11.81, 14.23, 16.20]
 HANDOVER_DRAIN_S = 120  # the drain bound of the worker handing over: far more than the handover takes
 
 
 @asynccontextmanager
 async def monologue_fakes() -> AsyncIterator[Fakes]:
-    fakes = Fakes(
-        # the script is handed out in the order segments end, whichever interpreter's connection heard them
-        deepgram=FakeDeepgram(MONOLOGUE.transcripts),
-        cerebras=FakeLLM(translations=MONOLOGUE.translations),
-        groq=FakeLLM(translations=MONOLOGUE.translations),
-        cartesia=FakeCartesia(freq_for=MONOLOGUE.freq_for),
-    )
-    for fake in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
-        await fake.start()
+    # the script is handed out in the order segments end, whichever interpreter's connection heard them
+    fakes = await start_fakes(MONOLOGUE)
     try:
         yield fakes
     finally:
@@ -181,10 +174,16 @@ async def test_sigterm_hands_the_room_over_to_another_worker_nothing_lost_nothin
             f"\nhandover: translations start {lags} s after their sentences end (the first {len(by_old)} "
             "by the old one)"
         )
+        # between two translations, the silence the listener heard beyond the pause between their sentences
+        starts = {c.segment_id: c.at for c in reversed(bob.captions) if c.translated}  # the first caption's
+        extra = [
+            round(starts[b.segment_id] - a.at - (SENTENCE_STARTS[i + 1] - SENTENCE_ENDS[i]), 2)
+            for i, (a, b) in enumerate(itertools.pairwise(translated))
+        ]
         print(
             f"\nhandover: longest silence on interpretation-es from SIGTERM to the last translation "
-            f"{longest_silence(heard, sigterm_at, end):.2f} s; the old one spoke {len(by_old)}, "
-            f"the new one {len(by_new)}"
+            f"{longest_silence(heard, sigterm_at, end):.2f} s; silence beyond the original's pauses between "
+            f"translations {extra} s; the old one spoke {len(by_old)}, the new one {len(by_new)}"
         )
         for name, output in (("A", output_a), ("B", output_b)):
             found = [f for f in FORBIDDEN if f in output]
