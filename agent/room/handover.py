@@ -21,6 +21,7 @@ from typing import Any
 
 from livekit import rtc
 
+from agent.room.outputs import Outputs
 from agent.room.room_io import (
     ATTR_ALIVE,
     ATTR_CUT_AT,
@@ -100,10 +101,17 @@ async def hand_over(
 
 class Takeover:
     """The interpreter taking the room over from `old`: its speakers' ears start on hold (`Speakers.holding`)
-    until `run` has the cuts, or the other is gone."""
+    until `run` has the cuts, or the other is gone; each language's first speech waits for its `turn`."""
 
     def __init__(
-        self, *, room: Any, speakers: Speakers, publisher: RoomPublisher, old: str, clock: Clock
+        self,
+        *,
+        room: Any,
+        speakers: Speakers,
+        outputs: Outputs | None = None,
+        publisher: RoomPublisher,
+        old: str,
+        clock: Clock,
     ) -> None:
         self._room = room
         self._speakers = speakers
@@ -114,6 +122,8 @@ class Takeover:
         self._task: asyncio.Task[None] | None = None
         self._turns: set[str] = set()  # the languages whose track the other no longer speaks into
         speakers.holding = True
+        if outputs is not None:
+            outputs.wait_turn = self.turn
 
     def start(self) -> None:
         self._room.on("participant_attributes_changed", self.on_attributes)

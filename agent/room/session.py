@@ -84,10 +84,9 @@ class RoomSession:
             segment_tag=room.local_participant.identity[-6:] if handover_from else None,
         )  # fmt: skip
         self.takeover = None if handover_from is None else Takeover(
-            room=room, speakers=self.speakers, publisher=self.publisher, old=handover_from,
-            clock=tracker.clock,
+            room=room, speakers=self.speakers, outputs=self.outputs, publisher=self.publisher,
+            old=handover_from, clock=tracker.clock,
         )  # fmt: skip
-        self.outputs.wait_turn = None if self.takeover is None else self.takeover.turn
         self._control: StepQueue[Callable[[], Awaitable[None]]] = StepQueue()
         self._control_task: asyncio.Task[None] | None = None
         sync = self._sync_soon
