@@ -135,11 +135,12 @@ async def test_sigterm_hands_the_room_over_to_another_worker_nothing_lost_nothin
         by_new = [c.text for c in translated if c.sender == new.identity]
         heard = bob.heard.get("interpretation-es", [])
         cuts = [json.loads(v) for identity, v in changes if identity == old.identity and v]
+        dg = fakes.deepgram
         context = (
             f"exit after {exit_s:.1f} s; source {[c.text for c in source]}; by the old one {by_old}; "
             f"by the new one {by_new}; deepgram finals {[f.transcript for f in fakes.deepgram.finals]}; "
-            f"cuts {cuts}; segments {[(f.connection, f.start, f.end) for f in fakes.deepgram.finals]}, ignored "
-            f"{fakes.deepgram.ignored_segments}, connections {[(c.index, round(c.audio_s, 2)) for c in fakes.deepgram.connections]}\n"
+            f"cuts {cuts}; segments {[(f.connection, f.start, f.end) for f in dg.finals]}, ignored "
+            f"{dg.ignored_segments}, connections {[(c.index, round(c.audio_s, 2)) for c in dg.connections]}\n"
             f"A: {room.worker.tail(60)}\nB: {worker_b.tail(60)}"
         )
         # worker A exited by itself, cleanly; worker B took the one job A's interpreter dispatched
@@ -164,7 +165,7 @@ async def test_sigterm_hands_the_room_over_to_another_worker_nothing_lost_nothin
         assert not fakes.deepgram.remaining_transcripts, context
         assert all(abs(a - b) < 0.25 for a, b in zip(lengths, MONOLOGUE.sentences, strict=True)), lengths
         last_end = {f.connection: f.end for f in fakes.deepgram.finals}
-        assert all(i.start >= last_end.get(i.connection, 0.0) for i in fakes.deepgram.ignored_segments), context
+        assert all(i.start >= last_end.get(i.connection, 0.0) for i in dg.ignored_segments), context
         assert len(cuts) == 1 and set(cuts[0]) == {"alice"}, context  # the old one cut her, once
         # the new one began speaking once the old one had finished (each translation's caption comes as its
         # audio starts, its final as its last audio is queued): the listener never hears the two at once
