@@ -59,6 +59,70 @@ ONE_SENTENCE = Scenario(
 )
 
 
+@dataclass(frozen=True)
+class Monologue:
+    """Eight sentences, each of its own length (speech from its first to its last voiced 10 ms window, as
+    the fake Deepgram's VAD measures it), 0.9 s apart: the fake tells which was said by how long it lasted
+    (`transcript_for`), whichever connection hears it, so a sentence cut in two, heard twice or not heard
+    at all shows in the transcripts."""
+
+    wav: Path
+    sentences: dict[float, str]  # speech duration (s) → the sentence
+    translations: dict[str, str]
+    tones: dict[str, float]
+    tolerance_s: float = 0.04
+
+    @property
+    def transcripts(self) -> list[str]:
+        return list(self.sentences.values())
+
+    def transcript_for(self, duration_s: float) -> str:
+        """The sentence that lasts `duration_s`, or `?<duration>` for a segment no sentence lasts."""
+        nearest = min(self.sentences, key=lambda d: abs(d - duration_s))
+        if abs(nearest - duration_s) <= self.tolerance_s:
+            return self.sentences[nearest]
+        return f"?{duration_s:.2f}"
+
+    def freq_for(self, text: str) -> float:
+        return next((freq for word, freq in self.tones.items() if word in text), 440.0)
+
+
+MONOLOGUE = Monologue(
+    wav=FIXTURES / "monologue_en.wav",
+    sentences={
+        1.30: "The meeting starts now.",
+        1.19: "Please open the report.",
+        1.11: "Costs stayed flat.",
+        1.40: "Our team won the award.",
+        0.82: "Lunch is at noon.",
+        0.90: "Send me your notes.",
+        1.51: "Questions come at the end.",
+        1.01: "Thanks for listening.",
+    },
+    translations={
+        "meeting": "La reunión empieza ahora.",
+        "report": "Abran el informe.",
+        "Costs": "Los costes no cambiaron.",
+        "award": "Ganamos el premio.",
+        "Lunch": "El almuerzo es a mediodía.",
+        "notes": "Envíenme sus notas.",
+        "Questions": "Las preguntas, al final.",
+        "Thanks": "Gracias por escuchar.",
+    },
+    # a tone per translation, 100 Hz apart (the listener tells them apart by frequency)
+    tones={
+        "reunión": 300.0,
+        "informe": 400.0,
+        "costes": 500.0,
+        "premio": 600.0,
+        "almuerzo": 700.0,
+        "notas": 800.0,
+        "preguntas": 900.0,
+        "escuchar": 1000.0,
+    },
+)
+
+
 # A Spanish speaker, for two-way conversations in a room
 SPANISH = Scenario(
     wav=FIXTURES / "dialogue_es.wav",
@@ -110,7 +174,7 @@ class Fakes:
         return load_settings(self.env(**overrides), require_livekit=False)
 
 
-async def start_fakes(scenario: Scenario) -> Fakes:
+async def start_fakes(scenario: Scenario | Monologue) -> Fakes:
     fakes = Fakes(
         deepgram=FakeDeepgram(scenario.transcripts),
         cerebras=FakeLLM(translations=scenario.translations),

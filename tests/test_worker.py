@@ -245,6 +245,9 @@ def test_health_before_during_and_after_registration():
     now[0] = 1.0  # a lost connection is unhealthy at once, whatever the grace period
     registration.connection_failed(aiohttp.ClientConnectionError())
     assert registration.health()[0] == 503 and not registration.failed
+    registration.registered_now("AW_1", object())
+    registration.draining = True  # SIGTERM: registered still, but taking no new rooms
+    assert registration.health() == (503, "draining: taking no new rooms") and not registration.failed
 
 
 def test_credentials_refused_once_call_back_once_and_fail():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from livekit import rtc
@@ -81,6 +81,7 @@ class Channel:
         on_playing: Callable[[bool], None] | None = None,
         on_fault: Callable[[str, bool], None] | None = None,
         voice_for: VoiceFor | None = None,
+        wait_turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         opts = options or PipelineOptions()
         self.language = language
@@ -111,6 +112,7 @@ class Channel:
             on_playing=on_playing,
             pace=self.pace,
             trim=opts.trim,
+            wait_turn=wait_turn,
         )
 
     def put_nowait(self, utterance: Utterance) -> None:

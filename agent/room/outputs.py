@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,8 @@ class Outputs(Running[Output]):
         self._voices = voices
         self.router = router
         self._room_settings = RoomSettings()
+        # taking a room over: before speaking into a language's track, wait for the other interpreter's
+        self.wait_turn: Callable[[str], Awaitable[None]] | None = None
 
     def queued_utterances(self) -> int:
         return sum(output.channel.inbox.qsize() for output in self._running.values())
@@ -109,6 +111,7 @@ class Outputs(Running[Output]):
             on_playing=lambda playing: self._status.on_playing(language, playing),
             on_fault=lambda kind, active: self._status.set_fault(kind, f"channel-{language}", active),
             voice_for=lambda speaker: self._voices.voice_for(speaker, language),
+            wait_turn=None if (turn := self.wait_turn) is None else (lambda: turn(language)),
         )
         task = asyncio.create_task(channel.run(), name=f"channel-{language}")
         self._running[language] = Output(channel, task, source, publication.sid)

@@ -41,11 +41,14 @@ ATTR_WARNINGS = "interpreter.warnings"
 ATTR_FAULTS = "interpreter.faults"  # providers failing right now: "llm", "stt", "tts" (comma-separated)
 ATTR_SPEAKER = "interpreter.speaker"
 # presence (agent/room/presence.py): when its worker accepted the job (unix ms, set through `accept`, so
-# it is there when the agent joins), its heartbeat (unix ms, every HEARTBEAT_S), and, on an interpreter
-# dispatched to take over a draining one, the old one's identity
+# it is there when the agent joins) and its heartbeat (unix ms, every HEARTBEAT_S); a deploy mid-meeting
+# (docs/architecture.md, "Handing a room over"): the issue-20 contract's names
 ATTR_STARTED_AT = "interpreter.started_at"
 ATTR_ALIVE = "interpreter.alive"
-ATTR_HANDOVER_FROM = "interpreter.handover_from"
+ATTR_DRAINING = "interpreter.draining"  # "true": its worker shuts down; it hands the room over
+ATTR_CUT_AT = "interpreter.cut_at"  # JSON {speaker identity: unix ms}: where the one handing over stops
+ATTR_HANDOVER_FROM = "interpreter.handover_from"  # set on the one taking over: the other's identity
+ATTR_STANDBY = "interpreter.standby"  # "true" while the one taking over listens, interpreting nothing yet
 GONE_GRACE_S = 1.0
 # captions waiting behind a slow data channel before the oldest are dropped (interims first)
 MAX_PENDING_CAPTIONS = 1000

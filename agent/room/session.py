@@ -25,8 +25,10 @@ from agent.loops.pipeline import PipelineOptions, Router
 from agent.loops.queues import StepQueue
 from agent.room.auto_language import HeardLanguages
 from agent.room.cloning import OnClone, VoiceCloner
+from agent.room.handover import Takeover
 from agent.room.languages import LanguageChoice
 from agent.room.outputs import Outputs, TtsFactory
+from agent.room.presence import Member, interpreters
 from agent.room.room_io import ATTR_LANGUAGES, RoomPublisher, track_frames
 from agent.room.speakers import FramesFor, Speakers
 from agent.room.status import AgentStatus
@@ -54,9 +56,12 @@ class RoomSession:
         job_metadata: str | None = None,
         frames_for: FramesFor = track_frames,
         cloner: ClonerFactory | None = None,
+        handover_from: str | None = None,
     ) -> None:
         self._room = room
+        self._agent_name = settings.agent_name
         self._job_metadata = job_metadata
+        self.clock = tracker.clock
         options = PipelineOptions.from_settings(settings)
         self.publisher = RoomPublisher(room.local_participant)
         self.status = AgentStatus(self.publisher)
@@ -77,6 +82,13 @@ class RoomSession:
             stt=stt, frames_for=frames_for, tracker=tracker, options=options, publisher=self.publisher,
             status=self.status, languages=self.languages, heard=self.heard, voices=self.voices,
             cloner=self.cloner, router=router, on_heard_changed=self._sync_soon,
+            # taking over, or after another interpreter of ours (one lost, still in the room): segment ids of
+            # its own, not the other's (a page keys captions by them)
+            segment_tag=room.local_participant.identity[-6:] if handover_from or self._successor() else None,
+        )  # fmt: skip
+        self.takeover = None if handover_from is None else Takeover(
+            room=room, speakers=self.speakers, outputs=self.outputs, publisher=self.publisher,
+            old=handover_from, clock=tracker.clock,
         )  # fmt: skip
         self._control: StepQueue[Callable[[], Awaitable[None]]] = StepQueue()
         self._control_task: asyncio.Task[None] | None = None
@@ -104,11 +116,18 @@ class RoomSession:
 
     # -- life cycle --------------------------------------------------------------------------------
 
+    def _successor(self) -> bool:
+        """Another interpreter of ours is in the room as this one starts (a lost one, not yet gone)."""
+        members = [Member.from_rtc(p) for p in self._room.remote_participants.values()]
+        return bool(interpreters(members, self._agent_name))
+
     async def start(self) -> None:
         self.status.set_state("initializing")
         for event, handler in self._handlers.items():
             self._room.on(event, handler)
         self._control_task = asyncio.create_task(self._run_control(), name="room-control")
+        if self.takeover is not None:
+            self.takeover.start()
         self._do(self._apply_room_settings, key="settings")  # and then the room's speakers and languages
         self._do(self._listening)
         await self.settled()
@@ -143,6 +162,8 @@ class RoomSession:
         for event, handler in self._handlers.items():
             if event != "disconnected":  # the room may still close while what was heard is finished
                 self._room.off(event, handler)
+        if self.takeover is not None:
+            await self.takeover.aclose()
         if self._control_task is not None:
             self._control.close()
             await self._control_task  # a track being published is let be published (and goes with the room)

@@ -65,6 +65,7 @@ class Speakers(Running[Speaker]):
         cloner: VoiceCloner | None,
         router: Router,
         on_heard_changed: Callable[[], None],
+        segment_tag: str | None = None,
     ) -> None:
         super().__init__()
         self._stt = stt
@@ -80,6 +81,11 @@ class Speakers(Running[Speaker]):
         self.router = router
         self._on_heard_changed = on_heard_changed
         self._ears_started: dict[str, int] = {}  # identity → ears started for them (segment ids stay unique)
+        self._segment_tag = segment_tag  # in segment ids, so that they differ from another interpreter's
+        # a handover (`agent/room/handover.py`): new ears start on hold while `holding` (taking over); none
+        # start once `frozen` (handing over: speakers the other interpreter has not heard cut are its own)
+        self.holding = False
+        self.frozen = False
 
     @property
     def ears_started(self) -> Mapping[str, int]:
@@ -135,6 +141,7 @@ class Speakers(Running[Speaker]):
             or publication.muted
             or not is_speaker(participant)
             or publication.sid in self._running
+            or self.frozen
         ):
             return
         identity = participant.identity
@@ -150,12 +157,13 @@ class Speakers(Running[Speaker]):
             speaker=identity,
             language=language,
             captions=self._publisher,
-            segment_prefix=identity if count == 0 else f"{identity}.{count}",
+            segment_prefix=self._segment_prefix(identity, count),
             max_segment_s=self._options.max_segment_s,
             pause_cut_s=self._options.pause_cut_s,
             on_fault=lambda active: self._status.set_fault("stt", f"speaker-{identity}", active),
             tap=None if (cloner := self._cloner) is None else (lambda frame: cloner.hear(identity, frame)),
             on_detected=(lambda code: self._on_detected(identity, code)) if language == AUTO else None,
+            standby=self.holding,
         )
         task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
         task.add_done_callback(lambda t: self._on_ears_ended(identity, t))
@@ -163,6 +171,36 @@ class Speakers(Running[Speaker]):
         metrics.ACTIVE_SPEAKERS.inc()
         self._publisher.speaker_tracks[identity] = publication.sid
         logger.info("listening to a speaker", extra={"speaker": identity, "language": language})
+
+    def _segment_prefix(self, identity: str, count: int) -> str:
+        tagged = identity if self._segment_tag is None else f"{identity}~{self._segment_tag}"
+        return tagged if count == 0 else f"{tagged}.{count}"
+
+    # -- a handover ---------------------------------------------------------------------------------
+
+    def hearing(self, sid: str) -> bool:
+        """Ears listen to this track and its audio has started arriving."""
+        speaker = self._running.get(sid)
+        return speaker is not None and speaker.ears.handover.hearing.is_set()
+
+    def release(self, cuts: Mapping[str, float], default: float | None) -> None:
+        """Taking over: every speaker's ears (held) interpret from their cut (clock time), a speaker
+        without one from `default` (None: all their ears hold); ears started from now on do not wait."""
+        self.holding = False
+        for speaker in self._running.values():
+            speaker.ears.handover.release(cuts.get(speaker.identity, default))
+
+    async def cut_all(self, within_s: float) -> dict[str, float]:
+        """Handing over: cut every speaker's ears at their next pause (or at once after `within_s`), and
+        start no new ones. Each speaker's cut (clock time; the latest of their tracks')."""
+        self.frozen = True
+        speakers = list(self._running.values())
+        cut = await asyncio.gather(*(s.ears.handover.cut(within_s) for s in speakers))
+        cuts: dict[str, float] = {}
+        for speaker, at in zip(speakers, cut, strict=True):
+            if at is not None:
+                cuts[speaker.identity] = max(at, cuts.get(speaker.identity, at))
+        return cuts
 
     def _on_detected(self, identity: str, language: str) -> None:
         """A final of a speaker with no language set was detected as `language` (it is routed by that

@@ -112,17 +112,29 @@ class Capacity:
     framework's `load_fnc`) and its request handler (`on_request`). `saturated` says whether the CPU is
     saturated now."""
 
-    def __init__(self, rooms: int, saturated: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        rooms: int,
+        saturated: Callable[[], bool] | None = None,
+        attributes: Callable[[JobRequest], dict[str, str]] | None = None,
+    ) -> None:
         self.rooms = max(1, rooms)
         self._saturated = saturated or (lambda: False)
+        # more attributes for the agent of an accepted job (e.g. whom it takes a room over from)
+        self._attributes = attributes or (lambda request: {})
         self._server: Any = None  # the AgentServer (or anything with its `active_jobs`) it answers for
         self._accepting: set[str] = set()  # job ids accepted and not yet launched
 
     @classmethod
-    def per_core(cls, sessions_per_core: int, cpu_scope: str = "machine") -> Capacity:
+    def per_core(
+        cls,
+        sessions_per_core: int,
+        cpu_scope: str = "machine",
+        attributes: Callable[[JobRequest], dict[str, str]] | None = None,
+    ) -> Capacity:
         """SESSIONS_PER_CORE × this machine's cores (cgroup-aware: a container's CPU quota)."""
         rooms = round(sessions_per_core * get_cpu_monitor().cpu_count())
-        return cls(rooms, CpuSampler(cpu_scope).saturated)
+        return cls(rooms, CpuSampler(cpu_scope).saturated, attributes)
 
     def warm_processes(self, wanted: int | None) -> int:
         """How many job processes to keep warm: WARM_PROCESSES (`wanted`), by default the capacity up to
@@ -158,6 +170,7 @@ class Capacity:
             return
         self._accepting.add(request.id)
         try:
-            await request.accept(attributes={ATTR_STARTED_AT: str(round(time.time() * 1000))})
+            started = {ATTR_STARTED_AT: str(round(time.time() * 1000))}
+            await request.accept(attributes={**self._attributes(request), **started})
         finally:  # launched (then running), or never assigned
             self._accepting.discard(request.id)

@@ -8,7 +8,8 @@ registration; and a warning on the `livekit.agents` logger for every failed atte
 `retry_count`, `max_retry` and the `error` (there is no event for it). `Registration` follows both, and
 `HealthServer` answers from it on HEALTH_PORT:
 
-- 200 `OK` while registered;
+- 200 `OK` while registered and taking jobs;
+- 503 once the worker drains (SIGTERM: it takes no new rooms and hands its rooms over);
 - 200 while the worker starts, for `grace_s` (HEALTH_GRACE_S) after start-up, before its first registration;
 - 503 otherwise: never registered after the grace period, the connection lost (no grace then), or LiveKit
   refused the worker's credentials.
@@ -43,6 +44,7 @@ class Registration:
         self.failures = 0  # connection attempts failed since the last registration
         self.rejected_status: int | None = None  # LiveKit refused the credentials with this HTTP status
         self.gave_up = False  # the framework stopped retrying
+        self.draining = False  # SIGTERM: the worker takes no new rooms
         self._on_rejected: list[Callable[[int], object]] = []
 
     def on_rejected(self, callback: Callable[[int], object]) -> None:
@@ -74,6 +76,8 @@ class Registration:
 
     def health(self) -> tuple[int, str]:
         """The health endpoint's answer: status and text."""
+        if self.draining:
+            return 503, "draining: taking no new rooms"
         if self.registered:
             return 200, "OK"
         if self.rejected_status is not None:

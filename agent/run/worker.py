@@ -16,6 +16,7 @@ from typing import Any
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, tts, utils
 from livekit.agents.llm import LLM
 from livekit.agents.stt import STT
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.worker import ServerEnvOption
 
 from agent.providers.build import build_tts
@@ -24,6 +25,7 @@ from agent.room.presence import Member, Presence
 from agent.room.running import STOP_TIMEOUT_S
 from agent.room.session import RoomSession
 from agent.run.capacity import LOAD_FULL, Capacity
+from agent.run.handover import DrainFlag, hand_over_when_draining, handover_attributes, split_handover
 from agent.run.health import ConnectionWatch, HealthServer, Registration
 from agent.run.keeper import Keeper
 from agent.run.warmup import job_providers, prewarm
@@ -150,6 +152,8 @@ async def entrypoint(ctx: JobContext) -> None:
         instance.prewarm()
         return instance
 
+    # a job taking the room over from another interpreter (a deploy): its metadata names that one
+    handover_from, room_metadata = split_handover(ctx.job.metadata)
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     # never two interpreters in a room: before publishing anything, then whenever the room changes
     job.presence = presence = Presence(ctx.room, settings.agent_name, job.leave)
@@ -164,10 +168,11 @@ async def entrypoint(ctx: JobContext) -> None:
         llm=llm,
         tts_factory=tts_for,
         tracker=tracker,
-        job_metadata=ctx.job.metadata,
+        job_metadata=room_metadata,
         cloner=lambda on_clone: VoiceCloner.for_tts(
             settings.tts, utils.http_context.http_session(), on_clone
         ),
+        handover_from=handover_from,
     )
     metrics.ACTIVE_SESSIONS.inc()
     job.tasks = [
@@ -175,6 +180,8 @@ async def entrypoint(ctx: JobContext) -> None:
         asyncio.create_task(_sample_gauges(session)),
     ]
     await session.start()
+    if (flag := DrainFlag.of_job()) is not None:  # its worker drains: hand the room over
+        job.tasks.append(asyncio.create_task(hand_over_when_draining(ctx, session, flag)))
 
 
 async def drain_room(ctx: JobContext) -> None:
@@ -219,12 +226,22 @@ class InterpreterServer(AgentServer):
         self.keeper: Keeper | None = None  # started once registered (agent/run/keeper.py)
         self.on("worker_registered", self.registration.registered_now)
         self.once("worker_registered", self._start_keeper)
+        self.drain_flag: DrainFlag | None = None  # made by `run`, before any job process starts
 
     def _start_keeper(self, *_: Any) -> None:
         if self.keeper is not None:
             self.keeper.start()
 
+    # the framework's signature (its `timeout` bounds the wait for the jobs)
+    async def drain(self, timeout: NotGivenOr[int | None] = NOT_GIVEN) -> None:  # noqa: ASYNC109
+        """SIGTERM: the framework's drain, after telling the jobs, which hand their rooms over."""
+        self.registration.draining = True  # the health check: no longer taking jobs
+        if self.drain_flag is not None:
+            self.drain_flag.raise_flag()
+        await super().drain(timeout)
+
     async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
+        self.drain_flag = DrainFlag.for_worker()  # job processes inherit its path (`run/handover.py`)
         loop = asyncio.get_running_loop()
         self.registration.on_rejected(
             lambda status: loop.call_soon_threadsafe(self._give_up_rejected, status)
@@ -263,6 +280,8 @@ class InterpreterServer(AgentServer):
         if self.keeper is not None:
             await self.keeper.aclose()
         await super().aclose()
+        if self.drain_flag is not None:
+            self.drain_flag.remove()
         if self._health is not None:
             await self._health.aclose()
 
@@ -299,7 +318,7 @@ def build_server(settings: ServerSettings) -> InterpreterServer:
     """The worker: it takes SESSIONS_PER_CORE × cores rooms, bursts included (`agent/run/capacity.py` says
     how the framework's options are chosen for that); `dev` keeps the framework's development defaults
     (no load threshold, no warm process)."""
-    capacity = Capacity.per_core(settings.sessions_per_core, settings.load_cpu)
+    capacity = Capacity.per_core(settings.sessions_per_core, settings.load_cpu, handover_attributes)
     server = InterpreterServer(
         health_port=settings.health_port,
         health_grace_s=settings.health_grace_s,

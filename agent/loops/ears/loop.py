@@ -20,6 +20,7 @@ from livekit import rtc
 from livekit.agents import stt
 
 from agent.loops.captions import CaptionSink
+from agent.loops.ears.handover import EarsHandover
 from agent.loops.ears.replay import ReplayBuffer
 from agent.loops.ears.segment_cutter import SegmentCutter
 from agent.loops.ears.stt_link import Backoff, SttFailure, SttLink
@@ -55,6 +56,7 @@ class Ears:
         give_up_after_s: float | None = None,
         tap: Callable[[rtc.AudioFrame], None] | None = None,
         on_detected: Callable[[str], None] | None = None,
+        standby: bool = False,
     ) -> None:
         self._frames = frames
         self._out = out
@@ -86,6 +88,8 @@ class Ears:
         self._intake_task: asyncio.Task[None] | None = None
         self._stopped = False
         self.utterances = 0
+        # a deploy (`handover.py`): on standby until released (taking over), or cut at a pause (handing over)
+        self.handover = EarsHandover(self._replay, self._clock, self.stop, standby=standby)
 
     @property
     def segment_id(self) -> str:
@@ -148,6 +152,9 @@ class Ears:
             )
             # a task cancelled before its first step never runs its `finally`: end the input from outside
             intake.add_done_callback(lambda _: self._link.end_input())
+            self.handover.intake = intake
+            if self.handover.hold is not None and not await self.handover.held_until_released():
+                return
         try:
             await self._link.run(self._on_event, on_open=self._cutter.stream_opened)
         except Exception as e:
@@ -166,7 +173,10 @@ class Ears:
     async def _intake(self) -> None:
         try:
             async for frame in self._frames:
-                self._replay.add(frame, self._clock(), link_up=self._link.up)
+                # on standby, audio falling off the buffer is the other interpreter's: not lost
+                self._replay.add(frame, self._clock(), link_up=self._link.up or self.handover.held)
+                if self.handover.heard(frame):
+                    break  # handed over: this frame and what follows are the other interpreter's
                 self._cutter.hear(frame)
                 if self._tap is not None:
                     try:

@@ -50,6 +50,19 @@ class AudioClock:
         audio_end, arrived_at = point
         return arrived_at - (audio_end - audio_t)
 
+    def to_audio(self, at: float) -> float | None:
+        """The inverse: the audio time spoken at clock time `at` (the frame that arrived first at or after
+        it, less what of it came after `at`); earlier or later than everything noted: extrapolated."""
+        if not self._points:
+            return None
+        point = self._points[-1]
+        for audio_end, arrived_at in reversed(self._points):
+            if arrived_at < at:
+                break
+            point = (audio_end, arrived_at)
+        audio_end, arrived_at = point
+        return max(0.0, audio_end - (arrived_at - at))
+
 
 class ReplayBuffer:
     """One speaker's audio timeline and the audio on it not finalized yet (true while any is kept)."""

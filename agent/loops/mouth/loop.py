@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import numpy as np
@@ -75,8 +75,11 @@ class Mouth:
         on_playing: Callable[[bool], None] | None = None,
         pace: Pace | None = None,
         trim: TrimOptions | None = None,
+        wait_turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._output = output
+        # awaited before each speech: another interpreter handing this room over may still be speaking
+        self._wait_turn = wait_turn
         self._inbox = inbox
         self._tracker = tracker
         self._captions = captions
@@ -91,6 +94,8 @@ class Mouth:
 
     async def run(self) -> None:
         while (speech := await self._inbox.get()) is not None:
+            if self._wait_turn is not None:
+                await self._wait_turn()
             try:
                 await self._play(speech)
             finally:
