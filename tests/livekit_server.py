@@ -105,10 +105,17 @@ class LiveKitServer:
                 raise RuntimeError(f"livekit-server did not answer within {timeout_s} s:\n{self.log_tail()}")
             time.sleep(0.1)
 
-    def stop(self) -> None:
+    def stop(self, drain_s: float = 2.0) -> None:
+        """SIGTERM, and a second one `drain_s` later: on the first the server drains, waiting (5 s at a time,
+        for ever) until every participant has left, and one whose process was killed stays about 20 s; on
+        the second it stops at once. SIGKILL if it still runs 10 s later."""
         if self._proc is None or self._proc.poll() is not None:
             return
         self._proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(drain_s)
+            return
+        self._proc.terminate()  # the second: stop now
         try:
             self._proc.wait(10)
         except subprocess.TimeoutExpired:
