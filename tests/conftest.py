@@ -261,9 +261,10 @@ async def chromium(tmp_path: Path) -> AsyncIterator[Browsers]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    log = ARTIFACTS / "livekit-server.log"
-    if exitstatus == 0 and log.exists():
-        log.unlink()
+    # the server's log, and the cluster's (tests/test_cluster.py): kept only when a test failed
+    for name in ("livekit-server.log", "livekit-node-a.log", "livekit-node-b.log", "redis-server.log"):
+        if exitstatus == 0 and (log := ARTIFACTS / name).exists():
+            log.unlink()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -272,7 +273,11 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A failed real-room test shows the end of the server's log, and where the whole log is kept."""
     report = yield
-    server = item.funcargs.get("livekit_server") if hasattr(item, "funcargs") else None
-    if report.failed and isinstance(server, LiveKitServer):
-        report.sections.append(("livekit-server log (tail)", f"{server.log_path}\n{server.log_tail(40)}"))
+    funcargs = getattr(item, "funcargs", {})
+    servers = [funcargs.get("livekit_server")]
+    if (cluster := funcargs.get("cluster")) is not None:  # tests/test_cluster.py: its two nodes
+        servers += cluster.nodes.nodes
+    for server in servers:
+        if report.failed and isinstance(server, LiveKitServer):
+            report.sections.append(("livekit-server log (tail)", f"{server.log_path}\n{server.log_tail(40)}"))
     return report

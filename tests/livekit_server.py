@@ -1,5 +1,5 @@
 """A real LiveKit server (`livekit-server --dev`) on free ports bound to 127.0.0.1, for the real-room tests
-and `python -m bench room`.
+and `python -m bench room`; with `redis`, one node of a cluster (tests/livekit_cluster.py).
 
 Installed by `./scripts/install-livekit-server` (the pinned Go module); found in $LIVEKIT_SERVER (a path),
 then `livekit-server` on PATH, then where that script installs it.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,8 @@ INSTALL_HINT = (
     f"livekit-server {VERSION} not found: run ./scripts/install-livekit-server "
     "(or set LIVEKIT_SERVER to its path)"
 )
+# the server's log line as it starts: `starting LiveKit server {"portHttp": …, "nodeID": "ND_…", …}`
+NODE_ID = re.compile(r'starting LiveKit server\s.*?"nodeID": "(ND_\w+)"')
 
 
 def find_binary() -> str | None:
@@ -45,12 +48,15 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 class LiveKitServer:
     """One server process. Media on one UDP port (muxed) and one TCP port, no external IP lookup
-    (there is no network), ICE on the loopback address only."""
+    (there is no network), ICE on the loopback address only. With `redis` (`host:port`) it is a node of a
+    cluster: the nodes sharing that Redis route signalling, rooms and agent jobs among them."""
 
-    def __init__(self, binary: str, log_path: Path) -> None:
+    def __init__(self, binary: str, log_path: Path, *, redis: str | None = None) -> None:
         self.binary = binary
         self.log_path = log_path
+        self.redis = redis
         self.port = free_port()
+        self.node_id = ""  # the server's node id (a new one each start), known once it started
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,6 +80,7 @@ class LiveKitServer:
             },
             "keys": {API_KEY: API_SECRET},
             "logging": {"level": "info"},
+            **({"redis": {"address": self.redis}} if self.redis else {}),
         }
 
     def start(self, timeout_s: float = 30.0) -> None:
@@ -90,17 +97,25 @@ class LiveKitServer:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"livekit-server exited with {self._proc.returncode}:\n{self.log_tail()}")
             with contextlib.suppress(OSError), urllib.request.urlopen(self.http_url, timeout=1) as response:
-                if response.status == 200:
+                if response.status == 200 and (found := NODE_ID.search(self.log_tail(lines=0))):
+                    self.node_id = found[1]
                     return
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"livekit-server did not answer within {timeout_s} s:\n{self.log_tail()}")
             time.sleep(0.1)
 
-    def stop(self) -> None:
+    def stop(self, drain_s: float = 2.0) -> None:
+        """SIGTERM, and a second one `drain_s` later: on the first the server drains, waiting (5 s at a time,
+        for ever) until every participant has left, and one whose process was killed stays about 20 s; on
+        the second it stops at once. SIGKILL if it still runs 10 s later."""
         if self._proc is None or self._proc.poll() is not None:
             return
         self._proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(drain_s)
+            return
+        self._proc.terminate()  # the second: stop now
         try:
             self._proc.wait(10)
         except subprocess.TimeoutExpired:
@@ -108,6 +123,7 @@ class LiveKitServer:
             self._proc.wait()
 
     def log_tail(self, lines: int = 60) -> str:
+        """The log's last `lines` lines (0: all of it)."""
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
