@@ -116,9 +116,8 @@ def sentence_of(room: RoomRecord, piece: Piece) -> tuple[int | None, bool]:
     would be as long is the one, however late the caption (an interpreter that catches up). Otherwise (a
     sentence cut in two) the last one begun well before the caption arrived."""
     sentences = room.sentences
-    lengths = room.lengths or [end - start for start, end in sentences]
     said = [k for k, s in enumerate(sentences) if s[1] <= piece.at]
-    alike = [k for k in said if abs(expected_chars(lengths[k]) - piece.chars) <= LENGTH_SLACK]
+    alike = [k for k in said if abs(expected_chars(room.length(k)) - piece.chars) <= LENGTH_SLACK]
     if alike:
         return alike[-1], True
     begun = [k for k, (start, _) in enumerate(sentences) if start <= piece.at - CAPTION_AFTER_S]
@@ -166,14 +165,13 @@ def cuts(room: RoomRecord, since: float, until: float) -> dict[str, int]:
     doubled = [
         k
         for k in scored
-        if len(cover.get(k, {})) >= 2
-        and sum(cover[k].values()) >= DOUBLED_FACTOR * (room.sentences[k][1] - room.sentences[k][0])
+        if len(cover.get(k, {})) >= 2 and sum(cover[k].values()) >= DOUBLED_FACTOR * room.length(k)
     ]
     return {
         "sentences": len(scored),
         "lost": len(lost),
-        "lost_words": sum(words(room.sentences[k]) for k in lost),
-        "words": sum(words(room.sentences[k]) for k in scored),
+        "lost_words": sum(words(room.length(k)) for k in lost),
+        "words": sum(words(room.length(k)) for k in scored),
         "doubled": len(doubled),
         "merged": sum(1 for t in room.merged if since <= t <= until),
     }

@@ -76,6 +76,8 @@ class Fleet:
         )
         watch = Watch(bench.listener.room)
         watch.scan()
+        watch.follow("listener", bench.listener.room)
+        watch.follow("speaker", bench.speaker.room)
         room = FleetRoom(bench, watch, timeline, requested_at=bench.opened_at)
         self.rooms.append(room)
         return room

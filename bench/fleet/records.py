@@ -65,6 +65,12 @@ class RoomRecord:
     loud: list[tuple[float, float]] = field(default_factory=list)  # when the listener heard sound
     merged: list[float] = field(default_factory=list)  # speech end of each utterance folded into another
     ended: float = 0.0  # the end of the observation
+    troubles: list[tuple[float, str]] = field(default_factory=list)  # our participants' connection lost
+
+    def length(self, k: int) -> float:
+        """Sentence k's length in the speech itself (as sent, if not known: a speaker behind real time
+        stretches it)."""
+        return self.lengths[k] if k < len(self.lengths) else self.sentences[k][1] - self.sentences[k][0]
 
     def as_dict(self) -> dict[str, Any]:
         """For the result file, times rounded to the millisecond."""
@@ -81,6 +87,6 @@ def rounded(x: Any) -> Any:
     return x
 
 
-def words(sentence: tuple[float, float]) -> int:
-    """The words of a sentence of the synthetic speech (spoken at WORDS_PER_S)."""
-    return max(1, round((sentence[1] - sentence[0]) * WORDS_PER_S))
+def words(length_s: float) -> int:
+    """The words of `length_s` of the synthetic speech (spoken at WORDS_PER_S)."""
+    return max(1, round(length_s * WORDS_PER_S))

@@ -32,6 +32,11 @@ def cut_text(c: dict[str, int] | None) -> str:
     )
 
 
+def trouble(run: dict[str, Any]) -> None:
+    if rooms := run.get("rooms_in_trouble"):
+        print(f"      WARNING: the benchmark's own participants lost their connection in {', '.join(rooms)}")
+
+
 def print_report(results: dict[str, Any]) -> None:
     if runs := results.get("burst"):
         lost_after = results["sizes"]["lost_after_s"]
@@ -47,6 +52,7 @@ def print_report(results: dict[str, Any]) -> None:
             )
             print(f"      sentences: all {cut_text(r['cuts'])}; once at work {cut_text(r['cuts_at_work'])}")
             print(f"      goal: {verdict(r['goal'])}")
+            trouble(r)
     for name, title in (
         ("kill", "A worker killed (SIGKILL of its process tree)"),
         ("deploy", "A deploy (SIGTERM)"),
@@ -64,6 +70,7 @@ def print_report(results: dict[str, Any]) -> None:
                 f"(before the {name}: {e['usual_gap_s']} s at most)"
             )
             print(f"  goal: {verdict(e['goal'])}")
+            trouble(e)
 
 
 def draw(results: dict[str, Any], out: Path) -> list[str]:

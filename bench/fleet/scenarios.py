@@ -82,7 +82,10 @@ async def burst(ctx: Context, sizes: Sizes, workers: int, mode: str) -> dict[str
 
         asked = await asyncio.gather(*(ask(i) for i in range(n)))
         await fleet.wait_working(asked, sizes.lost_after_s)
-        await asyncio.gather(*(r.speaking for r in asked if r.speaking is not None))
+        speaking = [r.speaking for r in asked if r.speaking is not None]
+        longest = max(t.total_s for t in talks)  # the speakers finish (a starved one is cut short)
+        if speaking:
+            await asyncio.wait(speaking, timeout=max(0.0, longest + 5.0 - fleet.now()))
     finally:
         await lk.aclose()
     records = await fleet.finish(sizes.tail_s)

@@ -54,6 +54,7 @@ def burst_summary(rooms: list[RoomRecord], lost_after: float) -> dict[str, Any]:
         "listening_s": listening,
         "cuts": totals(r["cuts"] for r in per_room),
         "cuts_at_work": totals(r["cuts_at_work"] for r in per_room if r["cuts_at_work"] is not None),
+        "rooms_in_trouble": troubled(rooms),
         "goal": goal(
             lost == 0 and doubled == 0 and p95 is not None and p95 <= JOIN_P95_S,
             f"0 rooms lost or doubled; request → at work p95 ≤ {JOIN_P95_S:g} s",
@@ -95,6 +96,12 @@ def event_rows(
     return rows
 
 
+def troubled(rooms: list[RoomRecord]) -> list[str]:
+    """The rooms whose own speaker or listener lost its connection (a machine too busy to keep it up):
+    their figures say more about the machine than about the interpreter."""
+    return [room.name for room in rooms if room.troubles]
+
+
 def event_summary(rows: list[dict[str, Any]], window_s: float) -> dict[str, Any]:
     back = spread([r["back_s"] for r in rows])
     return {
@@ -115,6 +122,7 @@ def kill_summary(
     rooms: list[RoomRecord], killed_at: float, spoke_from: float, stopped_at: float
 ) -> dict[str, Any]:
     out = event_summary(event_rows(rooms, killed_at, spoke_from, stopped_at), stopped_at - killed_at)
+    out["rooms_in_trouble"] = troubled(rooms)
     p95 = out["back_s"]["p95"]
     out["goal"] = goal(
         out["never_back"] == 0 and out["doubled"] == 0 and p95 is not None and p95 <= BACK_P95_S,
@@ -127,6 +135,7 @@ def deploy_summary(
     rooms: list[RoomRecord], signalled_at: float, spoke_from: float, stopped_at: float
 ) -> dict[str, Any]:
     out = event_summary(event_rows(rooms, signalled_at, spoke_from, stopped_at), stopped_at - signalled_at)
+    out["rooms_in_trouble"] = troubled(rooms)
     cut = out["cuts"]
     out["goal"] = goal(
         out["gap_s"] <= DEPLOY_GAP_S

@@ -32,10 +32,17 @@ class Watch:
     def __init__(self, room: rtc.Room) -> None:
         self.room = room
         self.seen: dict[str, Interpreter] = {}
+        self.troubles: list[tuple[float, str]] = []  # our own participants' connection lost or resumed
         room.on("participant_connected", self._connected)
         room.on("participant_disconnected", self._disconnected)
         room.on("participant_attributes_changed", self._changed)
         self._wall_offset = time.time() - time.perf_counter()
+
+    def follow(self, who: str, room: rtc.Room) -> None:
+        """Note when one of the room's own participants (`who`) loses its connection: on a machine too busy
+        to keep it, what that participant saw or said no longer tells what the interpreter did."""
+        for event in ("reconnecting", "disconnected"):
+            room.on(event, lambda *_, e=event: self.troubles.append((time.perf_counter(), f"{who} {e}")))
 
     def scan(self) -> None:
         """The interpreters already in the room (once connected): their join time as the server has it."""
@@ -141,6 +148,7 @@ def room_record(
         )
     return RoomRecord(
         name=room.name,
+        troubles=[(t - t0, what) for t, what in watch.troubles],
         requested_at=requested_at - t0,
         interpreters=sorted(interpreters, key=lambda i: i.joined),
         sentences=sentences,

@@ -250,8 +250,9 @@ def dispatch_figures(rooms: list[BenchRoom], live: list[BenchRoom], requested: i
 
 async def close_all(ctx: Context, rooms: list[BenchRoom], *workers: WorkerProcess) -> None:
     """The participants out, every room deleted, the workers stopped and any job process they left killed."""
-    await asyncio.gather(
-        *(p.aclose() for r in rooms for p in (r.speaker, r.listener)), return_exceptions=True
+    await asyncio.gather(  # bounded: a participant whose connection broke may never finish leaving
+        *(asyncio.wait_for(p.aclose(), 15) for r in rooms for p in (r.speaker, r.listener)),
+        return_exceptions=True,
     )
     with contextlib.suppress(Exception):
         lk = ctx.server.api()
