@@ -177,6 +177,8 @@ def test_burst_goal_needs_every_room_fast_and_none_doubled() -> None:
     lost = burst_summary([*quick, room(name="lost")], lost_after=30.0)
     assert (lost["lost"], lost["interpreted"], lost["goal"]["met"]) == (1, 4, False)
     assert lost["per_room"][-1]["cuts"]["lost"] == len(SENTENCES)  # nobody interpreted the lost room
+    starved = room(name="starved", interpreters=[working("a", 0.5, 1.0)], speaker_behind_s=2.0)
+    assert burst_summary([*quick, starved], lost_after=30.0)["rooms_in_trouble"] == ["starved"]
 
 
 def test_kill_and_deploy_summaries_against_their_goals() -> None:

@@ -66,6 +66,7 @@ class RoomRecord:
     merged: list[float] = field(default_factory=list)  # speech end of each utterance folded into another
     ended: float = 0.0  # the end of the observation
     troubles: list[tuple[float, str]] = field(default_factory=list)  # our participants' connection lost
+    speaker_behind_s: float = 0.0  # how far the speaker fell behind real time (a machine too busy)
 
     def length(self, k: int) -> float:
         """Sentence k's length in the speech itself (as sent, if not known: a speaker behind real time

@@ -33,8 +33,16 @@ def cut_text(c: dict[str, int] | None) -> str:
 
 
 def trouble(run: dict[str, Any]) -> None:
+    placed = run.get("placed", {})
+    print(
+        f"      source captions placed by their length {placed.get('by_length', 0)}, by time "
+        f"{placed.get('by_time', 0)}, not at all {placed.get('unplaced', 0)}"
+    )
     if rooms := run.get("rooms_in_trouble"):
-        print(f"      WARNING: the benchmark's own participants lost their connection in {', '.join(rooms)}")
+        print(
+            f"      WARNING: the benchmark's own speaker or listener fell behind or lost its connection in "
+            f"{', '.join(rooms)}: the machine could not run them, these figures are not the interpreter's"
+        )
 
 
 def print_report(results: dict[str, Any]) -> None:
@@ -90,10 +98,12 @@ def draw(results: dict[str, Any], out: Path) -> list[str]:
 def draw_burst(ax: Any, results: dict[str, Any]) -> None:
     lost_after = results["sizes"]["lost_after_s"]
     for x, run in enumerate(results["burst"]):
-        values = [lost_after if r["lost"] else r["listening_s"] for r in run["per_room"]]
-        ax.scatter([x] * len(values), values, marker="o", alpha=0.6)
-        lost = [v for v, r in zip(values, run["per_room"], strict=True) if r["lost"]]
-        ax.scatter([x] * len(lost), lost, marker="x", color="red", s=60)
+        rows = run["per_room"]
+        xs = [x + 0.3 * (i / max(1, len(rows) - 1) - 0.5) for i in range(len(rows))]  # side by side
+        values = [lost_after if r["lost"] else r["listening_s"] for r in rows]
+        ax.scatter(xs, values, marker="o", alpha=0.6)
+        lost = [(x, v) for x, v, r in zip(xs, values, rows, strict=True) if r["lost"]]
+        ax.scatter([x for x, _ in lost], [v for _, v in lost], marker="x", color="red", s=60)
     ax.axhline(3.0, color="green", ls=":", lw=1, label="goal: p95 ≤ 3 s")
     ax.set_xticks(range(len(results["burst"])))
     ax.set_xticklabels(

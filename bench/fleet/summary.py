@@ -15,6 +15,7 @@ from bench.fleet.figures import (
     join_figures,
     live_spans,
     longest_gap,
+    placement,
     spread,
     totals,
 )
@@ -55,6 +56,7 @@ def burst_summary(rooms: list[RoomRecord], lost_after: float) -> dict[str, Any]:
         "cuts": totals(r["cuts"] for r in per_room),
         "cuts_at_work": totals(r["cuts_at_work"] for r in per_room if r["cuts_at_work"] is not None),
         "rooms_in_trouble": troubled(rooms),
+        "placed": totals(placement(room) for room in rooms),
         "goal": goal(
             lost == 0 and doubled == 0 and p95 is not None and p95 <= JOIN_P95_S,
             f"0 rooms lost or doubled; request → at work p95 ≤ {JOIN_P95_S:g} s",
@@ -96,10 +98,13 @@ def event_rows(
     return rows
 
 
+BEHIND_S = 0.5  # a speaker this far behind real time: the machine could not run the room's participants
+
+
 def troubled(rooms: list[RoomRecord]) -> list[str]:
-    """The rooms whose own speaker or listener lost its connection (a machine too busy to keep it up):
-    their figures say more about the machine than about the interpreter."""
-    return [room.name for room in rooms if room.troubles]
+    """The rooms whose own speaker or listener lost its connection, or whose speaker fell behind real time
+    (a machine too busy to run them): their figures say more about the machine than the interpreter."""
+    return [room.name for room in rooms if room.troubles or room.speaker_behind_s > BEHIND_S]
 
 
 def event_summary(rows: list[dict[str, Any]], window_s: float) -> dict[str, Any]:
@@ -123,6 +128,7 @@ def kill_summary(
 ) -> dict[str, Any]:
     out = event_summary(event_rows(rooms, killed_at, spoke_from, stopped_at), stopped_at - killed_at)
     out["rooms_in_trouble"] = troubled(rooms)
+    out["placed"] = totals(placement(room) for room in rooms)
     p95 = out["back_s"]["p95"]
     out["goal"] = goal(
         out["never_back"] == 0 and out["doubled"] == 0 and p95 is not None and p95 <= BACK_P95_S,
@@ -136,6 +142,7 @@ def deploy_summary(
 ) -> dict[str, Any]:
     out = event_summary(event_rows(rooms, signalled_at, spoke_from, stopped_at), stopped_at - signalled_at)
     out["rooms_in_trouble"] = troubled(rooms)
+    out["placed"] = totals(placement(room) for room in rooms)
     cut = out["cuts"]
     out["goal"] = goal(
         out["gap_s"] <= DEPLOY_GAP_S

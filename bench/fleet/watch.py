@@ -149,6 +149,7 @@ def room_record(
     return RoomRecord(
         name=room.name,
         troubles=[(t - t0, what) for t, what in watch.troubles],
+        speaker_behind_s=max((at - sent[0] - i * FRAME_S for i, at in enumerate(sent)), default=0.0),
         requested_at=requested_at - t0,
         interpreters=sorted(interpreters, key=lambda i: i.joined),
         sentences=sentences,
