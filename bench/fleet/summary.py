@@ -107,18 +107,22 @@ def troubled(rooms: list[RoomRecord]) -> list[str]:
     return [room.name for room in rooms if room.troubles or room.speaker_behind_s > BEHIND_S]
 
 
-def event_summary(rows: list[dict[str, Any]], window_s: float) -> dict[str, Any]:
+def event_summary(rooms: list[RoomRecord], at: float, spoke_from: float, stopped_at: float) -> dict[str, Any]:
+    """The rooms around an event at `at`, from `spoke_from` (the speakers began) to `stopped_at`."""
+    rows = event_rows(rooms, at, spoke_from, stopped_at)
     back = spread([r["back_s"] for r in rows])
     return {
         "rooms": len(rows),
         "served_before": sum(1 for r in rows if r["served_before"]),
         "back_s": back,
         "never_back": back["never"],
-        "window_s": round(window_s, 1),
+        "window_s": round(stopped_at - at, 1),
         "doubled": sum(1 for r in rows if r["doubled_s"] > 0),
         "cuts": totals(r["cuts"] for r in rows),
         "gap_s": max((r["gap_s"] for r in rows), default=0.0),
         "usual_gap_s": max((r["usual_gap_s"] for r in rows), default=0.0),
+        "rooms_in_trouble": troubled(rooms),
+        "placed": totals(placement(room) for room in rooms),
         "per_room": rows,
     }
 
@@ -126,9 +130,7 @@ def event_summary(rows: list[dict[str, Any]], window_s: float) -> dict[str, Any]
 def kill_summary(
     rooms: list[RoomRecord], killed_at: float, spoke_from: float, stopped_at: float
 ) -> dict[str, Any]:
-    out = event_summary(event_rows(rooms, killed_at, spoke_from, stopped_at), stopped_at - killed_at)
-    out["rooms_in_trouble"] = troubled(rooms)
-    out["placed"] = totals(placement(room) for room in rooms)
+    out = event_summary(rooms, killed_at, spoke_from, stopped_at)
     p95 = out["back_s"]["p95"]
     out["goal"] = goal(
         out["never_back"] == 0 and out["doubled"] == 0 and p95 is not None and p95 <= BACK_P95_S,
@@ -140,9 +142,7 @@ def kill_summary(
 def deploy_summary(
     rooms: list[RoomRecord], signalled_at: float, spoke_from: float, stopped_at: float
 ) -> dict[str, Any]:
-    out = event_summary(event_rows(rooms, signalled_at, spoke_from, stopped_at), stopped_at - signalled_at)
-    out["rooms_in_trouble"] = troubled(rooms)
-    out["placed"] = totals(placement(room) for room in rooms)
+    out = event_summary(rooms, signalled_at, spoke_from, stopped_at)
     cut = out["cuts"]
     out["goal"] = goal(
         out["gap_s"] <= DEPLOY_GAP_S

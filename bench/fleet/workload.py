@@ -32,28 +32,19 @@ bench/results/), and prints each scenario's figures with the machine's load.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import dataclasses
 import os
-import shutil
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
-
-import psutil
 
 from bench.fleet.report import draw, print_report
 from bench.fleet.scenarios import Sizes, burst, meeting
-from bench.harness.cli import add_run_arguments, command_parser, output_dir, worker_settings
+from bench.harness.cli import command_parser, output_dir, worker_settings
 from bench.harness.machine import MachineLoad
 from bench.harness.model import LatencyModel
-from bench.harness.modelled_providers import modelled_providers
 from bench.harness.output import write_results
 from bench.room.rooms import Context
-from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
+from bench.room.stage import parse_run, run_to_end, stage
 
 SCENARIOS = ("burst", "kill", "deploy")
 
@@ -76,13 +67,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--sessions-per-core", type=int, default=10, help="the workers' SESSIONS_PER_CORE (production's)"
     )
     parser.add_argument("--length-factor", type=float, default=1.1, help="translated/original speech length")
-    add_run_arguments(parser)
-    parser.add_argument("--keep-logs", type=Path, default=None, help="copy the server and worker logs here")
-    args = parser.parse_args(argv)
-    unknown = set(args.scenarios) - set(SCENARIOS)
-    if unknown:
-        parser.error(f"unknown scenarios {sorted(unknown)}")
-    return args
+    return parse_run(parser, argv, "scenarios", SCENARIOS)
 
 
 def sizes_of(args: argparse.Namespace) -> Sizes:
@@ -117,9 +102,6 @@ async def run_scenarios(ctx: Context, args: argparse.Namespace, results: dict[st
 
 
 async def run(args: argparse.Namespace, model: LatencyModel, settings: dict[str, str]) -> dict[str, Any]:
-    binary = find_binary()
-    if binary is None:
-        raise SystemExit(INSTALL_HINT)
     results: dict[str, Any] = {
         "model": model.as_dict(),
         "settings": settings,
@@ -127,18 +109,9 @@ async def run(args: argparse.Namespace, model: LatencyModel, settings: dict[str,
         "scenario_s": {},
         "machine": {"cpus": os.cpu_count()},
     }
-    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
-        workdir = Path(tmp)
-        server = LiveKitServer(binary, workdir / "livekit-server.log")
-        server.start()
-        try:
-            async with modelled_providers(model, length_factor=args.length_factor, tag_tones=True) as urls:
-                ctx = Context(server, urls, model, settings, workdir, args.sessions_per_core, args.lost_after)
-                await run_scenarios(ctx, args, results)
-        finally:
-            server.stop()
-            if args.keep_logs:
-                shutil.copytree(workdir, args.keep_logs, dirs_exist_ok=True)
+    async with stage(args, model, "bench-fleet-") as (server, urls, workdir):
+        ctx = Context(server, urls, model, settings, workdir, args.sessions_per_core, args.lost_after)
+        await run_scenarios(ctx, args, results)
     return results
 
 
@@ -154,14 +127,6 @@ def main(argv: list[str]) -> None:
     out = output_dir(args)
     model = LatencyModel.from_args(args)
     load = MachineLoad()
-    try:
-        results = asyncio.run(run(args, model, settings))
-    except KeyboardInterrupt:
-        print("interrupted: rooms, workers, server and fakes were closed", file=sys.stderr)
-        raise SystemExit(130) from None
-    finally:
-        for child in psutil.Process().children(recursive=True):  # anything of ours still running
-            with contextlib.suppress(psutil.Error):
-                child.kill()
+    results = run_to_end(run(args, model, settings))
     results["command"] = " ".join(["python -m bench fleet", *argv])
     write_results(out, "fleet.json", results, load, draw=draw, report=print_report)
