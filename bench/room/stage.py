@@ -49,8 +49,7 @@ async def stage(
         raise SystemExit(INSTALL_HINT)
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         workdir = Path(tmp)
-        server = LiveKitServer(binary, workdir / "livekit-server.log")
-        server.start()
+        server = start_server(binary, workdir / "livekit-server.log")
         try:
             async with modelled_providers(model, length_factor=args.length_factor, tag_tones=True) as urls:
                 yield server, urls, workdir
@@ -58,6 +57,20 @@ async def stage(
             server.stop()
             if args.keep_logs:
                 shutil.copytree(workdir, args.keep_logs, dirs_exist_ok=True)
+
+
+def start_server(binary: str, log: Path, attempts: int = 3) -> LiveKitServer:
+    """A LiveKit server started on free ports, again on others if one was taken meanwhile (`free_port` is
+    only a guess on a machine where other runs start servers too)."""
+    for attempt in range(1, attempts + 1):
+        server = LiveKitServer(binary, log)
+        try:
+            server.start()
+            return server
+        except RuntimeError:
+            if attempt == attempts or "address already in use" not in server.log_tail():
+                raise
+    raise AssertionError("unreachable")
 
 
 def run_to_end(run: Coroutine[Any, Any, T]) -> T:
