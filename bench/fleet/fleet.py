@@ -11,11 +11,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 from livekit import api
 
 from agent.telemetry.latency import Mark
+from bench.fleet.figures import spread
 from bench.fleet.records import RoomRecord
 from bench.fleet.watch import Watch, room_record
 from bench.harness.provider_process import provider_env
@@ -38,15 +40,40 @@ class FleetRoom:
         return any(i.interpreting_since() is not None and i.left is None for i in self.watch.seen.values())
 
 
+class LoopLag:
+    """How late this process's event loop runs (how far its short sleeps overshoot): every time the rooms'
+    participants note (an attribute seen, a caption, a frame) is late by as much at most."""
+
+    PERIOD_S = 0.05
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(self.PERIOD_S)
+            self.lags.append(time.perf_counter() - started - self.PERIOD_S)
+
+    async def stop(self) -> dict[str, Any]:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        return spread(self.lags)
+
+
 @dataclass
 class Fleet:
-    """One scenario's workers and rooms; times from `t0`."""
+    """One scenario's workers and rooms; times from `t0`; how late this process ran meanwhile."""
 
     ctx: Context
     label: str
     t0: float = field(default_factory=time.perf_counter)
     workers: list[WorkerProcess] = field(default_factory=list)
     rooms: list[FleetRoom] = field(default_factory=list)
+    lag: LoopLag = field(default_factory=LoopLag)
+    observer_lag_s: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -101,6 +128,7 @@ class Fleet:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.sleep(tail_s)
         ended = time.perf_counter()
+        self.observer_lag_s = await self.lag.stop()
         records = [
             room_record(r.bench, r.watch, r.timeline, r.requested_at, self.t0, ended) for r in self.rooms
         ]

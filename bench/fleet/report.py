@@ -38,6 +38,11 @@ def trouble(run: dict[str, Any]) -> None:
         f"      source captions placed by their length {placed.get('by_length', 0)}, by time "
         f"{placed.get('by_time', 0)}, not at all {placed.get('unplaced', 0)}"
     )
+    if lag := run.get("observer_lag_s"):
+        print(
+            f"      the benchmark's own event loop ran late by p95 {seconds(lag['p95'])} / max "
+            f"{seconds(lag['max'])} s: what its participants saw, they saw as late at most"
+        )
     if rooms := run.get("rooms_in_trouble"):
         print(
             f"      WARNING: the benchmark's own speaker or listener fell behind or lost its connection in "

@@ -90,7 +90,8 @@ async def burst(ctx: Context, sizes: Sizes, workers: int, mode: str) -> dict[str
         await lk.aclose()
     records = await fleet.finish(sizes.tail_s)
     out = burst_summary(records, sizes.lost_after_s)
-    return {"workers": workers, "mode": mode, **out, "records": [r.as_dict() for r in records]}
+    run = {"workers": workers, "mode": mode, "observer_lag_s": fleet.observer_lag_s}
+    return {**run, **out, "records": [r.as_dict() for r in records]}
 
 
 async def meeting(ctx: Context, sizes: Sizes, event: str) -> dict[str, Any]:
@@ -122,4 +123,5 @@ async def meeting(ctx: Context, sizes: Sizes, event: str) -> dict[str, Any]:
     summarise = kill_summary if event == "kill" else deploy_summary
     out = summarise(records, at, spoke_from, stopped_at)
     times = {"at_s": round(at, 3), "spoke_from_s": round(spoke_from, 3), "stopped_at_s": round(stopped_at, 3)}
-    return {"event": event, **times, **out, "records": [r.as_dict() for r in records]}
+    run = {"event": event, "observer_lag_s": fleet.observer_lag_s, **times}
+    return {**run, **out, "records": [r.as_dict() for r in records]}

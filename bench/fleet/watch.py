@@ -53,8 +53,10 @@ class Watch:
         if not ours(participant) or participant.identity in self.seen:
             return
         now = time.perf_counter()
-        joined = participant.joined_at
-        at = now if joined is None else min(now, joined.timestamp() - self._wall_offset)
+        joined = participant.joined_at  # the server's (ms): for one already there when we connected
+        at = now if joined is None else joined.timestamp() - self._wall_offset
+        if not now - 60.0 < at <= now:  # not a time the server could have meant: when we saw it
+            at = now
         self.seen[participant.identity] = Interpreter(participant.identity, joined=at)
         self._apply(participant.attributes, participant, now)
 
