@@ -15,8 +15,8 @@ from bench.fleet.figures import (
     join_figures,
     live_spans,
     longest_gap,
+    placed,
     placement,
-    sentence_of,
     silences,
     spread,
 )
@@ -110,13 +110,38 @@ def test_back_after_a_worker_was_lost_counts_only_another_interpreter() -> None:
 
 
 def test_a_late_caption_is_placed_by_its_length_not_by_when_it_came() -> None:
-    # an interpreter catching up: sentence 0's transcript arrives after sentence 1 was said
-    r = room(source=[transcript(0, 6.0), transcript(1, 6.1)])
-    assert sentence_of(r, r.source[0]) == (0, True)
-    assert sentence_of(r, r.source[1]) == (1, True)
-    piece = Piece(7, 6.3, "s", chars=3)  # a piece of a sentence cut in two: placed by time
-    assert sentence_of(r, piece) == (1, False)
-    assert placement(room(source=[*r.source, piece])) == {"by_length": 2, "by_time": 1, "unplaced": 0}
+    # an interpreter catching up: sentence 0's transcript arrives after sentence 1 was said; then a piece
+    # of sentence 1 cut in two
+    r = room(
+        source=[transcript(0, 6.0), transcript(1, 6.1), Piece(102, 6.4, "s", chars=3)],
+        translated=[translated(0, 6.2), translated(1, 6.3), translated(2, 6.5)],
+    )
+    assert [(t.id, k, exact) for t, k, exact in placed(r)] == [
+        (100, 0, True),
+        (101, 1, True),
+        (102, 1, False),
+    ]
+    assert placement(r) == {"by_length": 2, "by_order": 1, "unplaced": 0}
+
+
+def test_a_warped_transcript_follows_the_speech_in_order() -> None:
+    # sentence 1's transcript came out two characters short (a jitter buffer hurrying): still sentence 1,
+    # not sentence 0 again, which its length would fit better
+    r = room(
+        source=[transcript(0, 2.3), Piece(101, 6.0, "s", chars=18)],
+        translated=[translated(0, 2.9), translated(1, 6.5)],
+    )
+    assert [k for _, k, _ in placed(r)] == [0, 1]
+
+
+def test_an_interpreter_cannot_have_transcribed_what_was_said_before_it_joined() -> None:
+    late = working("new", 3.0, 3.5)  # joined after sentence 0 was over
+    r = room(
+        interpreters=[late],
+        source=[transcript(0, 6.0)],  # as long as sentence 0, but it never heard it
+        translated=[translated(0, 6.2, "new")],
+    )
+    assert [k for _, k, _ in placed(r)] != [0]
 
 
 def test_cuts_count_lost_sentences_their_words_doubled_and_merged() -> None:
@@ -182,16 +207,23 @@ def test_burst_goal_needs_every_room_fast_and_none_doubled() -> None:
 
 
 def test_kill_and_deploy_summaries_against_their_goals() -> None:
-    old = working("old", 0.0, 0.5, alive=[1.0, 2.0, 3.0])
-    new = working("new", 6.0, 7.0, handover_from="old")
     source = [transcript(k, end + 0.3) for k, (_, end) in enumerate(SENTENCES)]
     heard = [(start + 1.0, end + 1.0) for start, end in SENTENCES]
+    killed = working("old", 0.0, 0.5, alive=[1.0, 2.0, 3.0])  # its machine died at 3.0: stale at 6.5
+    back = working("new", 7.0, 7.5, alive=[8.0, 9.0])
+    captions = [translated(0, 1.9, "old"), translated(2, 8.9, "new")]  # sentence 1 said in the gap
+    r = room(interpreters=[killed, back], source=source, translated=captions, loud=[heard[0], heard[2]])
+    out = kill_summary([r], killed_at=3.0, spoke_from=0.0, stopped_at=10.0)
+    assert (out["back_s"]["p95"], out["doubled"], out["cuts"]["lost"]) == (4.5, 0, 1)
+    assert out["cuts"]["lost_words"] == words(1.6) and out["goal"]["met"]
+    # a deploy: the one taking over joins while the old one still works, and takes sentence 1 on
+    old = working("old", 0.0, 0.5, alive=[1.0, 2.0, 3.0, 4.0, 5.0], draining=3.0, left=6.0)
+    new = working("new", 3.5, 4.0, handover_from="old", alive=[4.0, 5.0, 6.0])
     captions = [translated(0, 1.9, "old"), translated(1, 4.9, "new"), translated(2, 8.9, "new")]
     r = room(interpreters=[old, new], source=source, translated=captions, loud=heard)
-    killed = kill_summary([r], killed_at=3.0, spoke_from=0.0, stopped_at=10.0)
-    assert killed["back_s"]["p95"] == 4.0 and killed["goal"]["met"]
     deployed = deploy_summary([r], signalled_at=3.0, spoke_from=0.0, stopped_at=10.0)
-    assert deployed["cuts"]["lost"] == 0 and deployed["goal"]["met"]
+    assert (deployed["back_s"]["p95"], deployed["cuts"]["lost"], deployed["gap_s"]) == (1.0, 0, 0.0)
+    assert deployed["doubled"] == 0 and deployed["goal"]["met"]
     silent = room(interpreters=[old], source=source[:1], translated=captions[:1], loud=heard[:1])
     assert not deploy_summary([silent], signalled_at=3.0, spoke_from=0.0, stopped_at=10.0)["goal"]["met"]
 

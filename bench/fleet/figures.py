@@ -31,6 +31,10 @@ from bench.harness.stats import quantile
 STALE_S = 3.5  # an interpreter whose last heartbeat is older than this is not live (issue 20's contract)
 CAPTION_AFTER_S = 0.2  # a source caption arrives at least this long after the speech it transcribes began
 LENGTH_SLACK = 1  # characters: a transcript's length says its speech's to within one
+LADDER_STEP_CHARS = 3  # the workload's sentence lengths, in transcript characters, are this far apart
+USUAL_S = 1.5  # a sentence's transcript arrives within this of its end, as a rule
+LATE_SCALE_S = 5.0  # a transcript this much later than usual costs as much as a length one step off
+PART_COST, SPLIT_COST, SKIP_COST = 0.5, 0.5, 3.0  # a piece of a sentence cut in two; a piece left out
 ONSET_WINDOW_S = (-0.6, 0.1)  # a translation's audio starts this long after its caption (from, to)
 DOUBLED_FACTOR = 1.5  # translations by two interpreters adding up to this much of a sentence: heard twice
 
@@ -109,40 +113,75 @@ def expected_chars(length_s: float) -> int:
     return max(5, round(length_s * CHARS_PER_S))
 
 
-def sentence_of(room: RoomRecord, piece: Piece) -> tuple[int | None, bool]:
-    """The sentence a source caption transcribes, and whether its length said so. The workload's
-    sentences have lengths no two of any eight in a row share, and its workers transcribe a sentence in one
-    piece (STT_MAX_SEGMENT_S=0), so the last sentence said before the caption arrived whose transcript
-    would be as long is the one, however late the caption (an interpreter that catches up). Otherwise (a
-    sentence cut in two) the last one begun well before the caption arrived."""
-    sentences = room.sentences
-    said = [k for k, s in enumerate(sentences) if s[1] <= piece.at]
-    alike = [k for k in said if abs(expected_chars(room.length(k)) - piece.chars) <= LENGTH_SLACK]
-    if alike:
-        return alike[-1], True
-    begun = [k for k, (start, _) in enumerate(sentences) if start <= piece.at - CAPTION_AFTER_S]
-    return (begun[-1] if begun else None), False
+def piece_cost(room: RoomRecord, piece: Piece, k: int, heard_from: float, *, part: bool) -> float:
+    """How unlikely it is that `piece` transcribes sentence k (inf: it cannot, the sentence had not begun
+    when the caption came, or was over before its interpreter joined); `part`: another piece before it
+    transcribed the same sentence. A whole sentence said before is one as long as the piece (a length off
+    costs a third a character, as the jitter buffer can warp speech), ended not much longer before than
+    usual; a part of a sentence is no longer than it."""
+    start, end = room.sentences[k]
+    if start > piece.at - CAPTION_AFTER_S or end < heard_from:
+        return math.inf
+    expected = expected_chars(room.length(k))
+    off = abs(piece.chars - expected)
+    fits = piece.chars <= expected + LENGTH_SLACK
+    late = max(0.0, piece.at - end - USUAL_S) / LATE_SCALE_S
+    if part or end > piece.at:  # a part of it (not over when the caption came: cut by a dropout)
+        return (PART_COST if fits else math.inf) + late
+    return (0.0 if off <= LENGTH_SLACK else off / LADDER_STEP_CHARS) + late
+
+
+def align(room: RoomRecord, pieces: Sequence[Piece], heard_from: float) -> list[int | None]:
+    """The sentence each of one interpreter's source captions (in the order it transcribed them)
+    transcribes, or None: the cheapest assignment (`piece_cost`) that follows the speech in order, a piece
+    left unplaced costing SKIP_COST, one more piece of the same sentence SPLIT_COST."""
+    best: dict[int, tuple[float, list[int | None]]] = {-1: (0.0, [])}  # last sentence → cost, path
+    for piece in pieces:
+        after: dict[int, tuple[float, list[int | None]]] = {}
+        for state, (cost, path) in best.items():
+            steps: list[tuple[int, float, int | None]] = [(state, SKIP_COST, None)]
+            for k in range(max(state, 0), len(room.sentences)):
+                again = k == state
+                step = piece_cost(room, piece, k, heard_from, part=again) + (SPLIT_COST if again else 0.0)
+                steps.append((k, step, k))
+            for to, step, placed_at in steps:
+                if cost + step < after.get(to, (math.inf, []))[0]:
+                    after[to] = (cost + step, [*path, placed_at])
+        best = after
+    return min(best.values(), key=lambda v: v[0])[1]
+
+
+def placed(room: RoomRecord) -> list[tuple[Piece, int | None, bool]]:
+    """Each translation heard, the sentence it translates (None: none fits) and whether the length of its
+    source caption said so exactly: each interpreter's in turn (`align`), from when it joined."""
+    source = {p.id: p for p in room.source}
+    joined = {i.identity: i.joined for i in room.interpreters}
+    by_sender: dict[str, list[Piece]] = {}
+    for t in sorted(room.translated, key=lambda t: t.id):
+        if t.id in source:
+            by_sender.setdefault(t.sender, []).append(t)
+    out = []
+    for sender, pieces in by_sender.items():
+        sources = [source[t.id] for t in pieces]
+        sentences = align(room, sources, joined.get(sender, -math.inf))
+        for t, src, k in zip(pieces, sources, sentences, strict=True):
+            exact = k is not None and abs(expected_chars(room.length(k)) - src.chars) <= LENGTH_SLACK
+            out.append((t, k, exact))
+    return out
 
 
 def translations(room: RoomRecord) -> list[tuple[Piece, int]]:
     """Each translation heard, with the sentence it translates (those that cannot be placed are left out)."""
-    source = {p.id: p for p in room.source}
-    out = []
-    for t in room.translated:
-        src = source.get(t.id)
-        k = sentence_of(room, src)[0] if src is not None else None
-        if k is not None:
-            out.append((t, k))
-    return out
+    return [(t, k) for t, k, _ in placed(room) if k is not None]
 
 
 def placement(room: RoomRecord) -> dict[str, int]:
-    """How the source captions were placed: by their length, by time alone, not at all."""
-    placed = [sentence_of(room, p) for p in room.source]
+    """How the translations were placed: by their source's length, by order and time alone, not at all."""
+    found = placed(room)
     return {
-        "by_length": sum(1 for k, by_length in placed if by_length),
-        "by_time": sum(1 for k, by_length in placed if k is not None and not by_length),
-        "unplaced": sum(1 for k, _ in placed if k is None),
+        "by_length": sum(1 for _, _, exact in found if exact),
+        "by_order": sum(1 for _, k, exact in found if k is not None and not exact),
+        "unplaced": sum(1 for _, k, _ in found if k is None),
     }
 
 
@@ -162,11 +201,7 @@ def cuts(room: RoomRecord, since: float, until: float) -> dict[str, int]:
     scored = [k for k, (_, end) in enumerate(room.sentences) if since <= end <= until]
     cover = coverage(room)
     lost = [k for k in scored if k not in cover]
-    doubled = [
-        k
-        for k in scored
-        if len(cover.get(k, {})) >= 2 and sum(cover[k].values()) >= DOUBLED_FACTOR * room.length(k)
-    ]
+    doubled = [k for k in scored if sum(cover.get(k, {}).values()) >= DOUBLED_FACTOR * room.length(k)]
     return {
         "sentences": len(scored),
         "lost": len(lost),
