@@ -63,6 +63,9 @@ def test_at_work_from_listening_and_not_before_standby_ends() -> None:
     waiting = working("b", 1.0, 1.4, standby=[(1.2, True), (3.0, False)])
     assert waiting.interpreting_since() == 3.0
     assert Interpreter("c", 1.0, states=[(1.0, "initializing")]).interpreting_since() is None
+    # a taker-over that said "listening" a moment before it said it was in standby
+    early = working("d", 1.0, 1.4, standby=[(1.6, True), (3.0, False)])
+    assert early.interpreting_since() == 3.0
 
 
 def test_live_while_in_the_room_without_heartbeat_and_until_stale_with_one() -> None:

@@ -27,16 +27,19 @@ class Interpreter:
     handover_from: str = ""  # `interpreter.handover_from`: the identity it takes over from
 
     def interpreting_since(self) -> float | None:
-        """The first moment it was at work: listening (or thinking, speaking) and not in standby."""
-        waiting = False
+        """The first moment it was at work: listening (or thinking, speaking) and not in standby; one that
+        took a room over (it went into standby at some point) only once out of it, even if it said it was
+        listening before it said it was in standby."""
+        took_over = any(on for _, on in self.standby)
         changes = [(t, "state", s) for t, s in self.states] + [(t, "standby", b) for t, b in self.standby]
-        state = ""
+        state, waiting, waited = "", False, False
         for t, kind, value in sorted(changes, key=lambda c: c[0]):
             if kind == "state":
                 state = str(value)
             else:
                 waiting = bool(value)
-            if state in INTERPRETING_STATES and not waiting:
+                waited = waited or waiting
+            if state in INTERPRETING_STATES and not waiting and (waited or not took_over):
                 return t
         return None
 
