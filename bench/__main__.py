@@ -39,6 +39,9 @@ COMMANDS = {
     "capacity": Command(
         "bench.room.workload", "the capacity sweep of `room`: N rooms against one worker", named=True
     ),
+    "fleet": Command(
+        "bench.fleet.workload", "rooms keep their interpreter: a burst, a worker killed, a deploy (issue 20)"
+    ),
     "soak": Command(
         "bench.soak.run", "an hour of simulated speech through a room session, faster than real time"
     ),

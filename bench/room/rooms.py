@@ -62,18 +62,22 @@ def read_records(path: Path) -> list[UtteranceRecord]:
     return out
 
 
-async def open_room(ctx: Context, name: str, pcm: Pcm, segments: list[tuple[float, float]]) -> BenchRoom:
+ROOM_METADATA = json.dumps({"target_languages": [TARGET]})  # what each room asks its interpreter for
+
+
+async def open_room(
+    ctx: Context, name: str, pcm: Pcm, segments: list[tuple[float, float]], *, dispatch: bool = True
+) -> BenchRoom:
+    """A room's speaker (whose token asks for the interpreter, unless not `dispatch`) and listener, joined."""
     listener = BenchListener(f"{name}-listener")
     speaker = BenchSpeaker(f"{name}-speaker")
     room = BenchRoom(name, speaker, listener, pcm, segments, opened_at=time.perf_counter())
     # the speaker first: a token's dispatch applies when its join creates the room
-    dispatch = api.RoomAgentDispatch(
-        agent_name=AGENT_NAME, metadata=json.dumps({"target_languages": [TARGET]})
-    )
+    asked = api.RoomAgentDispatch(agent_name=AGENT_NAME, metadata=ROOM_METADATA) if dispatch else None
     await speaker.connect(
         ctx.server.url,
         ctx.server.token(
-            speaker.identity, name, attributes={"language": "en", "interpret_to": TARGET}, dispatch=dispatch
+            speaker.identity, name, attributes={"language": "en", "interpret_to": TARGET}, dispatch=asked
         ),
         auto_subscribe=False,
     )
@@ -244,10 +248,11 @@ def dispatch_figures(rooms: list[BenchRoom], live: list[BenchRoom], requested: i
     }
 
 
-async def close_all(ctx: Context, rooms: list[BenchRoom], worker: WorkerProcess) -> None:
-    """The participants out, every room deleted, the worker stopped and any job process it left killed."""
-    await asyncio.gather(
-        *(p.aclose() for r in rooms for p in (r.speaker, r.listener)), return_exceptions=True
+async def close_all(ctx: Context, rooms: list[BenchRoom], *workers: WorkerProcess) -> None:
+    """The participants out, every room deleted, the workers stopped and any job process they left killed."""
+    await asyncio.gather(  # bounded: a participant whose connection broke may never finish leaving
+        *(asyncio.wait_for(p.aclose(), 15) for r in rooms for p in (r.speaker, r.listener)),
+        return_exceptions=True,
     )
     with contextlib.suppress(Exception):
         lk = ctx.server.api()
@@ -257,8 +262,9 @@ async def close_all(ctx: Context, rooms: list[BenchRoom], worker: WorkerProcess)
                 await lk.room.delete_room(api.DeleteRoomRequest(room=room_info.name))
         finally:
             await lk.aclose()
-    pids = [p.pid for p in tree(worker.proc.pid)] if worker.proc is not None else []
-    await worker.aclose()
-    for pid in pids[1:]:  # job processes left behind by a worker that was killed
-        with contextlib.suppress(psutil.Error):
-            psutil.Process(pid).kill()
+    for worker in workers:
+        pids = [p.pid for p in tree(worker.proc.pid)] if worker.proc is not None else []
+        await worker.aclose()
+        for pid in pids[1:]:  # job processes left behind by a worker that was killed
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()

@@ -37,20 +37,12 @@ bench/results/), prints a table with the machine's load during the run.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
 import random
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-import psutil
-
 from bench.harness.cli import (
-    add_run_arguments,
     add_speech_arguments,
     command_parser,
     output_dir,
@@ -58,14 +50,13 @@ from bench.harness.cli import (
 )
 from bench.harness.machine import MachineLoad
 from bench.harness.model import LatencyModel
-from bench.harness.modelled_providers import modelled_providers
 from bench.harness.output import write_results
 from bench.harness.speech import dialogue, monologue
 from bench.room.analysis import latency_summary
 from bench.room.capacity import workload_capacity
 from bench.room.report import draw, print_report
 from bench.room.rooms import Context, run_rooms
-from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
+from bench.room.stage import parse_run, run_to_end, stage
 
 WORKLOADS = ("dialogue", "monologue", "capacity")
 
@@ -87,9 +78,6 @@ async def workload_monologue(ctx: Context, minutes: float) -> dict[str, Any]:
 async def run(
     args: argparse.Namespace, model: LatencyModel, settings: dict[str, str], command: str
 ) -> dict[str, Any]:
-    binary = find_binary()
-    if binary is None:
-        raise SystemExit(INSTALL_HINT)
     results: dict[str, Any] = {
         "model": model.as_dict(),
         "settings": settings,
@@ -98,41 +86,30 @@ async def run(
         "machine": {"cpus": os.cpu_count()},
         "command": command,
     }
-    with tempfile.TemporaryDirectory(prefix="bench-room-") as tmp:
-        workdir = Path(tmp)
-        server = LiveKitServer(binary, workdir / "livekit-server.log")
-        server.start()
-        try:
-            async with modelled_providers(model, length_factor=args.length_factor, tag_tones=True) as urls:
-                ctx = Context(
-                    server,
-                    urls,
-                    model,
-                    settings,
-                    workdir,
-                    args.sessions_per_core,
-                    args.dispatch_timeout,
-                    args.load_cpu,
-                    args.open_interval,
-                )
-                if "dialogue" in args.workloads:
-                    print("running the dialogue workload through the SFU…", flush=True)
-                    results["dialogue"] = await workload_dialogue(ctx, args.dialogue_utterances)
-                if "monologue" in args.workloads:
-                    print("running the monologue workload through the SFU…", flush=True)
-                    results["monologue"] = await workload_monologue(ctx, args.monologue_minutes)
-                if "capacity" in args.workloads:
-                    print("running the capacity sweep…", flush=True)
-                    steps = [int(n) for n in args.rooms.split(",")]
-                    results["capacity"] = await workload_capacity(
-                        ctx, steps, args.room_seconds, args.stop_ms, args.stagger
-                    )
-        finally:
-            server.stop()
-            if args.keep_logs:
-                import shutil
-
-                shutil.copytree(workdir, args.keep_logs, dirs_exist_ok=True)
+    async with stage(args, model, "bench-room-") as (server, urls, workdir):
+        ctx = Context(
+            server,
+            urls,
+            model,
+            settings,
+            workdir,
+            args.sessions_per_core,
+            args.dispatch_timeout,
+            args.load_cpu,
+            args.open_interval,
+        )
+        if "dialogue" in args.workloads:
+            print("running the dialogue workload through the SFU…", flush=True)
+            results["dialogue"] = await workload_dialogue(ctx, args.dialogue_utterances)
+        if "monologue" in args.workloads:
+            print("running the monologue workload through the SFU…", flush=True)
+            results["monologue"] = await workload_monologue(ctx, args.monologue_minutes)
+        if "capacity" in args.workloads:
+            print("running the capacity sweep…", flush=True)
+            steps = [int(n) for n in args.rooms.split(",")]
+            results["capacity"] = await workload_capacity(
+                ctx, steps, args.room_seconds, args.stop_ms, args.stagger
+            )
     return results
 
 
@@ -157,13 +134,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     opening = "capacity: s between rooms opening (0: all at once, a burst the framework partly refuses)"
     parser.add_argument("--open-interval", type=float, default=1.0, help=opening)
     parser.add_argument("--dispatch-timeout", type=float, default=45.0, help="s for a room to get its agent")
-    add_run_arguments(parser)
-    parser.add_argument("--keep-logs", type=Path, default=None, help="copy the server and worker logs here")
-    args = parser.parse_args(argv)
-    unknown = set(args.workloads) - set(WORKLOADS)
-    if unknown:
-        parser.error(f"unknown workloads {sorted(unknown)}")
-    return args
+    return parse_run(parser, argv, "workloads", WORKLOADS)
 
 
 def main(argv: list[str]) -> None:
@@ -174,14 +145,6 @@ def main(argv: list[str]) -> None:
     model = LatencyModel.from_args(args)
     load = MachineLoad()
     started = time.perf_counter()
-    try:
-        results = asyncio.run(run(args, model, settings, " ".join(["python -m bench room", *argv])))
-    except KeyboardInterrupt:
-        print("interrupted: rooms, worker, server and fakes were closed", file=sys.stderr)
-        raise SystemExit(130) from None
-    finally:
-        for child in psutil.Process().children(recursive=True):  # anything of ours still running
-            with contextlib.suppress(psutil.Error):
-                child.kill()
+    results = run_to_end(run(args, model, settings, " ".join(["python -m bench room", *argv])))
     results["wall_s"] = round(time.perf_counter() - started, 1)
     write_results(out, "room.json", results, load, draw=draw, report=print_report)
