@@ -24,11 +24,11 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from agent.room.presence import STALE_S
 from bench.fleet.records import Interpreter, Piece, RoomRecord, words
 from bench.harness.model import CHARS_PER_S
 from bench.harness.stats import quantile
 
-STALE_S = 3.5  # an interpreter whose last heartbeat is older than this is not live (issue 20's contract)
 CAPTION_AFTER_S = 0.2  # a source caption arrives at least this long after the speech it transcribes began
 LENGTH_SLACK = 1  # characters: a transcript's length says its speech's to within one
 LADDER_STEP_CHARS = 3  # the workload's sentence lengths, in transcript characters, are this far apart

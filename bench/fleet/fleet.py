@@ -26,6 +26,10 @@ from bench.room.participants import AGENT_NAME, BenchRoom
 from bench.room.rooms import ROOM_METADATA, Context, close_all, open_room, read_records, worker_env
 from tests.room_worker import WorkerProcess
 
+# what the fleet measures runs as in production: the keeper on (the tests' workers turn it off), as many warm
+# job processes as the capacity (bench room keeps two)
+PRODUCTION = {"KEEPER_INTERVAL_S": "2", "WARM_PROCESSES": ""}
+
 
 @dataclass
 class FleetRoom:
@@ -88,7 +92,10 @@ class Fleet:
             workdir.mkdir(parents=True, exist_ok=True)
             new.append(
                 WorkerProcess(
-                    ctx.server, provider_env(ctx.urls), workdir, **worker_env(ctx, records_of(workdir))
+                    ctx.server,
+                    provider_env(ctx.urls),
+                    workdir,
+                    **{**worker_env(ctx, records_of(workdir)), **PRODUCTION},
                 )
             )
         self.workers += new

@@ -10,17 +10,13 @@ import numpy as np
 from livekit import rtc
 from livekit.agents.types import ATTRIBUTE_AGENT_NAME, ATTRIBUTE_AGENT_STATE
 
+from agent.room.room_io import ATTR_ALIVE, ATTR_DRAINING, ATTR_HANDOVER_FROM, ATTR_STANDBY
 from agent.run.filemode import FRAME_S
 from bench.fleet.records import Interpreter, Piece, RoomRecord
 from bench.harness.speech import Timeline
 from bench.room.participants import AGENT_NAME, TARGET, TRACK, BenchRoom
 from tests.participants import LISTEN_RATE
 
-# the interpreter's attributes of issue 20 (named in agent/room/room_io.py once they exist)
-ATTR_ALIVE = "interpreter.alive"
-ATTR_STANDBY = "interpreter.standby"
-ATTR_DRAINING = "interpreter.draining"
-ATTR_HANDOVER_FROM = "interpreter.handover_from"
 FRAME_JITTER_S = 0.015  # frames arrive in real time, give or take this
 LOUD_RMS = 500.0  # a 10 ms frame of the interpretation louder than this is sound (the fake TTS: ~7,000)
 

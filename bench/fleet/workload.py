@@ -64,7 +64,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=d.settle_s, help="s after a worker registered")
     parser.add_argument("--drain-timeout", type=int, default=10, help="the workers' DRAIN_TIMEOUT_S")
     parser.add_argument(
-        "--sessions-per-core", type=int, default=10, help="the workers' SESSIONS_PER_CORE (production's)"
+        "--sessions-per-core", type=int, default=7, help="the workers' SESSIONS_PER_CORE (production's)"
     )
     parser.add_argument("--length-factor", type=float, default=1.1, help="translated/original speech length")
     return parse_run(parser, argv, "scenarios", SCENARIOS)

@@ -163,6 +163,9 @@ def worker_env(ctx: Context, records_path: Path) -> dict[str, str]:
         "BENCH_ROOM_RECORDS": str(records_path),
         "DRAIN_TIMEOUT_S": "1",
         "SESSIONS_PER_CORE": str(ctx.sessions_per_core),
+        # two warm job processes, as the framework kept on these 2 cores when the room figures were taken (its
+        # default, the capacity, would be 16 with the 200 rooms per core that take the rooms out of the load)
+        "WARM_PROCESSES": "2",
         "LOAD_CPU": ctx.load_cpu,
         "STT_ENDPOINTING_MS": str(ENDPOINTING_MS),
         **ctx.settings,
