@@ -59,7 +59,9 @@ class Cluster:
         """A running worker registered with node `name` (started now unless one runs)."""
         worker = self.workers.get(name)
         if worker is None or worker.proc is None or worker.proc.returncode is not None:
-            env = self.fakes.env(DRAIN_TIMEOUT_S="2", STT_ENDPOINTING_MS="600")
+            # the keeper on (tests/room_worker.py turns it off): the cluster is this module's own, and a
+            # worker lost is covered only by the other worker's keeper dispatching its room again
+            env = self.fakes.env(DRAIN_TIMEOUT_S="2", STT_ENDPOINTING_MS="600", KEEPER_INTERVAL_S="2")
             worker = WorkerProcess(self.node(name), env, self.workdir / f"worker-{name}-{len(self.workers)}")
             self.workers[name] = worker
             await worker.start()
