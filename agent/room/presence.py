@@ -128,6 +128,16 @@ def has_people(members: Iterable[Member]) -> bool:
     return any(m.kind == PERSON for m in members)
 
 
+def own_segment_tag(room: rtc.Room, agent_name: str, *, taking_over: bool) -> str | None:
+    """Segment ids of its own for an interpreter that takes a room over, or finds another interpreter of ours
+    there as it starts (a lost one, not yet gone): the last 6 characters of its identity, so that its ids
+    never collide with the other's (a page keys captions by them). None: the ids as they always were."""
+    members = [Member.from_rtc(p) for p in room.remote_participants.values()]
+    if taking_over or interpreters(members, agent_name):
+        return room.local_participant.identity[-6:]
+    return None
+
+
 def winning_rival(me: Member, members: Iterable[Member], agent_name: str, now_s: float) -> Member | None:
     """The rival for whom `me` leaves: the first-ranked of its rivals, if it ranks before `me`."""
     rivals = [

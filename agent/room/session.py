@@ -28,7 +28,7 @@ from agent.room.cloning import OnClone, VoiceCloner
 from agent.room.handover import Takeover
 from agent.room.languages import LanguageChoice
 from agent.room.outputs import Outputs, TtsFactory
-from agent.room.presence import Member, interpreters
+from agent.room.presence import own_segment_tag
 from agent.room.room_io import ATTR_LANGUAGES, RoomPublisher, track_frames
 from agent.room.speakers import FramesFor, Speakers
 from agent.room.status import AgentStatus
@@ -59,7 +59,6 @@ class RoomSession:
         handover_from: str | None = None,
     ) -> None:
         self._room = room
-        self._agent_name = settings.agent_name
         self._job_metadata = job_metadata
         self.clock = tracker.clock
         options = PipelineOptions.from_settings(settings)
@@ -82,9 +81,7 @@ class RoomSession:
             stt=stt, frames_for=frames_for, tracker=tracker, options=options, publisher=self.publisher,
             status=self.status, languages=self.languages, heard=self.heard, voices=self.voices,
             cloner=self.cloner, router=router, on_heard_changed=self._sync_soon,
-            # taking over, or after another interpreter of ours (one lost, still in the room): segment ids of
-            # its own, not the other's (a page keys captions by them)
-            segment_tag=room.local_participant.identity[-6:] if handover_from or self._successor() else None,
+            segment_tag=own_segment_tag(room, settings.agent_name, taking_over=handover_from is not None),
         )  # fmt: skip
         self.takeover = None if handover_from is None else Takeover(
             room=room, speakers=self.speakers, outputs=self.outputs, publisher=self.publisher,
@@ -115,11 +112,6 @@ class RoomSession:
         self.outputs.router = self.speakers.router = router
 
     # -- life cycle --------------------------------------------------------------------------------
-
-    def _successor(self) -> bool:
-        """Another interpreter of ours is in the room as this one starts (a lost one, not yet gone)."""
-        members = [Member.from_rtc(p) for p in self._room.remote_participants.values()]
-        return bool(interpreters(members, self._agent_name))
 
     async def start(self) -> None:
         self.status.set_state("initializing")
@@ -187,9 +179,6 @@ class RoomSession:
     @property
     def faults(self) -> list[str]:
         return self.status.faults
-
-    def set_fault(self, kind: str, reporter: str, active: bool) -> None:
-        self.status.set_fault(kind, reporter, active)
 
     def wanted_languages(self) -> list[str]:
         """Every target language asked for, in the order they get a track (`LanguageChoice.wanted`)."""
