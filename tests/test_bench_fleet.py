@@ -20,6 +20,7 @@ from bench.fleet.figures import (
     silences,
     spread,
 )
+from bench.fleet.fleet import rest_of_sentence
 from bench.fleet.records import Interpreter, Piece, RoomRecord, words
 from bench.fleet.scenarios import LADDER, speech
 from bench.fleet.summary import burst_summary, deploy_summary, kill_summary
@@ -240,3 +241,13 @@ def test_the_speech_names_each_sentence_by_its_length() -> None:
         assert min(abs(a - b) for j, a in enumerate(window) for b in window[j + 1 :]) >= 3
     pauses = [b.start - a.end for a, b in zip(timeline.sentences, timeline.sentences[1:], strict=False)]
     assert all(0.999 <= p <= 2.001 for p in pauses)
+
+
+def test_a_speaker_told_to_stop_finishes_the_sentence_it_is_saying() -> None:
+    """Cut off mid-sentence, the piece said is transcribed on its own and fits no sentence of the record
+    (a deploy's run counted it a sentence doubled): the speaker stops at the sentence's end instead."""
+    timeline = speech(30.0, seed=1)
+    first, second = timeline.sentences[:2]
+    assert rest_of_sentence(timeline, first.start + 0.25) == pytest.approx(first.end - first.start - 0.25)
+    assert rest_of_sentence(timeline, (first.end + second.start) / 2) == 0.0
+    assert rest_of_sentence(timeline, timeline.total_s + 1) == 0.0

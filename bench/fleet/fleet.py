@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 from livekit import api
 
+from agent.run.filemode import FRAME_S
 from agent.telemetry.latency import Mark
 from bench.fleet.figures import spread
 from bench.fleet.records import RoomRecord
@@ -42,6 +43,33 @@ class FleetRoom:
     def working(self) -> bool:
         """Whether an interpreter of ours is at work in the room now."""
         return any(i.interpreting_since() is not None and i.left is None for i in self.watch.seen.values())
+
+    async def stop_speaking(self) -> None:
+        """The speaker stops as a person does: at the end of the sentence it is saying, if any (a sentence
+        cut off would be transcribed as a piece of it, which no figure can place)."""
+        if self.speaking is None:
+            return
+        said_s = len(self.bench.speaker.sent) * FRAME_S
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.speaking), rest_of_sentence(self.timeline, said_s))
+        self.speaking.cancel()
+        await asyncio.gather(self.speaking, return_exceptions=True)
+
+
+QUIET_BELOW, QUIET_WITHIN_S = 50.0, 60.0  # % of all cores busy, over half a second; at most this long
+
+
+async def until_quiet(within_s: float) -> None:
+    """Until the machine's cores are less than QUIET_BELOW % busy over half a second, or `within_s`."""
+    deadline = time.perf_counter() + within_s
+    while time.perf_counter() < deadline:
+        if await asyncio.to_thread(psutil.cpu_percent, 0.5) < QUIET_BELOW:
+            return
+
+
+def rest_of_sentence(timeline: Timeline, said_s: float) -> float:
+    """Seconds of speech left in the sentence under way `said_s` into the timeline (0 in a pause)."""
+    return next((s.end - said_s for s in timeline.sentences if s.start < said_s < s.end), 0.0)
 
 
 class LoopLag:
@@ -83,8 +111,10 @@ class Fleet:
         return time.perf_counter() - self.t0
 
     async def start_workers(self, count: int, settle_s: float) -> list[WorkerProcess]:
-        """`count` more workers, started together; once registered, `settle_s` for their idle processes to
-        warm up (in production a worker is up long before the rooms it serves)."""
+        """`count` more workers, started together; once registered, `settle_s` and then until the machine is
+        quiet, for their idle processes to warm up (in production a worker is up long before the rooms it
+        serves, and on a machine of its own: here two workers' 28 warming processes still held both cores
+        when a burst began, and the benchmark's own speakers fell 8 s behind)."""
         ctx, first = self.ctx, len(self.workers)
         new = []
         for k in range(first, first + count):
@@ -101,6 +131,7 @@ class Fleet:
         self.workers += new
         await asyncio.gather(*(w.start() for w in new))
         await asyncio.sleep(settle_s)
+        await until_quiet(QUIET_WITHIN_S)
         return new
 
     async def open(self, name: str, timeline: Timeline, *, dispatch: bool) -> FleetRoom:
@@ -128,11 +159,9 @@ class Fleet:
             await asyncio.sleep(0.1)
 
     async def finish(self, tail_s: float) -> list[RoomRecord]:
-        """The speakers stop; `tail_s` for the last translations; every room's record; all closed."""
-        tasks = [r.speaking for r in self.rooms if r.speaking is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """The speakers stop (each at the end of its sentence); `tail_s` for the last translations; every
+        room's record; all closed."""
+        await asyncio.gather(*(r.stop_speaking() for r in self.rooms))
         await asyncio.sleep(tail_s)
         ended = time.perf_counter()
         self.observer_lag_s = await self.lag.stop()
