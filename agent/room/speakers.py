@@ -188,7 +188,8 @@ class Speakers(Running[Speaker]):
         without one from `default` (None: all their ears hold); ears started from now on do not wait."""
         self.holding = False
         for speaker in self._running.values():
-            speaker.ears.handover.release(cuts.get(speaker.identity, default))
+            cut = cuts.get(speaker.identity)
+            speaker.ears.handover.release(default if cut is None else cut, at_pause=cut is not None)
 
     async def cut_all(self, within_s: float) -> dict[str, float]:
         """Handing over: cut every speaker's ears at their next pause (or at once after `within_s`), and

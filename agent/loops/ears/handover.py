@@ -8,6 +8,9 @@ came before the cut is theirs to finish; what comes after, the other interpreter
 The interpreter taking over starts its ears on hold (`Hold`): they keep what the speaker says (bounded by
 the replay buffer) and send nothing to the STT until released from a moment (their clock's time of the cut,
 or None: from everything they hold). Then the replay machinery sends the STT the audio from that moment on.
+The two interpreters' clocks and jitter buffers can disagree by more than the cut's margin (a machine busy as
+it drains): the cut as the new ears place it moves into the pause they heard nearest to it (within SNAP_S),
+so that neither the tail of the sentence before it is heard twice nor the start of the one after lost.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from livekit import rtc
@@ -29,6 +32,7 @@ logger = logging.getLogger("agent.ears")  # the ears' logger: the handover is th
 CUT_PAUSE_S = 0.4  # the silence that makes a pause to cut at (longer than a gap between words)
 CUT_MARGIN_S = CUT_PAUSE_S / 2  # the cut lies this far inside the silence, on either side
 AUDIO_AHEAD_WAIT_S = 2.0  # released from a moment not heard yet: wait this long for its audio
+SNAP_S = 0.8  # the new ears move the cut into a pause at most this far from where their clock puts it
 _EPS = 1e-6
 
 
@@ -52,17 +56,45 @@ class CutRequest:
         return True
 
 
+def pauses(frames: Iterable[tuple[float, rtc.AudioFrame]]) -> list[tuple[float, float]]:
+    """The silences of at least CUT_PAUSE_S in timed frames (start on the timeline, frame), as (from, to)."""
+    out: list[tuple[float, float]] = []
+    quiet_from: float | None = None
+    end = 0.0
+    for start, frame in frames:
+        end = start + frame.samples_per_channel / frame.sample_rate
+        if frame_is_voiced(frame):
+            if quiet_from is not None and start - quiet_from + _EPS >= CUT_PAUSE_S:
+                out.append((quiet_from, start))
+            quiet_from = None
+        elif quiet_from is None:
+            quiet_from = start
+    if quiet_from is not None and end - quiet_from + _EPS >= CUT_PAUSE_S:
+        out.append((quiet_from, end))
+    return out
+
+
+def snap_to_pause(frames: Iterable[tuple[float, rtc.AudioFrame]], point: float) -> float:
+    """`point` moved into the nearest pause within SNAP_S (CUT_MARGIN_S inside it); unmoved with none."""
+    nearest = min(pauses(frames), key=lambda p: max(p[0] - point, point - p[1], 0.0), default=None)
+    if nearest is None or max(nearest[0] - point, point - nearest[1]) > SNAP_S:
+        return point
+    quiet_from, quiet_to = nearest
+    return min(max(point, quiet_from + CUT_MARGIN_S), quiet_to - CUT_MARGIN_S)
+
+
 class Hold:
     """Ears on standby: released once, from a moment of their clock (None: from all they hold)."""
 
     def __init__(self) -> None:
         self.released = asyncio.Event()
         self.at: float | None = None
+        self.at_pause = False  # `at` is another's cut at a pause: moved into the pause heard here nearest it
         self.missed_s = 0.0  # released from before the first audio held: that much was never heard here
 
-    def release(self, at: float | None) -> None:
+    def release(self, at: float | None, *, at_pause: bool = False) -> None:
         if not self.released.is_set():
-            self.at = at
+            self.at, self.at_pause = at, at_pause
             self.released.set()
 
     async def start_point(self, replay: ReplayBuffer, intake: asyncio.Task[None]) -> float | None:
@@ -82,9 +114,13 @@ class Hold:
             return replay.timeline
         loop = asyncio.get_running_loop()
         until = loop.time() + AUDIO_AHEAD_WAIT_S
-        # the intake advances the timeline frame by frame (20 ms): polled at that pace
-        while replay.timeline < start and not intake.done() and loop.time() < until:  # noqa: ASYNC110
+        # the intake advances the timeline frame by frame (20 ms): polled at that pace; the audio around
+        # the point is awaited too, for the pause it may move into
+        ahead = SNAP_S if self.at_pause else 0.0
+        while replay.timeline < start + ahead and not intake.done() and loop.time() < until:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
+        if self.at_pause:
+            start = snap_to_pause(replay.timed_frames(), start)
         start = min(start, replay.timeline)
         self.missed_s = max(0.0, replay.start - start)
         replay.finalized_until(start)  # the audio before the cut is never sent to this STT
@@ -111,10 +147,11 @@ class EarsHandover:
         """On standby: keeping the speaker's audio, interpreting none of it until released."""
         return self.hold is not None and not self.hold.released.is_set()
 
-    def release(self, at: float | None) -> None:
-        """Interpret from clock time `at` on (None: all that is held); the audio before it is not ours."""
+    def release(self, at: float | None, *, at_pause: bool = False) -> None:
+        """Interpret from clock time `at` on (None: all that is held); the audio before it is not ours.
+        `at_pause`: `at` is the other ears' cut at a pause (not the moment the other was last live)."""
         if self.hold is not None:
-            self.hold.release(at)
+            self.hold.release(at, at_pause=at_pause)
 
     def heard(self, frame: rtc.AudioFrame) -> bool:
         """A frame was added to the timeline; True: the ears are cut here (it is not sent on)."""

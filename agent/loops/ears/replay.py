@@ -92,6 +92,10 @@ class ReplayBuffer:
         """The audio kept, oldest first: what a reopened stream hears before going live."""
         return (frame for _, frame in self._pending)
 
+    def timed_frames(self) -> Iterator[tuple[float, rtc.AudioFrame]]:
+        """The audio kept, oldest first, each frame with where it starts on the timeline."""
+        return iter(self._pending)
+
     def add(self, frame: rtc.AudioFrame, arrived_at: float, *, link_up: bool) -> None:
         """A frame received at clock time `arrived_at`; `link_up`: a stream is there to hear it."""
         start = self.timeline
