@@ -251,3 +251,19 @@ def test_a_speaker_told_to_stop_finishes_the_sentence_it_is_saying() -> None:
     assert rest_of_sentence(timeline, first.start + 0.25) == pytest.approx(first.end - first.start - 0.25)
     assert rest_of_sentence(timeline, (first.end + second.start) / 2) == 0.0
     assert rest_of_sentence(timeline, timeline.total_s + 1) == 0.0
+
+
+def test_a_sentence_sent_stretched_is_placed_by_the_span_it_was_sent_over() -> None:
+    """The speaker fell behind while saying sentence 1 (1.3 s of speech sent over 2 s: a machine busy as a
+    worker drains): the interpreter's jitter buffer stretched it as much, and its transcript is that long.
+    It is sentence 1 (the only one said before the caption came), not a sentence lost."""
+    sentences = [(1.0, 2.0), (4.0, 6.0), (8.0, 9.2)]
+    stretched = Piece(101, 6.6, "s", chars=expected_chars(2.1))
+    r = room(
+        sentences=sentences,
+        lengths=[1.0, 1.3, 1.2],
+        source=[transcript(0, 2.3, sentences=sentences), stretched],
+        translated=[translated(0, 2.9), translated(1, 7.0)],
+    )
+    assert [k for _, k, _ in placed(r)] == [0, 1]
+    assert cuts(r, 0.0, 7.0)["lost"] == 0

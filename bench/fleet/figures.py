@@ -117,14 +117,16 @@ def piece_cost(room: RoomRecord, piece: Piece, k: int, heard_from: float, *, par
     """How unlikely it is that `piece` transcribes sentence k (inf: it cannot, the sentence had not begun
     when the caption came, or was over before its interpreter joined); `part`: another piece before it
     transcribed the same sentence. A whole sentence said before is one as long as the piece (a length off
-    costs a third a character, as the jitter buffer can warp speech), ended not much longer before than
-    usual; a part of a sentence is no longer than it."""
+    costs a third a character, as the jitter buffer can warp speech; as long as the span it was sent over
+    costs nothing), ended not much longer before than usual; a part of a sentence is no longer than it."""
     start, end = room.sentences[k]
     if start > piece.at - CAPTION_AFTER_S or end < heard_from:
         return math.inf
     expected = expected_chars(room.length(k))
-    off = abs(piece.chars - expected)
-    fits = piece.chars <= expected + LENGTH_SLACK
+    # a speaker behind real time sends a sentence over a longer span, and the jitter buffer stretches it
+    stretched = max(expected, expected_chars(end - start))
+    off = max(expected - piece.chars, piece.chars - stretched, 0)
+    fits = piece.chars <= stretched + LENGTH_SLACK
     late = max(0.0, piece.at - end - USUAL_S) / LATE_SCALE_S
     if part or end > piece.at:  # a part of it (not over when the caption came: cut by a dropout)
         return (PART_COST if fits else math.inf) + late
