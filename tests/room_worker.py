@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -105,6 +107,9 @@ class WorkerProcess:
             except AssertionError:
                 if attempt == attempts or PORT_TAKEN not in self.output():
                     raise
+                if self.proc is not None and self.proc.returncode is None:  # stopping by itself: at once
+                    self.kill_tree()
+                    await self.proc.wait()
                 self.env["HEALTH_PORT"], self.env["PROMETHEUS_PORT"] = str(free_port()), str(free_port())
 
     async def _start_once(self, timeout_s: float) -> None:
@@ -113,11 +118,29 @@ class WorkerProcess:
             "start", self.workdir, self.env, self.log_path, own_group=self.own_group
         )
         await eventually(self._registered, within_s=timeout_s, what=f"the worker to register\n{self.tail()}")
+        # the health endpoint binds once the worker has registered: a port taken meanwhile stops the worker
+        deadline = time.perf_counter() + timeout_s
+        while not await asyncio.to_thread(self._health_answers):
+            if PORT_TAKEN in self.output() or time.perf_counter() > deadline:
+                raise AssertionError(f"the worker's health endpoint did not answer\n{self.tail()}")
+            await asyncio.sleep(0.1)
 
     def _registered(self) -> bool:
         if self.proc is not None and self.proc.returncode is not None:
             raise AssertionError(f"the worker exited with {self.proc.returncode}\n{self.tail()}")
         return REGISTERED in self.output()
+
+    def _health_answers(self) -> bool:
+        """The health endpoint answers (200, or 503 while the worker is not available), as the bound
+        port is this worker's."""
+        url = f"http://127.0.0.1:{self.env['HEALTH_PORT']}/"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
 
     def output(self) -> str:
         try:

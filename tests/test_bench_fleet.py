@@ -267,3 +267,22 @@ def test_a_sentence_sent_stretched_is_placed_by_the_span_it_was_sent_over() -> N
     )
     assert [k for _, k, _ in placed(r)] == [0, 1]
     assert cuts(r, 0.0, 7.0)["lost"] == 0
+
+
+def test_one_stretched_transcript_and_a_piece_of_it_are_not_a_sentence_heard_twice() -> None:
+    """A transcript of sentence 1 as long as the stretched span it was sent over, and a piece after it (the
+    jitter buffer split the warped speech): together over 1.5 times its speech, not over 1.5 times what
+    arrived."""
+    sentences = [(1.0, 2.0), (4.0, 6.0), (8.0, 9.2)]
+    r = room(
+        sentences=sentences,
+        lengths=[1.0, 1.3, 1.2],
+        source=[
+            transcript(0, 2.3, sentences=sentences),
+            Piece(101, 6.6, "s", chars=expected_chars(2.1)),
+            Piece(102, 6.9, "s", chars=5),
+        ],
+        translated=[translated(0, 2.9), translated(1, 7.0), translated(2, 7.2)],
+    )
+    assert [k for _, k, _ in placed(r)] == [0, 1, 1]
+    assert cuts(r, 0.0, 7.0)["doubled"] == 0

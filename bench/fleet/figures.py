@@ -197,13 +197,21 @@ def coverage(room: RoomRecord) -> dict[int, dict[str, float]]:
     return out
 
 
+def sent_length(room: RoomRecord, k: int) -> float:
+    """Sentence k's length as the speaker sent it: its speech, or the longer span a speaker behind real
+    time took to send it."""
+    start, end = room.sentences[k]
+    return max(room.length(k), end - start)
+
+
 def cuts(room: RoomRecord, since: float, until: float) -> dict[str, int]:
     """The sentences that ended within [since, until]: how many, lost (and their words), doubled; and the
     utterances merged into another meanwhile."""
     scored = [k for k, (_, end) in enumerate(room.sentences) if since <= end <= until]
     cover = coverage(room)
     lost = [k for k in scored if k not in cover]
-    doubled = [k for k in scored if sum(cover.get(k, {}).values()) >= DOUBLED_FACTOR * room.length(k)]
+    # the transcripts' lengths measure the audio as it arrived: a sentence sent stretched arrives as long
+    doubled = [k for k in scored if sum(cover.get(k, {}).values()) >= DOUBLED_FACTOR * sent_length(room, k)]
     return {
         "sentences": len(scored),
         "lost": len(lost),
