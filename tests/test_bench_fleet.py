@@ -20,7 +20,7 @@ from bench.fleet.figures import (
     silences,
     spread,
 )
-from bench.fleet.fleet import rest_of_sentence
+from bench.fleet.fleet import sentence_end
 from bench.fleet.records import Interpreter, Piece, RoomRecord, words
 from bench.fleet.scenarios import LADDER, speech
 from bench.fleet.summary import burst_summary, deploy_summary, kill_summary
@@ -248,9 +248,9 @@ def test_a_speaker_told_to_stop_finishes_the_sentence_it_is_saying() -> None:
     (a deploy's run counted it a sentence doubled): the speaker stops at the sentence's end instead."""
     timeline = speech(30.0, seed=1)
     first, second = timeline.sentences[:2]
-    assert rest_of_sentence(timeline, first.start + 0.25) == pytest.approx(first.end - first.start - 0.25)
-    assert rest_of_sentence(timeline, (first.end + second.start) / 2) == 0.0
-    assert rest_of_sentence(timeline, timeline.total_s + 1) == 0.0
+    assert sentence_end(timeline, first.start + 0.25) == first.end
+    assert sentence_end(timeline, (first.end + second.start) / 2) is None
+    assert sentence_end(timeline, timeline.total_s + 1) is None
 
 
 def test_a_sentence_sent_stretched_is_placed_by_the_span_it_was_sent_over() -> None:

@@ -49,9 +49,12 @@ class FleetRoom:
         cut off would be transcribed as a piece of it, which no figure can place)."""
         if self.speaking is None:
             return
-        said_s = len(self.bench.speaker.sent) * FRAME_S
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.speaking), rest_of_sentence(self.timeline, said_s))
+        said = self.bench.speaker.sent
+        end = sentence_end(self.timeline, len(said) * FRAME_S)
+        if end is not None:  # until its last frame is handed over (one behind real time takes longer)
+            deadline = time.perf_counter() + end - len(said) * FRAME_S + FINISH_SLACK_S
+            while len(said) * FRAME_S < end and not self.speaking.done() and time.perf_counter() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(FRAME_S)
         self.speaking.cancel()
         await asyncio.gather(self.speaking, return_exceptions=True)
 
@@ -67,9 +70,12 @@ async def until_quiet(within_s: float) -> None:
             return
 
 
-def rest_of_sentence(timeline: Timeline, said_s: float) -> float:
-    """Seconds of speech left in the sentence under way `said_s` into the timeline (0 in a pause)."""
-    return next((s.end - said_s for s in timeline.sentences if s.start < said_s < s.end), 0.0)
+FINISH_SLACK_S = 2.0  # a speaker finishing its sentence: at most this much behind real time
+
+
+def sentence_end(timeline: Timeline, said_s: float) -> float | None:
+    """Where the sentence under way `said_s` into the timeline ends (None: in a pause)."""
+    return next((s.end for s in timeline.sentences if s.start < said_s < s.end), None)
 
 
 class LoopLag:
