@@ -170,11 +170,13 @@ class Keeper:
         if dispatched:
             for reason in dispatched.values():
                 metrics.KEEPER_DISPATCHES.labels(reason=reason).inc()
-            logger.info(
-                "dispatched the interpreter again to %d rooms: %s",
-                len(dispatched),
-                ", ".join(sorted(dispatched)),
-                extra={"rooms": len(dispatched), "stale": sum(r == STALE for r in dispatched.values())},
+            logger.info(  # room names are ids: in `extra`, never in the message
+                "dispatched the interpreter again",
+                extra={
+                    "rooms": len(dispatched),
+                    "stale": sum(r == STALE for r in dispatched.values()),
+                    "room_names": sorted(dispatched),
+                },
             )
         if errors:
             raise errors[0]
