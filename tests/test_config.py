@@ -100,10 +100,11 @@ def test_voice_cloning_is_on_by_default_off_for_a_deployment_and_documented():
 
 
 LIVEKIT_ONLY = {k: v for k, v in FULL.items() if k.startswith("LIVEKIT_")}
+LOOPBACK_WEB = {**LIVEKIT_ONLY, "WEB_HOST": "127.0.0.1"}  # the page on this machine only: no code needed
 
 
 def test_the_web_server_needs_only_livekit_and_names_every_missing_variable():
-    s = load_web_settings(LIVEKIT_ONLY)  # no provider key
+    s = load_web_settings({**LIVEKIT_ONLY, "WEB_OPEN": "true"})  # no provider key
     assert (s.host, s.port, s.token_ttl_s, s.access_code) == ("0.0.0.0", 8080, 600, None)
     assert s.browser_url == s.livekit.url == "wss://example.livekit.cloud" and s.room_metadata == ""
     with pytest.raises(ConfigError) as err:
@@ -112,6 +113,7 @@ def test_the_web_server_needs_only_livekit_and_names_every_missing_variable():
         "LIVEKIT_URL",
         "LIVEKIT_API_KEY",
         "LIVEKIT_API_SECRET",
+        "WEB_HOST=0.0.0.0",  # and served beyond this machine with no access code
     ]
 
 
@@ -134,16 +136,34 @@ def test_web_settings_are_validated_and_secrets_not_echoed():
     assert s.browser_url == "wss://public.example" and s.access_code == "c"
 
 
+def test_the_page_served_beyond_this_machine_without_an_access_code_does_not_start_unless_meant():
+    """Bound to all interfaces (the default) with no WEB_ACCESS_CODE, anyone who finds the page gets tokens:
+    refused, naming the settings that fix it; on this machine only, with a code, or WEB_OPEN=true: allowed."""
+    for host in ("0.0.0.0", "::", "10.0.0.5", "interpreter.example"):
+        with pytest.raises(ConfigError) as err:
+            load_web_settings({**LIVEKIT_ONLY, "WEB_HOST": host})
+        (problem,) = err.value.problems
+        assert problem.startswith(f"WEB_HOST={host} ")
+        assert all(name in problem for name in ("WEB_ACCESS_CODE", "WEB_OPEN=true", "WEB_HOST=127.0.0.1"))
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        assert load_web_settings({**LIVEKIT_ONLY, "WEB_HOST": host}).host == host
+    assert load_web_settings({**LIVEKIT_ONLY, "WEB_ACCESS_CODE": "c"}).host == "0.0.0.0"
+    assert load_web_settings({**LIVEKIT_ONLY, "WEB_OPEN": "true"}).open_to_all
+    with pytest.raises(ConfigError) as err:
+        load_web_settings({**LIVEKIT_ONLY, "WEB_OPEN": "yes please"})
+    assert err.value.problems[0].startswith("WEB_OPEN")
+
+
 def test_web_room_metadata_is_checked_by_the_room_settings_rules():
     good = '{"target_languages": ["es", "fr"], "formality": "formal"}'
-    assert load_web_settings({**LIVEKIT_ONLY, "WEB_ROOM_METADATA": good}).room_metadata == good
+    assert load_web_settings({**LOOPBACK_WEB, "WEB_ROOM_METADATA": good}).room_metadata == good
     for bad, why in (
         ("{not json", "not valid JSON"),
         ('{"target_languages": ["tlh"]}', "'tlh' is not a supported language"),
         ('{"colour": "blue"}', "unknown key(s) 'colour'"),
     ):
         with pytest.raises(ConfigError) as err:
-            load_web_settings({**LIVEKIT_ONLY, "WEB_ROOM_METADATA": bad})
+            load_web_settings({**LOOPBACK_WEB, "WEB_ROOM_METADATA": bad})
         assert len(err.value.problems) == 1 and err.value.problems[0].startswith(
             "WEB_ROOM_METADATA is malformed"
         )

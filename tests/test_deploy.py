@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from agent.run.capacity import CpuSampler
-from agent.settings.config import load_server_settings, load_web_settings
+from agent.settings.config import ConfigError, load_server_settings, load_web_settings
 from tests.livekit_server import free_port
 from tests.room_worker import start_unregistered_worker
 
@@ -50,7 +50,10 @@ def test_fly_toml_matches_the_code():
 
 
 def test_the_page_is_the_apps_public_https_service_with_its_own_health_check():
-    web = load_web_settings({"LIVEKIT_URL": "wss://x", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s"})
+    secrets = {"LIVEKIT_URL": "wss://x", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s"}
+    with pytest.raises(ConfigError):  # public on Fly: the page does not start open by accident
+        load_web_settings(secrets)
+    web = load_web_settings({**secrets, "WEB_ACCESS_CODE": "c"})  # as docs/deploying.md sets it
     service = FLY["http_service"]
     assert service["processes"] == ["web"]  # never the worker
     assert service["internal_port"] == web.port == 8080 and web.host == "0.0.0.0"  # Fly's proxy reaches it

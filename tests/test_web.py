@@ -44,7 +44,7 @@ GOOD = {"room": "board-meeting_2", "name": "Ana María", "role": "listener", "la
 
 
 def settings(**env: str) -> WebSettings:
-    return load_web_settings({**LIVEKIT, **env})
+    return load_web_settings({**LIVEKIT, "WEB_HOST": "127.0.0.1", **env})
 
 
 @pytest.fixture
@@ -354,6 +354,22 @@ def test_python_m_agent_web_names_every_missing_variable_and_no_provider_key(tmp
     assert "DEEPGRAM" not in missing.stderr and "CARTESIA" not in missing.stderr
 
 
+def test_python_m_agent_web_bound_beyond_this_machine_without_a_code_does_not_start(tmp_path: Path) -> None:
+    """A stranger who found it would get tokens for any room: it exits 2 naming the settings, and serves
+    nothing; with WEB_OPEN=true it would start (tests/test_config.py)."""
+    refused = subprocess.run(
+        [sys.executable, "-m", "agent", "web"],
+        cwd=tmp_path,
+        env={**BASE_ENV, **LIVEKIT, "WEB_PORT": str(free_port())},  # WEB_HOST: 0.0.0.0, the default
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "WEB_HOST=0.0.0.0" in refused.stderr and "WEB_ACCESS_CODE" in refused.stderr
+    assert "WEB_OPEN=true" in refused.stderr
+
+
 async def test_python_m_agent_web_serves_without_provider_keys_until_sigterm(tmp_path: Path) -> None:
     port = free_port()
     web = await asyncio.create_subprocess_exec(
@@ -390,7 +406,13 @@ async def test_python_m_agent_web_serves_without_provider_keys_until_sigterm(tmp
 
 def server_settings(server: LiveKitServer, **env: str) -> WebSettings:
     return load_web_settings(
-        {"LIVEKIT_URL": server.url, "LIVEKIT_API_KEY": API_KEY, "LIVEKIT_API_SECRET": API_SECRET, **env}
+        {
+            "LIVEKIT_URL": server.url,
+            "LIVEKIT_API_KEY": API_KEY,
+            "LIVEKIT_API_SECRET": API_SECRET,
+            "WEB_HOST": "127.0.0.1",
+            **env,
+        }
     )
 
 

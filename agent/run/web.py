@@ -34,7 +34,7 @@ from aiohttp import web
 from livekit import api
 
 from agent.language.codes import AUTO, SUPPORTED_LANGUAGES, language_name
-from agent.settings.config import WebSettings
+from agent.settings.config import WebSettings, is_loopback
 from agent.telemetry.errors import log_unexpected
 
 logger = logging.getLogger("agent.web")
@@ -301,6 +301,8 @@ async def start_site(settings: WebSettings, static_dir: Path = STATIC_DIR) -> we
         await runner.cleanup()
         raise
     logger.info("serving the page", extra={"host": settings.host, "port": settings.port})
+    if settings.access_code is None and not is_loopback(settings.host):  # WEB_OPEN=true: meant, but said
+        logger.warning("the page is open to anyone who finds it: no WEB_ACCESS_CODE, and WEB_OPEN=true")
     return runner
 
 

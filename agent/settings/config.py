@@ -6,6 +6,7 @@ malformed variable at once. Secrets are never echoed back in those messages.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -359,6 +360,7 @@ class WebSettings:
     host: str
     port: int
     access_code: str | None  # WEB_ACCESS_CODE: no token without it, when set
+    open_to_all: bool  # WEB_OPEN: served beyond this machine without an access code, knowingly
     token_ttl_s: int
     room_metadata: str  # the interpreter's dispatch metadata (per-room settings JSON), "" for none
     log_level: str | None
@@ -385,11 +387,35 @@ def load_web_settings(env: Mapping[str, str | None]) -> WebSettings:
         host=r.text("WEB_HOST", "0.0.0.0"),
         port=r.integer("WEB_PORT", 8080, minimum=1, maximum=65535),
         access_code=r.raw("WEB_ACCESS_CODE"),
+        open_to_all=r.choice("WEB_OPEN", "false", ("true", "false")) == "true",
         token_ttl_s=r.integer("WEB_TOKEN_TTL_S", 600, minimum=60, maximum=86400),
         room_metadata=room_metadata,
         log_level=r.choice("LOG_LEVEL", "", LOG_LEVELS) or None,
         detect_language=source == AUTO and can_detect_language(r.text("DEEPGRAM_MODEL", "nova-3")),
     )
+    if (exposed := exposure(settings)) is not None:
+        r.problems.append(exposed)
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+def exposure(settings: WebSettings) -> str | None:
+    """Why the page must not start as set: served beyond this machine (WEB_HOST not a loopback address) with
+    nothing to keep a stranger out, unless WEB_OPEN says that is meant. None: it may."""
+    if settings.access_code is not None or settings.open_to_all or is_loopback(settings.host):
+        return None
+    return (
+        f"WEB_HOST={settings.host} serves the page beyond this machine, and with no WEB_ACCESS_CODE anyone "
+        "who finds it gets a join token, and an interpreter, for any room: set WEB_ACCESS_CODE, or "
+        "WEB_HOST=127.0.0.1 behind a proxy of your own, or WEB_OPEN=true to serve it open knowingly"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
