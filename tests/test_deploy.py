@@ -53,7 +53,8 @@ def test_the_page_is_the_apps_public_https_service_with_its_own_health_check():
     secrets = {"LIVEKIT_URL": "wss://x", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s"}
     with pytest.raises(ConfigError):  # public on Fly: the page does not start open by accident
         load_web_settings(secrets)
-    web = load_web_settings({**secrets, "WEB_ACCESS_CODE": "c"})  # as docs/deploying.md sets it
+    web = load_web_settings({**secrets, **FLY["env"], "WEB_ACCESS_CODE": "c"})  # as docs/deploying.md sets it
+    assert web.client_ip_header == "Fly-Client-IP"  # the token limits count per client, not per Fly proxy
     service = FLY["http_service"]
     assert service["processes"] == ["web"]  # never the worker
     assert service["internal_port"] == web.port == 8080 and web.host == "0.0.0.0"  # Fly's proxy reaches it

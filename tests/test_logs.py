@@ -53,6 +53,8 @@ def test_the_filter_hides_identities_in_speaker_participant_and_utterance_id_fie
     assert vars(filtered(utterance_id=f"{IDENTITY}.2-0"))["utterance_id"] == f"{p}.2-0"  # a restarted stream
     # a record handled twice (a job process's, again in the worker) is not hashed twice
     assert PseudonymizeIdentities().filter(record) and fields["speaker"] == p
+    # the page's client address (a refused token request) is personal data too
+    assert vars(filtered(client="203.0.113.9"))["client"] == pseudonym("203.0.113.9")
 
 
 def test_every_agent_logger_hides_identities_once_an_entry_point_is_imported():

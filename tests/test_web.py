@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from livekit.rtc.participant import PublishTrackError
 from agent.language.codes import SUPPORTED_LANGUAGES
 from agent.run.filemode import read_wav
 from agent.run.web import MAX_BODY_BYTES, WEB_APP, create_app, new_identity
+from agent.run.web_limits import CODE_TRIES, CODE_TRIES_PER_HOUR, REQUEST_BURST, REQUESTS_PER_MIN, Limits
 from agent.settings.config import WebSettings, load_web_settings
 from tests.conftest import ONE_SENTENCE, Fakes, start_room_fakes, stop_fakes
 from tests.livekit_server import API_KEY, API_SECRET, LiveKitServer, free_port
@@ -59,8 +61,10 @@ async def page_dir(tmp_path: Path) -> Path:
 
 
 @asynccontextmanager
-async def serving(web: WebSettings, static_dir: Path | None = None) -> AsyncIterator[TestClient[Any, Any]]:
-    app = create_app(web) if static_dir is None else create_app(web, static_dir)
+async def serving(
+    web: WebSettings, static_dir: Path | None = None, limits: Limits | None = None
+) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(web, limits=limits) if static_dir is None else create_app(web, static_dir, limits)
     async with TestClient(TestServer(app)) as client:
         yield client
 
@@ -132,8 +136,79 @@ async def test_a_body_larger_than_the_limit_is_refused() -> None:
     assert handlers.refused == {"body too large": 1} and handlers.tokens_issued == 0
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_client_gets_a_burst_of_requests_then_one_every_few_seconds_and_others_are_not_affected() -> None:
+    clock = Clock()
+    limits = Limits(clock=clock)
+    assert [limits.request("a") for _ in range(REQUEST_BURST)] == [0] * REQUEST_BURST
+    wait = limits.request("a")
+    assert wait == math.ceil(60 / REQUESTS_PER_MIN)
+    assert limits.request("b") == 0  # another address
+    clock.now += wait
+    assert limits.request("a") == 0 and limits.request("a") > 0
+
+
+def test_refused_codes_block_an_address_before_its_next_code_is_compared() -> None:
+    clock = Clock()
+    limits = Limits(clock=clock)
+    for _ in range(CODE_TRIES):
+        assert limits.request("a") == 0
+        limits.code_refused("a")
+    assert limits.request("a") == math.ceil(3600 / CODE_TRIES_PER_HOUR)
+    assert limits.request("b") == 0
+    clock.now += 3600 / CODE_TRIES_PER_HOUR
+    assert limits.request("a") == 0
+
+
+def test_the_addresses_remembered_are_bounded_the_least_recent_forgotten_first() -> None:
+    limits = Limits(clock=Clock(), max_clients=3, request_burst=1)
+    for address in ("a", "b", "c"):
+        limits.request(address)
+    assert limits.request("a") > 0  # used up; "a" is now the most recent
+    limits.request("d")  # "b" is forgotten
+    assert len(limits) == 3 and limits.request("b") == 0 and limits.request("a") > 0
+
+
+async def test_guessing_the_code_is_limited_and_a_flood_from_one_address_leaves_another_served() -> None:
+    """Behind a proxy that names the client (WEB_CLIENT_IP_HEADER): one address guessing codes gets 429 with
+    Retry-After, the right code included once it is blocked; another address joins; without the setting a
+    client's own header is not believed."""
+    web = settings(WEB_ACCESS_CODE="let-me-in", WEB_CLIENT_IP_HEADER="Fly-Client-IP")
+    async with serving(web) as client:
+
+        async def post(address: str, code: str) -> Any:
+            return await client.post(
+                "/api/token", json={**GOOD, "access_code": code}, headers={"Fly-Client-IP": address}
+            )
+
+        assert [(await post("203.0.113.9", "guess")).status for _ in range(CODE_TRIES)] == [403] * CODE_TRIES
+        blocked = await post("203.0.113.9", "let-me-in")
+        assert blocked.status == 429 and int(blocked.headers["Retry-After"]) > 60
+        assert (await blocked.json()) == {"error": "too many requests: try again later"}
+        assert (await post("198.51.100.7", "let-me-in")).status == 200
+        flood = [(await post("203.0.113.10", "let-me-in")).status for _ in range(REQUEST_BURST + 5)]
+        assert flood == [200] * REQUEST_BURST + [429] * 5
+        assert (await post("198.51.100.7", "let-me-in")).status == 200
+    async with serving(settings(WEB_ACCESS_CODE="let-me-in")) as client:  # the header not configured
+        for i in range(CODE_TRIES):
+            forged = {"Fly-Client-IP": f"192.0.2.{i}"}
+            body = {**GOOD, "access_code": "guess"}
+            assert (await client.post("/api/token", json=body, headers=forged)).status == 403
+        assert (
+            await client.post("/api/token", json=body, headers={"Fly-Client-IP": "192.0.2.99"})
+        ).status == 429
+
+
 async def test_with_an_access_code_set_no_token_without_it() -> None:
-    async with serving(settings(WEB_ACCESS_CODE="let-me-in")) as client:
+    roomy = Limits(code_tries=20, request_burst=20)  # the codes here; their limits: test_guessing_the_code_…
+    async with serving(settings(WEB_ACCESS_CODE="let-me-in"), limits=roomy) as client:
         assert await post_token(client, GOOD) == (403, {"error": "access code required"})
         assert await post_token(client, {**GOOD, "access_code": ""}) == (
             403,

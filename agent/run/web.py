@@ -11,6 +11,9 @@
   attribute, so the interpreter detects it; a speaker's `hear` is the language they hear (`interpret_to`);
 - `GET /healthz`: `OK`.
 
+One client address asks for a limited number of tokens, and tries a limited number of access codes
+(`agent/run/web_limits.py`): past them, a 429 with `Retry-After`.
+
 Tokens, names, room names and access codes are never logged: only the role of a token, or why a request
 was refused.
 """
@@ -34,6 +37,7 @@ from aiohttp import web
 from livekit import api
 
 from agent.language.codes import AUTO, SUPPORTED_LANGUAGES, language_name
+from agent.run.web_limits import Limits
 from agent.settings.config import WebSettings, is_loopback
 from agent.telemetry.errors import log_unexpected
 
@@ -63,11 +67,12 @@ def supported_languages() -> list[dict[str, str]]:
 class Refused(Exception):
     """A request answered with `status` and `{"error": message}`; `reason` is what the log says."""
 
-    def __init__(self, status: int, message: str, reason: str) -> None:
+    def __init__(self, status: int, message: str, reason: str, *, retry_after_s: int = 0) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.reason = reason
+        self.retry_after_s = retry_after_s  # a 429's Retry-After
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +201,12 @@ def mint_token(settings: WebSettings, request: TokenRequest, identity: str) -> s
 class WebApp:
     """The handlers, over `settings` and the folder the built page is in."""
 
-    def __init__(self, settings: WebSettings, static_dir: Path = STATIC_DIR) -> None:
+    def __init__(
+        self, settings: WebSettings, static_dir: Path = STATIC_DIR, limits: Limits | None = None
+    ) -> None:
         self.settings = settings
         self.static_dir = static_dir
+        self.limits = limits if limits is not None else Limits()
         self.tokens_issued = 0
         self.refused: dict[str, int] = {}  # why requests were refused, counted
 
@@ -229,14 +237,24 @@ class WebApp:
         )
 
     async def token(self, request: web.Request) -> web.Response:
+        client = self.client_address(request)
         try:
+            if wait_s := self.limits.request(client):
+                raise Refused(429, "too many requests: try again later", "rate limited", retry_after_s=wait_s)
             body = await self._body(request)
-            check_access_code(self.settings, body)
+            try:
+                check_access_code(self.settings, body)
+            except Refused:
+                self.limits.code_refused(client)
+                raise
             wanted = parse_token_request(body, detect_language=self.settings.detect_language)
         except Refused as refused:
             self.refused[refused.reason] = self.refused.get(refused.reason, 0) + 1
-            logger.info("token refused", extra={"status": refused.status, "reason": refused.reason})
-            return web.json_response({"error": refused.message}, status=refused.status)
+            logger.info(
+                "token refused", extra={"status": refused.status, "reason": refused.reason, "client": client}
+            )
+            headers = {"Retry-After": str(refused.retry_after_s)} if refused.retry_after_s else None
+            return web.json_response({"error": refused.message}, status=refused.status, headers=headers)
         identity = new_identity()
         token = mint_token(self.settings, wanted, identity)
         self.tokens_issued += 1
@@ -255,6 +273,12 @@ class WebApp:
             return json.loads(raw)
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise Refused(400, "the body must be JSON", "body not JSON") from None
+
+    def client_address(self, request: web.Request) -> str:
+        """The client's address: the peer's, or what the proxy in front put in WEB_CLIENT_IP_HEADER."""
+        header = self.settings.client_ip_header
+        forwarded = request.headers.get(header, "").strip() if header else ""
+        return forwarded or request.remote or "unknown"
 
     async def healthz(self, _: web.Request) -> web.Response:
         return web.Response(text="OK")
@@ -278,8 +302,10 @@ async def _answers(request: web.Request, handler: Any) -> web.StreamResponse:
 WEB_APP = web.AppKey("web_app", WebApp)
 
 
-def create_app(settings: WebSettings, static_dir: Path = STATIC_DIR) -> web.Application:
-    handlers = WebApp(settings, static_dir)
+def create_app(
+    settings: WebSettings, static_dir: Path = STATIC_DIR, limits: Limits | None = None
+) -> web.Application:
+    handlers = WebApp(settings, static_dir, limits)
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_answers])
     app[WEB_APP] = handlers
     app.router.add_get("/", handlers.index)

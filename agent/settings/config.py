@@ -361,6 +361,7 @@ class WebSettings:
     port: int
     access_code: str | None  # WEB_ACCESS_CODE: no token without it, when set
     open_to_all: bool  # WEB_OPEN: served beyond this machine without an access code, knowingly
+    client_ip_header: str | None  # WEB_CLIENT_IP_HEADER: where a proxy in front puts the client's address
     token_ttl_s: int
     room_metadata: str  # the interpreter's dispatch metadata (per-room settings JSON), "" for none
     log_level: str | None
@@ -388,6 +389,7 @@ def load_web_settings(env: Mapping[str, str | None]) -> WebSettings:
         port=r.integer("WEB_PORT", 8080, minimum=1, maximum=65535),
         access_code=r.raw("WEB_ACCESS_CODE"),
         open_to_all=r.choice("WEB_OPEN", "false", ("true", "false")) == "true",
+        client_ip_header=r.raw("WEB_CLIENT_IP_HEADER"),
         token_ttl_s=r.integer("WEB_TOKEN_TTL_S", 600, minimum=60, maximum=86400),
         room_metadata=room_metadata,
         log_level=r.choice("LOG_LEVEL", "", LOG_LEVELS) or None,

@@ -40,7 +40,7 @@ AGENT_LOGGERS = (
     "agent.web",
     "agent.worker",
 )
-_IDENTITY_FIELDS = ("speaker", "participant")
+_IDENTITY_FIELDS = ("speaker", "participant", "client")  # client: the page's client address
 _RESTARTED_PREFIX = re.compile(r"^(?P<identity>.+)\.(?P<restart>\d+)$")
 
 
