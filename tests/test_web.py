@@ -375,6 +375,14 @@ async def test_the_page_its_files_and_nothing_else(page_dir: Path) -> None:
         style = await client.get("/style.css")
         assert style.status == 200 and "text/css" in style.headers["Content-Type"]
         assert page.headers["X-Content-Type-Options"] == "nosniff"
+        # only what the page uses: its files and LiveKit; the microphone for the page itself; HSTS over HTTPS
+        csp = dict(d.split(" ", 1) for d in page.headers["Content-Security-Policy"].split("; "))
+        assert csp["default-src"] == "'self'" and csp["frame-ancestors"] == "'none'"
+        assert csp["connect-src"] == "'self' ws://127.0.0.1:7880 http://127.0.0.1:7880"
+        assert "microphone=(self)" in page.headers["Permissions-Policy"]
+        assert "Strict-Transport-Security" not in page.headers
+        proxied = await client.get("/", headers={"X-Forwarded-Proto": "https"})
+        assert proxied.headers["Strict-Transport-Security"] == "max-age=31536000"
         for outside in (
             "/secret.js",
             "/..%2Fsecret.js",

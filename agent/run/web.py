@@ -55,7 +55,28 @@ _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
+    "Permissions-Policy": "microphone=(self), camera=(), geolocation=(), payment=(), usb=()",
 }
+HSTS = "max-age=31536000"  # a year; sent only over HTTPS (Fly's proxy terminates it: X-Forwarded-Proto)
+
+
+def content_security_policy(settings: WebSettings) -> str:
+    """Only what the page uses: its own files, and LiveKit (its WebSocket, and its HTTP address, which
+    livekit-client asks when a connection fails); the audio it plays comes from media streams."""
+    livekit = settings.browser_url
+    http = re.sub(r"^ws", "http", livekit)  # wss:// → https://, ws:// → http://
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"connect-src 'self' {livekit} {http}",
+            "media-src 'self' blob: mediastream:",
+            "img-src 'self' data:",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+        ]
+    )
 
 
 def supported_languages() -> list[dict[str, str]]:
@@ -207,6 +228,7 @@ class WebApp:
         self.settings = settings
         self.static_dir = static_dir
         self.limits = limits if limits is not None else Limits()
+        self.headers = {**_SECURITY_HEADERS, "Content-Security-Policy": content_security_policy(settings)}
         self.tokens_issued = 0
         self.refused: dict[str, int] = {}  # why requests were refused, counted
 
@@ -287,15 +309,18 @@ class WebApp:
 @web.middleware
 async def _answers(request: web.Request, handler: Any) -> web.StreamResponse:
     """Security headers on every answer; a bug in a handler is a 500 with its traceback logged."""
+    headers = dict(request.app[WEB_APP].headers)
+    if request.secure or request.headers.get("X-Forwarded-Proto") == "https":
+        headers["Strict-Transport-Security"] = HSTS
     try:
         response: web.StreamResponse = await handler(request)
     except web.HTTPException as answer:  # 404, 405, 413 ...
-        answer.headers.update(_SECURITY_HEADERS)
+        answer.headers.update(headers)
         raise
     except Exception as e:  # messages withheld: they may quote the request
         log_unexpected(logger, "request failed", e)
         response = web.json_response({"error": "internal error"}, status=500)
-    response.headers.update(_SECURITY_HEADERS)
+    response.headers.update(headers)
     return response
 
 
