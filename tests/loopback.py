@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 import numpy as np
 from livekit import rtc
@@ -126,8 +126,22 @@ def delayed(pcm: Pcm, seconds: float) -> Pcm:
 
 async def eventually(condition: Callable[[], bool], within_s: float = 30.0, what: str = "condition") -> None:
     """Wait until `condition()` holds (polling); fail the test after `within_s` seconds."""
+
+    async def holds() -> bool:
+        return condition()
+
+    await eventually_async(holds, within_s, what, poll_s=0.05)
+
+
+async def eventually_async(
+    condition: Callable[[], Awaitable[bool]],
+    within_s: float = 30.0,
+    what: str = "condition",
+    poll_s: float = 0.2,
+) -> None:
+    """`eventually` for a condition that must be awaited (it asks a process, a server)."""
     deadline = time.perf_counter() + within_s
-    while not condition():
+    while not await condition():
         if time.perf_counter() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(poll_s)

@@ -22,7 +22,7 @@ from livekit.agents.utils.hw import get_cpu_monitor
 from agent.room.room_io import ATTR_STARTED_AT
 from tests.conftest import Fakes, start_room_fakes, stop_fakes
 from tests.livekit_server import LiveKitServer
-from tests.loopback import eventually
+from tests.loopback import eventually, eventually_async
 from tests.participants import Participant
 from tests.real_room import AGENT_NAME, FORBIDDEN
 from tests.room_worker import WorkerProcess
@@ -53,10 +53,11 @@ class Workers:
 
     async def no_jobs(self) -> None:
         for worker in self.workers:
-            deadline = time.monotonic() + 60
-            while await worker.active_jobs():
-                assert time.monotonic() < deadline, f"the worker still runs jobs\n{worker.tail()}"
-                await asyncio.sleep(0.2)
+
+            async def idle(worker: WorkerProcess = worker) -> bool:
+                return not await worker.active_jobs()
+
+            await eventually_async(idle, within_s=60, what="the worker to end its jobs")
 
     def ids(self) -> list[str]:
         """Each worker's id, as LiveKit gave it at registration."""
@@ -204,10 +205,7 @@ async def test_n_dispatches_at_once_fill_both_workers_and_one_more_is_declined_b
             counts[:] = [await agents_in(lk, room) for room in rooms]
             return sum(counts) >= ROOMS
 
-        deadline = time.monotonic() + 60
-        while not await count():
-            assert time.monotonic() < deadline, f"interpreters per room: {counts}"
-            await asyncio.sleep(0.25)
+        await eventually_async(count, within_s=60, what="an interpreter in all rooms but one")
         # the room too many: offered to each worker once, refused by both, then dropped by the server
         left = [room for room, n in zip(rooms, counts, strict=True) if n == 0]
         assert len(left) == 1, counts

@@ -173,7 +173,7 @@ def test_the_addresses_remembered_are_bounded_the_least_recent_forgotten_first()
         limits.request(address)
     assert limits.request("a") > 0  # used up; "a" is now the most recent
     limits.request("d")  # "b" is forgotten
-    assert len(limits) == 3 and limits.request("b") == 0 and limits.request("a") > 0
+    assert limits.clients == 3 and limits.request("b") == 0 and limits.request("a") > 0
 
 
 async def test_guessing_the_code_is_limited_and_a_flood_from_one_address_leaves_another_served() -> None:

@@ -183,7 +183,7 @@ class Takeover:
                 logger.warning("taking over: the other interpreter's cuts are malformed")
                 return {}, last_live
             alive = self._alive(old)
-            if old is None or (alive is not None and self._clock() - alive > STALE_S):
+            if old is None or self._stale(alive):
                 at = last_live if alive is None else alive
                 logger.warning("taking over: the other interpreter is gone without its cuts")
                 return {}, at
@@ -203,15 +203,18 @@ class Takeover:
         name = track_name(language)
         while self._clock() < until:
             old = self._room.remote_participants.get(self._old)
-            alive = self._alive(old)
             if (
                 old is None
-                or (alive is not None and self._clock() - alive > STALE_S)
+                or self._stale(self._alive(old))
                 or all(publication.name != name for publication in old.track_publications.values())
             ):
                 break
             await asyncio.sleep(_POLL_S)
         self._turns.add(language)
+
+    def _stale(self, alive: float | None) -> bool:
+        """The other's last heartbeat (clock time) is older than STALE_S: it is gone (as presence.py says)."""
+        return alive is not None and self._clock() - alive > STALE_S
 
     def _alive(self, old: Any | None) -> float | None:
         """When the other was last live by its heartbeat (clock time), if it has one."""

@@ -98,5 +98,7 @@ class Limits:
         """`address` sent a missing or wrong access code."""
         self._client(address).codes.take(self._clock())
 
-    def __len__(self) -> int:
+    @property
+    def clients(self) -> int:
+        """The addresses remembered (not `__len__`: an empty Limits must not read as false)."""
         return len(self._clients)
