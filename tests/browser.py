@@ -245,8 +245,8 @@ CAPTION_RECORDER = """
 })();
 """
 
-# Every state the page's interpreter line (#agent-state) went through, in order, with its text (a state shown
-# for a blink is still seen). Installed before the page's own scripts run.
+# Every state the page's interpreter line (#agent-state) went through, in order, with its text and when (s
+# since the page loaded; a state shown for a blink is still seen). Installed before the page's scripts run.
 AGENT_STATE_RECORDER = """
 (() => {
   const states = [];
@@ -254,7 +254,9 @@ AGENT_STATE_RECORDER = """
   const record = () => {
     const el = document.querySelector('#agent-state');
     const state = el?.dataset.state;
-    if (state && states[states.length - 1]?.[0] !== state) states.push([state, el.textContent.trim()]);
+    if (state && states[states.length - 1]?.[0] !== state) {
+      states.push([state, el.textContent.trim(), Math.round(performance.now()) / 1000]);
+    }
   };
   const start = () => {
     new MutationObserver(record).observe(document.documentElement, {
@@ -266,6 +268,30 @@ AGENT_STATE_RECORDER = """
   else document.addEventListener('DOMContentLoaded', start);
 })();
 """
+
+# The gaps between the heartbeats (`interpreter.alive`) the page saw, by interpreter (s), once joined: what a
+# failure prints when the page took a live interpreter for stale
+BEAT_RECORDER = """
+() => {
+  const room = window.interpreterPage.room;
+  const last = {};
+  window.__beatGaps = {};
+  room.on('participantAttributesChanged', (changed, participant) => {
+    if (!('interpreter.alive' in changed)) return;
+    const now = performance.now() / 1000;
+    const who = participant.identity;
+    if (who in last) (window.__beatGaps[who] ??= []).push(Math.round((now - last[who]) * 100) / 100);
+    last[who] = now;
+  });
+}
+"""
+
+
+async def beat_gaps(page: Page) -> dict[str, float]:
+    """The longest gap between two heartbeats the page saw, by interpreter (needs BEAT_RECORDER)."""
+    gaps: dict[str, list[float]] = await page.evaluate("window.__beatGaps || {}")
+    return {who: max(seen) for who, seen in gaps.items() if seen}
+
 
 # The interpreters' tracks as the page's livekit-client Room sees them, by agent identity: subscribed or
 # not, and the bytes received
@@ -345,8 +371,14 @@ async def agent_tracks(page: Page) -> dict[str, dict[str, float | bool]]:
 
 async def agent_states(page: Page) -> list[tuple[str, str]]:
     """The states #agent-state went through, each with its text (needs AGENT_STATE_RECORDER)."""
-    states: list[list[str]] = await page.evaluate("window.__agentStates || []")
-    return [(state, text) for state, text in states]
+    return [(state, text) for state, text, _ in await agent_state_log(page)]
+
+
+async def agent_state_log(page: Page) -> list[tuple[str, str, float]]:
+    """The states #agent-state went through, each with its text and when it was shown (s since the page
+    loaded), for a failure to print."""
+    states: list[list[Any]] = await page.evaluate("window.__agentStates || []")
+    return [(str(state), str(text), float(at)) for state, text, at in states]
 
 
 async def tracks_by_agent(page: Page) -> dict[str, dict[str, Any]]:

@@ -291,6 +291,8 @@ def spoken(h: RoomHarness) -> list[tuple[str, str | None]]:
 OWN_VOICE = {ATTR_VOICE: "own"}
 
 
+# 4 s of speech makes her clone here (5 s by default): the 5.8 s she says leave a margin on a loaded machine
+@pytest.mark.parametrize("room", [{"cloner": {"min_speech_s": 4.0}}], indirect=True)
 async def test_a_consenting_speaker_is_heard_in_the_preset_then_their_own_voice_on_two_languages(
     room: RoomHarness,
 ):
@@ -310,10 +312,10 @@ async def test_a_consenting_speaker_is_heard_in_the_preset_then_their_own_voice_
     assert {voice for _, voice in before} == {PLUGIN_DEFAULT_VOICE}  # the preset
     assert h.fakes.cartesia.clone_requests == []
     h.room.unpublish(alice, first)
-    h.speak(alice, DIALOGUE.wav)  # 4.6 s more: past 5 s, the clone is made
+    h.speak(alice, DIALOGUE.wav)  # 4.6 s more: past 4 s, the clone is made
     await eventually(lambda: session.cloner is not None and session.cloner.made == 1, what="the clone")
     (request,) = h.fakes.cartesia.clone_requests
-    assert 5.0 <= request.clip_seconds <= 6.0 and request.clip_rms > 0.02  # her speech, not silence
+    assert 4.0 <= request.clip_seconds <= 5.0 and request.clip_rms > 0.02  # her speech, not silence
     assert request.language == "en" and request.voice_id is not None
     await eventually(lambda: len(h.captions(translated=True)) == 8, what="the dialogue translated")
     n = len(spoken(h))
