@@ -109,7 +109,7 @@ BAD_REQUESTS = [
     ({**GOOD, "name": "n" * 65}, "name must be 1 to 64 printable characters", "name malformed"),
     ({**GOOD, "name": "Ana\nMaría"}, "name must be 1 to 64 printable characters", "name malformed"),
     ({**GOOD, "name": None}, "name is missing", "name missing"),
-    ({**GOOD, "role": "host"}, "role must be 'listener' or 'speaker'", "role unknown"),
+    ({**GOOD, "role": "admin"}, "role must be 'listener', 'speaker' or 'host'", "role unknown"),
     ({**GOOD, "role": ["listener"]}, "role must be a string", "role not a string"),
     ({**GOOD, "language": "tlh"}, "language must be one of the supported languages", "language unsupported"),
     ({**GOOD, "language": "ES"}, "language must be one of the supported languages", "language unsupported"),
@@ -228,7 +228,7 @@ async def test_with_an_access_code_set_no_token_without_it() -> None:
         status, answer = await post_token(client, {**GOOD, "access_code": "let-me-in"})
         handlers = client.app[WEB_APP]
     grants = claims(answer["token"]).video
-    assert status == 200 and grants is not None and grants.room == GOOD["room"]
+    assert status == 200 and grants is not None and grants.room == "interp-" + GOOD["room"]
     assert handlers.tokens_issued == 1
     assert handlers.refused == {"access code missing": 4, "access code wrong": 5}
     async with serving(settings()) as client:  # no code set: none needed, one given is ignored
@@ -241,23 +241,30 @@ async def test_tokens_carry_the_roles_grants_attributes_ttl_and_the_interpreters
     async with serving(web) as client:
         _, listener = await post_token(client, GOOD)
         _, speaker = await post_token(client, {**GOOD, "role": "speaker", "language": "en", "name": " Bo "})
+        _, host = await post_token(client, {**GOOD, "role": "host", "language": "auto", "hear": "de"})
     assert listener["url"] == speaker["url"] == "wss://public.example"  # as the browser should use it
-    for answer in (listener, speaker):
+    for answer in (listener, speaker, host):
         assert re.fullmatch(r"web-[0-9a-f]{12}", answer["identity"])
+        assert answer["room"] == "interp-board-meeting_2"  # the page's prefix, WEB_ROOM_PREFIX
     assert listener["identity"] != speaker["identity"]
+    assert (listener["role"], speaker["role"], host["role"]) == ("listener", "speaker", "host")
+    assert "host_key" not in listener and "host_key" not in speaker and host["host_key"]
 
-    heard, said = claims(listener["token"]), claims(speaker["token"])
-    assert heard.video is not None and said.video is not None
+    heard, said, hosted = claims(listener["token"]), claims(speaker["token"]), claims(host["token"])
+    assert heard.video is not None and said.video is not None and hosted.video is not None
     assert (heard.identity, heard.name) == (listener["identity"], "Ana María")
     assert (said.identity, said.name) == (speaker["identity"], "Bo")  # the display name, trimmed
     assert heard.attributes == {"interpret_to": "es"} and said.attributes == {"language": "en"}
-    for grants in (heard.video, said.video):
-        assert grants.room_join and grants.room == GOOD["room"] and grants.can_subscribe
+    assert hosted.attributes == {"interpret_to": "de"}
+    for grants in (heard.video, said.video, hosted.video):
+        assert grants.room_join and grants.room == "interp-" + GOOD["room"] and grants.can_subscribe
         assert grants.can_update_own_metadata and not grants.can_publish_data
         assert not (grants.room_admin or grants.room_create or grants.room_list or grants.agent)
+        assert not (grants.room_record or grants.ingress_admin or grants.hidden or grants.recorder)
     assert heard.video.can_publish is False and not heard.video.can_publish_sources
-    assert said.video.can_publish is True and said.video.can_publish_sources == ["microphone"]
-    for token in (listener["token"], speaker["token"]):
+    for publishing in (said.video, hosted.video):  # a host: a speaker's grants, no admin (web_host.py)
+        assert publishing.can_publish is True and publishing.can_publish_sources == ["microphone"]
+    for token in (listener["token"], speaker["token"], host["token"]):
         raw = jwt.decode(token, options={"verify_signature": False})
         assert raw["exp"] - raw["nbf"] == 300
         config = claims(token).room_config
@@ -511,9 +518,9 @@ async def participant_info(server: LiveKitServer, room: str, identity: str) -> A
 async def test_a_listener_token_cannot_publish_audio_and_a_speakers_can(
     livekit_server: LiveKitServer,
 ) -> None:
-    room = f"web-grants-{new_identity()}"
     async with serving(server_settings(livekit_server)) as client:
-        _, as_listener = await post_token(client, {**GOOD, "room": room})
+        _, as_listener = await post_token(client, {**GOOD, "room": f"web-grants-{new_identity()}"})
+        room = as_listener["room"]
         _, as_speaker = await post_token(client, {**GOOD, "room": room, "role": "speaker", "language": "en"})
     listener, speaker = Speaker("listener"), Speaker("speaker")  # both try to publish a microphone
     try:
@@ -550,7 +557,9 @@ async def test_a_token_brings_the_interpreter_in_with_the_rooms_settings(
     fakes: Fakes = await start_room_fakes()
     try:
         async with real_room(livekit_server, fakes, tmp_path) as room:
-            web = server_settings(livekit_server, WEB_ROOM_METADATA='{"target_languages": ["fr"]}')
+            web = server_settings(
+                livekit_server, WEB_ROOM_METADATA='{"target_languages": ["fr"]}', WEB_ROOM_PREFIX="room-"
+            )
             async with serving(web) as client:
                 _, as_speaker = await post_token(
                     client, {**GOOD, "room": room.name, "role": "speaker", "language": "en"}

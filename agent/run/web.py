@@ -4,11 +4,14 @@
   folder (no listing, nothing outside it);
 - `GET /api/config`: the supported languages, whether an access code is needed, the agent's name, whether
   the interpreter detects a speaker's language (`detect_language`);
-- `POST /api/token` `{"room", "name", "role", "language", "hear"?, "access_code"?}`: a short-lived join
-  token for a random identity, with the role's grants and the interpreter's dispatch, so the first person to
-  join a room brings the interpreter in; every field is checked (400 naming it), the access code too (403)
-  when `WEB_ACCESS_CODE` is set. A speaker's `language` may be `auto` (when detection is on): no `language`
-  attribute, so the interpreter detects it; a speaker's `hear` is the language they hear (`interpret_to`);
+- `POST /api/token` `{"room", "name", "role", "language", "hear"?, "access_code"?}` or `{"invite", "name",
+  "language", "hear"?}`: a short-lived join token for a random identity in one of the page's rooms
+  (`WEB_ROOM_PREFIX`), with the role's grants and the interpreter's dispatch, so the first person to join a
+  room brings the interpreter in. An invite fixes the room and the role; without one, `WEB_ACCESS_CODE`
+  (the host's code) when it is set (`agent/run/web_roles.py`). Every field is checked (400 naming it), what
+  admits the request too (403). A speaker's `language` may be `auto` (when detection is on): no `language`
+  attribute, so the interpreter detects it; a speaker's `hear` is the language they hear (`interpret_to`).
+  A host's answer carries its host key, for the host's endpoints (`agent/run/web_host.py`);
 - `GET /healthz`: `OK`.
 
 One client address asks for a limited number of tokens, and tries a limited number of access codes
@@ -21,23 +24,32 @@ was refused.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import hmac
 import json
 import logging
 import re
 import secrets
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
-from livekit import api
 
 from agent.language.codes import AUTO, SUPPORTED_LANGUAGES, language_name
+from agent.run.web_host import HostApi
 from agent.run.web_limits import Limits
+from agent.run.web_roles import (
+    OPEN,
+    PUBLISHING_ROLES,
+    Admission,
+    Refused,
+    TokenRequest,
+    admit,
+    admitted_role,
+    admitted_room,
+    mint_token,
+    new_host_key,
+)
 from agent.settings.config import WebSettings, is_loopback
 from agent.telemetry.errors import log_unexpected
 
@@ -47,8 +59,6 @@ STATIC_DIR = Path(__file__).parent / "web_static"
 ROOM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_NAME_CHARS = 64
 MAX_BODY_BYTES = 16 * 1024
-ROLES = ("listener", "speaker")
-Role = Literal["listener", "speaker"]
 # a file the page may load from STATIC_DIR: a plain name, no path
 _STATIC_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*\.(?:js|css|map|svg|png|ico|webp|woff2|txt)"
 _SECURITY_HEADERS = {
@@ -85,26 +95,6 @@ def supported_languages() -> list[dict[str, str]]:
     return [{"code": code, "name": name} for code, name in sorted(named, key=lambda item: item[1])]
 
 
-class Refused(Exception):
-    """A request answered with `status` and `{"error": message}`; `reason` is what the log says."""
-
-    def __init__(self, status: int, message: str, reason: str, *, retry_after_s: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
-        self.retry_after_s = retry_after_s  # a 429's Retry-After
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRequest:
-    room: str
-    name: str
-    role: Role
-    language: str  # a listener's: the language it hears; a speaker's: the one they speak, or AUTO
-    hear: str | None = None  # a speaker's: the language they hear (`interpret_to`); None: the one they speak
-
-
 def _field(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if value is None:
@@ -123,21 +113,22 @@ def _language(body: dict[str, Any], name: str) -> str:
     return value
 
 
-def parse_token_request(body: object, *, detect_language: bool = True) -> TokenRequest:
-    """The fields of a token request, checked; `Refused` (400) names the first bad one. A speaker's
-    `language` may be AUTO when `detect_language` (the interpreter detects it)."""
-    if not isinstance(body, dict):
-        raise Refused(400, "the body must be a JSON object", "body not an object")
-    room = _field(body, "room")
-    if not ROOM_RE.fullmatch(room):
+def parse_token_request(
+    body: dict[str, Any], settings: WebSettings, admission: Admission = OPEN
+) -> TokenRequest:
+    """The fields of a token request, checked; `Refused` (400) names the first bad one, (403) a room or a
+    role the `admission` does not allow. A speaker's `language` may be AUTO when the interpreter detects
+    it (`settings.detect_language`)."""
+    room = None if admission.room is not None and body.get("room") is None else _field(body, "room")
+    if room is not None and not ROOM_RE.fullmatch(room):
         raise Refused(400, "room must be 1 to 64 characters: letters, digits, '-' or '_'", "room malformed")
     name = _field(body, "name").strip()
     if not 1 <= len(name) <= MAX_NAME_CHARS or not name.isprintable():
         raise Refused(400, f"name must be 1 to {MAX_NAME_CHARS} printable characters", "name malformed")
-    role = _field(body, "role")
-    if role not in ROLES:
-        raise Refused(400, "role must be 'listener' or 'speaker'", "role unknown")
-    speaker = role == "speaker"
+    role = admitted_role(admission, body.get("role"))
+    room = admitted_room(settings, admission, room)
+    speaker = role in PUBLISHING_ROLES
+    detect_language = settings.detect_language
     if body.get("language") == AUTO:
         if not speaker:
             raise Refused(
@@ -161,62 +152,12 @@ def parse_token_request(body: object, *, detect_language: bool = True) -> TokenR
                 400, "hear is for speakers: a listener's language is the one it hears", "hear for listener"
             )
         hear = _language(body, "hear")
-    return TokenRequest(
-        room=room, name=name, role="speaker" if speaker else "listener", language=language, hear=hear
-    )
-
-
-def check_access_code(settings: WebSettings, body: object) -> None:
-    """`Refused` (403) unless WEB_ACCESS_CODE is unset or `body` carries it (compared in constant time)."""
-    if settings.access_code is None:
-        return
-    given = body.get("access_code") if isinstance(body, dict) else None
-    if not isinstance(given, str) or not given:
-        raise Refused(403, "access code required", "access code missing")
-    # (JSON may carry lone surrogates: "surrogatepass" keeps them from failing the comparison)
-    if not hmac.compare_digest(given.encode(errors="surrogatepass"), settings.access_code.encode()):
-        raise Refused(403, "wrong access code", "access code wrong")
+    return TokenRequest(room=room, name=name, role=role, language=language, hear=hear)
 
 
 def new_identity() -> str:
     """A participant identity that says nothing about the person (their name is the display name)."""
     return f"web-{secrets.token_hex(6)}"
-
-
-def mint_token(settings: WebSettings, request: TokenRequest, identity: str) -> str:
-    """A join token for `request.room`: a listener subscribes and sets its own attributes (the language it
-    hears), a speaker also publishes its microphone (its `language` attribute set unless detected, its
-    `interpret_to` when it chose what to hear); neither publishes data. It carries the interpreter's
-    dispatch, which LiveKit acts on when the room starts (the first person joining), once."""
-    speaker = request.role == "speaker"
-    grants = api.VideoGrants(
-        room_join=True,
-        room=request.room,
-        can_subscribe=True,
-        can_publish=speaker,
-        can_publish_data=False,
-        can_publish_sources=["microphone"] if speaker else None,
-        can_update_own_metadata=True,
-    )
-    attributes: dict[str, str] = {}
-    if not speaker:
-        attributes["interpret_to"] = request.language
-    else:
-        if request.language != AUTO:  # no `language`: the interpreter detects what they speak
-            attributes["language"] = request.language
-        if request.hear is not None:
-            attributes["interpret_to"] = request.hear
-    dispatch = api.RoomAgentDispatch(agent_name=settings.agent_name, metadata=settings.room_metadata)
-    return (
-        api.AccessToken(settings.livekit.api_key, settings.livekit.api_secret)
-        .with_identity(identity)
-        .with_name(request.name)
-        .with_ttl(datetime.timedelta(seconds=settings.token_ttl_s))
-        .with_grants(grants)
-        .with_attributes(attributes)
-        .with_room_config(api.RoomConfiguration(agents=[dispatch]))
-        .to_jwt()
-    )
 
 
 class WebApp:
@@ -255,6 +196,7 @@ class WebApp:
                 "access_code_required": self.settings.access_code is not None,
                 "agent_name": self.settings.agent_name,
                 "detect_language": self.settings.detect_language,
+                "room_prefix": self.settings.room_prefix,
             }
         )
 
@@ -264,12 +206,14 @@ class WebApp:
             if wait_s := self.limits.request(client):
                 raise Refused(429, "too many requests: try again later", "rate limited", retry_after_s=wait_s)
             body = await self._body(request)
+            if not isinstance(body, dict):
+                raise Refused(400, "the body must be a JSON object", "body not an object")
             try:
-                check_access_code(self.settings, body)
-            except Refused:
-                self.limits.code_refused(client)
+                wanted = parse_token_request(body, self.settings, admit(self.settings, body))
+            except Refused as refused:
+                if refused.status == 403:  # a wrong code, a bad invite, a role or room it does not allow
+                    self.limits.code_refused(client)
                 raise
-            wanted = parse_token_request(body, detect_language=self.settings.detect_language)
         except Refused as refused:
             self.refused[refused.reason] = self.refused.get(refused.reason, 0) + 1
             logger.info(
@@ -281,10 +225,11 @@ class WebApp:
         token = mint_token(self.settings, wanted, identity)
         self.tokens_issued += 1
         logger.info("token issued", extra={"role": wanted.role, "tokens_issued": self.tokens_issued})
-        return web.json_response(
-            {"token": token, "url": self.settings.browser_url, "identity": identity},
-            headers={"Cache-Control": "no-store"},
-        )
+        answer = {"token": token, "url": self.settings.browser_url, "identity": identity}
+        answer |= {"role": wanted.role, "room": wanted.room}
+        if wanted.role == "host":
+            answer["host_key"] = new_host_key(self.settings, wanted.room)
+        return web.json_response(answer, headers={"Cache-Control": "no-store"})
 
     async def _body(self, request: web.Request) -> object:
         try:
@@ -337,6 +282,7 @@ def create_app(
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/api/config", handlers.config)
     app.router.add_post("/api/token", handlers.token)
+    HostApi(settings, handlers.limits, handlers.client_address).routes(app)
     app.router.add_get("/{name:" + _STATIC_NAME + "}", handlers.static)
     return app
 

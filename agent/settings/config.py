@@ -368,6 +368,8 @@ class WebSettings:
     # whether the worker detects a speaker's language (`auto`): WEB_ROOM_METADATA's source_language, else
     # SOURCE_LANGUAGE (the worker's variables, read here too; `auto` by default), and DEEPGRAM_MODEL nova-3
     detect_language: bool = True
+    room_prefix: str = "interp-"  # WEB_ROOM_PREFIX: the page mints tokens for rooms under it only
+    invite_secret: str | None = None  # WEB_INVITE_SECRET: signs invite links; None: from LIVEKIT_API_SECRET
 
 
 def load_web_settings(env: Mapping[str, str | None]) -> WebSettings:
@@ -394,12 +396,27 @@ def load_web_settings(env: Mapping[str, str | None]) -> WebSettings:
         room_metadata=room_metadata,
         log_level=r.choice("LOG_LEVEL", "", LOG_LEVELS) or None,
         detect_language=source == AUTO and can_detect_language(r.text("DEEPGRAM_MODEL", "nova-3")),
+        room_prefix=r.text("WEB_ROOM_PREFIX", "interp-"),
+        invite_secret=r.raw("WEB_INVITE_SECRET"),
     )
+    r.problems += _web_roles_problems(settings)
     if (exposed := exposure(settings)) is not None:
         r.problems.append(exposed)
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+def _web_roles_problems(settings: WebSettings) -> list[str]:
+    problems = []
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", settings.room_prefix):
+        problems.append(
+            f"WEB_ROOM_PREFIX={settings.room_prefix!r} is malformed: expected 1 to 32 letters, digits, '-' or"
+            " '_' (the page's rooms are those named with it)"
+        )
+    if settings.invite_secret is not None and len(settings.invite_secret) < 32:
+        problems.append("WEB_INVITE_SECRET is too short: at least 32 characters (it signs the invite links)")
+    return problems
 
 
 def exposure(settings: WebSettings) -> str | None:
