@@ -123,6 +123,8 @@ class HostApi:
                 prefix=self.settings.room_prefix,
                 what="host key",
             )
+            if hosted.role != "host":
+                raise BadInvite("the host key is not a host's", "host key not a host's")
         except BadInvite as bad:
             self.limits.code_refused(client)
             raise Refused(403, bad.message, bad.reason.replace("invite", "host key")) from None

@@ -29,6 +29,7 @@ from agent.run.invites import (
     Invite,
     Role,
     derive_key,
+    in_prefix,
     sign,
     verify,
 )
@@ -106,7 +107,7 @@ def admit(settings: WebSettings, body: dict[str, object]) -> Admission:
 
 def full_room(settings: WebSettings, name: str) -> str:
     """The room a name given in the page stands for: under the prefix (kept if it has it already)."""
-    return name if name.startswith(settings.room_prefix) else settings.room_prefix + name
+    return name if in_prefix(name, settings.room_prefix) else settings.room_prefix + name
 
 
 def admitted_room(settings: WebSettings, admission: Admission, name: str | None) -> str:
