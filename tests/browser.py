@@ -146,6 +146,7 @@ class WebServer:
             **agent_env(server),
             "WEB_HOST": "127.0.0.1",
             "WEB_PORT": str(self.port),
+            "WEB_ROOM_PREFIX": "room-",  # the test rooms (tests/real_room.py): `room-<n>-<test>`
             **env,
         }
         self.proc: asyncio.subprocess.Process | None = None

@@ -20,7 +20,7 @@ from livekit import api
 from agent.run.invites import HOST_PURPOSE, INVITE_PURPOSE, Invite, derive_key, in_prefix, sign
 from agent.run.keeper import Keeper
 from agent.run.web import WEB_APP
-from agent.run.web_limits import CODE_TRIES, Limits
+from agent.run.web_limits import CODE_TRIES, HOST_BURST, Limits
 from agent.settings.config import ConfigError
 from tests.conftest import Fakes, start_room_fakes, stop_fakes
 from tests.livekit_server import API_SECRET, LiveKitServer
@@ -413,3 +413,12 @@ async def test_a_hosts_settings_reach_the_interpreter_and_ending_it_sticks(
         if keeper is not None:
             await keeper.aclose()
         await stop_fakes(fakes)
+
+
+def test_a_hosts_requests_have_their_own_bucket_and_a_blocked_address_gets_none() -> None:
+    limits = Limits(clock=lambda: 1000.0)
+    assert [limits.host_request("a") for _ in range(HOST_BURST)] == [0] * HOST_BURST
+    assert limits.host_request("a") > 0 and limits.request("a") == 0  # its tokens untouched
+    for _ in range(CODE_TRIES):
+        limits.code_refused("b")
+    assert limits.host_request("b") > 60  # guessing host keys blocks it as guessing codes does

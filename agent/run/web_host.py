@@ -16,7 +16,7 @@ room, HOST_KEY_TTL_S: `agent/run/invites.py`) and acts on that room only:
   it again.
 
 A missing or bad host key is a 403 and counts as a refused code for the address (`agent/run/web_limits.py`);
-every request counts as one of its requests.
+every request counts in the address's host bucket (not its tokens').
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class HostApi:
             client = self.client_address(request)
             action = request.path.rsplit("/", 1)[-1]
             try:
-                if wait_s := self.limits.request(client):
+                if wait_s := self.limits.host_request(client):
                     raise Refused(
                         429, "too many requests: try again later", "rate limited", retry_after_s=wait_s
                     )

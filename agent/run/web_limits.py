@@ -1,8 +1,9 @@
 """How often one client may ask the page for a join token (`python -m agent web`): a stranger can neither
 guess the access code nor flood the endpoint, and a flood from one address does not stop another.
 
-Each client address has two token buckets: its requests to `POST /api/token` (REQUEST_BURST at once, then
-REQUESTS_PER_MIN), and its refused access codes (CODE_TRIES at once, then CODE_TRIES_PER_HOUR). An empty
+Each client address has three token buckets: its requests to `POST /api/token` (REQUEST_BURST at once, then
+REQUESTS_PER_MIN), its refused access codes, invite links and host keys (CODE_TRIES at once, then
+CODE_TRIES_PER_HOUR), and its requests to the host's endpoints (HOST_BURST, then HOST_PER_MIN). An empty
 bucket is a 429 with `Retry-After`, whole seconds until the next request would pass; while the codes' bucket
 is empty, no code of that address is even compared. At most MAX_CLIENTS addresses are remembered, the least
 recently seen forgotten first, so a flood from many addresses costs bounded memory.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 REQUEST_BURST, REQUESTS_PER_MIN = 10, 20  # a person joins, rejoins and switches role a few times
 CODE_TRIES, CODE_TRIES_PER_HOUR = 5, 10  # typos; guessing a 6-digit code takes 100 000 hours
+HOST_BURST, HOST_PER_MIN = 30, 60  # a host's panel: links for every language at once, settings saved often
 MAX_CLIENTS = 10_000
 
 
@@ -54,6 +56,7 @@ class Bucket:
 class _Client:
     requests: Bucket
     codes: Bucket
+    host: Bucket  # requests with a host key (agent/run/web_host.py), on their own
 
 
 class Limits:
@@ -79,6 +82,7 @@ class Limits:
             client = _Client(
                 Bucket(self._request_burst, REQUESTS_PER_MIN / 60, self._request_burst, now),
                 Bucket(self._code_tries, CODE_TRIES_PER_HOUR / 3600, self._code_tries, now),
+                Bucket(HOST_BURST, HOST_PER_MIN / 60, HOST_BURST, now),
             )
             self._clients[address] = client
             while len(self._clients) > self._max_clients:
@@ -92,6 +96,13 @@ class Limits:
         its requests used up, or its access codes (even before this one is looked at)."""
         client, now = self._client(address), self._clock()
         wait = client.codes.wait(now) or client.requests.take(now)
+        return math.ceil(wait)
+
+    def host_request(self, address: str) -> int:
+        """A host's request from `address` (its key not checked yet): as `request`, with the host's
+        bucket, so a host making links and saving settings does not use up its address's tokens."""
+        client, now = self._client(address), self._clock()
+        wait = client.codes.wait(now) or client.host.take(now)
         return math.ceil(wait)
 
     def code_refused(self, address: str) -> None:

@@ -11,12 +11,14 @@ export interface PageConfig {
   agentName: string;
   /** Whether the interpreter detects a speaker's language (a speaker may then send `language: 'auto'`). */
   detectLanguage: boolean;
+  /** The page's rooms are named with it (WEB_ROOM_PREFIX); the room field is the name without it. */
+  roomPrefix: string;
 }
 
 /** A speaker's `language` when the interpreter is to detect it. */
 export const DETECT = 'auto';
 
-export type Role = 'listener' | 'speaker';
+export type Role = 'listener' | 'speaker' | 'host';
 
 export interface TokenRequest {
   room: string;
@@ -27,12 +29,19 @@ export interface TokenRequest {
   /** A speaker's: the language they hear (their `interpret_to`); unset: the one they speak. */
   hear?: string;
   accessCode?: string;
+  /** A signed invite link's token: it fixes the room and the role (neither is sent with it). */
+  invite?: string;
 }
 
 export interface Grant {
   token: string;
   url: string;
   identity: string;
+  /** The full room name (the prefix included), and the role the token carries. */
+  room: string;
+  role: Role;
+  /** A host's: what the host's panel sends to the host's endpoints (Authorization: Bearer). */
+  hostKey?: string;
 }
 
 /** A refusal the person can act on (the server's 4xx `error`), or a failure to reach the server. */
@@ -69,16 +78,15 @@ export async function fetchConfig(): Promise<PageConfig> {
     accessCodeRequired: body.access_code_required === true,
     agentName: typeof body.agent_name === 'string' ? body.agent_name : 'interpreter',
     detectLanguage: body.detect_language === true,
+    roomPrefix: typeof body.room_prefix === 'string' ? body.room_prefix : '',
   };
 }
 
 export async function requestToken(request: TokenRequest): Promise<Grant> {
-  const payload: Record<string, string> = {
-    room: request.room,
-    name: request.name,
-    role: request.role,
-    language: request.language,
-  };
+  const payload: Record<string, string> =
+    request.invite !== undefined
+      ? { invite: request.invite, name: request.name, language: request.language }
+      : { room: request.room, name: request.name, role: request.role, language: request.language };
   if (request.hear !== undefined) payload.hear = request.hear;
   if (request.accessCode) payload.access_code = request.accessCode;
   let response: Response;
@@ -105,5 +113,8 @@ export async function requestToken(request: TokenRequest): Promise<Grant> {
   ) {
     throw new ApiError(`The server could not give a join token (HTTP ${response.status}). Try again.`);
   }
-  return { token: body.token, url: body.url, identity: body.identity };
+  const role = body.role === 'speaker' || body.role === 'host' ? body.role : 'listener';
+  const room = typeof body.room === 'string' ? body.room : request.room;
+  const hostKey = typeof body.host_key === 'string' ? body.host_key : undefined;
+  return { token: body.token, url: body.url, identity: body.identity, room, role, hostKey };
 }

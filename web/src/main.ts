@@ -4,7 +4,9 @@ import { interpretedLanguages, onlyHeartbeat } from './agent';
 import { ApiError, DETECT, fetchConfig, type Language, type Role, requestToken } from './api';
 import { CaptionList } from './captions';
 import { byId, show } from './dom';
+import { HostPanel } from './host';
 import { Interpreters } from './interpreters';
+import { applyInvite, readInvite } from './invite';
 import { Listening } from './listen';
 import { Speaking } from './speak';
 import { StatusView } from './status';
@@ -51,21 +53,22 @@ let accessCodeRequired = false;
 let agentName = 'interpreter'; // the interpreter's agent name (/api/config): its agents are ours
 let detectLanguage = false; // whether the interpreter detects a speaker's language (/api/config)
 let chosenLanguage = 'es'; // the last language picked in the join form (not "detect")
-let current: { room: RoomType; interpreters: Interpreters } | undefined;
+let current: { room: RoomType; interpreters: Interpreters; host?: HostPanel } | undefined;
+const invite = readInvite(); // an invite link fixes the room and the role (invite.ts)
 
 /** The label of the session's language switch: what it changes. */
 function languageLabelFor(role: Role, detected: boolean): string {
-  return role === 'speaker' && !detected ? 'Language I speak (and hear others in)' : 'Language to hear';
+  return role !== 'listener' && !detected ? 'Language I speak (and hear others in)' : 'Language to hear';
 }
 
 function formRole(): Role {
-  return roleSelect.value === 'speaker' ? 'speaker' : 'listener';
+  return roleSelect.value === 'speaker' || roleSelect.value === 'host' ? roleSelect.value : 'listener';
 }
 
 /** The join form's language choices for its role: a speaker may have their language detected (the first
  * choice, and the default, when the interpreter detects it), and then picks the language to hear. */
 function fillJoinLanguages(): void {
-  const detect = formRole() === 'speaker' && detectLanguage;
+  const detect = formRole() !== 'listener' && detectLanguage;
   const first = detect ? { value: DETECT, label: 'Detect automatically' } : undefined;
   fillOptions(languageSelect, new Set(), detect ? DETECT : chosenLanguage, first);
   hearSelect.value = chosenLanguage;
@@ -75,7 +78,7 @@ function fillJoinLanguages(): void {
 /** "Language to hear" under the language spoken, for a speaker whose language is detected. */
 function showHearField(): void {
   const role = formRole();
-  const detected = role === 'speaker' && languageSelect.value === DETECT;
+  const detected = role !== 'listener' && languageSelect.value === DETECT;
   show(hearField, detected);
   languageLabel.textContent = detected ? 'Language I speak' : languageLabelFor(role, false);
 }
@@ -127,11 +130,13 @@ async function loadConfig(): Promise<void> {
     accessCodeRequired = config.accessCodeRequired;
     agentName = config.agentName;
     detectLanguage = config.detectLanguage;
+    if (invite !== undefined) applyInvite(invite, config.roomPrefix);
+    accessCodeRequired &&= invite === undefined;
   } catch (error) {
     joinError.textContent = error instanceof ApiError ? error.message : 'The page could not start. Reload it.';
     return;
   }
-  const wanted = query.get('language') ?? navigator.language.split('-', 1)[0].toLowerCase();
+  const wanted = invite?.language ?? query.get('language') ?? navigator.language.split('-', 1)[0].toLowerCase();
   chosenLanguage = languages.some((l) => l.code === wanted) ? wanted : 'es';
   fillOptions(hearSelect, new Set(), chosenLanguage);
   fillJoinLanguages();
@@ -164,7 +169,7 @@ async function join(): Promise<void> {
   }
   const role = formRole();
   const language = languageSelect.value;
-  const detected = role === 'speaker' && language === DETECT;
+  const detected = role !== 'listener' && language === DETECT;
   const hear = detected ? hearSelect.value : language; // what this person hears
   joinButton.disabled = true;
   try {
@@ -175,8 +180,12 @@ async function join(): Promise<void> {
       language,
       hear: detected ? hear : undefined,
       accessCode: accessCodeRequired ? accessCodeInput.value : undefined,
+      invite: invite?.token,
     });
-    await startSession(grant.url, grant.token, role, hear, detected);
+    await startSession(grant.url, grant.token, grant.role, hear, detected);
+    if (grant.hostKey !== undefined && current !== undefined) {
+      current.host = new HostPanel(current.room, grant.hostKey, languages);
+    }
   } catch (error) {
     joinError.textContent =
       error instanceof ApiError ? error.message : 'Could not connect to the room. Try again in a moment.';
@@ -275,7 +284,7 @@ async function startSession(
     });
   }
 
-  const speaking = role === 'speaker' ? new Speaking(room) : undefined;
+  const speaking = role !== 'listener' ? new Speaking(room) : undefined;
   languageSwitchLabel.textContent = languageLabelFor(role, detected);
   languageSwitch.onchange = () => {
     const chosen = languageSwitch.value;
@@ -318,6 +327,7 @@ function endSession(): void {
   current = undefined;
   if (ended !== undefined) {
     ended.interpreters.close();
+    ended.host?.close();
     ended.room.removeAllListeners();
     void ended.room.disconnect();
   }
