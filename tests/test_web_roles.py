@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -422,3 +423,19 @@ def test_a_hosts_requests_have_their_own_bucket_and_a_blocked_address_gets_none(
     for _ in range(CODE_TRIES):
         limits.code_refused("b")
     assert limits.host_request("b") > 60  # guessing host keys blocks it as guessing codes does
+
+
+async def test_no_invite_host_key_or_room_in_any_log_record(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with serving(settings(WEB_ACCESS_CODE=CODE), limits=roomy()) as client:
+        host = await as_host(client, "secret-room-name")
+        _, made = await host_call(client, "/api/invite", host["host_key"], {"role": "listener"})
+        await post_token(client, {"invite": made["invite"], **JOIN})
+        await post_token(client, {"invite": with_payload(made["invite"], role="host"), **JOIN})
+        await host_call(client, "/api/invite", made["invite"], {"role": "host"})
+    refused = [r.__dict__["reason"] for r in caplog.records if "refused" in r.getMessage()]
+    assert refused == ["invite forged", "host key forged"]
+    for record in caplog.records:
+        logged = record.getMessage() + " " + " ".join(map(str, record.__dict__.values()))
+        for secret in (made["invite"], host["host_key"], "secret-room-name", CODE):
+            assert secret not in logged, (record.name, record.getMessage())

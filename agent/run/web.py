@@ -3,7 +3,7 @@
 - `GET /` is `agent/run/web_static/index.html` (503 while the page is not built), `GET /<file>` a file of that
   folder (no listing, nothing outside it);
 - `GET /api/config`: the supported languages, whether an access code is needed, the agent's name, whether
-  the interpreter detects a speaker's language (`detect_language`);
+  the interpreter detects a speaker's language (`detect_language`), the rooms' prefix (`room_prefix`);
 - `POST /api/token` `{"room", "name", "role", "language", "hear"?, "access_code"?}` or `{"invite", "name",
   "language", "hear"?}`: a short-lived join token for a random identity in one of the page's rooms
   (`WEB_ROOM_PREFIX`), with the role's grants and the interpreter's dispatch, so the first person to join a
