@@ -46,6 +46,7 @@ export function applyInvite(invite: InviteLink, roomPrefix: string): void {
   const room = byId('room', HTMLInputElement);
   room.value = invite.room.startsWith(roomPrefix) ? invite.room.slice(roomPrefix.length) : invite.room;
   room.readOnly = true;
+  byId('room-hint', HTMLElement).textContent = 'From your invite link.';
   const role = byId('role', HTMLSelectElement);
   role.value = invite.role;
   show(byId('role-field', HTMLElement), false);
