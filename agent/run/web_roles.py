@@ -64,7 +64,6 @@ class Admission:
 
     roles: tuple[Role, ...] = ROLES
     room: str | None = None
-    by_invite: bool = False
 
 
 OPEN = Admission()  # no invite, and no code needed (or the code given)
@@ -93,7 +92,7 @@ def admit(settings: WebSettings, body: dict[str, object]) -> Admission:
             )
         except BadInvite as bad:
             raise Refused(403, bad.message, bad.reason) from None
-        return Admission(roles=(invite.role,), room=invite.room, by_invite=True)
+        return Admission(roles=(invite.role,), room=invite.room)
     if settings.access_code is None:
         return OPEN
     given = body.get("access_code")
