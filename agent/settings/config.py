@@ -399,24 +399,20 @@ def load_web_settings(env: Mapping[str, str | None]) -> WebSettings:
         room_prefix=r.text("WEB_ROOM_PREFIX", "interp-"),
         invite_secret=r.raw("WEB_INVITE_SECRET"),
     )
-    r.problems += _web_roles_problems(settings)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", settings.room_prefix):  # the page's rooms are named with it
+        prefix = settings.room_prefix
+        r.problems.append(
+            f"WEB_ROOM_PREFIX={prefix!r} is malformed: expected 1 to 32 letters, digits, '-' or '_'"
+        )
+    if settings.invite_secret is not None and len(settings.invite_secret) < 32:
+        r.problems.append(
+            "WEB_INVITE_SECRET is too short: at least 32 characters (it signs the invite links)"
+        )
     if (exposed := exposure(settings)) is not None:
         r.problems.append(exposed)
     if r.problems:
         raise ConfigError(r.problems)
     return settings
-
-
-def _web_roles_problems(settings: WebSettings) -> list[str]:
-    problems = []
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", settings.room_prefix):
-        problems.append(
-            f"WEB_ROOM_PREFIX={settings.room_prefix!r} is malformed: expected 1 to 32 letters, digits, '-' or"
-            " '_' (the page's rooms are those named with it)"
-        )
-    if settings.invite_secret is not None and len(settings.invite_secret) < 32:
-        problems.append("WEB_INVITE_SECRET is too short: at least 32 characters (it signs the invite links)")
-    return problems
 
 
 def exposure(settings: WebSettings) -> str | None:
