@@ -3,6 +3,7 @@ import { type Participant, type Room as RoomType, Room, RoomEvent, type TextStre
 import { interpretedLanguages, onlyHeartbeat } from './agent';
 import { ApiError, DETECT, fetchConfig, type Language, type Role, requestToken } from './api';
 import { CaptionList } from './captions';
+import { OwnVoice } from './consent';
 import { byId, show } from './dom';
 import { Interpreters } from './interpreters';
 import { Listening } from './listen';
@@ -51,7 +52,7 @@ let accessCodeRequired = false;
 let agentName = 'interpreter'; // the interpreter's agent name (/api/config): its agents are ours
 let detectLanguage = false; // whether the interpreter detects a speaker's language (/api/config)
 let chosenLanguage = 'es'; // the last language picked in the join form (not "detect")
-let current: { room: RoomType; interpreters: Interpreters } | undefined;
+let current: { room: RoomType; interpreters: Interpreters; ownVoice: OwnVoice } | undefined;
 
 /** The label of the session's language switch: what it changes. */
 function languageLabelFor(role: Role, detected: boolean): string {
@@ -198,7 +199,8 @@ async function startSession(
   const room = new Room({ adaptiveStream: false });
   // the views are made below; the first look at the room comes once it is connected
   const interpreters = new Interpreters(room, agentName, () => onInterpretersChanged());
-  current = { room, interpreters };
+  const ownVoice = new OwnVoice(room, role === 'speaker'); // the speaker's consent; who is heard in their own
+  current = { room, interpreters, ownVoice };
   window.interpreterPage = { room };
   const status = new StatusView(room, interpreters);
   captions.clear();
@@ -217,6 +219,7 @@ async function startSession(
   const onParticipantsChanged = (): void => {
     status.showAgent();
     refreshLanguages();
+    ownVoice.update(interpreters.live);
   };
   /** An interpreter came, or went (stale or left): play the live ones' tracks, say what the room has. */
   function onInterpretersChanged(): void {
@@ -318,6 +321,7 @@ function endSession(): void {
   current = undefined;
   if (ended !== undefined) {
     ended.interpreters.close();
+    ended.ownVoice.close();
     ended.room.removeAllListeners();
     void ended.room.disconnect();
   }
