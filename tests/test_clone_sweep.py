@@ -77,7 +77,7 @@ async def test_the_sweep_pages_through_the_voices_and_deletes_only_old_clones_of
     assert len(pages) == 3 and all(p["limit"] == str(PAGE_LIMIT) and p["is_owner"] == "true" for p in pages)
     assert "starting_after" not in pages[0] and pages[1]["starting_after"] and pages[2]["starting_after"]
     counts = sweep.last.__dict__
-    assert counts == {"listed": 235, "ours": 232, "old": 231, "deleted": 231, "refused": 0, "failed": 0}
+    assert counts == dict(listed=235, ours=232, old=231, deleted=231, refused=0, failed=0, skipped=0)
     (line,) = [r for r in caplog.records if r.name == "agent.clone_sweep" and "deleted" in r.getMessage()]
     assert line.__dict__["deleted"] == 231
     logged = " ".join(r.getMessage() + str(r.__dict__) for r in caplog.records)
@@ -86,7 +86,7 @@ async def test_the_sweep_pages_through_the_voices_and_deletes_only_old_clones_of
 
 
 async def test_a_refused_delete_is_not_asked_again_and_a_failed_one_is_retried_next_sweep(
-    cartesia: FakeCartesia,
+    cartesia: FakeCartesia, caplog: pytest.LogCaptureFixture
 ) -> None:
     refused = cartesia.add_voice(ours(1), CLONE_TAG, created_at=OLD)["id"]
     cartesia.refuse_deletes(403)
@@ -94,8 +94,10 @@ async def test_a_refused_delete_is_not_asked_again_and_a_failed_one_is_retried_n
         await eventually(lambda: sweep.last is not None, what="the start-up sweep")
         assert sweep.last is not None and (sweep.last.refused, cartesia.delete_requests) == (1, 1)
         counts = await sweep.sweep()  # not asked again
-        assert (counts.refused, counts.deleted, cartesia.delete_requests) == (1, 0, 1)
+        assert (counts.skipped, counts.refused, cartesia.delete_requests) == (1, 0, 1)
         assert cartesia.voices == {refused}
+        warned = [r for r in caplog.records if r.name == "agent.clone_sweep" and r.levelno == logging.WARNING]
+        assert len(warned) == 1 and warned[0].__dict__["refused"] == 1  # said once, not every sweep
 
         cartesia.refuse_deletes(None)
         failing = cartesia.add_voice(ours(2), CLONE_TAG, created_at=OLD)["id"]

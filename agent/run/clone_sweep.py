@@ -3,10 +3,10 @@
 A job deletes its clones itself (agent/room/cloning.py) when a speaker withdraws or leaves and when the
 meeting ends. A job process that is killed (SIGKILL, out of memory, a host lost, a kill past Fly's
 `kill_timeout`) cannot, and a clone request under way when it died may still have made a clone. So the
-worker's main process (never a job) sweeps: at start-up, then every CLONE_SWEEP_INTERVAL_S (±25 %), it
-lists the account's voices (`GET /voices`, cursor pages of 100, `is_owner=true`; every page first, then
-the deletes, so no cursor points at a voice just deleted) and deletes every clone of ours (its name
-`interp-<12 hex>` and its description our tag, or empty for clones made before the tag) made more than
+worker's main process (never a job) sweeps: once the worker registered, then every CLONE_SWEEP_INTERVAL_S
+(±25 %), it lists the account's voices (`GET /voices`, cursor pages of 100, `is_owner=true`; every page
+first, then the deletes, so no cursor points at a voice just deleted) and deletes every clone of ours (its
+name `interp-<12 hex>` and its description our tag, or empty for clones made before the tag) made more than
 CLONE_MAX_AGE_S ago: older than the longest meeting, so never one still in use.
 
 Each delete is tried DELETE_ATTEMPTS times (0.5 s, 1 s apart) within a sweep; a 404 means already gone
@@ -33,6 +33,7 @@ from livekit.plugins.cartesia.constants import API_VERSION
 from agent.room.cloning import CLONE_NAME, CLONE_TAG
 from agent.settings.config import CloneSweepSettings
 from agent.telemetry import metrics
+from agent.telemetry.errors import log_unexpected
 
 logger = logging.getLogger("agent.clone_sweep")
 
@@ -50,8 +51,9 @@ class SweepCounts:
     ours: int = 0  # of them, clones of ours
     old: int = 0  # of those, older than the max age
     deleted: int = 0  # deleted now (or found gone: 404)
-    refused: int = 0  # refused by Cartesia: not tried again by this process
+    refused: int = 0  # refused by Cartesia now: not tried again by this process
     failed: int = 0  # still there after every attempt: tried again at the next sweep
+    skipped: int = 0  # refused at an earlier sweep: not asked again
 
 
 def is_our_clone(voice: dict[str, Any]) -> bool:
@@ -124,6 +126,8 @@ class CloneSweep:
                 await self.sweep()
             except (aiohttp.ClientError, TimeoutError, ValueError) as e:
                 logger.warning("the clone sweep could not list the voices", extra={"error": type(e).__name__})
+            except Exception as e:  # a bug: logged, and the next sweep runs all the same
+                log_unexpected(logger, "the clone sweep failed", e)
             interval = self._settings.interval_s
             await asyncio.sleep(interval * (1 + JITTER * (2 * self._rng.random() - 1)))
 
@@ -143,13 +147,13 @@ class CloneSweep:
                 continue
             counts.old += 1
             if voice_id in self._refused:
-                counts.refused += 1
+                counts.skipped += 1
                 continue
             outcome = await self._delete(voice_id)
             setattr(counts, outcome, getattr(counts, outcome) + 1)
         if counts.deleted:
             metrics.VOICE_CLONES.labels(outcome="swept").inc(counts.deleted)
-        if counts.old:
+        if counts.deleted or counts.refused or counts.failed:  # (a refusal is logged once)
             level = logging.WARNING if counts.failed or counts.refused else logging.INFO
             logger.log(level, "clone sweep: old clones deleted", extra=dict(counts.__dict__))
         self.last = counts

@@ -227,14 +227,18 @@ class InterpreterServer(AgentServer):
         self.health_failed = False
         self._health: HealthServer | None = None
         self.keeper: Keeper | None = None  # started once registered (agent/run/keeper.py)
-        self.clone_sweep: CloneSweep | None = None  # started with the worker (agent/run/clone_sweep.py)
+        self.clone_sweep: CloneSweep | None = None  # started once registered (agent/run/clone_sweep.py)
         self.on("worker_registered", self.registration.registered_now)
-        self.once("worker_registered", self._start_keeper)
+        self.once("worker_registered", self._start_sweeps)
         self.drain_flag: DrainFlag | None = None  # made by `run`, before any job process starts
 
-    def _start_keeper(self, *_: Any) -> None:
+    def _start_sweeps(self, *_: Any) -> None:
+        """Once registered (a worker that never registers runs no job, and sweeps nothing): the keeper, and
+        the clone sweep (the main process only: clones a killed job left are deleted)."""
         if self.keeper is not None:
             self.keeper.start()
+        if self.clone_sweep is not None:
+            self.clone_sweep.start()
 
     # the framework's signature (its `timeout` bounds the wait for the jobs)
     async def drain(self, timeout: NotGivenOr[int | None] = NOT_GIVEN) -> None:  # noqa: ASYNC109
@@ -255,8 +259,6 @@ class InterpreterServer(AgentServer):
         self._health = health = HealthServer(
             self.registration, self.health_port, lambda: self.worker_info.http_port
         )
-        if self.clone_sweep is not None:  # the main process only: clones a killed job left are deleted
-            self.clone_sweep.start()
         starting: list[asyncio.Task[None]] = []
         # once the framework has set itself up (a failure before that leaves the CLI's stop path broken)
         self.once("worker_started", lambda: starting.append(loop.create_task(self._serve_health(health))))
