@@ -27,7 +27,7 @@ import re
 import secrets
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -266,6 +266,18 @@ class VoiceCloner:
         await asyncio.gather(*self._clones, return_exceptions=True)  # a clone made now is deleted too
         await asyncio.gather(*self._deletes, return_exceptions=True)
         await asyncio.gather(*(self._delete(voice_id) for voice_id in list(self.undeleted)))
+
+
+async def deleted_first(cloner: VoiceCloner | None, rest: Awaitable[None]) -> None:
+    """A session's close: its clones' deletes start first and run alongside `rest` (the drain), so that
+    nothing failing or overrunning there leaves a clone behind (the presets speak what is left). A cancelled
+    drain does not stop them (`VoiceCloner.aclose`)."""
+    deleting = asyncio.create_task(cloner.aclose()) if cloner is not None else None
+    try:
+        await rest
+    finally:
+        if deleting is not None:
+            await deleting
 
 
 def own_voice_handler(book: VoiceBook, publisher: RoomPublisher) -> OnClone:

@@ -24,7 +24,7 @@ from livekit.agents import llm, stt
 from agent.loops.pipeline import PipelineOptions, Router
 from agent.loops.queues import StepQueue
 from agent.room.auto_language import HeardLanguages
-from agent.room.cloning import OnClone, VoiceCloner, own_voice_handler
+from agent.room.cloning import OnClone, VoiceCloner, deleted_first, own_voice_handler
 from agent.room.handover import Takeover
 from agent.room.languages import LanguageChoice
 from agent.room.outputs import Outputs, TtsFactory
@@ -149,14 +149,8 @@ class RoomSession:
     async def aclose(self, *, at_once: bool = False) -> None:
         """Stop listening; finish what was heard (within a bound); unpublish; leave nothing running.
         If the room is gone, stop everything at once instead; `at_once` too, though the room stays (another
-        interpreter interprets it: nothing more is heard, said or sent). Own-voice clones are deleted first,
-        alongside: nothing failing or overrunning below leaves one behind (presets speak what is left)."""
-        deleting = asyncio.create_task(self.cloner.aclose()) if self.cloner is not None else None
-        try:
-            await self._close(at_once)
-        finally:
-            if deleting is not None:
-                await deleting  # (a cancelled drain does not stop the deletes: VoiceCloner.aclose)
+        interpreter interprets it: nothing more is heard, said or sent). Own-voice clones go first."""
+        await deleted_first(self.cloner, self._close(at_once))
 
     async def _close(self, at_once: bool) -> None:
         if not self._room.isconnected():
