@@ -39,7 +39,7 @@ from tests.browser import (
     wait_state,
     web_server,
 )
-from tests.conftest import ARTIFACTS, ONE_SENTENCE, SPANISH, Fakes, stop_fakes
+from tests.conftest import ARTIFACTS, DIALOGUE, ONE_SENTENCE, SPANISH, Fakes, stop_fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.livekit_server import LiveKitServer
 from tests.loopback import eventually
@@ -772,3 +772,55 @@ async def test_chromium_captures_the_committed_wav_as_its_microphone(chromium: B
     label = await page.evaluate("window.startMic()")
     assert isinstance(label, str)
     await page.wait_for_function("() => window.micPeak > 0.02")
+
+
+OWN_VOICE_SHOWN = "() => !document.querySelector('#own-voices-line').hidden"
+OWN_VOICE_GONE = "() => document.querySelector('#own-voices-line').hidden"
+
+
+async def test_a_speaker_consents_to_their_own_voice_the_room_sees_it_and_withdrawing_deletes_it(
+    chromium: Browsers, room: RealRoom, web: WebServer, request: pytest.FixtureRequest
+) -> None:
+    """The own-voice checkbox (web/src/consent.ts): off by default; ticked, the interpreter clones the speaker
+    (the fake Cartesia gets the clip) and every page marks them as heard in their own voice; unticked, the
+    clone is deleted and the mark goes."""
+    cartesia = room.fakes.cartesia
+    try:
+        await room.worker_available()
+        listener = await chromium.page("listener")
+        await join(listener, web.url, room=room.name, name="Lena", role="listener", language="es")
+        await joined(listener)
+        await agent_in_room(room, listener)
+        assert await listener.locator("#own-voice-field").is_hidden()  # a listener has no voice to give
+
+        speaker = await chromium.page("speaker", microphone=DIALOGUE.wav)  # its voiced speech, looped
+        await join(speaker, web.url, room=room.name, name="Alice", role="speaker", language="en")
+        await joined(speaker)
+        await microphone_on(speaker)
+        await stt_stream_open(room)
+        box = speaker.locator("#own-voice")
+        assert await box.is_visible() and not await box.is_checked()  # off by default
+        hint = await speaker.locator("#own-voice-hint").inner_text()
+        for words in ("5", "Cartesia", "deleted", "untick", "leave", "meeting ends", "13 hours"):
+            assert words in hint, words
+        await eventually(lambda: room.fakes.deepgram.ignored_segments != [], within_s=60, what="her speech")
+        assert cartesia.clone_requests == []  # heard, and never sent without consent
+
+        await box.check()
+        await eventually(lambda: len(cartesia.voices) == 1, within_s=90, what="her clone made")
+        (clone,) = cartesia.voices
+        (clip,) = cartesia.clone_requests
+        assert clip.clip_seconds >= 5.0 and clip.language == "en"
+        await listener.wait_for_function(OWN_VOICE_SHOWN, timeout=30_000)
+        assert (await listener.locator("#own-voices").inner_text()).strip() == "Alice"
+        await speaker.wait_for_function(OWN_VOICE_SHOWN, timeout=30_000)
+        assert "in use" in await speaker.locator("#own-voice-state").inner_text()
+
+        await box.uncheck()  # withdrawn: the preset at once, the clone deleted
+        await eventually(lambda: cartesia.deleted_voices == [clone], within_s=30, what="her clone deleted")
+        await listener.wait_for_function(OWN_VOICE_GONE, timeout=30_000)
+        await speaker.wait_for_function(OWN_VOICE_GONE, timeout=30_000)
+        assert len(cartesia.clone_requests) == 1 and cartesia.voices == set()
+    except BaseException:
+        await keep_artifacts(request, chromium, room, web)
+        raise

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from agent.room.cloning import ATTR_VOICE, SAMPLE_RATE, OnClone, VoiceCloner
+from agent.room.cloning import ATTR_OWN_VOICE, ATTR_VOICE, CLONE_TAG, SAMPLE_RATE, OnClone, VoiceCloner
 from agent.room.voices import MULTILINGUAL_VOICES, PLUGIN_DEFAULT_VOICE, VoiceBook
 from tests.conftest import DIALOGUE, ONE_SENTENCE, start_room_fakes, stop_fakes
 from tests.fakes.cartesia import FakeCartesia
@@ -97,6 +98,8 @@ async def test_a_consenting_speakers_voiced_audio_is_cloned_once_then_deleted(
     assert 5.0 <= request.clip_seconds <= 5.1 and request.clip_rms > 0.2  # a 0.3 sine: 0.21
     assert (request.sample_rate, request.channels, request.language) == (16000, 1, "en")
     assert request.name.startswith("interp-") and request.api_key == KEY and request.cartesia_version
+    # marked as ours, for the worker's sweep (agent/run/clone_sweep.py)
+    assert cartesia.voice_objects[request.voice_id]["description"] == CLONE_TAG
     assert len(cloner.first_word_to_own_voice_s) == 1  # into the metric too
     for f in speech(10.0):  # the clone is made: nothing more is kept or sent
         cloner.hear("alice", f)
@@ -343,9 +346,12 @@ async def test_withdrawn_consent_switches_back_at_once_and_deletes_the_clone(roo
     voice_id = h.fakes.cartesia.clone_requests[0].voice_id
     assert session.voices.voice_for("alice", "fr") == voice_id
     await eventually(lambda: len(h.captions(translated=True)) == 6, what="the dialogue translated")
+    agent = h.room.local_participant
+    assert agent.attributes[ATTR_OWN_VOICE] == '["alice"]'  # the room sees she is heard in her own voice
     h.room.set_attributes(alice, **{ATTR_VOICE: ""})
     await session.settled()
     assert session.voices.voice_for("alice", "fr") == PLUGIN_DEFAULT_VOICE  # at once
+    await eventually(lambda: ATTR_OWN_VOICE not in agent.attributes, what="her own voice no longer shown")
     await eventually(lambda: h.fakes.cartesia.deleted_voices == [voice_id], what="the clone deleted")
     n = len(spoken(h))
     h.speak(alice, ONE_SENTENCE.wav)
@@ -444,3 +450,41 @@ async def test_the_clone_is_deleted_when_the_session_closes(room: RoomHarness):
     await session.aclose()  # as the drain does, alice still in the room
     assert h.fakes.cartesia.deleted_voices == [h.fakes.cartesia.clone_requests[0].voice_id]
     assert h.fakes.cartesia.voices == set()
+
+
+@pytest.mark.parametrize("room", [{"cloner": {"min_speech_s": 3.0}}], indirect=True)
+async def test_clones_are_deleted_first_when_the_session_closes_even_while_its_drain_hangs(room: RoomHarness):
+    """The drain finishes what was heard; with Cartesia not answering it takes its whole bound (and the job's
+    close would cancel it past 5 s): the clone is deleted at once all the same, before the drain ends."""
+    h, session = room, room.session
+    h.fakes.deepgram.scripts["en"] = DIALOGUE.transcripts + ONE_SENTENCE.transcripts
+    await session.start()
+    alice = h.room.join("alice", attributes={"language": "en", **OWN_VOICE})
+    await session.settled()
+    h.speak(alice, DIALOGUE.wav)
+    await eventually(lambda: session.cloner is not None and session.cloner.made == 1, what="the clone")
+    voice_id = h.fakes.cartesia.clone_requests[0].voice_id
+    await eventually(lambda: len(h.captions(translated=True)) == 6, what="the dialogue translated")
+    h.fakes.cartesia.ttfb_s = 60.0  # Cartesia stops answering: the last sentence's speech hangs the drain
+    h.speak(alice, ONE_SENTENCE.wav)
+    await eventually(lambda: len(h.captions(translated=True)) == 8, what="the sentence translated")
+    closing = asyncio.create_task(session.aclose())
+    await eventually(lambda: h.fakes.cartesia.deleted_voices == [voice_id], within_s=5, what="deleted first")
+    assert not closing.done()  # the drain still runs (within its bound)
+    await closing
+
+
+async def test_a_closed_cloner_takes_no_new_consent_and_closing_again_retries_what_is_left(
+    cartesia: FakeCartesia, http: aiohttp.ClientSession
+):
+    cloner = cloner_for(cartesia, http, Cloned(), delete_attempts=1)
+    cloner.consent("alice", "en")
+    cloner.hear("alice", frame(seconds=6.0))
+    await eventually(lambda: cloner.made == 1, what="the clone")
+    cartesia.fail_deletes(2)  # the withdrawal's attempt and the close's
+    await cloner.aclose()
+    assert len(cloner.undeleted) == 1
+    cloner.consent("bob", "en")  # a last room event while the session closes
+    assert not cloner.consented("bob")
+    await cloner.aclose()  # the job's close, after a drain that failed: tries again
+    assert cloner.undeleted == set() and cartesia.voices == set()

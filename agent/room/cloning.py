@@ -4,10 +4,13 @@ A speaker consents with the participant attribute `interpreter.voice` = `own` (a
 it: `VOICE_CLONING`). From then on the ears hand every frame they receive to `hear` (16 kHz mono s16); a
 simple energy gate keeps the voiced 20 ms frames, in memory only, in a bounded buffer. Once `min_speech_s`
 of speech is held (at most `max_speech_s` is kept), it becomes a WAV in memory and goes to Cartesia's
-`POST /voices/clone` (multipart `clip`, `name` = `interp-<random>`, `language`; the TTS's key and API
-version). The answer's `id` is handed to `on_clone(identity, id)` and the book speaks them with it. Until
+`POST /voices/clone` (multipart `clip`, `name` = `interp-<12 hex>`, `description` = CLONE_TAG, `language`;
+the TTS's key and API version). The answer's `id` is handed to `on_clone(identity, id)` and the book speaks
+them with it (`own_voice_handler` also publishes who is heard in their own voice: ATTR_OWN_VOICE). Until
 then, or if cloning fails (an error status, or no answer within `timeout_s`), their preset voice speaks.
 The clip is never written to disk nor logged, and no log line names the speaker or the voice.
+The name and tag mark the clone as ours, so that the worker's sweep (agent/run/clone_sweep.py) finds it if
+this process dies before deleting it.
 
 The clone is deleted (`DELETE /voices/{id}`) when consent is withdrawn (`on_clone(identity, None)` at once,
 then the delete), when the speaker leaves, and when the session closes (the drain too). A failed delete is
@@ -18,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
+import re
 import secrets
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -31,6 +36,8 @@ from livekit import rtc
 from livekit.plugins.cartesia.constants import API_VERSION  # the version the TTS plugin speaks
 
 from agent.loops.ears.pauses import is_voiced
+from agent.room.room_io import RoomPublisher
+from agent.room.voices import VoiceBook
 from agent.settings.config import TtsSettings
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
@@ -39,6 +46,12 @@ logger = logging.getLogger("agent.cloning")
 
 SAMPLE_RATE = 16000
 ATTR_VOICE = "interpreter.voice"  # a participant attribute: `own` = interpret me in my own voice
+# on the interpreter: a JSON list of the speaker identities heard in their own voice now (absent: nobody)
+ATTR_OWN_VOICE = "interpreter.own_voice"
+# every clone we make: this name (a random suffix) and this description, so the sweep knows ours
+CLONE_NAME_PREFIX = "interp-"
+CLONE_NAME = re.compile(r"interp-[0-9a-f]{12}")
+CLONE_TAG = "livekit-interpreter own-voice clone; deleted when the meeting ends"
 _REQUEST_TIMEOUT_S = 5.0  # a delete
 OnClone = Callable[[str, str | None], None]  # (speaker identity, clone id or None: back to the preset)
 
@@ -86,6 +99,7 @@ class VoiceCloner:
         self._clones: set[asyncio.Task[None]] = set()  # clone requests under way
         self._deletes: set[asyncio.Task[None]] = set()
         self.undeleted: set[str] = set()  # clones made and not deleted yet
+        self._closing: asyncio.Task[None] | None = None  # once closing, nobody consents any more
         self.made = 0
         self.failed = 0
         self.deleted = 0
@@ -97,8 +111,7 @@ class VoiceCloner:
         """Through the same Cartesia base URL and key as the TTS."""
         return cls(http=http, base_url=tts.base_url, api_key=tts.api_key, on_clone=on_clone)
 
-    def speakers(self) -> list[str]:
-        """The consenting speakers."""
+    def speakers(self) -> list[str]:  # the consenting speakers
         return list(self._speakers)
 
     def consented(self, identity: str) -> bool:
@@ -106,7 +119,7 @@ class VoiceCloner:
 
     def consent(self, identity: str, language: str) -> None:
         """`identity` (who speaks `language`) agreed: collect their speech, then clone it."""
-        if identity not in self._speakers:
+        if identity not in self._speakers and self._closing is None:
             self._speakers[identity] = _Speaker(language)
             logger.info("a speaker asked for their own voice; collecting their speech")
 
@@ -179,7 +192,8 @@ class VoiceCloner:
     async def _post_clone(self, clip: bytes, language: str) -> str:
         form = aiohttp.FormData()
         form.add_field("clip", clip, filename="clip.wav", content_type="audio/wav")
-        form.add_field("name", f"interp-{secrets.token_hex(6)}")
+        form.add_field("name", f"{CLONE_NAME_PREFIX}{secrets.token_hex(6)}")
+        form.add_field("description", CLONE_TAG)
         form.add_field("language", language.split("-")[0])
         url = f"{self._base_url}/voices/clone"
         async with self._http.post(url, data=form, headers=self._headers()) as response:
@@ -227,7 +241,13 @@ class VoiceCloner:
         )
 
     async def aclose(self) -> None:
-        """The session ends (or drains): stop collecting, delete every clone (each retried, bounded)."""
+        """The session ends: delete every clone (each retried, bounded); nobody consents any more. Again: the
+        same deletes, or those left tried again. A cancelled caller does not stop them (bounded too)."""
+        if self._closing is None or (self._closing.done() and self.undeleted):
+            self._closing = asyncio.create_task(self._close(), name="voice-clones-close")
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         for identity in list(self._speakers):
             self.withdraw(identity)
         try:
@@ -246,6 +266,30 @@ class VoiceCloner:
         await asyncio.gather(*self._clones, return_exceptions=True)  # a clone made now is deleted too
         await asyncio.gather(*self._deletes, return_exceptions=True)
         await asyncio.gather(*(self._delete(voice_id) for voice_id in list(self.undeleted)))
+
+
+async def deleted_first(cloner: VoiceCloner | None, rest: Awaitable[None]) -> None:
+    """A session's close: its clones' deletes start first and run alongside `rest` (the drain), so that
+    nothing failing or overrunning there leaves a clone behind (the presets speak what is left). A cancelled
+    drain does not stop them (`VoiceCloner.aclose`)."""
+    deleting = asyncio.create_task(cloner.aclose()) if cloner is not None else None
+    try:
+        await rest
+    finally:
+        if deleting is not None:
+            await deleting
+
+
+def own_voice_handler(book: VoiceBook, publisher: RoomPublisher) -> OnClone:
+    """Where the cloner hands a clone (or None): the book speaks with it, and the room sees who is heard in
+    their own voice (ATTR_OWN_VOICE on the interpreter)."""
+
+    def on_clone(identity: str, voice_id: str | None) -> None:
+        book.set_clone(identity, voice_id)
+        cloned = book.cloned()
+        publisher.set_attributes(**{ATTR_OWN_VOICE: json.dumps(cloned) if cloned else ""})
+
+    return on_clone
 
 
 class _StatusError(Exception):

@@ -24,7 +24,7 @@ from livekit.agents import llm, stt
 from agent.loops.pipeline import PipelineOptions, Router
 from agent.loops.queues import StepQueue
 from agent.room.auto_language import HeardLanguages
-from agent.room.cloning import OnClone, VoiceCloner
+from agent.room.cloning import OnClone, VoiceCloner, deleted_first, own_voice_handler
 from agent.room.handover import Takeover
 from agent.room.languages import LanguageChoice
 from agent.room.outputs import Outputs, TtsFactory
@@ -70,7 +70,8 @@ class RoomSession:
         self.heard = HeardLanguages()  # what speakers with no language set (auto) hear, as detected
         self.languages = LanguageChoice(settings, self.heard)
         # own voice, for speakers who consent (`interpreter.voice` = `own`), unless VOICE_CLONING=off
-        self.cloner = cloner(self.voices.set_clone) if cloner is not None and settings.voice_cloning else None
+        on_clone = own_voice_handler(self.voices, self.publisher)  # the book, and who is heard in their own
+        self.cloner = cloner(on_clone) if cloner is not None and settings.voice_cloning else None
         router = Router()
         self.outputs = Outputs(
             room=room, sample_rate=settings.tts.sample_rate, llm=llm, tts_factory=tts_factory,
@@ -148,7 +149,10 @@ class RoomSession:
     async def aclose(self, *, at_once: bool = False) -> None:
         """Stop listening; finish what was heard (within a bound); unpublish; leave nothing running.
         If the room is gone, stop everything at once instead; `at_once` too, though the room stays (another
-        interpreter interprets it: nothing more is heard, said or sent)."""
+        interpreter interprets it: nothing more is heard, said or sent). Own-voice clones go first."""
+        await deleted_first(self.cloner, self._close(at_once))
+
+    async def _close(self, at_once: bool) -> None:
         if not self._room.isconnected():
             self._on_room_gone()
         for event, handler in self._handlers.items():
@@ -164,8 +168,6 @@ class RoomSession:
             self.publisher.stop()
         await self.speakers.stop_all()
         await self.outputs.close_all()
-        if self.cloner is not None:
-            await self.cloner.aclose()  # every clone deleted (the drain comes here too)
         self._room.off("disconnected", self._handlers["disconnected"])
         await self.publisher.aclose()
 

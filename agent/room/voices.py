@@ -79,6 +79,10 @@ class VoiceBook:
         else:
             self._clones[identity] = voice_id
 
+    def cloned(self) -> list[str]:
+        """The speakers heard in their own voice now, sorted."""
+        return sorted(self._clones)
+
     def join(self, identity: str, language: str | None = None) -> None:
         """`identity` speaks (in `language`: never interpreted into it, so no voice of theirs there)."""
         if identity not in self._order:

@@ -25,6 +25,7 @@ from agent.room.presence import Member, Presence
 from agent.room.running import STOP_TIMEOUT_S
 from agent.room.session import RoomSession
 from agent.run.capacity import LOAD_FULL, Capacity
+from agent.run.clone_sweep import CloneSweep
 from agent.run.handover import DrainFlag, hand_over_when_draining, handover_attributes, split_handover
 from agent.run.health import ConnectionWatch, HealthServer, Registration
 from agent.run.keeper import Keeper
@@ -133,6 +134,8 @@ class _Job:
             log_unexpected(logger, "draining the room failed", e)
         finally:
             _jobs.pop(self.job_id, None)
+            if self.session is not None and self.session.cloner is not None:
+                await self.session.cloner.aclose()  # the drain overran or failed: its clones still go first
             await self.llm.aclose()
             await self.stt.aclose()
 
@@ -224,13 +227,18 @@ class InterpreterServer(AgentServer):
         self.health_failed = False
         self._health: HealthServer | None = None
         self.keeper: Keeper | None = None  # started once registered (agent/run/keeper.py)
+        self.clone_sweep: CloneSweep | None = None  # started once registered (agent/run/clone_sweep.py)
         self.on("worker_registered", self.registration.registered_now)
-        self.once("worker_registered", self._start_keeper)
+        self.once("worker_registered", self._start_sweeps)
         self.drain_flag: DrainFlag | None = None  # made by `run`, before any job process starts
 
-    def _start_keeper(self, *_: Any) -> None:
+    def _start_sweeps(self, *_: Any) -> None:
+        """Once registered (a worker that never registers runs no job, and sweeps nothing): the keeper, and
+        the clone sweep (the main process only: clones a killed job left are deleted)."""
         if self.keeper is not None:
             self.keeper.start()
+        if self.clone_sweep is not None:
+            self.clone_sweep.start()
 
     # the framework's signature (its `timeout` bounds the wait for the jobs)
     async def drain(self, timeout: NotGivenOr[int | None] = NOT_GIVEN) -> None:  # noqa: ASYNC109
@@ -279,6 +287,8 @@ class InterpreterServer(AgentServer):
         while the worker drains). Here, not at the end of `run`: the CLI cancels what is left of `run`."""
         if self.keeper is not None:
             await self.keeper.aclose()
+        if self.clone_sweep is not None:
+            await self.clone_sweep.aclose()
         await super().aclose()
         if self.drain_flag is not None:
             self.drain_flag.remove()
@@ -342,4 +352,6 @@ def build_server(settings: ServerSettings) -> InterpreterServer:
     )
     if settings.keeper_interval_s > 0 and settings.livekit is not None:
         server.keeper = Keeper(settings.livekit, settings.agent_name, settings.keeper_interval_s)
+    if settings.clone_sweep is not None:
+        server.clone_sweep = CloneSweep(settings.clone_sweep)
     return server

@@ -301,6 +301,27 @@ def can_detect_language(model: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class CloneSweepSettings:
+    """The worker's sweep of own-voice clones left at Cartesia (agent/run/clone_sweep.py)."""
+
+    api_key: str
+    base_url: str
+    interval_s: float  # CLONE_SWEEP_INTERVAL_S
+    max_age_s: float  # CLONE_MAX_AGE_S: older clones of ours are orphans (longer than any meeting)
+
+
+def _clone_sweep(r: _Reader) -> CloneSweepSettings | None:
+    """On when CARTESIA_API_KEY is set and CLONE_SWEEP_INTERVAL_S is not 0."""
+    interval_s = r.number("CLONE_SWEEP_INTERVAL_S", 3600.0, minimum=0, maximum=86400)
+    max_age_s = r.number("CLONE_MAX_AGE_S", 43200.0, minimum=60, maximum=604800)
+    api_key = r.raw("CARTESIA_API_KEY")
+    if not interval_s or api_key is None:
+        return None
+    base_url = r.url("CARTESIA_BASE_URL", DEFAULT_CARTESIA_URL)
+    return CloneSweepSettings(api_key, base_url, interval_s, max_age_s)
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     """How the worker runs (needs no provider keys, so `--help` and `download-files` work without them)."""
 
@@ -319,6 +340,7 @@ class ServerSettings:
     keeper_interval_s: float = 2.0  # KEEPER_INTERVAL_S: the keeper's sweep (agent/run/keeper.py); 0: off
     livekit: LiveKitSettings | None = None  # what the keeper calls the server API with (when all are set)
     warm_processes: int | None = None  # job processes kept warm; None: as many as the capacity (capped)
+    clone_sweep: CloneSweepSettings | None = None  # own-voice clones left behind, deleted (when a key is set)
 
     @property
     def framework_log_level(self) -> str | None:
@@ -344,6 +366,7 @@ def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
         keeper_interval_s=r.number("KEEPER_INTERVAL_S", 2.0, minimum=0, maximum=600),
         livekit=_livekit(r, "") if all(r.raw(n) for n in _LIVEKIT_VARIABLES) else None,
         warm_processes=r.integer("WARM_PROCESSES", 0, minimum=1, maximum=200) or None,
+        clone_sweep=_clone_sweep(r),
     )
     if r.problems:
         raise ConfigError(r.problems)

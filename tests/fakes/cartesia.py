@@ -18,10 +18,17 @@ HTTP status with `{"error_code", "title", "message", "request_id"}` (`refuse_han
 key, 429 over the concurrency limit).
 
 Voice cloning (`POST /voices/clone`, multipart `clip`, `name`, `language`, optional `description`,
-`base_voice_id`; answered with the new voice, `{"id", "name", "language", ...}`) and `DELETE /voices/{id}`
-(204; 404 with Cartesia's error body for a voice it does not have). Every clone request is recorded as a
-`CloneRequest` (the clip's WAV duration and RMS, so a test can tell speech from silence); scripted faults:
-`refuse_clones` (a status with Cartesia's error body), `clone_delay_s` (a slow answer), `fail_deletes`.
+`base_voice_id`; answered with the new voice, `{"id", "name", "description", "language", "is_owner",
+"is_public", "created_at"}`) and `DELETE /voices/{id}` (204; 404 with Cartesia's error body for a voice it
+does not have). Every clone request is recorded as a `CloneRequest` (the clip's WAV duration and RMS, so a
+test can tell speech from silence); scripted faults: `refuse_clones` (a status with Cartesia's error body),
+`clone_delay_s` (a slow answer), `fail_deletes`, `refuse_deletes` (a status, e.g. 403, for every delete).
+
+The account's voices (`GET /voices`), as Cartesia's API (2025-04-16) lists them: cursor pagination,
+`limit` (1-100, default 10), `starting_after` (a voice id: the page after it), `is_owner` (`true`: only
+the account's own); answered `{"data": [voice, ...], "has_more": bool, "next_page": the last id or null}`,
+in the order the voices were made. `add_voice` puts voices there (another app's clone, a voice of the
+user's own, an old clone of ours); `list_requests` records each listing's query.
 
 Latency model: a context's first audio waits `ttfb` (sampled per context with the fake's
 `random.Random(seed)`; recorded in `ttfb_by_context`) or else `ttfb_s`; with `rtf` > 0 each chunk then
@@ -50,6 +57,7 @@ import uuid
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -95,6 +103,7 @@ _ERRORS = {  # status → (error_code, title, message), in Cartesia's words
     400: ("bad_request", "Bad Request", "The clip could not be used to clone a voice."),
     402: ("payment_required", "Payment Required", "Voice cloning is not available on this plan."),
     404: ("not_found", "Not Found", "Voice not found."),
+    403: ("forbidden", "Forbidden", "You do not have permission to delete this voice."),
 }
 
 
@@ -211,7 +220,10 @@ class FakeCartesia(FakeServer):
         self.dropped_contexts: list[str] = []
         self.refused_handshakes: list[int] = []  # the status of each websocket handshake refused
         self.clone_requests: list[CloneRequest] = []
-        self.voices: set[str] = set()  # cloned voices not deleted yet
+        self.voices: set[str] = set()  # the account's voices not deleted yet (clones, and `add_voice`'s)
+        self.voice_objects: dict[str, dict[str, Any]] = {}  # id → the voice as listed, in the order made
+        self.list_requests: list[dict[str, str]] = []  # the query of every `GET /voices`
+        self.refused_deletes: int | None = None  # a status every delete gets (the voice stays)
         self.deleted_voices: list[str] = []
         self.delete_requests = 0
         self.clone_delay_s = 0.0  # before answering a clone request
@@ -227,6 +239,8 @@ class FakeCartesia(FakeServer):
         app.router.add_get("/tts/websocket", self._websocket)
         app.router.add_post("/tts/bytes", self._bytes)
         app.router.add_post("/voices/clone", self._clone)
+        app.router.add_get("/voices", self._list_voices)
+        app.router.add_get("/voices/", self._list_voices)
         app.router.add_delete("/voices/{voice_id}", self._delete_voice)
 
     @property
@@ -301,27 +315,83 @@ class FakeCartesia(FakeServer):
         await asyncio.sleep(self.clone_delay_s)
         if status is not None or voice_id is None:
             return _error_response(status or 500)
-        self.voices.add(voice_id)
-        body = {
+        body = self.add_voice(
+            str(form.get("name", "")), str(form.get("description", "")), voice_id=voice_id,
+            language=str(form.get("language", "")),
+        )  # fmt: skip
+        return web.json_response(body)
+
+    def add_voice(
+        self,
+        name: str,
+        description: str = "",
+        *,
+        voice_id: str | None = None,
+        created_at: datetime | None = None,
+        is_owner: bool = True,
+        language: str = "en",
+    ) -> dict[str, Any]:
+        """A voice the account holds (listed, deletable), made at `created_at` (now by default)."""
+        voice_id = voice_id or str(uuid.uuid4())
+        made = (created_at or datetime.now(UTC)).astimezone(UTC)
+        voice = {
             "id": voice_id,
-            "name": str(form.get("name", "")),
-            "description": str(form.get("description", "")),
-            "language": str(form.get("language", "")),
-            "is_owner": True,
+            "name": name,
+            "description": description,
+            "language": language,
+            "is_owner": is_owner,
             "is_public": False,
-            "created_at": "2026-01-01T00:00:00Z",
+            "created_at": made.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         }
+        self.voices.add(voice_id)
+        self.voice_objects[voice_id] = voice
+        return voice
+
+    def age_voices(self, seconds: float) -> None:
+        """Every voice held now was made `seconds` earlier than it says (time passing, for the sweep)."""
+        for voice in self.voice_objects.values():
+            made = datetime.fromisoformat(voice["created_at"]).timestamp() - seconds
+            when = datetime.fromtimestamp(made, UTC).isoformat(timespec="milliseconds")
+            voice["created_at"] = when.replace("+00:00", "Z")
+
+    def refuse_deletes(self, status: int | None) -> None:
+        """Answer every delete with `status` (e.g. 403) from now on; None: delete again."""
+        self.refused_deletes = status
+
+    async def _list_voices(self, request: web.Request) -> web.StreamResponse:
+        query = dict(request.query)
+        self.list_requests.append(query)
+        try:
+            limit = int(query.get("limit", "10"))
+        except ValueError:
+            return _error_response(400)
+        if not 1 <= limit <= 100:
+            return _error_response(400)
+        voices = list(self.voice_objects.values())
+        if query.get("is_owner") == "true":
+            voices = [v for v in voices if v["is_owner"]]
+        if (after := query.get("starting_after")) is not None:
+            ids = [v["id"] for v in voices]
+            if after not in ids:
+                return _error_response(400)
+            voices = voices[ids.index(after) + 1 :]
+        page = voices[:limit]
+        has_more = len(voices) > limit
+        body = {"data": page, "has_more": has_more, "next_page": page[-1]["id"] if has_more else None}
         return web.json_response(body)
 
     async def _delete_voice(self, request: web.Request) -> web.StreamResponse:
         self.delete_requests += 1
         voice_id = request.match_info["voice_id"]
+        if self.refused_deletes is not None:
+            return _error_response(self.refused_deletes)
         if self._delete_failures > 0:
             self._delete_failures -= 1
             return _error_response(500)
         if voice_id not in self.voices:
             return _error_response(404)
         self.voices.discard(voice_id)
+        self.voice_objects.pop(voice_id, None)
         self.deleted_voices.append(voice_id)
         return web.Response(status=204)
 

@@ -3,6 +3,7 @@ import { type Participant, type Room as RoomType, Room, RoomEvent, type TextStre
 import { interpretedLanguages, onlyHeartbeat } from './agent';
 import { ApiError, DETECT, fetchConfig, type Language, type Role, requestToken } from './api';
 import { CaptionList } from './captions';
+import { OwnVoice } from './consent';
 import { byId, show } from './dom';
 import { HostPanel } from './host';
 import { Interpreters } from './interpreters';
@@ -53,7 +54,7 @@ let accessCodeRequired = false;
 let agentName = 'interpreter'; // the interpreter's agent name (/api/config): its agents are ours
 let detectLanguage = false; // whether the interpreter detects a speaker's language (/api/config)
 let chosenLanguage = 'es'; // the last language picked in the join form (not "detect")
-let current: { room: RoomType; interpreters: Interpreters; host?: HostPanel } | undefined;
+let current: { room: RoomType; interpreters: Interpreters; ownVoice: OwnVoice; host?: HostPanel } | undefined;
 const invite = readInvite(); // an invite link fixes the room and the role (invite.ts)
 
 /** The label of the session's language switch: what it changes. */
@@ -207,7 +208,8 @@ async function startSession(
   const room = new Room({ adaptiveStream: false });
   // the views are made below; the first look at the room comes once it is connected
   const interpreters = new Interpreters(room, agentName, () => onInterpretersChanged());
-  current = { room, interpreters };
+  const ownVoice = new OwnVoice(room, role === 'speaker'); // the speaker's consent; who is heard in their own
+  current = { room, interpreters, ownVoice };
   window.interpreterPage = { room };
   const status = new StatusView(room, interpreters);
   captions.clear();
@@ -226,6 +228,7 @@ async function startSession(
   const onParticipantsChanged = (): void => {
     status.showAgent();
     refreshLanguages();
+    ownVoice.update(interpreters.live);
   };
   /** An interpreter came, or went (stale or left): play the live ones' tracks, say what the room has. */
   function onInterpretersChanged(): void {
@@ -328,6 +331,7 @@ function endSession(): void {
   if (ended !== undefined) {
     ended.interpreters.close();
     ended.host?.close();
+    ended.ownVoice.close();
     ended.room.removeAllListeners();
     void ended.room.disconnect();
   }
