@@ -299,7 +299,7 @@ async def test_a_listener_waits_for_an_interpreter_and_gets_another_when_it_is_l
     fakes = await start_browser_fakes()
     env = fakes.env(DRAIN_TIMEOUT_S="2", STT_ENDPOINTING_MS="600")
     workers = [WorkerProcess(livekit_server, env, tmp_path / f"worker-{n}") for n in (1, 2)]
-    name = f"lost-{tmp_path.name}"[:60]
+    name = f"room-lost-{tmp_path.name}"[:60]  # under the page's prefix (tests/browser.py)
     first, second = (RealRoom(livekit_server, fakes, worker, name) for worker in workers)
     registering: asyncio.Task[None] | None = None
     try:
