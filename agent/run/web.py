@@ -12,7 +12,9 @@
 - `GET /healthz`: `OK`.
 
 One client address asks for a limited number of tokens, and tries a limited number of access codes
-(`agent/run/web_limits.py`): past them, a 429 with `Retry-After`.
+(`agent/run/web_limits.py`): past them, a 429 with `Retry-After`. A token request's body is JSON (415
+otherwise), uncompressed (415: never inflated), at most MAX_BODY_BYTES (413), whole within BODY_TIMEOUT_S
+(408), and readable (400).
 
 Tokens, names, room names and access codes are never logged: only the role of a token, or why a request
 was refused.
@@ -47,6 +49,9 @@ STATIC_DIR = Path(__file__).parent / "web_static"
 ROOM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_NAME_CHARS = 64
 MAX_BODY_BYTES = 16 * 1024
+# a token request's body is a few hundred bytes: one that has not come whole by then never will (a connection
+# held open by a body that trickles in is refused, not kept)
+BODY_TIMEOUT_S = 10.0
 ROLES = ("listener", "speaker")
 Role = Literal["listener", "speaker"]
 # a file the page may load from STATIC_DIR: a plain name, no path
@@ -287,10 +292,20 @@ class WebApp:
         )
 
     async def _body(self, request: web.Request) -> object:
+        # (only JSON: a cross-site form cannot post it without the browser asking this server first)
+        if request.content_type != "application/json":
+            raise Refused(415, "the body must be JSON (Content-Type: application/json)", "not JSON content")
+        if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+            raise Refused(415, "the body must not be compressed", "body compressed")
         try:
-            raw = await request.read()
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise Refused(413, f"the body must be at most {MAX_BODY_BYTES} bytes", "body too large") from None
+        except TimeoutError:
+            raise Refused(408, "the body came too slowly", "body too slow") from None
+        except (web.RequestPayloadError, ConnectionError):  # a bad Content-Encoding, a client gone mid-body
+            raise Refused(400, "the body could not be read", "body unreadable") from None
         try:
             return json.loads(raw)
         except (UnicodeDecodeError, ValueError, RecursionError):
@@ -331,7 +346,11 @@ def create_app(
     settings: WebSettings, static_dir: Path = STATIC_DIR, limits: Limits | None = None
 ) -> web.Application:
     handlers = WebApp(settings, static_dir, limits)
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_answers])
+    # no request body is ever inflated: a few MB of gzip are gigabytes, inflated even unread (aiohttp reads
+    # what a handler left unread before it closes the connection, for up to `lingering_time`)
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[_answers], handler_args={"auto_decompress": False}
+    )
     app[WEB_APP] = handlers
     app.router.add_get("/", handlers.index)
     app.router.add_get("/healthz", handlers.healthz)
