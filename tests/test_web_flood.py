@@ -206,3 +206,20 @@ async def many_addresses(site: Site, count: int) -> None:
     addresses = [f"127.0.{4 + i // 250}.{1 + i % 250}" for i in range(count)]
     statuses = await asyncio.gather(*(one(address) for address in addresses))
     assert set(statuses) == {200}, Counter(statuses)
+
+
+async def test_a_flood_is_logged_in_a_few_lines_not_one_per_request(caplog: pytest.LogCaptureFixture) -> None:
+    """1000 requests from one address past its burst: its refusals are logged at the 1st, 10th, 100th and
+    1000th in a row (each line with the count), not 990 lines; another address's refusal is logged."""
+    caplog.set_level(logging.INFO, logger="agent.web")
+    async with real_site(Limits()) as site:
+        async with client_at("127.0.0.2", limit=20) as flood:
+            statuses = await asyncio.gather(*(post(flood, site.url, VALID) for _ in range(1000)))
+        async with client_at("127.0.0.3") as other:
+            assert await post(other, site.url, b"[", JSON) == 400
+    assert Counter(statuses) == {200: REQUEST_BURST, 429: 1000 - REQUEST_BURST}
+    refused = [r for r in caplog.records if r.getMessage() == "token refused"]
+    limited = [getattr(r, "in_a_row", None) for r in refused if getattr(r, "reason", "") == "rate limited"]
+    assert limited == [1, 10, 100], limited
+    assert [getattr(r, "reason", "") for r in refused][-1] == "body not JSON"
+    assert site.app.refused["rate limited"] == 1000 - REQUEST_BURST  # all counted

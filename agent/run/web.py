@@ -27,6 +27,7 @@ import datetime
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
 import signal
@@ -277,9 +278,10 @@ class WebApp:
             wanted = parse_token_request(body, detect_language=self.settings.detect_language)
         except Refused as refused:
             self.refused[refused.reason] = self.refused.get(refused.reason, 0) + 1
-            logger.info(
-                "token refused", extra={"status": refused.status, "reason": refused.reason, "client": client}
-            )
+            in_a_row = max(1, self.limits.limited_in_a_row(client)) if refused.status == 429 else 1
+            if math.log10(in_a_row).is_integer():  # a flood: its 1st, 10th, 100th... refusal logged
+                extra = {"status": refused.status, "reason": refused.reason, "client": client}
+                logger.info("token refused", extra={**extra, "in_a_row": in_a_row})
             headers = {"Retry-After": str(refused.retry_after_s)} if refused.retry_after_s else None
             return web.json_response({"error": refused.message}, status=refused.status, headers=headers)
         identity = new_identity()
