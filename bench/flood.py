@@ -117,6 +117,9 @@ class WebProcess:
         times = self.proc.cpu_times()
         return float(times.user + times.system)
 
+    def log_bytes(self) -> int:
+        return self.log.stat().st_size
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
@@ -262,7 +265,7 @@ async def flood_phase(server: WebProcess, args: Any, sources: Iterator[str]) -> 
         "share": {
             status: round(n / answered, 4) for status, n in result["statuses"].items() if status.isdigit()
         },
-        "server_cpu_s": round(server.cpu_s() - cpu0, 1),
+        "server_cpu_s": round(server.cpu_s() - cpu0, 2),
         "rss_peak_mb": await peak,
         "joins": joins_summary(await joining),
     }
@@ -277,14 +280,16 @@ async def run(args: Any, workdir: Path) -> dict[str, Any]:
         never = asyncio.Event()
         rest = await people(server.url, sources, count=REST_SAMPLES, every_s=0.05, stop=never)
         results: dict[str, Any] = {"rss_mb": {"start": server.rss_mb()}, "at_rest": joins_summary(rest)}
+        results["log_bytes"] = {"before_flood": server.log_bytes()}
         results["flood"] = await flood_phase(server, args, sources)
         results["rss_mb"]["after_flood"] = server.rss_mb()
+        results["log_bytes"]["after_flood"] = server.log_bytes()
         after = await people(server.url, sources, count=REST_SAMPLES, every_s=0.05, stop=never)
         results["after_flood"] = joins_summary(after)
         if args.spread:
             results["spread"] = await spread(server.url, args.spread)
             results["rss_mb"]["after_spread"] = server.rss_mb()
-        results["log_bytes"] = server.log.stat().st_size
+            results["log_bytes"]["after_spread"] = server.log_bytes()
         results["max_clients"] = MAX_CLIENTS
         return results
     finally:
@@ -308,7 +313,14 @@ def report(results: dict[str, Any]) -> None:
     )
     print("  statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(flood["statuses"].items())))
     print("  share:    " + ", ".join(f"{k} {v * 100:.1f}%" for k, v in sorted(flood["share"].items())))
-    print(f"  server CPU {flood['server_cpu_s']} s over the flood")
+    answered = sum(v for k, v in flood["statuses"].items() if k.isdigit())
+    logs = results["log_bytes"]
+    flood_log = logs["after_flood"] - logs["before_flood"]
+    print(
+        f"  server CPU {flood['server_cpu_s']} s over the flood "
+        f"({flood['server_cpu_s'] * 1000 / answered:.2f} ms a request); "
+        f"its log grew {flood_log} bytes ({flood_log / answered:.1f} a request, the joins' lines included)"
+    )
     print("\na person's token request (new connection, fresh address)   p50      p95    n  statuses")
     for label, joins in (
         ("at rest", rest),
@@ -329,7 +341,6 @@ def report(results: dict[str, Any]) -> None:
         f"{rss['after_flood']} MB after it"
         + (f", {rss['after_spread']} MB after the spread" if "after_spread" in rss else "")
     )
-    print(f"server log: {results['log_bytes']} bytes")
 
 
 def main(argv: list[str]) -> None:
