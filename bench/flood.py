@@ -21,6 +21,8 @@ import gzip
 import ipaddress
 import json
 import multiprocessing
+import socket
+import struct
 import sys
 import tempfile
 import time
@@ -44,6 +46,16 @@ PERSON = {"room": "flood-bench", "name": "Ana", "role": "listener", "language": 
 JSON = {"Content-Type": "application/json"}
 TIMEOUT = ClientTimeout(total=60)
 REST_SAMPLES, JOIN_EVERY_S = 40, 0.25
+
+
+def no_time_wait(addr_info: Any) -> socket.socket:
+    """A client socket that resets its connection when closed instead of lingering in TIME_WAIT: thousands of
+    connections bound to chosen source addresses would otherwise hold their ports for a minute (a listener
+    binding one of them, such as another test's server, then fails). For aiohttp's `socket_factory`."""
+    family, kind, protocol, _, _ = addr_info
+    sock = socket.socket(family, kind, protocol)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return sock
 
 
 def mix() -> list[tuple[str, bytes, dict[str, str]]]:
@@ -129,7 +141,7 @@ async def join(url: str, source: str) -> tuple[int, float]:
     """One person's token request from `source`, on a new connection: its status and seconds."""
     started = time.perf_counter()
     try:
-        connector = TCPConnector(local_addr=(source, 0))
+        connector = TCPConnector(local_addr=(source, 0), socket_factory=no_time_wait)
         async with (
             ClientSession(connector=connector, timeout=TIMEOUT) as http,
             http.post(f"{url}/api/token", json=PERSON) as response,
@@ -161,7 +173,8 @@ async def _flood(
 
     async def worker(k: int) -> None:
         nonlocal sent
-        connector = TCPConnector(local_addr=(address("127.0.10.1", (first + k) % addresses), 0), limit=1)
+        source = address("127.0.10.1", (first + k) % addresses)
+        connector = TCPConnector(local_addr=(source, 0), limit=1, socket_factory=no_time_wait)
         async with ClientSession(connector=connector, timeout=TIMEOUT) as http:
             while time.perf_counter() < deadline:
                 sent += 1

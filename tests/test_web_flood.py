@@ -24,6 +24,7 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 from agent.run.web import MAX_BODY_BYTES, WEB_APP, WebApp, create_app
 from agent.run.web_limits import REQUEST_BURST, REQUESTS_PER_MIN, Limits
+from bench.flood import no_time_wait
 from tests.livekit_server import free_port
 from tests.loopback import eventually
 from tests.test_web import GOOD, settings
@@ -61,7 +62,7 @@ async def real_site(limits: Limits) -> AsyncIterator[Site]:
 @asynccontextmanager
 async def client_at(address: str, *, limit: int = 10) -> AsyncIterator[ClientSession]:
     """HTTP from `address` (a loopback address of this machine): the server sees it as the peer."""
-    connector = TCPConnector(local_addr=(address, 0), limit=limit)
+    connector = TCPConnector(local_addr=(address, 0), limit=limit, socket_factory=no_time_wait)
     async with ClientSession(connector=connector, timeout=ClientTimeout(total=ANSWER_WITHIN_S)) as session:
         yield session
 
