@@ -182,6 +182,8 @@ async def test_a_listener_downloads_the_captions_as_text_srt_and_webvtt(
             assert texts.index(expected_source(expected, "Good morning")) < texts.index(
                 expected_source(expected, "Buenos días")
             ), content
+        # the page's Content-Security-Policy let the downloads through, and said nothing about them
+        assert not [line for line in chromium.console["listener"] if "Content Security Policy" in line]
     except BaseException:
         await keep_artifacts(request, chromium, room, web)
         raise
