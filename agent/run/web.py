@@ -12,9 +12,8 @@
 - `GET /healthz`: `OK`.
 
 One client address asks for a limited number of tokens, and tries a limited number of access codes
-(`agent/run/web_limits.py`): past them, a 429 with `Retry-After`. A token request's body is JSON (415
-otherwise), uncompressed (415: never inflated), at most MAX_BODY_BYTES (413), whole within BODY_TIMEOUT_S
-(408), and readable (400).
+(`agent/run/web_limits.py`): past them, a 429 with `Retry-After`. A body that no page sends is refused
+before it costs anything (`agent/run/web_body.py`).
 
 Tokens, names, room names and access codes are never logged: only the role of a token, or why a request
 was refused.
@@ -25,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hmac
-import json
 import logging
 import math
 import re
@@ -40,6 +38,7 @@ from aiohttp import web
 from livekit import api
 
 from agent.language.codes import AUTO, SUPPORTED_LANGUAGES, language_name
+from agent.run.web_body import MAX_BODY_BYTES, Refused, read_json_body
 from agent.run.web_limits import Limits
 from agent.settings.config import WebSettings, is_loopback
 from agent.telemetry.errors import log_unexpected
@@ -49,10 +48,6 @@ logger = logging.getLogger("agent.web")
 STATIC_DIR = Path(__file__).parent / "web_static"
 ROOM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_NAME_CHARS = 64
-MAX_BODY_BYTES = 16 * 1024
-# a token request's body is a few hundred bytes: one that has not come whole by then never will (a connection
-# held open by a body that trickles in is refused, not kept)
-BODY_TIMEOUT_S = 10.0
 ROLES = ("listener", "speaker")
 Role = Literal["listener", "speaker"]
 # a file the page may load from STATIC_DIR: a plain name, no path
@@ -89,17 +84,6 @@ def supported_languages() -> list[dict[str, str]]:
     """The languages the interpreter accepts (`agent/settings/room_settings.py`), by English name."""
     named = ((code, language_name(code).title()) for code in SUPPORTED_LANGUAGES)
     return [{"code": code, "name": name} for code, name in sorted(named, key=lambda item: item[1])]
-
-
-class Refused(Exception):
-    """A request answered with `status` and `{"error": message}`; `reason` is what the log says."""
-
-    def __init__(self, status: int, message: str, reason: str, *, retry_after_s: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
-        self.retry_after_s = retry_after_s  # a 429's Retry-After
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +253,7 @@ class WebApp:
         try:
             if wait_s := self.limits.request(client):
                 raise Refused(429, "too many requests: try again later", "rate limited", retry_after_s=wait_s)
-            body = await self._body(request)
+            body = await read_json_body(request)
             try:
                 check_access_code(self.settings, body)
             except Refused:
@@ -292,26 +276,6 @@ class WebApp:
             {"token": token, "url": self.settings.browser_url, "identity": identity},
             headers={"Cache-Control": "no-store"},
         )
-
-    async def _body(self, request: web.Request) -> object:
-        # (only JSON: a cross-site form cannot post it without the browser asking this server first)
-        if request.content_type != "application/json":
-            raise Refused(415, "the body must be JSON (Content-Type: application/json)", "not JSON content")
-        if request.headers.get("Content-Encoding", "identity").lower() != "identity":
-            raise Refused(415, "the body must not be compressed", "body compressed")
-        try:
-            async with asyncio.timeout(BODY_TIMEOUT_S):
-                raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise Refused(413, f"the body must be at most {MAX_BODY_BYTES} bytes", "body too large") from None
-        except TimeoutError:
-            raise Refused(408, "the body came too slowly", "body too slow") from None
-        except (web.RequestPayloadError, ConnectionError):  # a bad Content-Encoding, a client gone mid-body
-            raise Refused(400, "the body could not be read", "body unreadable") from None
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise Refused(400, "the body must be JSON", "body not JSON") from None
 
     def client_address(self, request: web.Request) -> str:
         """The client's address: the peer's, or what the proxy in front put in WEB_CLIENT_IP_HEADER."""
