@@ -66,6 +66,7 @@ export class Transcript {
     const startMs = this.firstSeen.get(key) ?? at;
     if (!caption.final) {
       this.firstSeen.set(key, startMs);
+      if (this.firstSeen.size > MAX_CUES) this.firstSeen.delete(this.firstSeen.keys().next().value ?? '');
       return;
     }
     this.firstSeen.delete(key);
