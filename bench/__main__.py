@@ -46,6 +46,9 @@ COMMANDS = {
         "bench.soak.run", "an hour of simulated speech through a room session, faster than real time"
     ),
     "overhead": Command("bench.overhead", "the pipeline's own overhead, against fakes that answer at once"),
+    "flood": Command(
+        "bench.flood", "the page's token endpoint flooded: answers/s, a person's join latency, RSS"
+    ),
 }
 DEFAULT = "latency"  # what runs when no workload is named (options alone are `latency`'s, as ever)
 

@@ -15,7 +15,8 @@
 - `GET /healthz`: `OK`.
 
 One client address asks for a limited number of tokens, and tries a limited number of access codes
-(`agent/run/web_limits.py`): past them, a 429 with `Retry-After`.
+(`agent/run/web_limits.py`): past them, a 429 with `Retry-After`. A body that no page sends is refused
+before it costs anything (`agent/run/web_body.py`).
 
 Tokens, names, room names and access codes are never logged: only the role of a token, or why a request
 was refused.
@@ -24,8 +25,8 @@ was refused.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import math
 import re
 import secrets
 import signal
@@ -36,13 +37,13 @@ from typing import Any
 from aiohttp import web
 
 from agent.language.codes import AUTO, SUPPORTED_LANGUAGES, language_name
+from agent.run.web_body import MAX_BODY_BYTES, Refused, read_json_body
 from agent.run.web_host import HostApi
 from agent.run.web_limits import Limits
 from agent.run.web_roles import (
     OPEN,
     PUBLISHING_ROLES,
     Admission,
-    Refused,
     TokenRequest,
     admit,
     admitted_role,
@@ -58,7 +59,6 @@ logger = logging.getLogger("agent.web")
 STATIC_DIR = Path(__file__).parent / "web_static"
 ROOM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_NAME_CHARS = 64
-MAX_BODY_BYTES = 16 * 1024
 # a file the page may load from STATIC_DIR: a plain name, no path
 _STATIC_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*\.(?:js|css|map|svg|png|ico|webp|woff2|txt)"
 _SECURITY_HEADERS = {
@@ -205,7 +205,7 @@ class WebApp:
         try:
             if wait_s := self.limits.request(client):
                 raise Refused(429, "too many requests: try again later", "rate limited", retry_after_s=wait_s)
-            body = await self._body(request)
+            body = await read_json_body(request)
             if not isinstance(body, dict):
                 raise Refused(400, "the body must be a JSON object", "body not an object")
             try:
@@ -216,9 +216,10 @@ class WebApp:
                 raise
         except Refused as refused:
             self.refused[refused.reason] = self.refused.get(refused.reason, 0) + 1
-            logger.info(
-                "token refused", extra={"status": refused.status, "reason": refused.reason, "client": client}
-            )
+            in_a_row = max(1, self.limits.limited_in_a_row(client)) if refused.status == 429 else 1
+            if math.log10(in_a_row).is_integer():  # a flood: its 1st, 10th, 100th... refusal logged
+                extra = {"status": refused.status, "reason": refused.reason, "client": client}
+                logger.info("token refused", extra={**extra, "in_a_row": in_a_row})
             headers = {"Retry-After": str(refused.retry_after_s)} if refused.retry_after_s else None
             return web.json_response({"error": refused.message}, status=refused.status, headers=headers)
         identity = new_identity()
@@ -230,16 +231,6 @@ class WebApp:
         if wanted.role == "host":
             answer["host_key"] = new_host_key(self.settings, wanted.room)
         return web.json_response(answer, headers={"Cache-Control": "no-store"})
-
-    async def _body(self, request: web.Request) -> object:
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise Refused(413, f"the body must be at most {MAX_BODY_BYTES} bytes", "body too large") from None
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise Refused(400, "the body must be JSON", "body not JSON") from None
 
     def client_address(self, request: web.Request) -> str:
         """The client's address: the peer's, or what the proxy in front put in WEB_CLIENT_IP_HEADER."""
@@ -276,7 +267,11 @@ def create_app(
     settings: WebSettings, static_dir: Path = STATIC_DIR, limits: Limits | None = None
 ) -> web.Application:
     handlers = WebApp(settings, static_dir, limits)
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_answers])
+    # no request body is ever inflated: a few MB of gzip are gigabytes, inflated even unread (aiohttp reads
+    # what a handler left unread before it closes the connection, for up to `lingering_time`)
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[_answers], handler_args={"auto_decompress": False}
+    )
     app[WEB_APP] = handlers
     app.router.add_get("/", handlers.index)
     app.router.add_get("/healthz", handlers.healthz)

@@ -32,8 +32,9 @@ from livekit import api
 
 from agent.language.codes import SUPPORTED_LANGUAGES
 from agent.run.invites import MAX_INVITE_S, MIN_INVITE_S, ROLES, BadInvite, Invite, sign, verify
+from agent.run.web_body import Refused, read_json_body
 from agent.run.web_limits import Limits
-from agent.run.web_roles import Refused, host_key, invite_key
+from agent.run.web_roles import host_key, invite_key
 from agent.settings.config import WebSettings
 from agent.settings.room_settings import MAX_METADATA_BYTES, parse_room_settings
 
@@ -215,14 +216,10 @@ def _supported(language: object) -> bool:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise Refused(413, "the body is too large", "body too large") from None
-    try:
-        body = json.loads(raw or b"{}")
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise Refused(400, "the body must be JSON", "body not JSON") from None
+    """A host request's body: as a token request's (`read_json_body`), a JSON object; empty for `{}`."""
+    if request.content_length == 0 and not request.body_exists:
+        return {}
+    body = await read_json_body(request)
     if not isinstance(body, dict):
         raise Refused(400, "the body must be a JSON object", "body not an object")
     return body

@@ -5,8 +5,9 @@ Each client address has three token buckets: its requests to `POST /api/token` (
 REQUESTS_PER_MIN), its refused access codes, invite links and host keys (CODE_TRIES at once, then
 CODE_TRIES_PER_HOUR), and its requests to the host's endpoints (HOST_BURST, then HOST_PER_MIN). An empty
 bucket is a 429 with `Retry-After`, whole seconds until the next request would pass; while the codes' bucket
-is empty, no code of that address is even compared. At most MAX_CLIENTS addresses are remembered, the least
-recently seen forgotten first, so a flood from many addresses costs bounded memory.
+is empty, no code of that address is even compared. A flood is logged in a few lines: an address's 1st,
+10th, 100th... refusal in a row (`limited_in_a_row`), not every one. At most MAX_CLIENTS addresses are
+remembered, the least recently seen forgotten first, so a flood from many addresses costs bounded memory.
 
 The address is the connection's peer, or, behind a proxy of yours that sets it, the header that
 `WEB_CLIENT_IP_HEADER` names (Fly's proxy sets `Fly-Client-IP`; a header nobody in front sets is the
@@ -57,6 +58,7 @@ class _Client:
     requests: Bucket
     codes: Bucket
     host: Bucket  # requests with a host key (agent/run/web_host.py), on their own
+    limited: int = 0  # its requests refused in a row (429)
 
 
 class Limits:
@@ -96,6 +98,7 @@ class Limits:
         its requests used up, or its access codes (even before this one is looked at)."""
         client, now = self._client(address), self._clock()
         wait = client.codes.wait(now) or client.requests.take(now)
+        client.limited = client.limited + 1 if wait else 0
         return math.ceil(wait)
 
     def host_request(self, address: str) -> int:
@@ -104,6 +107,11 @@ class Limits:
         client, now = self._client(address), self._clock()
         wait = client.codes.wait(now) or client.host.take(now)
         return math.ceil(wait)
+
+    def limited_in_a_row(self, address: str) -> int:
+        """The requests of `address` refused in a row, this one included (0: its last one passed)."""
+        client = self._clients.get(address)
+        return client.limited if client is not None else 0
 
     def code_refused(self, address: str) -> None:
         """`address` sent a missing or wrong access code."""

@@ -33,20 +33,10 @@ from agent.run.invites import (
     sign,
     verify,
 )
+from agent.run.web_body import Refused
 from agent.settings.config import WebSettings
 
 PUBLISHING_ROLES = ("speaker", "host")
-
-
-class Refused(Exception):
-    """A request answered with `status` and `{"error": message}`; `reason` is what the log says."""
-
-    def __init__(self, status: int, message: str, reason: str, *, retry_after_s: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
-        self.retry_after_s = retry_after_s  # a 429's Retry-After
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ import { ApiError, DETECT, fetchConfig, type Language, type Role, requestToken }
 import { CaptionList } from './captions';
 import { OwnVoice } from './consent';
 import { byId, show } from './dom';
+import { setupDownloads, Transcript } from './download';
 import { HostPanel } from './host';
 import { Interpreters } from './interpreters';
 import { applyInvite, readInvite } from './invite';
@@ -48,6 +49,8 @@ const largeText = byId('large-text', HTMLInputElement);
 const leaveButton = byId('leave', HTMLButtonElement);
 
 const captions = new CaptionList(byId('captions', HTMLElement), byId('new-captions', HTMLButtonElement));
+const transcript = new Transcript(); // what the reader can download
+setupDownloads(byId('downloads', HTMLElement), transcript);
 
 let languages: Language[] = [];
 let accessCodeRequired = false;
@@ -213,6 +216,7 @@ async function startSession(
   window.interpreterPage = { room };
   const status = new StatusView(room, interpreters);
   captions.clear();
+  transcript.start(roomInput.value.trim());
   languageError.textContent = '';
   const hearing = byId('hearing', HTMLElement);
   const listening = new Listening(room, interpreters, byId('audio', HTMLElement), hearing, nameOf, language);
@@ -232,7 +236,10 @@ async function startSession(
   };
   /** An interpreter came, or went (stale or left): play the live ones' tracks, say what the room has. */
   function onInterpretersChanged(): void {
-    if (interpreters.presence === 'reconnecting') captions.letGoOfUnfinished();
+    if (interpreters.presence === 'reconnecting') {
+      captions.letGoOfUnfinished();
+      transcript.letGoOfUnfinished();
+    }
     listening.reconcile();
     listening.applyVolumes();
     onParticipantsChanged();
@@ -274,7 +281,7 @@ async function startSession(
     // a speaker with no `language` set: the interpreter detected the language of these words
     const languageDetected = kind === 'source' && speaker !== undefined && !speaker.attributes[ATTR_LANGUAGE];
     if (languageDetected && captionLanguage !== '') listening.noteDetected(speakerIdentity, captionLanguage);
-    captions.update({
+    const update = {
       segmentId,
       final: attributes[ATTR_FINAL] === 'true',
       kind,
@@ -284,7 +291,9 @@ async function startSession(
       speakerName: names.get(speakerIdentity) ?? 'A speaker',
       text,
       sentAt: reader.info.timestamp,
-    });
+    } as const;
+    captions.update(update);
+    transcript.note(update);
   }
 
   const speaking = role !== 'listener' ? new Speaking(room) : undefined;
