@@ -119,7 +119,7 @@ MALFORMED: dict[str, tuple[bytes, dict[str, str], int]] = {
     "deflate": (VALID, {**JSON, "Content-Encoding": "deflate"}, 415),
     "wrong access code": (json.dumps({**GOOD, "access_code": "000000"}).encode(), JSON, 403),
     "no access code": (json.dumps(GOOD).encode(), JSON, 403),
-    "not an object": (b"[1, 2]", JSON, 403),
+    "not an object": (b"[1, 2]", JSON, 400),  # named as such before any code is looked at
 }
 
 

@@ -28,6 +28,7 @@ _SALT = secrets.token_bytes(16)
 # the loggers of every module of the agent (tests/test_logs.py checks that none is missing)
 AGENT_LOGGERS = (
     "agent.brain",
+    "agent.clone_sweep",
     "agent.cloning",
     "agent.ears",
     "agent.keeper",
