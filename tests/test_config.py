@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.settings.config import ConfigError, load_server_settings, load_settings, load_web_settings
+from agent.settings.config import ConfigError, load_server_settings, load_settings
+from agent.settings.web import load_web_settings
 
 FULL = {
     "LIVEKIT_URL": "wss://example.livekit.cloud",
@@ -174,7 +175,7 @@ def test_env_example_documents_every_web_and_local_variable():
     example = (Path(__file__).parent.parent / ".env.example").read_text()
     source = "".join(
         (Path(__file__).parent.parent / "agent" / name).read_text()
-        for name in ("settings/config.py", "run/local.py")
+        for name in ("settings/config.py", "settings/web.py", "run/local.py")
     )
     names = set(re.findall(r'"((?:WEB|LOCAL)_[A-Z_]+)"', source))
     assert {

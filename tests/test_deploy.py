@@ -21,7 +21,8 @@ import psutil
 import pytest
 
 from agent.run.capacity import CpuSampler
-from agent.settings.config import ConfigError, load_server_settings, load_web_settings
+from agent.settings.config import ConfigError, load_server_settings
+from agent.settings.web import load_web_settings
 from tests.livekit_server import free_port
 from tests.room_worker import start_unregistered_worker
 

@@ -28,7 +28,7 @@ from agent.language.codes import SUPPORTED_LANGUAGES
 from agent.run.filemode import read_wav
 from agent.run.web import MAX_BODY_BYTES, WEB_APP, create_app, new_identity
 from agent.run.web_limits import CODE_TRIES, CODE_TRIES_PER_HOUR, REQUEST_BURST, REQUESTS_PER_MIN, Limits
-from agent.settings.config import WebSettings, load_web_settings
+from agent.settings.web import WebSettings, load_web_settings
 from tests.conftest import ONE_SENTENCE, Fakes, start_room_fakes, stop_fakes
 from tests.livekit_server import API_KEY, API_SECRET, LiveKitServer, free_port
 from tests.loopback import eventually

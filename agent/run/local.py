@@ -41,7 +41,8 @@ import aiohttp
 
 from agent.run.local_log import ReadableFormatter, readable
 from agent.run.web import page_url, start_site
-from agent.settings.config import ConfigError, WebSettings, load_settings, load_web_settings, read_environment
+from agent.settings.config import ConfigError, load_settings, read_environment
+from agent.settings.web import WebSettings, load_web_settings
 
 API_KEY, API_SECRET = "devkey", "secret"  # what `livekit-server --dev` accepts
 DEFAULT_PORT = 7880

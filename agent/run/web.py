@@ -51,7 +51,7 @@ from agent.run.web_roles import (
     mint_token,
     new_host_key,
 )
-from agent.settings.config import WebSettings, is_loopback
+from agent.settings.web import WebSettings, is_loopback
 from agent.telemetry.errors import log_unexpected
 
 logger = logging.getLogger("agent.web")
@@ -330,7 +330,8 @@ async def serve(settings: WebSettings, static_dir: Path = STATIC_DIR) -> None:
 
 def main(argv: list[str]) -> int:
     """`python -m agent web`: the settings checked (one error naming every problem, exit 2), then serve."""
-    from agent.settings.config import ConfigError, load_web_settings, read_environment
+    from agent.settings.config import ConfigError, read_environment
+    from agent.settings.web import load_web_settings
 
     if argv:
         print("usage: python -m agent web (settings come from the environment and .env)", file=sys.stderr)

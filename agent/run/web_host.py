@@ -35,8 +35,8 @@ from agent.run.invites import MAX_INVITE_S, MIN_INVITE_S, ROLES, BadInvite, Invi
 from agent.run.web_body import Refused, read_json_body
 from agent.run.web_limits import Limits
 from agent.run.web_roles import host_key, invite_key
-from agent.settings.config import WebSettings
 from agent.settings.room_settings import MAX_METADATA_BYTES, parse_room_settings
+from agent.settings.web import WebSettings
 
 logger = logging.getLogger("agent.web")
 

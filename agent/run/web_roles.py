@@ -34,7 +34,7 @@ from agent.run.invites import (
     verify,
 )
 from agent.run.web_body import Refused
-from agent.settings.config import WebSettings
+from agent.settings.web import WebSettings
 
 PUBLISHING_ROLES = ("speaker", "host")
 

@@ -6,7 +6,6 @@ malformed variable at once. Secrets are never echoed back in those messages.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -16,7 +15,6 @@ from typing import TypeVar
 from dotenv import dotenv_values
 
 from agent.language.codes import AUTO
-from agent.settings.room_settings import parse_room_settings
 
 T = TypeVar("T")
 
@@ -98,7 +96,7 @@ class Settings:
     trim_silence: bool = True  # TRIM_SILENCE: silence at clause boundaries beyond a short gap is not played
 
 
-class _Reader:
+class Reader:
     """Reads typed values from an environment mapping and records every problem."""
 
     def __init__(self, env: Mapping[str, str | None]) -> None:
@@ -194,7 +192,7 @@ def read_environment(dotenv_path: str | None = ".env") -> dict[str, str | None]:
 _LIVEKIT_VARIABLES = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 
 
-def _livekit(r: _Reader, why: str) -> LiveKitSettings:
+def livekit_settings(r: Reader, why: str) -> LiveKitSettings:
     livekit = LiveKitSettings(
         url=r.required("LIVEKIT_URL", why),
         api_key=r.required("LIVEKIT_API_KEY", "LiveKit API key"),
@@ -205,7 +203,7 @@ def _livekit(r: _Reader, why: str) -> LiveKitSettings:
     return livekit
 
 
-def _stt(r: _Reader) -> SttSettings:
+def _stt(r: Reader) -> SttSettings:
     return SttSettings(
         api_key=r.required("DEEPGRAM_API_KEY", "Deepgram speech-to-text"),
         base_url=r.url("DEEPGRAM_BASE_URL", DEFAULT_DEEPGRAM_URL),
@@ -214,7 +212,7 @@ def _stt(r: _Reader) -> SttSettings:
     )
 
 
-def _llms(r: _Reader) -> tuple[LlmProviderSettings, ...]:
+def _llms(r: Reader) -> tuple[LlmProviderSettings, ...]:
     """The LLMs whose key is set, in fallback order: Cerebras first, then Groq (at least one is needed;
     both are read, so a malformed variable of either is reported)."""
     effort_choices = ("none", "low", "medium", "high")
@@ -242,7 +240,7 @@ def _llms(r: _Reader) -> tuple[LlmProviderSettings, ...]:
     return tuple(llm for llm, key in ((cerebras, cerebras_key), (groq, groq_key)) if key is not None)
 
 
-def _tts(r: _Reader) -> TtsSettings:
+def _tts(r: Reader) -> TtsSettings:
     return TtsSettings(
         api_key=r.required("CARTESIA_API_KEY", "Cartesia text-to-speech"),
         base_url=r.url("CARTESIA_BASE_URL", DEFAULT_CARTESIA_URL),
@@ -257,8 +255,8 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
 
     `require_livekit` is False for the file mode, which needs no LiveKit server.
     """
-    r = _Reader(env)
-    livekit = _livekit(r, "the LiveKit server the worker registers with") if require_livekit else None
+    r = Reader(env)
+    livekit = livekit_settings(r, "the LiveKit server the worker registers with") if require_livekit else None
     stt = _stt(r)
     llms = _llms(r)
     tts = _tts(r)
@@ -310,7 +308,7 @@ class CloneSweepSettings:
     max_age_s: float  # CLONE_MAX_AGE_S: older clones of ours are orphans (longer than any meeting)
 
 
-def _clone_sweep(r: _Reader) -> CloneSweepSettings | None:
+def _clone_sweep(r: Reader) -> CloneSweepSettings | None:
     """On when CARTESIA_API_KEY is set and CLONE_SWEEP_INTERVAL_S is not 0."""
     interval_s = r.number("CLONE_SWEEP_INTERVAL_S", 3600.0, minimum=0, maximum=86400)
     max_age_s = r.number("CLONE_MAX_AGE_S", 43200.0, minimum=60, maximum=604800)
@@ -349,7 +347,7 @@ class ServerSettings:
 
 
 def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
-    r = _Reader(env)
+    r = Reader(env)
     settings = ServerSettings(
         agent_name=r.text("AGENT_NAME", "interpreter"),
         health_port=r.integer("HEALTH_PORT", 8081, minimum=1, maximum=65535),
@@ -364,96 +362,10 @@ def load_server_settings(env: Mapping[str, str | None]) -> ServerSettings:
         health_grace_s=r.number("HEALTH_GRACE_S", 20.0, minimum=0, maximum=600),
         connect_retries=r.integer("CONNECT_RETRIES", 16, minimum=0, maximum=1000),
         keeper_interval_s=r.number("KEEPER_INTERVAL_S", 2.0, minimum=0, maximum=600),
-        livekit=_livekit(r, "") if all(r.raw(n) for n in _LIVEKIT_VARIABLES) else None,
+        livekit=livekit_settings(r, "") if all(r.raw(n) for n in _LIVEKIT_VARIABLES) else None,
         warm_processes=r.integer("WARM_PROCESSES", 0, minimum=1, maximum=200) or None,
         clone_sweep=_clone_sweep(r),
     )
     if r.problems:
         raise ConfigError(r.problems)
     return settings
-
-
-@dataclass(frozen=True, slots=True)
-class WebSettings:
-    """The page and its token endpoint (`python -m agent web`): LiveKit's keys, no provider's."""
-
-    livekit: LiveKitSettings
-    browser_url: str  # the LiveKit URL handed to browsers: WEB_LIVEKIT_URL, else LIVEKIT_URL
-    agent_name: str
-    host: str
-    port: int
-    access_code: str | None  # WEB_ACCESS_CODE: no token without it, when set
-    open_to_all: bool  # WEB_OPEN: served beyond this machine without an access code, knowingly
-    client_ip_header: str | None  # WEB_CLIENT_IP_HEADER: where a proxy in front puts the client's address
-    token_ttl_s: int
-    room_metadata: str  # the interpreter's dispatch metadata (per-room settings JSON), "" for none
-    log_level: str | None
-    # whether the worker detects a speaker's language (`auto`): WEB_ROOM_METADATA's source_language, else
-    # SOURCE_LANGUAGE (the worker's variables, read here too; `auto` by default), and DEEPGRAM_MODEL nova-3
-    detect_language: bool = True
-    room_prefix: str = "interp-"  # WEB_ROOM_PREFIX: the page mints tokens for rooms under it only
-    invite_secret: str | None = None  # WEB_INVITE_SECRET: signs invite links; None: from LIVEKIT_API_SECRET
-
-
-def load_web_settings(env: Mapping[str, str | None]) -> WebSettings:
-    r = _Reader(env)
-    livekit = _livekit(r, "the LiveKit server the page's participants join")
-    room_metadata = r.raw("WEB_ROOM_METADATA") or ""
-    room_source: str | None = None
-    if room_metadata:
-        room_settings, problems = parse_room_settings(room_metadata, None)
-        room_source = room_settings.source_language
-        prefix = "job metadata: "
-        r.problems += [f"WEB_ROOM_METADATA is malformed: {p.removeprefix(prefix)}" for p in problems]
-    source = room_source or r.source_language("SOURCE_LANGUAGE")
-    settings = WebSettings(
-        livekit=livekit,
-        browser_url=r.url("WEB_LIVEKIT_URL", livekit.url),
-        agent_name=r.text("AGENT_NAME", "interpreter"),
-        host=r.text("WEB_HOST", "0.0.0.0"),
-        port=r.integer("WEB_PORT", 8080, minimum=1, maximum=65535),
-        access_code=r.raw("WEB_ACCESS_CODE"),
-        open_to_all=r.choice("WEB_OPEN", "false", ("true", "false")) == "true",
-        client_ip_header=r.raw("WEB_CLIENT_IP_HEADER"),
-        token_ttl_s=r.integer("WEB_TOKEN_TTL_S", 600, minimum=60, maximum=86400),
-        room_metadata=room_metadata,
-        log_level=r.choice("LOG_LEVEL", "", LOG_LEVELS) or None,
-        detect_language=source == AUTO and can_detect_language(r.text("DEEPGRAM_MODEL", "nova-3")),
-        room_prefix=r.text("WEB_ROOM_PREFIX", "interp-"),
-        invite_secret=r.raw("WEB_INVITE_SECRET"),
-    )
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", settings.room_prefix):  # the page's rooms are named with it
-        prefix = settings.room_prefix
-        r.problems.append(
-            f"WEB_ROOM_PREFIX={prefix!r} is malformed: expected 1 to 32 letters, digits, '-' or '_'"
-        )
-    if settings.invite_secret is not None and len(settings.invite_secret) < 32:
-        r.problems.append(
-            "WEB_INVITE_SECRET is too short: at least 32 characters (it signs the invite links)"
-        )
-    if (exposed := exposure(settings)) is not None:
-        r.problems.append(exposed)
-    if r.problems:
-        raise ConfigError(r.problems)
-    return settings
-
-
-def exposure(settings: WebSettings) -> str | None:
-    """Why the page must not start as set: served beyond this machine (WEB_HOST not a loopback address) with
-    nothing to keep a stranger out, unless WEB_OPEN says that is meant. None: it may."""
-    if settings.access_code is not None or settings.open_to_all or is_loopback(settings.host):
-        return None
-    return (
-        f"WEB_HOST={settings.host} serves the page beyond this machine, and with no WEB_ACCESS_CODE anyone "
-        "who finds it gets a join token, and an interpreter, for any room: set WEB_ACCESS_CODE, or "
-        "WEB_HOST=127.0.0.1 behind a proxy of your own, or WEB_OPEN=true to serve it open knowingly"
-    )
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
