@@ -6,7 +6,9 @@ reach the host's controls; the host ends the interpretation."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +22,7 @@ from tests.livekit_server import LiveKitServer
 from tests.test_browser import joined, keep_artifacts, microphone_on, submit
 
 if TYPE_CHECKING:
-    from playwright.async_api import Page
+    from playwright.async_api import Page, Route
 
 CODE = "host-only-code"
 
@@ -67,6 +69,16 @@ async def test_a_listeners_link_joins_as_a_listener_and_only_the_host_has_contro
         async with web_server(livekit_server, tmp_path / "web", **env) as web:
             host = await chromium.page("host", microphone=ONE_SENTENCE.wav)
             await host.set_extra_http_headers({"X-Test-Client": "192.0.2.1"})
+
+            saved = asyncio.Event()
+
+            async def late(route: Route) -> None:  # the panel's first read of the room comes back late (as
+                answer = await route.fetch()  # on a busy server): after the host's save, or 5 s; what the
+                with contextlib.suppress(TimeoutError):  # host typed and saved is not overwritten by it
+                    await asyncio.wait_for(saved.wait(), 5)
+                await route.fulfill(response=answer)
+
+            await host.route("**/api/room", late)
             await fill_join(host, web.url, room="board", name="Hana", role="host", language="en")
             await host.fill("#access-code", CODE)
             status, grant = await submit(host)
@@ -85,6 +97,7 @@ async def test_a_listeners_link_joins_as_a_listener_and_only_the_host_has_contro
             await host.wait_for_function(
                 "() => document.querySelector('#room-settings-status').textContent.startsWith('Saved')"
             )
+            saved.set()
             await host.click("#make-links")
             spanish = host.locator("#invite-links li[data-language='es'] input")
             await spanish.wait_for(state="attached")

@@ -62,7 +62,16 @@ export class HostPanel {
       .on(RoomEvent.ParticipantAttributesChanged, this.refresh);
     show(this.panel, true);
     this.showSpeakers();
+    // the settings can be edited once the room's own are shown: a slow first read must not overwrite what the
+    // host typed (or saved) meanwhile
+    this.editable(false);
     void this.load();
+  }
+
+  private editable(on: boolean): void {
+    for (const element of Array.from(this.settingsForm.elements)) {
+      (element as HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement | HTMLButtonElement).disabled = !on;
+    }
   }
 
   close(): void {
@@ -91,6 +100,8 @@ export class HostPanel {
       this.showState((await this.call('api/room')) as unknown as RoomState);
     } catch (error) {
       this.settingsStatus.textContent = (error as Error).message;
+    } finally {
+      this.editable(true);
     }
   }
 
