@@ -94,8 +94,9 @@ def exposure(settings: WebSettings) -> str | None:
         return None
     return (
         f"WEB_HOST={settings.host} serves the page beyond this machine, and with no WEB_ACCESS_CODE anyone "
-        "who finds it gets a join token, and an interpreter, for any room: set WEB_ACCESS_CODE, or "
-        "WEB_HOST=127.0.0.1 behind a proxy of your own, or WEB_OPEN=true to serve it open knowingly"
+        "who finds it gets a join token in any role (the host's included) and an interpreter, for any of its "
+        "rooms: set WEB_ACCESS_CODE, or WEB_HOST=127.0.0.1 behind a proxy of your own, or WEB_OPEN=true to "
+        "serve it open knowingly"
     )
 
 
