@@ -28,6 +28,7 @@ from livekit.agents.types import (
     TOPIC_TRANSCRIPTION,
 )
 
+from agent.language.codes import base_language
 from agent.loops.captions import Caption
 from agent.telemetry import metrics
 
@@ -83,8 +84,9 @@ async def unless_gone(call: Awaitable[T], gone: asyncio.Event) -> T | None:
 
 
 def track_name(language: str) -> str:
-    """The published interpretation track of a language: stable, so front ends can find it."""
-    return f"interpretation-{language}"
+    """The published interpretation track of a language: stable, so front ends can find it; named by the
+    base language ("pt-BR" -> `interpretation-pt`), as front ends know languages."""
+    return f"interpretation-{base_language(language)}"
 
 
 def is_speaker(participant: Any) -> bool:
@@ -242,7 +244,7 @@ class RoomPublisher:
         attributes = {
             ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID: caption.segment_id,
             ATTRIBUTE_TRANSCRIPTION_FINAL: "true" if caption.final else "false",
-            ATTR_LANGUAGE: caption.language,
+            ATTR_LANGUAGE: base_language(caption.language),  # the form front ends know (codes.py)
         }
         if caption.translated:
             track_id = self.language_tracks.get(caption.language)

@@ -22,7 +22,9 @@ from typing import Any
 from livekit.agents import llm, stt
 
 from agent.loops.pipeline import PipelineOptions, Router
+from agent.language.codes import base_language
 from agent.loops.queues import StepQueue
+from agent.room.attributes import ParticipantAttributes
 from agent.room.auto_language import HeardLanguages
 from agent.room.cloning import OnClone, VoiceCloner
 from agent.room.handover import Takeover
@@ -57,6 +59,7 @@ class RoomSession:
         frames_for: FramesFor = track_frames,
         cloner: ClonerFactory | None = None,
         handover_from: str | None = None,
+        attributes: ParticipantAttributes | None = None,
     ) -> None:
         self._room = room
         self._job_metadata = job_metadata
@@ -68,7 +71,10 @@ class RoomSession:
         self._settings_problems: list[str] = []
         self.voices = VoiceBook(settings.tts.voice)  # a distinct voice per speaker, per language
         self.heard = HeardLanguages()  # what speakers with no language set (auto) hear, as detected
-        self.languages = LanguageChoice(settings, self.heard)
+        # participants' attributes as applied: bounded, a storm from one of them coalesced (attributes.py)
+        self.attributes = attributes or ParticipantAttributes()
+        self.attributes.on_applied = self._sync_soon
+        self.languages = LanguageChoice(settings, self.heard, self.attributes)
         # own voice, for speakers who consent (`interpreter.voice` = `own`), unless VOICE_CLONING=off
         self.cloner = cloner(self.voices.set_clone) if cloner is not None and settings.voice_cloning else None
         router = Router()
@@ -97,7 +103,7 @@ class RoomSession:
             "track_unsubscribed": sync,
             "track_muted": sync,
             "track_unmuted": sync,
-            "participant_attributes_changed": sync,
+            "participant_attributes_changed": lambda _changed, participant: self.attributes.changed(participant),
             "room_metadata_changed": lambda *_: self._do(self._apply_room_settings, key="settings"),
             "disconnected": lambda *_: self._on_room_gone(),
         }
@@ -154,6 +160,7 @@ class RoomSession:
         for event, handler in self._handlers.items():
             if event != "disconnected":  # the room may still close while what was heard is finished
                 self._room.off(event, handler)
+        self.attributes.close()
         if self.takeover is not None:
             await self.takeover.aclose()
         if self._control_task is not None:
@@ -222,6 +229,7 @@ class RoomSession:
         muted or replaced, of a speaker who left or now speaks another language (what they already heard
         is still interpreted); start ears for every audio track not listened to; then the languages."""
         participants = {p.identity: p for p in self._room.remote_participants.values()}
+        self.attributes.forget(participants)
         await self.speakers.stop_stale(participants)
         self.speakers.forget_left(participants)
         self.speakers.follow_consent(participants)
@@ -240,7 +248,7 @@ class RoomSession:
         for language in wanted:
             if language not in self.outputs:
                 await self.outputs.open(language)
-        self.publisher.set_attributes(**{ATTR_LANGUAGES: ",".join(sorted(self.outputs))})
+        self.publisher.set_attributes(**{ATTR_LANGUAGES: ",".join(sorted(map(base_language, self.outputs)))})
 
     def _publish_warnings(self) -> None:
         """`interpreter.warnings`: the room settings' problems, then the languages past the cap."""
