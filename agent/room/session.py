@@ -232,6 +232,7 @@ class RoomSession:
         self.attributes.forget(participants)
         await self.speakers.stop_stale(participants)
         self.speakers.forget_left(participants)
+        self.outputs.forget_speakers_except(participants.keys())
         self.speakers.follow_consent(participants)
         await self.speakers.start_new(participants)
         await self._reconcile_languages()
