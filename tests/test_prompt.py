@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from agent.loops.brain.prompt import MAX_CONTEXT_CHARS, MAX_CONTEXTS, ContextBook, Instructions, TranslationContext
+from agent.loops.brain.prompt import (
+    MAX_CONTEXT_CHARS,
+    MAX_CONTEXTS,
+    ContextBook,
+    Instructions,
+    TranslationContext,
+)
 from tests.channel import channel_run
 from tests.fakes.llm import Message, Responder, message_text
 from tests.loopback import eventually
@@ -84,7 +90,12 @@ def test_the_part_already_spoken_goes_back_escaped(resume_from: str):
 
 
 async def test_one_speakers_earlier_translations_never_stand_in_another_speakers_prompt():
-    table = {"Alice one": "Alicia uno.", "Alice two": "Alicia dos.", "Bob one": "Bob uno.", "Bob two": "Bob dos."}
+    table = {
+        "Alice one": "Alicia uno.",
+        "Alice two": "Alicia dos.",
+        "Bob one": "Bob uno.",
+        "Bob two": "Bob dos.",
+    }
     async with channel_run(fakes_with(replies(table))) as run:
         for n, (speaker, text) in enumerate(
             [("alice", "Alice one."), ("alice", "Alice two."), ("bob", "Bob one."), ("bob", "Bob two.")], 1

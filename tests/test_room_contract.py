@@ -6,16 +6,19 @@ malformed values are bounded and reported; a storm of one participant's attribut
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from agent.language.codes import parse_language, participant_language
+from agent.language.codes import SUPPORTED_LANGUAGES, parse_language, participant_language
 from agent.room.attributes import ParticipantAttributes
-from agent.room.room_io import ATTR_LANGUAGES, ATTR_WARNINGS
-from tests.conftest import ONE_SENTENCE, start_room_fakes, stop_fakes
-from tests.fakes.room import FakeRoom
+from agent.room.room_io import ATTR_LANGUAGES, ATTR_SPEAKER, ATTR_SPEAKER_NAME, ATTR_WARNINGS
+from tests.conftest import DIALOGUE, ONE_SENTENCE, start_room_fakes, stop_fakes
+from tests.fakes.room import FakeParticipant, FakeRoom
 from tests.loopback import eventually
 from tests.test_room import RoomHarness, room_harness
 
@@ -119,7 +122,9 @@ async def test_huge_and_malformed_attributes_are_bounded_and_reported(harness: R
     room.join("bob", attributes={"interpret_to": "es"})
     huge = "de," * 21_000 + "x" * 1000  # about 64 KB
     room.join("mallory", attributes={"interpret_to": huge, "language": "<script>" * 8000})
-    room.join("trudy", attributes={"interpret_to": "klingon,xx,es_ES,,,", "interpreter.voice": "own" * 20_000})
+    room.join(
+        "trudy", attributes={"interpret_to": "klingon,xx,es_ES,,,", "interpreter.voice": "own" * 20_000}
+    )
     harness.speak(alice, ONE_SENTENCE.wav)
     await session.settled()
     assert sorted(session.outputs) == ["de", "en", "es"]  # mallory's German once; trudy's Spanish (es_ES)
@@ -146,7 +151,9 @@ async def test_a_storm_of_one_participants_changes_is_coalesced_and_never_restar
     (ears,) = [speaker.ears for speaker in session.speakers.values()]
     publishes = len(room.local_participant.publish_log)
     for i in range(300):  # hundreds of changes, each one seen by the session before the next
-        room.set_attributes(mallory, interpret_to="pt" if i % 2 == 0 else "it", language="fr" if i % 3 else "ja")
+        room.set_attributes(
+            mallory, interpret_to="pt" if i % 2 == 0 else "it", language="fr" if i % 3 else "ja"
+        )
         await session.settled()
     # the first change applied at once; the rest wait for the window, which has not passed
     assert sorted(session.outputs) == ["de", "en", "es", "pt"]
@@ -169,11 +176,7 @@ def test_attribute_changes_apply_at_once_then_at_most_once_per_window():
     attributes = ParticipantAttributes(clock=timers.clock, call_later=timers.call_later)
     attributes.on_applied = lambda: applied.append(attributes.of(ann)["interpret_to"])
 
-    class Ann:
-        identity = "ann"
-        attributes = {"interpret_to": "de", "other": "x" * 100_000}
-
-    ann = Ann()
+    ann = FakeParticipant("ann", attributes={"interpret_to": "de", "other": "x" * 100_000})
     assert dict(attributes.of(ann)) == {"interpret_to": "de"}  # first sight: as it is, ours only
     ann.attributes = {"interpret_to": "fr"}
     attributes.changed(ann)
@@ -192,3 +195,63 @@ def test_attribute_changes_apply_at_once_then_at_most_once_per_window():
     assert len(attributes.of(ann)["interpret_to"]) == 256
     attributes.forget({"bob"})
     assert attributes.tracked == 0
+
+
+async def test_captions_carry_the_name_a_speaker_joined_with_never_a_name_taken_later(harness: RoomHarness):
+    room, session = harness.room, harness.session
+    harness.fakes.deepgram.scripts["en"] = DIALOGUE.transcripts + ONE_SENTENCE.transcripts
+    await session.start()
+    alice = room.join("alice", attributes={"language": "en"}, name="Alice")
+    mallory = room.join("mallory", attributes={"language": "en"}, name="Mallory\u202e" + "M" * 70_000)
+    trudy = room.join("trudy", attributes={"language": "en"}, name="ALICE")  # joins as someone else's name
+    await session.settled()
+    room.rename(mallory, "Alice")  # after joining: another participant's name
+    harness.speak(alice, DIALOGUE.wav)
+    harness.speak(mallory, ONE_SENTENCE.wav)
+    await eventually(lambda: len(harness.captions(translated=True)) == 4, what="every translation")
+    expected = {"alice": "Alice", "mallory": "Mallory" + "M" * 57, "trudy": "ALICE (2)"}
+    for caption in harness.captions(final=False):
+        speaker = caption.attributes.get(ATTR_SPEAKER, caption.sender_identity)
+        assert caption.attributes[ATTR_SPEAKER_NAME] == expected[speaker], caption
+    assert {c.attributes.get(ATTR_SPEAKER, c.sender_identity) for c in harness.captions()} == {
+        "alice",
+        "mallory",
+    }
+    assert session.names.renames_ignored == 1
+    room.leave(trudy)
+    await session.settled()
+    assert set(session.names.names) == {"alice", "mallory"}
+
+
+PAGE_CHECK = """
+import { build } from 'esbuild';
+import { readFileSync } from 'node:fs';
+const out = await build({ entryPoints: ['src/language.ts'], bundle: true, format: 'esm', write: false });
+const source = Buffer.from(out.outputFiles[0].text).toString('base64');
+const page = await import('data:text/javascript;base64,' + source);
+page.useSupportedLanguages(JSON.parse(process.env.SUPPORTED));
+const { vectors } = JSON.parse(readFileSync('src/language-codes.json', 'utf8'));
+console.log(JSON.stringify(vectors.map((vector) => page.canonicalLanguage(vector.input) ?? null)));
+"""
+
+
+def test_the_page_reads_language_codes_as_the_interpreter_does():
+    """web/src/language.ts against the same vectors, run by node (web/node_modules: `npm ci` in web/)."""
+    web = VECTORS.parent.parent
+    node = shutil.which("node")
+    if node is None or not (web / "node_modules" / "esbuild").is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("node and web/node_modules are needed (cd web && npm ci)")
+        pytest.skip("needs node and web/node_modules: cd web && npm ci")
+    env = {**os.environ, "SUPPORTED": json.dumps(sorted(SUPPORTED_LANGUAGES))}
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", PAGE_CHECK],
+        cwd=web,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    vectors = json.loads(VECTORS.read_text())["vectors"]
+    assert json.loads(done.stdout) == [vector["language"] for vector in vectors]

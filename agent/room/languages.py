@@ -166,5 +166,7 @@ class LanguageChoice:
             )
         if self.not_interpreted:
             cap = self._settings.max_languages
-            lines.append(f"languages not interpreted (MAX_LANGUAGES is {cap}): " + ", ".join(self.not_interpreted))
+            lines.append(
+                f"languages not interpreted (MAX_LANGUAGES is {cap}): " + ", ".join(self.not_interpreted)
+            )
         return lines

@@ -21,14 +21,15 @@ from typing import Any
 
 from livekit.agents import llm, stt
 
-from agent.loops.pipeline import PipelineOptions, Router
 from agent.language.codes import base_language
+from agent.loops.pipeline import PipelineOptions, Router
 from agent.loops.queues import StepQueue
 from agent.room.attributes import ParticipantAttributes
 from agent.room.auto_language import HeardLanguages
 from agent.room.cloning import OnClone, VoiceCloner
 from agent.room.handover import Takeover
 from agent.room.languages import LanguageChoice
+from agent.room.names import SpeakerNames
 from agent.room.outputs import Outputs, TtsFactory
 from agent.room.presence import own_segment_tag
 from agent.room.room_io import ATTR_LANGUAGES, RoomPublisher, track_frames
@@ -75,6 +76,8 @@ class RoomSession:
         self.attributes = attributes or ParticipantAttributes()
         self.attributes.on_applied = self._sync_soon
         self.languages = LanguageChoice(settings, self.heard, self.attributes)
+        self.names = SpeakerNames()  # the name each speaker's captions carry: as first seen (names.py)
+        self.publisher.speaker_names = self.names.names
         # own voice, for speakers who consent (`interpreter.voice` = `own`), unless VOICE_CLONING=off
         self.cloner = cloner(self.voices.set_clone) if cloner is not None and settings.voice_cloning else None
         router = Router()
@@ -103,7 +106,10 @@ class RoomSession:
             "track_unsubscribed": sync,
             "track_muted": sync,
             "track_unmuted": sync,
-            "participant_attributes_changed": lambda _changed, participant: self.attributes.changed(participant),
+            "participant_attributes_changed": lambda _changed, participant: self.attributes.changed(
+                participant
+            ),
+            "participant_name_changed": lambda participant, *_: self.names.renamed(participant),
             "room_metadata_changed": lambda *_: self._do(self._apply_room_settings, key="settings"),
             "disconnected": lambda *_: self._on_room_gone(),
         }
@@ -230,6 +236,8 @@ class RoomSession:
         is still interpreted); start ears for every audio track not listened to; then the languages."""
         participants = {p.identity: p for p in self._room.remote_participants.values()}
         self.attributes.forget(participants)
+        self.names.forget(participants)
+        self.names.see(participants.values())
         await self.speakers.stop_stale(participants)
         self.speakers.forget_left(participants)
         self.outputs.forget_speakers_except(participants.keys())
