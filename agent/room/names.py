@@ -34,9 +34,10 @@ class SpeakerNames:
     def names(self) -> Mapping[str, str]:
         return MappingProxyType(self._names)
 
-    def see(self, participants: Iterable[Any]) -> None:
-        """Bind the name of every participant not seen before."""
-        for participant in participants:
+    def follow(self, participants: Mapping[str, Any]) -> None:
+        """The room's participants now (by identity): those who left are forgotten, new ones' names bound."""
+        self.forget(participants)
+        for participant in participants.values():
             if participant.identity not in self._names:
                 self._names[participant.identity] = self._unique(_clean(participant.name))
 

@@ -72,8 +72,7 @@ class RoomSession:
         self._settings_problems: list[str] = []
         self.voices = VoiceBook(settings.tts.voice)  # a distinct voice per speaker, per language
         self.heard = HeardLanguages()  # what speakers with no language set (auto) hear, as detected
-        # participants' attributes as applied: bounded, a storm from one of them coalesced (attributes.py)
-        self.attributes = attributes or ParticipantAttributes()
+        self.attributes = attributes or ParticipantAttributes()  # as applied: bounded, storms coalesced
         self.attributes.on_applied = self._sync_soon
         self.languages = LanguageChoice(settings, self.heard, self.attributes)
         self.names = SpeakerNames()  # the name each speaker's captions carry: as first seen (names.py)
@@ -98,21 +97,7 @@ class RoomSession:
         )  # fmt: skip
         self._control: StepQueue[Callable[[], Awaitable[None]]] = StepQueue()
         self._control_task: asyncio.Task[None] | None = None
-        sync = self._sync_soon
-        self._handlers: dict[str, Callable[..., None]] = {
-            "participant_connected": sync,
-            "participant_disconnected": sync,
-            "track_subscribed": sync,
-            "track_unsubscribed": sync,
-            "track_muted": sync,
-            "track_unmuted": sync,
-            "participant_attributes_changed": lambda _changed, participant: self.attributes.changed(
-                participant
-            ),
-            "participant_name_changed": lambda participant, *_: self.names.renamed(participant),
-            "room_metadata_changed": lambda *_: self._do(self._apply_room_settings, key="settings"),
-            "disconnected": lambda *_: self._on_room_gone(),
-        }
+        self._handlers = _room_handlers(self)
 
     @property
     def router(self) -> Router:
@@ -236,8 +221,7 @@ class RoomSession:
         is still interpreted); start ears for every audio track not listened to; then the languages."""
         participants = {p.identity: p for p in self._room.remote_participants.values()}
         self.attributes.forget(participants)
-        self.names.forget(participants)
-        self.names.see(participants.values())
+        self.names.follow(participants)
         await self.speakers.stop_stale(participants)
         self.speakers.forget_left(participants)
         self.outputs.forget_speakers_except(participants.keys())
@@ -262,3 +246,22 @@ class RoomSession:
     def _publish_warnings(self) -> None:
         """`interpreter.warnings`: the room settings' problems, then the languages past the cap."""
         self.publisher.set_warnings(self._settings_problems + self.languages.cap_warnings())
+
+
+def _room_handlers(session: RoomSession) -> dict[str, Callable[..., None]]:
+    """The room's events and what the session does on each: most bring it in line with the room (one
+    step, however many come); a participant's attribute changes go through `ParticipantAttributes`, which
+    coalesces a storm of them; a rename is only counted (captions keep the name first seen)."""
+    sync = session._sync_soon
+    return {
+        "participant_connected": sync,
+        "participant_disconnected": sync,
+        "track_subscribed": sync,
+        "track_unsubscribed": sync,
+        "track_muted": sync,
+        "track_unmuted": sync,
+        "participant_attributes_changed": lambda _, participant: session.attributes.changed(participant),
+        "participant_name_changed": lambda participant, *_: session.names.renamed(participant),
+        "room_metadata_changed": lambda *_: session._do(session._apply_room_settings, key="settings"),
+        "disconnected": lambda *_: session._on_room_gone(),
+    }
