@@ -257,3 +257,18 @@ def test_the_page_reads_language_codes_as_the_interpreter_does():
     assert done.returncode == 0, done.stderr
     vectors = json.loads(VECTORS.read_text())["vectors"]
     assert json.loads(done.stdout) == [vector["language"] for vector in vectors]
+
+
+def test_withdrawing_own_voice_consent_never_waits_for_the_window():
+    timers = ManualTimers()
+    applied: list[str] = []
+    attributes = ParticipantAttributes(clock=timers.clock, call_later=timers.call_later)
+    ann = FakeParticipant("ann", attributes={"interpreter.voice": "own"})
+    attributes.on_applied = lambda: applied.append(attributes.of(ann).get("interpreter.voice", ""))
+    attributes.of(ann)
+    ann.attributes = {"interpreter.voice": "own", "interpret_to": "fr"}
+    attributes.changed(ann)  # applied at once
+    ann.attributes = {"interpret_to": "de"}  # within the window: consent withdrawn (and a language)
+    attributes.changed(ann)
+    assert applied == ["own", ""] and attributes.of(ann)["interpret_to"] == "de"
+    assert timers.pending == 0

@@ -5,9 +5,9 @@ only the ones it uses, each value bounded, and each participant's changes applie
 A participant's first change after a quiet time applies at once; changes that come faster wait, and only
 the latest is applied when its window has passed. A storm of changes from one participant (hundreds a
 second) therefore brings the room in line at most once a second, for that participant alone: nobody
-else's changes wait on it, and what the session reads of everyone else never changes with it. A value
-longer than `MAX_VALUE_CHARS` is cut (a language list that long is not one anyway). The clock and the timer
-are injected, so that tests move time themselves.
+else's changes wait on it, and what the session reads of everyone else never changes with it. Withdrawing
+consent to one's own voice never waits. A value longer than `MAX_VALUE_CHARS` is cut (a language list that
+long is not one anyway). The clock and the timer are injected, so that tests move time themselves.
 """
 
 from __future__ import annotations
@@ -76,6 +76,12 @@ class ParticipantAttributes:
     def changed(self, participant: Any) -> None:
         """A participant's attributes changed (the room's event)."""
         identity = participant.identity
+        if self._withdraws_consent(participant):  # privacy first: never waits for a window
+            if (cancel := self._timers.pop(identity, None)) is not None:
+                cancel()
+            self._waiting.pop(identity, None)
+            self._apply(participant)
+            return
         if identity in self._timers:  # a change already waits for its window: this one replaces it
             self._waiting[identity] = participant
             self.coalesced += 1
@@ -87,6 +93,12 @@ class ParticipantAttributes:
         else:
             self._waiting[identity] = participant
             self._timers[identity] = self._call_later(wait, lambda: self._due(identity))
+
+    def _withdraws_consent(self, participant: Any) -> bool:
+        """Own voice was consented to (as applied) and is no longer."""
+        applied = self._applied.get(participant.identity, {})
+        now = participant.attributes.get(ATTR_VOICE, "")
+        return applied.get(ATTR_VOICE, "").strip() == "own" and str(now).strip() != "own"
 
     def forget(self, present: Iterable[str]) -> None:
         """Drop what is held of the participants who left (a change of theirs still waiting too)."""
