@@ -256,7 +256,7 @@ async function startSession(
     }
     const translatedFrom = attributes[ATTR_SPEAKER];
     const sender = room.getParticipantByIdentity(senderIdentity);
-    if (translatedFrom !== undefined && sender !== undefined && !sender.isAgent) return; // only agents interpret
+    if (translatedFrom !== undefined && sender?.isAgent !== true) return; // only agents interpret
     const kind = translatedFrom !== undefined || sender?.isAgent === true ? 'translation' : 'source';
     const captionLanguage = canonicalLanguage(attributes.language) ?? attributes.language ?? '';
     if (kind === 'translation' && !sameLanguage(captionLanguage, listening.currentLanguage)) return;
