@@ -46,6 +46,7 @@ COMMANDS = {
         "bench.soak.run", "an hour of simulated speech through a room session, faster than real time"
     ),
     "overhead": Command("bench.overhead", "the pipeline's own overhead, against fakes that answer at once"),
+    "storm": Command("bench.storm", "one participant storms a real room's contract: what the others see"),
 }
 DEFAULT = "latency"  # what runs when no workload is named (options alone are `latency`'s, as ever)
 
