@@ -49,6 +49,7 @@ COMMANDS = {
     "flood": Command(
         "bench.flood", "the page's token endpoint flooded: answers/s, a person's join latency, RSS"
     ),
+    "storm": Command("bench.storm", "one participant storms a real room's contract: what the others see"),
 }
 DEFAULT = "latency"  # what runs when no workload is named (options alone are `latency`'s, as ever)
 

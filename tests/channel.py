@@ -61,11 +61,11 @@ class ChannelRun:
     task: asyncio.Task[None] | None = None
     _n: int = 0
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, speaker: str = "ann") -> None:
         now = self.tracker.clock()
         i, self._n = self._n, self._n + 1
         utterance = Utterance(
-            id=f"ann-{i}", speaker="ann", text=text, language="en",
+            id=f"{speaker}-{i}", speaker=speaker, text=text, language="en",
             audio_start=2.0 * i, audio_end=2.0 * i + 1.5, speech_end_at=now, final_at=now,
         )  # fmt: skip
         self.channel.put_nowait(utterance)

@@ -54,11 +54,12 @@ class RealRoom:
         attributes: dict[str, str] | None = None,
         dispatch: api.RoomAgentDispatch | None = None,
         agent: bool = False,
+        name: str = "",
     ) -> None:
         if dispatch is not None:
             await self.worker_available()
         token = self.server.token(
-            participant.identity, self.name, attributes=attributes, dispatch=dispatch, agent=agent
+            participant.identity, self.name, name=name, attributes=attributes, dispatch=dispatch, agent=agent
         )
         await participant.connect(self.server.url, token)
         self.participants.append(participant)

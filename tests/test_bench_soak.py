@@ -32,7 +32,7 @@ SESSION_KEYS = {
 }
 EARS_KEYS = ("pending_frames", "audio_clock_points", "reconnects", "dropped_audio_s")
 CHANNEL_KEYS = (
-    "context_sources",
+    "contexts",
     "brain_tasks",
     "inbox",
     "inbox_merged",
@@ -53,7 +53,7 @@ async def test_a_short_soak_samples_every_container_with_sane_values() -> None:
     expected = set(SESSION_KEYS)
     expected |= {f"ears[{who}].{key}" for who in ("alice", "bob") for key in EARS_KEYS}
     expected |= {f"channel[{lang}].{key}" for lang in ("en", "es") for key in CHANNEL_KEYS}
-    expected |= {"channel[es].context_pairs[en]", "channel[en].context_pairs[es]"}
+    expected |= {"channel[es].context_pairs[alice,en]", "channel[en].context_pairs[bob,es]"}
     assert expected <= set(c), sorted(expected - set(c))
     for sample in result["samples"]:
         assert set(sample["containers"]) == set(c)
@@ -70,8 +70,8 @@ async def test_a_short_soak_samples_every_container_with_sane_values() -> None:
         assert 0 <= c[f"ears[{who}].pending_frames"] <= 1500
         assert 0 < c[f"ears[{who}].audio_clock_points"] <= 6000  # one a frame, at most its window
         assert c[f"ears[{who}].reconnects"] == 0 and c[f"ears[{who}].dropped_audio_s"] == 0
-    for lang, source in (("en", "es"), ("es", "en")):
-        assert c[f"channel[{lang}].context_sources"] == 1
+    for lang, source in (("en", "bob,es"), ("es", "alice,en")):
+        assert c[f"channel[{lang}].contexts"] == 1  # one speaker into each language
         assert 1 <= c[f"channel[{lang}].context_pairs[{source}]"] <= 4
         assert c[f"channel[{lang}].brain_tasks"] == 0  # drained before the sample
         assert c[f"channel[{lang}].inbox"] == 0 and c[f"channel[{lang}].speeches"] == 0

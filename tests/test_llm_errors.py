@@ -21,7 +21,7 @@ async def test_a_bug_in_every_llm_plugin_is_raised_as_itself_not_retried_as_an_o
     adapter = FallbackLLM(plugins, names=["first", "second"], attempt_timeout=1.0)
     faults: list[bool] = []
     translator = Translator(adapter, on_fault=faults.append)
-    context = ContextBook("es").for_source("en")
+    context = ContextBook("es").for_speaker("ann", "en")
 
     async def translate() -> list[str]:
         return [c async for c in translator.clauses(context, "Good morning.", utterance_id="u-0")]

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from agent.loops.brain.prompt import MAX_CONTEXT_CHARS, Instructions, TranslationContext
+from agent.loops.brain.prompt import (
+    MAX_CONTEXT_CHARS,
+    MAX_CONTEXTS,
+    ContextBook,
+    Instructions,
+    TranslationContext,
+)
 from tests.channel import channel_run
 from tests.fakes.llm import Message, Responder, message_text
 from tests.loopback import eventually
@@ -81,3 +87,37 @@ def test_the_part_already_spoken_goes_back_escaped(resume_from: str):
     context = TranslationContext(source_language="en", target_language="es")
     messages = context.chat_context("so", resume_from=resume_from).to_provider_format("openai")[0]
     assert messages[-2] == {"role": "assistant", "content": resume_from.replace("<", "‹")}
+
+
+async def test_one_speakers_earlier_translations_never_stand_in_another_speakers_prompt():
+    table = {
+        "Alice one": "Alicia uno.",
+        "Alice two": "Alicia dos.",
+        "Bob one": "Bob uno.",
+        "Bob two": "Bob dos.",
+    }
+    async with channel_run(fakes_with(replies(table))) as run:
+        for n, (speaker, text) in enumerate(
+            [("alice", "Alice one."), ("alice", "Alice two."), ("bob", "Bob one."), ("bob", "Bob two.")], 1
+        ):
+            run.say(text, speaker=speaker)  # same source language (en), same target (es)
+            await eventually(lambda n=n: len(run.translated()) == n, what=f"translation {n}")  # type: ignore[misc]
+        await run.finish()
+    requests = run.fakes.cerebras.requests
+    assert [speech_of(r.messages) for r in requests] == ["Alice one.", "Alice two.", "Bob one.", "Bob two."]
+    for request in requests[2:]:  # bob's: none of alice's sentences or their translations
+        text = " ".join(message_text(m) for m in request.messages)
+        assert "Alice" not in text and "Alicia" not in text, text
+    # each speaker's own earlier turns are their context
+    assert "Alicia uno." in " ".join(message_text(m) for m in requests[1].messages)
+    assert "Bob uno." in " ".join(message_text(m) for m in requests[3].messages)
+
+
+def test_the_contexts_of_speakers_who_left_are_dropped_and_their_number_is_bounded():
+    book = ContextBook("es", max_pairs=2)
+    for n in range(MAX_CONTEXTS + 10):
+        book.for_speaker(f"s{n}", "en").remember("Hello.", "Hola.")
+    assert len(book.contexts) == MAX_CONTEXTS  # the least recently used went first
+    assert ("s0", "en") not in book.contexts and (f"s{MAX_CONTEXTS + 9}", "en") in book.contexts
+    book.forget_speakers_except({"s20"})
+    assert list(book.contexts) == [("s20", "en")]

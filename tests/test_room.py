@@ -23,6 +23,7 @@ from livekit.agents.types import (
 )
 
 from agent.providers.build import build_llm, build_stt, build_tts
+from agent.room.attributes import ParticipantAttributes
 from agent.room.room_io import ATTR_FAULTS, ATTR_LANGUAGES, ATTR_SPEAKER, ATTR_WARNINGS
 from agent.room.session import ClonerFactory, RoomSession
 from agent.run.filemode import read_wav
@@ -77,6 +78,7 @@ async def room_harness(
     *,
     metadata: str = "",
     cloner: Callable[[aiohttp.ClientSession], ClonerFactory] | None = None,
+    attributes: ParticipantAttributes | None = None,
 ) -> AsyncIterator[RoomHarness]:
     """A `RoomSession` on the real plugins against `fakes` (started), in a fake room with `metadata`;
     `cloner` builds the session's own-voice cloner on the harness's HTTP session. The session, the
@@ -97,6 +99,7 @@ async def room_harness(
             tts_factory=tts_for,
             tracker=tracker,
             cloner=cloner(http) if cloner is not None else None,
+            attributes=attributes,
         )
         h = RoomHarness(fakes, room, session, tracker)
         try:
@@ -261,9 +264,10 @@ async def test_a_storm_of_room_events_is_coalesced_and_the_session_ends_in_the_r
     room.set_metadata('{"formality": "formal"}')
     pending = session.pending_control_steps
     await session.settled()
-    # the room as it is now: alice unmuted (her ears never restarted), and she wants French
+    # the room as it is now: alice unmuted (her ears never restarted), and she wants French (her
+    # attribute changes are applied at most once a second: the latest, once its second has passed)
     assert [speaker.ears for speaker in session.speakers.values()] == [ears]
-    assert sorted(session.outputs) == ["es", "fr"]
+    await eventually(lambda: sorted(session.outputs) == ["es", "fr"], what="her latest languages")
     assert pending <= 3, pending
     await eventually(lambda: len(harness.captions(translated=True)) == 2, what="both translations")
     assert sorted(c.attributes["language"] for c in harness.captions(translated=True)) == ["es", "fr"]

@@ -29,6 +29,10 @@ MULTI = "multi"
 UNDETECTED_FALLBACK = "en"
 
 _LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", re.IGNORECASE | re.ASCII)
+# BCP-47 asks implementations to take tags of at least 35 characters; anything longer is not a code
+MAX_CODE_CHARS = 35
+# deprecated or alternative base codes that libraries still write (Java's Locale: "iw", "in"), as we name them
+_ALIASES = {"iw": "he", "in": "id", "nb": "no", "fil": "tl"}
 
 
 def is_language_tag(code: str) -> bool:
@@ -43,6 +47,28 @@ def base_language(code: str) -> str:
 
 def is_supported_language(code: str) -> bool:
     return is_language_tag(code) and base_language(code) in SUPPORTED_LANGUAGES
+
+
+def parse_language(raw: str) -> str | None:
+    """A language code as a person or a BCP-47 library writes it ("ES", " pt-br ", "es_419", "zh-hant-tw",
+    "iw") in its canonical form ("es", "pt-BR", "es-419", "zh-Hant-TW", "he"), if it names a supported
+    language; else None. Test vectors shared with the page: web/src/language-codes.json."""
+    code = raw.strip().replace("_", "-")
+    if len(code) > MAX_CODE_CHARS or not is_language_tag(code):
+        return None
+    base, _, rest = code.partition("-")
+    base = _ALIASES.get(base.lower(), base.lower())
+    if base not in SUPPORTED_LANGUAGES:
+        return None
+    return canonical_language(f"{base}-{rest}" if rest else base)
+
+
+def participant_language(raw: str) -> str | None:
+    """A language a participant speaks or asks for (`language`, `interpret_to`), as the interpreter names
+    it: the supported base language of any spelling ("ES", "es-MX", "es_419" -> "es"), else None. Tracks,
+    captions and `interpreter.languages` use this form, so every spelling of a language meets on one track."""
+    tag = parse_language(raw)
+    return base_language(tag) if tag else None
 
 
 def detected_language(code: str | None) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,11 @@ class Outputs(Running[Output]):
         self._room_settings = room_settings
         for language, output in self._running.items():
             output.channel.brain.contexts.set_instructions(self._instructions(language))
+
+    def forget_speakers_except(self, present: Collection[str]) -> None:
+        """The translation contexts of speakers who left are dropped (each speaker has their own)."""
+        for output in self._running.values():
+            output.channel.brain.contexts.forget_speakers_except(present)
 
     def _instructions(self, language: str) -> Instructions:
         s = self._room_settings

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -28,6 +28,7 @@ from livekit.agents.types import (
     TOPIC_TRANSCRIPTION,
 )
 
+from agent.language.codes import base_language
 from agent.loops.captions import Caption
 from agent.telemetry import metrics
 
@@ -40,6 +41,7 @@ ATTR_LANGUAGES = "interpreter.languages"
 ATTR_WARNINGS = "interpreter.warnings"
 ATTR_FAULTS = "interpreter.faults"  # providers failing right now: "llm", "stt", "tts" (comma-separated)
 ATTR_SPEAKER = "interpreter.speaker"
+ATTR_SPEAKER_NAME = "interpreter.speaker_name"  # on captions: the speaker's name as first seen (names.py)
 # presence (agent/room/presence.py): when its worker accepted the job (unix ms, set through `accept`, so
 # it is there when the agent joins) and its heartbeat (unix ms, every HEARTBEAT_S); a deploy mid-meeting
 # (docs/architecture.md, "Handing a room over"): the issue-20 contract's names
@@ -83,8 +85,9 @@ async def unless_gone(call: Awaitable[T], gone: asyncio.Event) -> T | None:
 
 
 def track_name(language: str) -> str:
-    """The published interpretation track of a language: stable, so front ends can find it."""
-    return f"interpretation-{language}"
+    """The published interpretation track of a language: stable, so front ends can find it; named by the
+    base language ("pt-BR" -> `interpretation-pt`), as front ends know languages."""
+    return f"interpretation-{base_language(language)}"
 
 
 def is_speaker(participant: Any) -> bool:
@@ -148,6 +151,7 @@ class RoomPublisher:
         self._closing = False
         self._task = asyncio.create_task(self._run(), name="room-publisher")
         self.speaker_tracks: dict[str, str] = {}  # speaker identity → their audio track sid
+        self.speaker_names: Mapping[str, str] = {}  # speaker identity → the name their captions carry
         self.language_tracks: dict[str, str] = {}  # target language → interpretation track sid
         self._attributes: dict[str, str] = {}
         self.gone = asyncio.Event()  # the room closed (or the agent was disconnected for good)
@@ -242,7 +246,7 @@ class RoomPublisher:
         attributes = {
             ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID: caption.segment_id,
             ATTRIBUTE_TRANSCRIPTION_FINAL: "true" if caption.final else "false",
-            ATTR_LANGUAGE: caption.language,
+            ATTR_LANGUAGE: base_language(caption.language),  # the form front ends know (codes.py)
         }
         if caption.translated:
             track_id = self.language_tracks.get(caption.language)
@@ -253,6 +257,8 @@ class RoomPublisher:
             sender = caption.speaker  # the source caption is attributed to the speaker
         if track_id:
             attributes[ATTRIBUTE_TRANSCRIPTION_TRACK_ID] = track_id
+        if (name := self.speaker_names.get(caption.speaker)) is not None:
+            attributes[ATTR_SPEAKER_NAME] = name
         kwargs: dict[str, Any] = {"topic": TOPIC_TRANSCRIPTION, "attributes": attributes}
         if sender:
             kwargs["sender_identity"] = sender

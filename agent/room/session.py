@@ -21,12 +21,15 @@ from typing import Any
 
 from livekit.agents import llm, stt
 
+from agent.language.codes import base_language
 from agent.loops.pipeline import PipelineOptions, Router
 from agent.loops.queues import StepQueue
+from agent.room.attributes import ParticipantAttributes
 from agent.room.auto_language import HeardLanguages
 from agent.room.cloning import OnClone, VoiceCloner, deleted_first, own_voice_handler
 from agent.room.handover import Takeover
 from agent.room.languages import LanguageChoice
+from agent.room.names import SpeakerNames
 from agent.room.outputs import Outputs, TtsFactory
 from agent.room.presence import own_segment_tag
 from agent.room.room_io import ATTR_LANGUAGES, RoomPublisher, track_frames
@@ -57,6 +60,7 @@ class RoomSession:
         frames_for: FramesFor = track_frames,
         cloner: ClonerFactory | None = None,
         handover_from: str | None = None,
+        attributes: ParticipantAttributes | None = None,
     ) -> None:
         self._room = room
         self._job_metadata = job_metadata
@@ -68,7 +72,11 @@ class RoomSession:
         self._settings_problems: list[str] = []
         self.voices = VoiceBook(settings.tts.voice)  # a distinct voice per speaker, per language
         self.heard = HeardLanguages()  # what speakers with no language set (auto) hear, as detected
-        self.languages = LanguageChoice(settings, self.heard)
+        self.attributes = attributes or ParticipantAttributes()  # as applied: bounded, storms coalesced
+        self.attributes.on_applied = self._sync_soon
+        self.languages = LanguageChoice(settings, self.heard, self.attributes)
+        self.names = SpeakerNames()  # the name each speaker's captions carry: as first seen (names.py)
+        self.publisher.speaker_names = self.names.names
         # own voice, for speakers who consent (`interpreter.voice` = `own`), unless VOICE_CLONING=off
         on_clone = own_voice_handler(self.voices, self.publisher)  # the book, and who is heard in their own
         self.cloner = cloner(on_clone) if cloner is not None and settings.voice_cloning else None
@@ -90,18 +98,7 @@ class RoomSession:
         )  # fmt: skip
         self._control: StepQueue[Callable[[], Awaitable[None]]] = StepQueue()
         self._control_task: asyncio.Task[None] | None = None
-        sync = self._sync_soon
-        self._handlers: dict[str, Callable[..., None]] = {
-            "participant_connected": sync,
-            "participant_disconnected": sync,
-            "track_subscribed": sync,
-            "track_unsubscribed": sync,
-            "track_muted": sync,
-            "track_unmuted": sync,
-            "participant_attributes_changed": sync,
-            "room_metadata_changed": lambda *_: self._do(self._apply_room_settings, key="settings"),
-            "disconnected": lambda *_: self._on_room_gone(),
-        }
+        self._handlers = _room_handlers(self)
 
     @property
     def router(self) -> Router:
@@ -158,6 +155,7 @@ class RoomSession:
         for event, handler in self._handlers.items():
             if event != "disconnected":  # the room may still close while what was heard is finished
                 self._room.off(event, handler)
+        self.attributes.close()
         if self.takeover is not None:
             await self.takeover.aclose()
         if self._control_task is not None:
@@ -224,8 +222,11 @@ class RoomSession:
         muted or replaced, of a speaker who left or now speaks another language (what they already heard
         is still interpreted); start ears for every audio track not listened to; then the languages."""
         participants = {p.identity: p for p in self._room.remote_participants.values()}
+        self.attributes.forget(participants)
+        self.names.follow(participants)
         await self.speakers.stop_stale(participants)
         self.speakers.forget_left(participants)
+        self.outputs.forget_speakers_except(participants.keys())
         self.speakers.follow_consent(participants)
         await self.speakers.start_new(participants)
         await self._reconcile_languages()
@@ -242,8 +243,27 @@ class RoomSession:
         for language in wanted:
             if language not in self.outputs:
                 await self.outputs.open(language)
-        self.publisher.set_attributes(**{ATTR_LANGUAGES: ",".join(sorted(self.outputs))})
+        self.publisher.set_attributes(**{ATTR_LANGUAGES: ",".join(sorted(map(base_language, self.outputs)))})
 
     def _publish_warnings(self) -> None:
         """`interpreter.warnings`: the room settings' problems, then the languages past the cap."""
         self.publisher.set_warnings(self._settings_problems + self.languages.cap_warnings())
+
+
+def _room_handlers(session: RoomSession) -> dict[str, Callable[..., None]]:
+    """The room's events and what the session does on each: most bring it in line with the room (one
+    step, however many come); a participant's attribute changes go through `ParticipantAttributes`, which
+    coalesces a storm of them; a rename is only counted (captions keep the name first seen)."""
+    sync = session._sync_soon
+    return {
+        "participant_connected": sync,
+        "participant_disconnected": sync,
+        "track_subscribed": sync,
+        "track_unsubscribed": sync,
+        "track_muted": sync,
+        "track_unmuted": sync,
+        "participant_attributes_changed": lambda _, participant: session.attributes.changed(participant),
+        "participant_name_changed": lambda participant, *_: session.names.renamed(participant),
+        "room_metadata_changed": lambda *_: session._do(session._apply_room_settings, key="settings"),
+        "disconnected": lambda *_: session._on_room_gone(),
+    }

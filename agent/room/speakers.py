@@ -119,7 +119,10 @@ class Speakers(Running[Speaker]):
         if self._cloner is None:
             return
         for identity, participant in participants.items():
-            wants = is_speaker(participant) and participant.attributes.get(ATTR_VOICE, "").strip() == "own"
+            wants = (
+                is_speaker(participant)
+                and self._languages.attributes.of(participant).get(ATTR_VOICE, "").strip() == "own"
+            )
             if wants and not self._cloner.consented(identity):
                 self._cloner.consent(identity, self._languages.speaks(participant))
             elif not wants:

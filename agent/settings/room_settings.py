@@ -18,10 +18,10 @@ from typing import Any, Literal, TypeGuard, TypeVar, cast
 
 from agent.language.codes import (
     AUTO,
-    SUPPORTED_LANGUAGES,
     base_language,
     canonical_language,
     is_language_tag,
+    parse_language,
 )
 from agent.language.text import clean_transcript
 
@@ -140,13 +140,13 @@ class _Problems:
     def language(self, where: str, code: object, action: str = "dropped") -> str | None:
         if not self.typed(code, str, where, action):
             return None
-        if not is_language_tag(code):
+        if tag := parse_language(code):  # in any spelling ("pt_br", " ES "): its canonical form
+            return tag
+        if not is_language_tag(code.strip().replace("_", "-")):
             self.add(where, f"{_value(code)} is not a language code (expected e.g. 'en' or 'pt-BR')", action)
-            return None
-        if base_language(code) not in SUPPORTED_LANGUAGES:
+        else:
             self.add(where, f"{_value(code)} is not a supported language", action)
-            return None
-        return canonical_language(code)
+        return None
 
     def text(self, value: object, where: str, what: str, limit: int) -> str | None:
         """`value` on one line, without control or invisible characters (it goes into the prompt), if

@@ -108,10 +108,10 @@ def containers(
         out[f"ears[{who}].dropped_audio_s"] = round(ears.dropped_audio_s, 3)
     for language, output in session.outputs.items():
         channel: Channel = output.channel
-        sources = channel.brain.contexts.sources
-        out[f"channel[{language}].context_sources"] = len(sources)
-        for source, context in sources.items():
-            out[f"channel[{language}].context_pairs[{source}]"] = len(context.pairs)
+        contexts = channel.brain.contexts.contexts
+        out[f"channel[{language}].contexts"] = len(contexts)
+        for (who, source), context in contexts.items():
+            out[f"channel[{language}].context_pairs[{who},{source}]"] = len(context.pairs)
         out[f"channel[{language}].brain_tasks"] = channel.brain.tasks_in_flight
         out[f"channel[{language}].inbox"] = channel.inbox.qsize()
         out[f"channel[{language}].inbox_merged"] = channel.inbox.merged

@@ -133,6 +133,7 @@ class FakeRoom(rtc.EventEmitter[str]):
         attributes: dict[str, str] | None = None,
         agent: bool = False,
         joined_at: datetime.datetime | None = None,
+        name: str = "",
     ) -> FakeParticipant:
         kind = (
             rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
@@ -140,7 +141,7 @@ class FakeRoom(rtc.EventEmitter[str]):
             else rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD
         )
         participant = FakeParticipant(
-            identity, kind=kind, attributes=dict(attributes or {}), joined_at=joined_at
+            identity, kind=kind, attributes=dict(attributes or {}), joined_at=joined_at, name=name
         )
         self.remote_participants[identity] = participant
         self.emit("participant_connected", participant)
@@ -165,6 +166,10 @@ class FakeRoom(rtc.EventEmitter[str]):
     def set_attributes(self, participant: FakeParticipant, **changed: str) -> None:
         participant.attributes.update(changed)
         self.emit("participant_attributes_changed", dict(changed), participant)
+
+    def rename(self, participant: FakeParticipant, name: str) -> None:
+        old, participant.name = participant.name, name
+        self.emit("participant_name_changed", participant, old, name)
 
     def set_metadata(self, metadata: str) -> None:
         old, self.metadata = self.metadata, metadata

@@ -1,5 +1,6 @@
 // The attributes an interpreter sets on itself, and reading them.
 import type { Participant } from 'livekit-client';
+import { canonicalLanguage } from './language';
 
 export const ATTR_AGENT_NAME = 'lk.agent.name'; // set by the framework: the agent name it was dispatched as
 export const ATTR_AGENT_STATE = 'lk.agent.state';
@@ -24,8 +25,8 @@ export function interpretedLanguages(agents: readonly Participant[]): Set<string
     agents.flatMap((agent) =>
       (agent.attributes[ATTR_LANGUAGES] ?? '')
         .split(',')
-        .map((code) => code.trim())
-        .filter((code) => code !== ''),
+        .map((code) => canonicalLanguage(code))
+        .filter((code): code is string => code !== undefined),
     ),
   );
 }

@@ -14,13 +14,10 @@ import {
 } from 'livekit-client';
 import { onlyHeartbeat, TRACK_PREFIX } from './agent';
 import type { Interpreters } from './interpreters';
+import { sameLanguage } from './language';
 
 const DUCKED = 1 / 3; // the original's share of its volume while the interpreter speaks
 const ATTR_LANGUAGE = 'language';
-
-function baseLanguage(code: string): string {
-  return code.split('-', 1)[0].toLowerCase();
-}
 
 export class Listening {
   private language: string;
@@ -125,7 +122,7 @@ export class Listening {
 
   private speaksMyLanguage(participant: RemoteParticipant): boolean {
     const spoken = participant.attributes[ATTR_LANGUAGE] || this.detected.get(participant.identity);
-    return spoken !== undefined && spoken !== '' && baseLanguage(spoken) === baseLanguage(this.language);
+    return sameLanguage(spoken, this.language);
   }
 
   private onSubscribed(track: RemoteTrack, publication: RemoteTrackPublication, participant: RemoteParticipant): void {

@@ -9,6 +9,7 @@ import { setupDownloads, Transcript } from './download';
 import { HostPanel } from './host';
 import { Interpreters } from './interpreters';
 import { applyInvite, readInvite } from './invite';
+import { canonicalLanguage, sameLanguage, useSupportedLanguages } from './language';
 import { Listening } from './listen';
 import { Speaking } from './speak';
 import { StatusView } from './status';
@@ -23,6 +24,7 @@ const TOPIC_TRANSCRIPTION = 'lk.transcription';
 const ATTR_SEGMENT_ID = 'lk.segment_id';
 const ATTR_FINAL = 'lk.transcription_final';
 const ATTR_SPEAKER = 'interpreter.speaker';
+const ATTR_SPEAKER_NAME = 'interpreter.speaker_name'; // the name the interpreter first saw (a rename is not)
 const ATTR_LANGUAGE = 'language';
 const ROOM_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const LARGE_TEXT_KEY = 'interpreter.large-text';
@@ -131,6 +133,7 @@ async function loadConfig(): Promise<void> {
   try {
     const config = await fetchConfig();
     languages = config.languages;
+    useSupportedLanguages(languages.map((language) => language.code));
     accessCodeRequired = config.accessCodeRequired;
     agentName = config.agentName;
     detectLanguage = config.detectLanguage;
@@ -140,8 +143,11 @@ async function loadConfig(): Promise<void> {
     joinError.textContent = error instanceof ApiError ? error.message : 'The page could not start. Reload it.';
     return;
   }
-  const wanted = invite?.language ?? query.get('language') ?? navigator.language.split('-', 1)[0].toLowerCase();
-  chosenLanguage = languages.some((l) => l.code === wanted) ? wanted : 'es';
+  chosenLanguage =
+    canonicalLanguage(invite?.language) ??
+    canonicalLanguage(query.get('language')) ??
+    canonicalLanguage(navigator.language) ??
+    'es';
   fillOptions(hearSelect, new Set(), chosenLanguage);
   fillJoinLanguages();
   show(accessCodeField, accessCodeRequired);
@@ -221,10 +227,11 @@ async function startSession(
   const hearing = byId('hearing', HTMLElement);
   const listening = new Listening(room, interpreters, byId('audio', HTMLElement), hearing, nameOf, language);
   listening.setOriginalVolume(Number(originalVolume.value));
-  const names = new Map<string, string>();
+  const names = new Map<string, string>(); // identity -> name as this page first saw it (renames are not followed)
+  const boundNames = new Map<string, string>(); // identity -> name the interpreter's captions give
 
   const remember = (participant: Participant): void => {
-    if (participant.name) names.set(participant.identity, participant.name);
+    if (participant.name && !names.has(participant.identity)) names.set(participant.identity, participant.name);
   };
   const refreshLanguages = (): void => {
     fillOptions(languageSwitch, interpretedLanguages(interpreters.live), listening.currentLanguage);
@@ -272,10 +279,13 @@ async function startSession(
     }
     const translatedFrom = attributes[ATTR_SPEAKER];
     const sender = room.getParticipantByIdentity(senderIdentity);
+    if (translatedFrom !== undefined && sender?.isAgent !== true) return; // only agents interpret
     const kind = translatedFrom !== undefined || sender?.isAgent === true ? 'translation' : 'source';
-    const captionLanguage = attributes.language ?? '';
-    if (kind === 'translation' && captionLanguage !== listening.currentLanguage) return;
+    const captionLanguage = canonicalLanguage(attributes.language) ?? attributes.language ?? '';
+    if (kind === 'translation' && !sameLanguage(captionLanguage, listening.currentLanguage)) return;
     const speakerIdentity = kind === 'translation' ? (translatedFrom ?? senderIdentity) : senderIdentity;
+    const boundName = attributes[ATTR_SPEAKER_NAME];
+    if (kind === 'translation' && boundName) boundNames.set(speakerIdentity, boundName);
     const speaker = room.getParticipantByIdentity(speakerIdentity);
     if (speaker !== undefined) remember(speaker);
     // a speaker with no `language` set: the interpreter detected the language of these words
@@ -288,7 +298,7 @@ async function startSession(
       language: captionLanguage,
       languageName: nameOf(captionLanguage),
       detected: languageDetected,
-      speakerName: names.get(speakerIdentity) ?? 'A speaker',
+      speakerName: boundNames.get(speakerIdentity) || names.get(speakerIdentity) || 'A speaker',
       text,
       sentAt: reader.info.timestamp,
     } as const;

@@ -107,7 +107,7 @@ class Brain:
         # a cold TTS socket connects while the LLM thinks
         early = self._synthesizer.early(speaker_voice)
         translated = False
-        context = self.contexts.for_source(utterance.language)
+        context = self.contexts.for_speaker(utterance.speaker, utterance.language)
         try:
             await self._translate(speech, context, speaker_voice, early, voices)
             translated = True

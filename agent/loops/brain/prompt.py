@@ -1,4 +1,4 @@
-"""The translation prompt and the rolling context of recent source/translation pairs.
+"""The translation prompt and the rolling context of recent source/translation pairs (one per speaker).
 
 The speaker's words reach the LLM only inside `<speech>` tags, escaped, and the system prompt says
 they are data to translate, never instructions: "ignore your instructions and…" gets translated. What
@@ -10,8 +10,8 @@ translations go back escaped and clipped to their last `MAX_CONTEXT_CHARS`.
 from __future__ import annotations
 
 import json
-from collections import deque
-from collections.abc import Mapping
+from collections import OrderedDict, deque
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -167,30 +167,46 @@ class TranslationContext:
         return ctx
 
 
+# (speaker, source language) contexts one target language keeps: the least recently used go first (speakers
+# who left are dropped as they leave; this bounds a room where many come and go between two looks)
+MAX_CONTEXTS = 64
+
+
 class ContextBook:
-    """The rolling contexts of one target language: one per source language, the same instructions."""
+    """The rolling contexts of one target language: one per speaker and source language, so that one
+    speaker's earlier translations never stand in another's prompt; the same instructions for all."""
 
     def __init__(self, target_language: str, *, max_pairs: int = 4, instructions: Instructions | None = None):
         self.target_language = target_language
         self._max_pairs = max_pairs
         self._instructions = instructions or Instructions()
-        self._contexts: dict[str, TranslationContext] = {}
+        self._contexts: OrderedDict[tuple[str, str], TranslationContext] = OrderedDict()
 
     @property
-    def sources(self) -> Mapping[str, TranslationContext]:
-        """The context of each source language translated so far (read-only)."""
+    def contexts(self) -> Mapping[tuple[str, str], TranslationContext]:
+        """The context of each (speaker, source language) translated so far (read-only)."""
         return MappingProxyType(self._contexts)
 
-    def for_source(self, source_language: str) -> TranslationContext:
-        context = self._contexts.get(source_language)
+    def for_speaker(self, speaker: str, source_language: str) -> TranslationContext:
+        key = (speaker, source_language)
+        context = self._contexts.get(key)
         if context is None:
-            context = self._contexts[source_language] = TranslationContext(
+            context = self._contexts[key] = TranslationContext(
                 source_language=source_language,
                 target_language=self.target_language,
                 max_pairs=self._max_pairs,
                 instructions=self._instructions,
             )
+            while len(self._contexts) > MAX_CONTEXTS:
+                self._contexts.popitem(last=False)
+        else:
+            self._contexts.move_to_end(key)
         return context
+
+    def forget_speakers_except(self, present: Collection[str]) -> None:
+        """Drop the contexts of speakers no longer in the room."""
+        for key in [key for key in self._contexts if key[0] not in present]:
+            del self._contexts[key]
 
     def set_instructions(self, instructions: Instructions) -> None:
         self._instructions = instructions
