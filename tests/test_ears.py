@@ -406,10 +406,10 @@ async def test_ears_failing_in_a_room_show_an_stt_fault_and_are_logged_once(
             alice = room.join("alice", attributes={"language": "en"})
             publication = room.publish_audio(alice, speaker.track)
             speaker.start()
-            await eventually(lambda: session.faults == ["stt"], within_s=10, what="the stt fault")
+            await eventually(lambda: session.status.faults == ["stt"], within_s=10, what="the stt fault")
             room.unpublish(alice, publication)
             await asyncio.wait_for(session.settled(), 5.0)
-            assert session.faults == [] and session.speakers == {}
+            assert session.status.faults == [] and session.speakers == {}
     finally:
         await speaker.aclose()
     assert buggy.streams == 1  # a bug is not an outage: never reconnected
@@ -431,14 +431,14 @@ async def test_a_speaker_whose_stt_is_refused_shows_the_fault_until_they_stop(
             alice = room.join("alice", attributes={"language": "en"})
             publication = room.publish_audio(alice, speaker.track)
             speaker.start()
-            await eventually(lambda: session.faults == ["stt"], within_s=10, what="the stt fault")
+            await eventually(lambda: session.status.faults == ["stt"], within_s=10, what="the stt fault")
             [listening] = session.speakers.values()
             await eventually(listening.task.done, within_s=10, what="the ears giving up")
             assert listening.task.exception() is None  # not a bug: nothing to log with a traceback
-            assert one_sentence_fakes.deepgram.refusals == [401] and session.faults == ["stt"]
+            assert one_sentence_fakes.deepgram.refusals == [401] and session.status.faults == ["stt"]
             room.unpublish(alice, publication)
             await asyncio.wait_for(session.settled(), 5.0)
-            assert session.faults == [] and session.speakers == {}
+            assert session.status.faults == [] and session.speakers == {}
     finally:
         await speaker.aclose()
     errors = [r for r in caplog.records if r.name == "agent.ears" and r.levelno >= logging.ERROR]

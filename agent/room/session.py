@@ -169,16 +169,9 @@ class RoomSession:
         self._room.off("disconnected", self._handlers["disconnected"])
         await self.publisher.aclose()
 
-    def queued_utterances(self) -> int:
-        return self.outputs.queued_utterances()
-
     @property
     def pending_control_steps(self) -> int:
         return self._control.qsize()
-
-    @property
-    def faults(self) -> list[str]:
-        return self.status.faults
 
     def wanted_languages(self) -> list[str]:
         """Every target language asked for, in the order they get a track (`LanguageChoice.wanted`)."""

@@ -198,7 +198,7 @@ async def drain_room(ctx: JobContext) -> None:
 
 async def _sample_gauges(session: RoomSession) -> None:
     while True:
-        metrics.QUEUED_UTTERANCES.set(session.queued_utterances())
+        metrics.QUEUED_UTTERANCES.set(session.outputs.queued_utterances())
         await asyncio.sleep(5)
 
 

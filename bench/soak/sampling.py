@@ -96,7 +96,7 @@ def containers(
         "publisher.queue": publisher.pending,
         "publisher.tracks": len(publisher.speaker_tracks) + len(publisher.language_tracks),
         "stt.streams": streams.alive_of(agents_stt.STT),
-        "session.faults": len(session.faults),
+        "session.faults": len(session.status.faults),
         "llm.resumes": total(metrics.LLM_RESUMES),
         "llm.guard_rejections": total(metrics.GUARD_REJECTIONS),
     }
