@@ -112,7 +112,11 @@ BAD_REQUESTS = [
     ({**GOOD, "role": "admin"}, "role must be 'listener', 'speaker' or 'host'", "role unknown"),
     ({**GOOD, "role": ["listener"]}, "role must be a string", "role not a string"),
     ({**GOOD, "language": "tlh"}, "language must be one of the supported languages", "language unsupported"),
-    ({**GOOD, "language": "ES"}, "language must be one of the supported languages", "language unsupported"),
+    (
+        {**GOOD, "language": "es-XX-"},
+        "language must be one of the supported languages",
+        "language unsupported",
+    ),
     ({k: v for k, v in GOOD.items() if k != "language"}, "language is missing", "language missing"),
 ]
 
@@ -270,6 +274,21 @@ async def test_tokens_carry_the_roles_grants_attributes_ttl_and_the_interpreters
         config = claims(token).room_config
         assert config is not None and len(config.agents) == 1
         assert config.agents[0].agent_name == "interpreter" and config.agents[0].metadata == METADATA
+
+
+async def test_a_language_in_any_spelling_is_the_interpreters_one_in_the_token() -> None:
+    """A script or a link that writes "ES", "es-MX" or "pt_br" gets the attribute the interpreter names
+    tracks by (agent/language/codes.py `participant_language`), so its listener shares the one track."""
+    async with serving(settings()) as client:
+        _, spanish = await post_token(client, {**GOOD, "language": " ES "})
+        _, mexican = await post_token(client, {**GOOD, "language": "es-MX"})
+        _, speaker = await post_token(
+            client, {**GOOD, "role": "speaker", "language": "pt_br", "hear": "FR-ca"}
+        )
+    assert (
+        claims(spanish["token"]).attributes == claims(mexican["token"]).attributes == {"interpret_to": "es"}
+    )
+    assert claims(speaker["token"]).attributes == {"language": "pt", "interpret_to": "fr"}
 
 
 async def test_a_speaker_who_picks_detect_gets_no_language_attribute_and_hears_their_choice() -> None:

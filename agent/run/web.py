@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.language.codes import AUTO, SUPPORTED_LANGUAGES, language_name
+from agent.language.codes import AUTO, SUPPORTED_LANGUAGES, language_name, participant_language
 from agent.run.web_body import MAX_BODY_BYTES, Refused, read_json_body
 from agent.run.web_host import HostApi
 from agent.run.web_limits import Limits
@@ -105,8 +105,9 @@ def _field(body: dict[str, Any], name: str) -> str:
 
 
 def _language(body: dict[str, Any], name: str) -> str:
-    value = _field(body, name)
-    if value not in SUPPORTED_LANGUAGES:
+    """A supported language in any spelling ("ES", "es-MX", "es_419"), in the interpreter's form ("es")."""
+    value = participant_language(_field(body, name))
+    if value is None:
         raise Refused(
             400, f"{name} must be one of the supported languages (see /api/config)", f"{name} unsupported"
         )
