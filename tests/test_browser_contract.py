@@ -3,45 +3,33 @@ who renames themselves to another participant's name after joining is still show
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from agent.run.filemode import read_wav
-from tests.browser import Browsers, WebServer, join, until, web_server
+from tests.browser import Browsers, WebServer, join, until
 from tests.conftest import ONE_SENTENCE
-from tests.livekit_server import LiveKitServer
 from tests.real_room import RealRoom
-from tests.test_browser import (
+from tests.test_browser import (  # noqa: F401 (room, web: the browser tests' fixtures)
     agent_in_room,
-    browser_room,
     dom_captions,
     finals,
     joined,
     keep_artifacts,
-    start_browser_fakes,
+    room,
+    web,
 )
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
 
-@pytest.fixture
-async def room(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[RealRoom]:
-    async with browser_room(livekit_server, await start_browser_fakes(), tmp_path) as room:
-        yield room
-
-
-@pytest.fixture
-async def web(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[WebServer]:
-    async with web_server(livekit_server, tmp_path / "web") as web:
-        yield web
-
-
 async def test_a_rename_to_another_participants_name_does_not_change_whose_words_the_page_shows(
-    chromium: Browsers, room: RealRoom, web: WebServer, request: pytest.FixtureRequest
+    chromium: Browsers,
+    room: RealRoom,  # noqa: F811
+    web: WebServer,  # noqa: F811
+    request: pytest.FixtureRequest,
 ) -> None:
     deepgram = room.fakes.deepgram
     deepgram.scripts["en"] = ["Please turn on your camera."]

@@ -8,29 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.browser import Browsers, CaptionState, WebServer, join, until, web_server
-from tests.livekit_server import LiveKitServer
+from tests.browser import Browsers, CaptionState, WebServer, join, until
 from tests.real_room import RealRoom
-from tests.test_browser import (
+from tests.test_browser import (  # noqa: F401 (room, web: the browser tests' fixtures)
     MICROPHONE,
     TRANSLATIONS,
     agent_in_room,
-    browser_room,
     dom_captions,
     finals,
     joined,
     keep_artifacts,
     microphone_on,
+    room,
     say,
-    start_browser_fakes,
     stt_stream_open,
+    web,
 )
 
 if TYPE_CHECKING:
@@ -124,20 +122,11 @@ async def download(page: Page, kind: str) -> tuple[str, str]:
     return file.suggested_filename, content
 
 
-@pytest.fixture
-async def room(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[RealRoom]:
-    async with browser_room(livekit_server, await start_browser_fakes(), tmp_path) as room:
-        yield room
-
-
-@pytest.fixture
-async def web(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[WebServer]:
-    async with web_server(livekit_server, tmp_path / "web") as web:
-        yield web
-
-
 async def test_a_listener_downloads_the_captions_as_text_srt_and_webvtt(
-    chromium: Browsers, room: RealRoom, web: WebServer, request: pytest.FixtureRequest
+    chromium: Browsers,
+    room: RealRoom,  # noqa: F811
+    web: WebServer,  # noqa: F811
+    request: pytest.FixtureRequest,
 ) -> None:
     try:
         await room.worker_available()
