@@ -8,32 +8,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from agent.room.room_io import ATTR_SPEAKER, ATTR_SPEAKER_NAME, ATTR_WARNINGS
 from agent.run.filemode import read_wav
-from tests.conftest import DIALOGUE, ONE_SENTENCE, start_room_fakes, stop_fakes
-from tests.livekit_server import LiveKitServer
+from tests.conftest import DIALOGUE, ONE_SENTENCE
 from tests.loopback import eventually, tone_sequence
 from tests.participants import LISTEN_RATE, Speaker
-from tests.real_room import RealRoom, real_room
+from tests.real_room import RealRoom
+from tests.test_real_room import room  # noqa: F401 (the real-room tests' fixture)
 
 DOZENS = "de,fr,it,ja,ko,nl,pl,ru,sv,da,fi,uk,cs,el,hu,ro,bg,hr,sk,id,ms,vi,th,ta,te,bn,mr,gu,kn,pa,he,tl"
 HUGE = "x" * 60_000  # LiveKit takes attributes up to 64 KiB in all
-
-
-@pytest.fixture
-async def room(livekit_server: LiveKitServer, tmp_path: Path) -> AsyncIterator[RealRoom]:
-    fakes = await start_room_fakes()
-    try:
-        async with real_room(livekit_server, fakes, tmp_path, STT_ENDPOINTING_MS="600") as room:
-            yield room
-            room.check_worker_output()
-    finally:
-        await stop_fakes(fakes)
 
 
 async def storm(mallory: Speaker, changes: int) -> int:
@@ -50,7 +35,7 @@ async def storm(mallory: Speaker, changes: int) -> int:
     return taken
 
 
-async def test_a_hostile_participant_cannot_take_the_room_from_the_others(room: RealRoom) -> None:
+async def test_a_hostile_participant_cannot_take_the_room_from_the_others(room: RealRoom) -> None:  # noqa: F811
     room.fakes.deepgram.scripts["en"] = list(DIALOGUE.transcripts)
     room.fakes.deepgram.scripts["de"] = list(ONE_SENTENCE.transcripts)
     alice = await room.speaker("alice", attributes={"language": "en"}, dispatch=room.dispatch(), name="Alice")
