@@ -35,7 +35,7 @@ import numpy as np
 from livekit import rtc
 from livekit.plugins.cartesia.constants import API_VERSION  # the version the TTS plugin speaks
 
-from agent.loops.ears.pauses import is_voiced
+from agent.loops.ears.voicing import is_voiced
 from agent.room.room_io import RoomPublisher
 from agent.room.voices import VoiceBook
 from agent.settings.config import TtsSettings
@@ -142,7 +142,7 @@ class VoiceCloner:
         if frame.sample_rate != SAMPLE_RATE or frame.num_channels != 1:
             return  # the ears' frames are always 16 kHz mono (`track_frames`); anything else is not used
         samples = np.frombuffer(frame.data, dtype=np.int16)
-        if not is_voiced(samples):  # the voiced-frame gate (about -40 dBFS) the ears' pause detector uses
+        if not is_voiced(samples):  # the fixed voiced-frame gate (about -40 dBFS)
             return
         if speaker.first_word_at is None:
             speaker.first_word_at = self._clock()

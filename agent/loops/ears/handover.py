@@ -23,8 +23,9 @@ from typing import Any
 
 from livekit import rtc
 
-from agent.loops.ears.pauses import frame_is_voiced
+from agent.loops.ears.pauses import frame_voicing
 from agent.loops.ears.replay import ReplayBuffer
+from agent.loops.ears.voicing import VoiceGate, Voicing
 from agent.telemetry.latency import Clock
 
 logger = logging.getLogger("agent.ears")  # the ears' logger: the handover is the ears'
@@ -44,9 +45,9 @@ class CutRequest:
         self.quiet_from = timeline  # where the silence being heard began (or the request, if later)
         self.point: asyncio.Future[float] = asyncio.get_running_loop().create_future()
 
-    def hear(self, frame: rtc.AudioFrame, timeline: float) -> bool:
-        """A frame that ends at `timeline` arrived; True: cut here (before sending it on)."""
-        if frame_is_voiced(frame):
+    def hear(self, voiced: bool, timeline: float) -> bool:
+        """A frame that ends at `timeline` arrived (`voiced`: speech); True: cut here (before it goes on)."""
+        if voiced:
             self.quiet_from = timeline
             return False
         if timeline - self.quiet_from + _EPS < CUT_PAUSE_S:
@@ -57,13 +58,15 @@ class CutRequest:
 
 
 def pauses(frames: Iterable[tuple[float, rtc.AudioFrame]]) -> list[tuple[float, float]]:
-    """The silences of at least CUT_PAUSE_S in timed frames (start on the timeline, frame), as (from, to)."""
+    """The silences of at least CUT_PAUSE_S in timed frames (start on the timeline, frame), as (from, to);
+    a dropout counts as silence here (one alone is shorter than CUT_PAUSE_S)."""
+    gate = VoiceGate()
     out: list[tuple[float, float]] = []
     quiet_from: float | None = None
     end = 0.0
     for start, frame in frames:
         end = start + frame.samples_per_channel / frame.sample_rate
-        if frame_is_voiced(frame):
+        if frame_voicing(gate, frame) is Voicing.VOICED:
             if quiet_from is not None and start - quiet_from + _EPS >= CUT_PAUSE_S:
                 out.append((quiet_from, start))
             quiet_from = None
@@ -141,6 +144,7 @@ class EarsHandover:
         self._cut: CutRequest | None = None
         self.intake: asyncio.Task[None] | None = None
         self.hearing = asyncio.Event()  # the speaker's first frame arrived
+        self._gate = VoiceGate()  # follows every frame, so a cut's pause is found in the room's noise
 
     @property
     def held(self) -> bool:
@@ -156,7 +160,8 @@ class EarsHandover:
     def heard(self, frame: rtc.AudioFrame) -> bool:
         """A frame was added to the timeline; True: the ears are cut here (it is not sent on)."""
         self.hearing.set()
-        return self._cut is not None and self._cut.hear(frame, self._replay.timeline)
+        voiced = frame_voicing(self._gate, frame) is Voicing.VOICED
+        return self._cut is not None and self._cut.hear(voiced, self._replay.timeline)
 
     async def cut(self, within_s: float) -> float | None:
         """Stop taking audio at the speaker's next pause (or at once after `within_s`); what came before is

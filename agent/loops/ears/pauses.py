@@ -1,8 +1,11 @@
 """Pauses in a speaker's audio, found on the audio timeline (seconds of audio received, no clock).
 
 The ears end a segment themselves where the speaker pauses (Deepgram `Finalize`: `segment_cutter.py`),
-instead of waiting for Deepgram's `endpointing` of silence. A frame is voiced when its energy is above about
--40 dBFS (`is_voiced`, the same gate the own-voice cloner uses to keep speech). `PauseDetector` follows the
+instead of waiting for Deepgram's `endpointing` of silence. A frame is voiced when its energy is well above
+the room's noise floor, and never under about -40 dBFS (`voicing.VoiceGate`: in a quiet room, the fixed gate
+`is_voiced` the own-voice cloner uses to keep speech). A dropout (near-digital silence in a room with a
+noise floor: lost packets) is not a pause until it lasts longer than one (`MAX_DROPOUT_S`); until then a
+cut waits, and if speech follows, the dropout was inside the words. `PauseDetector` follows the
 segment being heard: the span of its speech (first voiced frame to the end of the last) and the silence
 since its last voiced frame. A cut is due once per pause, and only where the sense allows:
 
@@ -25,23 +28,19 @@ from dataclasses import dataclass
 import numpy as np
 from livekit import rtc
 
-VOICED_RMS = 0.01  # a frame louder than this (full scale 1.0, about -40 dBFS) is speech
+from agent.loops.ears.voicing import VoiceGate, Voicing
+
 MIN_SPEECH_S = 1.0  # a short pause ends a segment only after this much speech
 LONG_PAUSE_S = 0.2  # a pause this long ends any segment (below Deepgram's 300 ms endpointing)
 WORD_GAP_S = 0.04  # silence this long after speech is a gap between words (long speech is cut there)
 MIN_VOICED_S = 0.04  # less voiced audio than this since the last cut is a click, not speech
+MAX_DROPOUT_S = 0.24  # a dropout (lost packets: 60-200 ms) is not a pause until it lasts this long
 _EPS = 1e-6  # times are sums of frame durations: 0.1 + 0.02 must reach 0.12
 
 
-def is_voiced(samples: np.ndarray) -> bool:
-    """Whether s16 samples are louder than the voiced-frame gate (about -40 dBFS)."""
-    if samples.size == 0:
-        return False
-    return float(np.sqrt(np.mean(np.square(samples / 32768.0)))) >= VOICED_RMS
-
-
-def frame_is_voiced(frame: rtc.AudioFrame) -> bool:
-    return is_voiced(np.frombuffer(frame.data, dtype=np.int16))
+def frame_voicing(gate: VoiceGate, frame: rtc.AudioFrame) -> Voicing:
+    """What `gate` makes of one frame (it follows the speaker's audio: every frame goes through it)."""
+    return gate.hear(np.frombuffer(frame.data, dtype=np.int16), frame.samples_per_channel / frame.sample_rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +71,15 @@ class PauseDetector:
         self._speech_from: float | None = None  # the segment's first voiced frame (None: no speech yet)
         self._voiced_until = 0.0  # end of the last voiced frame
         self._voiced_s = 0.0  # voiced audio in the segment
+        self._gate = VoiceGate()
+        self._gap_s = 0.0  # the dropout being heard (0: none)
 
     def hear(self, frame: rtc.AudioFrame) -> None:
         duration = frame.samples_per_channel / frame.sample_rate
         start, self.timeline = self.timeline, self.timeline + duration
-        if frame_is_voiced(frame):
+        voicing = frame_voicing(self._gate, frame)
+        self._gap_s = self._gap_s + duration if voicing is Voicing.GAP else 0.0
+        if voicing is Voicing.VOICED:
             if self._speech_from is None:
                 self._speech_from = start
             self._voiced_until = self.timeline
@@ -94,16 +97,22 @@ class PauseDetector:
         """Audio since the last voiced frame."""
         return self.timeline - self._voiced_until
 
+    @property
+    def in_dropout(self) -> bool:
+        """A dropout is being heard that may still be inside a word (not yet longer than one can be)."""
+        return 0 < self._gap_s < MAX_DROPOUT_S - _EPS
+
     def at_word_gap(self) -> bool:
         """Between two words: speech, then a moment of silence (shorter than a pause)."""
         return (
-            self._speech_from is not None
+            not self.in_dropout
+            and self._speech_from is not None
             and self._voiced_s >= MIN_VOICED_S
             and self.silence_s + _EPS >= WORD_GAP_S
         )
 
     def cut_due(self) -> bool:
-        if self._speech_from is None or self._voiced_s < MIN_VOICED_S:
+        if self._speech_from is None or self._voiced_s < MIN_VOICED_S or self.in_dropout:
             return False
         silence = self.silence_s + _EPS
         if silence >= self.policy.any_segment_after_s:

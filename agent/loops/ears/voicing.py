@@ -1,0 +1,95 @@
+"""Which of a speaker's frames are speech, in a quiet room or a noisy one, and which are a dropout.
+
+A fixed gate (`is_voiced`, about −40 dBFS) hears steady noise above it (a hall's hum, a room's babble at
+10–20 dB below the speech) as speech that never pauses. `VoiceGate` follows one speaker's audio and keeps
+a noise floor: a low percentile (`FLOOR_PERCENTILE`) of the frames' energy over the last `FLOOR_WINDOW_S`,
+recomputed every `FLOOR_EVERY_S` of audio (from `FLOOR_MIN_S` on: the fixed gate alone before). A frame is
+voiced when it is `ON_DB` above that floor, and stays voiced (hysteresis) until it falls under `OFF_DB`
+above it; never below the fixed gate, so in a quiet room (digital silence, or a floor far under −40 dBFS)
+the gate is exactly the fixed one. The floor stops at `FLOOR_MAX_DB`: long speech with no pause (3 s and more)
+must not become the floor it is measured against.
+
+A frame of (near-)digital silence (under `DIGITAL_SILENCE_DB`) in audio whose floor is well above it
+(`ROOM_FLOOR_DB`) is not the room going quiet: it is a dropout, a lost burst the receiver filled with
+silence or a concealment fading out (`Voicing.GAP`). Such frames are left out of the floor; the pause
+detector does not count a run of them as a pause until it outlasts a dropout (`pauses.MAX_DROPOUT_S`).
+In a room with no noise at all (synthetic speech), a dropout and a pause look the same and are not told
+apart.
+
+Frames may be of any length, rate and channel count; a frame's energy is over all its samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from enum import Enum
+
+import numpy as np
+
+VOICED_RMS = 0.01  # the fixed gate: a frame louder than this (full scale 1.0, about -40 dBFS) is loud enough
+FIXED_DB = 20 * math.log10(VOICED_RMS)
+FLOOR_WINDOW_S = 3.0  # the noise floor is taken over this much of the latest audio
+FLOOR_PERCENTILE = 5.0  # ... as this percentile of its frames' energy (the quiet between words)
+FLOOR_EVERY_S = 0.1  # ... recomputed this often (the floor moves slowly; a percentile per frame costs)
+FLOOR_MIN_S = 0.5  # ... once this much audio was heard (before: the fixed gate alone)
+FLOOR_MAX_DB = -28.0  # ... and never above this: a steadier, louder sound is a voice held, not a room's noise
+ON_DB = 10.0  # a frame this far above the floor is speech
+OFF_DB = 2.0  # ... and speech goes on until a frame falls under this far above it (hysteresis)
+DIGITAL_SILENCE_DB = -70.0  # a frame quieter than this (rms ~10 of 32768) is (near-)digital silence
+ROOM_FLOOR_DB = -62.0  # ... a dropout when the room's floor is above this (a real microphone's is)
+_SILENT_DB = -120.0  # the energy of a frame of zeros
+
+
+class Voicing(Enum):
+    QUIET = "quiet"
+    VOICED = "voiced"
+    GAP = "gap"  # a dropout: near-digital silence in a room that has a noise floor
+
+
+def energy_db(samples: np.ndarray) -> float:
+    """A frame's energy in dBFS (s16 samples; `_SILENT_DB` for zeros or no samples)."""
+    if samples.size == 0:
+        return _SILENT_DB
+    x = samples.astype(np.float32)
+    mean_square = float(np.dot(x, x)) / (samples.size * 32768.0 * 32768.0)
+    return 10 * math.log10(mean_square) if mean_square > 1e-12 else _SILENT_DB
+
+
+def is_voiced(samples: np.ndarray) -> bool:
+    """Whether s16 samples are louder than the fixed gate (about -40 dBFS), whatever the room's noise."""
+    return energy_db(samples) >= FIXED_DB
+
+
+class VoiceGate:
+    """One speaker's audio, frame by frame: `hear` says whether each frame is speech, quiet, or a gap."""
+
+    def __init__(self) -> None:
+        self._energies: deque[float] = deque()
+        self._durations: deque[float] = deque()
+        self._held_s = 0.0  # audio in the window
+        self._since_floor_s = math.inf  # audio since the floor was last computed (inf: at the first frame)
+        self.floor_db = _SILENT_DB  # the room's noise floor (dBFS)
+        self._voiced = False
+
+    def hear(self, samples: np.ndarray, duration: float) -> Voicing:
+        db = energy_db(samples)
+        if db < DIGITAL_SILENCE_DB and self.floor_db > ROOM_FLOOR_DB:
+            return Voicing.GAP  # kept out of the floor: a dropout says nothing about the room
+        self._remember(db, duration)
+        threshold = self.floor_db + (OFF_DB if self._voiced else ON_DB)
+        self._voiced = db >= max(FIXED_DB, threshold)
+        return Voicing.VOICED if self._voiced else Voicing.QUIET
+
+    def _remember(self, db: float, duration: float) -> None:
+        self._energies.append(db)
+        self._durations.append(duration)
+        self._held_s += duration
+        while self._held_s - self._durations[0] >= FLOOR_WINDOW_S:
+            self._held_s -= self._durations.popleft()
+            self._energies.popleft()
+        self._since_floor_s += duration
+        if self._since_floor_s >= FLOOR_EVERY_S and self._held_s >= FLOOR_MIN_S:
+            self._since_floor_s = 0.0
+            floor = float(np.percentile(np.fromiter(self._energies, float), FLOOR_PERCENTILE))
+            self.floor_db = min(floor, FLOOR_MAX_DB)
