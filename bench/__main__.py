@@ -50,6 +50,7 @@ COMMANDS = {
         "bench.flood", "the page's token endpoint flooded: answers/s, a person's join latency, RSS"
     ),
     "storm": Command("bench.storm", "one participant storms a real room's contract: what the others see"),
+    "noise": Command("bench.noise", "the ears' pauses in hum and babble: found, mid-word cuts, CPU/frame"),
 }
 DEFAULT = "latency"  # what runs when no workload is named (options alone are `latency`'s, as ever)
 

@@ -17,7 +17,7 @@ import numpy as np
 from livekit import rtc
 
 from agent.loops.ears.pauses import PauseDetector, PausePolicy
-from agent.loops.ears.voicing import is_voiced
+from agent.loops.ears.voicing import VoiceGate, is_voiced
 from agent.run.filemode import read_wav, resample, write_wav
 
 RATE = 16000
@@ -70,10 +70,12 @@ def frames(samples: np.ndarray, frame_ms: int = 20, rate: int = RATE) -> list[rt
     ]
 
 
-def cut_times(samples: np.ndarray, pause_s: float = 0.12, skip: set[int] | None = None) -> list[float]:
+def cut_times(
+    samples: np.ndarray, pause_s: float = 0.12, skip: set[int] | None = None, gate: VoiceGate | None = None
+) -> list[float]:
     """Where the pause detector (PAUSE_CUT_MS = `pause_s`) would end a segment in `samples` (seconds of
     the timeline), cutting each time; `skip`: frames (by index, 20 ms) that never arrive."""
-    detector = PauseDetector(PausePolicy(pause_s=pause_s))
+    detector = PauseDetector(PausePolicy(pause_s=pause_s), gate)
     out = []
     for i, frame in enumerate(frames(samples)):
         if skip and i in skip:

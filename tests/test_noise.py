@@ -16,6 +16,7 @@ import pytest
 
 from agent.loops.ears.voicing import VoiceGate, Voicing
 from agent.run.filemode import read_wav
+from bench import noise as noise_bench
 from tests.conftest import DIALOGUE, MONOLOGUE
 from tests.noise import BABBLE, HUM, clean_pauses, cut_times, judge, mid_word, mix, with_dropouts
 
@@ -135,3 +136,11 @@ def test_steady_noise_becomes_the_floor_but_a_voice_held_long_does_not():
         verdicts = [gate.hear(f, 0.02) for f in audio[: len(audio) // 320 * 320].reshape(-1, 320)]
         assert verdicts[0] is Voicing.VOICED  # the fixed gate: louder than -40 dBFS
         assert {v is Voicing.VOICED for v in verdicts[-100:]} == {voiced_at_end}
+
+
+def test_the_bench_prints_the_table(capsys: pytest.CaptureFixture[str]):
+    noise_bench.main(["--repeat", "1"])
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert len(rows) == 2 * 5 * 2  # two speeches, five conditions, two gates
+    adaptive = [r for r in rows if r[2] == "adaptive"]
+    assert all(r[3] in ("3/3", "8/8") for r in adaptive)  # every pause found, in every condition

@@ -65,13 +65,13 @@ class PauseDetector:
     """Follows one speaker's audio; `cut_due` says when a pause should end the segment being heard.
     After a cut (`cut`) the next segment starts with the next voiced frame: one cut per pause."""
 
-    def __init__(self, policy: PausePolicy) -> None:
+    def __init__(self, policy: PausePolicy, gate: VoiceGate | None = None) -> None:
         self.policy = policy
         self.timeline = 0.0  # seconds of audio heard
         self._speech_from: float | None = None  # the segment's first voiced frame (None: no speech yet)
         self._voiced_until = 0.0  # end of the last voiced frame
         self._voiced_s = 0.0  # voiced audio in the segment
-        self._gate = VoiceGate()
+        self._gate = gate or VoiceGate()  # another gate: the bench's fixed one, to compare
         self._gap_s = 0.0  # the dropout being heard (0: none)
 
     def hear(self, frame: rtc.AudioFrame) -> None:
