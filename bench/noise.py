@@ -82,4 +82,5 @@ def main(argv: list[str]) -> None:
             for gate_name, gate in GATES.items():
                 cells = [name, condition, gate_name, *row(clean, audio, gate, args.repeat)]
                 print("| " + " | ".join(cells) + " |")
-    print(f"\nmachine: {os.cpu_count()} cores, load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
+    load_after = os.getloadavg()[0]
+    print(f"\nmachine: {os.cpu_count()} cores, load average {load_before:.2f} before, {load_after:.2f} after")
