@@ -15,9 +15,11 @@ from livekit import rtc
 
 from agent.room.cloning import ATTR_OWN_VOICE, ATTR_VOICE, CLONE_TAG, SAMPLE_RATE, OnClone, VoiceCloner
 from agent.room.voices import MULTILINGUAL_VOICES, PLUGIN_DEFAULT_VOICE, VoiceBook
+from agent.run.filemode import read_wav
 from tests.conftest import DIALOGUE, ONE_SENTENCE, start_room_fakes, stop_fakes
 from tests.fakes.cartesia import FakeCartesia
 from tests.loopback import eventually
+from tests.noise import HUM, mix
 from tests.test_room import RoomHarness, room_harness
 
 KEY = "cartesia-test-key"
@@ -128,6 +130,19 @@ async def test_silence_and_speakers_without_consent_never_reach_the_clone_endpoi
         cloner.hear("bob", frame())
     await cloner.aclose()
     assert cartesia.clone_requests == [] and cloner.made == cloner.failed == 0
+
+
+async def test_a_rooms_steady_noise_never_reaches_the_clone_endpoint(
+    cartesia: FakeCartesia, http: aiohttp.ClientSession
+):
+    """Hall hum at -30 dBFS (10 dB under speech): louder than the fixed gate, but the room, not a voice."""
+    cloner = cloner_for(cartesia, http, Cloned())
+    cloner.consent("alice", "en")
+    hum = mix(read_wav(DIALOGUE.wav).samples, read_wav(HUM).samples, 10)[:8000]  # 0.5 s: the hum alone
+    for chunk in np.tile(hum, 40).reshape(-1, 320):  # 20 s of it, 20 ms frames
+        cloner.hear("alice", rtc.AudioFrame(chunk.tobytes(), SAMPLE_RATE, 1, 320))
+    await cloner.aclose()
+    assert cartesia.clone_requests == [] and cloner.made == 0
 
 
 @pytest.mark.parametrize("status", [400, 402, 500])

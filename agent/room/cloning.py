@@ -1,8 +1,9 @@
 """Own voice, opt-in per speaker: a Cartesia voice cloned from the speaker's first seconds of speech.
 
 A speaker consents with the participant attribute `interpreter.voice` = `own` (and the deployment allows
-it: `VOICE_CLONING`). From then on the ears hand every frame they receive to `hear` (16 kHz mono s16); a
-simple energy gate keeps the voiced 20 ms frames, in memory only, in a bounded buffer. Once `min_speech_s`
+it: `VOICE_CLONING`). From then on the ears hand every frame they receive to `hear` (16 kHz mono s16); the
+ears' energy gate (above the room's noise floor: `loops/ears/voicing.py`) keeps the voiced 20 ms frames, in
+memory only, in a bounded buffer. Once `min_speech_s`
 of speech is held (at most `max_speech_s` is kept), it becomes a WAV in memory and goes to Cartesia's
 `POST /voices/clone` (multipart `clip`, `name` = `interp-<12 hex>`, `description` = CLONE_TAG, `language`;
 the TTS's key and API version). The answer's `id` is handed to `on_clone(identity, id)` and the book speaks
@@ -35,7 +36,7 @@ import numpy as np
 from livekit import rtc
 from livekit.plugins.cartesia.constants import API_VERSION  # the version the TTS plugin speaks
 
-from agent.loops.ears.voicing import is_voiced
+from agent.loops.ears.voicing import VoiceGate, Voicing
 from agent.room.room_io import RoomPublisher
 from agent.room.voices import VoiceBook
 from agent.settings.config import TtsSettings
@@ -61,6 +62,7 @@ class _Speaker:
     language: str
     chunks: list[bytes] = field(default_factory=list)
     voiced_s: float = 0.0
+    gate: VoiceGate = field(default_factory=VoiceGate)  # the ears' gate: the room's noise is not their voice
     first_word_at: float | None = None
     task: asyncio.Task[None] | None = None
     voice_id: str | None = None  # the clone, once made
@@ -142,8 +144,8 @@ class VoiceCloner:
         if frame.sample_rate != SAMPLE_RATE or frame.num_channels != 1:
             return  # the ears' frames are always 16 kHz mono (`track_frames`); anything else is not used
         samples = np.frombuffer(frame.data, dtype=np.int16)
-        if not is_voiced(samples):  # the fixed voiced-frame gate (about -40 dBFS)
-            return
+        if speaker.gate.hear(samples, samples.size / SAMPLE_RATE) is not Voicing.VOICED:
+            return  # the ears' voiced-frame gate: above the room's noise floor, never under about -40 dBFS
         if speaker.first_word_at is None:
             speaker.first_word_at = self._clock()
         speaker.chunks.append(samples.tobytes())

@@ -57,7 +57,8 @@ def energy_db(samples: np.ndarray) -> float:
 
 
 def is_voiced(samples: np.ndarray) -> bool:
-    """Whether s16 samples are louder than the fixed gate (about -40 dBFS), whatever the room's noise."""
+    """Whether s16 samples are louder than the fixed gate (about -40 dBFS), whatever the room's noise (the
+    pause detector's, the handover's and the own-voice cloner's gate is `VoiceGate`, one per speaker)."""
     return energy_db(samples) >= FIXED_DB
 
 
