@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.loops.ears.pauses import PauseDetector, PausePolicy
 from agent.loops.ears.voicing import VoiceGate, Voicing
 from agent.run.filemode import read_wav
 from bench import noise as noise_bench
 from tests.conftest import DIALOGUE, MONOLOGUE
-from tests.noise import BABBLE, HUM, clean_pauses, cut_times, judge, mid_word, mix, with_dropouts
+from tests.noise import BABBLE, HUM, clean_pauses, cut_times, frames, judge, mid_word, mix, with_dropouts
 
 NOISES = {"hum": HUM, "babble": BABBLE}
 
@@ -140,7 +141,19 @@ def test_steady_noise_becomes_the_floor_but_a_voice_held_long_does_not():
 
 def test_the_bench_prints_the_table(capsys: pytest.CaptureFixture[str]):
     noise_bench.main(["--repeat", "1"])
-    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:] if line.startswith("| ")]
     assert len(rows) == 2 * 5 * 2  # two speeches, five conditions, two gates
     adaptive = [r for r in rows if r[2] == "adaptive"]
     assert all(r[3] in ("3/3", "8/8") for r in adaptive)  # every pause found, in every condition
+
+
+def test_the_long_speech_timer_does_not_take_a_dropout_for_a_gap_between_words():
+    clean = speech(DIALOGUE.wav)
+    mixed = with_dropouts(mix(clean, read_wav(HUM).samples, 20), [(4.02, 0.12)])
+    detector = PauseDetector(PausePolicy(pause_s=0.12))
+    gaps = []
+    for i, frame in enumerate(frames(mixed)):
+        detector.hear(frame)
+        if 201 <= i < 207:  # the dropout's frames (4.02-4.14 s)
+            gaps.append(detector.at_word_gap())
+    assert gaps == [False] * 6
