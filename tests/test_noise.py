@@ -17,9 +17,13 @@ import pytest
 from agent.loops.ears.pauses import PauseDetector, PausePolicy
 from agent.loops.ears.voicing import VoiceGate, Voicing
 from agent.run.filemode import read_wav
+from agent.settings.config import load_settings
 from bench import noise as noise_bench
 from tests.conftest import DIALOGUE, MONOLOGUE
+from tests.fakes import FakeDeepgram
+from tests.fakes.deepgram import numbered_words
 from tests.noise import BABBLE, HUM, clean_pauses, cut_times, frames, judge, mid_word, mix, with_dropouts
+from tests.test_pause_cut import hear, stt_env
 
 NOISES = {"hum": HUM, "babble": BABBLE}
 
@@ -157,3 +161,21 @@ def test_the_long_speech_timer_does_not_take_a_dropout_for_a_gap_between_words()
         if 201 <= i < 207:  # the dropout's frames (4.02-4.14 s)
             gaps.append(detector.at_word_gap())
     assert gaps == [False] * 6
+
+
+@pytest.mark.parametrize("snr_db", [20, 10])
+async def test_the_ears_end_each_sentence_in_hum_at_its_pause(snr_db: int):
+    """The real Deepgram plugin against the fake, the dialogue under hum: the fake's own VAD hears the hum
+    as speech and never endpoints, so every final before the end comes from the ears' Finalize at a pause."""
+    clean = speech(DIALOGUE.wav)
+    run = await hear(
+        [mix(clean, read_wav(HUM).samples, snr_db)],
+        pause_cut_ms=str(load_settings(stt_env(), require_livekit=False).pause_cut_ms),
+        endpointing_ms="300",
+        deepgram=FakeDeepgram([], transcript_for=numbered_words()),
+    )
+    assert run.ears.pause_cuts >= 3  # each sentence's end, maybe the comma of "Good morning, everyone"
+    ends = [u.audio_end for u in run.heard]
+    assert all(not mid_word(clean, end) for end in ends), ends
+    for start, _ in clean_pauses(clean):
+        assert any(start <= end <= start + 0.4 for end in ends), (start, ends)
