@@ -1,0 +1,131 @@
+"""The interpreter never interprets itself, and never interprets one sentence twice: a speaker's microphone
+picking up an interpretation the room plays (a loudspeaker) is not interpreted again; one voice heard by
+two speakers' microphones (one table) is interpreted once, as the louder one's. In the room harness (the
+real loops, the fake providers at the wire): the fake Deepgram's scripted transcripts are what each
+microphone's STT heard, so an echo is the speaker's STT returning the interpretation's text."""
+
+from __future__ import annotations
+
+import numpy as np
+from prometheus_client import REGISTRY
+
+from agent.loops.captions import Caption
+from agent.loops.echo import EchoBook, sentences, similar, words
+from agent.run.filemode import Pcm, read_wav
+from tests.conftest import DIALOGUE, ONE_SENTENCE
+from tests.loopback import LoopbackSpeaker, eventually
+from tests.test_auto_language import auto_room, source_captions
+from tests.test_room import RoomHarness, harness  # noqa: F401 (a fixture)
+
+
+def not_interpreted(reason: str) -> float:
+    return REGISTRY.get_sample_value("interpreter_not_interpreted_total", {"reason": reason}) or 0.0
+
+
+def speak_pcm(h: RoomHarness, participant: object, pcm: Pcm) -> None:
+    speaker = LoopbackSpeaker(pcm)
+    h.speakers.append(speaker)
+    h.room.publish_audio(participant, speaker.track)  # type: ignore[arg-type]
+    speaker.start()
+
+
+# -- matching -------------------------------------------------------------------------------------------
+
+
+def test_words_and_sentences_ignore_case_and_punctuation() -> None:
+    assert words("¡Buenos días, a TODOS!") == ["buenos", "días", "a", "todos"]
+    split = sentences("Good morning, everyone. Thank you! And")
+    assert split == ["Good morning, everyone.", "Thank you!", "And"]
+
+
+def test_an_imperfect_transcript_of_an_echo_matches_and_a_different_sentence_does_not() -> None:
+    said = set(words("Gracias por acompañarnos hoy en la llamada."))
+    assert similar(words("gracias por acompañarnos hoy en llamada"), said)  # a word lost
+    assert similar(words("Gracias por acompañarlos hoy en la llamada"), said)  # one misheard of 7
+    assert not similar(words("Gracias por venir hoy."), said)  # short: every word must match
+    assert not similar(words("Let us start with the budget."), said)
+
+
+def test_only_what_was_on_the_air_then_is_echo_and_own_sentences_around_it_stay() -> None:
+    now = [100.0]
+    book = EchoBook(lambda: now[0])
+    said = Caption("alice-0-es", "alice", "es", "Buenos días a todos.", final=False, translated=True)
+    book.said(said)
+    now[0] = 101.5
+    book.said(Caption("alice-0-es", "alice", "es", "Buenos días a todos.", final=True, translated=True))
+    # heard while it played: the echo sentence goes, the speaker's own sentence around it stays
+    kept, dropped = book.own_words("Buenos días a todos. Let us start with the budget.", 100.3, 102.0)
+    assert (kept, dropped) == ("Let us start with the budget.", 1)
+    # heard long after it played: the speaker's own words, even if they are the same
+    assert book.own_words("Buenos días a todos.", 110.0, 111.0) == ("Buenos días a todos.", 0)
+    # echo and own words in one sentence: kept whole (the speaker's words are never dropped)
+    mixed = "Buenos días a todos and then we talk about money and the plan"
+    assert book.own_words(mixed, 100.5, 101.0) == (mixed, 0)
+
+
+# -- in a room ------------------------------------------------------------------------------------------
+
+
+async def test_an_interpretation_picked_up_by_a_speakers_microphone_is_not_interpreted_again() -> None:
+    """SOURCE_LANGUAGE=auto: alice's microphone hears the Spanish interpretation of her first sentence
+    while it plays; her STT hears it as Spanish. Before: translated back into English (a loop); now it is
+    dropped (counted, not captioned as hers), and her next sentence is interpreted."""
+    first, _, third = DIALOGUE.transcripts
+    echo = DIALOGUE.translations["Good morning"]  # "Buenos días a todos.", played on interpretation-es
+    before = not_interpreted("echo")
+    async with auto_room([first, echo, third], {echo: "es"}) as h:
+        await h.session.start()
+        alice = h.room.join("alice")
+        h.speak(alice, DIALOGUE.wav)  # her second segment is the echo: her STT returns the interpretation
+        await eventually(lambda: len(h.played("es")) == 2, what="her two sentences spoken in Spanish")
+        await eventually(lambda: len(h.fakes.deepgram.finals) == 3, what="every segment transcribed")
+        await h.session.settled()
+        assert h.captions(translated=True)[-1].text == DIALOGUE.translations["budget"]
+        assert [text for _, text, _ in source_captions(h) if text] == [first, third]
+        assert "en" not in h.session.outputs or h.played("en") == []  # never interpreted back
+        assert [c.attributes["language"] for c in h.captions(translated=True)] == ["es", "es"]
+        assert not_interpreted("echo") == before + 1
+
+
+def bleed_then_own(own: Pcm, bleed: Pcm, *, delay_s: float, gain_db: float, gap_s: float) -> Pcm:
+    """A microphone that hears another speaker `delay_s` later at `gain_db`, then its own speaker."""
+    assert own.sample_rate == bleed.sample_rate
+    rate = own.sample_rate
+    quiet = (bleed.samples.astype(np.float64) * 10 ** (gain_db / 20)).astype(np.int16)
+    lead, gap = np.zeros(round(delay_s * rate), np.int16), np.zeros(round(gap_s * rate), np.int16)
+    return Pcm(np.concatenate([lead, quiet, gap, own.samples]), rate)
+
+
+async def test_one_voice_heard_by_two_microphones_is_interpreted_once_as_the_louder_ones(
+    harness: RoomHarness,  # noqa: F811 (the fixture)
+) -> None:
+    """Alice and bob at one table: bob's microphone hears alice's sentence 30 ms later at -12 dB, and both
+    STT streams transcribe it. Before: interpreted twice (once as bob's); now once, as alice's, and bob's
+    own sentence after it is interpreted."""
+    h = harness
+    camera, morning = ONE_SENTENCE.transcripts[0], DIALOGUE.transcripts[0]
+    h.fakes.deepgram.scripts["en"] = [camera, camera, morning]
+    h.fakes.deepgram.vad_threshold = 0.004  # the fake's STT hears the quiet copy as speech too
+    before = not_interpreted("crosstalk")
+    await h.session.start()
+    alice = h.room.join("alice", attributes={"language": "en"})
+    bob = h.room.join("bob", attributes={"language": "en"})
+    await h.session.settled()
+    alice_pcm = read_wav(ONE_SENTENCE.wav)
+    dialogue = read_wav(DIALOGUE.wav)
+    bob_own = Pcm(dialogue.samples[: round((DIALOGUE.speech_ends[0] + 0.2) * dialogue.sample_rate)], 16000)
+    speak_pcm(h, alice, alice_pcm)
+    speak_pcm(h, bob, bleed_then_own(bob_own, alice_pcm, delay_s=0.03, gain_db=-12.0, gap_s=1.0))
+    await eventually(lambda: len(h.fakes.deepgram.finals) == 3, what="every segment transcribed")
+    await eventually(lambda: len(h.played("es")) == 2, what="two sentences spoken")
+    await h.session.settled()
+    translated = [(c.attributes["interpreter.speaker"], c.text) for c in h.captions(translated=True)]
+    assert translated == [
+        ("alice", ONE_SENTENCE.translations["camera"]),
+        ("bob", DIALOGUE.translations["Good morning"]),
+    ]
+    # a front end keeps a segment's latest caption: bob's caption of alice's words was taken back
+    captions = h.captions(translated=False)
+    latest = {c.attributes["lk.segment_id"]: (c.sender_identity, c.text) for c in captions}
+    assert sorted(said for said in latest.values() if said[1]) == [("alice", camera), ("bob", morning)]
+    assert not_interpreted("crosstalk") == before + 1
