@@ -6,15 +6,22 @@ microphone's STT heard, so an echo is the speaker's STT returning the interpreta
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
+
 import numpy as np
+from livekit import rtc
 from prometheus_client import REGISTRY
 
 from agent.loops.captions import Caption
 from agent.loops.echo import EchoBook, sentences, similar, words
-from agent.run.filemode import Pcm, read_wav
+from agent.run.filemode import Pcm, paced_frames, read_wav
 from tests.conftest import DIALOGUE, ONE_SENTENCE
 from tests.loopback import LoopbackSpeaker, eventually
+from tests.participants import Speaker
+from tests.real_room import RealRoom
 from tests.test_auto_language import auto_room, source_captions
+from tests.test_real_room import room  # noqa: F401 (the real-room tests' fixture)
 from tests.test_room import RoomHarness, harness  # noqa: F401 (a fixture)
 
 
@@ -129,3 +136,101 @@ async def test_one_voice_heard_by_two_microphones_is_interpreted_once_as_the_lou
     latest = {c.attributes["lk.segment_id"]: (c.sender_identity, c.text) for c in captions}
     assert sorted(said for said in latest.values() if said[1]) == [("alice", camera), ("bob", morning)]
     assert not_interpreted("crosstalk") == before + 1
+
+
+# -- in a real room -------------------------------------------------------------------------------------
+
+
+class LoudspeakerSpeaker(Speaker):
+    """A speaker whose laptop plays the interpretation she receives through its loudspeaker, next to her
+    microphone: what she publishes is her speech mixed with the `track` she hears, `delay_s` later and
+    `gain_db` quieter (a loudspeaker's path), mixed live as it arrives."""
+
+    def __init__(self, identity: str, track: str, *, delay_s: float, gain_db: float) -> None:
+        super().__init__(identity)
+        self._track_name, self._gain = track, 10 ** (gain_db / 20)
+        self._delay = round(delay_s * self.source.sample_rate)
+        self._played: deque[np.ndarray] = deque()  # what the loudspeaker played, not yet in the microphone
+        self._played_samples = 0
+        self.room.on("track_subscribed", self._on_loudspeaker)
+
+    def _on_loudspeaker(self, track: rtc.Track, publication: rtc.RemoteTrackPublication, _: object) -> None:
+        if publication.name == self._track_name:
+            task = asyncio.create_task(self._play(track))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _play(self, track: rtc.Track) -> None:
+        stream = rtc.AudioStream.from_track(track=track, sample_rate=self.source.sample_rate, num_channels=1)
+        try:
+            async for event in stream:
+                samples = np.frombuffer(event.frame.data, np.int16).astype(np.float64) * self._gain
+                self._played.append(samples)
+                self._played_samples += len(samples)
+        finally:
+            await stream.aclose()
+
+    def _picked_up(self, n: int) -> np.ndarray:
+        """The next `n` samples the microphone picks up from the loudspeaker (silence until `delay_s` of
+        what it played has piled up: the delay)."""
+        out = np.zeros(n)
+        if self._played_samples < n + self._delay:
+            return out
+        filled = 0
+        while filled < n:
+            chunk = self._played.popleft()
+            take = min(n - filled, len(chunk))
+            out[filled : filled + take] = chunk[:take]
+            if take < len(chunk):
+                self._played.appendleft(chunk[take:])
+            filled += take
+        self._played_samples -= n
+        return out
+
+    def say(self, pcm: Pcm) -> asyncio.Task[None]:
+        async def speak() -> None:
+            async for frame in paced_frames(pcm):
+                own = np.frombuffer(frame.data, np.int16).astype(np.float64)
+                mixed = np.clip(own + self._picked_up(len(own)), -32768, 32767).astype(np.int16)
+                await self.source.capture_frame(
+                    rtc.AudioFrame(mixed.tobytes(), frame.sample_rate, 1, frame.samples_per_channel)
+                )
+
+        self._speaking = asyncio.create_task(speak())
+        return self._speaking
+
+
+async def test_in_a_real_room_a_loudspeaker_next_to_the_microphone_is_not_interpreted_again(
+    room: RealRoom,  # noqa: F811 (the fixture)
+) -> None:
+    """SOURCE_LANGUAGE=auto (the worker's default). Alice's laptop plays the Spanish interpretation next to
+    her microphone (150 ms later, -10 dB): it reaches the interpreter as part of her audio, between her two
+    sentences, and her STT hears it as Spanish. Before: interpreted back into English; now dropped."""
+    first, _, third = DIALOGUE.transcripts
+    echo = DIALOGUE.translations["Good morning"]
+    room.fakes.deepgram.scripts["multi"] = [first, echo, third]
+    room.fakes.deepgram.languages[echo] = "es"
+    alice = LoudspeakerSpeaker("alice", "interpretation-es", delay_s=0.15, gain_db=-10.0)
+    await room.join(alice, dispatch=room.dispatch())
+    await alice.publish()
+    await room.agent_tracks(alice, "interpretation-es")
+    dialogue = read_wav(DIALOGUE.wav)
+    rate = dialogue.sample_rate
+    # her first sentence, 4 s in which the loudspeaker plays its interpretation, then her third sentence
+    said = np.concatenate(
+        [
+            dialogue.samples[: round((DIALOGUE.speech_ends[0] + 0.3) * rate)],
+            np.zeros(4 * rate, np.int16),
+            dialogue.samples[round((DIALOGUE.speech_ends[1] + 0.3) * rate) :],
+        ]
+    )
+    alice.say(Pcm(said, rate))
+    await eventually(
+        lambda: len(alice.final_captions(translated=True, language="es")) == 2,
+        within_s=60,
+        what="her two sentences interpreted",
+    )
+    await eventually(lambda: len(room.fakes.deepgram.finals) == 3, within_s=20, what="the echo transcribed")
+    await eventually(lambda: len(alice.final_captions(translated=False)) >= 2, what="her captions")
+    assert alice.final_captions(translated=True, language="en") == []  # never interpreted back
+    assert [c.text for c in alice.final_captions(translated=False) if c.text] == [first, third]
