@@ -7,14 +7,18 @@ microphone's STT heard, so an echo is the speaker's STT returning the interpreta
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 
 import numpy as np
+import pytest
 from livekit import rtc
 from prometheus_client import REGISTRY
 
-from agent.loops.captions import Caption
+from agent.loops.captions import Caption, CaptionLog
+from agent.loops.crosstalk import CrossTalk
 from agent.loops.echo import EchoBook, sentences, similar, words
+from agent.loops.models import Utterance
 from agent.run.filemode import Pcm, paced_frames, read_wav
 from tests.conftest import DIALOGUE, ONE_SENTENCE
 from tests.loopback import LoopbackSpeaker, eventually
@@ -70,13 +74,51 @@ def test_only_what_was_on_the_air_then_is_echo_and_own_sentences_around_it_stay(
     assert book.own_words(mixed, 100.5, 101.0) == (mixed, 0)
 
 
+def utterance(speaker: str, text: str, *, end_at: float, level: float) -> Utterance:
+    return Utterance(f"{speaker}-0", speaker, text, "en", 0.0, 1.0, end_at, end_at + 0.1, level=level)
+
+
+async def test_the_quieter_copy_arriving_first_waits_and_the_louder_one_is_interpreted() -> None:
+    passed: list[Utterance] = []
+    captions = CaptionLog()
+    speaking = {"alice": True, "bob": False}  # alice's transcript is on its way: bob's may be a copy
+
+    def others_mid_speech(speaker: str) -> bool:
+        return any(mid for who, mid in speaking.items() if who != speaker)
+
+    crosstalk = CrossTalk(passed.append, mid_speech=others_mid_speech, captions=captions, hold_s=30.0)
+    crosstalk.put_nowait(utterance("bob", "Please turn on your camera.", end_at=10.03, level=0.02))
+    assert passed == []  # waits: alice is mid-speech
+    crosstalk.put_nowait(utterance("alice", "Please turn on your camera", end_at=10.0, level=0.08))
+    assert [u.speaker for u in passed] == ["alice"]
+    assert [(c.segment_id, c.text, c.final) for c in captions.captions] == [("bob-0", "", True)]
+    # a different sentence of bob's, nobody else mid-speech: at once
+    speaking["alice"] = False
+    crosstalk.put_nowait(utterance("bob", "Good morning, everyone.", end_at=12.0, level=0.08))
+    assert [u.speaker for u in passed] == ["alice", "bob"] and crosstalk.dropped == 1
+
+
+async def test_an_utterance_waits_at_most_the_hold_and_a_late_copy_is_dropped() -> None:
+    passed: list[Utterance] = []
+    crosstalk = CrossTalk(passed.append, mid_speech=lambda _: True, hold_s=0.05)
+    crosstalk.put_nowait(utterance("alice", "Let us start with the budget.", end_at=5.0, level=0.08))
+    await eventually(lambda: len(passed) == 1, what="released after the hold")
+    crosstalk.put_nowait(utterance("bob", "let us start with a budget", end_at=5.4, level=0.09))
+    assert len(passed) == 1 and crosstalk.dropped == 1  # the first one stands
+    crosstalk.put_nowait(utterance("bob", "Let us start with the budget.", end_at=7.0, level=0.09))
+    await eventually(lambda: len(passed) == 2, what="a repeat seconds later is bob's own")
+
+
 # -- in a room ------------------------------------------------------------------------------------------
 
 
-async def test_an_interpretation_picked_up_by_a_speakers_microphone_is_not_interpreted_again() -> None:
+async def test_an_interpretation_picked_up_by_a_speakers_microphone_is_not_interpreted_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """SOURCE_LANGUAGE=auto: alice's microphone hears the Spanish interpretation of her first sentence
     while it plays; her STT hears it as Spanish. Before: translated back into English (a loop); now it is
     dropped (counted, not captioned as hers), and her next sentence is interpreted."""
+    caplog.set_level(logging.INFO)
     first, _, third = DIALOGUE.transcripts
     echo = DIALOGUE.translations["Good morning"]  # "Buenos días a todos.", played on interpretation-es
     before = not_interpreted("echo")
@@ -92,6 +134,15 @@ async def test_an_interpretation_picked_up_by_a_speakers_microphone_is_not_inter
         assert "en" not in h.session.outputs or h.played("en") == []  # never interpreted back
         assert [c.attributes["language"] for c in h.captions(translated=True)] == ["es", "es"]
         assert not_interpreted("echo") == before + 1
+        # not even an interim caption showed the echo as her words
+        shown = [c.text for c in h.captions(final=False, translated=False)]
+        assert shown and not any("Buenos" in text for text in shown), shown
+    # the drop is logged as counts, never with what was said
+    dropped = [r for r in caplog.records if r.getMessage() == "dropped an echo of the interpretation"]
+    assert [r.__dict__["sentences"] for r in dropped] == [1]
+    for record in caplog.records:
+        logged = record.getMessage() + repr({k: v for k, v in record.__dict__.items() if k != "msg"})
+        assert not any(text in logged for text in (first, echo, third)), record.getMessage()
 
 
 def bleed_then_own(own: Pcm, bleed: Pcm, *, delay_s: float, gain_db: float, gap_s: float) -> Pcm:

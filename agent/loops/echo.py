@@ -91,9 +91,9 @@ class EchoBook:
             entry.end = now
         self._forget(now)
 
-    def own_words(self, text: str, start: float, end: float) -> tuple[str, int]:
+    def own_words(self, text: str, start: float, end: float, *, count: bool = True) -> tuple[str, int]:
         """`text` heard between clock times `start` and `end`, without its sentences that are echo of
-        what was said then: (what is left, sentences dropped)."""
+        what was said then: (what is left, sentences dropped; added to `dropped` if `count`)."""
         on_air = [s.words for s in self._said.values() if s.start - LEAD_S <= end and start <= s.end + TAIL_S]
         if not on_air:
             return text, 0
@@ -105,7 +105,7 @@ class EchoBook:
                 dropped += 1
             else:
                 kept.append(sentence)
-        self.dropped += dropped
+        self.dropped += dropped if count else 0
         return (" ".join(kept) if dropped else text), dropped
 
     def _forget(self, now: float) -> None:

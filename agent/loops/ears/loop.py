@@ -205,7 +205,7 @@ class Ears:
         """Handle one STT event; True when it proves the link works."""
         if event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
             interim = event.alternatives[0]
-            if self._transcripts.interim(interim):
+            if self._transcripts.interim(interim, at=self._clock()):
                 self._cutter.words(self._link.origin + interim.start_time if interim.end_time > 0 else None)
             return True
         if event.type == stt.SpeechEventType.START_OF_SPEECH:

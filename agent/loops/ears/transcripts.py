@@ -26,7 +26,7 @@ logger = logging.getLogger("agent.ears")  # the ears' logger: these are the ears
 class EchoCheck(Protocol):
     """Tells a speaker's own words from an echo of the interpretation (`agent.loops.echo.EchoBook`)."""
 
-    def own_words(self, text: str, start: float, end: float) -> tuple[str, int]: ...
+    def own_words(self, text: str, start: float, end: float, *, count: bool = True) -> tuple[str, int]: ...
 
 
 class Transcripts:
@@ -59,14 +59,18 @@ class Transcripts:
         """The id of the segment being heard now (it becomes the next utterance's id)."""
         return f"{self._prefix}-{self._seq}"
 
-    def interim(self, data: stt.SpeechData) -> bool:
-        """Words heard, not final yet: shown as the segment's caption. False: there were no words."""
+    def interim(self, data: stt.SpeechData, *, at: float | None = None) -> bool:
+        """Words heard, not final yet: shown as the segment's caption, but for sentences that are echo of
+        what the interpreter said (`at`: clock time, now). False: there were no words."""
         text = clean_transcript(data.text)
         if not text:
             return False
-        self._caption_language = self._language_of(data)
-        self._caption(text, final=False)
-        self._interim_shown = True
+        if self._echo is not None and at is not None:
+            text, _ = self._echo.own_words(text, at, at, count=False)
+        if text:
+            self._caption_language = self._language_of(data)
+            self._caption(text, final=False)
+            self._interim_shown = True
         return True
 
     def final(
