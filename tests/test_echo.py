@@ -285,3 +285,32 @@ async def test_in_a_real_room_a_loudspeaker_next_to_the_microphone_is_not_interp
     await eventually(lambda: len(alice.final_captions(translated=False)) >= 2, what="her captions")
     assert alice.final_captions(translated=True, language="en") == []  # never interpreted back
     assert [c.text for c in alice.final_captions(translated=False) if c.text] == [first, third]
+
+
+async def test_in_a_real_room_one_voice_two_microphones_heard_is_interpreted_once(
+    room: RealRoom,  # noqa: F811 (the fixture)
+) -> None:
+    """Alice and bob at one table: bob's microphone carries alice's sentence 30 ms later at -12 dB, then
+    his own. Her sentence is interpreted once, as hers; his own sentence is interpreted too."""
+    camera, morning = ONE_SENTENCE.transcripts[0], DIALOGUE.transcripts[0]
+    room.fakes.deepgram.scripts["en"] = [camera, camera, morning]
+    room.fakes.deepgram.vad_threshold = 0.004  # the fake's STT hears the quiet copy as speech too
+    alice = await room.speaker("alice", attributes={"language": "en"}, dispatch=room.dispatch())
+    bob = await room.speaker("bob", attributes={"language": "en"})
+    carol = await room.listener("carol", attributes={"language": "es"})
+    await room.agent_tracks(carol, "interpretation-es")
+    alice_pcm, dialogue = read_wav(ONE_SENTENCE.wav), read_wav(DIALOGUE.wav)
+    bob_own = Pcm(dialogue.samples[: round((DIALOGUE.speech_ends[0] + 0.2) * dialogue.sample_rate)], 16000)
+    alice.say(alice_pcm)
+    bob.say(bleed_then_own(bob_own, alice_pcm, delay_s=0.03, gain_db=-12.0, gap_s=1.5))
+    await eventually(lambda: len(room.fakes.deepgram.finals) == 3, within_s=40, what="every segment")
+    his = DIALOGUE.translations["Good morning"]
+    await eventually(
+        lambda: any(c.text == his for c in carol.final_captions(translated=True)), within_s=40, what="his"
+    )
+    captions = carol.final_captions(translated=True)
+    translated = [(c.attributes["interpreter.speaker"], c.text) for c in captions]
+    assert translated == [
+        ("alice", ONE_SENTENCE.translations["camera"]),
+        ("bob", his),
+    ]
