@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -159,6 +159,7 @@ class RoomPublisher:
         self.superseded = 0  # captions replaced by a newer version of their segment before being sent
         self.dropped = 0  # captions dropped from a backlog past `max_pending`
         self._backlog = _Backlog()  # what the current backlog did, logged when it clears
+        self.said: Callable[[Caption], None] | None = None  # told every translated caption (echo.py)
 
     @property
     def pending(self) -> int:
@@ -176,6 +177,8 @@ class RoomPublisher:
         self._wake.set()
 
     def publish(self, caption: Caption) -> None:
+        if caption.translated and self.said is not None:
+            self.said(caption)
         key = (caption.segment_id, caption.language, caption.translated)
         waiting = self._by_segment.get(key)
         if waiting is not None and waiting.caption is not None and not waiting.caption.final:

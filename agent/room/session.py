@@ -22,6 +22,7 @@ from typing import Any
 from livekit.agents import llm, stt
 
 from agent.language.codes import base_language
+from agent.loops.echo import EchoBook
 from agent.loops.pipeline import PipelineOptions, Router
 from agent.loops.queues import StepQueue
 from agent.room.attributes import ParticipantAttributes
@@ -68,6 +69,8 @@ class RoomSession:
         options = PipelineOptions.from_settings(settings)
         self.publisher = RoomPublisher(room.local_participant)
         self.status = AgentStatus(self.publisher)
+        self.echo = EchoBook(tracker.clock)  # what the interpreter said: never interpreted again
+        self.publisher.said = self.echo.said
         self.room_settings = RoomSettings()
         self._settings_problems: list[str] = []
         self.voices = VoiceBook(settings.tts.voice)  # a distinct voice per speaker, per language
@@ -89,7 +92,7 @@ class RoomSession:
         self.speakers = Speakers(
             stt=stt, frames_for=frames_for, tracker=tracker, options=options, publisher=self.publisher,
             status=self.status, languages=self.languages, heard=self.heard, voices=self.voices,
-            cloner=self.cloner, router=router, on_heard_changed=self._sync_soon,
+            cloner=self.cloner, router=router, on_heard_changed=self._sync_soon, echo=self.echo,
             segment_tag=own_segment_tag(room, settings.agent_name, taking_over=handover_from is not None),
         )  # fmt: skip
         self.takeover = None if handover_from is None else Takeover(

@@ -20,7 +20,10 @@ from livekit import rtc
 from livekit.agents import stt
 
 from agent.language.codes import AUTO
+from agent.loops.crosstalk import CrossTalk
 from agent.loops.ears.loop import Ears
+from agent.loops.echo import EchoBook
+from agent.loops.models import Utterance
 from agent.loops.pipeline import PipelineOptions, Router
 from agent.room.auto_language import HeardLanguages
 from agent.room.cloning import ATTR_VOICE, VoiceCloner
@@ -66,6 +69,7 @@ class Speakers(Running[Speaker]):
         router: Router,
         on_heard_changed: Callable[[], None],
         segment_tag: str | None = None,
+        echo: EchoBook | None = None,
     ) -> None:
         super().__init__()
         self._stt = stt
@@ -79,6 +83,8 @@ class Speakers(Running[Speaker]):
         self._voices = voices
         self._cloner = cloner
         self.router = router
+        self._echo = echo  # what the interpreter said: a speaker's microphone hearing it is not them
+        self.crosstalk = CrossTalk(self._route, mid_speech=self._others_mid_speech, captions=publisher)
         self._on_heard_changed = on_heard_changed
         self._ears_started: dict[str, int] = {}  # identity → ears started for them (segment ids stay unique)
         self._segment_tag = segment_tag  # in segment ids, so that they differ from another interpreter's
@@ -155,7 +161,7 @@ class Speakers(Running[Speaker]):
         ears = Ears(
             stt=self._stt,
             frames=self._frames_for(track),
-            out=self.router,
+            out=self.crosstalk,
             tracker=self._tracker,
             speaker=identity,
             language=language,
@@ -167,6 +173,7 @@ class Speakers(Running[Speaker]):
             tap=None if (cloner := self._cloner) is None else (lambda frame: cloner.hear(identity, frame)),
             on_detected=(lambda code: self._on_detected(identity, code)) if language == AUTO else None,
             standby=self.holding,
+            echo=self._echo,
         )
         task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
         task.add_done_callback(lambda t: self._on_ears_ended(identity, t))
@@ -174,6 +181,12 @@ class Speakers(Running[Speaker]):
         metrics.ACTIVE_SPEAKERS.inc()
         self._publisher.speaker_tracks[identity] = publication.sid
         logger.info("listening to a speaker", extra={"speaker": identity, "language": language})
+
+    def _route(self, utterance: Utterance) -> None:
+        self.router.put_nowait(utterance)
+
+    def _others_mid_speech(self, identity: str) -> bool:
+        return any(s.identity != identity and s.ears.mid_speech for s in self._running.values())
 
     def _segment_prefix(self, identity: str, count: int) -> str:
         tagged = identity if self._segment_tag is None else f"{identity}~{self._segment_tag}"
@@ -235,3 +248,4 @@ class Speakers(Running[Speaker]):
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.stop(sid) for sid in list(self._running)))
+        self.crosstalk.flush()  # no other transcript will come: what waits goes on

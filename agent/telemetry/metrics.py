@@ -39,6 +39,13 @@ PROVIDER_ERRORS = Counter(
     "interpreter_provider_errors_total", "Errors reported by provider plugins", ["kind", "recoverable"]
 )
 STT_RECONNECTS = Counter("interpreter_stt_reconnects_total", "Speech-to-text streams reopened after failing")
+NOT_INTERPRETED = Counter(
+    "interpreter_not_interpreted_total",
+    "Sentences heard but not interpreted, by reason: echo (a speaker's microphone picked up an "
+    "interpretation the room was playing) or crosstalk (another speaker's microphone heard it first, "
+    "louder: interpreted once, as theirs)",
+    ["reason"],
+)
 KEEPER_DISPATCHES = Counter(
     "interpreter_keeper_dispatches_total",
     "Rooms the keeper dispatched an interpreter to again, by reason: stale (an interpreter of ours is in the "

@@ -24,7 +24,7 @@ from agent.loops.ears.handover import EarsHandover
 from agent.loops.ears.replay import ReplayBuffer
 from agent.loops.ears.segment_cutter import SegmentCutter
 from agent.loops.ears.stt_link import Backoff, SttFailure, SttLink
-from agent.loops.ears.transcripts import Transcripts
+from agent.loops.ears.transcripts import EchoCheck, Transcripts
 from agent.loops.faults import FaultFlag
 from agent.loops.queues import UtteranceSink
 from agent.telemetry.errors import log_unexpected
@@ -57,6 +57,7 @@ class Ears:
         tap: Callable[[rtc.AudioFrame], None] | None = None,
         on_detected: Callable[[str], None] | None = None,
         standby: bool = False,
+        echo: EchoCheck | None = None,
     ) -> None:
         self._frames = frames
         self._out = out
@@ -69,10 +70,10 @@ class Ears:
             prefix=segment_prefix or speaker,
             captions=captions,
             on_detected=on_detected,
+            echo=echo,
         )
         self._cutter = SegmentCutter(speaker=speaker, max_segment_s=max_segment_s, pause_cut_s=pause_cut_s)
         self._tap = tap  # sees every frame received (the own-voice cloner: `agent/room/cloning.py`)
-
         self._replay = ReplayBuffer(replay_limit_s, speaker=speaker)  # the timeline, what is not finalized
         self._link = SttLink(
             stt=stt,
@@ -110,6 +111,10 @@ class Ears:
     def fault(self) -> FaultFlag:
         """Down while the STT link fails (`Backoff.report_after` times running), or once it was given up."""
         return self._link.fault
+
+    @property
+    def mid_speech(self) -> bool:  # a transcript may still come (`SegmentCutter.mid_speech`)
+        return self._cutter.mid_speech
 
     @property
     def reconnects(self) -> int:
@@ -200,7 +205,7 @@ class Ears:
         """Handle one STT event; True when it proves the link works."""
         if event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
             interim = event.alternatives[0]
-            if self._transcripts.interim(interim):
+            if self._transcripts.interim(interim, at=self._clock()):
                 self._cutter.words(self._link.origin + interim.start_time if interim.end_time > 0 else None)
             return True
         if event.type == stt.SpeechEventType.START_OF_SPEECH:
@@ -221,15 +226,10 @@ class Ears:
         final_at = self._clock()
         audio_end = self._link.origin + data.end_time if data.end_time > 0 else self._replay.timeline
         audio_start = self._link.origin + data.start_time if data.end_time > 0 else audio_end
-        self._replay.finalized_until(audio_end)
+        span = (audio_start, audio_end)
+        utterance = self._transcripts.final(data, span=span, heard=self._replay, final_at=final_at)
+        self._replay.finalized_until(audio_end)  # (after: the transcripts read the level of its audio)
         self._cutter.finalized(audio_end)
-        speech_end_at = self._replay.clock.to_clock(audio_end)
-        utterance = self._transcripts.final(
-            data,
-            span=(audio_start, audio_end),
-            speech_end_at=speech_end_at if speech_end_at is not None else final_at,
-            final_at=final_at,
-        )
         if utterance is not None:
             self.utterances += 1
             self._out.put_nowait(utterance)

@@ -13,6 +13,7 @@ import logging
 from collections import deque
 from collections.abc import Iterator
 
+import numpy as np
 from livekit import rtc
 
 logger = logging.getLogger("agent.ears")
@@ -95,6 +96,20 @@ class ReplayBuffer:
     def timed_frames(self) -> Iterator[tuple[float, rtc.AudioFrame]]:
         """The audio kept, oldest first, each frame with where it starts on the timeline."""
         return iter(self._pending)
+
+    def level(self, start: float, end: float) -> float:
+        """The RMS (full scale 1.0) of the audio kept between `start` and `end` on the timeline (whole
+        frames overlapping it); 0.0 when none is kept there."""
+        squares, count = 0.0, 0
+        for at, frame in self._pending:
+            if at >= end:
+                break
+            if at + frame.samples_per_channel / frame.sample_rate <= start:
+                continue
+            samples = np.frombuffer(frame.data, dtype=np.int16).astype(np.float64) / 32768.0
+            squares += float(np.sum(np.square(samples)))
+            count += samples.size
+        return (squares / count) ** 0.5 if count else 0.0
 
     def add(self, frame: rtc.AudioFrame, arrived_at: float, *, link_up: bool) -> None:
         """A frame received at clock time `arrived_at`; `link_up`: a stream is there to hear it."""

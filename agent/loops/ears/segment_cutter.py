@@ -16,10 +16,11 @@ from collections.abc import Callable
 
 from livekit import rtc
 
-from agent.loops.ears.pauses import PauseDetector, PausePolicy
+from agent.loops.ears.pauses import PauseDetector, PausePolicy, frame_is_voiced
 
 logger = logging.getLogger("agent.ears")  # the ears' logger: the cuts are the ears'
 WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap between words is cut at
+VOICE_TAIL_S = 0.25  # voiced audio this far past a final's last word is that word's tail, not more speech
 
 
 class SegmentCutter:
@@ -34,13 +35,24 @@ class SegmentCutter:
         self._segment_start = 0.0  # audio time where the segment being heard began (at the latest)
         self.pause_cuts = 0  # segments ended by the ears at a pause (Finalize)
         self.timer_cuts = 0  # segments cut after `max_segment_s` of speech with no pause (Finalize)
+        self._timeline = 0.0  # audio heard (s)
+        self._voiced_until = 0.0  # where the last voiced frame ends on the timeline
+        self._finalized_until = 0.0  # where the last final's words end
 
     # -- the speaker's audio -----------------------------------------------------------------------
 
     def hear(self, frame: rtc.AudioFrame) -> None:
         """Every frame the speaker sends."""
+        self._timeline += frame.samples_per_channel / frame.sample_rate
+        if frame_is_voiced(frame):
+            self._voiced_until = self._timeline
         if self._pauses is not None:
             self._pauses.hear(frame)
+
+    @property
+    def mid_speech(self) -> bool:
+        """The STT hears speech, and voiced audio no final covered yet: a transcript may still come."""
+        return self._speaking and self._voiced_until > self._finalized_until + VOICE_TAIL_S
 
     def check(self, timeline: float, finalize: Callable[[], None]) -> None:
         """A frame went to a live STT stream (`timeline`: seconds of audio received): `finalize` when a
@@ -116,4 +128,5 @@ class SegmentCutter:
     def finalized(self, audio_end: float) -> None:
         """The STT finalized the segment up to `audio_end` (on the timeline)."""
         self._requested = False
+        self._finalized_until = max(self._finalized_until, audio_end)
         self._segment_start = max(self._segment_start, audio_end)  # speech may go on right after the cut

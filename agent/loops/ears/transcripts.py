@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from livekit.agents import stt
 
 from agent.language.codes import AUTO, UNDETECTED_FALLBACK, detected_language
 from agent.language.text import clean_transcript, is_substantive
 from agent.loops.captions import Caption, CaptionSink
+from agent.loops.ears.replay import ReplayBuffer
 from agent.loops.models import Utterance
+from agent.telemetry import metrics
 
 logger = logging.getLogger("agent.ears")  # the ears' logger: these are the ears' transcripts
+
+
+class EchoCheck(Protocol):
+    """Tells a speaker's own words from an echo of the interpretation (`agent.loops.echo.EchoBook`)."""
+
+    def own_words(self, text: str, start: float, end: float, *, count: bool = True) -> tuple[str, int]: ...
 
 
 class Transcripts:
@@ -31,8 +40,10 @@ class Transcripts:
         prefix: str,
         captions: CaptionSink | None = None,
         on_detected: Callable[[str], None] | None = None,
+        echo: EchoCheck | None = None,
     ) -> None:
         self._speaker = speaker
+        self._echo = echo  # what the interpreter itself said recently: not the speaker's words
         self._language = language  # AUTO: each utterance's language is the one Deepgram detected
         # AUTO: the language Deepgram detected in this speaker's last final (each final's, in turn)
         self.detected: str | None = None
@@ -48,22 +59,30 @@ class Transcripts:
         """The id of the segment being heard now (it becomes the next utterance's id)."""
         return f"{self._prefix}-{self._seq}"
 
-    def interim(self, data: stt.SpeechData) -> bool:
-        """Words heard, not final yet: shown as the segment's caption. False: there were no words."""
+    def interim(self, data: stt.SpeechData, *, at: float | None = None) -> bool:
+        """Words heard, not final yet: shown as the segment's caption, but for sentences that are echo of
+        what the interpreter said (`at`: clock time, now). False: there were no words."""
         text = clean_transcript(data.text)
         if not text:
             return False
-        self._caption_language = self._language_of(data)
-        self._caption(text, final=False)
-        self._interim_shown = True
+        if self._echo is not None and at is not None:
+            text, _ = self._echo.own_words(text, at, at, count=False)
+        if text:
+            self._caption_language = self._language_of(data)
+            self._caption(text, final=False)
+            self._interim_shown = True
         return True
 
     def final(
-        self, data: stt.SpeechData, *, span: tuple[float, float], speech_end_at: float, final_at: float
+        self, data: stt.SpeechData, *, span: tuple[float, float], heard: ReplayBuffer, final_at: float
     ) -> Utterance | None:
         """The segment's final: its caption, and the utterance it makes (None: nothing worth translating).
-        `span`: where it lies on the speaker's audio timeline; `speech_end_at`, `final_at`: clock times."""
+        `span`: where it lies on the speaker's audio timeline (`heard`, not finalized there yet: when it
+        was spoken, and how loud); `final_at`: clock time."""
+        speech_end_at = heard.clock.to_clock(span[1])
+        speech_end_at = final_at if speech_end_at is None else speech_end_at
         text = clean_transcript(data.text)
+        text = self._without_echo(text, heard.clock.to_clock(span[0]), speech_end_at)
         if not is_substantive(text):
             logger.debug("dropped a non-substantive segment", extra={"speaker": self._speaker})
             self.take_back_interim()
@@ -78,12 +97,26 @@ class Transcripts:
             audio_end=span[1],
             speech_end_at=speech_end_at,
             final_at=final_at,
+            level=heard.level(*span),
         )
         self._caption_language = language
         self._caption(utterance.text, final=True, span=span)
         self._interim_shown = False
         self._seq += 1
         return utterance
+
+    def _without_echo(self, text: str, start: float | None, end: float) -> str:
+        """The text without its sentences that are the interpreter's own words played back (counted)."""
+        if self._echo is None or not text:
+            return text
+        kept, dropped = self._echo.own_words(text, end if start is None else start, end)
+        if dropped:
+            metrics.NOT_INTERPRETED.labels(reason="echo").inc(dropped)
+            logger.info(
+                "dropped an echo of the interpretation",
+                extra={"speaker": self._speaker, "sentences": dropped, "kept_chars": len(kept)},
+            )
+        return kept
 
     def take_back_interim(self) -> None:
         """An interim caption is on screen but its words never became a final (Deepgram revised them to
