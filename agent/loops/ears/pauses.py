@@ -3,7 +3,7 @@
 The ears end a segment themselves where the speaker pauses (Deepgram `Finalize`: `segment_cutter.py`),
 instead of waiting for Deepgram's `endpointing` of silence. A frame is voiced when its energy is well above
 the room's noise floor, and never under about -40 dBFS (`voicing.VoiceGate`: in a quiet room, the fixed gate
-`is_voiced` the own-voice cloner uses to keep speech). A dropout (near-digital silence in a room with a
+`is_voiced`; the own-voice cloner keeps speech by a gate of its own of the same kind). A dropout (near-digital silence in a room with a
 noise floor: lost packets) is not a pause until it lasts longer than one (`MAX_DROPOUT_S`); until then a
 cut waits, and if speech follows, the dropout was inside the words. `PauseDetector` follows the
 segment being heard: the span of its speech (first voiced frame to the end of the last) and the silence
@@ -73,11 +73,13 @@ class PauseDetector:
         self._voiced_s = 0.0  # voiced audio in the segment
         self._gate = gate or VoiceGate()  # another gate: the bench's fixed one, to compare
         self._gap_s = 0.0  # the dropout being heard (0: none)
+        self.voiced = False  # the last frame heard was speech (above the room's noise floor)
 
     def hear(self, frame: rtc.AudioFrame) -> None:
         duration = frame.samples_per_channel / frame.sample_rate
         start, self.timeline = self.timeline, self.timeline + duration
         voicing = frame_voicing(self._gate, frame)
+        self.voiced = voicing is Voicing.VOICED
         self._gap_s = self._gap_s + duration if voicing is Voicing.GAP else 0.0
         if voicing is Voicing.VOICED:
             if self._speech_from is None:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from livekit import rtc
 
-from agent.loops.ears.pauses import PauseDetector, PausePolicy, frame_is_voiced
+from agent.loops.ears.pauses import PauseDetector, PausePolicy, frame_voicing
+from agent.loops.ears.voicing import VoiceGate, Voicing
 
 logger = logging.getLogger("agent.ears")  # the ears' logger: the cuts are the ears'
 WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap between words is cut at
@@ -30,6 +31,7 @@ class SegmentCutter:
         # 0: segments end at Deepgram's endpointing; else at a pause this long heard here (`loops/pauses.py`)
         policy = PausePolicy.of(pause_cut_s)
         self._pauses = PauseDetector(policy) if policy is not None else None
+        self._gate = VoiceGate() if self._pauses is None else None  # else the pause detector's says it
         self._requested = False  # a Finalize was asked for: the timer waits for this segment's final
         self._speaking = False  # the STT hears speech that is not finalized yet
         self._segment_start = 0.0  # audio time where the segment being heard began (at the latest)
@@ -44,10 +46,14 @@ class SegmentCutter:
     def hear(self, frame: rtc.AudioFrame) -> None:
         """Every frame the speaker sends."""
         self._timeline += frame.samples_per_channel / frame.sample_rate
-        if frame_is_voiced(frame):
-            self._voiced_until = self._timeline
         if self._pauses is not None:
             self._pauses.hear(frame)
+            voiced = self._pauses.voiced
+        else:
+            assert self._gate is not None
+            voiced = frame_voicing(self._gate, frame) is Voicing.VOICED
+        if voiced:  # above the room's noise floor, as the pause detector hears it (`voicing.py`)
+            self._voiced_until = self._timeline
 
     @property
     def mid_speech(self) -> bool:
