@@ -50,6 +50,9 @@ COMMANDS = {
         "bench.flood", "the page's token endpoint flooded: answers/s, a person's join latency, RSS"
     ),
     "storm": Command("bench.storm", "one participant storms a real room's contract: what the others see"),
+    "relay": Command(
+        "bench.relay", "an interpretation track over a lossy downlink: RED and DTX at 0/2/5/10 % loss"
+    ),
 }
 DEFAULT = "latency"  # what runs when no workload is named (options alone are `latency`'s, as ever)
 

@@ -32,6 +32,18 @@ logger = logging.getLogger("agent.session")
 
 TtsFactory = Callable[[str, str | None], tts.TTS]  # (language, voice id or None) → a TTS for that language
 
+# The interpretation track's publish options, chosen by `python -m bench relay` (docs/benchmarks.md): RED
+# (each packet also carries the previous frames) and DTX (silence sent as a trickle of comfort-noise frames).
+# Opus in-band FEC is the encoder's own, on when the receivers report loss.
+INTERPRETATION_RED = True
+INTERPRETATION_DTX = True
+
+
+def interpretation_publish_options(
+    *, red: bool = INTERPRETATION_RED, dtx: bool = INTERPRETATION_DTX
+) -> rtc.TrackPublishOptions:
+    return rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE, red=red, dtx=dtx)
+
 
 @dataclass
 class Output:
@@ -97,7 +109,7 @@ class Outputs(Running[Output]):
     async def open(self, language: str) -> None:
         source = rtc.AudioSource(self._sample_rate, 1, queue_size_ms=OUTPUT_QUEUE_MS)
         track = rtc.LocalAudioTrack.create_audio_track(track_name(language), source)
-        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        options = interpretation_publish_options()
         publication = await unless_gone(
             self._room.local_participant.publish_track(track, options), self._publisher.gone
         )
