@@ -144,11 +144,20 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+class LossProxyingServer(LiveKitServer):
+    """The server reporting to a publisher of audio the worst of its subscribers' loss (so that the Opus
+    encoder's in-band FEC turns on for the listeners' loss): `audio.enable_loss_proxying`, off by default."""
+
+    def config(self) -> dict[str, object]:
+        return {**super().config(), "audio": {"enable_loss_proxying": True}}
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench relay", description=__doc__)
     parser.add_argument("--loss", default="0,2,5,10", help="loss percentages (0,2,5,10)")
     parser.add_argument("--options", default=",".join(OPTIONS), help=f"of {', '.join(OPTIONS)} (all)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every condition (1)")
+    parser.add_argument("--loss-proxying", action="store_true", help="audio.enable_loss_proxying on")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     args = parser.parse_args(argv)
     binary = find_binary()
@@ -159,7 +168,8 @@ def main(argv: list[str]) -> None:
     if unknown := set(options) - set(OPTIONS):
         parser.error(f"unknown options {sorted(unknown)} (known: {', '.join(OPTIONS)})")
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
-        server = LiveKitServer(binary, Path(tmp) / "livekit-server.log", relay_ip=RELAY_IP)
+        kind = LossProxyingServer if args.loss_proxying else LiveKitServer
+        server = kind(binary, Path(tmp) / "livekit-server.log", relay_ip=RELAY_IP)
         relay = Relay((RELAY_IP, server.udp_port), ("127.0.0.1", server.udp_port))
         relay.start()
         server.start()

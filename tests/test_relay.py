@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from livekit import api
+from livekit.protocol import models
 
 from agent.run.filemode import read_wav
 from tests.conftest import ARTIFACTS, DIALOGUE, start_room_fakes, stop_fakes
@@ -119,6 +120,13 @@ async def room(relayed: tuple[LiveKitServer, Relay], tmp_path: Path) -> AsyncIte
         await stop_fakes(fakes)
 
 
+async def interpretation_track(lk: api.LiveKitAPI, room: str, name: str) -> models.TrackInfo:
+    """The interpreter's track as the server has it (the options it was published with)."""
+    listed = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+    agent = next(p for p in listed.participants if p.kind == models.ParticipantInfo.Kind.AGENT)
+    return next(t for t in agent.tracks if t.name == name)
+
+
 async def test_at_5_percent_loss_with_jitter_the_listener_gets_every_caption_and_the_audio(
     room: RealRoom, relayed: tuple[LiveKitServer, Relay]
 ) -> None:
@@ -135,9 +143,12 @@ async def test_at_5_percent_loss_with_jitter_the_listener_gets_every_caption_and
         await lk.agent_dispatch.create_dispatch(
             api.CreateAgentDispatchRequest(agent_name=AGENT_NAME, room=room.name)
         )
+        await room.agent_tracks(bob, "interpretation-es")
+        # published as `python -m bench relay` chose (docs/benchmarks.md): RED on, DTX off
+        track = await interpretation_track(lk, room.name, "interpretation-es")
+        assert (track.disable_red, track.disable_dtx) == (False, True), track
     finally:
         await lk.aclose()
-    await room.agent_tracks(bob, "interpretation-es")
     with relay.claim(speaker):
         alice = await room.speaker("alice", attributes={"language": "en"})
         await eventually(lambda: bool(relay.labelled(speaker)), what="the speaker's flows")
