@@ -160,13 +160,18 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--loss-proxying", action="store_true", help="audio.enable_loss_proxying on")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     args = parser.parse_args(argv)
-    binary = find_binary()
-    if binary is None:
-        raise SystemExit(INSTALL_HINT)
-    losses = [float(x) / 100 for x in args.loss.split(",")]
+    try:
+        losses = [float(x) / 100 for x in args.loss.split(",")]
+    except ValueError:
+        parser.error(f"--loss: percentages separated by commas, not {args.loss!r}")
+    if not all(0 <= loss < 1 for loss in losses):
+        parser.error(f"--loss: each from 0 to under 100, not {args.loss!r}")
     options = args.options.split(",")
     if unknown := set(options) - set(OPTIONS):
         parser.error(f"unknown options {sorted(unknown)} (known: {', '.join(OPTIONS)})")
+    binary = find_binary()
+    if binary is None:
+        raise SystemExit(INSTALL_HINT)
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
         kind = LossProxyingServer if args.loss_proxying else LiveKitServer
         server = kind(binary, Path(tmp) / "livekit-server.log", relay_ip=RELAY_IP)
