@@ -84,8 +84,9 @@ class LiveKitServer:
         }
         if self.relay_ip is None:
             rtc["tcp_port"] = free_port()
-        else:  # media on 127.0.0.1 only, where the relay forwards it; no fallback around the relay
-            rtc |= {"use_ice_lite": True, "ips": {"includes": ["127.0.0.1/32"]}}
+        else:  # media on 127.0.0.1 only, where the relay forwards it; no fallback around the relay: no TCP
+            # (left out, tcp_port is 7881 on every address, advertised as a TCP candidate at the relay's)
+            rtc |= {"tcp_port": 0, "use_ice_lite": True, "ips": {"includes": ["127.0.0.1/32"]}}
         return {
             "port": self.port,
             "bind_addresses": ["127.0.0.1"],
