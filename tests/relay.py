@@ -109,6 +109,7 @@ class Relay(asyncio.DatagramProtocol):
         self.counts: dict[tuple[str, str], Counts] = {}  # (label, direction) → counts
         self.flows: dict[tuple[str, int], _Flow] = {}
         self._rngs: dict[tuple[str, str], random.Random] = {}
+        self._blackouts: dict[tuple[str, str], float] = {}  # (label, direction) → until (the loop's clock)
         self._claiming = UNLABELLED
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transport: asyncio.DatagramTransport | None = None
@@ -129,6 +130,17 @@ class Relay(asyncio.DatagramProtocol):
             yield
         finally:
             self._claiming = UNLABELLED
+
+    def blackout(self, label: str, direction: str, seconds: float) -> None:
+        """Drop every packet of `label`'s flows in `direction` for the next `seconds` (a dropout: a Wi-Fi
+        hand-over, a microwave oven), counted as dropped."""
+        assert self._loop is not None
+
+        def start() -> None:
+            assert self._loop is not None
+            self._blackouts[(label, direction)] = self._loop.time() + seconds
+
+        self._loop.call_soon_threadsafe(start)
 
     def labelled(self, label: str) -> list[tuple[str, int]]:
         return [flow.client for flow in list(self.flows.values()) if flow.label == label]
@@ -200,11 +212,11 @@ class Relay(asyncio.DatagramProtocol):
         counts = self.count(*key)
         kind = packet_kind(data)
         counts.arrived[kind] = counts.arrived.get(kind, 0) + 1
-        if impairment.loss and rng.random() < impairment.loss:
-            counts.dropped[kind] = counts.dropped.get(kind, 0) + 1
-            return
         assert self._loop is not None
         now = self._loop.time()
+        if (impairment.loss and rng.random() < impairment.loss) or now < self._blackouts.get(key, 0.0):
+            counts.dropped[kind] = counts.dropped.get(kind, 0) + 1
+            return
         departure = now + impairment.delay_s(rng)
         if not impairment.reorder:
             # strictly after: the loop's timer heap does not keep the order of equal times

@@ -180,3 +180,40 @@ async def test_at_5_percent_loss_with_jitter_the_listener_gets_every_caption_and
     assert down.total("rtp")[0] > 100 and within(down, 0.05, "rtp"), down
     assert relay.count(UNLABELLED, "up").total("rtp")[0] > 100  # the interpreter's tracks, clean
     assert relay.count(UNLABELLED, "up").total()[1] == 0
+
+
+@pytest.mark.parametrize(
+    "dropout_s",
+    [
+        0.5,
+        pytest.param(
+            0.7,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 22, not fixed here: a 700 ms dropout (longer than the 600 ms endpointing of "
+                "these tests) ends the segment mid-sentence, as a pause would (500 and 550 ms do not)",
+            ),
+        ),
+    ],
+)
+async def test_a_dropout_mid_sentence_on_the_speakers_uplink_does_not_cut_the_sentence(
+    room: RealRoom, relayed: tuple[LiveKitServer, Relay], dropout_s: float
+) -> None:
+    """All of the speaker's packets lost at once for `dropout_s`, inside the dialogue's second sentence
+    ("Thank you for joining the call today.", about 3 s to 5 s): the ears must not take it for a pause."""
+    relay = relayed[1]
+    speaker = f"speaker-{room.name}"
+    bob = await room.listener("bob", attributes={"interpret_to": "es"}, dispatch=room.dispatch())
+    with relay.claim(speaker):
+        alice = await room.speaker("alice", attributes={"language": "en"})
+        await eventually(lambda: bool(relay.labelled(speaker)), what="the speaker's flows")
+    await room.agent_tracks(bob, "interpretation-es", "interpretation-en")
+    said = alice.say(read_wav(DIALOGUE.wav))
+    await asyncio.sleep(4.0)  # a schedule, not an assertion: where in the speech the dropout falls
+    relay.blackout(speaker, "up", dropout_s)
+    await said
+    await eventually(
+        lambda: len(bob.final_captions(translated=True, language="es")) >= 3, within_s=60, what="3 captions"
+    )
+    assert relay.count(speaker, "up").total("rtp")[1] >= 20  # the dropout happened: 25 or 35 packets
+    assert [c.text for c in bob.final_captions(translated=False)] == DIALOGUE.transcripts
