@@ -51,6 +51,9 @@ COMMANDS = {
     ),
     "storm": Command("bench.storm", "one participant storms a real room's contract: what the others see"),
     "noise": Command("bench.noise", "the ears' pauses in hum and babble: found, mid-word cuts, CPU/frame"),
+    "relay": Command(
+        "bench.relay", "an interpretation track over a lossy downlink: RED and DTX at 0/2/5/10 % loss"
+    ),
 }
 DEFAULT = "latency"  # what runs when no workload is named (options alone are `latency`'s, as ever)
 

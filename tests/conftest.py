@@ -262,7 +262,8 @@ async def chromium(tmp_path: Path) -> AsyncIterator[Browsers]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # the server's log, and the cluster's (tests/test_cluster.py): kept only when a test failed
-    for name in ("livekit-server.log", "livekit-node-a.log", "livekit-node-b.log", "redis-server.log"):
+    logs = ("livekit-server.log", "livekit-server-relayed.log", "livekit-node-a.log", "livekit-node-b.log")
+    for name in (*logs, "redis-server.log"):
         if exitstatus == 0 and (log := ARTIFACTS / name).exists():
             log.unlink()
 

@@ -49,13 +49,21 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 class LiveKitServer:
     """One server process. Media on one UDP port (muxed) and one TCP port, no external IP lookup
     (there is no network), ICE on the loopback address only. With `redis` (`host:port`) it is a node of a
-    cluster: the nodes sharing that Redis route signalling, rooms and agent jobs among them."""
+    cluster: the nodes sharing that Redis route signalling, rooms and agent jobs among them.
 
-    def __init__(self, binary: str, log_path: Path, *, redis: str | None = None) -> None:
+    With `relay_ip` (another loopback address, tests/relay.py), the server advertises that address, on its
+    own UDP port, as its only candidate, answers ICE checks without making any (ICE lite), and has no TCP
+    port: every participant's media must go through a relay listening there."""
+
+    def __init__(
+        self, binary: str, log_path: Path, *, redis: str | None = None, relay_ip: str | None = None
+    ) -> None:
         self.binary = binary
         self.log_path = log_path
         self.redis = redis
+        self.relay_ip = relay_ip
         self.port = free_port()
+        self.udp_port = free_port(socket.SOCK_DGRAM)
         self.node_id = ""  # the server's node id (a new one each start), known once it started
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -68,16 +76,21 @@ class LiveKitServer:
         return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> dict[str, object]:
+        rtc: dict[str, object] = {
+            "udp_port": self.udp_port,
+            "use_external_ip": False,
+            "enable_loopback_candidate": True,
+            "node_ip": self.relay_ip or "127.0.0.1",
+        }
+        if self.relay_ip is None:
+            rtc["tcp_port"] = free_port()
+        else:  # media on 127.0.0.1 only, where the relay forwards it; no fallback around the relay: no TCP
+            # (left out, tcp_port is 7881 on every address, advertised as a TCP candidate at the relay's)
+            rtc |= {"tcp_port": 0, "use_ice_lite": True, "ips": {"includes": ["127.0.0.1/32"]}}
         return {
             "port": self.port,
             "bind_addresses": ["127.0.0.1"],
-            "rtc": {
-                "tcp_port": free_port(),
-                "udp_port": free_port(socket.SOCK_DGRAM),
-                "use_external_ip": False,
-                "enable_loopback_candidate": True,
-                "node_ip": "127.0.0.1",
-            },
+            "rtc": rtc,
             "keys": {API_KEY: API_SECRET},
             "logging": {"level": "info"},
             **({"redis": {"address": self.redis}} if self.redis else {}),
