@@ -5,9 +5,10 @@ instead of waiting for Deepgram's `endpointing` of silence. A frame is voiced wh
 the room's noise floor, and never under about -40 dBFS (`voicing.VoiceGate`: in a quiet room, the fixed gate
 `is_voiced`; the own-voice cloner keeps speech by a gate of its own of the same kind). A dropout
 (near-digital silence in a room with a noise floor: lost packets) is not a pause until it lasts longer than
-one (`MAX_DROPOUT_S`); until then a cut waits, and if speech follows, the dropout was inside the words. `PauseDetector` follows the
-segment being heard: the span of its speech (first voiced frame to the end of the last) and the silence
-since its last voiced frame. A cut is due once per pause, and only where the sense allows:
+one (`MAX_DROPOUT_S`); until then a cut waits, and if speech follows, the dropout was inside the words.
+`PauseDetector` follows the segment being heard: the span of its speech (first voiced frame to the end of
+the last) and the silence since its last voiced frame. A cut is due once per pause, and only where the sense
+allows:
 
 - after a short pause (`pause_s`, PAUSE_CUT_MS) when the segment already holds `min_speech_s` of speech, so
   a breath or a word's closure does not chop a fragment ("So, ...") off mid-phrase;
