@@ -96,6 +96,7 @@ class _Flow:
     upstream: asyncio.DatagramTransport | None = None
     pending: list[bytes] = field(default_factory=list)  # up packets while its socket is being made
     last_departure: dict[str, float] = field(default_factory=dict)  # per direction, the loop's clock
+    waiting: dict[str, int] = field(default_factory=dict)  # per direction, packets on the loop's timers
 
 
 class Relay(asyncio.DatagramProtocol):
@@ -222,10 +223,15 @@ class Relay(asyncio.DatagramProtocol):
             # strictly after: the loop's timer heap does not keep the order of equal times
             departure = max(departure, flow.last_departure.get(direction, 0.0) + 1e-6)
             flow.last_departure[direction] = departure
-        if departure <= now:
+        if departure <= now and not flow.waiting.get(direction, 0):
             self._send(flow, direction, data)
-        else:
-            self._loop.call_at(departure, self._send, flow, direction, data)
+        else:  # (a packet due now still goes after those due before it and not yet sent: order kept)
+            flow.waiting[direction] = flow.waiting.get(direction, 0) + 1
+            self._loop.call_at(departure, self._send_later, flow, direction, data)
+
+    def _send_later(self, flow: _Flow, direction: str, data: bytes) -> None:
+        flow.waiting[direction] -= 1
+        self._send(flow, direction, data)
 
     def _send(self, flow: _Flow, direction: str, data: bytes) -> None:
         if direction == "down":
