@@ -18,6 +18,7 @@ not add to the jitter; its counters are plain integers read from the test's thre
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import threading
@@ -96,7 +97,7 @@ class _Flow:
     upstream: asyncio.DatagramTransport | None = None
     pending: list[bytes] = field(default_factory=list)  # up packets while its socket is being made
     last_departure: dict[str, float] = field(default_factory=dict)  # per direction, the loop's clock
-    waiting: dict[str, int] = field(default_factory=dict)  # per direction, packets on the loop's timers
+    queues: dict[str, collections.deque[tuple[float, bytes]]] = field(default_factory=dict)  # in order
 
 
 class Relay(asyncio.DatagramProtocol):
@@ -223,15 +224,23 @@ class Relay(asyncio.DatagramProtocol):
             # strictly after: the loop's timer heap does not keep the order of equal times
             departure = max(departure, flow.last_departure.get(direction, 0.0) + 1e-6)
             flow.last_departure[direction] = departure
-        if departure <= now and not flow.waiting.get(direction, 0):
-            self._send(flow, direction, data)
-        else:  # (a packet due now still goes after those due before it and not yet sent: order kept)
-            flow.waiting[direction] = flow.waiting.get(direction, 0) + 1
-            self._loop.call_at(departure, self._send_later, flow, direction, data)
+        if impairment.reorder:
+            self._loop.call_at(departure, self._send, flow, direction, data)
+            return
+        # in order: one queue per direction, one timer at its head (the loop's timers, uvloop's at 1 ms
+        # resolution, and I/O callbacks run before due timers, would let a later packet overtake)
+        queue = flow.queues.setdefault(direction, collections.deque())
+        queue.append((departure, data))
+        if len(queue) == 1:
+            self._loop.call_at(departure, self._drain, flow, direction)
 
-    def _send_later(self, flow: _Flow, direction: str, data: bytes) -> None:
-        flow.waiting[direction] -= 1
-        self._send(flow, direction, data)
+    def _drain(self, flow: _Flow, direction: str) -> None:
+        assert self._loop is not None
+        queue = flow.queues[direction]
+        while queue and queue[0][0] <= self._loop.time():
+            self._send(flow, direction, queue.popleft()[1])
+        if queue:
+            self._loop.call_at(queue[0][0], self._drain, flow, direction)
 
     def _send(self, flow: _Flow, direction: str, data: bytes) -> None:
         if direction == "down":
