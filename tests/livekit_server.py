@@ -40,10 +40,19 @@ def find_binary() -> str | None:
     return str(INSTALLED_AT) if os.access(INSTALLED_AT, os.X_OK) else None
 
 
+_GIVEN: set[int] = set()  # ports handed out in this test session: never twice
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now, and not handed out before in this session (two picks that collide, before either
+    process binds, made one of them fail with "address already in use")."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 class LiveKitServer:
