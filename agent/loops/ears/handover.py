@@ -145,6 +145,7 @@ class EarsHandover:
         self.intake: asyncio.Task[None] | None = None
         self.hearing = asyncio.Event()  # the speaker's first frame arrived
         self._gate = VoiceGate()  # follows every frame, so a cut's pause is found in the room's noise
+        self.voicing = Voicing.QUIET  # the last frame's, by this gate: the ears' one gate (the cutter's too)
 
     @property
     def held(self) -> bool:
@@ -160,8 +161,8 @@ class EarsHandover:
     def heard(self, frame: rtc.AudioFrame) -> bool:
         """A frame was added to the timeline; True: the ears are cut here (it is not sent on)."""
         self.hearing.set()
-        voiced = frame_voicing(self._gate, frame) is Voicing.VOICED
-        return self._cut is not None and self._cut.hear(voiced, self._replay.timeline)
+        self.voicing = frame_voicing(self._gate, frame)
+        return self._cut is not None and self._cut.hear(self.voicing is Voicing.VOICED, self._replay.timeline)
 
     async def cut(self, within_s: float) -> float | None:
         """Stop taking audio at the speaker's next pause (or at once after `within_s`); what came before is

@@ -182,7 +182,7 @@ class Ears:
                 self._replay.add(frame, self._clock(), link_up=self._link.up or self.handover.held)
                 if self.handover.heard(frame):
                     break  # handed over: this frame and what follows are the other interpreter's
-                self._cutter.hear(frame)
+                self._cutter.hear(frame, self.handover.voicing)  # one gate per frame, not one each
                 if self._tap is not None:
                     try:
                         self._tap(frame)

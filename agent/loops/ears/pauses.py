@@ -76,10 +76,12 @@ class PauseDetector:
         self._gap_s = 0.0  # the dropout being heard (0: none)
         self.voiced = False  # the last frame heard was speech (above the room's noise floor)
 
-    def hear(self, frame: rtc.AudioFrame) -> None:
+    def hear(self, frame: rtc.AudioFrame, voicing: Voicing | None = None) -> None:
+        """One frame; `voicing`: what the ears' gate made of it already (None: this detector's gate)."""
         duration = frame.samples_per_channel / frame.sample_rate
         start, self.timeline = self.timeline, self.timeline + duration
-        voicing = frame_voicing(self._gate, frame)
+        if voicing is None:
+            voicing = frame_voicing(self._gate, frame)
         self.voiced = voicing is Voicing.VOICED
         self._gap_s = self._gap_s + duration if voicing is Voicing.GAP else 0.0
         if voicing is Voicing.VOICED:

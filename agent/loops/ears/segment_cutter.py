@@ -43,15 +43,15 @@ class SegmentCutter:
 
     # -- the speaker's audio -----------------------------------------------------------------------
 
-    def hear(self, frame: rtc.AudioFrame) -> None:
-        """Every frame the speaker sends."""
+    def hear(self, frame: rtc.AudioFrame, voicing: Voicing | None = None) -> None:
+        """Every frame the speaker sends; `voicing`: what the ears' gate made of it (None: ask our own)."""
         self._timeline += frame.samples_per_channel / frame.sample_rate
         if self._pauses is not None:
-            self._pauses.hear(frame)
+            self._pauses.hear(frame, voicing)
             voiced = self._pauses.voiced
         else:
             assert self._gate is not None
-            voiced = frame_voicing(self._gate, frame) is Voicing.VOICED
+            voiced = (voicing if voicing is not None else frame_voicing(self._gate, frame)) is Voicing.VOICED
         if voiced:  # above the room's noise floor, as the pause detector hears it (`voicing.py`)
             self._voiced_until = self._timeline
 
