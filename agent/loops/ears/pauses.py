@@ -5,7 +5,8 @@ instead of waiting for Deepgram's `endpointing` of silence. A frame is voiced wh
 the room's noise floor, and never under about -40 dBFS (`voicing.VoiceGate`: in a quiet room, the fixed gate
 `is_voiced`; the own-voice cloner keeps speech by a gate of its own of the same kind). A dropout
 (near-digital silence in a room with a noise floor: lost packets) is not a pause until it lasts longer than
-one (`MAX_DROPOUT_S`); until then a cut waits, and if speech follows, the dropout was inside the words.
+one (`voicing.MAX_DROPOUT_S`); until then a cut waits, and if speech follows, the dropout was inside the
+words (and its silence never reached the STT: `dropouts.py`).
 `PauseDetector` follows the segment being heard: the span of its speech (first voiced frame to the end of
 the last) and the silence since its last voiced frame. A cut is due once per pause, and only where the sense
 allows:
@@ -35,7 +36,6 @@ MIN_SPEECH_S = 1.0  # a short pause ends a segment only after this much speech
 LONG_PAUSE_S = 0.2  # a pause this long ends any segment (below Deepgram's 300 ms endpointing)
 WORD_GAP_S = 0.04  # silence this long after speech is a gap between words (long speech is cut there)
 MIN_VOICED_S = 0.04  # less voiced audio than this since the last cut is a click, not speech
-MAX_DROPOUT_S = 0.24  # a dropout (lost packets: 60-200 ms) is not a pause until it lasts this long
 _EPS = 1e-6  # times are sums of frame durations: 0.1 + 0.02 must reach 0.12
 
 
@@ -104,8 +104,8 @@ class PauseDetector:
 
     @property
     def in_dropout(self) -> bool:
-        """A dropout is being heard that may still be inside a word (not yet longer than one can be)."""
-        return 0 < self._gap_s < MAX_DROPOUT_S - _EPS
+        """A dropout is being heard, maybe inside a word (the gate ends a gap that outlasts one)."""
+        return self._gap_s > 0
 
     def at_word_gap(self) -> bool:
         """Between two words: speech, then a moment of silence (shorter than a pause)."""

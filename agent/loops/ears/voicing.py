@@ -9,12 +9,18 @@ above it; never below the fixed gate, so in a quiet room (digital silence, or a 
 the gate is exactly the fixed one. The floor stops at `FLOOR_MAX_DB`: long speech with no pause (3 s and more)
 must not become the floor it is measured against.
 
-A frame of (near-)digital silence (under `DIGITAL_SILENCE_DB`) in audio whose floor is well above it
-(`ROOM_FLOOR_DB`) is not the room going quiet: it is a dropout, a lost burst the receiver filled with
-silence or a concealment fading out (`Voicing.GAP`). Such frames are left out of the floor; the pause
-detector does not count a run of them as a pause until it outlasts a dropout (`pauses.MAX_DROPOUT_S`).
-In a room with no noise at all (synthetic speech), a dropout and a pause look the same and are not told
-apart.
+A frame of (near-)digital silence (under `DIGITAL_SILENCE_DB`) from a speaker whose room has a floor is
+not the room going quiet: it is a dropout, a lost burst the receiver filled with a concealment fading out
+and then silence (`Voicing.GAP`). Gap frames are left out of the floor; the ears hold them back from the
+STT (`dropouts.py`) and the pause detector does not count them as a pause, until the gap outlasts a
+dropout: then its frames were silence after all (`Voicing.SILENCE` ends it), and the room is one that
+falls silent. How long a gap may last depends on what is known of the room (`room`):
+- heard between words for `ROOM_HEARD_S` (a pause, not a word's fading end), above digital silence: it
+  has a floor (a microphone always hears something); a gap lasts up to `MAX_DROPOUT_S` (a Wi-Fi handover);
+- heard silent between words that long: it has none (synthetic speech, a line with digital silence, a
+  browser's noise suppression): a dropout and a pause look the same there, and nothing is a gap;
+- not heard between words yet: a floor far above digital silence (`ROOM_FLOOR_DB`) says it has one, but a
+  gap lasts only up to `SHORT_DROPOUT_S` (a lost burst), as a steady voice can make that floor too.
 
 Frames may be of any length, rate and channel count; a frame's energy is over all its samples.
 """
@@ -37,14 +43,21 @@ FLOOR_MAX_DB = -28.0  # ... and never above this: a steadier, louder sound is a 
 ON_DB = 10.0  # a frame this far above the floor is speech
 OFF_DB = 2.0  # ... and speech goes on until a frame falls under this far above it (hysteresis)
 DIGITAL_SILENCE_DB = -70.0  # a frame quieter than this (rms ~10 of 32768) is (near-)digital silence
-ROOM_FLOOR_DB = -62.0  # ... a dropout when the room's floor is above this (a real microphone's is)
+ROOM_HEARD_S = 0.2  # quiet this long between words tells whether the room has a floor (above silence)
+ROOM_FLOOR_DB = -62.0  # a room not heard between words yet has one if its noise floor is above this
+# a gap longer than this is silence, not a dropout: lost bursts on a lossy link give 60-200 ms, a Wi-Fi
+# handover up to about 700 ms (tests/test_relay.py); a pause heard as a gap is cut this much later
+MAX_DROPOUT_S = 1.0
+SHORT_DROPOUT_S = 0.24  # ... in a room not heard between words yet: a lost burst at most
 _SILENT_DB = -120.0  # the energy of a frame of zeros
+_EPS = 1e-6  # durations are sums of frame lengths: 50 x 0.02 must reach 1.0
 
 
 class Voicing(Enum):
     QUIET = "quiet"
     VOICED = "voiced"
     GAP = "gap"  # a dropout: near-digital silence in a room that has a noise floor
+    SILENCE = "silence"  # a gap that outlasted a dropout: its frames were the room's silence (ends it)
 
 
 def energy_db(samples: np.ndarray) -> float:
@@ -72,15 +85,46 @@ class VoiceGate:
         self._since_floor_s = math.inf  # audio since the floor was last computed (inf: at the first frame)
         self.floor_db = _SILENT_DB  # the room's noise floor (dBFS)
         self._voiced = False
+        self.room: bool | None = None  # the room has a floor (True), falls silent (False), or not heard yet
+        self._room_s = 0.0  # the quiet being heard: how long, above digital silence
+        self._silent_s = 0.0  # ... and how long under it
+        self._gap: list[tuple[float, float]] = []  # the gap being heard: (dB, duration) of its frames
+        self._gap_s = 0.0  # ... and its length
 
     def hear(self, samples: np.ndarray, duration: float) -> Voicing:
         db = energy_db(samples)
-        if db < DIGITAL_SILENCE_DB and self.floor_db > ROOM_FLOOR_DB:
-            return Voicing.GAP  # kept out of the floor: a dropout says nothing about the room
+        if db < DIGITAL_SILENCE_DB and (self._gap or self._has_floor):
+            self._gap.append((db, duration))
+            self._gap_s += duration
+            if self._gap_s + _EPS < (MAX_DROPOUT_S if self.room else SHORT_DROPOUT_S):
+                return Voicing.GAP  # kept out of the floor: a dropout says nothing about the room
+            for gap_db, gap_duration in self._gap:  # silence after all: the room's own
+                self._remember(gap_db, gap_duration)
+            self._gap, self._gap_s, self._voiced, self.room = [], 0.0, False, False
+            return Voicing.SILENCE
+        self._gap, self._gap_s = [], 0.0
         self._remember(db, duration)
         threshold = self.floor_db + (OFF_DB if self._voiced else ON_DB)
         self._voiced = db >= max(FIXED_DB, threshold)
+        self._hear_room(db, duration)
         return Voicing.VOICED if self._voiced else Voicing.QUIET
+
+    @property
+    def _has_floor(self) -> bool:
+        return self.room if self.room is not None else self.floor_db > ROOM_FLOOR_DB
+
+    def _hear_room(self, db: float, duration: float) -> None:
+        """Whether the room has a floor, from the quiet heard between words."""
+        if self._voiced:
+            self._room_s = self._silent_s = 0.0
+        elif db < DIGITAL_SILENCE_DB:
+            self._silent_s += duration
+            if self._silent_s + _EPS >= ROOM_HEARD_S:
+                self.room = False
+        else:
+            self._room_s += duration
+            if self._room_s + _EPS >= ROOM_HEARD_S:
+                self.room = True
 
     def _remember(self, db: float, duration: float) -> None:
         self._energies.append(db)
