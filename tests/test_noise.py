@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from agent.loops.ears.pauses import PauseDetector, PausePolicy
-from agent.loops.ears.voicing import VoiceGate, Voicing
+from agent.loops.ears.voicing import MAX_DROPOUT_S, VoiceGate, Voicing
 from agent.run.filemode import read_wav
 from agent.settings.config import load_settings
 from bench import noise as noise_bench
@@ -105,11 +106,22 @@ def test_a_dropout_inside_a_word_is_not_a_pause(snr_db: int, level: int):
     assert cuts == cut_times(mixed)  # the cuts of the same speech with nothing lost
 
 
-def test_a_dropout_longer_than_any_is_a_pause():
+@pytest.mark.parametrize("length", [0.5, 0.7])
+def test_a_wifi_dropout_of_half_a_second_and_more_is_not_a_pause(length: float):
     clean = speech(DIALOGUE.wav)
     mixed = mix(clean, read_wav(HUM).samples, 20)
-    cuts = cut_times(with_dropouts(mixed, [(4.02, 0.5)]))
-    assert [c for c in cuts if 4.02 < c < 4.6] == [pytest.approx(4.02 + 0.24, abs=0.021)]
+    cuts = cut_times(with_dropouts(mixed, [(4.02, length)]))
+    assert not [c for c in cuts if 4.02 < c <= 4.02 + length + 0.2], cuts
+
+
+def test_a_dropout_longer_than_any_is_a_pause():
+    """Longer than `MAX_DROPOUT_S`: the speaker's connection is gone, or it was a pause after all."""
+    clean = speech(DIALOGUE.wav)
+    mixed = mix(clean, read_wav(HUM).samples, 20)
+    cuts = cut_times(with_dropouts(mixed, [(4.02, MAX_DROPOUT_S + 0.3)]))
+    assert [c for c in cuts if 4.02 < c < 4.02 + MAX_DROPOUT_S + 0.3] == [
+        pytest.approx(4.02 + MAX_DROPOUT_S, abs=0.021)
+    ]
 
 
 def test_frames_that_never_arrive_are_not_a_pause():
@@ -179,3 +191,28 @@ async def test_the_ears_end_each_sentence_in_hum_at_its_pause(snr_db: int):
     assert all(not mid_word(clean, end) for end in ends), ends
     for start, _ in clean_pauses(clean):
         assert any(start <= end <= start + 0.4 for end in ends), (start, ends)
+
+
+@pytest.mark.parametrize("length", [0.5, 0.7])
+async def test_the_stt_never_hears_a_dropout_inside_a_sentence_and_its_times_stay_true(length: float):
+    """The real Deepgram plugin against the fake, the dialogue under hum 20 dB below (a microphone's room),
+    `length` of its second sentence lost on the way (digital silence from 4.02 s): the fake's VAD would end
+    the utterance at the silence (300 ms endpointing), and the pause cut at its 120 ms. The ears keep the
+    dropout from the STT: the sentence is one final, and its words' times still fall where it was said on
+    the speaker's timeline (the STT heard `length` less audio)."""
+    clean = speech(DIALOGUE.wav)
+    lossy = with_dropouts(mix(clean, read_wav(HUM).samples, 20), [(4.02, length)])
+    spliced_before = REGISTRY.get_sample_value("interpreter_dropouts_spliced_total") or 0.0
+    run = await hear(
+        [lossy],
+        pause_cut_ms=str(load_settings(stt_env(), require_livekit=False).pause_cut_ms),
+        endpointing_ms="300",
+        deepgram=FakeDeepgram([], transcript_for=numbered_words()),
+    )
+    spans = [(round(u.audio_start, 2), round(u.audio_end, 2)) for u in run.heard]
+    second = [(a, b) for a, b in spans if a < 4.02 < b]
+    assert len(second) == 1, spans  # one final across the dropout, none ending in it
+    start, end = second[0]
+    assert 2.9 <= start <= 3.1 and 4.9 <= end <= 5.3, spans  # where the sentence is (2.96-4.97 s)
+    assert run.ears.dropouts_spliced == 1
+    assert REGISTRY.get_sample_value("interpreter_dropouts_spliced_total") == spliced_before + 1

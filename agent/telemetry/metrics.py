@@ -39,6 +39,11 @@ PROVIDER_ERRORS = Counter(
     "interpreter_provider_errors_total", "Errors reported by provider plugins", ["kind", "recoverable"]
 )
 STT_RECONNECTS = Counter("interpreter_stt_reconnects_total", "Speech-to-text streams reopened after failing")
+DROPOUTS_SPLICED = Counter(
+    "interpreter_dropouts_spliced_total",
+    "Dropouts (a speaker's packets lost for up to a second, mid-speech) kept from speech-to-text, so they "
+    "did not end an utterance",
+)
 NOT_INTERPRETED = Counter(
     "interpreter_not_interpreted_total",
     "Sentences heard but not interpreted, by reason: echo (a speaker's microphone picked up an "

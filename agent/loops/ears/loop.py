@@ -4,8 +4,9 @@ The ears are the loop that ties their parts together. Each frame of the speaker'
 blocking on the STT or the brain, goes to the replay buffer (`replay.py`), the segment cutter
 (`segment_cutter.py`: at a pause, and the long-speech timer), the own-voice tap, and while it is up the
 STT link (`stt_link.py`: reconnect with backoff, replay, refusal vs outage; `failure` tells why the ears
-stopped reaching for the STT). The STT's events go to the cutter and the transcripts (`transcripts.py`:
-each utterance's language, the source captions); each final's utterance goes onto the queue. Anything
+stopped reaching for the STT), but for a dropout's frames, held back (`dropouts.py`). The STT's events go
+to the cutter and the transcripts (`transcripts.py`: each utterance's language, the source captions); each
+final's utterance goes onto the queue. Anything
 else that goes wrong is a bug: logged with its traceback (messages withheld), raised.
 """
 
@@ -20,6 +21,7 @@ from livekit import rtc
 from livekit.agents import stt
 
 from agent.loops.captions import CaptionSink
+from agent.loops.ears.dropouts import DropoutSplice
 from agent.loops.ears.handover import EarsHandover
 from agent.loops.ears.replay import ReplayBuffer
 from agent.loops.ears.segment_cutter import SegmentCutter
@@ -27,6 +29,7 @@ from agent.loops.ears.stt_link import Backoff, SttFailure, SttLink
 from agent.loops.ears.transcripts import EchoCheck, Transcripts
 from agent.loops.faults import FaultFlag
 from agent.loops.queues import UtteranceSink
+from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
 
@@ -75,6 +78,7 @@ class Ears:
         self._cutter = SegmentCutter(speaker=speaker, max_segment_s=max_segment_s, pause_cut_s=pause_cut_s)
         self._tap = tap  # sees every frame received (the own-voice cloner: `agent/room/cloning.py`)
         self._replay = ReplayBuffer(replay_limit_s, speaker=speaker)  # the timeline, what is not finalized
+        self._dropouts = DropoutSplice()  # a dropout's silence never reaches the STT as a pause
         self._link = SttLink(
             stt=stt,
             language=language,
@@ -129,6 +133,11 @@ class Ears:
     def timer_cuts(self) -> int:
         """Segments cut after `max_segment_s` of speech with no pause (Finalize)."""
         return self._cutter.timer_cuts
+
+    @property
+    def dropouts_spliced(self) -> int:
+        """Dropouts (lost audio inside speech) kept from the STT, so they did not end an utterance."""
+        return self._dropouts.spliced
 
     @property
     def replay(self) -> ReplayBuffer:
@@ -189,10 +198,22 @@ class Ears:
                     except Exception as e:  # a bug there must not stop the speaker being heard
                         self._tap = None
                         log_unexpected(logger, "the own-voice tap failed; no longer tapping this speaker", e)
-                if self._link.push(frame):
+                if self._send(frame):
                     self._cutter.check(self._replay.timeline, self._link.flush)
         finally:
             await self._close_frames()
+
+    def _send(self, frame: rtc.AudioFrame) -> bool:
+        """The frame on to the live STT stream, unless a dropout is being held back (`dropouts.py`); True:
+        it went (after what was held, if the gap turned out to be a pause)."""
+        passed = self._dropouts.hear(frame, self.handover.voicing)
+        if passed.skipped_s:
+            self._link.skip(passed.skipped_s)
+            metrics.DROPOUTS_SPLICED.inc()
+        sent = False
+        for held_or_frame in passed.frames:
+            sent = self._link.push(held_or_frame)
+        return sent
 
     async def _close_frames(self) -> None:
         """Let go of the audio source (the track's stream) as soon as nothing more is read from it."""
@@ -206,7 +227,8 @@ class Ears:
         if event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
             interim = event.alternatives[0]
             if self._transcripts.interim(interim, at=self._clock()):
-                self._cutter.words(self._link.origin + interim.start_time if interim.end_time > 0 else None)
+                start = self._link.to_timeline(interim.start_time) if interim.end_time > 0 else None
+                self._cutter.words(start)
             return True
         if event.type == stt.SpeechEventType.START_OF_SPEECH:
             self._cutter.speech_started(self._replay.timeline)
@@ -224,8 +246,8 @@ class Ears:
     def _final(self, data: stt.SpeechData) -> None:
         """A final: the audio up to its end is never replayed, and what it says goes to the brain."""
         final_at = self._clock()
-        audio_end = self._link.origin + data.end_time if data.end_time > 0 else self._replay.timeline
-        audio_start = self._link.origin + data.start_time if data.end_time > 0 else audio_end
+        audio_end = self._link.to_timeline(data.end_time) if data.end_time > 0 else self._replay.timeline
+        audio_start = self._link.to_timeline(data.start_time) if data.end_time > 0 else audio_end
         span = (audio_start, audio_end)
         utterance = self._transcripts.final(data, span=span, heard=self._replay, final_at=final_at)
         self._replay.finalized_until(audio_end)  # (after: the transcripts read the level of its audio)

@@ -9,11 +9,15 @@ differently when asked again: 401/403 for the key, 400 for the request) is not r
 reports the STT as down (its fault flag) and says why once. With `give_up_after_s` (the file mode's),
 an outage that lasts that long ends the link too; in a room it never gives up while audio flows.
 Either way `failure` tells what happened. Anything else that goes wrong is a bug, raised to the ears.
+
+A stream's times (its words' start and end) count the audio it heard; a dropout spliced out of the live
+audio (`dropouts.py`) was not heard, so `to_timeline` maps them back onto the speaker's timeline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import re
@@ -84,6 +88,33 @@ def _error_type(error: BaseException) -> str:
 _NAMED_TYPE = re.compile(r"\((\w+(?:Error|Exception|Timeout))\)$")
 
 
+class StreamTimes:
+    """Where a stream's times lie on the speaker's audio timeline: from `origin` (its t=0), plus the audio
+    spliced out of the stream before them."""
+
+    def __init__(self, origin: float = 0.0) -> None:
+        self.origin = origin
+        self.heard_s = 0.0  # audio the stream was sent
+        self._skips: list[tuple[float, float]] = []  # (stream time, audio skipped until then, in all)
+
+    def sent(self, frame: rtc.AudioFrame) -> None:
+        self.heard_s += frame.samples_per_channel / frame.sample_rate
+
+    def skipped(self, seconds: float) -> None:
+        """Audio of the timeline never sent to the stream, at the point it has reached."""
+        if seconds > 0:
+            total = (self._skips[-1][1] if self._skips else 0.0) + seconds
+            self._skips.append((self.heard_s, total))
+
+    def to_timeline(self, stream_t: float) -> float:
+        """A time of the stream on the timeline (at a splice: after it, where the speech came back)."""
+        i = bisect.bisect_right(self._skips, stream_t + _EPS, key=lambda skip: skip[0])
+        return self.origin + stream_t + (self._skips[i - 1][1] if i else 0.0)
+
+
+_EPS = 1e-6
+
+
 @dataclass(slots=True)
 class Backoff:
     initial_s: float = 0.1
@@ -123,7 +154,7 @@ class SttLink:
         self._failures = 0  # failures in a row
         self._down_since: float | None = None  # clock time of the first failure in a row
         self._stream: SpeechStream | None = None
-        self.origin = 0.0  # audio timeline time at the current stream's t=0
+        self.times = StreamTimes()  # the current stream's times on the audio timeline
         self.input_done = asyncio.Event()
         self.reconnects = 0
         self.fault = FaultFlag(on_fault)  # down once the link has failed `report_after` times running
@@ -141,7 +172,17 @@ class SttLink:
         # a closing stream refuses it; the frame stays pending for the next stream
         with contextlib.suppress(RuntimeError):
             self._stream.push_frame(frame)
+            self.times.sent(frame)
         return True
+
+    def skip(self, seconds: float) -> None:
+        """Audio of the timeline that is never sent to the live stream (a dropout spliced out)."""
+        if self._stream is not None:
+            self.times.skipped(seconds)
+
+    def to_timeline(self, stream_t: float) -> float:
+        """Where a time the current stream gives (a word's start or end) lies on the audio timeline."""
+        return self.times.to_timeline(stream_t)
 
     def flush(self) -> None:
         """Ask the STT to finalize what it heard so far (Deepgram's Finalize)."""
@@ -260,9 +301,10 @@ class SttLink:
     def _open(self) -> SpeechStream:
         stream = self._stt.stream(language=stt_language(self._language), conn_options=STT_CONN_OPTIONS)
         # replay what was not finalized (and what arrived while the link was down), then go live
-        self.origin = self._replay.start
+        self.times = StreamTimes(self._replay.start)
         for frame in self._replay.frames():
             stream.push_frame(frame)
+            self.times.sent(frame)
         if self.input_done.is_set():
             stream.end_input()
         self._stream = stream
