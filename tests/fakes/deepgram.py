@@ -158,6 +158,7 @@ class _Result:
     delay_s: float = 0.0  # finals: the sampled finalize delay
     due_at: float = 0.0  # finals: loop time when it became due
     endpoint_only: bool = False  # the endpoint of speech already finalized: an empty transcript
+    finalized_at: float | None = None  # a Finalize's: where on the timeline it came (all audio sent)
 
 
 @dataclass(frozen=True)
@@ -257,11 +258,11 @@ class _Listener:
     def feed(self, data: bytes) -> None:
         self.record.audio_s += len(data) / 2 / self.sample_rate
         self._pending += data
-        if self.recognizer is not None:
-            self.recognizer.hear(np.frombuffer(data, dtype="<i2"))
-            if not self.recognizer.aligned:
-                return  # held until the microphone's audio is found in the stream
         usable = len(self._pending) // (2 * self._window) * (2 * self._window)
+        if self.recognizer is not None:  # held until the microphone's audio is found in the stream
+            self.recognizer.hear(np.frombuffer(data, dtype="<i2"))
+            settled = max(0, self.recognizer.settled - self._samples) // self._window * self._window
+            usable = min(usable, 2 * settled)
         if usable:
             self._vad(bytes(self._pending[:usable]), self._window)
             del self._pending[:usable]
@@ -334,6 +335,7 @@ class _Listener:
                 from_finalize=from_finalize,
                 delay_s=self._final_delay(),
                 due_at=asyncio.get_running_loop().time(),
+                finalized_at=self._samples / self.sample_rate if from_finalize else None,
             )
         )
         self._segment_start = None
@@ -693,7 +695,7 @@ class FakeDeepgram(FakeServer):
     ) -> None:
         """A final of a connection with a timed recognizer: the words heard in the segment, by time."""
         assert listener.recognizer is not None
-        heard = listener.recognizer.words(item.start, item.end)
+        heard = listener.recognizer.words(item.start, item.end, cut_at=item.finalized_at)
         words = [w.word for w in heard]
         multi = listener.record.query.get("language") == MULTI
         languages = [w.language for w in heard] if multi else None
