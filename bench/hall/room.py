@@ -15,6 +15,7 @@ from functools import partial
 
 import numpy as np
 
+from agent.settings.config import load_settings
 from agent.telemetry.latency import LatencyTracker, UtteranceRecord
 from bench.hall.mic import EchoWords, MicSpeaker
 from bench.hall.mixes import RATE, Mic
@@ -96,7 +97,7 @@ def _translated(texts: list[SentText]) -> list[str]:
 
 
 async def _run(fakes: Fakes, mics: list[Mic]) -> Run:
-    settings = fakes.settings(**worker_env(fakes))
+    settings = load_settings(worker_env(fakes), require_livekit=False)
     recognizers: dict[int, TimedRecognizer] = {}
     async with room_harness(fakes, settings) as h:
         await h.session.start()
