@@ -21,9 +21,7 @@ from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary, free_
 from tests.loopback import eventually, tone_sequence
 from tests.participants import LISTEN_RATE
 from tests.real_room import AGENT_NAME, RealRoom, real_room
-from tests.relay import UNLABELLED, Counts, Impairment, Relay, lossy
-
-RELAY_IP = "127.0.0.22"  # all of 127/8 answers on loopback; the server's own media is on 127.0.0.1
+from tests.relay import RELAY_IP, UNLABELLED, Counts, Impairment, Relay, lossy, serving_through_relay
 
 
 def within(counts: Counts, loss: float, kind: str | None = None) -> bool:
@@ -101,12 +99,8 @@ def relayed() -> Iterator[tuple[LiveKitServer, Relay]]:
             pytest.fail(INSTALL_HINT, pytrace=False)
         pytest.skip(INSTALL_HINT)
     server = LiveKitServer(binary, ARTIFACTS / "livekit-server-relayed.log", relay_ip=RELAY_IP)
-    relay = Relay((RELAY_IP, server.udp_port), ("127.0.0.1", server.udp_port))
-    relay.start()
-    server.start()
-    yield server, relay
-    server.stop()
-    relay.stop()
+    with serving_through_relay(server) as relay:
+        yield server, relay
 
 
 @pytest.fixture
