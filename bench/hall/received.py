@@ -38,9 +38,8 @@ from types import TracebackType
 import numpy as np
 from livekit import rtc
 
-from agent.loops.ears.pauses import LONG_PAUSE_S, MAX_DROPOUT_S
-from agent.loops.ears.voicing import DIGITAL_SILENCE_DB, VoiceGate, Voicing, energy_db, is_voiced
 from agent.run.filemode import Pcm, read_wav, write_wav
+from bench.hall.heard import FRAME_MS, figures
 from bench.relay import inbound_audio
 from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
 from tests.loopback import eventually
@@ -50,7 +49,6 @@ from tests.relay import RELAY_IP, Impairment, Relay, serving_through_relay
 
 CACHE_DIR = Path("bench-results/hall-received")
 JITTER_MS = (30.0, 20.0)  # the issue's: 30 ± 20 ms
-FRAME_MS = 20  # the ears' frames
 ENVELOPE_S = 0.01
 REFINE_S = 0.01  # the waveforms' correlation looks this far either side of the envelopes' shift
 DRIFT_BLOCK_S = 1.0
@@ -289,60 +287,21 @@ async def received_over_relay(
     return received
 
 
-# -- what the ears make of it (the standalone command) ----------------------------------------------------
+# -- the standalone command ------------------------------------------------------------------------------
 
 
-def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
-    """(start, length) of each run of True."""
-    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [(int(a), int(b - a)) for a, b in zip(starts, ends, strict=True)]
+def _counters(received: Received) -> dict[str, object]:
+    def rounded(x: float | None) -> float | None:
+        return None if x is None else round(x, 2)
 
-
-def _frames(samples: np.ndarray, step: int) -> list[np.ndarray]:
-    return [samples[i : i + step] for i in range(0, len(samples) - step + 1, step)]
-
-
-def _long_pauses(voicing: list[Voicing], inside: slice) -> int:
-    """Runs of frames that are not speech, at least LONG_PAUSE_S long, inside the speech: pauses that end a
-    segment whatever it holds."""
-    quiet = np.array([v is not Voicing.VOICED for v in voicing])[inside]
-    return sum(length * FRAME_MS / 1000 >= LONG_PAUSE_S - 1e-6 for _, length in _runs(quiet))
-
-
-def figures(said: Pcm, received: Received) -> dict[str, object]:
-    """In 20 ms frames: the share of speech frames (the input's, fixed gate) received as near-digital
-    silence; what a `VoiceGate` following the received audio makes of the frames; its GAP runs (longest,
-    and those longer than a dropout may be, `MAX_DROPOUT_S`, inside the speech); and the pauses of
-    LONG_PAUSE_S and more inside the speech, received against said."""
-    step = said.sample_rate * FRAME_MS // 1000
-    sent, got = _frames(said.samples, step), _frames(received.pcm.samples, step)
-    speech = np.array([is_voiced(f) for f in sent])
-    silent = np.array([energy_db(f) < DIGITAL_SILENCE_DB for f in got])
-    voiced = np.flatnonzero(speech)
-    inside = slice(int(voiced[0]), int(voiced[-1]) + 1) if len(voiced) else slice(0, 0)
-    gate, gate_said = VoiceGate(), VoiceGate()
-    voicing = [gate.hear(f, FRAME_MS / 1000) for f in got]
-    voicing_said = [gate_said.hear(f, FRAME_MS / 1000) for f in sent]
-    gaps = _runs(np.array([v is Voicing.GAP for v in voicing]))
-    gaps_inside = [n for start, n in gaps if inside.start <= start < inside.stop]
     return {
-        "duration_s": round(said.duration, 2),
         "offset_ms": round(received.offset_ms, 1),
         "correlation": round(received.correlation, 3),
         "drift_ms": round(received.drift_ms, 1),
         "rtp_dropped": f"{received.rtp_dropped}/{received.rtp_sent}",
         "packets_lost": received.packets_lost,
-        "concealed_pct": None if received.concealed_pct is None else round(received.concealed_pct, 2),
-        "silent_concealed_pct": None
-        if received.silent_concealed_pct is None
-        else round(received.silent_concealed_pct, 2),
-        "silent_in_speech_pct": round(100 * float(np.mean(silent[speech])), 1) if speech.any() else 0.0,
-        **{v.name: sum(x is v for x in voicing) for v in Voicing},
-        "longest_gap_ms": max((n for _, n in gaps), default=0) * FRAME_MS,
-        "gaps_over_max_dropout": sum(n * FRAME_MS / 1000 > MAX_DROPOUT_S + 1e-6 for n in gaps_inside),
-        "long_pauses_said": _long_pauses(voicing_said, inside),
-        "long_pauses_received": _long_pauses(voicing, inside),
+        "concealed_pct": rounded(received.concealed_pct),
+        "silent_concealed_pct": rounded(received.silent_concealed_pct),
         "cached": received.cached,
     }
 
@@ -368,7 +327,8 @@ async def _measure(args: argparse.Namespace) -> list[dict[str, object]]:
                         said, loss=loss, jitter_ms=args.jitter, seed=args.seed,
                         link=link if started else None, cache_dir=cache, fresh=args.fresh,
                     )  # fmt: skip
-                    row = {"wav": wav.stem, "loss_pct": round(100 * loss, 1), **figures(said, received)}
+                    row = {"wav": wav.stem, "loss_pct": round(100 * loss, 1), **_counters(received)}
+                    row |= figures(said, received.pcm)
                     print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
                     rows.append(row)
     return rows
