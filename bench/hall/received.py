@@ -2,10 +2,10 @@
 audio of `python -m bench hall`'s loss conditions (issue 22: random loss 2, 5, 10 %, jitter 30 ± 20 ms).
 
 A real LiveKit server behind the user-space UDP relay of the tests (tests/relay.py, `serving_through_relay`).
-A speaker (tests/participants.Speaker: the rtc SDK's Opus with its default publish options, DTX and RED on,
-as a browser's microphone) says `pcm` on an uplink where the relay drops `loss` of the packets at random (a
-generator of `seed`) and delays each by `jitter_ms` (mean ± spread, uniform, order kept). A subscriber on
-the server's clean side stands in for the interpreter and records the track as the ears do
+A speaker (tests/participants.Speaker: the rtc SDK's Opus, published with DTX and RED on as a browser's
+microphone is, or RED off: `red=False`) says `pcm` on an uplink where the relay drops `loss` of the packets
+at random (a generator of `seed`) and delays each by `jitter_ms` (mean ± spread, uniform, order kept). A
+subscriber on the server's clean side stands in for the interpreter and records the track as the ears do
 (`agent.room.room_io.track_frames`: an `rtc.AudioStream` at the input's rate, mono, 20 ms frames): Opus
 decoded, the receiver's concealment of lost packets (NetEq), its time stretching, and the digital zeros it
 plays once a loss has lasted too long to conceal.
@@ -98,7 +98,13 @@ class Link:
         return self._relay
 
     async def receive(
-        self, pcm: Pcm, *, loss: float, jitter_ms: tuple[float, float] = JITTER_MS, seed: int = 22
+        self,
+        pcm: Pcm,
+        *,
+        loss: float,
+        jitter_ms: tuple[float, float] = JITTER_MS,
+        seed: int = 22,
+        red: bool = True,
     ) -> Received:
         self._rooms += 1
         room, label = f"hall-received-{self._rooms}", f"speaker-{self._rooms}"
@@ -109,7 +115,10 @@ class Link:
             await ears.room.connect(self.server.url, self.server.token("interpreter", room))
             with self.relay.claim(label):
                 await speaker.connect(self.server.url, self.server.token("speaker", room))
-                await speaker.publish()
+                options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE, red=red, dtx=True)
+                speaker.publication = await speaker.room.local_participant.publish_track(
+                    speaker.track, options
+                )
                 await eventually(lambda: bool(self.relay.labelled(label)), what="the speaker's flows")
             await eventually(lambda: ears.subscribed, what="the ears' subscription")
             at_say = ears.samples()
@@ -232,9 +241,10 @@ def align(pcm: Pcm, recording: np.ndarray, at_say: int) -> Received:
 # -- one call, cached ----------------------------------------------------------------------------------
 
 
-def cache_key(pcm: Pcm, loss: float, jitter_ms: tuple[float, float], seed: int) -> str:
+def cache_key(pcm: Pcm, loss: float, jitter_ms: tuple[float, float], seed: int, red: bool = True) -> str:
     digest = hashlib.sha1(pcm.samples.astype(np.int16).tobytes() + str(pcm.sample_rate).encode()).hexdigest()
-    return f"{digest[:16]}-loss{loss:g}-jitter{jitter_ms[0]:g}+-{jitter_ms[1]:g}-seed{seed}"
+    options = "red-dtx" if red else "dtx"
+    return f"{digest[:16]}-loss{loss:g}-jitter{jitter_ms[0]:g}+-{jitter_ms[1]:g}-seed{seed}-{options}"
 
 
 def _with(path: Path, suffix: str) -> Path:
@@ -267,21 +277,22 @@ async def received_over_relay(
     loss: float,
     jitter_ms: tuple[float, float] = JITTER_MS,
     seed: int = 22,
+    red: bool = True,
     link: Link | None = None,
     cache_dir: Path | None = None,
     fresh: bool = False,
 ) -> Received:
     """What the ears receive of `pcm` said over a lossy uplink (`link`: a running one, or one started for
     this call alone); `cache_dir`: kept there and read back (`fresh`: not read back, rewritten)."""
-    path = None if cache_dir is None else cache_dir / cache_key(pcm, loss, jitter_ms, seed)
+    path = None if cache_dir is None else cache_dir / cache_key(pcm, loss, jitter_ms, seed, red)
     if path is not None and not fresh and (hit := _cached(path)) is not None:
         return hit
     if link is None:
         with tempfile.TemporaryDirectory(prefix="hall-received-") as tmp:
             async with Link(Path(tmp) / "livekit-server.log") as own:
-                received = await own.receive(pcm, loss=loss, jitter_ms=jitter_ms, seed=seed)
+                received = await own.receive(pcm, loss=loss, jitter_ms=jitter_ms, seed=seed, red=red)
     else:
-        received = await link.receive(pcm, loss=loss, jitter_ms=jitter_ms, seed=seed)
+        received = await link.receive(pcm, loss=loss, jitter_ms=jitter_ms, seed=seed, red=red)
     if path is not None:
         _keep(path, received)
     return received
@@ -319,12 +330,12 @@ async def _measure(args: argparse.Namespace) -> list[dict[str, object]]:
                     noise = read_wav(NOISES[args.noise[0]]).samples
                     said = Pcm(mix(said.samples, noise, args.noise[1]), said.sample_rate)
                 for loss in args.loss:
-                    key = cache_key(said, loss, args.jitter, args.seed)
+                    key = cache_key(said, loss, args.jitter, args.seed, not args.no_red)
                     if not started and (cache is None or args.fresh or _cached(cache / key) is None):
                         await stack.enter_async_context(link)
                         started = True
                     received = await received_over_relay(
-                        said, loss=loss, jitter_ms=args.jitter, seed=args.seed,
+                        said, loss=loss, jitter_ms=args.jitter, seed=args.seed, red=not args.no_red,
                         link=link if started else None, cache_dir=cache, fresh=args.fresh,
                     )  # fmt: skip
                     row = {"wav": wav.stem, "loss_pct": round(100 * loss, 1), **_counters(received)}
@@ -343,6 +354,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--loss", type=_losses, default=[0.05], help="loss shares, comma-separated (0.05)")
     parser.add_argument("--jitter", type=_jitter, default=JITTER_MS, help="delay±spread in ms (30,20)")
     parser.add_argument("--seed", type=int, default=22)
+    parser.add_argument("--no-red", action="store_true", help="the microphone published without RED")
     parser.add_argument("--noise", type=_noise, help="hum:DB or babble:DB: that noise DB under the speech")
     parser.add_argument(
         "--cache", type=Path, default=CACHE_DIR, help=f"received audio kept here ({CACHE_DIR})"
