@@ -68,7 +68,7 @@ def test_the_fake_translation_is_the_speech_backwards() -> None:
 
 
 async def test_a_dialogue_with_a_loudspeaker_in_the_room_is_measured_from_the_run() -> None:
-    run = await run_condition(mics("dialogue", CONDITIONS["echo"]))
+    run = await run_condition(await mics("dialogue", CONDITIONS["echo"]))
     figures = measure(run)
     translated = {
         t.attributes["lk.segment_id"] for t in run.texts if "interpreter.speaker" in t.attributes and t.text

@@ -50,7 +50,7 @@ def choose(value: str, known: dict[str, Any], what: str) -> list[str]:
 
 
 async def run_one(speech: str, condition: str) -> dict[str, Any]:
-    run = await run_condition(mics(speech, CONDITIONS[condition]))
+    run = await run_condition(await mics(speech, CONDITIONS[condition]))
     return measure(run)
 
 
