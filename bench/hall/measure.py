@@ -91,7 +91,9 @@ def match(segs: list[Segment], heard: list[HeardSegment]) -> int:
             )
             if found is not None:
                 r, seg.words = found
-                seg.span = (heard[q].start, heard[r].end)
+                # the segment's audio, and all of the words it holds (a word cut through is heard whole)
+                start = min(heard[q].start, seg.words[0].start)
+                seg.span = (start, max(heard[r].end, max(w.end for w in seg.words)))
                 p = r + 1
                 break
         else:
@@ -123,12 +125,13 @@ def measure(run: Run) -> dict[str, Any]:
     doubles = {(src, k) for (src, k, _), n in uses.items() if n > 1}
     cuts = [(mic, h.cut_at) for mic in run.mics for h in run.heard[mic.speaker] if h.cut_at is not None]
     mid = sum(mid_word(mic.reference, end) for mic, end in cuts)
-    script = missing = 0
+    missing_by: dict[str, int] = {}
+    script = 0
     for mic in run.mics:
         own = [w for text, _, _ in mic.own.sentences for w in normalized(text)]
         shown = [w for s in segs.values() if s.speaker == mic.speaker for w in normalized(s.text)]
         script += len(own)
-        missing += len(own) - lcs(own, shown)
+        missing_by[mic.speaker] = len(own) - lcs(own, shown)
     starts, ends, unheard = lags(run, segs)
     return {
         "utterances": len(interpreted),
@@ -138,13 +141,14 @@ def measure(run: Run) -> dict[str, Any]:
         "cuts": len(cuts),
         "mid_word": mid,
         "script_words": script,
-        "missing_words": missing,
+        "missing_words": sum(missing_by.values()),
+        "missing_by_speaker": missing_by,
         "lost_words": sum(len(h.lost) for heard in run.heard.values() for h in heard),
         "start_p50_s": quantile(starts, 50),
         "start_p95_s": quantile(starts, 95),
         "end_p50_s": quantile(ends, 50),
         "end_p95_s": quantile(ends, 95),
-        "sentences": len(starts) + unheard,
+        "sentences": sum(len(mic.own.sentences) for mic in run.mics),
         "sentences_unheard": unheard,
         "captions_unmatched": unmatched,
         "echo_stretches": run.echo_stretches,
