@@ -60,3 +60,24 @@ def test_words_added_while_heard_count_too() -> None:
     ear.timeline.add(TimedWord(2.1, 2.6, "Buenos", "echo", language="es"))
     assert ear.voiced(2.2, 2.3)
     assert [(w.word, w.language) for w in ear.words(2.0, 2.7)] == [("Buenos", "es")]
+
+
+def test_silence_inserted_in_a_pause_is_followed_and_the_vad_waits_until_it_is() -> None:
+    # a local track that ran dry plays 60 ms of silence in the dialogue's first pause: the rest of the
+    # speech arrives 60 ms later on the connection than it was said
+    played = read_wav(DIALOGUE.wav).samples
+    at, extra = round(2.5 * RATE), np.zeros(round(0.06 * RATE), np.int16)
+    stream = np.concatenate([played[:at], extra, played[at:]])
+    said = timeline()
+    said.add(TimedWord(3.04, 3.39, "Thank", "alice", 1, 0))
+    ear = TimedRecognizer(said, played, RATE)
+    for i in range(0, round(3.1 * RATE), 320):
+        ear.hear(stream[i : i + 320])
+    # the sound after the gap began at 3.04 + 0.06 s (the clean fixture's pause is digital silence): the
+    # mapping from there is not known until 0.2 s of it arrived, and the VAD is held there
+    assert ear.settled <= round(3.11 * RATE)
+    for i in range(round(3.1 * RATE), len(stream), 320):
+        ear.hear(stream[i : i + 320])
+    assert ear.settled == len(stream) and ear.breaks and abs(ear.breaks[-1][1] - 0.06) < 0.002
+    assert [w.word for w in ear.words(3.0, 3.5)] == ["Thank"]  # its midpoint 3.215 said, 3.275 received
+    assert ear.voiced(3.12, 3.13) and not ear.voiced(3.05, 3.09)
