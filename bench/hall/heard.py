@@ -33,7 +33,7 @@ def _long_pauses(voicing: list[Voicing], inside: slice) -> int:
 
 def figures(said: Pcm, heard: Pcm) -> dict[str, object]:
     """In 20 ms frames: the share of speech frames (the input's, fixed gate) received as near-digital
-    silence, and the runs of near-silence over speech (longest, and those longer than `MAX_DROPOUT_S`);
+    silence, and the runs of such frames (longest, and those longer than `MAX_DROPOUT_S`);
     what a `VoiceGate` following the received audio makes of the frames; its GAP runs (longest, and those
     inside the speech longer than a dropout may be, `MAX_DROPOUT_S`); and the pauses of LONG_PAUSE_S and
     more inside the speech, received against said."""
@@ -48,7 +48,7 @@ def figures(said: Pcm, heard: Pcm) -> dict[str, object]:
     voicing_said = [gate_said.hear(f, FRAME_MS / 1000) for f in sent]
     gaps = _runs(np.array([v is Voicing.GAP for v in voicing]))
     gaps_inside = [n for start, n in gaps if inside.start <= start < inside.stop]
-    holes = [n for start, n in _runs(silent) if speech[start : start + n].any()]  # speech lost to silence
+    holes = [n for _, n in _runs(silent & speech)]  # speech received as near-silence
     return {
         "duration_s": round(said.duration, 2),
         "silent_in_speech_pct": round(100 * float(np.mean(silent[speech])), 1) if speech.any() else 0.0,

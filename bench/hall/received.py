@@ -67,6 +67,7 @@ class Received:
     packets_lost: int | None = None  # the receiver's count of packets it never had (RED's recovered count)
     concealed_pct: float | None = None  # the receiver's samples made up for lost audio (inbound-rtp stats)
     silent_concealed_pct: float | None = None  # ... and, apart, the silence it made up
+    load1: float | None = None  # the machine's load (1 min) when it was received: a busy one plays late
     cached: bool = False
 
 
@@ -141,7 +142,8 @@ class Link:
             silent = 100 * inbound.inbound.silent_concealed_samples / samples
             concealed = 100 * inbound.inbound.concealed_samples / samples - silent
         aligned = replace(aligned, rtp_sent=sent, rtp_dropped=dropped, packets_lost=lost)
-        return replace(aligned, concealed_pct=concealed, silent_concealed_pct=silent)
+        load1 = round(os.getloadavg()[0], 2)
+        return replace(aligned, concealed_pct=concealed, silent_concealed_pct=silent, load1=load1)
 
 
 class _Ears:
@@ -260,6 +262,7 @@ def _counters(received: Received) -> dict[str, object]:
         "packets_lost": received.packets_lost,
         "concealed_pct": rounded(received.concealed_pct),
         "silent_concealed_pct": rounded(received.silent_concealed_pct),
+        "load1": received.load1,
         "cached": received.cached,
     }
 
@@ -286,7 +289,7 @@ async def _measure(args: argparse.Namespace) -> list[dict[str, object]]:
                         link=link if started else None, cache_dir=cache, fresh=args.fresh,
                     )  # fmt: skip
                     row = {"wav": wav.stem, "loss_pct": round(100 * loss, 1), **_counters(received)}
-                    row |= figures(said, received.pcm) | {"load1": round(os.getloadavg()[0], 2)}
+                    row |= figures(said, received.pcm)
                     print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
                     rows.append(row)
     return rows
