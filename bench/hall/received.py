@@ -275,7 +275,7 @@ async def _measure(args: argparse.Namespace) -> list[dict[str, object]]:
         async with contextlib.AsyncExitStack() as stack:
             started = False
             for wav in args.wav:
-                said = read_wav(wav)
+                said = clean = read_wav(wav)
                 if args.noise:
                     noise = read_wav(NOISES[args.noise[0]]).samples
                     said = Pcm(mix(said.samples, noise, args.noise[1]), said.sample_rate)
@@ -289,7 +289,7 @@ async def _measure(args: argparse.Namespace) -> list[dict[str, object]]:
                         link=link if started else None, cache_dir=cache, fresh=args.fresh,
                     )  # fmt: skip
                     row = {"wav": wav.stem, "loss_pct": round(100 * loss, 1), **_counters(received)}
-                    row |= figures(said, received.pcm)
+                    row |= figures(said, received.pcm, clean)
                     print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
                     rows.append(row)
     return rows
