@@ -11,7 +11,8 @@ import pytest
 
 from agent.loops.ears.voicing import is_voiced
 from agent.run.filemode import read_wav
-from bench.hall.received import envelope, received_over_relay
+from bench.hall.align import envelope
+from bench.hall.received import received_over_relay
 from tests.conftest import ONE_SENTENCE
 from tests.livekit_server import INSTALL_HINT, find_binary
 

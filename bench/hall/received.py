@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import tempfile
 import wave
 from dataclasses import asdict, dataclass, replace
@@ -39,6 +40,7 @@ import numpy as np
 from livekit import rtc
 
 from agent.run.filemode import Pcm, read_wav, write_wav
+from bench.hall.align import align
 from bench.hall.heard import FRAME_MS, figures
 from bench.relay import inbound_audio
 from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
@@ -49,12 +51,9 @@ from tests.relay import RELAY_IP, Impairment, Relay, serving_through_relay
 
 CACHE_DIR = Path("bench-results/hall-received")
 JITTER_MS = (30.0, 20.0)  # the issue's: 30 ± 20 ms
-ENVELOPE_S = 0.01
-REFINE_S = 0.01  # the waveforms' correlation looks this far either side of the envelopes' shift
-DRIFT_BLOCK_S = 1.0
-DRIFT_SPAN_S = 0.05  # ... and each 1 s stretch this far either side of the global shift
 NOISES = {"hum": HUM, "babble": BABBLE}
 TAIL_S = 1.0  # recorded after the last sample is said: the relay's delay and the jitter buffer
+WARM_UP_S = 1.0  # a tone said once when a link starts
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,7 @@ class Received:
     packets_lost: int | None = None  # the receiver's count of packets it never had (RED's recovered count)
     concealed_pct: float | None = None  # the receiver's samples made up for lost audio (inbound-rtp stats)
     silent_concealed_pct: float | None = None  # ... and, apart, the silence it made up
+    load1: float | None = None  # the machine's load (1 min) when it was received: a busy one plays late
     cached: bool = False
 
 
@@ -86,6 +86,10 @@ class Link:
 
     async def __aenter__(self) -> Link:
         self._relay = await asyncio.to_thread(self._stack.enter_context, serving_through_relay(self.server))
+        # the process's first room plays late and conceals without loss (the SDK warming up: 200-530 ms
+        # from mouth to ears and up to 8 % of the speech as silence, against ~150 ms and 0 % after)
+        t = np.arange(int(16000 * WARM_UP_S)) / 16000
+        await self.receive(Pcm((3000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16), 16000), loss=0.0)
         return self
 
     async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
@@ -129,7 +133,8 @@ class Link:
             await speaker.aclose()
             await ears.aclose()
         sent, dropped = self.relay.count(label, "up").total("rtp")
-        aligned = align(pcm, ears.audio(), at_say)
+        a = align(pcm, ears.audio(), at_say)
+        aligned = Received(a.pcm, offset_ms=a.offset_ms, correlation=a.correlation, drift_ms=a.drift_ms)
         concealed = silent = lost = None
         if inbound is not None:
             lost = inbound.received.packets_lost
@@ -137,7 +142,8 @@ class Link:
             silent = 100 * inbound.inbound.silent_concealed_samples / samples
             concealed = 100 * inbound.inbound.concealed_samples / samples - silent
         aligned = replace(aligned, rtp_sent=sent, rtp_dropped=dropped, packets_lost=lost)
-        return replace(aligned, concealed_pct=concealed, silent_concealed_pct=silent)
+        load1 = round(os.getloadavg()[0], 2)
+        return replace(aligned, concealed_pct=concealed, silent_concealed_pct=silent, load1=load1)
 
 
 class _Ears:
@@ -179,63 +185,6 @@ class _Ears:
                 await self._task
         with contextlib.suppress(Exception):
             await self.room.disconnect()
-
-
-# -- alignment -----------------------------------------------------------------------------------------
-
-
-def envelope(samples: np.ndarray, rate: int) -> np.ndarray:
-    n = int(rate * ENVELOPE_S)
-    usable = samples[: len(samples) // n * n].astype(np.float64).reshape(-1, n)
-    return np.asarray(np.sqrt(np.mean(usable**2, axis=1)))
-
-
-def best_lag(said: np.ndarray, heard: np.ndarray, around: int, span: int) -> tuple[int, float]:
-    """The shift in `around` ± `span` (samples) at which `heard[shift + t]` is most like `said[t]`, and the
-    normalised correlation there (said: float, heard: float, zero-padded as needed)."""
-    best, best_c = around, -1.0
-    norm_said = float(np.linalg.norm(said)) or 1.0
-    for lag in range(around - span, around + span + 1):
-        part = _window(heard, lag, len(said))
-        c = float(np.dot(said, part)) / (norm_said * (float(np.linalg.norm(part)) or 1.0))
-        if c > best_c:
-            best, best_c = lag, c
-    return best, best_c
-
-
-def _window(samples: np.ndarray, start: int, n: int) -> np.ndarray:
-    """samples[start : start + n], zero-padded where it runs off either end."""
-    out = np.zeros(n, samples.dtype)
-    lo, hi = max(start, 0), min(start + n, len(samples))
-    if hi > lo:
-        out[lo - start : hi - start] = samples[lo:hi]
-    return out
-
-
-def align(pcm: Pcm, recording: np.ndarray, at_say: int) -> Received:
-    """`recording` on `pcm`'s timeline (it lags by a shift found here), same length; `at_say`: how much had
-    been recorded when the first sample was said."""
-    rate = pcm.sample_rate
-    said, heard = pcm.samples.astype(np.float64), recording.astype(np.float64)
-    es, eh = envelope(pcm.samples, rate), envelope(recording, rate)
-    es, eh = es - es.mean(), eh - (eh.mean() if len(eh) else 0.0)
-    n = int(rate * ENVELOPE_S)
-    if len(eh) and np.any(es):
-        corr = np.correlate(eh, es, mode="full")  # index k: a shift of k - (len(es) - 1) windows
-        coarse = (int(np.argmax(corr)) - (len(es) - 1)) * n
-    else:
-        coarse = 0
-    lag, correlation = best_lag(said, heard, coarse, int(rate * REFINE_S))
-    drift = 0
-    block, span = int(rate * DRIFT_BLOCK_S), int(rate * DRIFT_SPAN_S)
-    for start in range(0, len(said) - block + 1, block):
-        part = said[start : start + block]
-        if np.sqrt(np.mean(part**2)) > 300:  # speech in it (about -40 dBFS)
-            local, _ = best_lag(part, heard, lag + start, span)
-            drift = max(drift, abs(local - lag - start))
-    out = _window(recording, lag, len(pcm.samples)).astype(np.int16)
-    offset_ms, drift_ms = 1000 * (lag - at_say) / rate, 1000 * drift / rate
-    return Received(Pcm(out, rate), offset_ms=offset_ms, correlation=correlation, drift_ms=drift_ms)
 
 
 # -- one call, cached ----------------------------------------------------------------------------------
@@ -313,6 +262,7 @@ def _counters(received: Received) -> dict[str, object]:
         "packets_lost": received.packets_lost,
         "concealed_pct": rounded(received.concealed_pct),
         "silent_concealed_pct": rounded(received.silent_concealed_pct),
+        "load1": received.load1,
         "cached": received.cached,
     }
 
@@ -325,7 +275,7 @@ async def _measure(args: argparse.Namespace) -> list[dict[str, object]]:
         async with contextlib.AsyncExitStack() as stack:
             started = False
             for wav in args.wav:
-                said = read_wav(wav)
+                said = clean = read_wav(wav)
                 if args.noise:
                     noise = read_wav(NOISES[args.noise[0]]).samples
                     said = Pcm(mix(said.samples, noise, args.noise[1]), said.sample_rate)
@@ -339,7 +289,7 @@ async def _measure(args: argparse.Namespace) -> list[dict[str, object]]:
                         link=link if started else None, cache_dir=cache, fresh=args.fresh,
                     )  # fmt: skip
                     row = {"wav": wav.stem, "loss_pct": round(100 * loss, 1), **_counters(received)}
-                    row |= figures(said, received.pcm)
+                    row |= figures(said, received.pcm, clean)
                     print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
                     rows.append(row)
     return rows
