@@ -51,6 +51,10 @@ COMMANDS = {
     ),
     "storm": Command("bench.storm", "one participant storms a real room's contract: what the others see"),
     "noise": Command("bench.noise", "the ears' pauses in hum and babble: found, mid-word cuts, CPU/frame"),
+    "hall": Command(
+        "bench.hall.workload",
+        "echo, cross-talk, noise and loss in a room: self-interpretations, doubles, cuts, lags",
+    ),
     "relay": Command(
         "bench.relay", "an interpretation track over a lossy downlink: RED and DTX at 0/2/5/10 % loss"
     ),

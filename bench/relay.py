@@ -33,9 +33,8 @@ from tests.conftest import DIALOGUE, SPANISH
 from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
 from tests.loopback import eventually
 from tests.participants import LISTEN_RATE, Listener
-from tests.relay import Relay, lossy
+from tests.relay import RELAY_IP, Relay, lossy, serving_through_relay
 
-RELAY_IP = "127.0.0.22"
 TRACK = "interpretation-es"
 OPTIONS = {"red+dtx": (True, True), "red": (True, False), "dtx": (False, True), "none": (False, False)}
 WINDOW_S = 0.01
@@ -175,14 +174,8 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
         kind = LossProxyingServer if args.loss_proxying else LiveKitServer
         server = kind(binary, Path(tmp) / "livekit-server.log", relay_ip=RELAY_IP)
-        relay = Relay((RELAY_IP, server.udp_port), ("127.0.0.1", server.udp_port))
-        relay.start()
-        server.start()
-        try:
+        with serving_through_relay(server) as relay:
             rows = asyncio.run(run(server, relay, losses, options, args.repeat))
-        finally:
-            server.stop()
-            relay.stop()
     print(table(rows))
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

@@ -24,7 +24,12 @@ import random
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from tests.livekit_server import LiveKitServer
+
+RELAY_IP = "127.0.0.22"  # all of 127/8 answers on loopback; the server's own media is on 127.0.0.1
 UNLABELLED = "-"  # flows that showed while nobody claimed the relay (the interpreter's, say): never impaired
 
 
@@ -111,6 +116,7 @@ class Relay(asyncio.DatagramProtocol):
         self.counts: dict[tuple[str, str], Counts] = {}  # (label, direction) → counts
         self.flows: dict[tuple[str, int], _Flow] = {}
         self._rngs: dict[tuple[str, str], random.Random] = {}
+        self._seeds: dict[str, int] = {}  # label → its own seed (`impair(seed=...)`)
         self._blackouts: dict[tuple[str, str], float] = {}  # (label, direction) → until (the loop's clock)
         self._claiming = UNLABELLED
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -121,8 +127,16 @@ class Relay(asyncio.DatagramProtocol):
 
     # -- the test's side ----------------------------------------------------------------------------
 
-    def impair(self, label: str, *, up: Impairment = CLEAN, down: Impairment = CLEAN) -> None:
+    def impair(
+        self, label: str, *, up: Impairment = CLEAN, down: Impairment = CLEAN, seed: int | None = None
+    ) -> None:
+        """`seed`: `label`'s drops and delays drawn from a generator of this seed alone, started afresh (the
+        same draws whatever the label; default: the relay's seed and the label)."""
         self.impairments[label] = {"up": up, "down": down}
+        if seed is not None:
+            self._seeds[label] = seed
+            for direction in ("up", "down"):
+                self._rngs.pop((label, direction), None)
 
     @contextlib.contextmanager
     def claim(self, label: str) -> Iterator[None]:
@@ -210,7 +224,9 @@ class Relay(asyncio.DatagramProtocol):
         key = (flow.label, direction)
         rng = self._rngs.get(key)
         if rng is None:
-            rng = self._rngs[key] = random.Random(f"{self.seed}-{flow.label}-{direction}")
+            seed = self._seeds.get(flow.label)
+            name = f"{self.seed}-{flow.label}" if seed is None else f"{seed}"
+            rng = self._rngs[key] = random.Random(f"{name}-{direction}")
         counts = self.count(*key)
         kind = packet_kind(data)
         counts.arrived[kind] = counts.arrived.get(kind, 0) + 1
@@ -250,3 +266,21 @@ class Relay(asyncio.DatagramProtocol):
             flow.pending.append(data)
         else:
             flow.upstream.sendto(data)
+
+
+@contextlib.contextmanager
+def serving_through_relay(server: LiveKitServer, *, seed: int = 22) -> Iterator[Relay]:
+    """`server` (made with `relay_ip`) started behind a relay on the address and UDP port it advertises, the
+    relay forwarding to its media on 127.0.0.1; both stopped after."""
+    if server.relay_ip is None:
+        raise ValueError("the server advertises no relay: make it with LiveKitServer(relay_ip=...)")
+    relay = Relay((server.relay_ip, server.udp_port), ("127.0.0.1", server.udp_port), seed=seed)
+    relay.start()
+    try:
+        server.start()
+        try:
+            yield relay
+        finally:
+            server.stop()
+    finally:
+        relay.stop()

@@ -22,9 +22,7 @@ from tests.loopback import eventually, tone_sequence
 from tests.noise import HUM, mix
 from tests.participants import LISTEN_RATE
 from tests.real_room import AGENT_NAME, RealRoom, real_room
-from tests.relay import UNLABELLED, Counts, Impairment, Relay, lossy
-
-RELAY_IP = "127.0.0.22"  # all of 127/8 answers on loopback; the server's own media is on 127.0.0.1
+from tests.relay import RELAY_IP, UNLABELLED, Counts, Impairment, Relay, lossy, serving_through_relay
 
 
 def within(counts: Counts, loss: float, kind: str | None = None) -> bool:
@@ -53,20 +51,22 @@ class Client(asyncio.DatagramProtocol):
         self.received.append(int.from_bytes(data[1:5], "big"))
 
 
-async def echo_through(relay_impairment: Impairment, packets: int) -> tuple[Relay, list[int]]:
+async def echo_through(
+    relay_impairment: Impairment, packets: int, *, label: str = "a", seed: int | None = None
+) -> tuple[Relay, list[int]]:
     loop = asyncio.get_running_loop()
     echo, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
     relay = Relay(("127.0.0.23", free_port(socket.SOCK_DGRAM)), echo.get_extra_info("sockname"), seed=5)
-    relay.impair("a", up=relay_impairment)
+    relay.impair(label, up=relay_impairment, seed=seed)
     relay.start()
     client = Client()
     sender, _ = await loop.create_datagram_endpoint(lambda: client, remote_addr=relay.listen)
     try:
-        with relay.claim("a"):
+        with relay.claim(label):
             for n in range(packets):  # RTP-like datagrams (version 2), 1 ms apart
                 sender.sendto(bytes([0x80]) + n.to_bytes(4, "big") + bytes(100))
                 await asyncio.sleep(0.001)
-        forwarded = packets - relay.count("a", "up").total()[1]
+        forwarded = packets - relay.count(label, "up").total()[1]
         await eventually(lambda: len(client.received) == forwarded, what="every packet not dropped")
     finally:
         sender.close()
@@ -90,6 +90,14 @@ async def test_the_relay_can_reorder_as_netem_jitter_does() -> None:
     assert received != sorted(received)
 
 
+async def test_a_labels_own_seed_draws_the_same_drops_whatever_the_label() -> None:
+    """`impair(seed=...)`: a run's drop pattern is its seed's (bench.hall.received keys its cache on it)."""
+    received = {}
+    for label, seed in (("a", 7), ("b", 7), ("c", 8)):
+        _, received[label] = await echo_through(lossy(0.1), 300, label=label, seed=seed)
+    assert received["a"] == received["b"] != received["c"]
+
+
 # -- through the real server ---------------------------------------------------------------------------
 
 
@@ -102,12 +110,8 @@ def relayed() -> Iterator[tuple[LiveKitServer, Relay]]:
             pytest.fail(INSTALL_HINT, pytrace=False)
         pytest.skip(INSTALL_HINT)
     server = LiveKitServer(binary, ARTIFACTS / "livekit-server-relayed.log", relay_ip=RELAY_IP)
-    relay = Relay((RELAY_IP, server.udp_port), ("127.0.0.1", server.udp_port))
-    relay.start()
-    server.start()
-    yield server, relay
-    server.stop()
-    relay.stop()
+    with serving_through_relay(server) as relay:
+        yield server, relay
 
 
 @pytest.fixture

@@ -46,6 +46,11 @@ word (a code-switched sentence); a transcript it does not name (and `transcript_
 empty result (no words) carries no `languages` (what Deepgram sends there was not checked). Connections
 with another `language` get neither field, as from Deepgram.
 
+Timed recognition (`recognizer_for`, `tests/fakes/timed_words.py`): a connection given a `TimedRecognizer`
+hears words by time instead of the script: its voice activity is the recognizer's (the words of the
+microphone's timeline, not the audio's energy), its interims and finals carry the words whose midpoint lies
+in the segment, unless their audio was lost on the way; every other behaviour is the same.
+
 A segment with no scripted transcript left is ignored, unless `transcript_for(duration_s)` makes one (see
 `numbered_words`). Interims need to know the transcript in advance: they come from the script, or from
 `transcript_for.preview(duration_s)` when it has one (as `numbered_words` does), else they carry the
@@ -70,6 +75,7 @@ from aiohttp import WSMsgType, web
 
 from tests.fakes._server import FakeServer, abort_connection
 from tests.fakes.latency_model import Delay
+from tests.fakes.timed_words import TimedRecognizer
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +158,7 @@ class _Result:
     delay_s: float = 0.0  # finals: the sampled finalize delay
     due_at: float = 0.0  # finals: loop time when it became due
     endpoint_only: bool = False  # the endpoint of speech already finalized: an empty transcript
+    finalized_at: float | None = None  # a Finalize's: where on the timeline it came (all audio sent)
 
 
 @dataclass(frozen=True)
@@ -224,8 +231,10 @@ class _Listener:
         interim_every_s: float,
         max_segment_s: float | None = None,
         final_delay: Callable[[], float] = lambda: 0.0,
+        recognizer: TimedRecognizer | None = None,
     ) -> None:
         query = record.query
+        self.recognizer = recognizer
         self.record = record
         self.sample_rate = int(query.get("sample_rate", "16000"))
         self.endpointing_s = _endpointing_s(query.get("endpointing"))
@@ -250,6 +259,10 @@ class _Listener:
         self.record.audio_s += len(data) / 2 / self.sample_rate
         self._pending += data
         usable = len(self._pending) // (2 * self._window) * (2 * self._window)
+        if self.recognizer is not None:  # held until the microphone's audio is found in the stream
+            self.recognizer.hear(np.frombuffer(data, dtype="<i2"))
+            settled = max(0, self.recognizer.settled - self._samples) // self._window * self._window
+            usable = min(usable, 2 * settled)
         if usable:
             self._vad(bytes(self._pending[:usable]), self._window)
             del self._pending[:usable]
@@ -268,7 +281,11 @@ class _Listener:
             start = self._samples / self.sample_rate
             self._samples += window
             end = self._samples / self.sample_rate
-            if level >= self._vad_threshold:
+            if self.recognizer is not None:
+                voiced = self.recognizer.voiced(start, end)  # the reference's words, not the energy
+            else:
+                voiced = level >= self._vad_threshold
+            if voiced:
                 self._on_voice(start, end)
             elif self._in_speech and end - self._voice_end >= self.endpointing_s - _EPS:
                 self._in_speech = False
@@ -318,6 +335,7 @@ class _Listener:
                 from_finalize=from_finalize,
                 delay_s=self._final_delay(),
                 due_at=asyncio.get_running_loop().time(),
+                finalized_at=self._samples / self.sample_rate if from_finalize else None,
             )
         )
         self._segment_start = None
@@ -421,6 +439,8 @@ class FakeDeepgram(FakeServer):
         self.api_key = api_key
         self.languages = dict(languages or {})
         self.default_language = default_language
+        # a timed recognizer for a new connection (None: the script, as ever): see tests/fakes/timed_words.py
+        self.recognizer_for: Callable[[DeepgramConnection], TimedRecognizer | None] | None = None
         # records
         self.connections: list[DeepgramConnection] = []
         self.finals: list[DeepgramFinal] = []
@@ -523,6 +543,7 @@ class FakeDeepgram(FakeServer):
             interim_every_s=self.interim_every_s,
             max_segment_s=self.max_segment_s,
             final_delay=self._sample_final_delay,
+            recognizer=self.recognizer_for(record) if self.recognizer_for is not None else None,
         )
         ws = web.WebSocketResponse(timeout=1.0)
         await ws.prepare(request)
@@ -615,7 +636,7 @@ class FakeDeepgram(FakeServer):
                     await self._send_final(ws, listener, item, request_id, delay_s)
             else:
                 language = listener.record.query.get("language")
-                words = self._interim_words(language, item)
+                words = self._interim_words(listener, item)
                 if words:
                     remaining = self.remaining_for(language)
                     final = remaining[0] if remaining else ""
@@ -625,7 +646,10 @@ class FakeDeepgram(FakeServer):
                     )
                     self.interims_sent += 1
 
-    def _interim_words(self, language: str | None, item: _Result) -> list[str]:
+    def _interim_words(self, listener: _Listener, item: _Result) -> list[str]:
+        language = listener.record.query.get("language")
+        if listener.recognizer is not None:
+            return [w.word for w in listener.recognizer.words(item.start, item.end, final=False)]
         remaining = self.remaining_for(language)
         if remaining and remaining[0] in self.interims:
             revisions = self.interims[remaining[0]]
@@ -641,6 +665,9 @@ class FakeDeepgram(FakeServer):
     ) -> None:
         index = listener.record.index
         language = listener.record.query.get("language")
+        if listener.recognizer is not None:
+            await self._send_heard(ws, listener, item, request_id, delay_s)
+            return
         async with self._script_lock:
             remaining = self.remaining_for(language)
             if remaining:
@@ -662,3 +689,18 @@ class FakeDeepgram(FakeServer):
                 DeepgramFinal(transcript, item.start, item.end, index, item.from_finalize, delay_s)
             )
             logger.info("fake deepgram: sent final #%d on connection %d", len(self.finals), index)
+
+    async def _send_heard(
+        self, ws: web.WebSocketResponse, listener: _Listener, item: _Result, request_id: str, delay_s: float
+    ) -> None:
+        """A final of a connection with a timed recognizer: the words heard in the segment, by time."""
+        assert listener.recognizer is not None
+        heard = listener.recognizer.words(item.start, item.end, cut_at=item.finalized_at)
+        words = [w.word for w in heard]
+        multi = listener.record.query.get("language") == MULTI
+        languages = [w.language for w in heard] if multi else None
+        await ws.send_json(_results_message(words, item, request_id=request_id, word_languages=languages))
+        final = DeepgramFinal(
+            " ".join(words), item.start, item.end, listener.record.index, item.from_finalize, delay_s
+        )
+        self.finals.append(final)
