@@ -6,8 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.loops.ears.pauses import LONG_PAUSE_S, MAX_DROPOUT_S
-from agent.loops.ears.voicing import DIGITAL_SILENCE_DB, VoiceGate, Voicing, energy_db, is_voiced
+from agent.loops.ears.pauses import LONG_PAUSE_S
+from agent.loops.ears.voicing import (
+    DIGITAL_SILENCE_DB,
+    MAX_DROPOUT_S,
+    VoiceGate,
+    Voicing,
+    energy_db,
+    is_voiced,
+)
 from agent.run.filemode import Pcm
 
 FRAME_MS = 20  # the ears' frames
