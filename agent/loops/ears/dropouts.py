@@ -56,3 +56,7 @@ class DropoutSplice:
         self.spliced += 1
         self.spliced_s += held_s
         return Passed([frame], held_s)
+
+    def forget(self) -> None:
+        """A new stream hears the replay of every frame kept, held ones too: nothing is held for it."""
+        self._held, self._held_s = [], 0.0

@@ -21,7 +21,6 @@ from livekit import rtc
 from livekit.agents import stt
 
 from agent.loops.captions import CaptionSink
-from agent.loops.ears.dropouts import DropoutSplice
 from agent.loops.ears.handover import EarsHandover
 from agent.loops.ears.replay import ReplayBuffer
 from agent.loops.ears.segment_cutter import SegmentCutter
@@ -29,7 +28,6 @@ from agent.loops.ears.stt_link import Backoff, SttFailure, SttLink
 from agent.loops.ears.transcripts import EchoCheck, Transcripts
 from agent.loops.faults import FaultFlag
 from agent.loops.queues import UtteranceSink
-from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
 
@@ -78,7 +76,6 @@ class Ears:
         self._cutter = SegmentCutter(speaker=speaker, max_segment_s=max_segment_s, pause_cut_s=pause_cut_s)
         self._tap = tap  # sees every frame received (the own-voice cloner: `agent/room/cloning.py`)
         self._replay = ReplayBuffer(replay_limit_s, speaker=speaker)  # the timeline, what is not finalized
-        self._dropouts = DropoutSplice()  # a dropout's silence never reaches the STT as a pause
         self._link = SttLink(
             stt=stt,
             language=language,
@@ -125,19 +122,16 @@ class Ears:
         return self._link.reconnects
 
     @property
-    def pause_cuts(self) -> int:
-        """Segments the ears ended at a pause (Finalize)."""
+    def pause_cuts(self) -> int:  # segments the ears ended at a pause (Finalize)
         return self._cutter.pause_cuts
 
     @property
-    def timer_cuts(self) -> int:
-        """Segments cut after `max_segment_s` of speech with no pause (Finalize)."""
+    def timer_cuts(self) -> int:  # segments cut after `max_segment_s` of speech with no pause (Finalize)
         return self._cutter.timer_cuts
 
     @property
-    def dropouts_spliced(self) -> int:
-        """Dropouts (lost audio inside speech) kept from the STT, so they did not end an utterance."""
-        return self._dropouts.spliced
+    def dropouts_spliced(self) -> int:  # kept from the STT, so they did not end an utterance
+        return self._link.dropouts.spliced
 
     @property
     def replay(self) -> ReplayBuffer:
@@ -145,8 +139,7 @@ class Ears:
         return self._replay
 
     @property
-    def dropped_audio_s(self) -> float:
-        """Audio that fell off the replay buffer while the STT link was down: never transcribed."""
+    def dropped_audio_s(self) -> float:  # fell off the replay buffer while the STT link was down: lost
         return self._replay.dropped_s
 
     def stop(self) -> None:
@@ -198,22 +191,10 @@ class Ears:
                     except Exception as e:  # a bug there must not stop the speaker being heard
                         self._tap = None
                         log_unexpected(logger, "the own-voice tap failed; no longer tapping this speaker", e)
-                if self._send(frame):
+                if self._link.push(frame, self.handover.voicing):
                     self._cutter.check(self._replay.timeline, self._link.flush)
         finally:
             await self._close_frames()
-
-    def _send(self, frame: rtc.AudioFrame) -> bool:
-        """The frame on to the live STT stream, unless a dropout is being held back (`dropouts.py`); True:
-        it went (after what was held, if the gap turned out to be a pause)."""
-        passed = self._dropouts.hear(frame, self.handover.voicing)
-        if passed.skipped_s:
-            self._link.skip(passed.skipped_s)
-            metrics.DROPOUTS_SPLICED.inc()
-        sent = False
-        for held_or_frame in passed.frames:
-            sent = self._link.push(held_or_frame)
-        return sent
 
     async def _close_frames(self) -> None:
         """Let go of the audio source (the track's stream) as soon as nothing more is read from it."""

@@ -29,7 +29,9 @@ from livekit import rtc
 from livekit.agents import APIError, APIStatusError, stt
 from livekit.agents.stt import SpeechStream
 
+from agent.loops.ears.dropouts import DropoutSplice
 from agent.loops.ears.replay import ReplayBuffer
+from agent.loops.ears.voicing import Voicing
 from agent.loops.faults import FaultFlag
 from agent.providers.build import STT_CONN_OPTIONS, close_stream, stt_language
 from agent.telemetry import metrics
@@ -155,6 +157,7 @@ class SttLink:
         self._down_since: float | None = None  # clock time of the first failure in a row
         self._stream: SpeechStream | None = None
         self.times = StreamTimes()  # the current stream's times on the audio timeline
+        self.dropouts = DropoutSplice()  # a dropout's silence never reaches the stream as a pause
         self.input_done = asyncio.Event()
         self.reconnects = 0
         self.fault = FaultFlag(on_fault)  # down once the link has failed `report_after` times running
@@ -165,20 +168,22 @@ class SttLink:
         """A stream is open: live audio goes to it."""
         return self._stream is not None
 
-    def push(self, frame: rtc.AudioFrame) -> bool:
-        """Send a live frame (it stays in the replay buffer until finalized); False while the link is down."""
-        if self._stream is None:
+    def push(self, frame: rtc.AudioFrame, voicing: Voicing = Voicing.QUIET) -> bool:
+        """Send a live frame (it stays in the replay buffer until finalized), unless it is a dropout's, held
+        back (`voicing`: what the ears' gate made of it); True when it went (with what was held before it,
+        if the gap was silence after all). False while the link is down or the frame is held."""
+        passed = self.dropouts.hear(frame, voicing)
+        if self._stream is None or not passed.frames:
             return False
-        # a closing stream refuses it; the frame stays pending for the next stream
-        with contextlib.suppress(RuntimeError):
-            self._stream.push_frame(frame)
-            self.times.sent(frame)
+        if passed.skipped_s:  # a dropout spliced out: the stream's times after it shift by its length
+            self.times.skipped(passed.skipped_s)
+            metrics.DROPOUTS_SPLICED.inc()
+        for sent in passed.frames:
+            # a closing stream refuses it; the frame stays pending for the next stream
+            with contextlib.suppress(RuntimeError):
+                self._stream.push_frame(sent)
+                self.times.sent(sent)
         return True
-
-    def skip(self, seconds: float) -> None:
-        """Audio of the timeline that is never sent to the live stream (a dropout spliced out)."""
-        if self._stream is not None:
-            self.times.skipped(seconds)
 
     def to_timeline(self, stream_t: float) -> float:
         """Where a time the current stream gives (a word's start or end) lies on the audio timeline."""
@@ -302,6 +307,7 @@ class SttLink:
         stream = self._stt.stream(language=stt_language(self._language), conn_options=STT_CONN_OPTIONS)
         # replay what was not finalized (and what arrived while the link was down), then go live
         self.times = StreamTimes(self._replay.start)
+        self.dropouts.forget()
         for frame in self._replay.frames():
             stream.push_frame(frame)
             self.times.sent(frame)
