@@ -56,7 +56,9 @@ async def run_one(speech: str, condition: str) -> dict[str, Any]:
 
 def main(argv: list[str]) -> None:
     parser = command_parser("hall", __doc__)
-    parser.add_argument("--conditions", default=",".join(CONDITIONS), help="of: " + ", ".join(CONDITIONS).replace("%", "%%"))
+    parser.add_argument(
+        "--conditions", default=",".join(CONDITIONS), help="of: " + ", ".join(CONDITIONS).replace("%", "%%")
+    )
     parser.add_argument("--workloads", default=",".join(SPEECHES), help="of: " + ", ".join(SPEECHES))
     parser.add_argument("--dry-run", action="store_true", help="print the runs and the run time, run nothing")
     add_output_arguments(parser)
