@@ -13,10 +13,15 @@ from collections import deque
 import numpy as np
 import pytest
 from livekit import rtc
+from livekit.agents import stt
+from livekit.agents.language import LanguageCode
 from prometheus_client import REGISTRY
 
+from agent.language.codes import AUTO
 from agent.loops.captions import Caption, CaptionLog
 from agent.loops.crosstalk import CrossTalk
+from agent.loops.ears.replay import ReplayBuffer
+from agent.loops.ears.transcripts import Transcripts
 from agent.loops.echo import EchoBook, sentences, similar, words
 from agent.loops.models import Utterance
 from agent.run.filemode import Pcm, paced_frames, read_wav
@@ -69,9 +74,55 @@ def test_only_what_was_on_the_air_then_is_echo_and_own_sentences_around_it_stay(
     assert (kept, dropped) == ("Let us start with the budget.", 1)
     # heard long after it played: the speaker's own words, even if they are the same
     assert book.own_words("Buenos días a todos.", 110.0, 111.0) == ("Buenos días a todos.", 0)
-    # echo and own words in one sentence: kept whole (the speaker's words are never dropped)
+    # echo and own words in one sentence (no sentence end between them): the echo's run goes, the speaker's
+    # words stay
     mixed = "Buenos días a todos and then we talk about money and the plan"
-    assert book.own_words(mixed, 100.5, 101.0) == (mixed, 0)
+    assert book.own_words(mixed, 100.5, 101.0) == ("and then we talk about money and the plan", 1)
+
+
+def test_an_echos_edge_heard_just_before_or_after_the_speaker_goes_and_their_words_stay() -> None:
+    """The hall's monologue (`python -m bench hall`): in a pause, the loudspeaker plays the translation of
+    the sentence before; its last words or its first land in the speaker's next final, in one sentence
+    with their own words. One or two words at the final's start or end, of a translation on the air in
+    another language than the speaker's, go; the same words said by a speaker of that language stay."""
+    now = [100.0]
+    book = EchoBook(lambda: now[0])
+    book.said(Caption("alice-3-es", "alice", "es", "Abrid el informe.", final=True, translated=True))
+    assert book.own_words("el informe Costs stayed flat.", 100.2, 101.0, language="en") == (
+        "Costs stayed flat.",
+        1,
+    )
+    assert book.own_words("Lunch is at noon abrid", 100.2, 101.0, language="en") == ("Lunch is at noon", 1)
+    # a Spanish speaker's own "el informe": their language, their words
+    said = "el informe está listo"
+    assert book.own_words(said, 100.2, 101.0, language="es") == (said, 0)
+    # the speaker's language not known yet (auto, nothing detected): nothing at the edges is taken
+    assert book.own_words("informe Costs stayed flat.", 100.2, 101.0) == ("informe Costs stayed flat.", 0)
+    # in the middle, one or two words are the speaker's, whatever they are
+    assert book.own_words("Costs el informe stayed flat.", 100.2, 101.0, language="en")[1] == 0
+
+
+def test_a_final_that_held_an_echo_is_in_the_speakers_language_not_the_echos() -> None:
+    """Auto: Deepgram detects a final's language from its words; when an echo's Spanish words were most of
+    them, it says Spanish. What is left once they are dropped is the speaker's: in their language (else an
+    English sentence would be 'interpreted' into English and the Spanish listener would miss it)."""
+    now = [100.0]
+    book = EchoBook(lambda: now[0])
+    transcripts = Transcripts(speaker="alice", language=AUTO, prefix="alice", echo=book)
+    heard = ReplayBuffer(30.0, speaker="alice")
+    for _ in range(200):  # 4 s of audio, arrived by clock time 100.0
+        heard.add(rtc.AudioFrame(bytes(640), 16000, 1, 320), 100.0, link_up=True)
+
+    def final(text: str, language: str) -> Utterance | None:
+        data = stt.SpeechData(language=LanguageCode(language), text=text, start_time=0.5, end_time=3.5)
+        return transcripts.final(data, span=(0.5, 3.5), heard=heard, final_at=now[0])
+
+    first = final("Good morning, everyone.", "en")
+    assert first is not None and first.language == "en"
+    book.said(Caption("alice-0-es", "alice", "es", "Abrid el informe ahora.", final=True, translated=True))
+    second = final("el informe ahora Costs stayed flat.", "es")
+    assert second is not None and (second.text, second.language) == ("Costs stayed flat.", "en")
+    assert transcripts.detected == "en"
 
 
 def utterance(speaker: str, text: str, *, end_at: float, level: float) -> Utterance:

@@ -12,8 +12,11 @@ usually transcribed in the language it was spoken in (with `auto`: detected as i
 language hears it too.
 
 The partial case (echo and the speaker's own words in one final): sentences that are echo go, the others
-stay. Echo and own words inside one sentence (no sentence end between them) are kept whole: the speaker's
-words are never dropped to remove an echo.
+stay. Inside a sentence that is the speaker's, an echo's words go too where they cannot be the speaker's:
+a run of `RUN_WORDS` or more words that were said in that order in one translation on the air, or, at the
+very start or end of the final, a run of one or two words of a translation on the air in another language
+than the speaker's (`language`): the tail of an echo heard just before the speaker spoke again, or its
+start heard as they stopped. The speaker's own words around them stay.
 
 `similar` is shared with cross-talk (`crosstalk.py`): two microphones transcribing one voice.
 """
@@ -25,6 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.language.codes import base_language
 from agent.loops.captions import Caption
 
 TAIL_S = 3.0  # after its audio ended, a translation may still be heard back this long (s)
@@ -33,6 +37,8 @@ KEEP_S = 30.0  # what was said is kept this long after it ended
 KEEP_MAX = 256  # and at most this many translations (oldest dropped first)
 MATCH = 0.75  # share of a sentence's words found in what was said: echo
 SHORT_WORDS = 5  # a sentence shorter than this is echo only if every word matches
+RUN_WORDS = 3  # inside a speaker's sentence, this many words said in that order in one translation: echo
+EDGE_WORDS = 2  # ... at the final's start or end, this few of a translation in another language: echo
 
 _WORD_RE = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
 _SENTENCE_RE = re.compile(r"[^.!?…。！？؟।]+[.!?…。！？؟।]*")
@@ -60,9 +66,22 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_RE.findall(text) if s.strip()]
 
 
+def in_order(run: list[str], sequence: list[str]) -> bool:
+    """Whether `run`'s words appear in `sequence` in that order (others may come between)."""
+    position = 0
+    for word in run:
+        try:
+            position = sequence.index(word, position) + 1
+        except ValueError:
+            return False
+    return True
+
+
 @dataclass(slots=True)
 class _Said:
     words: set[str]
+    sequence: list[str]  # its latest text's words, in order
+    language: str
     start: float  # clock time its caption first went out (its audio starting)
     end: float  # clock time it was last seen (its final caption: its audio ended)
 
@@ -83,31 +102,90 @@ class EchoBook:
         now = self._clock()
         key = (caption.segment_id, caption.language)
         entry = self._said.get(key)
+        said = words(caption.text)
         if entry is None:
-            self._said[key] = _Said(set(words(caption.text)), now, now)
+            self._said[key] = _Said(set(said), said, caption.language, now, now)
             self._order.append(key)
         else:
-            entry.words |= set(words(caption.text))
+            entry.words |= set(said)
+            entry.sequence = said
             entry.end = now
         self._forget(now)
 
-    def own_words(self, text: str, start: float, end: float, *, count: bool = True) -> tuple[str, int]:
-        """`text` heard between clock times `start` and `end`, without its sentences that are echo of
-        what was said then: (what is left, sentences dropped; added to `dropped` if `count`)."""
-        on_air = [s.words for s in self._said.values() if s.start - LEAD_S <= end and start <= s.end + TAIL_S]
+    def languages(self, start: float, end: float) -> set[str]:
+        """The languages of what was on the air between clock times `start` and `end`."""
+        return {s.language for s in self._on_air(start, end)}
+
+    def _on_air(self, start: float, end: float) -> list[_Said]:
+        return [s for s in self._said.values() if s.start - LEAD_S <= end and start <= s.end + TAIL_S]
+
+    def own_words(
+        self, text: str, start: float, end: float, *, language: str | None = None, count: bool = True
+    ) -> tuple[str, int]:
+        """`text` heard between clock times `start` and `end`, without what is echo of what was said then
+        (`language`: the speaker's, if known): (what is left, sentences and runs of words dropped; added
+        to `dropped` if `count`)."""
+        on_air = self._on_air(start, end)
         if not on_air:
             return text, 0
         kept: list[str] = []
         dropped = 0
-        for sentence in sentences(text):
+        parts = sentences(text)
+        for i, sentence in enumerate(parts):
             heard = words(sentence)
-            if heard and any(similar(heard, said) for said in on_air):
+            if heard and any(similar(heard, said.words) for said in on_air):
                 dropped += 1
-            else:
-                kept.append(sentence)
+                continue
+            runs = _echo_runs(heard, on_air, language, at_start=i == 0, at_end=i == len(parts) - 1)
+            dropped += len(runs)
+            if left := _without(sentence, runs) if runs else sentence:
+                kept.append(left)
         self.dropped += dropped if count else 0
         return (" ".join(kept) if dropped else text), dropped
 
     def _forget(self, now: float) -> None:
         while self._order and (len(self._order) > KEEP_MAX or self._said[self._order[0]].end < now - KEEP_S):
             self._said.pop(self._order.popleft(), None)
+
+
+def _echo_runs(
+    heard: list[str], on_air: list[_Said], language: str | None, *, at_start: bool, at_end: bool
+) -> list[tuple[int, int]]:
+    """The runs of `heard` (word index ranges) that are echo inside a speaker's sentence (see the module's
+    docstring): RUN_WORDS or more said in that order in one translation, or EDGE_WORDS or fewer at the
+    final's start or end of a translation in another language than `language`."""
+    out = []
+    said_words = set().union(*(said.words for said in on_air))
+    i = 0
+    while i < len(heard):
+        if heard[i] not in said_words:
+            i += 1
+            continue
+        j = i
+        while j < len(heard) and heard[j] in said_words:
+            j += 1
+        run, edge = heard[i:j], (at_start and i == 0) or (at_end and j == len(heard))
+        if len(run) >= RUN_WORDS and any(in_order(run, said.sequence) for said in on_air):
+            out.append((i, j))
+        elif edge and len(run) <= EDGE_WORDS and j - i < len(heard) and language is not None:
+            others = [said for said in on_air if base_language(said.language) != base_language(language)]
+            if any(set(run) <= said.words for said in others):
+                out.append((i, j))
+        i = j
+    return out
+
+
+def _without(sentence: str, runs: list[tuple[int, int]]) -> str:
+    """`sentence` without the words of `runs` (word index ranges, as `words` counts them), each with what
+    follows it up to the next word."""
+    spans = [m.span() for m in _WORD_RE.finditer(sentence)]
+    cut = []
+    for i, j in runs:
+        end = spans[j][0] if j < len(spans) else len(sentence)
+        cut.append((spans[i][0], end))
+    out, position = [], 0
+    for a, b in cut:
+        out.append(sentence[position:a])
+        position = b
+    out.append(sentence[position:])
+    return " ".join("".join(out).split()).strip(" ,;:")

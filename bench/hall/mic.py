@@ -1,10 +1,12 @@
 """A speaker's microphone in the room harness: its audio spoken in real time into a local track, and, with a
 loudspeaker, the interpretation the room plays mixed in live, 150 ms late at −10 dB.
 
-The echo's words go onto the microphone's timeline as they are mixed in: the k-th voiced stretch of the
+The echo's words go onto the microphone's timeline as they are mixed in. A voiced stretch of the
 interpretation played (10 ms windows above −40 dBFS, stretches apart by 100 ms of silence or more) is the
-k-th translated caption, its words spread over the stretch by characters (over the length the fake TTS
-gives the caption until the stretch has ended, then over the stretch itself).
+translation whose audio started last when the stretch began: the room contract sends a translated caption
+(not final) when its audio starts (docs/room-contract.md), so the newest segment of the loudspeaker's
+language is the one playing. Its words are spread by characters over its stretches, from the first one's
+start (over the length the fake TTS gives the caption until a stretch has ended, then to that end).
 """
 
 from __future__ import annotations
@@ -31,11 +33,17 @@ QUEUE_MS = 100  # the microphone's source is kept this far ahead of what is spok
 class EchoWords:
     """Puts the loudspeaker's words on the microphone's timeline, stretch by stretch."""
 
-    def __init__(self, mic: Mic, captions: Callable[[], list[str]], duration_for: Callable[[str], float]):
-        self._mic, self._captions, self._duration_for = mic, captions, duration_for
+    def __init__(
+        self, mic: Mic, playing: Callable[[], tuple[str, str] | None], duration_for: Callable[[str], float]
+    ):
+        self._mic, self._playing, self._duration_for = mic, playing, duration_for
         self.stretches: list[tuple[float, float]] = []
         self._open: tuple[float, float] | None = None  # (start, last voiced end)
-        self._words: list[TimedWord] = []
+        self._words: list[TimedWord] = []  # the words of the translation playing
+        self._segment: str | None = None  # ... its segment id
+        self._text = ""  # ... its text
+        self._from = 0.0  # ... where its first stretch began
+        self._translations = 0  # translations heard so far
 
     def hear(self, played: np.ndarray, at: float) -> None:
         """`played` (what the loudspeaker played, at full level) went into the microphone at `at` (s)."""
@@ -45,26 +53,33 @@ class EchoWords:
             if rms >= VOICED:
                 if self._open is None:
                     self._open = (t, t + WINDOW / RATE)
-                    self._place(t, t + self._estimate())
+                    self._begin(t)
                 else:
                     self._open = (self._open[0], t + WINDOW / RATE)
             elif self._open is not None and t - self._open[1] >= STRETCH_GAP_S:
-                self._place(*self._open)
+                self._place(self._open[1])
                 self.stretches.append(self._open)
                 self._open = None
 
-    def _text(self) -> str:
-        captions, k = self._captions(), len(self.stretches)
-        return captions[k] if k < len(captions) else ""
+    def _begin(self, t: float) -> None:
+        """A stretch begins at `t`: of the translation playing now, the one before's or a new one."""
+        playing = self._playing()
+        if playing is None:
+            return
+        segment, self._text = playing
+        if segment != self._segment:
+            self._segment, self._from, self._words = segment, t, []
+            self._translations += 1
+        self._place(max(t + WINDOW / RATE, self._from + self._duration_for(self._text)))
 
-    def _estimate(self) -> float:
-        return self._duration_for(self._text()) if self._text() else 0.5
-
-    def _place(self, start: float, end: float) -> None:
+    def _place(self, end: float) -> None:
+        """The translation playing's words spread over its stretches, from the first one's start to `end`."""
+        if self._segment is None:
+            return
         timeline = self._mic.timeline
         timeline.words = [w for w in timeline.words if w not in self._words]
-        k = len(self.stretches)
-        words = spread(self._text().split(), [(start, end)]) if self._text() else []
+        k = self._translations - 1
+        words = spread(self._text.split(), [(self._from, end)]) if self._text else []
         self._words = [
             TimedWord(a, b, w, "echo", k, i, "es", ECHO_GAIN_DB) for i, (w, a, b) in enumerate(words)
         ]

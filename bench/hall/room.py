@@ -87,13 +87,19 @@ async def run_condition(mics: list[Mic]) -> Run:
         await stop_fakes(fakes)
 
 
-def _translated(texts: list[SentText]) -> list[str]:
-    """The translated captions' latest texts, in the order their segments first appeared."""
+def _playing(texts: list[SentText], language: str = "es") -> tuple[str, str] | None:
+    """The translation into `language` whose audio started last, (segment id, its latest text): a
+    translated caption is first sent (not final) when its audio starts (docs/room-contract.md)."""
     latest: dict[str, str] = {}
+    newest = None
     for sent in texts:
-        if "interpreter.speaker" in sent.attributes:
-            latest[sent.attributes["lk.segment_id"]] = sent.text
-    return list(latest.values())
+        attributes = sent.attributes
+        if "interpreter.speaker" in attributes and attributes.get("language") == language:
+            segment = attributes["lk.segment_id"]
+            if segment not in latest:
+                newest = segment
+            latest[segment] = sent.text
+    return (newest, latest[newest]) if newest is not None else None
 
 
 async def _run(fakes: Fakes, mics: list[Mic]) -> Run:
@@ -111,7 +117,7 @@ async def _run(fakes: Fakes, mics: list[Mic]) -> Run:
             echo = None
             if mic.loudspeaker:
                 sent = h.room.local_participant.texts
-                echo = EchoWords(mic, partial(_translated, sent), fakes.cartesia.duration_for)
+                echo = EchoWords(mic, partial(_playing, sent), fakes.cartesia.duration_for)
             speaker = MicSpeaker(mic, echo)
             ear = TimedRecognizer(mic.timeline, mic.pcm, RATE, reference=mic.reference)
 

@@ -26,7 +26,11 @@ logger = logging.getLogger("agent.ears")  # the ears' logger: these are the ears
 class EchoCheck(Protocol):
     """Tells a speaker's own words from an echo of the interpretation (`agent.loops.echo.EchoBook`)."""
 
-    def own_words(self, text: str, start: float, end: float, *, count: bool = True) -> tuple[str, int]: ...
+    def own_words(
+        self, text: str, start: float, end: float, *, language: str | None = None, count: bool = True
+    ) -> tuple[str, int]: ...
+
+    def languages(self, start: float, end: float) -> set[str]: ...
 
 
 class Transcripts:
@@ -66,7 +70,7 @@ class Transcripts:
         if not text:
             return False
         if self._echo is not None and at is not None:
-            text, _ = self._echo.own_words(text, at, at, count=False)
+            text, _ = self._echo.own_words(text, at, at, language=self._own_language, count=False)
         if text:
             self._caption_language = self._language_of(data)
             self._caption(text, final=False)
@@ -82,12 +86,15 @@ class Transcripts:
         speech_end_at = heard.clock.to_clock(span[1])
         speech_end_at = final_at if speech_end_at is None else speech_end_at
         text = clean_transcript(data.text)
-        text = self._without_echo(text, heard.clock.to_clock(span[0]), speech_end_at)
+        start_at = heard.clock.to_clock(span[0])
+        text, echo_languages = self._without_echo(
+            text, speech_end_at if start_at is None else start_at, speech_end_at
+        )
         if not is_substantive(text):
             logger.debug("dropped a non-substantive segment", extra={"speaker": self._speaker})
             self.take_back_interim()
             return None
-        language = self._language_of(data, final=True)
+        language = self._language_of(data, final=True, not_in=echo_languages)
         utterance = Utterance(
             id=self.segment_id,
             speaker=self._speaker,
@@ -105,18 +112,25 @@ class Transcripts:
         self._seq += 1
         return utterance
 
-    def _without_echo(self, text: str, start: float | None, end: float) -> str:
-        """The text without its sentences that are the interpreter's own words played back (counted)."""
+    def _without_echo(self, text: str, start: float, end: float) -> tuple[str, set[str]]:
+        """The text without what is the interpreter's own words played back (counted), and the languages of
+        what was on the air then if any was dropped (the rest is not in those: it is the speaker's)."""
         if self._echo is None or not text:
-            return text
-        kept, dropped = self._echo.own_words(text, end if start is None else start, end)
-        if dropped:
-            metrics.NOT_INTERPRETED.labels(reason="echo").inc(dropped)
-            logger.info(
-                "dropped an echo of the interpretation",
-                extra={"speaker": self._speaker, "sentences": dropped, "kept_chars": len(kept)},
-            )
-        return kept
+            return text, set()
+        kept, dropped = self._echo.own_words(text, start, end, language=self._own_language)
+        if not dropped:
+            return kept, set()
+        metrics.NOT_INTERPRETED.labels(reason="echo").inc(dropped)
+        logger.info(
+            "dropped an echo of the interpretation",
+            extra={"speaker": self._speaker, "sentences": dropped, "kept_chars": len(kept)},
+        )
+        return kept, self._echo.languages(start, end)
+
+    @property
+    def _own_language(self) -> str | None:
+        """The speaker's language: their own, or with AUTO the one last detected (None: not yet)."""
+        return self._language if self._language != AUTO else self.detected
 
     def take_back_interim(self) -> None:
         """An interim caption is on screen but its words never became a final (Deepgram revised them to
@@ -127,14 +141,20 @@ class Transcripts:
             self._caption("", final=True)
             self._seq += 1
 
-    def _language_of(self, data: stt.SpeechData, *, final: bool = False) -> str:
+    def _language_of(
+        self, data: stt.SpeechData, *, final: bool = False, not_in: set[str] | None = None
+    ) -> str:
         """The language of what was heard: the speaker's own, or with AUTO the one Deepgram detected (the
         plugin takes the first of the result's `languages`, the one with most words); a detection missing
         or unsupported: this speaker's last detected language, else UNDETECTED_FALLBACK. A final's
-        detection is this speaker's detected language from then on (and `on_detected` hears it)."""
+        detection is this speaker's detected language from then on (and `on_detected` hears it). A
+        detection in `not_in` (an echo's language, the echo dropped from the text) is the echo's words
+        detected, not the speaker's: their last detected language stands, if there is one."""
         if self._language != AUTO:
             return self._language
         detected = detected_language(data.language)
+        if detected is not None and self.detected is not None and detected in (not_in or set()):
+            return self.detected
         if detected is None:
             logger.debug(
                 "no usable language detected; the speaker's last one is used",
