@@ -58,7 +58,14 @@ SAID = ["Good morning, everyone.", "Please turn on your camera."]
 TRANSLATIONS = {
     "Good morning": {"Spanish": "Buenos días a todos.", "French": "Bonjour à tous."},
     "camera": {"Spanish": "Por favor, enciende tu cámara.", "French": "Veuillez allumer votre caméra."},
+    "would like": {"French": "Je voudrais"},
+    "thank Maria": {"French": "remercier Maria,"},
+    "worked late": {"French": "qui a travaillé tard."},
 }
+# one sentence said in pieces, one a loop of the microphone (its pauses, 1.4 s, are shorter than
+# SENTENCE_PAUSE_S): only the last ends with a sentence mark
+PIECES = ["I would like", "to thank Maria,", "who worked late."]
+FRENCH_PIECES = ["Je voudrais", "remercier Maria,", "qui a travaillé tard."]
 # the page's interpreter line without a live interpreter: none came yet, or the one it had was lost
 NO_INTERPRETER = ("waiting", "reconnecting")
 AGENT_PRESENT = (
@@ -274,12 +281,35 @@ async def test_a_listener_reads_and_hears_spanish_then_switches_to_french(
         await until(french_shown, within_s=120, what="the French translation on the listener's page")
         fr = (await agent_tracks(listener))["interpretation-fr"]
         assert float(fr["bytes"]) > 0 and float(fr["energy"]) > 0, fr
+
+        # a sentence cut into pieces reads as one line, and so does its interpretation (issue 23)
+        await say(room, *PIECES)
+
+        async def one_line_each() -> bool:
+            shown = await dom_captions(listener)
+            return [s.text for s in finals(shown, "translation", "fr")] == [french, " ".join(FRENCH_PIECES)]
+
+        await until(one_line_each, within_s=90, what="the sentence's interpretation as one line")
+        await until(
+            lambda: _source_lines(listener, ["Please turn on your camera.", " ".join(PIECES)]),
+            what="the sentence as one line",
+        )
+        growing = [
+            s.text for s in await caption_log(listener) if s.kind == "translation" and s.language == "fr"
+        ]
+        assert "Je voudrais remercier Maria," in growing, growing  # the line grew piece by piece
         log = await caption_log(listener)
         assert [s.text for s in finals(log, "translation", "es")] == spanish  # no Spanish after the switch
         assert room.fakes.deepgram.remaining_for("en") == []
     except BaseException:
         await keep_artifacts(request, chromium, room, web)
         raise
+
+
+async def _source_lines(page: Page, last: list[str]) -> bool:
+    """The last source lines on the page say `last`, all final."""
+    sources = [s for s in await dom_captions(page) if s.kind == "source"]
+    return [s.text for s in sources[-len(last) :]] == last and all(s.final for s in sources)
 
 
 async def test_a_listener_waits_for_an_interpreter_and_gets_another_when_it_is_lost(

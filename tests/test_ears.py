@@ -17,6 +17,7 @@ from livekit.agents import stt as lk_stt
 
 from agent.loops.captions import Caption, CaptionLog, CaptionSink
 from agent.loops.ears.loop import Ears
+from agent.loops.ears.transcripts import SENTENCE_PAUSE_S
 from agent.loops.models import Utterance
 from agent.loops.pipeline import PipelineOptions
 from agent.providers.build import build_llm, build_stt, build_tts
@@ -26,7 +27,7 @@ from agent.telemetry.latency import LatencyTracker, Mark
 from tests.buggy_plugins import BuggySTT
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
-from tests.fakes.deepgram import CLOSE_NO_RESPONSE, numbered_words
+from tests.fakes.deepgram import CLOSE_NO_RESPONSE, NumberedWords, numbered_words
 from tests.fakes.room import FakeRoom
 from tests.harness import run_interpreter
 from tests.livekit_server import free_port
@@ -297,6 +298,70 @@ async def test_long_continuous_speech_is_cut_into_segments_translated_while_it_g
     first_heard = tracker.completed[0].marks
     assert first_heard[Mark.PLAYOUT_START] < tracker.completed[-1].marks[Mark.SPEECH_END]  # heard mid-speech
     assert tracker.spoken == len(finals)
+
+
+class SentencePieces(NumberedWords):
+    """Numbered words whose third piece ends a sentence ("w7 w8."); the others end none ("w1 w2")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pieces = 0
+
+    def preview(self, duration_s: float) -> str:
+        text = super().preview(duration_s)
+        return text if self.pieces == 2 else text.rstrip(".")
+
+    def __call__(self, duration_s: float) -> str:
+        text = self.preview(duration_s)
+        self.next_number += self.count(duration_s)
+        self.pieces += 1
+        return text
+
+
+def expected_sentences(pieces: list[Caption]) -> list[list[str]]:
+    """The source pieces' segment ids grouped into sentences as the rule says: a piece ending with a
+    sentence mark closes its sentence; so does more than SENTENCE_PAUSE_S of silence after a piece."""
+    groups: list[list[str]] = []
+    closed, last_end = True, 0.0
+    for piece in pieces:
+        start = piece.start_s or 0.0
+        if closed or start - last_end > SENTENCE_PAUSE_S:
+            groups.append([])
+        groups[-1].append(piece.segment_id)
+        closed, last_end = piece.text.endswith("."), piece.end_s or 0.0
+    return groups
+
+
+async def test_the_pieces_of_one_sentence_and_their_translations_carry_one_sentence_id():
+    """A long sentence cut into pieces (`max_segment_s`): every caption of its pieces, interim and final,
+    source and translated, carries one sentence id; the piece ending with a full stop closes it, and the
+    piece after more than SENTENCE_PAUSE_S of silence starts another though the one before ended none."""
+    rate = 16000
+    t = np.arange(int(4.5 * rate)) / rate
+    voice = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
+    silence = np.zeros(rate // 2, np.int16)
+    gap = np.zeros(int((SENTENCE_PAUSE_S + 0.6) * rate), np.int16)
+    pcm = Pcm(np.concatenate([silence, voice, gap, voice[: int(1.5 * rate)], silence, silence]), rate)
+    fakes = Fakes(FakeDeepgram([], transcript_for=SentencePieces()), FakeLLM(), FakeLLM(), FakeCartesia())
+    for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
+        await server.start()
+    tracker, captions = LatencyTracker(), CaptionLog()
+    try:
+        options = PipelineOptions(max_segment_s=1.0)
+        await run_interpreter(fakes, pcm, tracker, captions, speaker_name="ann", options=options)
+    finally:
+        for server in (fakes.deepgram, fakes.cerebras, fakes.groq, fakes.cartesia):
+            await server.aclose()
+
+    pieces = [c for c in captions.finals(translated=False) if c.text]
+    groups = expected_sentences(pieces)
+    assert len(groups) >= 3 and len(groups[0]) == 3, [(p.text, p.start_s, p.end_s) for p in pieces]
+    sentence_of = {segment: f"ann-s{k}" for k, group in enumerate(groups) for segment in group}
+    for caption in captions.captions:  # interims, finals and translations alike
+        source_segment = caption.segment_id.removesuffix("-es") if caption.translated else caption.segment_id
+        assert caption.sentence == sentence_of[source_segment], caption
+    assert {c.sentence for c in captions.captions if c.translated} == set(sentence_of.values())
+    assert any(not c.final for c in captions.captions if c.sentence == "ann-s0")
 
 
 # -- stopping ------------------------------------------------------------------------------------------

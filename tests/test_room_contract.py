@@ -16,7 +16,7 @@ import pytest
 
 from agent.language.codes import SUPPORTED_LANGUAGES, parse_language, participant_language
 from agent.room.attributes import ParticipantAttributes
-from agent.room.room_io import ATTR_LANGUAGES, ATTR_SPEAKER, ATTR_SPEAKER_NAME, ATTR_WARNINGS
+from agent.room.room_io import ATTR_LANGUAGES, ATTR_SENTENCE, ATTR_SPEAKER, ATTR_SPEAKER_NAME, ATTR_WARNINGS
 from tests.conftest import DIALOGUE, ONE_SENTENCE, start_room_fakes, stop_fakes
 from tests.fakes.room import FakeParticipant, FakeRoom
 from tests.loopback import eventually
@@ -215,6 +215,14 @@ async def test_captions_carry_the_name_a_speaker_joined_with_never_a_name_taken_
     for caption in harness.captions(final=False):
         speaker = caption.attributes.get(ATTR_SPEAKER, caption.sender_identity)
         assert caption.attributes[ATTR_SPEAKER_NAME] == expected[speaker], caption
+    # every caption says which sentence of its speaker it is a piece of; a translation, its source's
+    sentences = {c.attributes["lk.segment_id"]: c.attributes[ATTR_SENTENCE] for c in harness.captions()}
+    for segment, sentence in sentences.items():
+        speaker = segment.split("-")[0]
+        assert sentence.startswith(f"{speaker}-s"), (segment, sentence)
+        assert sentence == sentences[f"{speaker}-{segment.split('-')[1]}"], (segment, sentence)
+    # these are whole sentences ("... ."): each piece closes its own
+    assert len(set(sentences.values())) == len(harness.captions(translated=False))
     assert {c.attributes.get(ATTR_SPEAKER, c.sender_identity) for c in harness.captions()} == {
         "alice",
         "mallory",

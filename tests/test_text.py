@@ -1,4 +1,11 @@
-from agent.language.text import ClauseSplitter, ReasoningFilter, clean_clause, is_speakable, is_substantive
+from agent.language.text import (
+    ClauseSplitter,
+    ReasoningFilter,
+    clean_clause,
+    ends_sentence,
+    is_speakable,
+    is_substantive,
+)
 
 
 def split_stream(text: str, piece: int = 3) -> list[str]:
@@ -64,3 +71,11 @@ def test_non_substantive_segments():
     for text in ("Hi", "um, okay", "3", "こんにちは"):
         assert is_substantive(text), text
     assert not is_speakable("—…")
+
+
+def test_a_sentence_ends_at_a_sentence_mark_of_any_script_not_at_a_comma_or_an_abbreviation():
+    ended = ["To finish the design.", "Really?", "Wait!", "And then…", '"Stop."', "(Yes.)"]
+    for text in [*ended, "終わりました。", "本当？", "هل انتهى؟", "काम पूरा हुआ।"]:
+        assert ends_sentence(text), text
+    for text in ("I would like", "to thank Maria,", "who worked late;", "ask Mr.", "", "  "):
+        assert not ends_sentence(text), text

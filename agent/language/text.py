@@ -183,6 +183,15 @@ def is_substantive(transcript: str) -> bool:
     return not all(w in _FILLERS for w in words)
 
 
+def ends_sentence(text: str) -> bool:
+    """True if the text ends a sentence: its last mark (past closing quotes and brackets) is a sentence end
+    of any script (. ! ? … 。 ！ ？ ؟ ।), not the dot of an abbreviation ("Mr.")."""
+    text = text.rstrip().rstrip(_CLOSERS).rstrip()
+    if not text or text[-1] not in _SENTENCE_END + _SENTENCE_END_NO_SPACE + "‽｡":
+        return False
+    return text[-1] != "." or not _is_abbreviation(text)
+
+
 _PIECE_END = re.compile(r"[.!?…。！？؟।]+[\"'”’»)\]]*(?=\s)")
 
 

@@ -25,6 +25,9 @@ class Caption:
     # where the speech lies on the speaker's audio timeline (seconds), once known
     start_s: float | None = None
     end_s: float | None = None
+    # the sentence this piece belongs to (`<speaker>-s<k>`, see transcripts.py): the same for every piece
+    # of one sentence of a speaker, and for their translations; None: not known (a front end shows it alone)
+    sentence: str | None = None
 
 
 class CaptionSink(Protocol):
@@ -54,4 +57,5 @@ def translated_caption(speech: Speech, *, final: bool) -> Caption:
         text=speech.text,
         final=final,
         translated=True,
+        sentence=utterance.sentence,
     )

@@ -90,7 +90,15 @@ class CrossTalk:
         )
         if self._captions is not None:  # not their words: their caption of it is taken back
             self._captions.publish(
-                Caption(utterance.id, utterance.speaker, utterance.language, "", final=True, translated=False)
+                Caption(
+                    utterance.id,
+                    utterance.speaker,
+                    utterance.language,
+                    "",
+                    final=True,
+                    translated=False,
+                    sentence=utterance.sentence,
+                )
             )
 
 

@@ -23,6 +23,7 @@ class Utterance:
     audio_end: float  # ... and where the last word ends
     speech_end_at: float  # clock time at which the last word ended (audio timeline mapped to the clock)
     final_at: float  # clock time at which the final transcript arrived
+    sentence: str | None = None  # the speaker's sentence this segment is a piece of (transcripts.py)
     level: float = 0.0  # RMS of its audio (full scale 1.0): the louder of two microphones hearing it
     # ids of every utterance folded into this one while the brain was behind (see UtteranceQueue)
     record_ids: list[str] = field(default_factory=list)

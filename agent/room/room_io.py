@@ -51,6 +51,7 @@ ATTR_DRAINING = "interpreter.draining"  # "true": its worker shuts down; it hand
 ATTR_CUT_AT = "interpreter.cut_at"  # JSON {speaker identity: unix ms}: where the one handing over stops
 ATTR_HANDOVER_FROM = "interpreter.handover_from"  # set on the one taking over: the other's identity
 ATTR_STANDBY = "interpreter.standby"  # "true" while the one taking over listens, interpreting nothing yet
+ATTR_SENTENCE = "interpreter.sentence"  # on captions: the sentence a piece belongs to (docs/room-contract.md)
 GONE_GRACE_S = 1.0
 # captions waiting behind a slow data channel before the oldest are dropped (interims first)
 MAX_PENDING_CAPTIONS = 1000
@@ -262,6 +263,8 @@ class RoomPublisher:
             attributes[ATTRIBUTE_TRANSCRIPTION_TRACK_ID] = track_id
         if (name := self.speaker_names.get(caption.speaker)) is not None:
             attributes[ATTR_SPEAKER_NAME] = name
+        if caption.sentence is not None:
+            attributes[ATTR_SENTENCE] = caption.sentence
         kwargs: dict[str, Any] = {"topic": TOPIC_TRANSCRIPTION, "attributes": attributes}
         if sender:
             kwargs["sender_identity"] = sender

@@ -22,6 +22,7 @@ declare global {
 
 const TOPIC_TRANSCRIPTION = 'lk.transcription';
 const ATTR_SEGMENT_ID = 'lk.segment_id';
+const ATTR_SENTENCE = 'interpreter.sentence'; // the sentence a caption piece belongs to (docs/room-contract.md)
 const ATTR_FINAL = 'lk.transcription_final';
 const ATTR_SPEAKER = 'interpreter.speaker';
 const ATTR_SPEAKER_NAME = 'interpreter.speaker_name'; // the name the interpreter first saw (a rename is not)
@@ -293,11 +294,13 @@ async function startSession(
     if (languageDetected && captionLanguage !== '') listening.noteDetected(speakerIdentity, captionLanguage);
     const update = {
       segmentId,
+      sentence: attributes[ATTR_SENTENCE] || undefined,
       final: attributes[ATTR_FINAL] === 'true',
       kind,
       language: captionLanguage,
       languageName: nameOf(captionLanguage),
       detected: languageDetected,
+      speaker: speakerIdentity,
       speakerName: boundNames.get(speakerIdentity) || names.get(speakerIdentity) || 'A speaker',
       text,
       sentAt: reader.info.timestamp,

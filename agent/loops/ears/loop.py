@@ -207,8 +207,8 @@ class Ears:
         """Handle one STT event; True when it proves the link works."""
         if event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
             interim = event.alternatives[0]
-            if self._transcripts.interim(interim, at=self._clock()):
-                start = self._link.to_timeline(interim.start_time) if interim.end_time > 0 else None
+            start = self._link.to_timeline(interim.start_time) if interim.end_time > 0 else None
+            if self._transcripts.interim(interim, at=self._clock(), start=start):
                 self._cutter.words(start)
             return True
         if event.type == stt.SpeechEventType.START_OF_SPEECH:

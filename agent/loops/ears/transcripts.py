@@ -3,6 +3,12 @@
 Every segment being heard has an id (`<prefix>-<n>`), shared by its interim captions and its final one,
 and by the utterance the final becomes. The language of what was heard is the speaker's own, or with
 `auto` the one Deepgram detected. An interim caption whose words never become a final is taken back.
+
+Segments are pieces of sentences (the ears cut long speech, `STT_MAX_SEGMENT_S`, and at pauses): every
+caption carries the id of the speaker's sentence its segment belongs to (`<prefix>-s<k>`), decided when the
+segment's first caption is made. A final whose text ends a sentence (`ends_sentence`: . ? ! … 。 and the
+like) closes it; so does more than `SENTENCE_PAUSE_S` of the speaker's silence after a final without one
+(the next segment, starting later than that, begins the next sentence).
 """
 
 from __future__ import annotations
@@ -14,13 +20,17 @@ from typing import Protocol
 from livekit.agents import stt
 
 from agent.language.codes import AUTO, UNDETECTED_FALLBACK, detected_language
-from agent.language.text import clean_transcript, is_substantive
+from agent.language.text import clean_transcript, ends_sentence, is_substantive
 from agent.loops.captions import Caption, CaptionSink
 from agent.loops.ears.replay import ReplayBuffer
 from agent.loops.models import Utterance
 from agent.telemetry import metrics
 
 logger = logging.getLogger("agent.ears")  # the ears' logger: these are the ears' transcripts
+
+# a speaker silent this long (seconds, on their audio timeline) after a piece that ended no sentence: what
+# they say next is a new sentence (a caption line of its own on the page)
+SENTENCE_PAUSE_S = 2.0
 
 
 class EchoCheck(Protocol):
@@ -57,15 +67,21 @@ class Transcripts:
         self._prefix = prefix
         self._seq = 0
         self._interim_shown = False  # an interim caption of the segment being heard is on screen
+        self._sentence = 0  # the speaker's sentences so far: the open one's number
+        self._sentence_until: float | None = (
+            None  # where the open sentence's last piece ended (None: none yet)
+        )
+        self._segment_sentence: str | None = None  # the sentence of the segment being heard, once decided
 
     @property
     def segment_id(self) -> str:
         """The id of the segment being heard now (it becomes the next utterance's id)."""
         return f"{self._prefix}-{self._seq}"
 
-    def interim(self, data: stt.SpeechData, *, at: float | None = None) -> bool:
+    def interim(self, data: stt.SpeechData, *, at: float | None = None, start: float | None = None) -> bool:
         """Words heard, not final yet: shown as the segment's caption, but for sentences that are echo of
-        what the interpreter said (`at`: clock time, now). False: there were no words."""
+        what the interpreter said (`at`: clock time, now; `start`: where the words start on the speaker's
+        audio timeline, when known). False: there were no words."""
         text = clean_transcript(data.text)
         if not text:
             return False
@@ -73,7 +89,7 @@ class Transcripts:
             text, _ = self._echo.own_words(text, at, at, language=self._own_language, count=False)
         if text:
             self._caption_language = self._language_of(data)
-            self._caption(text, final=False)
+            self._caption(text, final=False, sentence=self._sentence_of_segment(start))
             self._interim_shown = True
         return True
 
@@ -95,11 +111,13 @@ class Transcripts:
             self.take_back_interim()
             return None
         language = self._language_of(data, final=True, not_in=echo_languages)
+        sentence = self._sentence_of_segment(span[0])
         utterance = Utterance(
             id=self.segment_id,
             speaker=self._speaker,
             text=text,
             language=language,
+            sentence=sentence,
             audio_start=span[0],
             audio_end=span[1],
             speech_end_at=speech_end_at,
@@ -107,10 +125,26 @@ class Transcripts:
             level=heard.level(*span),
         )
         self._caption_language = language
-        self._caption(utterance.text, final=True, span=span)
+        self._caption(utterance.text, final=True, span=span, sentence=sentence)
         self._interim_shown = False
         self._seq += 1
+        self._segment_sentence = None
+        if ends_sentence(text):
+            self._sentence, self._sentence_until = self._sentence + 1, None
+        else:
+            self._sentence_until = span[1]
         return utterance
+
+    def _sentence_of_segment(self, start: float | None) -> str:
+        """The id of the sentence the segment being heard is a piece of (decided at its first caption):
+        the open one, or the next when the speaker was silent more than SENTENCE_PAUSE_S since its last
+        piece (`start`: where this segment's words start on the audio timeline; None: not known)."""
+        if self._segment_sentence is None:
+            until = self._sentence_until
+            if until is not None and start is not None and start - until > SENTENCE_PAUSE_S:
+                self._sentence, self._sentence_until = self._sentence + 1, None
+            self._segment_sentence = f"{self._prefix}-s{self._sentence}"
+        return self._segment_sentence
 
     def _without_echo(self, text: str, start: float, end: float) -> tuple[str, set[str]]:
         """The text without what is the interpreter's own words played back (counted), and the languages of
@@ -138,8 +172,9 @@ class Transcripts:
         next words as a new segment."""
         if self._interim_shown:
             self._interim_shown = False
-            self._caption("", final=True)
+            self._caption("", final=True, sentence=self._segment_sentence)
             self._seq += 1
+        self._segment_sentence = None
 
     def _language_of(
         self, data: stt.SpeechData, *, final: bool = False, not_in: set[str] | None = None
@@ -171,7 +206,9 @@ class Transcripts:
                 self._on_detected(detected)
         return detected
 
-    def _caption(self, text: str, *, final: bool, span: tuple[float, float] | None = None) -> None:
+    def _caption(
+        self, text: str, *, final: bool, sentence: str | None, span: tuple[float, float] | None = None
+    ) -> None:
         if self._captions is None:
             return
         self._captions.publish(
@@ -184,5 +221,6 @@ class Transcripts:
                 translated=False,
                 start_s=round(span[0], 3) if span else None,
                 end_s=round(span[1], 3) if span else None,
+                sentence=sentence,
             )
         )
