@@ -148,12 +148,31 @@ def measure(run: Run) -> dict[str, Any]:
         "start_p95_s": quantile(starts, 95),
         "end_p50_s": quantile(ends, 50),
         "end_p95_s": quantile(ends, 95),
+        "start_lags_s": [round(x, 3) for x in starts],
+        "end_lags_s": [round(x, 3) for x in ends],
         "sentences": sum(len(mic.own.sentences) for mic in run.mics),
         "sentences_unheard": unheard,
         "captions_unmatched": unmatched,
         "echo_stretches": run.echo_stretches,
         "open_records": run.open_records,
     }
+
+
+def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs of one condition as one: counts summed, lags pooled (their percentiles over all the
+    runs' sentences), `runs` their number."""
+    out: dict[str, Any] = {"runs": len(runs)}
+    for key, value in runs[0].items():
+        if key.endswith("_lags_s"):
+            out[key] = [x for run in runs for x in run[key]]
+        elif isinstance(value, dict):
+            out[key] = {k: sum(run[key].get(k, 0) for run in runs) for k in value}
+        elif isinstance(value, int):
+            out[key] = sum(run[key] for run in runs)
+    for side in ("start", "end"):
+        for q in (50, 95):
+            out[f"{side}_p{q}_s"] = quantile(out[f"{side}_lags_s"], q)
+    return out
 
 
 def lags(run: Run, segs: dict[str, Segment]) -> tuple[list[float], list[float], int]:

@@ -67,8 +67,10 @@ def goals(results: dict[str, Any]) -> list[tuple[str, bool]]:
 
 
 def report(results: dict[str, Any]) -> None:
+    repeats = {row.get("runs", 1) for conditions in results["runs"].values() for row in conditions.values()}
     print(
         "\nlags in ms, (delta against clean); mid-word: cuts mid-word/cuts; missing: script words missing/all"
+        f"; runs of each condition, pooled: {'/'.join(map(str, sorted(repeats)))}"
     )
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))

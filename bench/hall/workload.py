@@ -19,7 +19,7 @@ import asyncio
 import logging
 from typing import Any
 
-from bench.hall.measure import measure
+from bench.hall.measure import measure, pooled
 from bench.hall.mixes import CONDITIONS, SPEECHES, fixture, loss_available, mics
 from bench.hall.report import draw, report
 from bench.hall.room import run_condition
@@ -60,6 +60,7 @@ def main(argv: list[str]) -> None:
         "--conditions", default=",".join(CONDITIONS), help="of: " + ", ".join(CONDITIONS).replace("%", "%%")
     )
     parser.add_argument("--workloads", default=",".join(SPEECHES), help="of: " + ", ".join(SPEECHES))
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each condition, pooled (default 1)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs and the run time, run nothing")
     add_output_arguments(parser)
     args = parser.parse_args(argv)
@@ -70,8 +71,8 @@ def main(argv: list[str]) -> None:
         skipped.append(f"the loss conditions: {why}")
         conditions = [c for c in conditions if CONDITIONS[c].kind != "loss"]
     runs = plan(speeches, conditions)
-    total = sum(s for _, _, s in runs)
-    print(f"{len(runs)} runs; estimated run time {total / 60:.1f} min", flush=True)
+    total = sum(s for _, _, s in runs) * max(args.repeat, 1)
+    print(f"{len(runs)} runs × {args.repeat}; estimated run time {total / 60:.1f} min", flush=True)
     for reason in skipped:
         print(f"not run: {reason}", flush=True)
     if args.dry_run:
@@ -84,5 +85,6 @@ def main(argv: list[str]) -> None:
     results: dict[str, Any] = {"runs": {}, "skipped": skipped, "estimated_s": round(total, 1)}
     for speech, name, _ in runs:
         print(f"running {speech}, {name}…", flush=True)
-        results["runs"].setdefault(speech, {})[name] = asyncio.run(run_one(speech, name))
+        each = [asyncio.run(run_one(speech, name)) for _ in range(max(args.repeat, 1))]
+        results["runs"].setdefault(speech, {})[name] = pooled(each)
     write_results(out, "hall.json", results, load, draw=draw, report=report)
