@@ -131,9 +131,11 @@ def loop_pauses(clean: np.ndarray) -> list[tuple[float, float]]:
 
 def received_pauses(received: np.ndarray, clean: np.ndarray) -> list[tuple[float, float, float]]:
     """Each clean pause as it came in `received` (start s, end s, the loop's offset there), whole and past the
-    warm-up. The loop's offset is found once (`loop_offset`), then again within ±`SHIFT_S` around each pause
-    (its envelope from a second before it to a half after it): the receiver's jitter buffer stretches and
-    squeezes the timeline a little, and a busy machine can drop a moment of it."""
+    warm-up, with a second before it and `SHIFT_S` more than a half after it received too. The loop's offset
+    is found once (`loop_offset`), then again within ±`SHIFT_S` around each pause (its envelope from a second
+    before it to a half after it): the receiver's jitter buffer stretches and squeezes the timeline a little,
+    and a busy machine can drop a moment of it.
+    """
     loop_s = len(clean) / RATE
     offset = loop_offset(received, clean)
     got = (envelope(received) > -40).astype(float) * 2 - 1
@@ -145,13 +147,12 @@ def received_pauses(received: np.ndarray, clean: np.ndarray) -> list[tuple[float
             base = offset + k * loop_s
             lo, hi = int((a + loop_s - 1.0) / step), int((b + loop_s + 0.5) / step)
             here = int((base + a - 1.0) / step)
+            if here - shift < 0 or here + shift + hi - lo > len(got):
+                continue  # not all of it received, whatever the shift
             scores = {
                 d: float(np.dot(got[here + d : here + d + hi - lo], ref[lo:hi]))
                 for d in range(-shift, shift + 1)
-                if here + d >= 0 and here + d + hi - lo <= len(got)
             }
-            if not scores:
-                continue
             moved = base + max(scores, key=lambda d: scores[d]) * step
             if moved + a >= WARMUP_S and moved + b <= len(received) / RATE:
                 out.append((moved + a, moved + b, moved % loop_s))
@@ -192,11 +193,12 @@ async def record_page_speaker(
     *, dtx: bool | None = None, processing: bool = True,
 ) -> Recording:  # fmt: skip
     """Join `room` as a speaker on the page with `mic` as the microphone; record `seconds` of its track as
-    the interpreter receives it. `dtx`: None as the page publishes (DTX on: livekit-client's `publishDefaults`;
-    the page has no setting of its own); False: the page's own room object publishes its microphone again
-    without. `processing` False: the browser captures without noise suppression, echo cancellation and gain
-    control (livekit-client's `audioCaptureDefaults` turn all three on, and the page keeps them): the page's
-    getUserMedia is asked for them off, so the page publishes as ever, only the floor reaches the encoder.
+    the interpreter receives it. `dtx`: None as the page publishes (DTX on: livekit-client's
+    `publishDefaults`; the page has no setting of its own); False: the page's own room object publishes its
+    microphone again without. `processing` False: the browser captures without noise suppression, echo
+    cancellation and gain control (livekit-client's `audioCaptureDefaults` turn all three on, and the page
+    keeps them): the page's getUserMedia is asked for them off, so the page publishes as ever, only the floor
+    reaches the encoder.
     """
     page = await browsers.page(f"speaker-{room}", microphone=mic)
     if not processing:
