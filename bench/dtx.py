@@ -3,15 +3,16 @@
 The page's speaker in real Chromium (its fake capture device playing `dialogue_en.wav` in a loop, under a
 noise floor) publishes through the real LiveKit server to a subscriber that takes the track as the interpreter
 does (tests/dtx.py). Conditions: the floor (`digital`, `white-<n>` at −n dBFS, `hum-<n>` n dB under the
-speech), DTX on (as the page publishes: livekit-client's default) or off, and the browser's capture processing
-(noise suppression, echo cancellation, gain control) on (as the page captures: livekit-client's default) or
-off (the floor reaches the encoder as it is). The last two are set through the page's own room object: the
-page has no setting for them.
+speech); DTX on (as the page publishes: livekit-client's default) or off (the page's own room object publishes
+the microphone again without); the browser's capture processing (noise suppression, echo cancellation, gain
+control) on (as the page captures: livekit-client's default) or off (the page's getUserMedia asked for them
+off: the floor reaches the encoder as it is). The page has no setting for either.
 
-Per condition it prints: RTP packets/s received (50 without DTX; fewer when DTX leaves silences unsent), the
-energy of the frames inside the pauses (dBFS min/median/max), what the ears' `VoiceGate` called them (QUIET;
-GAP would be a dropout; VOICED noise taken for speech) and its noise floor there, and the clean pauses the
-pause detector (PAUSE_CUT_MS 120) found, and its cuts mid-word.
+Per condition it prints: RTP packets/s received (50 without DTX; fewer when DTX leaves silences unsent); for
+ears that started hearing in a pause, the energy of the frames inside the pauses (dBFS min/median/max), what
+the ears' `VoiceGate` called them (QUIET; GAP a dropout; VOICED noise taken for speech) and its noise floor
+there, the clean pauses the pause detector (PAUSE_CUT_MS 120) cut and its cuts mid-word; for ears that started
+hearing in the middle of a sentence, the pause frames that were GAP and the pauses cut.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.browser import Browsers, missing_browser, web_server
-from tests.dtx import FLOORS, judge_received, microphone, record_page_speaker, write_microphone
+from tests.dtx import FLOORS, MID_SPEECH, judge_received, microphone, record_page_speaker, write_microphone
 from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
 
 COLUMNS = ("floor", "processing", "dtx", "packets_per_s", "pause_frames", "db_min", "db_median", "db_max",
-           "quiet", "gap", "voiced", "gate_floor_db", "pauses_found", "mid_word_cuts")  # fmt: skip
+           "quiet", "gap", "voiced", "gate_floor_db", "pauses_found", "mid_word_cuts",
+           "gap_mid_speech", "found_mid_speech")  # fmt: skip
 
 
 async def run(
@@ -50,7 +52,13 @@ async def run(
                         server, web, browsers, mic, room, seconds, dtx=dtx_on, processing=on
                     )
                     heard = judge_received(floor, got.dtx, got.audio)
-                    row = {"processing": "on" if on else "off", "packets_per_s": round(got.packets_per_s, 1)}
+                    late = judge_received(floor, got.dtx, got.audio, MID_SPEECH)
+                    row = {
+                        "processing": "on" if on else "off",
+                        "packets_per_s": round(got.packets_per_s, 1),
+                        "gap_mid_speech": f"{late.voicing['gap']}/{len(late.energies)}",
+                        "found_mid_speech": f"{late.pauses_found}/{late.pauses}",
+                    }
                     rows.append(row := heard.figures() | row)
                     print(" ".join(f"{c}={row[c]}" for c in COLUMNS), flush=True)
     return rows

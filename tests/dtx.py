@@ -4,13 +4,15 @@ and a subscriber takes the track as the interpreter does (the rtc SDK, 16 kHz mo
 `agent.room.room_io.track_frames`). For tests/test_browser_dtx.py and `python -m bench dtx`.
 
 The microphone is `dialogue_en.wav` (three sentences, 1 s pauses; 1.5 s across the loop) padded to whole
-20 ms frames, under a floor made here (`FLOORS`): none (digital silence), white noise at −60 dBFS (seed 22),
-or the committed hum 30 dB below the speech (`tests.noise.mix`). The received audio is aligned on the clean
-speech (the loop's offset, by the 10 ms envelope), and each received frame that falls well inside a clean
-pause (`MARGIN_S` from its ends) is a pause frame: its energy, and what a `VoiceGate` that followed the whole
-received audio made of it (QUIET or GAP; VOICED would be noise taken for speech). The pause detector
-(`tests.noise.cut_times`, PAUSE_CUT_MS 120) runs over the received audio; its cuts, mapped onto the clean
-loop, must fall in the clean pauses (`tests.noise.judge`).
+20 ms frames, under a floor made here (`microphone`): none (digital silence), white noise at a given dBFS
+(seed 22), or the committed hum some dB below the speech (`tests.noise.mix`). The received audio is aligned on
+the clean speech (the loop's offset, by the 10 ms envelope, found again around each pause). A `VoiceGate` and
+the pause detector (`tests.noise.cut_times`, PAUSE_CUT_MS 120) start hearing it where the ears would have
+subscribed: just inside a pause (`IN_PAUSE`), or in the middle of a sentence (`MID_SPEECH`: a gate that
+starts there takes its first floor from speech alone, and then holds a floor under −70 dBFS to be GAP). Each
+received frame well inside a clean pause (`MARGIN_S` from its ends, past `WARMUP_S`) is a pause frame: its
+energy, and what the gate made of it (QUIET; GAP a dropout; VOICED noise taken for speech). The cuts must fall
+in the clean pauses, none mid-word (`tests.noise.clean_pauses`, `mid_word`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +38,16 @@ from tests.noise import FIXTURES, RATE, SEED, clean_pauses, cut_times, frames, m
 
 FRAME = RATE // 50  # 20 ms
 FLOORS = ("digital", "white-60", "hum-30")  # and any white-<dBFS> or hum-<dB under the speech>
-WARMUP_S = 3.5  # the received audio before this is left out of the figures (the gate's floor window: 3 s)
+WARMUP_S = 2.0  # what the gate heard before the pause frames and cuts that count (its floor is settled)
+ALIGN_FROM_S = 1.0  # the loop's offset is found on a loop of the received audio from this far in
+# where (s of the clean loop) the ears' gate starts hearing: just inside a pause, or in the middle of a
+# sentence (0.34 s into "Thank you for joining the call today.")
+IN_PAUSE = (2.0, 5.0, 7.6)
+MID_SPEECH = (3.3,)
 MARGIN_S = 0.1  # a pause frame: this far inside a clean pause (the codec's delay and tails of speech)
 ENVELOPE_S = 0.01
 SHIFT_S = 0.3  # the alignment is found again around each pause, this far either way
+JOINS = 3  # a speaker page joins at most this often for its browser to get DTX as asked
 
 
 def clean_speech() -> np.ndarray:
@@ -80,10 +89,10 @@ def loop_offset(received: np.ndarray, clean: np.ndarray) -> float:
     voiced/unvoiced at −40 dBFS)."""
     ref = envelope(clean) > -40
     got = envelope(received) > -40
-    start = int(WARMUP_S / ENVELOPE_S)
+    start = int(ALIGN_FROM_S / ENVELOPE_S)
     window = got[start : start + len(ref)].astype(float) * 2 - 1
     if len(window) < len(ref):
-        raise ValueError("less than one loop of audio past the warm-up")
+        raise ValueError(f"less than one loop of audio past the first {ALIGN_FROM_S} s")
     signs = ref.astype(float) * 2 - 1
     scores = [float(np.dot(window, np.roll(signs, -lag))) for lag in range(len(ref))]
     lag = int(np.argmax(scores))  # received[start + i] matches clean[(i + lag) % n]
@@ -102,7 +111,6 @@ class Heard:
     pauses_found: int = 0
     pauses: int = 0  # clean pauses seen past the warm-up (each loop's)
     mid_word: int = 0
-    loops: float = 0.0
 
     def figures(self) -> dict[str, Any]:
         e = np.asarray(self.energies) if self.energies else np.zeros(1)
@@ -129,15 +137,16 @@ def loop_pauses(clean: np.ndarray) -> list[tuple[float, float]]:
     return [(a, b) for a, b in clean_pauses(np.concatenate([clean, clean])) if a < loop_s]
 
 
-def received_pauses(received: np.ndarray, clean: np.ndarray) -> list[tuple[float, float, float]]:
+def received_pauses(
+    received: np.ndarray, clean: np.ndarray, offset: float
+) -> list[tuple[float, float, float]]:
     """Each clean pause as it came in `received` (start s, end s, the loop's offset there), whole and past the
-    warm-up, with a second before it and `SHIFT_S` more than a half after it received too. The loop's offset
-    is found once (`loop_offset`), then again within ±`SHIFT_S` around each pause (its envelope from a second
+    warm-up, with a second before it and `SHIFT_S` more than a half after it received too. `offset`: where the
+    loop starts (`loop_offset`); found again within ±`SHIFT_S` around each pause (its envelope from a second
     before it to a half after it): the receiver's jitter buffer stretches and squeezes the timeline a little,
     and a busy machine can drop a moment of it.
     """
     loop_s = len(clean) / RATE
-    offset = loop_offset(received, clean)
     got = (envelope(received) > -40).astype(float) * 2 - 1
     ref = (envelope(np.concatenate([clean, clean, clean])) > -40).astype(float) * 2 - 1
     step, shift = ENVELOPE_S, int(SHIFT_S / ENVELOPE_S)
@@ -159,12 +168,20 @@ def received_pauses(received: np.ndarray, clean: np.ndarray) -> list[tuple[float
     return out
 
 
-def judge_received(floor: str, dtx: bool, received: np.ndarray) -> Heard:
-    """The pause frames' energies and voicing, and the pauses found, in `received` (16 kHz mono s16)."""
+def judge_received(
+    floor: str, dtx: bool, received: np.ndarray, gate_from: tuple[float, ...] = IN_PAUSE
+) -> Heard:
+    """The pause frames' energies and voicing, and the pauses found, in `received` (16 kHz mono s16), by a
+    gate and a pause detector that start hearing at the first moment of it that is one of `gate_from` (s of
+    the clean loop): as the ears would, had they subscribed then."""
     clean = clean_speech()
     loop_s = len(clean) / RATE
-    pauses = received_pauses(received, clean)
-    heard = Heard(floor, dtx, loops=(len(received) / RATE - WARMUP_S) / loop_s)
+    offset = loop_offset(received, clean)
+    start = min((offset + at) % loop_s for at in gate_from)
+    received = received[round(start * RATE) // FRAME * FRAME :]
+    offset = (offset - round(start * RATE) // FRAME * FRAME / RATE) % loop_s
+    pauses = received_pauses(received, clean, offset)
+    heard = Heard(floor, dtx)
     gate = VoiceGate()
     voicing = {v.value: 0 for v in Voicing}
     for i, frame in enumerate(frames(received)):
@@ -192,26 +209,28 @@ async def record_page_speaker(
     server: LiveKitServer, web: WebServer, browsers: Browsers, mic: Path, room: str, seconds: float,
     *, dtx: bool | None = None, processing: bool = True,
 ) -> Recording:  # fmt: skip
-    """Join `room` as a speaker on the page with `mic` as the microphone; record `seconds` of its track as
-    the interpreter receives it. `dtx`: None as the page publishes (DTX on: livekit-client's
-    `publishDefaults`; the page has no setting of its own); False: the page's own room object publishes its
-    microphone again without. `processing` False: the browser captures without noise suppression, echo
-    cancellation and gain control (livekit-client's `audioCaptureDefaults` turn all three on, and the page
-    keeps them): the page's getUserMedia is asked for them off, so the page publishes as ever, only the floor
-    reaches the encoder.
+    """Join a room (`room`, then `room-2`… if the page must join again) as a speaker on the page with `mic` as
+    the microphone; record `seconds` of its track as the interpreter receives it. `dtx`: None as the page
+    publishes (DTX on: livekit-client's `publishDefaults`; the page has no setting of its own); False: the
+    page's own room object publishes its microphone again without. `processing` False: the browser captures
+    without noise suppression, echo cancellation and gain control (livekit-client's `audioCaptureDefaults`
+    turn all three on, and the page keeps them): the page's getUserMedia is asked for them off, so the page
+    publishes as ever, only the floor reaches the encoder.
+
+    With DTX asked for, a page whose browser did not get `usedtx=1` (livekit-client's SDP munging missed the
+    track: about one join in eight here, the server's track info saying DTX on all the same) leaves, and a
+    fresh page joins another room, up to `JOINS` times: `Recording.joins` says how many it took.
     """
-    page = await browsers.page(f"speaker-{room}", microphone=mic)
-    if not processing:
-        await page.add_init_script(RAW_CAPTURE)
-    await join(page, web.url, room=room, name="Sam", role="speaker", language="en")
-    await page.wait_for_function(
-        "() => document.querySelector('#mic')?.getAttribute('aria-pressed') === 'true'"
-    )
-    if dtx is False:
-        await page.evaluate(REPUBLISH, processing)
-    async with _subscriber(server, room) as (subscriber, tracks):
+    for joins in range(1, JOINS + 1):
+        name = room if joins == 1 else f"{room}-{joins}"
+        page = await _speaker_page(browsers, web, mic, name, dtx=dtx, processing=processing)
+        codec = await until(partial(_codec, page), within_s=30, what="the microphone's send codec")
+        if dtx is False or "usedtx=1" in codec or joins == JOINS:
+            break
+        await page.context.close()
+    async with _subscriber(server, name) as (subscriber, tracks):
         track = await until(lambda: _first(tracks), within_s=30, what="the page's microphone track")
-        dtx_on = await _dtx_on(server, room)
+        dtx_on = await _dtx_on(server, name)
         received: list[np.ndarray] = []
         wanted = round(seconds * STT_SAMPLE_RATE)
 
@@ -223,11 +242,33 @@ async def record_page_speaker(
                 if got >= wanted:
                     return
 
-        packets = await _packets_received(subscriber)
+        packets, (sent, _) = await _packets_received(subscriber), await _sent(page)
         await asyncio.wait_for(record(), seconds + 30)
-        packets = await _packets_received(subscriber) - packets
+        packets, (sent, codec) = await _packets_received(subscriber) - packets, await _sent(page, sent)
     await page.context.close()
-    return Recording(np.concatenate(received), dtx_on, packets)
+    return Recording(np.concatenate(received), dtx_on, packets, sent, codec, joins)
+
+
+async def _speaker_page(
+    browsers: Browsers, web: WebServer, mic: Path, room: str, *, dtx: bool | None, processing: bool
+) -> Any:
+    """A fresh page joined to `room` as a speaker, its microphone published."""
+    page = await browsers.page(f"speaker-{room}", microphone=mic)
+    if not processing:
+        await page.add_init_script(RAW_CAPTURE)
+    await join(page, web.url, room=room, name="Sam", role="speaker", language="en")
+    await page.wait_for_function(
+        "() => document.querySelector('#mic')?.getAttribute('aria-pressed') === 'true'"
+    )
+    if dtx is False:
+        await page.evaluate(REPUBLISH, processing)
+    return page
+
+
+async def _codec(page: Any) -> str:
+    """The browser's send codec once the microphone is sending ('' before)."""
+    sent, codec = await _sent(page)
+    return codec if sent > 0 else ""
 
 
 @dataclass(frozen=True)
@@ -235,6 +276,9 @@ class Recording:
     audio: np.ndarray  # 16 kHz mono s16, as the ears get it
     dtx: bool  # DTX on, as the server reports the track
     packets: int  # RTP packets received while it was recorded (1 per 20 ms without DTX)
+    sent: int  # ... and sent by the browser meanwhile (its sender's outbound-rtp stats)
+    codec: str  # the browser's send codec, its fmtp line (`usedtx=1`: DTX asked of the encoder), the channels
+    joins: int  # pages that joined until one had DTX as asked (1: the first)
 
     @property
     def packets_per_s(self) -> float:
@@ -262,6 +306,24 @@ RAW_CAPTURE = """(() => {
     return getUserMedia(constraints);
   };
 })();"""
+
+
+SENDER_STATS = """async () => {
+  const local = window.interpreterPage.room.localParticipant;
+  const pub = [...local.audioTrackPublications.values()].find((p) => p.source === 'microphone');
+  let sent = 0, codecId = '', codecs = {};
+  for (const s of (await pub.track.sender.getStats()).values()) {
+    if (s.type === 'outbound-rtp') { sent = s.packetsSent; codecId = s.codecId; }
+    if (s.type === 'codec') codecs[s.id] = `${s.mimeType} ${s.sdpFmtpLine || ''}`;
+  }
+  const channels = pub.track.mediaStreamTrack.getSettings().channelCount;
+  return [sent, `${codecs[codecId] || ''} (${channels} channel${channels === 1 ? '' : 's'} captured)`];
+}"""
+
+
+async def _sent(page: Any, before: int = 0) -> tuple[int, str]:
+    sent, codec = await page.evaluate(SENDER_STATS)
+    return int(sent) - before, str(codec)
 
 
 async def _first(tracks: list[rtc.Track]) -> rtc.Track | None:
