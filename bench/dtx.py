@@ -8,8 +8,9 @@ the microphone again without); the browser's capture processing (noise suppressi
 control) on (as the page captures: livekit-client's default) or off (the page's getUserMedia asked for them
 off: the floor reaches the encoder as it is). The page has no setting for either.
 
-Per condition it prints: RTP packets/s received (50 without DTX; fewer when DTX leaves silences unsent); for
-ears that started hearing in a pause, the energy of the frames inside the pauses (dBFS min/median/max), what
+Per condition it prints: the pages that joined until one's browser had DTX as asked (livekit-client sometimes
+misses it), RTP packets/s received (50 without DTX; fewer when DTX leaves silences unsent); for ears that
+started hearing in a pause, the energy of the frames inside the pauses (dBFS min/median/max), what
 the ears' `VoiceGate` called them (QUIET; GAP a dropout; VOICED noise taken for speech) and its noise floor
 there, the clean pauses the pause detector (PAUSE_CUT_MS 120) cut and its cuts mid-word; for ears that started
 hearing in the middle of a sentence, the pause frames that were GAP and the pauses cut.
@@ -28,8 +29,8 @@ from tests.browser import Browsers, missing_browser, web_server
 from tests.dtx import FLOORS, MID_SPEECH, judge_received, microphone, record_page_speaker, write_microphone
 from tests.livekit_server import INSTALL_HINT, LiveKitServer, find_binary
 
-COLUMNS = ("floor", "processing", "dtx", "packets_per_s", "pause_frames", "db_min", "db_median", "db_max",
-           "quiet", "gap", "voiced", "gate_floor_db", "pauses_found", "mid_word_cuts",
+COLUMNS = ("floor", "processing", "dtx", "joins", "packets_per_s", "pause_frames", "db_min", "db_median",
+           "db_max", "quiet", "gap", "voiced", "gate_floor_db", "pauses_found", "mid_word_cuts",
            "gap_mid_speech", "found_mid_speech")  # fmt: skip
 
 
@@ -55,6 +56,7 @@ async def run(
                     late = judge_received(floor, got.dtx, got.audio, MID_SPEECH)
                     row = {
                         "processing": "on" if on else "off",
+                        "joins": got.joins,
                         "packets_per_s": round(got.packets_per_s, 1),
                         "gap_mid_speech": f"{late.voicing['gap']}/{len(late.energies)}",
                         "found_mid_speech": f"{late.pauses_found}/{late.pauses}",
