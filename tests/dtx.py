@@ -218,7 +218,7 @@ async def record_page_speaker(
     publishes as ever, only the floor reaches the encoder.
 
     With DTX asked for, a page whose browser did not get `usedtx=1` (livekit-client's SDP munging missed the
-    track: about one join in eight here, the server's track info saying DTX on all the same) leaves, and a
+    track: 3 of about 30 joins here, the server's track info saying DTX on all the same) leaves, and a
     fresh page joins another room, up to `JOINS` times: `Recording.joins` says how many it took.
     """
     for joins in range(1, JOINS + 1):
