@@ -58,6 +58,7 @@ COMMANDS = {
     "relay": Command(
         "bench.relay", "an interpretation track over a lossy downlink: RED and DTX at 0/2/5/10 % loss"
     ),
+    "dtx": Command("bench.dtx", "the page's microphone in Chromium: what the ears get in its DTX silences"),
 }
 DEFAULT = "latency"  # what runs when no workload is named (options alone are `latency`'s, as ever)
 
