@@ -1,6 +1,7 @@
 """A recording of speech put on the timeline of what was said (`bench.hall.received`): the shift found by
 cross-correlating 10 ms RMS envelopes, refined to the sample by the waveforms' correlation within ±10 ms of
-it; what is left of the shift in each 1 s stretch of speech is the drift (a receiver's time stretching)."""
+it; what is left of the shift in each 1 s stretch of speech is the drift (a receiver changing its playout
+delay, mostly in the pauses)."""
 
 from __future__ import annotations
 
