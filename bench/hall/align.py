@@ -14,7 +14,7 @@ from agent.run.filemode import Pcm
 ENVELOPE_S = 0.01
 REFINE_S = 0.01  # the waveforms' correlation looks this far either side of the envelopes' shift
 DRIFT_BLOCK_S = 1.0
-DRIFT_SPAN_S = 0.15  # ... each 1 s stretch this far either side of the global shift (NetEq moves it ~100 ms)
+DRIFT_SPAN_S = 0.15  # ... and each 1 s stretch this far either side of the global shift
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ The recording is put on the input's timeline, same length: sample t of `Received
 of sample t said. The shift is found by cross-correlating 10 ms RMS envelopes, then refined to the sample by
 the waveforms' correlation within ±10 ms of it. `offset_ms` is that shift against the recording's position
 when the speaker started (the mouth-to-ears delay: relay, jitter buffer, decoding); `drift_ms`, the largest
-shift left in any 1 s stretch of speech. One shift for the whole: the receiver changes its playout delay as
-it goes (NetEq, mostly in the pauses: the monologue's first sentences arrived up to 100 ms earlier than its
-last against one shift), so pauses come out longer or shorter than said, as the interpreter's ears get them.
-A busy machine plays late and conceals without loss (`load1` is kept with each).
+shift left in any 1 s stretch of speech. One shift for the whole: the receiver may change its playout
+delay as it goes (NetEq; 0-20 ms measured here), so pauses may come out a little longer or shorter than
+said, as the interpreter's ears get them. The speaker's frames go to the SDK as fast as its queue takes
+them: paced just in time, a stall of this process starved the source and inserted a gap (500 ms once, on
+a busy machine); `underrun_ms` says how dry it ran, and a run over UNDERRUN_LIMIT_MS is done again.
 
 With `cache_dir`, the received audio of (input audio, loss, jitter, seed) is kept there (a WAV and its
 figures as JSON) and read back instead of running the server again (`fresh`: run it anyway, and rewrite).
