@@ -55,6 +55,7 @@ from tests.participants import Speaker
 from tests.relay import RELAY_IP, Impairment, Relay, serving_through_relay
 
 CACHE_DIR = Path("bench-results/hall-received")
+CACHE_VERSION = 2  # 1: the speaker paced just in time (a stall of this process inserted gaps): not reused
 JITTER_MS = (30.0, 20.0)  # the issue's: 30 ± 20 ms
 NOISES = {"hum": HUM, "babble": BABBLE}
 TAIL_S = 1.0  # recorded after the last sample is said: the relay's delay and the jitter buffer
@@ -217,7 +218,8 @@ class _Ears:
 def cache_key(pcm: Pcm, loss: float, jitter_ms: tuple[float, float], seed: int, red: bool = True) -> str:
     digest = hashlib.sha1(pcm.samples.astype(np.int16).tobytes() + str(pcm.sample_rate).encode()).hexdigest()
     options = "red-dtx" if red else "dtx"
-    return f"{digest[:16]}-loss{loss:g}-jitter{jitter_ms[0]:g}+-{jitter_ms[1]:g}-seed{seed}-{options}"
+    network = f"loss{loss:g}-jitter{jitter_ms[0]:g}+-{jitter_ms[1]:g}-seed{seed}"
+    return f"v{CACHE_VERSION}-{digest[:16]}-{network}-{options}"
 
 
 def _with(path: Path, suffix: str) -> Path:
