@@ -1,6 +1,7 @@
 """A recording of speech put on the timeline of what was said (`bench.hall.received`): the shift found by
 cross-correlating 10 ms RMS envelopes, refined to the sample by the waveforms' correlation within ±10 ms of
-it; what is left of the shift in each 1 s stretch of speech is the drift (a receiver's time stretching)."""
+it; what is left of the shift in each 1 s stretch of speech is the drift (a receiver changing its playout
+delay, mostly in the pauses)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from agent.run.filemode import Pcm
 ENVELOPE_S = 0.01
 REFINE_S = 0.01  # the waveforms' correlation looks this far either side of the envelopes' shift
 DRIFT_BLOCK_S = 1.0
-DRIFT_SPAN_S = 0.15  # ... each 1 s stretch this far either side of the global shift (NetEq moves it ~100 ms)
+DRIFT_SPAN_S = 0.15  # ... and each 1 s stretch this far either side of the global shift
 
 
 @dataclass(frozen=True)
