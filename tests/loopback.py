@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 import numpy as np
@@ -145,3 +146,33 @@ async def eventually_async(
         if time.perf_counter() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(poll_s)
+
+
+class LoudspeakerPath:
+    """What a loudspeaker plays reaching a microphone next to it `delay` samples later: `play` what it
+    played (as it arrives), `picked_up(n)` the microphone's next `n` samples of it (silence until `delay`
+    samples have piled up: the delay)."""
+
+    def __init__(self, delay: int) -> None:
+        self._delay = delay
+        self._played: deque[np.ndarray] = deque()  # played, not yet in the microphone
+        self._samples = 0
+
+    def play(self, samples: np.ndarray) -> None:
+        self._played.append(samples)
+        self._samples += len(samples)
+
+    def picked_up(self, n: int) -> np.ndarray:
+        out = np.zeros(n)
+        if self._samples < n + self._delay:
+            return out
+        filled = 0
+        while filled < n:
+            chunk = self._played.popleft()
+            take = min(n - filled, len(chunk))
+            out[filled : filled + take] = chunk[:take]
+            if take < len(chunk):
+                self._played.appendleft(chunk[take:])
+            filled += take
+        self._samples -= n
+        return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ from agent.loops.echo import EchoBook, sentences, similar, words
 from agent.loops.models import Utterance
 from agent.run.filemode import Pcm, paced_frames, read_wav
 from tests.conftest import DIALOGUE, ONE_SENTENCE
-from tests.loopback import LoopbackSpeaker, eventually
+from tests.loopback import LoopbackSpeaker, LoudspeakerPath, eventually
 from tests.participants import Speaker
 from tests.real_room import RealRoom
 from tests.test_auto_language import auto_room, source_captions
@@ -251,9 +250,7 @@ class LoudspeakerSpeaker(Speaker):
     def __init__(self, identity: str, track: str, *, delay_s: float, gain_db: float) -> None:
         super().__init__(identity)
         self._track_name, self._gain = track, 10 ** (gain_db / 20)
-        self._delay = round(delay_s * self.source.sample_rate)
-        self._played: deque[np.ndarray] = deque()  # what the loudspeaker played, not yet in the microphone
-        self._played_samples = 0
+        self._path = LoudspeakerPath(round(delay_s * self.source.sample_rate))
         self.room.on("track_subscribed", self._on_loudspeaker)
 
     def _on_loudspeaker(self, track: rtc.Track, publication: rtc.RemoteTrackPublication, _: object) -> None:
@@ -266,34 +263,15 @@ class LoudspeakerSpeaker(Speaker):
         stream = rtc.AudioStream.from_track(track=track, sample_rate=self.source.sample_rate, num_channels=1)
         try:
             async for event in stream:
-                samples = np.frombuffer(event.frame.data, np.int16).astype(np.float64) * self._gain
-                self._played.append(samples)
-                self._played_samples += len(samples)
+                self._path.play(np.frombuffer(event.frame.data, np.int16).astype(np.float64) * self._gain)
         finally:
             await stream.aclose()
-
-    def _picked_up(self, n: int) -> np.ndarray:
-        """The next `n` samples the microphone picks up from the loudspeaker (silence until `delay_s` of
-        what it played has piled up: the delay)."""
-        out = np.zeros(n)
-        if self._played_samples < n + self._delay:
-            return out
-        filled = 0
-        while filled < n:
-            chunk = self._played.popleft()
-            take = min(n - filled, len(chunk))
-            out[filled : filled + take] = chunk[:take]
-            if take < len(chunk):
-                self._played.appendleft(chunk[take:])
-            filled += take
-        self._played_samples -= n
-        return out
 
     def say(self, pcm: Pcm) -> asyncio.Task[None]:
         async def speak() -> None:
             async for frame in paced_frames(pcm):
                 own = np.frombuffer(frame.data, np.int16).astype(np.float64)
-                mixed = np.clip(own + self._picked_up(len(own)), -32768, 32767).astype(np.int16)
+                mixed = np.clip(own + self._path.picked_up(len(own)), -32768, 32767).astype(np.int16)
                 await self.source.capture_frame(
                     rtc.AudioFrame(mixed.tobytes(), frame.sample_rate, 1, frame.samples_per_channel)
                 )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +22,7 @@ from livekit import rtc
 from bench.hall.mixes import ECHO_DELAY_S, ECHO_GAIN_DB, RATE, Mic
 from bench.hall.words import spread
 from tests.fakes.timed_words import TimedWord
+from tests.loopback import LoudspeakerPath
 
 WINDOW = RATE // 100
 VOICED = 0.01  # full scale 1.0, of what the loudspeaker plays
@@ -96,10 +96,8 @@ class MicSpeaker:
         self.track = rtc.LocalAudioTrack.create_audio_track(f"{mic.speaker}-mic", self.source)
         self.t0: float | None = None
         self.done = asyncio.Event()
-        self._played: deque[np.ndarray] = deque()
-        self._played_samples = 0
         # the loudspeaker's delay: what the microphone takes now is spoken a full queue later
-        self._delay = max(0, round((ECHO_DELAY_S - QUEUE_MS / 1000) * RATE))
+        self._path = LoudspeakerPath(max(0, round((ECHO_DELAY_S - QUEUE_MS / 1000) * RATE)))
         self._tasks: list[asyncio.Task[None]] = []
 
     def loudspeaker(self, track: rtc.Track) -> None:
@@ -110,26 +108,9 @@ class MicSpeaker:
         stream = rtc.AudioStream.from_track(track=track, sample_rate=RATE, num_channels=1)
         try:
             async for event in stream:
-                samples = np.frombuffer(event.frame.data, np.int16).astype(np.float64)
-                self._played.append(samples)
-                self._played_samples += len(samples)
+                self._path.play(np.frombuffer(event.frame.data, np.int16).astype(np.float64))
         finally:
             await stream.aclose()
-
-    def _picked_up(self, n: int) -> np.ndarray:
-        out = np.zeros(n)
-        if self._played_samples < n + self._delay:
-            return out
-        filled = 0
-        while filled < n:
-            chunk = self._played.popleft()
-            take = min(n - filled, len(chunk))
-            out[filled : filled + take] = chunk[:take]
-            if take < len(chunk):
-                self._played.appendleft(chunk[take:])
-            filled += take
-        self._played_samples -= n
-        return out
 
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._speak()))
@@ -145,7 +126,7 @@ class MicSpeaker:
                 if self.t0 is None:
                     self.t0 = time.perf_counter()  # an empty queue plays the first frame at once
                 if self.echo is not None:
-                    played = self._picked_up(len(own))
+                    played = self._path.picked_up(len(own))
                     self.echo.hear(played, position / RATE)
                     own = own + played * 10 ** (ECHO_GAIN_DB / 20)
                 mixed = np.clip(np.round(own), -32768, 32767).astype(np.int16)
