@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.loops.ears.voicing import SHORT_DROPOUT_S
+from agent.loops.ears.voicing import MAX_DROPOUT_S, SHORT_DROPOUT_S
 from bench.dtx import main
 from tests.dtx import MID_SPEECH, clean_speech, judge_received, loop_offset, microphone, received_pauses
 from tests.noise import RATE
@@ -34,7 +34,8 @@ def test_a_dropout_in_a_pause_is_counted_as_gap() -> None:
     start, _, _ = received_pauses(audio, clean_speech(), loop_offset(audio, clean_speech()))[-1]
     audio[round((start + 0.2) * RATE) : round((start + 0.5) * RATE)] = 0  # 300 ms of digital zeros
     heard = judge_received("hum-30", True, audio)
-    assert 14 <= heard.voicing["gap"] <= 15, heard.figures()  # the 20 ms frames wholly in it
+    # a gap until it outlasts a dropout (MAX_DROPOUT_S), then silence
+    assert heard.voicing["gap"] == round(MAX_DROPOUT_S / 0.02) - 1, heard.figures()
 
 
 def test_ears_that_start_hearing_mid_sentence_hear_a_browsers_pauses_as_quiet() -> None:

@@ -41,7 +41,7 @@ PROVIDER_ERRORS = Counter(
 STT_RECONNECTS = Counter("interpreter_stt_reconnects_total", "Speech-to-text streams reopened after failing")
 DROPOUTS_SPLICED = Counter(
     "interpreter_dropouts_spliced_total",
-    "Dropouts (a speaker's packets lost for up to a second, mid-speech) kept from speech-to-text, so they "
+    "Dropouts (a speaker's packets lost for up to 240 ms, mid-speech) kept from speech-to-text, so they "
     "did not end an utterance",
 )
 NOT_INTERPRETED = Counter(
