@@ -15,8 +15,10 @@ and then silence (`Voicing.GAP`). Gap frames are left out of the floor; the ears
 STT (`dropouts.py`) and the pause detector does not count them as a pause, until the gap outlasts a
 dropout: then its frames were silence after all (`Voicing.SILENCE` ends it), and the room is one that
 falls silent. How long a gap may last depends on what is known of the room (`room`):
-- heard between words for `ROOM_HEARD_S` (a pause, not a word's fading end), above digital silence: it
-  has a floor (a microphone always hears something); a gap lasts up to `MAX_DROPOUT_S` (a lost burst);
+- heard between words for `ROOM_HEARD_S` (a pause, not a word's fading end), above digital silence, with a
+  noise floor above `ROOM_FLOOR_DB`: it has a floor (a microphone always hears something; a browser's noise
+  suppression leaves −75 to −85 dBFS, and its word tails would pass for one); a gap lasts up to
+  `MAX_DROPOUT_S` (a lost burst);
 - heard silent between words that long: it has none (synthetic speech, a line with digital silence, a
   browser's noise suppression): a dropout and a pause look the same there, and nothing is a gap;
 - not heard between words yet: a floor far above digital silence (`ROOM_FLOOR_DB`) says it has one, but a
@@ -126,8 +128,8 @@ class VoiceGate:
                 self.room = False
         else:
             self._room_s += duration
-            if self._room_s + _EPS >= ROOM_HEARD_S:
-                self.room = True
+            if self._room_s + _EPS >= ROOM_HEARD_S and self.floor_db > ROOM_FLOOR_DB:
+                self.room = True  # a microphone's floor: a browser's noise suppression leaves far less
 
     def _remember(self, db: float, duration: float) -> None:
         self._energies.append(db)
