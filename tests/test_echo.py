@@ -76,7 +76,10 @@ def test_only_what_was_on_the_air_then_is_echo_and_own_sentences_around_it_stay(
     # echo and own words in one sentence (no sentence end between them): the echo's run goes, the speaker's
     # words stay
     mixed = "Buenos días a todos and then we talk about money and the plan"
-    assert book.own_words(mixed, 100.5, 101.0) == ("and then we talk about money and the plan", 1)
+    assert book.own_words(mixed, 100.5, 101.0, language="en") == (
+        "and then we talk about money and the plan",
+        1,
+    )
 
 
 def test_an_echos_edge_heard_just_before_or_after_the_speaker_goes_and_their_words_stay() -> None:

@@ -154,8 +154,13 @@ def _echo_runs(
     """The runs of `heard` (word index ranges) that are echo inside a speaker's sentence (see the module's
     docstring): RUN_WORDS or more said in that order in one translation, or EDGE_WORDS or fewer at the
     final's start or end of a translation in another language than `language`."""
+    if language is None:
+        return []
+    # only what was said in another language than the speaker's: their own language's interpretation (a
+    # two-way conversation) says the same things in the same words
+    others = [said for said in on_air if base_language(said.language) != base_language(language)]
     out = []
-    said_words = set().union(*(said.words for said in on_air))
+    said_words = set().union(*(said.words for said in others))
     i = 0
     while i < len(heard):
         if heard[i] not in said_words:
@@ -165,12 +170,10 @@ def _echo_runs(
         while j < len(heard) and heard[j] in said_words:
             j += 1
         run, edge = heard[i:j], (at_start and i == 0) or (at_end and j == len(heard))
-        if len(run) >= RUN_WORDS and any(in_order(run, said.sequence) for said in on_air):
+        in_one = len(run) >= RUN_WORDS and any(in_order(run, said.sequence) for said in others)
+        at_edge = edge and len(run) <= EDGE_WORDS < len(heard) and any(set(run) <= x.words for x in others)
+        if in_one or at_edge:
             out.append((i, j))
-        elif edge and len(run) <= EDGE_WORDS and j - i < len(heard) and language is not None:
-            others = [said for said in on_air if base_language(said.language) != base_language(language)]
-            if any(set(run) <= said.words for said in others):
-                out.append((i, j))
         i = j
     return out
 
