@@ -73,7 +73,7 @@ class PauseDetector:
         self._voiced_until = 0.0  # end of the last voiced frame
         self._voiced_s = 0.0  # voiced audio in the segment
         self._gate = gate or VoiceGate()  # another gate: the bench's fixed one, to compare
-        self._gap_s = 0.0  # the dropout being heard (0: none)
+        self._in_gap = False  # the last frame was a dropout's (the gate ends a gap that outlasts one)
         self.voiced = False  # the last frame heard was speech (above the room's noise floor)
 
     def hear(self, frame: rtc.AudioFrame, voicing: Voicing | None = None) -> None:
@@ -83,7 +83,7 @@ class PauseDetector:
         if voicing is None:
             voicing = frame_voicing(self._gate, frame)
         self.voiced = voicing is Voicing.VOICED
-        self._gap_s = self._gap_s + duration if voicing is Voicing.GAP else 0.0
+        self._in_gap = voicing is Voicing.GAP
         if voicing is Voicing.VOICED:
             if self._speech_from is None:
                 self._speech_from = start
@@ -105,7 +105,7 @@ class PauseDetector:
     @property
     def in_dropout(self) -> bool:
         """A dropout is being heard, maybe inside a word (the gate ends a gap that outlasts one)."""
-        return self._gap_s > 0
+        return self._in_gap
 
     def at_word_gap(self) -> bool:
         """Between two words: speech, then a moment of silence (shorter than a pause)."""

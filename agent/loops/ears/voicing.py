@@ -21,8 +21,8 @@ falls silent. How long a gap may last depends on what is known of the room (`roo
   `MAX_DROPOUT_S` (a lost burst);
 - heard silent between words that long: it has none (synthetic speech, a line with digital silence, a
   browser's noise suppression): a dropout and a pause look the same there, and nothing is a gap;
-- not heard between words yet: a floor far above digital silence (`ROOM_FLOOR_DB`) says it has one, but a
-  gap lasts only up to `SHORT_DROPOUT_S` (a lost burst), as a steady voice can make that floor too.
+- not heard between words yet: a floor far above digital silence (`ROOM_FLOOR_DB`) says it has one, though a
+  steady voice can make that floor too.
 
 Frames may be of any length, rate and channel count; a frame's energy is over all its samples.
 """
@@ -53,7 +53,6 @@ ROOM_FLOOR_DB = -62.0  # a room not heard between words yet has one if its noise
 # segments on either side became one copy of the other's): kept at a lost burst's length until a rule
 # tells a dropout's zeros from such a pause (docs/architecture.md)
 MAX_DROPOUT_S = 0.24
-SHORT_DROPOUT_S = 0.24  # ... in a room not heard between words yet
 _SILENT_DB = -120.0  # the energy of a frame of zeros
 _EPS = 1e-6  # durations are sums of frame lengths: 50 x 0.02 must reach 1.0
 
@@ -101,7 +100,7 @@ class VoiceGate:
         if db < DIGITAL_SILENCE_DB and (self._gap or self._has_floor):
             self._gap.append((db, duration))
             self._gap_s += duration
-            if self._gap_s + _EPS < (MAX_DROPOUT_S if self.room else SHORT_DROPOUT_S):
+            if self._gap_s + _EPS < MAX_DROPOUT_S:
                 return Voicing.GAP  # kept out of the floor: a dropout says nothing about the room
             for gap_db, gap_duration in self._gap:  # silence after all: the room's own
                 self._remember(gap_db, gap_duration)
