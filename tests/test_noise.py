@@ -221,3 +221,24 @@ async def test_the_stt_never_hears_a_dropout_inside_a_sentence_and_its_times_sta
     assert 2.9 <= start <= 3.1 and 4.9 <= end <= 5.3, spans  # where the sentence is (2.96-4.97 s)
     assert run.ears.dropouts_spliced == 1
     assert REGISTRY.get_sample_value("interpreter_dropouts_spliced_total") == spliced_before + 1
+
+
+@pytest.mark.parametrize("noise", ["hum", "babble"])
+async def test_the_long_speech_timer_cuts_between_words_in_noise_20_db_below(noise: str):
+    """The monologue (long sentences: the timer cuts them, STT_MAX_SEGMENT_S 1.0) through the ears and the
+    real Deepgram plugin against the fake: its timer cuts fall where a word ends (a gap, or a dip in the
+    speech's level where the noise fills the gap), not inside one. At most 2 of the 14 or so land inside a
+    word (energy on both sides of the cut, in the clean speech: a fast
+    pair of words has no gap at all); `python -m bench hall` counts them over the whole run."""
+    clean = speech(MONOLOGUE.wav)
+    run = await hear(
+        [mix(clean, read_wav(NOISES[noise]).samples, 20)],
+        pause_cut_ms=str(load_settings(stt_env(), require_livekit=False).pause_cut_ms),
+        endpointing_ms="300",
+        deepgram=FakeDeepgram([], transcript_for=numbered_words()),
+        max_segment_s=1.0,
+    )
+    cuts = [f.finalized_at for f in run.deepgram.finals if f.finalized_at is not None]
+    assert run.ears.timer_cuts >= 6, cuts
+    inside = [round(c, 2) for c in cuts if mid_word(clean, c)]
+    assert len(inside) <= 2, (inside, cuts)

@@ -205,7 +205,8 @@ async def test_a_fragment_is_not_cut_at_a_short_pause_but_at_the_longer_one(capl
 
 
 async def test_the_timer_still_cuts_speech_with_no_pause():
-    run = await hear([quiet(0.3), tone(3.2), quiet(0.3), 4], pause_cut_ms="120", max_segment_s=1.0)
+    # a tone has no gap nor dip between words: cut at the latest, 1.3 s into each segment (HARD_AT)
+    run = await hear([quiet(0.3), tone(4.0), quiet(0.3), 4], pause_cut_ms="120", max_segment_s=1.0)
 
     assert run.ears.timer_cuts >= 2 and run.ears.pause_cuts == 1  # the timer mid-speech, the pause at the end
     assert len(run.heard) >= 3
@@ -218,16 +219,16 @@ async def test_after_a_timer_cut_the_tail_of_the_phrase_is_not_cut_off_at_a_shor
     """The timer cuts a long phrase; its tail (well under a second) then meets a short pause: too little
     speech since the cut for the short pause, so the tail goes on with the next words."""
     run = await hear(
-        [quiet(0.3), tone(1.8), quiet(0.14), tone(0.8), quiet(0.3), 2], pause_cut_ms="120", max_segment_s=1.5
+        [quiet(0.3), tone(2.4), quiet(0.14), tone(0.8), quiet(0.3), 2], pause_cut_ms="120", max_segment_s=1.5
     )
 
     # two cuts, none at the short pause: the timer's, then the end (by then the segment is long enough for
     # the timer to take its first gap, so the end may be a timer cut too)
     assert run.ears.timer_cuts >= 1 and run.ears.timer_cuts + run.ears.pause_cuts == 2
     first, second = run.heard
-    assert first.audio_end < 2.1  # cut by the timer, mid-phrase
-    assert second.audio_end == pytest.approx(3.04, abs=0.06)
-    assert second.audio_start < 2.1 < second.audio_end  # the tail, the short pause and the next words
+    assert first.audio_end < 2.7  # cut by the timer, mid-phrase (a tone has no dip: at HARD_AT)
+    assert second.audio_end == pytest.approx(3.64, abs=0.06)
+    assert second.audio_start < 2.7 < second.audio_end  # the tail, the short pause and the next words
 
 
 async def test_the_timer_takes_a_gap_between_words_near_its_end_rather_than_split_a_word(
@@ -370,11 +371,15 @@ def test_detector_breaths_and_clicks_do_not_cut():
 def test_detector_word_gaps():
     detector = PauseDetector(PausePolicy(pause_s=0.12))
     assert not detector.at_word_gap()
+    for frame in frames(np.concatenate([quiet(0.1), tone(0.3), tone(0.02, amplitude=0.1)]), RATE, 20):
+        detector.hear(frame)
+    assert not detector.at_word_gap()  # 10 dB under the speech's level: a softer sound of the word
+    detector.hear(frames(tone(0.02, amplitude=0.03), RATE, 20)[0])
+    assert detector.at_word_gap()  # 20 dB under it, voiced still: a dip between words (DIP_DB)
+    detector = PauseDetector(PausePolicy(pause_s=0.12))
     for frame in frames(np.concatenate([quiet(0.1), tone(0.3), quiet(0.02)]), RATE, 20):
         detector.hear(frame)
-    assert not detector.at_word_gap()  # 20 ms: inside a word
-    detector.hear(frames(quiet(0.02), RATE, 20)[0])
-    assert detector.at_word_gap() and not detector.cut_due()  # 40 ms: between words, not a pause
+    assert detector.at_word_gap() and not detector.cut_due()  # silence: between words, not a pause
     detector.cut()
     assert not detector.at_word_gap()  # nothing said since the cut
 

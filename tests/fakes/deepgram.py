@@ -131,6 +131,7 @@ class DeepgramFinal:
     connection: int
     from_finalize: bool = False
     delay_s: float = 0.0  # how long the fake held it back after it was due
+    finalized_at: float | None = None  # a Finalize's: the audio received when it came (where the cut is)
 
 
 @dataclass(frozen=True)
@@ -686,7 +687,9 @@ class FakeDeepgram(FakeServer):
                 key = self._script_key(language)
                 self._next[key] = self._next.get(key, 0) + 1  # a script added after start counts too
             self.finals.append(
-                DeepgramFinal(transcript, item.start, item.end, index, item.from_finalize, delay_s)
+                DeepgramFinal(
+                    transcript, item.start, item.end, index, item.from_finalize, delay_s, item.finalized_at
+                )
             )
             logger.info("fake deepgram: sent final #%d on connection %d", len(self.finals), index)
 
@@ -701,6 +704,12 @@ class FakeDeepgram(FakeServer):
         languages = [w.language for w in heard] if multi else None
         await ws.send_json(_results_message(words, item, request_id=request_id, word_languages=languages))
         final = DeepgramFinal(
-            " ".join(words), item.start, item.end, listener.record.index, item.from_finalize, delay_s
+            " ".join(words),
+            item.start,
+            item.end,
+            listener.record.index,
+            item.from_finalize,
+            delay_s,
+            item.finalized_at,
         )
         self.finals.append(final)

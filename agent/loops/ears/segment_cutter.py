@@ -2,9 +2,12 @@
 
 A cut asks the STT to finalize what it heard so far (Deepgram's Finalize), at two kinds of moment:
 - at a pause (PAUSE_CUT_MS), once per pause, as the pause detector hears it (`pauses.py`);
-- in long continuous speech, once the segment being heard has run `max_segment_s` (STT_MAX_SEGMENT_S),
-  so the brain starts translating mid-sentence instead of waiting for the speaker to pause: the timer
-  backstop, which in the last part of that span (`WORD_GAP_FROM`) takes a gap between two words.
+- in long continuous speech, once the segment being heard has run about `max_segment_s`
+  (STT_MAX_SEGMENT_S), so the brain starts translating mid-sentence instead of waiting for the speaker to
+  pause: the timer backstop. With the pause detector, it takes the first gap (or dip) between two words
+  from `WORD_GAP_FROM` of that span on, and cuts anyway at `HARD_AT` of it, a word still going on at
+  `max_segment_s` having that much longer to end (with the dip, cuts inside words fell from 20 of 65 to
+  5 of 62 over the monologue and the dialogue, clean and in 20 dB of hum and babble: docs/benchmarks.md).
 The cutter follows the speaker's frames and what the STT says it hears (speech started, words, a final,
 the end of speech), so it knows where the segment being heard began.
 """
@@ -21,6 +24,7 @@ from agent.loops.ears.voicing import VoiceGate, Voicing
 
 logger = logging.getLogger("agent.ears")  # the ears' logger: the cuts are the ears'
 WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap between words is cut at
+HARD_AT = 1.3  # ... and at this share, wherever it falls (the pause detector off: at `max_segment_s`)
 VOICE_TAIL_S = 0.25  # voiced audio this far past a final's last word is that word's tail, not more speech
 
 
@@ -80,7 +84,8 @@ class SegmentCutter:
             and elapsed >= WORD_GAP_FROM * self._max_segment_s
             and self._pauses.at_word_gap()
         )
-        if elapsed >= self._max_segment_s or at_gap:
+        hard_at = self._max_segment_s * (HARD_AT if self._pauses is not None else 1.0)
+        if elapsed >= hard_at or at_gap:
             self._requested = True
             self.timer_cuts += 1
             if self._pauses is not None:
