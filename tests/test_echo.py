@@ -162,6 +162,35 @@ async def test_an_utterance_waits_at_most_the_hold_and_a_late_copy_is_dropped() 
     await eventually(lambda: len(passed) == 2, what="a repeat seconds later is bob's own")
 
 
+async def test_a_piece_of_the_copy_ending_half_a_second_before_the_speakers_own_waits_for_it() -> None:
+    """Alice's microphone hears bob 12 dB quieter: a soft stretch of his is a pause there, and her ears end
+    a one-word piece of him half a second before his own ears end theirs (`python -m bench hall`'s
+    cross-talk): it waits for his, which is interpreted as his."""
+    passed: list[Utterance] = []
+    crosstalk = CrossTalk(passed.append, mid_speech=lambda _: True)  # the default hold
+    crosstalk.put_nowait(utterance("alice", "Please", end_at=3.56, level=0.02))
+    await asyncio.sleep(0.5)
+    assert passed == []
+    crosstalk.put_nowait(utterance("bob", "Please turn on your", end_at=4.0, level=0.08))
+    assert [(u.speaker, u.text) for u in passed] == [("bob", "Please turn on your")]
+    assert crosstalk.dropped == 1
+
+
+async def test_a_waiting_utterance_goes_on_once_the_others_transcript_came_and_nobody_is_mid_speech() -> None:
+    passed: list[Utterance] = []
+    speaking = {"alice": False, "bob": True}
+    crosstalk = CrossTalk(
+        passed.append,
+        mid_speech=lambda speaker: any(mid for who, mid in speaking.items() if who != speaker),
+        hold_s=30.0,
+    )
+    crosstalk.put_nowait(utterance("alice", "Let us start with the budget.", end_at=5.0, level=0.08))
+    assert passed == []  # bob is mid-speech: his transcript may be a copy
+    speaking["bob"] = False
+    crosstalk.put_nowait(utterance("bob", "Costs stayed flat this year.", end_at=5.2, level=0.08))
+    assert [u.speaker for u in passed] == ["alice", "bob"]  # not a copy: both at once, in order
+
+
 # -- in a room ------------------------------------------------------------------------------------------
 
 

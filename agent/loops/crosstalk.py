@@ -6,7 +6,13 @@ louder one (its audio's RMS) is the speaker's own, interpreted as theirs; the ot
 caption taken back (an empty final), and counted. So that the louder one is known before either is
 interpreted, an utterance waits (at most `hold_s`) while another speaker's ears are in the middle of
 speech they have not transcribed yet (a transcript of the same voice may be on its way); with nobody else
-speaking, it goes on at once. A later match of one already passed on is dropped: the first one stands.
+speaking, it goes on at once, and a waiting one goes on as soon as another transcript arrived and nobody
+else is mid-speech any more. A later match of one already passed on is dropped: the first one stands.
+
+The two microphones cut one voice into pieces at different places (the other microphone hears it 12 dB
+quieter: a soft stretch is a pause there), so a piece of the copy can end half a second before the
+speaker's own piece with the same words: `hold_s` is as long as the window (`python -m bench hall`'s
+cross-talk lost the second speaker's sentence with 0.3 s: its one-word piece of bleed went on first).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from agent.telemetry import metrics
 logger = logging.getLogger("agent.ears")
 
 WINDOW_S = 1.0  # two microphones' transcripts of one sentence end this close together (s)
-HOLD_S = 0.3  # the longest an utterance waits for another microphone's transcript of it (s)
+HOLD_S = 1.0  # the longest an utterance waits for another microphone's transcript of it (s)
 KEPT = 32  # utterances passed on, kept to compare later ones with
 
 
@@ -57,6 +63,9 @@ class CrossTalk:
                 self._pass(louder)
                 self._drop(quieter)
                 return
+        for held, _ in list(self._held.values()):  # what they waited for came, or will not: on (in order)
+            if not self._mid_speech(held.speaker):
+                self._release(held.id)
         if any(_same_sentence(passed, utterance) for passed in self._passed):
             self._drop(utterance)
             return

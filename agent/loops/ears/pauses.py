@@ -115,6 +115,11 @@ class PauseDetector:
         return 0.0 if self._speech_from is None else self._voiced_until - self._speech_from
 
     @property
+    def since_speech_s(self) -> float:
+        """Audio since the segment's first voiced frame (0 before it): how long the segment has run."""
+        return 0.0 if self._speech_from is None else self.timeline - self._speech_from
+
+    @property
     def silence_s(self) -> float:
         """Audio since the last voiced frame."""
         return self.timeline - self._voiced_until

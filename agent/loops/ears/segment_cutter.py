@@ -79,6 +79,8 @@ class SegmentCutter:
         if not self._speaking or self._requested:
             return
         elapsed = timeline - self._segment_start
+        if self._pauses is not None:  # never longer than its speech: the STT's events may come late
+            elapsed = min(elapsed, self._pauses.since_speech_s)
         at_gap = (
             self._pauses is not None
             and elapsed >= WORD_GAP_FROM * self._max_segment_s
