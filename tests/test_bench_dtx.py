@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.loops.ears.voicing import MAX_DROPOUT_S
+from agent.loops.ears.voicing import MAX_DROPOUT_S, SHORT_DROPOUT_S
 from bench.dtx import main
 from tests.dtx import MID_SPEECH, clean_speech, judge_received, loop_offset, microphone, received_pauses
 from tests.noise import RATE
@@ -31,10 +31,10 @@ def test_the_microphones_own_audio_has_every_pause_found_and_quiet(start_s: floa
 
 def test_a_dropout_in_a_pause_is_counted_as_gap() -> None:
     audio = received("hum-30").copy()
-    start, _, _ = received_pauses(audio, clean_speech(), loop_offset(audio, clean_speech()))[-1]
-    audio[round((start + 0.2) * RATE) : round((start + 0.5) * RATE)] = 0  # 300 ms of digital zeros
+    start, _, _ = received_pauses(audio, clean_speech(), loop_offset(audio, clean_speech()))[-2]
+    audio[round((start + 0.2) * RATE) : round((start + 1.5) * RATE)] = 0  # 1.3 s of digital zeros
     heard = judge_received("hum-30", True, audio)
-    # a gap until it outlasts a dropout (MAX_DROPOUT_S), then silence
+    # a gap until it outlasts a dropout (MAX_DROPOUT_S: the room was heard to have a floor), then silence
     assert heard.voicing["gap"] == round(MAX_DROPOUT_S / 0.02) - 1, heard.figures()
 
 
@@ -42,9 +42,9 @@ def test_ears_that_start_hearing_mid_sentence_hear_a_browsers_pauses_as_quiet() 
     """A browser that suppresses noise (the page's capture) gives pauses of -75 to -110 dBFS (measured,
     `python -m bench dtx`): digital silence stands for them here. Started mid-sentence, the gate's first
     floor is speech (above -62 dBFS); it used to call every later pause frame GAP (260 of them). Now a gap
-    before the room was heard between words lasts at most MAX_DROPOUT_S, then the room is a silent one."""
+    before the room was heard between words lasts at most SHORT_DROPOUT_S, then the room is a silent one."""
     heard = judge_received("digital", True, received("digital"), MID_SPEECH)
-    assert heard.voicing["gap"] <= round(MAX_DROPOUT_S / 0.02), heard.figures()  # the first pause's start
+    assert heard.voicing["gap"] <= round(SHORT_DROPOUT_S / 0.02), heard.figures()  # the first pause's start
     assert heard.pauses_found == heard.pauses, heard.figures()
 
 

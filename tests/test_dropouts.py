@@ -9,7 +9,7 @@ from livekit import rtc
 
 from agent.loops.ears.dropouts import DropoutSplice
 from agent.loops.ears.stt_link import StreamTimes
-from agent.loops.ears.voicing import MAX_DROPOUT_S, VoiceGate, Voicing
+from agent.loops.ears.voicing import MAX_DROPOUT_S, SHORT_DROPOUT_S, VoiceGate, Voicing
 from agent.run.filemode import read_wav
 from tests.noise import HUM, RATE
 
@@ -72,7 +72,7 @@ def test_before_the_room_is_heard_a_steady_voices_floor_allows_only_a_short_gap(
     verdicts(gate, voice(3.0))
     assert gate.room is None
     heard = verdicts(gate, zeros(0.5))
-    assert runs(heard)[:2] == [(Voicing.GAP, round(MAX_DROPOUT_S / FRAME_S) - 1), (Voicing.SILENCE, 1)]
+    assert runs(heard)[:2] == [(Voicing.GAP, round(SHORT_DROPOUT_S / FRAME_S) - 1), (Voicing.SILENCE, 1)]
 
 
 def frame(seconds: float = FRAME_S) -> rtc.AudioFrame:

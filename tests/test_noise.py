@@ -106,11 +106,6 @@ def test_a_dropout_inside_a_word_is_not_a_pause(snr_db: int, level: int):
     assert cuts == cut_times(mixed)  # the cuts of the same speech with nothing lost
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 22, open: a dropout longer than MAX_DROPOUT_S (240 ms) reads as a pause; 1.0 s lost a "
-    "cross-talk speaker's sentence in `python -m bench hall` (voicing.py)",
-)
 @pytest.mark.parametrize("length", [0.5, 0.7])
 def test_a_wifi_dropout_of_half_a_second_and_more_is_not_a_pause(length: float):
     clean = speech(DIALOGUE.wav)

@@ -18,11 +18,11 @@ falls silent. How long a gap may last depends on what is known of the room (`roo
 - heard between words for `ROOM_HEARD_S` (a pause, not a word's fading end), above digital silence, with a
   noise floor above `ROOM_FLOOR_DB`: it has a floor (a microphone always hears something; a browser's noise
   suppression leaves −75 to −85 dBFS, and its word tails would pass for one); a gap lasts up to
-  `MAX_DROPOUT_S` (a lost burst);
+  `MAX_DROPOUT_S` (a lost burst, a Wi-Fi handover);
 - heard silent between words that long: it has none (synthetic speech, a line with digital silence, a
   browser's noise suppression): a dropout and a pause look the same there, and nothing is a gap;
 - not heard between words yet: a floor far above digital silence (`ROOM_FLOOR_DB`) says it has one, though a
-  steady voice can make that floor too.
+  steady voice can make that floor too: a gap lasts up to `SHORT_DROPOUT_S` (a lost burst).
 
 Frames may be of any length, rate and channel count; a frame's energy is over all its samples.
 """
@@ -47,12 +47,13 @@ OFF_DB = 2.0  # ... and speech goes on until a frame falls under this far above 
 DIGITAL_SILENCE_DB = -70.0  # a frame quieter than this (rms ~10 of 32768) is (near-)digital silence
 ROOM_HEARD_S = 0.2  # quiet this long between words tells whether the room has a floor (above silence)
 ROOM_FLOOR_DB = -62.0  # a room not heard between words yet has one if its noise floor is above this
-# a gap longer than this is silence, not a dropout: lost bursts on a lossy link give 60-200 ms. A Wi-Fi
-# handover's 700 ms is longer: 1.0 s was tried, and `python -m bench hall` lost a cross-talk speaker's own
-# sentence (a gap misjudged in a microphone hearing another voice spliced a real pause out, and the
-# segments on either side became one copy of the other's): kept at a lost burst's length until a rule
-# tells a dropout's zeros from such a pause (docs/architecture.md)
-MAX_DROPOUT_S = 0.24
+# a gap longer than this is silence, not a dropout, in a room heard to have a floor: lost bursts on a lossy
+# link give 60-200 ms, a Wi-Fi handover 700 ms; a real microphone's pause is never digital silence
+MAX_DROPOUT_S = 1.0
+# ... and in a room not heard between words yet (a floor only guessed from the speech: a browser's DTX or
+# noise suppression, heard from mid-sentence on, looks so), a lost burst at most: a longer wait would take
+# the speaker's first pause for a dropout and splice it out (python -m bench dtx)
+SHORT_DROPOUT_S = 0.24
 _SILENT_DB = -120.0  # the energy of a frame of zeros
 _EPS = 1e-6  # durations are sums of frame lengths: 50 x 0.02 must reach 1.0
 
@@ -100,7 +101,7 @@ class VoiceGate:
         if db < DIGITAL_SILENCE_DB and (self._gap or self._has_floor):
             self._gap.append((db, duration))
             self._gap_s += duration
-            if self._gap_s + _EPS < MAX_DROPOUT_S:
+            if self._gap_s + _EPS < (MAX_DROPOUT_S if self.room else SHORT_DROPOUT_S):
                 return Voicing.GAP  # kept out of the floor: a dropout says nothing about the room
             for gap_db, gap_duration in self._gap:  # silence after all: the room's own
                 self._remember(gap_db, gap_duration)
