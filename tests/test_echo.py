@@ -102,6 +102,10 @@ def test_an_echos_edge_heard_just_before_or_after_the_speaker_goes_and_their_wor
     assert book.own_words("informe Costs stayed flat.", 100.2, 101.0) == ("informe Costs stayed flat.", 0)
     # in the middle, one or two words are the speaker's, whatever they are
     assert book.own_words("Costs el informe stayed flat.", 100.2, 101.0, language="en")[1] == 0
+    # a short final (the timer cuts long speech at dips between words, so there are more): the echo's word
+    # goes, the speaker's one stays; a final of the echo's words alone is the sentence rule's
+    assert book.own_words("informe Questions", 100.2, 101.0, language="en") == ("Questions", 1)
+    assert book.own_words("Questions abrid", 100.2, 101.0, language="en") == ("Questions", 1)
 
 
 def test_a_final_that_held_an_echo_is_in_the_speakers_language_not_the_echos() -> None:

@@ -171,7 +171,12 @@ def _echo_runs(
             j += 1
         run, edge = heard[i:j], (at_start and i == 0) or (at_end and j == len(heard))
         in_one = len(run) >= RUN_WORDS and any(in_order(run, said.sequence) for said in others)
-        at_edge = edge and len(run) <= EDGE_WORDS < len(heard) and any(set(run) <= x.words for x in others)
+        at_edge = (
+            edge
+            and len(run) <= EDGE_WORDS
+            and len(run) < len(heard)
+            and any(set(run) <= x.words for x in others)
+        )
         if in_one or at_edge:
             out.append((i, j))
         i = j
