@@ -81,3 +81,21 @@ def test_silence_inserted_in_a_pause_is_followed_and_the_vad_waits_until_it_is()
     assert ear.settled == len(stream) and ear.breaks and abs(ear.breaks[-1][1] - 0.06) < 0.002
     assert [w.word for w in ear.words(3.0, 3.5)] == ["Thank"]  # its midpoint 3.215 said, 3.275 received
     assert ear.voiced(3.12, 3.13) and not ear.voiced(3.05, 3.09)
+
+
+def test_sound_mixed_in_live_is_not_taken_for_the_microphone_found_again() -> None:
+    """A loudspeaker's echo mixed into the microphone live is not in what was played: alone in a pause, it
+    was matched against the played audio and moved the timeline (`python -m bench hall`'s echo rows: two
+    segments overlapped, and a word in both was counted as interpreted twice). Without realignment the
+    timeline stays where the speech put it."""
+    played = read_wav(DIALOGUE.wav).samples
+    rng = np.random.default_rng(22)
+    echo = np.zeros(len(played), np.int16)
+    at = round(2.3 * RATE)  # in the first pause: noise as loud as speech, 0.5 s
+    echo[at : at + round(0.5 * RATE)] = rng.normal(0, 3000, round(0.5 * RATE)).astype(np.int16)
+    heard = (played.astype(np.int32) + echo).clip(-32768, 32767).astype(np.int16)
+    for realign, moved in ((True, True), (False, False)):
+        ear = TimedRecognizer(timeline(), played, RATE, realign=realign)
+        for i in range(0, len(heard), 320):
+            ear.hear(heard[i : i + 320])
+        assert bool(ear.breaks) is moved, ear.breaks

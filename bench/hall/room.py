@@ -119,7 +119,9 @@ async def _run(fakes: Fakes, mics: list[Mic]) -> Run:
                 sent = h.room.local_participant.texts
                 echo = EchoWords(mic, partial(_playing, sent), fakes.cartesia.duration_for)
             speaker = MicSpeaker(mic, echo)
-            ear = TimedRecognizer(mic.timeline, mic.pcm, RATE, reference=mic.reference)
+            ear = TimedRecognizer(
+                mic.timeline, mic.pcm, RATE, reference=mic.reference, realign=not mic.loudspeaker
+            )
 
             def recognizer_for(_: DeepgramConnection, ear: TimedRecognizer = ear) -> TimedRecognizer:
                 return ear

@@ -113,13 +113,23 @@ def locate(chunk: np.ndarray, played: np.ndarray) -> int:
 class TimedRecognizer:
     """One connection's ear on a microphone's `timeline`. `played`: the microphone's audio as it was sent
     (int16, `rate`), to find it in the received stream; `reference`: what the words sound like without
-    loss (for which windows of a word are voiced), default `played`."""
+    loss (for which windows of a word are voiced), default `played`. `realign`: find the audio again after
+    each gap (a lossy path's jitter moves it); off where sound that is not in `played` is mixed in live (a
+    loudspeaker's echo: matched against `played`, the echo alone in a pause gave offsets 0.3-1.2 s wrong,
+    and segments that overlapped)."""
 
     def __init__(
-        self, timeline: WordTimeline, played: np.ndarray, rate: int, reference: np.ndarray | None = None
+        self,
+        timeline: WordTimeline,
+        played: np.ndarray,
+        rate: int,
+        reference: np.ndarray | None = None,
+        *,
+        realign: bool = True,
     ) -> None:
         self.timeline = timeline
         self.rate = rate
+        self._realign_on = realign
         self._all_played = played
         self._played = played[: round(SEARCH_S * rate)]
         self._reference_rms = _window_rms(played if reference is None else reference, self._window)
@@ -142,7 +152,7 @@ class TimedRecognizer:
         loud = np.flatnonzero(np.abs(samples.astype(np.int32)) >= SOUND)
         if len(loud):
             first = base + int(loud[0])
-            if self._last_sound >= 0 and first - self._last_sound > GAP_S * self.rate:
+            if self._realign_on and self._last_sound >= 0 and first - self._last_sound > GAP_S * self.rate:
                 self._onsets.append(first)
             self._last_sound = base + int(loud[-1])
         if self.offset_s is None:
