@@ -48,6 +48,15 @@ LEVEL_S = 1.0  # ... the speech's level is that of this much of the latest voice
 _EPS = 1e-6  # times are sums of frame durations: 0.1 + 0.02 must reach 0.12
 
 
+def _upper_quartile(ordered: list[float]) -> float:
+    """The 75th percentile of sorted values, interpolated as numpy's default does (a sort of 50 values in
+    Python costs a fifth of `np.percentile`'s call)."""
+    at = 0.75 * (len(ordered) - 1)
+    low = int(at)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
+
+
 def frame_voicing(gate: VoiceGate, frame: rtc.AudioFrame) -> Voicing:
     """What `gate` makes of one frame (it follows the speaker's audio: every frame goes through it)."""
     return gate.hear(np.frombuffer(frame.data, dtype=np.int16), frame.samples_per_channel / frame.sample_rate)
@@ -86,6 +95,7 @@ class PauseDetector:
         self.voiced = False  # the last frame heard was speech (above the room's noise floor)
         self._levels: deque[tuple[float, float]] = deque()  # (dB, duration) of the latest voiced frames
         self._levels_s = 0.0  # ... their audio
+        self._level: float | None = None  # ... their level, once asked for (None: not since the last one)
         self._last_db = 0.0  # the last frame's energy (dBFS)
 
     def hear(self, frame: rtc.AudioFrame, voicing: Voicing | None = None) -> None:
@@ -106,6 +116,7 @@ class PauseDetector:
             self._levels_s += duration
             while self._levels_s - self._levels[0][1] + _EPS >= LEVEL_S:
                 self._levels_s -= self._levels.popleft()[1]
+            self._level = None
         elif self._voiced_s < MIN_VOICED_S and self.silence_s >= self.policy.any_segment_after_s:
             self._speech_from = None  # a click long past: not the start of the next words
 
@@ -139,8 +150,9 @@ class PauseDetector:
         """The last frame heard is `DIP_DB` under the level of the latest speech."""
         if not self._levels:
             return False
-        level = float(np.percentile([db for db, _ in self._levels], 75))
-        return self._last_db <= level - DIP_DB
+        if self._level is None:  # asked for on every frame near a timer cut: once per voiced frame
+            self._level = _upper_quartile(sorted(db for db, _ in self._levels))
+        return self._last_db <= self._level - DIP_DB
 
     def cut_due(self) -> bool:
         if self._speech_from is None or self._voiced_s < MIN_VOICED_S or self.in_dropout:
