@@ -24,6 +24,8 @@ AUTO = "auto"
 # Deepgram's `language` for code switching; nova-3 transcribes en, es, fr, de, hi, ru, pt, ja, it and nl with
 # it (Deepgram's models and languages overview), all of them in SUPPORTED_LANGUAGES
 MULTI = "multi"
+# the languages `auto` detects: nova-3's `language=multi` and Flux's `flux-general-multi` cover the same ten
+DETECTED_LANGUAGES: tuple[str, ...] = ("en", "es", "fr", "de", "hi", "ru", "pt", "ja", "it", "nl")
 # an auto speaker's utterance whose language Deepgram did not say (or said outside SUPPORTED_LANGUAGES),
 # before anything of theirs was detected: English, the old SOURCE_LANGUAGE default
 UNDETECTED_FALLBACK = "en"

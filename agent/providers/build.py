@@ -23,7 +23,7 @@ from livekit.agents import (
 from livekit.agents.tokenize import SentenceStream, SentenceTokenizer, TokenData
 from livekit.plugins import deepgram, openai
 
-from agent.language.codes import AUTO, MULTI
+from agent.language.codes import AUTO, MULTI, base_language
 from agent.providers.cartesia_ws import CartesiaTTS, cartesia_session
 from agent.providers.cerebras_llm import CerebrasLLM
 from agent.providers.fallback_llm import FallbackLLM
@@ -111,6 +111,8 @@ def stt_language(language: str) -> str:
 
 
 def build_stt(settings: Settings, language: str, http_session: aiohttp.ClientSession | None) -> stt.STT:
+    if settings.stt.turn_based:
+        return _build_flux(settings, language, http_session)
     language = stt_language(language)
     instance = deepgram.STT(
         api_key=settings.stt.api_key,
@@ -127,6 +129,39 @@ def build_stt(settings: Settings, language: str, http_session: aiohttp.ClientSes
     )
     count_errors(instance, "stt")
     return instance
+
+
+def _build_flux(settings: Settings, language: str, http_session: aiohttp.ClientSession | None) -> stt.STT:
+    """Deepgram Flux (`STTv2`): it ends turns itself; `flux-general-multi` is hinted a known language."""
+    flux = settings.stt.flux
+    options: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("eot_threshold", flux.eot_threshold),
+            ("eager_eot_threshold", flux.eager_eot_threshold),
+            ("eot_timeout_ms", flux.eot_timeout_ms),
+        )
+        if v is not None
+    }
+    if settings.stt.model == "flux-general-multi" and language != AUTO:
+        options["language_hint"] = [base_language(language)]
+    instance = deepgram.STTv2(
+        api_key=settings.stt.api_key,
+        base_url=settings.stt.url,
+        model=settings.stt.model,
+        sample_rate=16000,
+        audio_chunk_duration_ms=80,  # Deepgram advises ~80 ms chunks for Flux
+        http_session=http_session,
+        **options,
+    )
+    count_errors(instance, "stt")
+    return instance
+
+
+def ends_turns(instance: stt.STT) -> bool:
+    """An STT that ends turns itself and cannot be asked to finalize (Deepgram Flux): the ears cut its
+    turns into pieces themselves (`agent/loops/ears/turns.py`)."""
+    return isinstance(instance, deepgram.STTv2)
 
 
 def build_llm(settings: Settings) -> llm.LLM:

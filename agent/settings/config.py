@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from dotenv import dotenv_values
 
-from agent.language.codes import AUTO
+from agent.language.codes import AUTO, DETECTED_LANGUAGES, base_language
 
 T = TypeVar("T")
 
@@ -47,11 +47,34 @@ class LiveKitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FluxSettings:
+    """Deepgram Flux's end-of-turn settings (its own names; None: Flux's default)."""
+
+    eot_threshold: float | None = None  # DEEPGRAM_EOT_THRESHOLD, 0.5-0.9 (Flux: 0.7)
+    # DEEPGRAM_EAGER_EOT_THRESHOLD, 0.3-0.9: an eager end of turn starts a draft translation (None: no drafts)
+    eager_eot_threshold: float | None = None
+    eot_timeout_ms: int | None = None  # DEEPGRAM_EOT_TIMEOUT_MS: a turn ends after this much silence anyway
+
+
+@dataclass(frozen=True, slots=True)
 class SttSettings:
     api_key: str
     base_url: str
     model: str
     endpointing_ms: int
+    flux: FluxSettings = FluxSettings()
+
+    @property
+    def turn_based(self) -> bool:
+        """Deepgram Flux (`flux-general-en`, `flux-general-multi`): it ends turns itself, at `/v2/listen`."""
+        return is_flux(self.model)
+
+    @property
+    def url(self) -> str:
+        """Where the model listens: DEEPGRAM_BASE_URL for nova (`/v1/listen`), its `/v2/listen` for Flux."""
+        if self.turn_based and self.base_url.endswith("/v1/listen"):
+            return self.base_url.removesuffix("/v1/listen") + "/v2/listen"
+        return self.base_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,11 +227,50 @@ def livekit_settings(r: Reader, why: str) -> LiveKitSettings:
 
 
 def _stt(r: Reader) -> SttSettings:
-    return SttSettings(
+    model = r.text("DEEPGRAM_MODEL", "nova-3")
+    stt = SttSettings(
         api_key=r.required("DEEPGRAM_API_KEY", "Deepgram speech-to-text"),
         base_url=r.url("DEEPGRAM_BASE_URL", DEFAULT_DEEPGRAM_URL),
-        model=r.text("DEEPGRAM_MODEL", "nova-3"),
+        model=model,
         endpointing_ms=r.integer("STT_ENDPOINTING_MS", 300, minimum=10, maximum=5000),
+        flux=_flux(r),
+    )
+    flux = stt.flux
+    if not stt.turn_based and any(v is not None for v in (flux.eot_threshold, flux.eager_eot_threshold)):
+        r.problems.append(
+            f"DEEPGRAM_EOT_THRESHOLD and DEEPGRAM_EAGER_EOT_THRESHOLD are Flux's: set DEEPGRAM_MODEL to "
+            f"one of {', '.join(FLUX_MODELS)}, not {model!r}"
+        )
+    if model.startswith("flux") and not stt.turn_based:
+        r.problems.append(f"DEEPGRAM_MODEL={model!r} is not a Flux model: use {' or '.join(FLUX_MODELS)}")
+    eot = flux.eot_threshold if flux.eot_threshold is not None else FLUX_DEFAULT_EOT_THRESHOLD
+    if flux.eager_eot_threshold is not None and flux.eager_eot_threshold > eot:
+        r.problems.append(
+            f"DEEPGRAM_EAGER_EOT_THRESHOLD={flux.eager_eot_threshold} is above the end-of-turn threshold "
+            f"({eot}): an eager end of turn must come first; raise DEEPGRAM_EOT_THRESHOLD (at most 0.9)"
+        )
+    return stt
+
+
+# Deepgram Flux: its models, and its end-of-turn threshold's default (Deepgram's Flux configuration docs)
+FLUX_MODELS = ("flux-general-en", "flux-general-multi")
+FLUX_DEFAULT_EOT_THRESHOLD = 0.7
+
+
+def is_flux(model: str) -> bool:
+    return model in FLUX_MODELS
+
+
+def _flux(r: Reader) -> FluxSettings:
+    def optional(name: str, minimum: float, maximum: float) -> float | None:
+        return r.number(name, 0.0, minimum=minimum, maximum=maximum) if r.raw(name) is not None else None
+
+    timeout = r.raw("DEEPGRAM_EOT_TIMEOUT_MS")
+    limits = {"minimum": 500, "maximum": 10000}
+    return FluxSettings(
+        eot_threshold=optional("DEEPGRAM_EOT_THRESHOLD", 0.5, 0.9),
+        eager_eot_threshold=optional("DEEPGRAM_EAGER_EOT_THRESHOLD", 0.3, 0.9),
+        eot_timeout_ms=(None if timeout is None else r.integer("DEEPGRAM_EOT_TIMEOUT_MS", 5000, **limits)),
     )
 
 
@@ -284,8 +346,14 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
     )
     if settings.source_language == AUTO and not can_detect_language(stt.model):
         r.problems.append(
-            f"SOURCE_LANGUAGE=auto needs DEEPGRAM_MODEL nova-3 (Deepgram's language=multi), not "
-            f"{stt.model!r}: set DEEPGRAM_MODEL=nova-3, or SOURCE_LANGUAGE to the language spoken"
+            f"SOURCE_LANGUAGE=auto needs DEEPGRAM_MODEL nova-3 or flux-general-multi (they detect the "
+            f"language), not {stt.model!r}: set one of them, or SOURCE_LANGUAGE to the language spoken"
+        )
+    elif settings.source_language != AUTO and not can_hear(stt.model, settings.source_language):
+        r.problems.append(
+            f"DEEPGRAM_MODEL={stt.model!r} does not transcribe SOURCE_LANGUAGE={settings.source_language!r}"
+            f" (flux-general-en: English only; flux-general-multi: {', '.join(DETECTED_LANGUAGES)}): use "
+            f"nova-3, or a Flux model that does"
         )
     if r.problems:
         raise ConfigError(r.problems)
@@ -293,9 +361,20 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
 
 
 def can_detect_language(model: str) -> bool:
-    """Whether a Deepgram model transcribes `language=multi` in the languages `auto` relies on: the nova-3
-    family (`nova-3`, `nova-3-general`, `nova-3-medical`). Nova-2's multi covers English and Spanish only."""
-    return model == "nova-3" or model.startswith("nova-3-")
+    """Whether a Deepgram model detects the languages `auto` relies on (`DETECTED_LANGUAGES`): the nova-3
+    family (`nova-3`, `nova-3-general`, `nova-3-medical`, with `language=multi`) and `flux-general-multi`.
+    Nova-2's multi covers English and Spanish only."""
+    return model == "nova-3" or model.startswith("nova-3-") or model == "flux-general-multi"
+
+
+def can_hear(model: str, language: str) -> bool:
+    """Whether a Deepgram model transcribes `language`: `flux-general-en` English only, `flux-general-multi`
+    the languages it detects; a nova model is asked for the language (Deepgram refuses what it lacks)."""
+    if model == "flux-general-en":
+        return base_language(language) == "en"
+    if model == "flux-general-multi":
+        return base_language(language) in DETECTED_LANGUAGES
+    return True
 
 
 @dataclass(frozen=True, slots=True)
