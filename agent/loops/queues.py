@@ -27,6 +27,17 @@ class UtteranceSink(Protocol):
     def put_nowait(self, utterance: Utterance) -> None: ...
 
 
+class DraftSink(Protocol):
+    """Where the ears put drafts (an eager end of turn's transcript, `agent/loops/brain/drafts.py`): they skip
+    the queue (a draft is worth something only at once) and never block."""
+
+    def draft(self, utterance: Utterance) -> None: ...
+
+    def withdraw(self, speaker: str) -> None:
+        """The speaker's turn went on after the draft: it will not be the final's transcript."""
+        ...
+
+
 class UtteranceQueue:
     def __init__(self, maxsize: int) -> None:
         if maxsize < 1:

@@ -6,8 +6,9 @@ blocking on the STT or the brain, goes to the replay buffer (`replay.py`), the s
 STT link (`stt_link.py`: reconnect with backoff, replay, refusal vs outage; `failure` tells why the ears
 stopped reaching for the STT), but for a dropout's frames, held back (`dropouts.py`). The STT's events go
 to the cutter and the transcripts (`transcripts.py`: each utterance's language, the source captions); each
-final's utterance goes onto the queue. Anything
-else that goes wrong is a bug: logged with its traceback (messages withheld), raised.
+final's utterance goes onto the queue. A turn-based STT (Deepgram Flux) is cut into pieces by the ears
+themselves (`turns.py`), and its eager ends of turn go to `drafts` (a draft translation, `brain/drafts.py`).
+Anything else that goes wrong is a bug: logged with its traceback (messages withheld), raised.
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ from collections.abc import AsyncIterable, Callable
 from livekit import rtc
 from livekit.agents import stt
 
+from agent.language.text import clean_transcript
 from agent.loops.captions import CaptionSink
 from agent.loops.ears.handover import EarsHandover
 from agent.loops.ears.replay import ReplayBuffer
 from agent.loops.ears.segment_cutter import SegmentCutter
 from agent.loops.ears.stt_link import Backoff, SttFailure, SttLink
 from agent.loops.ears.transcripts import EchoCheck, Transcripts
+from agent.loops.ears.turns import TurnPieces
 from agent.loops.faults import FaultFlag
-from agent.loops.queues import UtteranceSink
+from agent.loops.models import Utterance
+from agent.loops.queues import DraftSink, UtteranceSink
+from agent.providers.build import ends_turns
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
 
@@ -59,8 +64,16 @@ class Ears:
         on_detected: Callable[[str], None] | None = None,
         standby: bool = False,
         echo: EchoCheck | None = None,
+        drafts: DraftSink | None = None,
     ) -> None:
         self._frames = frames
+        self._drafts = drafts
+        self._draft: Utterance | None = None  # the draft of the segment being heard, if one went out
+        # Flux: its turns are cut into pieces here, and its end of turn is the pause cut (ours would cut
+        # before the last words of a pause reached its transcript)
+        self._turns = TurnPieces() if ends_turns(stt) else None
+        if self._turns is not None:
+            pause_cut_s = 0.0
         self._out = out
         self._clock: Clock = tracker.clock
         self.speaker = speaker
@@ -163,7 +176,7 @@ class Ears:
             if self.handover.hold is not None and not await self.handover.held_until_released():
                 return
         try:
-            await self._link.run(self._on_event, on_open=self._cutter.stream_opened)
+            await self._link.run(self._on_stream_event, on_open=self._opened)
         except Exception as e:
             log_unexpected(
                 logger, "the ears failed; no longer listening to this speaker", e, speaker=self.speaker
@@ -192,7 +205,7 @@ class Ears:
                         self._tap = None
                         log_unexpected(logger, "the own-voice tap failed; no longer tapping this speaker", e)
                 if self._link.push(frame, self.handover.voicing):
-                    self._cutter.check(self._replay.timeline, self._link.flush)
+                    self._cutter.check(self._replay.timeline, self._cut)
         finally:
             await self._close_frames()
 
@@ -203,10 +216,39 @@ class Ears:
 
     # -- recognition: the STT's events made into utterances and captions ---------------------------
 
+    def _opened(self) -> None:
+        """A stream was opened: it hears the replay of what no final holds, from its own time 0."""
+        self._cutter.stream_opened()
+        if self._turns is not None:
+            self._turns.reset()
+        self._withdraw_draft()
+
+    def _cut(self) -> None:
+        """End the segment being heard here: Deepgram's Finalize, or with Flux a piece of the turn."""
+        if self._turns is None:
+            self._link.flush()
+        elif (piece := self._turns.cut()) is not None:
+            self._on_event(piece)
+        else:
+            self._cutter.nothing_to_cut()  # no update since the last piece: the cutter tries again
+
+    def _on_stream_event(self, event: stt.SpeechEvent) -> bool:
+        """One event of the stream (a turn-based STT's made into pieces first); True: the link works."""
+        if self._turns is None:
+            return self._on_event(event)
+        for each in self._turns.events(event):
+            self._on_event(each)
+        return event.type != stt.SpeechEventType.RECOGNITION_USAGE
+
     def _on_event(self, event: stt.SpeechEvent) -> bool:
         """Handle one STT event; True when it proves the link works."""
+        if event.type == stt.SpeechEventType.PREFLIGHT_TRANSCRIPT and event.alternatives:
+            self._preflight(event.alternatives[0])
+            return True
         if event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
             interim = event.alternatives[0]
+            if self._draft is not None and clean_transcript(interim.text) != self._draft.text:
+                self._withdraw_draft()  # the turn resumed: the final will say more
             start = self._link.to_timeline(interim.start_time) if interim.end_time > 0 else None
             if self._transcripts.interim(interim, at=self._clock(), start=start):
                 self._cutter.words(start)
@@ -215,6 +257,7 @@ class Ears:
             self._cutter.speech_started(self._replay.timeline)
             return True
         if event.type == stt.SpeechEventType.END_OF_SPEECH:
+            self._withdraw_draft()  # (a final took it already)
             self._cutter.speech_ended()
             # an endpoint with no final since the interim: the STT heard nothing there in the end
             self._transcripts.take_back_interim()
@@ -224,12 +267,38 @@ class Ears:
         self._final(event.alternatives[0])
         return True
 
+    def _span(self, data: stt.SpeechData) -> tuple[float, float]:
+        """Where a transcript lies on the speaker's audio timeline. A turn's audio window runs past its
+        speech (Flux's words carry no times): it ends where the speaker's voice last did, if before."""
+        audio_end = self._link.to_timeline(data.end_time) if data.end_time > 0 else self._replay.timeline
+        audio_start = self._link.to_timeline(data.start_time) if data.end_time > 0 else audio_end
+        if self._turns is not None and audio_start < self._cutter.voiced_until < audio_end:
+            audio_end = self._cutter.voiced_until
+        return audio_start, audio_end
+
+    def _preflight(self, data: stt.SpeechData) -> None:
+        """An eager end of turn: what the final will likely say goes to the drafts, once per transcript."""
+        if self._drafts is None:
+            return
+        draft = self._transcripts.draft(data, span=self._span(data), heard=self._replay, at=self._clock())
+        if draft is None or (self._draft is not None and self._draft.text == draft.text):
+            return
+        self._withdraw_draft()
+        self._draft = draft
+        self._drafts.draft(draft)
+
+    def _withdraw_draft(self) -> None:
+        if self._draft is not None:
+            self._draft = None
+            if self._drafts is not None:
+                self._drafts.withdraw(self.speaker)
+
     def _final(self, data: stt.SpeechData) -> None:
         """A final: the audio up to its end is never replayed, and what it says goes to the brain."""
         final_at = self._clock()
-        audio_end = self._link.to_timeline(data.end_time) if data.end_time > 0 else self._replay.timeline
-        audio_start = self._link.to_timeline(data.start_time) if data.end_time > 0 else audio_end
-        span = (audio_start, audio_end)
+        self._draft = None  # the brain takes it, or translates the final anew
+        span = self._span(data)
+        audio_end = span[1]
         utterance = self._transcripts.final(data, span=span, heard=self._replay, final_at=final_at)
         self._replay.finalized_until(audio_end)  # (after: the transcripts read the level of its audio)
         self._cutter.finalized(audio_end)

@@ -60,6 +60,11 @@ class SegmentCutter:
             self._voiced_until = self._timeline
 
     @property
+    def voiced_until(self) -> float:
+        """Where the speaker's last voiced frame ends on the timeline."""
+        return self._voiced_until
+
+    @property
     def mid_speech(self) -> bool:
         """The STT hears speech, and voiced audio no final covered yet: a transcript may still come."""
         return self._speaking and self._voiced_until > self._finalized_until + VOICE_TAIL_S
@@ -116,6 +121,10 @@ class SegmentCutter:
         finalize()
 
     # -- what the STT hears ------------------------------------------------------------------------
+
+    def nothing_to_cut(self) -> None:
+        """The cut asked for found nothing to end yet (a turn-based STT's transcript had no new words)."""
+        self._requested = False
 
     def stream_opened(self) -> None:
         """A new stream hears the replay: no Finalize is pending on it."""

@@ -135,6 +135,26 @@ class Transcripts:
             self._sentence_until = span[1]
         return utterance
 
+    def draft(
+        self, data: stt.SpeechData, *, span: tuple[float, float], heard: ReplayBuffer, at: float
+    ) -> Utterance | None:
+        """An eager end of turn: what the segment's final will say if the turn ends now, as an utterance
+        with the final's id, for a draft translation (no caption; None: nothing worth translating)."""
+        text = clean_transcript(data.text)
+        if not is_substantive(text):
+            return None
+        speech_end_at = heard.clock.to_clock(span[1])
+        return Utterance(
+            id=self.segment_id,
+            speaker=self._speaker,
+            text=text,
+            language=self._language_of(data),
+            audio_start=span[0],
+            audio_end=span[1],
+            speech_end_at=at if speech_end_at is None else speech_end_at,
+            final_at=at,
+        )
+
     def _sentence_of_segment(self, start: float | None) -> str:
         """The id of the sentence the segment being heard is a piece of (decided at its first caption):
         the open one, or the next when the speaker was silent more than SENTENCE_PAUSE_S since its last
