@@ -126,6 +126,13 @@ class Channel:
         self._tracker.mark(own.record_ids, Mark.TRANSCRIPT_FINAL, at=own.final_at)
         self.inbox.put_nowait(own)
 
+    def draft(self, utterance: Utterance) -> None:
+        """A draft for this language (`brain/drafts.py`), under the id its final will have here."""
+        self.brain.draft(dataclasses.replace(utterance, id=f"{utterance.id}-{self.language}", record_ids=[]))
+
+    def withdraw(self, speaker: str) -> None:
+        self.brain.withdraw(speaker)
+
     def close(self) -> None:
         """No more utterances: what is queued is still spoken, then `run` ends."""
         self.inbox.close()
@@ -137,7 +144,7 @@ class Channel:
 
 
 class Router:
-    """Hands each utterance to every channel of another language."""
+    """Hands each utterance (and draft) to every channel of another language."""
 
     def __init__(self) -> None:
         self.channels: dict[str, Channel] = {}
@@ -146,6 +153,15 @@ class Router:
         for language, channel in self.channels.items():
             if not same_language(language, utterance.language):
                 channel.put_nowait(utterance)
+
+    def draft(self, utterance: Utterance) -> None:
+        for language, channel in self.channels.items():
+            if not same_language(language, utterance.language):
+                channel.draft(utterance)
+
+    def withdraw(self, speaker: str) -> None:
+        for channel in self.channels.values():
+            channel.withdraw(speaker)
 
 
 class Interpreter:
@@ -190,6 +206,7 @@ class Interpreter:
             pause_cut_s=opts.pause_cut_s,
             on_fault=None if on_fault is None else lambda down: on_fault("stt", down),
             give_up_after_s=opts.stt_give_up_after_s,
+            drafts=self.router,
         )
 
     @property

@@ -174,6 +174,7 @@ class Speakers(Running[Speaker]):
             on_detected=(lambda code: self._on_detected(identity, code)) if language == AUTO else None,
             standby=self.holding,
             echo=self._echo,
+            drafts=self.router,
         )
         task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
         task.add_done_callback(lambda t: self._on_ears_ended(identity, t))

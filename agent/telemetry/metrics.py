@@ -38,6 +38,13 @@ LLM_FALLBACKS = Counter(
 PROVIDER_ERRORS = Counter(
     "interpreter_provider_errors_total", "Errors reported by provider plugins", ["kind", "recoverable"]
 )
+DRAFTS = Counter(
+    "interpreter_drafts_total",
+    "Draft translations of an eager end of turn (Deepgram Flux), by outcome: used (the final said the "
+    "same), changed (it did not: translated again) or discarded (the turn went on); the last two cost an "
+    "LLM request each",
+    ["outcome"],
+)
 STT_RECONNECTS = Counter("interpreter_stt_reconnects_total", "Speech-to-text streams reopened after failing")
 DROPOUTS_SPLICED = Counter(
     "interpreter_dropouts_spliced_total",

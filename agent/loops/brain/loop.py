@@ -4,6 +4,9 @@ Several utterances may be in flight at once (`max_in_flight`), but each one's `S
 the mouth when its translation starts, in utterance order, so audio is played in order while later
 utterances are already being translated and synthesized.
 
+An utterance whose draft (`drafts.py`: an eager end of turn's transcript, translated ahead) said the same
+takes the draft's translation instead of asking the LLM again.
+
 Each clause gets its own TTS stream (a few at once, ahead of playback: `synthesis.py`), so a TTS
 failure costs one clause, and that clause alone is synthesized again. If a clause still fails, the
 audio of that utterance stops there, its caption is still published in full, and the next utterance
@@ -19,11 +22,12 @@ from collections.abc import Callable
 
 from livekit.agents import APIError, llm, tts
 
+from agent.loops.brain.drafts import Draft, Drafts
 from agent.loops.brain.prompt import ContextBook, TranslationContext
 from agent.loops.brain.synthesis import EarlyStream, Synthesizer
 from agent.loops.brain.translate import TranslationAbandoned, TranslationRejected, Translator
 from agent.loops.captions import CaptionSink, translated_caption
-from agent.loops.models import Speech
+from agent.loops.models import Speech, Utterance
 from agent.loops.pace import Pace
 from agent.loops.queues import UtteranceQueue
 from agent.telemetry.errors import log_unexpected
@@ -65,6 +69,7 @@ class Brain:
 
         self.translator = Translator(llm, on_fault=report("llm"), clock=tracker.clock)
         self._synthesizer = Synthesizer(tts, tracker=tracker, on_fault=report("tts"))
+        self.drafts = Drafts(self.translator, contexts, tracker.clock, stale_after_s)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -76,6 +81,15 @@ class Brain:
     def tasks_in_flight(self) -> int:
         """Utterances being translated and synthesized now (at most `max_in_flight`)."""
         return len(self._tasks)
+
+    def draft(self, utterance: Utterance) -> None:
+        """An eager end of turn's transcript, to translate ahead of its final; not while utterances wait
+        (the final would be folded into them, so the draft would be wasted)."""
+        if self._inbox.qsize() == 0:
+            self.drafts.start(utterance, concise=self._pace is not None and self._pace.concise)
+
+    def withdraw(self, speaker: str) -> None:
+        self.drafts.withdraw(speaker)
 
     async def run(self) -> None:
         try:
@@ -94,6 +108,7 @@ class Brain:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.drafts.aclose()
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -108,8 +123,9 @@ class Brain:
         early = self._synthesizer.early(speaker_voice)
         translated = False
         context = self.contexts.for_speaker(utterance.speaker, utterance.language)
+        draft = self.drafts.take(utterance)
         try:
-            await self._translate(speech, context, speaker_voice, early, voices)
+            await self._translate(speech, context, speaker_voice, early, voices, draft)
             translated = True
             speech.end_input()
             await asyncio.gather(*voices)
@@ -124,6 +140,8 @@ class Brain:
                 voice.cancel()
             await asyncio.gather(*voices, return_exceptions=True)
             await early.aclose()
+            if draft is not None and draft.task is not None:
+                draft.task.cancel()  # (done by now, unless this utterance failed)
             speech.end(failed=not (translated and speech.parts) and not speech.caption_only)
             self._publish_final_caption(speech)
 
@@ -134,20 +152,32 @@ class Brain:
         voice: str | None,
         early: EarlyStream,
         voices: list[asyncio.Task[None]],
+        draft: Draft | None = None,
     ) -> None:
-        """The translation into `speech`, clause by clause; each clause's synthesis starts as it comes
-        (its task added to `voices`), the first one's on the early stream if that is open by then."""
+        """The translation into `speech`, clause by clause (`draft`'s, if it has one); each clause's
+        synthesis starts as it comes (its task added to `voices`), the first one's on the early stream if
+        that is open by then."""
         utterance = speech.utterance
         ids = utterance.record_ids
-        clauses = self.translator.clauses(
-            context,
-            utterance.text,
-            concise=self._pace is not None and self._pace.concise,
-            on_token=lambda: self._tracker.mark(ids, Mark.LLM_FIRST_TOKEN),
-            utterance_id=utterance.id,
-            # an outage lasting until its translation would be too late to speak fails it
-            give_up_at=utterance.speech_end_at + self._stale_after_s,
-        )
+
+        def first_token() -> None:
+            self._tracker.mark(ids, Mark.LLM_FIRST_TOKEN)
+
+        if draft is not None:  # its first token came already, or is yet to come
+            draft.on_token = first_token
+            if draft.first_token_at is not None:
+                first_token()
+            clauses = draft.replay()
+        else:
+            clauses = self.translator.clauses(
+                context,
+                utterance.text,
+                concise=self._pace is not None and self._pace.concise,
+                on_token=first_token,
+                utterance_id=utterance.id,
+                # an outage lasting until its translation would be too late to speak fails it
+                give_up_at=utterance.speech_end_at + self._stale_after_s,
+            )
         async with contextlib.aclosing(clauses):
             async for clause in clauses:
                 if not speech.parts:
