@@ -70,16 +70,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
 from aiohttp import WSMsgType, web
 
 from tests.fakes._server import FakeServer, abort_connection
+from tests.fakes.audio_clock import AudioClock
 from tests.fakes.latency_model import Delay
 from tests.fakes.timed_words import TimedRecognizer
 
 logger = logging.getLogger(__name__)
 
-VAD_WINDOW_S = 0.01
 ANY_LANGUAGE = "*"
 _EPS = 1e-6  # timeline comparisons: 0.9 - 0.6 must count as 0.3
 DEFAULT_ENDPOINTING_MS = 300
@@ -221,7 +220,7 @@ def _endpointing_s(value: str | None) -> float:
     return int(value) / 1000
 
 
-class _Listener:
+class _Listener(AudioClock):
     """VAD and timeline of one connection; queues what should be sent, the sender renders it."""
 
     def __init__(
@@ -235,20 +234,20 @@ class _Listener:
         recognizer: TimedRecognizer | None = None,
     ) -> None:
         query = record.query
-        self.recognizer = recognizer
-        self.record = record
-        self.sample_rate = int(query.get("sample_rate", "16000"))
+        super().__init__(
+            record,
+            sample_rate=int(query.get("sample_rate", "16000")),
+            vad_threshold=vad_threshold,
+            recognizer=recognizer,
+        )
+        self.record: DeepgramConnection = record
         self.endpointing_s = _endpointing_s(query.get("endpointing"))
         self.vad_events = _query_bool(query.get("vad_events"), False)
         self.interim_results = _query_bool(query.get("interim_results"), False)
         self.outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
-        self._vad_threshold = vad_threshold
         self._interim_every_s = interim_every_s
         self._max_segment_s = max_segment_s
         self._final_delay = final_delay
-        self._window = max(1, int(self.sample_rate * VAD_WINDOW_S))
-        self._pending = bytearray()
-        self._samples = 0
         self._segment_start: float | None = None
         self._segment_end = 0.0
         self._interims = 0
@@ -256,54 +255,25 @@ class _Listener:
         self._in_speech = False
         self._voice_end = 0.0
 
-    def feed(self, data: bytes) -> None:
-        self.record.audio_s += len(data) / 2 / self.sample_rate
-        self._pending += data
-        usable = len(self._pending) // (2 * self._window) * (2 * self._window)
-        if self.recognizer is not None:  # held until the microphone's audio is found in the stream
-            self.recognizer.hear(np.frombuffer(data, dtype="<i2"))
-            settled = max(0, self.recognizer.settled - self._samples) // self._window * self._window
-            usable = min(usable, 2 * settled)
-        if usable:
-            self._vad(bytes(self._pending[:usable]), self._window)
-            del self._pending[:usable]
-
-    def flush(self) -> None:
-        """Hear the audio left over from the last whole VAD window (a Finalize covers all audio sent)."""
-        usable = len(self._pending) // 2 * 2
-        if usable:
-            self._vad(bytes(self._pending[:usable]), usable // 2)
-            del self._pending[:usable]
-
-    def _vad(self, data: bytes, window: int) -> None:
-        pcm = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-        rms = np.sqrt(np.mean(np.square(pcm.reshape(-1, window)), axis=1))
-        for level in rms:
-            start = self._samples / self.sample_rate
-            self._samples += window
-            end = self._samples / self.sample_rate
-            if self.recognizer is not None:
-                voiced = self.recognizer.voiced(start, end)  # the reference's words, not the energy
-            else:
-                voiced = level >= self._vad_threshold
-            if voiced:
-                self._on_voice(start, end)
-            elif self._in_speech and end - self._voice_end >= self.endpointing_s - _EPS:
-                self._in_speech = False
-                if self._segment_start is None:  # finalized already (a Finalize or a cut): the endpoint alone
-                    self.outbox.put_nowait(
-                        _Result(
-                            self._segment_end,
-                            end,
-                            is_final=True,
-                            speech_final=True,
-                            endpoint_only=True,
-                            delay_s=self._final_delay(),
-                            due_at=asyncio.get_running_loop().time(),
-                        )
+    def _on_window(self, voiced: bool, start: float, end: float) -> None:
+        if voiced:
+            self._on_voice(start, end)
+        elif self._in_speech and end - self._voice_end >= self.endpointing_s - _EPS:
+            self._in_speech = False
+            if self._segment_start is None:  # finalized already (a Finalize or a cut): the endpoint alone
+                self.outbox.put_nowait(
+                    _Result(
+                        self._segment_end,
+                        end,
+                        is_final=True,
+                        speech_final=True,
+                        endpoint_only=True,
+                        delay_s=self._final_delay(),
+                        due_at=asyncio.get_running_loop().time(),
                     )
-                else:
-                    self.finalize(speech_final=True)
+                )
+            else:
+                self.finalize(speech_final=True)
 
     def _on_voice(self, start: float, end: float) -> None:
         if self._segment_start is None:
