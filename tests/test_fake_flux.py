@@ -44,6 +44,7 @@ def flux(
     model: str = "flux-general-en",
     eager_eot_threshold: NotGivenOr[float] = NOT_GIVEN,
     eot_threshold: NotGivenOr[float] = NOT_GIVEN,
+    eot_timeout_ms: NotGivenOr[int] = NOT_GIVEN,
 ) -> deepgram.STTv2:
     return deepgram.STTv2(
         base_url=fake.flux_url,
@@ -53,6 +54,7 @@ def flux(
         http_session=session,
         eager_eot_threshold=eager_eot_threshold,
         eot_threshold=eot_threshold,
+        eot_timeout_ms=eot_timeout_ms,
     )
 
 
@@ -143,6 +145,14 @@ async def test_flux_pause_shorter_than_the_end_of_turn_delay_keeps_the_turn(
     assert [e.type for e in events].count(Kind.END_OF_SPEECH) == 1
     (turn,) = fake.flux_turns
     assert "TurnResumed" not in turn.kinds and turn.end == pytest.approx(1.15, abs=0.01)
+
+    # an eot_timeout_ms shorter than the model's delay ends the turn sooner (trigger "timeout"): the pause
+    # of 0.15 s now ends it
+    async with FakeDeepgram(["one two", "three four"], flux_timing=STEADY) as fake:
+        events = await recognize(fake, flux(fake, http_session, eot_timeout_ms=100), pcm)
+    assert texts(events, Kind.FINAL_TRANSCRIPT) == ["one two", "three four"]
+    first, _ = fake.flux_turns
+    assert first.trigger == "timeout" and first.at("EndOfTurn") == pytest.approx(0.6, abs=0.011)
 
 
 async def test_flux_speech_resumed_after_an_eager_end_of_turn_is_one_turn(
