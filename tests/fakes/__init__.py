@@ -10,6 +10,7 @@ from tests.fakes.deepgram import (
     NumberedWords,
     numbered_words,
 )
+from tests.fakes.flux import FluxEvent, FluxSettings, FluxTiming, FluxTurn
 from tests.fakes.latency_model import Delay
 from tests.fakes.llm import FakeLLM, LLMRequest
 
@@ -21,6 +22,10 @@ __all__ = [
     "FakeCartesia",
     "FakeDeepgram",
     "FakeLLM",
+    "FluxEvent",
+    "FluxSettings",
+    "FluxTiming",
+    "FluxTurn",
     "IgnoredSegment",
     "LLMRequest",
     "NumberedWords",

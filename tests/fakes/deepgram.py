@@ -1,5 +1,11 @@
 """A scripted Deepgram live-transcription server (the `/v1/listen` websocket) for hermetic tests.
 
+The same server also speaks Deepgram Flux at `/v2/listen` (`flux_url`; turns, eager end of turn,
+`flux_timing`, the records `flux_turns` and the `flux_*_sent` counts): tests/fakes/flux.py describes it. It
+shares the script, `transcript_for`, `recognizer_for`, languages, `api_key`, `refuse_next`, the
+`close_after_audio_s` / `drop_after_audio_s` faults and `connections`; `flux_error_after_audio_s` is its own.
+What follows is `/v1/listen` (nova-3).
+
 It cannot recognise speech. An energy VAD over the received linear16 audio finds speech segments, and each
 finished segment is answered with the next scripted transcript; word times are on the connection's own
 audio timeline, which restarts at 0 on every new connection, as Deepgram's does.
@@ -70,16 +76,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
 from aiohttp import WSMsgType, web
 
+from tests.fakes import flux
 from tests.fakes._server import FakeServer, abort_connection
+from tests.fakes.audio_clock import AudioClock
+from tests.fakes.flux import FluxTiming, FluxTurn
 from tests.fakes.latency_model import Delay
 from tests.fakes.timed_words import TimedRecognizer
 
 logger = logging.getLogger(__name__)
 
-VAD_WINDOW_S = 0.01
 ANY_LANGUAGE = "*"
 _EPS = 1e-6  # timeline comparisons: 0.9 - 0.6 must count as 0.3
 DEFAULT_ENDPOINTING_MS = 300
@@ -221,7 +228,7 @@ def _endpointing_s(value: str | None) -> float:
     return int(value) / 1000
 
 
-class _Listener:
+class _Listener(AudioClock):
     """VAD and timeline of one connection; queues what should be sent, the sender renders it."""
 
     def __init__(
@@ -235,20 +242,20 @@ class _Listener:
         recognizer: TimedRecognizer | None = None,
     ) -> None:
         query = record.query
-        self.recognizer = recognizer
-        self.record = record
-        self.sample_rate = int(query.get("sample_rate", "16000"))
+        super().__init__(
+            record,
+            sample_rate=int(query.get("sample_rate", "16000")),
+            vad_threshold=vad_threshold,
+            recognizer=recognizer,
+        )
+        self.record: DeepgramConnection = record
         self.endpointing_s = _endpointing_s(query.get("endpointing"))
         self.vad_events = _query_bool(query.get("vad_events"), False)
         self.interim_results = _query_bool(query.get("interim_results"), False)
         self.outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
-        self._vad_threshold = vad_threshold
         self._interim_every_s = interim_every_s
         self._max_segment_s = max_segment_s
         self._final_delay = final_delay
-        self._window = max(1, int(self.sample_rate * VAD_WINDOW_S))
-        self._pending = bytearray()
-        self._samples = 0
         self._segment_start: float | None = None
         self._segment_end = 0.0
         self._interims = 0
@@ -256,54 +263,25 @@ class _Listener:
         self._in_speech = False
         self._voice_end = 0.0
 
-    def feed(self, data: bytes) -> None:
-        self.record.audio_s += len(data) / 2 / self.sample_rate
-        self._pending += data
-        usable = len(self._pending) // (2 * self._window) * (2 * self._window)
-        if self.recognizer is not None:  # held until the microphone's audio is found in the stream
-            self.recognizer.hear(np.frombuffer(data, dtype="<i2"))
-            settled = max(0, self.recognizer.settled - self._samples) // self._window * self._window
-            usable = min(usable, 2 * settled)
-        if usable:
-            self._vad(bytes(self._pending[:usable]), self._window)
-            del self._pending[:usable]
-
-    def flush(self) -> None:
-        """Hear the audio left over from the last whole VAD window (a Finalize covers all audio sent)."""
-        usable = len(self._pending) // 2 * 2
-        if usable:
-            self._vad(bytes(self._pending[:usable]), usable // 2)
-            del self._pending[:usable]
-
-    def _vad(self, data: bytes, window: int) -> None:
-        pcm = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-        rms = np.sqrt(np.mean(np.square(pcm.reshape(-1, window)), axis=1))
-        for level in rms:
-            start = self._samples / self.sample_rate
-            self._samples += window
-            end = self._samples / self.sample_rate
-            if self.recognizer is not None:
-                voiced = self.recognizer.voiced(start, end)  # the reference's words, not the energy
-            else:
-                voiced = level >= self._vad_threshold
-            if voiced:
-                self._on_voice(start, end)
-            elif self._in_speech and end - self._voice_end >= self.endpointing_s - _EPS:
-                self._in_speech = False
-                if self._segment_start is None:  # finalized already (a Finalize or a cut): the endpoint alone
-                    self.outbox.put_nowait(
-                        _Result(
-                            self._segment_end,
-                            end,
-                            is_final=True,
-                            speech_final=True,
-                            endpoint_only=True,
-                            delay_s=self._final_delay(),
-                            due_at=asyncio.get_running_loop().time(),
-                        )
+    def _on_window(self, voiced: bool, start: float, end: float) -> None:
+        if voiced:
+            self._on_voice(start, end)
+        elif self._in_speech and end - self._voice_end >= self.endpointing_s - _EPS:
+            self._in_speech = False
+            if self._segment_start is None:  # finalized already (a Finalize or a cut): the endpoint alone
+                self.outbox.put_nowait(
+                    _Result(
+                        self._segment_end,
+                        end,
+                        is_final=True,
+                        speech_final=True,
+                        endpoint_only=True,
+                        delay_s=self._final_delay(),
+                        due_at=asyncio.get_running_loop().time(),
                     )
-                else:
-                    self.finalize(speech_final=True)
+                )
+            else:
+                self.finalize(speech_final=True)
 
     def _on_voice(self, start: float, end: float) -> None:
         if self._segment_start is None:
@@ -403,6 +381,9 @@ class FakeDeepgram(FakeServer):
     `api_key`: when set, only `Authorization: Token <api_key>` is let in.
     `languages` maps a transcript to its language (or one per word), for `language=multi` connections;
     `default_language` is the language of the others. Scripts may be keyed by `multi` too.
+    `flux_timing`: when Flux's Updates and ends of turn come (`/v2/listen`, tests/fakes/flux.py); Flux
+    connections use the script keyed `en` (flux-general-en) or `multi` (flux-general-multi), else the
+    unkeyed one.
     """
 
     def __init__(
@@ -420,6 +401,7 @@ class FakeDeepgram(FakeServer):
         api_key: str | None = None,
         languages: Mapping[str, str | Sequence[str]] | None = None,
         default_language: str = "en",
+        flux_timing: FluxTiming | None = None,
     ) -> None:
         super().__init__()
         if max_segment_s is not None and max_segment_s <= 0:
@@ -440,6 +422,8 @@ class FakeDeepgram(FakeServer):
         self.api_key = api_key
         self.languages = dict(languages or {})
         self.default_language = default_language
+        self.flux_timing = flux_timing or FluxTiming()
+        self.placeholder = INTERIM_PLACEHOLDER  # Flux's Updates when transcript_for cannot preview
         # a timed recognizer for a new connection (None: the script, as ever): see tests/fakes/timed_words.py
         self.recognizer_for: Callable[[DeepgramConnection], TimedRecognizer | None] | None = None
         # records
@@ -450,21 +434,32 @@ class FakeDeepgram(FakeServer):
         self.endpoints_only_sent = 0  # endpoint-only Results (empty transcript, speech_final)
         self.refused = 0
         self.refusals: list[int] = []  # the HTTP status of every refused handshake, in order
+        self.flux_turns: list[FluxTurn] = []  # every turn of every Flux connection, in order
+        self.flux_eager_sent = 0  # EagerEndOfTurn messages
+        self.flux_resumed_sent = 0  # TurnResumed messages
+        self.flux_end_of_turn_sent = 0  # EndOfTurn messages
         # script and faults
         self._next: dict[str, int] = dict.fromkeys(self.scripts, 0)
-        self._script_lock = asyncio.Lock()
+        self.script_lock = asyncio.Lock()
         self._drop_after_s: float | None = None
         self._close_after: tuple[float, int, str] | None = None
+        self._flux_error_after: tuple[float, str, str] | None = None
         self._refuse_remaining = 0
         self._refuse_status = 503
         self._close_stream_handled = asyncio.Event()
 
     def _setup(self, app: web.Application) -> None:
         app.router.add_get("/v1/listen", self._listen)
+        app.router.add_get("/v2/listen", self._listen_flux)
 
     @property
     def base_url(self) -> str:
         return f"{self.root_url}/v1/listen"
+
+    @property
+    def flux_url(self) -> str:
+        """Deepgram Flux's `/v2/listen` (tests/fakes/flux.py), for `deepgram.STTv2(base_url=...)`."""
+        return f"{self.root_url}/v2/listen"
 
     @property
     def transcripts(self) -> list[str]:
@@ -481,10 +476,19 @@ class FakeDeepgram(FakeServer):
         key = self._script_key(language)
         return self.scripts.get(key, [])[self._next.get(key, 0) :]
 
+    def use_script(self, language: str | None) -> None:
+        """The next scripted transcript for `language` was sent: on to the one after it."""
+        key = self._script_key(language)
+        self._next[key] = self._next.get(key, 0) + 1  # a script added after start counts too
+
     def _word_languages(self, query_language: str | None, transcript: str, count: int) -> list[str] | None:
         """The languages of the first `count` words of `transcript`, on a `language=multi` connection."""
         if query_language != MULTI:
             return None
+        return self.word_languages(transcript, count)
+
+    def word_languages(self, transcript: str, count: int) -> list[str]:
+        """The languages of the first `count` words of `transcript` (`languages`, `default_language`)."""
         given = self.languages.get(transcript, self.default_language)
         codes = [given] if isinstance(given, str) else list(given)
         if not codes:
@@ -505,6 +509,13 @@ class FakeDeepgram(FakeServer):
         `seconds` of audio (nothing pending is finalized first)."""
         self._close_after = (seconds, *close)
 
+    def flux_error_after_audio_s(
+        self, seconds: float, code: str = "INTERNAL_SERVER_ERROR", description: str = "Internal server error."
+    ) -> None:
+        """Once: the current Flux connection sends Deepgram's v2 `Error` message with `code` and
+        `description` after it received `seconds` of audio, then closes (1011)."""
+        self._flux_error_after = (seconds, code, description)
+
     def refuse_next(self, n: int = 1, status: int = 503) -> None:
         """Reject the next `n` websocket handshakes with HTTP `status`."""
         self._refuse_remaining = n
@@ -523,21 +534,92 @@ class FakeDeepgram(FakeServer):
             headers={"dg-error": message, "dg-request-id": request_id},
         )
 
-    async def _listen(self, request: web.Request) -> web.StreamResponse:
+    def _let_in(self, request: web.Request) -> web.Response | None:
+        """The refusal of a handshake (scripted, or another key), else None."""
         if self._refuse_remaining > 0:
             self._refuse_remaining -= 1
             return self._refuse(self._refuse_status, "scripted refusal")
         if self.api_key is not None and request.headers.get("Authorization") != f"Token {self.api_key}":
             return self._refuse(401, "Invalid credentials.")
-        if missing := [name for name in REQUIRED_QUERY if not request.query.get(name)]:
-            return self._refuse(400, f"Bad Request: missing query parameter(s): {', '.join(missing)}")
+        return None
 
+    def record_connection(self, request: web.Request) -> DeepgramConnection:
         record = DeepgramConnection(
             index=len(self.connections),
             query=dict(request.query),
             authorization=request.headers.get("Authorization"),
         )
         self.connections.append(record)
+        return record
+
+    def track_websocket(self, ws: web.WebSocketResponse, open_: bool) -> None:
+        """Keep an open websocket for aclose() to close (open_ False: it is done)."""
+        if open_:
+            self._websockets.add(ws)
+        else:
+            self._websockets.discard(ws)
+
+    def audio_fault(self, record: DeepgramConnection) -> str | tuple[int, str] | None:
+        """After audio arrived: "drop" to abort the connection, a `(code, reason)` to close it with, or
+        None (`drop_after_audio_s`, `close_after_audio_s`; each once)."""
+        if self._drop_after_s is not None and record.audio_s >= self._drop_after_s:
+            self._drop_after_s = None
+            record.dropped = True
+            logger.info("fake deepgram: dropping connection %d", record.index)
+            return "drop"
+        if self._close_after is not None and record.audio_s >= self._close_after[0]:
+            _, code, reason = self._close_after
+            self._close_after = None
+            record.close_code = code
+            logger.info("fake deepgram: closing connection %d with %d", record.index, code)
+            return code, reason
+        return None
+
+    def due_flux_error(self, record: DeepgramConnection) -> tuple[str, str] | None:
+        """After audio arrived on a Flux connection: the `(code, description)` of an Error now due."""
+        if self._flux_error_after is not None and record.audio_s >= self._flux_error_after[0]:
+            _, code, description = self._flux_error_after
+            self._flux_error_after = None
+            logger.info("fake deepgram: Flux error on connection %d", record.index)
+            return code, description
+        return None
+
+    def close_stream_handled(self) -> None:
+        self._close_stream_handled.set()
+
+    def record_flux_step(self, connection: int, step: flux.TurnStep, transcript: str) -> None:
+        """A TurnInfo was sent on a Flux connection."""
+        if step.event == "StartOfTurn":
+            self.flux_turns.append(FluxTurn(connection, step.turn_index, step.start))
+        turn = next(
+            t
+            for t in reversed(self.flux_turns)
+            if (t.connection, t.turn_index) == (connection, step.turn_index)
+        )
+        turn.events.append(flux.FluxEvent(step.event, step.at, transcript))
+        if step.event == "EagerEndOfTurn":
+            self.flux_eager_sent += 1
+        elif step.event == "TurnResumed":
+            self.flux_resumed_sent += 1
+        elif step.event == "EndOfTurn":
+            self.flux_end_of_turn_sent += 1
+            turn.end, turn.transcript, turn.trigger = step.speech_end, transcript, step.trigger
+            logger.info("fake deepgram: end of turn %d on Flux connection %d", step.turn_index, connection)
+
+    async def _listen_flux(self, request: web.Request) -> web.StreamResponse:
+        if (refusal := self._let_in(request)) is not None:
+            return refusal
+        if (problem := flux.handshake_problem(request.query)) is not None:
+            return self._refuse(400, problem)
+        return await flux.serve(self, request)
+
+    async def _listen(self, request: web.Request) -> web.StreamResponse:
+        if (refusal := self._let_in(request)) is not None:
+            return refusal
+        if missing := [name for name in REQUIRED_QUERY if not request.query.get(name)]:
+            return self._refuse(400, f"Bad Request: missing query parameter(s): {', '.join(missing)}")
+
+        record = self.record_connection(request)
         listener = _Listener(
             record,
             vad_threshold=self.vad_threshold,
@@ -548,7 +630,7 @@ class FakeDeepgram(FakeServer):
         )
         ws = web.WebSocketResponse(timeout=1.0)
         await ws.prepare(request)
-        self._websockets.add(ws)
+        self.track_websocket(ws, True)
         request_id = str(uuid.uuid4())
         sender = asyncio.create_task(self._send_loop(ws, listener, request_id))
         close_requested = False
@@ -556,18 +638,13 @@ class FakeDeepgram(FakeServer):
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:
                     listener.feed(msg.data)
-                    if self._drop_after_s is not None and record.audio_s >= self._drop_after_s:
-                        self._drop_after_s = None
-                        record.dropped = True
-                        logger.info("fake deepgram: dropping connection %d", record.index)
+                    fault = self.audio_fault(record)
+                    if fault == "drop":
                         sender.cancel()
                         abort_connection(request)
                         break
-                    if self._close_after is not None and record.audio_s >= self._close_after[0]:
-                        _, code, reason = self._close_after
-                        self._close_after = None
-                        record.close_code = code
-                        logger.info("fake deepgram: closing connection %d with %d", record.index, code)
+                    if isinstance(fault, tuple):
+                        code, reason = fault
                         sender.cancel()
                         await ws.close(code=code, message=reason.encode())
                         break
@@ -587,12 +664,12 @@ class FakeDeepgram(FakeServer):
                 with contextlib.suppress(ConnectionError):
                     await sender
                 record.close_stream_handled = True
-                self._close_stream_handled.set()
+                self.close_stream_handled()
         finally:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await sender
-            self._websockets.discard(ws)
+            self.track_websocket(ws, False)
             record.closed = True
         return ws
 
@@ -669,7 +746,7 @@ class FakeDeepgram(FakeServer):
         if listener.recognizer is not None:
             await self._send_heard(ws, listener, item, request_id, delay_s)
             return
-        async with self._script_lock:
+        async with self.script_lock:
             remaining = self.remaining_for(language)
             if remaining:
                 transcript = remaining[0]
@@ -684,8 +761,7 @@ class FakeDeepgram(FakeServer):
             await ws.send_json(_results_message(words, item, request_id=request_id, word_languages=languages))
             # consumed only once it was handed to the socket: a segment cut off earlier is not
             if remaining:
-                key = self._script_key(language)
-                self._next[key] = self._next.get(key, 0) + 1  # a script added after start counts too
+                self.use_script(language)
             self.finals.append(
                 DeepgramFinal(
                     transcript, item.start, item.end, index, item.from_finalize, delay_s, item.finalized_at
