@@ -189,3 +189,25 @@ def test_env_example_documents_every_web_and_local_variable():
     assert "LOCAL_LIVEKIT_PORT" in names
     for name in names:
         assert re.search(rf"^#? ?{name}=", example, re.M), name
+
+
+def test_flux_models_and_their_end_of_turn_settings():
+    env = {**FULL, "DEEPGRAM_BASE_URL": "https://dg.example/v1/listen", "SOURCE_LANGUAGE": "en"}
+    flux = load_settings({**env, "DEEPGRAM_MODEL": "flux-general-en", "DEEPGRAM_EAGER_EOT_THRESHOLD": "0.5"})
+    assert flux.stt.turn_based and flux.stt.url == "https://dg.example/v2/listen"
+    assert flux.stt.flux.eager_eot_threshold == 0.5 and flux.stt.flux.eot_threshold is None
+    with pytest.raises(ConfigError) as problems:
+        load_settings(
+            {
+                **env,
+                "DEEPGRAM_MODEL": "flux-general-en",
+                "SOURCE_LANGUAGE": "de",
+                "DEEPGRAM_EAGER_EOT_THRESHOLD": "0.8",
+            }
+        )
+    text = str(problems.value)
+    assert "does not transcribe SOURCE_LANGUAGE='de'" in text and "DEEPGRAM_EAGER_EOT_THRESHOLD=0.8" in text
+    with pytest.raises(ConfigError, match="are Flux's"):
+        load_settings({**env, "DEEPGRAM_EOT_THRESHOLD": "0.8"})  # nova-3
+    auto = load_settings({**env, "SOURCE_LANGUAGE": "auto", "DEEPGRAM_MODEL": "flux-general-multi"})
+    assert auto.stt.turn_based

@@ -3,7 +3,7 @@ deepgram plugin's `STTv2` makes of Flux's messages."""
 
 from __future__ import annotations
 
-from livekit.agents import stt
+from livekit.agents import LanguageCode, stt
 from livekit.agents.voice.io import TimedString
 
 from agent.loops.ears.turns import TurnPieces
@@ -15,7 +15,7 @@ def turn_event(kind: stt.SpeechEventType, transcript: str, window: tuple[float, 
     """What the plugin makes of a `TurnInfo`: the whole turn's transcript so far, words without times."""
     words = [TimedString(w, start_time=0.0, end_time=0.0) for w in transcript.split()]
     data = stt.SpeechData(
-        language="en", text=transcript, start_time=window[0], end_time=window[1], words=words
+        language=LanguageCode("en"), text=transcript, start_time=window[0], end_time=window[1], words=words
     )
     return stt.SpeechEvent(type=kind, alternatives=[data])
 

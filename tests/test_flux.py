@@ -1,0 +1,181 @@
+"""Deepgram Flux as the STT (`DEEPGRAM_MODEL=flux-general-en`): the ears cut its turns into pieces, and an
+eager end of turn is translated ahead as a draft that nothing plays until the end of turn confirms it.
+The real `deepgram.STTv2` plugin against the fake Flux (tests/fakes/flux.py), on tones it hears as
+numbered words."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import aiohttp
+import numpy as np
+from prometheus_client import REGISTRY
+
+from agent.loops.ears.loop import Ears
+from agent.loops.models import Utterance
+from agent.loops.pipeline import Interpreter, PipelineOptions
+from agent.providers.build import build_providers, build_stt
+from agent.run.filemode import Pcm, paced_frames
+from agent.settings.config import Settings, load_settings
+from agent.telemetry.latency import LatencyTracker
+from tests.fakes import Delay, FakeCartesia, FakeDeepgram, FakeLLM, FluxTiming, numbered_words
+from tests.harness import spoken_text
+from tests.loopback import LoopbackListener
+from tests.test_pause_cut import RATE, Heard, Step, quiet, speaker, tone
+
+# no jitter: Flux's end of turn 0.26 s of audio after the speech, its eager end of turn 0.06 s after it
+STEADY = FluxTiming(eot_delay=Delay(0.26), eager_lead=Delay(0.2))
+
+
+@dataclass
+class DraftLog:
+    """The ears' drafts, as the router would get them."""
+
+    drafts: list[Utterance] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)
+
+    def draft(self, utterance: Utterance) -> None:
+        self.drafts.append(utterance)
+
+    def withdraw(self, speaker: str) -> None:
+        self.withdrawn.append(speaker)
+
+
+NOWHERE = "http://127.0.0.1:9"
+
+
+def flux_settings(fake: FakeDeepgram, llm: str = NOWHERE, tts: str = NOWHERE, **env: str) -> Settings:
+    return load_settings(
+        {
+            "DEEPGRAM_API_KEY": "dg-test-key",
+            "DEEPGRAM_BASE_URL": fake.base_url,  # .../v1/listen: Flux is reached at its /v2/listen
+            "DEEPGRAM_MODEL": "flux-general-en",
+            "SOURCE_LANGUAGE": "en",
+            "CEREBRAS_API_KEY": "cb-test-key",
+            "CEREBRAS_BASE_URL": llm,
+            "CARTESIA_API_KEY": "ct-test-key",
+            "CARTESIA_BASE_URL": tts,
+            "LLM_ATTEMPT_TIMEOUT_S": "3",
+            **env,
+        },
+        require_livekit=False,
+    )
+
+
+async def hear(fake: FakeDeepgram, steps: list[Step], drafts: DraftLog | None = None, **env: str) -> Heard:
+    heard = Heard()
+    await fake.start()
+    try:
+        settings = flux_settings(fake, **env)
+        options = PipelineOptions.from_settings(settings)
+        async with aiohttp.ClientSession() as http:
+            stt = build_stt(settings, "en", http)
+            ears = Ears(
+                stt=stt, frames=speaker(steps, heard), out=heard, tracker=LatencyTracker(), speaker="ann",
+                language="en", max_segment_s=options.max_segment_s, pause_cut_s=options.pause_cut_s,
+                drafts=drafts,
+            )  # fmt: skip
+            try:
+                await asyncio.wait_for(ears.run(), 60.0)
+            finally:
+                await stt.aclose()
+    finally:
+        await fake.aclose()
+    return heard
+
+
+async def test_a_long_flux_turn_is_cut_into_pieces_that_hold_each_word_once():
+    """A 4 s turn with no pause: Flux would end it only when the speaker stops; the ears cut it about
+    every STT_MAX_SEGMENT_S, each piece the words of the freshest update, and the end of turn the rest."""
+    fake = FakeDeepgram([], transcript_for=numbered_words(), flux_timing=STEADY)
+    heard = await hear(fake, [quiet(0.3), tone(4.0), quiet(0.8)], STT_MAX_SEGMENT_S="1.0")
+
+    [turn] = fake.flux_turns
+    assert len(heard) >= 3, [u.text for u in heard]
+    # (an update's last word may carry a period its final drops: numbered_words ends every text with one)
+    said = [w.rstrip(".") for u in heard for w in u.text.split()]
+    assert said == (turn.transcript or "").replace(".", "").split(), "every word once, in order"
+    starts = [u.audio_start for u in heard]
+    assert starts == sorted(starts) and all(u.audio_end >= u.audio_start for u in heard)
+    # the last piece ends where the speech did, not where Flux's audio window did (0.26 s later)
+    assert abs(heard[-1].audio_end - 4.3) < 0.1
+
+
+async def test_an_eager_end_of_turn_is_a_draft_and_a_resumed_turn_withdraws_it():
+    """Eager on: a pause long enough for an eager end of turn, then more speech, withdraws the draft;
+    the turn's end gives a second draft with the whole turn, before its final with the same text."""
+    fake = FakeDeepgram([], transcript_for=numbered_words(), flux_timing=STEADY)
+    drafts = DraftLog()
+    heard = await hear(
+        fake,
+        [quiet(0.3), tone(1.2), quiet(0.15), tone(1.2), quiet(0.8)],
+        drafts,
+        STT_MAX_SEGMENT_S="0",
+        DEEPGRAM_EAGER_EOT_THRESHOLD="0.5",
+    )
+
+    [turn] = fake.flux_turns
+    assert turn.kinds.count("TurnResumed") == 1
+    [utterance] = heard
+    assert [d.text for d in drafts.drafts][-1] == utterance.text, "the last draft is the final's text"
+    assert drafts.drafts[0].text != utterance.text and drafts.withdrawn == ["ann"]
+    assert drafts.drafts[-1].id == utterance.id
+
+
+def counter(outcome: str) -> float:
+    return REGISTRY.get_sample_value("interpreter_drafts_total", {"outcome": outcome}) or 0.0
+
+
+async def interpret(steps: list[np.ndarray], **env: str) -> tuple[FakeLLM, FakeCartesia, list[str]]:
+    """The whole interpreter (ears, brain, mouth) on Flux with eager ends of turn, into Spanish."""
+    fake = FakeDeepgram([], transcript_for=numbered_words(), flux_timing=STEADY)
+    llm, tts = FakeLLM(), FakeCartesia()
+    for server in (fake, llm, tts):
+        await server.start()
+    pcm = Pcm(np.concatenate(steps), RATE)
+    try:
+        settings = flux_settings(
+            fake, llm.base_url, tts.base_url, DEEPGRAM_EAGER_EOT_THRESHOLD="0.5", STT_MAX_SEGMENT_S="0", **env
+        )
+        listener = LoopbackListener(settings.tts.sample_rate)
+        async with aiohttp.ClientSession() as http:
+            languages = {"source_language": "en", "target_language": "es"}
+            providers = build_providers(settings, **languages, http_session=http)
+            interpreter = Interpreter(
+                providers=providers, frames=paced_frames(pcm), output=listener.source,
+                tracker=LatencyTracker(), speaker="ann", source_language="en", target_language="es",
+                options=PipelineOptions.from_settings(settings),
+            )  # fmt: skip
+            try:
+                await asyncio.wait_for(interpreter.run(), 60.0)
+            finally:
+                await listener.aclose()
+                await providers.aclose()
+        finals = [t.transcript or "" for t in fake.flux_turns]
+    finally:
+        for server in (fake, llm, tts):
+            await server.aclose()
+    return llm, tts, finals
+
+
+async def test_a_confirmed_draft_is_spoken_without_asking_the_llm_again():
+    used = counter("used")
+    llm, tts, [final] = await interpret([quiet(0.3), tone(1.2), quiet(1.0)])
+
+    assert len(llm.requests) == 1, "the draft's request served the final"
+    assert counter("used") == used + 1
+    [context] = tts.context_order
+    assert spoken_text(tts.contexts[context]) == f"[translated] {final}"
+
+
+async def test_a_withdrawn_draft_is_never_spoken():
+    """The turn resumed after its eager end: the draft's translation was asked for, but only the whole
+    turn's is spoken."""
+    discarded = counter("discarded")
+    llm, tts, [final] = await interpret([quiet(0.3), tone(1.2), quiet(0.15), tone(1.2), quiet(1.0)])
+
+    assert counter("discarded") >= discarded + 1
+    assert len(llm.requests) == 2, "the withdrawn draft's, and the whole turn's (its draft)"
+    [context] = tts.context_order
+    assert spoken_text(tts.contexts[context]) == f"[translated] {final}"
