@@ -514,6 +514,10 @@ async def test_a_speaker_who_picks_detect_is_detected_and_interpreted_for_a_list
         assert await speaker.input_value("#language") == "auto"
         await hear_field.wait_for(state="visible")
         assert await speaker.locator("label[for=hear]").text_content() == "Language to hear"
+        # and the page says which languages detection covers
+        hint = await speaker.locator("#hear-hint").text_content() or ""
+        covered = "English, Spanish, French, German, Hindi, Russian, Portuguese, Japanese, Italian, Dutch"
+        assert f"speak ({covered})," in " ".join(hint.split()), hint
         await speaker.select_option("#hear", "en")
         async with speaker.expect_request(lambda r: r.url.endswith("/api/token")) as sent:
             await speaker.click("#join")

@@ -344,6 +344,8 @@ async def test_detect_is_for_speakers_and_hear_is_checked(body: object, message:
         ({"SOURCE_LANGUAGE": "auto", "DEEPGRAM_MODEL": "nova-3-general"}, True),
         ({"SOURCE_LANGUAGE": "en"}, False),
         ({"DEEPGRAM_MODEL": "nova-2"}, False),  # the worker refuses auto with it
+        ({"DEEPGRAM_MODEL": "flux-general-multi"}, True),  # Deepgram Flux's multilingual model
+        ({"DEEPGRAM_MODEL": "flux-general-en"}, False),  # English only
         ({"WEB_ROOM_METADATA": '{"source_language": "de"}'}, False),  # the rooms' own setting wins
         ({"SOURCE_LANGUAGE": "en", "WEB_ROOM_METADATA": '{"source_language": "auto"}'}, True),
     ],
@@ -358,6 +360,8 @@ async def test_config_says_whether_the_interpreter_detects_a_speakers_language(
         )
         handlers = client.app[WEB_APP]
     assert config["detect_language"] is detects
+    covered = ["en", "es", "fr", "de", "hi", "ru", "pt", "ja", "it", "nl"]  # nova-3 multi's and Flux multi's
+    assert config["detected_languages"] == (covered if detects else [])
     if detects:
         assert status == 200 and claims(answer["token"]).attributes == {"interpret_to": "es"}
     else:  # a page that offers no detect gets no token for it either

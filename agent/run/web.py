@@ -36,7 +36,13 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.language.codes import AUTO, SUPPORTED_LANGUAGES, language_name, participant_language
+from agent.language.codes import (
+    AUTO,
+    DETECTED_LANGUAGES,
+    SUPPORTED_LANGUAGES,
+    language_name,
+    participant_language,
+)
 from agent.run.web_body import MAX_BODY_BYTES, Refused, read_json_body
 from agent.run.web_host import HostApi
 from agent.run.web_limits import Limits
@@ -197,6 +203,8 @@ class WebApp:
                 "access_code_required": self.settings.access_code is not None,
                 "agent_name": self.settings.agent_name,
                 "detect_language": self.settings.detect_language,
+                # what detection covers (Deepgram's multilingual models), for the page to say
+                "detected_languages": list(DETECTED_LANGUAGES) if self.settings.detect_language else [],
                 "room_prefix": self.settings.room_prefix,
             }
         )

@@ -11,6 +11,8 @@ export interface PageConfig {
   agentName: string;
   /** Whether the interpreter detects a speaker's language (a speaker may then send `language: 'auto'`). */
   detectLanguage: boolean;
+  /** The languages detection covers (codes), when it is on. */
+  detectedLanguages: string[];
   /** The page's rooms are named with it (WEB_ROOM_PREFIX); the room field is the name without it. */
   roomPrefix: string;
 }
@@ -78,6 +80,9 @@ export async function fetchConfig(): Promise<PageConfig> {
     accessCodeRequired: body.access_code_required === true,
     agentName: typeof body.agent_name === 'string' ? body.agent_name : 'interpreter',
     detectLanguage: body.detect_language === true,
+    detectedLanguages: Array.isArray(body.detected_languages)
+      ? body.detected_languages.filter((code): code is string => typeof code === 'string')
+      : [],
     roomPrefix: typeof body.room_prefix === 'string' ? body.room_prefix : '',
   };
 }

@@ -37,6 +37,7 @@ const roleSelect = byId('role', HTMLSelectElement);
 const languageSelect = byId('language', HTMLSelectElement);
 const languageLabel = byId('language-label', HTMLLabelElement);
 const hearField = byId('hear-field', HTMLElement);
+const detectedNames = byId('detected-languages', HTMLElement); // what detection covers, in the hint
 const hearSelect = byId('hear', HTMLSelectElement);
 const accessCodeField = byId('access-code-field', HTMLElement);
 const accessCodeInput = byId('access-code', HTMLInputElement);
@@ -138,6 +139,8 @@ async function loadConfig(): Promise<void> {
     accessCodeRequired = config.accessCodeRequired;
     agentName = config.agentName;
     detectLanguage = config.detectLanguage;
+    const covered = config.detectedLanguages.map(nameOf);
+    detectedNames.textContent = covered.length > 0 ? ` (${covered.join(', ')})` : '';
     if (invite !== undefined) applyInvite(invite, config.roomPrefix);
     accessCodeRequired &&= invite === undefined;
   } catch (error) {
