@@ -192,6 +192,13 @@ def ends_sentence(text: str) -> bool:
     return text[-1] != "." or not _is_abbreviation(text)
 
 
+def ends_clause(text: str) -> bool:
+    """True if the text ends a clause: a sentence (`ends_sentence`), or its last mark is a comma, semicolon,
+    colon or dash of any script (, ; : — 、 ， ； ：)."""
+    bare = text.rstrip().rstrip(_CLOSERS).rstrip()
+    return bool(bare) and (bare[-1] in ",;:—、，；：،" or ends_sentence(text))
+
+
 _PIECE_END = re.compile(r"[.!?…。！？؟।]+[\"'”’»)\]]*(?=\s)")
 
 

@@ -39,6 +39,7 @@ class PipelineOptions:
     utterance_queue_size: int = 16
     max_segment_s: float = 0.0  # force a final after this much continuous speech (0: off)
     pause_cut_s: float = 0.0  # the ears end a segment this far into a pause (0: the STT's endpointing)
+    clause_cuts: bool = False  # long speech is cut where a clause ends first (`ears/segment_cutter.py`)
     pace: PaceOptions | None = None  # None: never speed up or tighten
     stale_after_s: float = 20.0  # a translation this late is captioned, not spoken
     stt_give_up_after_s: float | None = None  # the STT down this long ends the ears (None: never)
@@ -53,6 +54,7 @@ class PipelineOptions:
             utterance_queue_size=settings.utterance_queue_size,
             max_segment_s=settings.max_segment_s,
             pause_cut_s=settings.pause_cut_ms / 1000,
+            clause_cuts=settings.clause_cuts,
             pace=PaceOptions(max_speed=settings.max_speed) if settings.max_speed > 1.0 else None,
             stale_after_s=settings.stale_after_s,
             trim=TrimOptions() if settings.trim_silence else None,
@@ -204,6 +206,7 @@ class Interpreter:
             captions=captions,
             max_segment_s=opts.max_segment_s,
             pause_cut_s=opts.pause_cut_s,
+            clause_cuts=opts.clause_cuts,
             on_fault=None if on_fault is None else lambda down: on_fault("stt", down),
             give_up_after_s=opts.stt_give_up_after_s,
             drafts=self.router,

@@ -169,6 +169,7 @@ class Speakers(Running[Speaker]):
             segment_prefix=self._segment_prefix(identity, count),
             max_segment_s=self._options.max_segment_s,
             pause_cut_s=self._options.pause_cut_s,
+            clause_cuts=self._options.clause_cuts,
             on_fault=lambda active: self._status.set_fault("stt", f"speaker-{identity}", active),
             tap=None if (cloner := self._cloner) is None else (lambda frame: cloner.hear(identity, frame)),
             on_detected=(lambda code: self._on_detected(identity, code)) if language == AUTO else None,

@@ -112,6 +112,7 @@ class Settings:
     log_level: str | None  # LOG_LEVEL; None: the mode's own default (see `ServerSettings.log_level`)
     max_segment_s: float
     pause_cut_ms: int  # the ears end a segment this far into a pause (0: Deepgram's endpointing alone)
+    clause_cuts: bool  # CLAUSE_CUTS: long speech is cut where a clause ends first (ears/segment_cutter.py)
     max_speed: float
     stale_after_s: float
     max_languages: int  # interpretation tracks per room at most (each a TTS and an LLM call per utterance)
@@ -338,6 +339,7 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
         log_level=r.choice("LOG_LEVEL", "", LOG_LEVELS) or None,
         max_segment_s=r.number("STT_MAX_SEGMENT_S", 1.0, minimum=0, maximum=30),
         pause_cut_ms=r.integer("PAUSE_CUT_MS", 120, minimum=0, maximum=1000),
+        clause_cuts=r.choice("CLAUSE_CUTS", "off", ("on", "off")) == "on",
         max_speed=r.number("MAX_SPEED", 1.35, minimum=1.0, maximum=2.0),
         stale_after_s=r.number("STALE_AFTER_S", 20.0, minimum=1.0, maximum=600.0),
         max_languages=r.integer("MAX_LANGUAGES", DEFAULT_MAX_LANGUAGES, minimum=1, maximum=16),

@@ -65,6 +65,7 @@ class Ears:
         standby: bool = False,
         echo: EchoCheck | None = None,
         drafts: DraftSink | None = None,
+        clause_cuts: bool = False,
     ) -> None:
         self._frames = frames
         self._drafts = drafts
@@ -86,7 +87,13 @@ class Ears:
             on_detected=on_detected,
             echo=echo,
         )
-        self._cutter = SegmentCutter(speaker=speaker, max_segment_s=max_segment_s, pause_cut_s=pause_cut_s)
+        self._cutter = SegmentCutter(
+            speaker=speaker,
+            max_segment_s=max_segment_s,
+            pause_cut_s=pause_cut_s,
+            clause_cuts=clause_cuts,
+            turn_based=self._turns is not None,
+        )
         self._tap = tap  # sees every frame received (the own-voice cloner: `agent/room/cloning.py`)
         self._replay = ReplayBuffer(replay_limit_s, speaker=speaker)  # the timeline, what is not finalized
         self._link = SttLink(
@@ -251,7 +258,8 @@ class Ears:
                 self._withdraw_draft()  # the turn resumed: the final will say more
             start = self._link.to_timeline(interim.start_time) if interim.end_time > 0 else None
             if self._transcripts.interim(interim, at=self._clock(), start=start):
-                self._cutter.words(start)
+                end = self._link.to_timeline(interim.end_time) if interim.end_time > 0 else None
+                self._cutter.words(start, end, interim.text)
             return True
         if event.type == stt.SpeechEventType.START_OF_SPEECH:
             self._cutter.speech_started(self._replay.timeline)

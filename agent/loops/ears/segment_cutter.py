@@ -8,6 +8,11 @@ A cut asks the STT to finalize what it heard so far (Deepgram's Finalize), at tw
   from `WORD_GAP_FROM` of that span on, and cuts anyway at `HARD_AT` of it, a word still going on at
   `max_segment_s` having that much longer to end (with the dip, cuts inside words fell from 20 of 65 to
   5 of 62 over the monologue and the dialogue, clean and in 20 dB of hum and babble: docs/benchmarks.md).
+With clause cuts (CLAUSE_CUTS), the timer first looks for the end of a clause, from `CLAUSE_FROM` of that
+span on: a pause (PAUSE_CUT_MS of silence), or the freshest transcript ending in a clause mark (, ; : . ?
+and the like, `ends_clause`) with the speaker silent since its last word (`CLAUSE_GAP_S`; a turn-based STT's
+piece is that transcript's words, so it needs no silence). It waits for one `CLAUSE_WAIT` of the span longer
+before it takes any gap between words.
 The cutter follows the speaker's frames and what the STT says it hears (speech started, words, a final,
 the end of speech), so it knows where the segment being heard began.
 """
@@ -19,6 +24,7 @@ from collections.abc import Callable
 
 from livekit import rtc
 
+from agent.language.text import ends_clause
 from agent.loops.ears.pauses import PauseDetector, PausePolicy, frame_voicing
 from agent.loops.ears.voicing import VoiceGate, Voicing
 
@@ -26,11 +32,28 @@ logger = logging.getLogger("agent.ears")  # the ears' logger: the cuts are the e
 WORD_GAP_FROM = 0.7  # long speech: from this share of `max_segment_s` on, a gap between words is cut at
 HARD_AT = 1.3  # ... and at this share, wherever it falls (the pause detector off: at `max_segment_s`)
 VOICE_TAIL_S = 0.25  # voiced audio this far past a final's last word is that word's tail, not more speech
+# clause cuts: from this share of `max_segment_s` on, a clause's end is cut at; a word gap only from
+# `WORD_GAP_FROM + CLAUSE_WAIT` of it on (and anywhere from `HARD_AT + CLAUSE_WAIT`)
+CLAUSE_FROM = 0.5
+CLAUSE_WAIT = 0.5
+CLAUSE_GAP_S = 0.06  # silence after the freshest transcript's clause mark: the speaker is between clauses
+FRESH_S = 0.15  # ... whose last word ends this close to the speaker's last voiced audio
 
 
 class SegmentCutter:
-    def __init__(self, *, speaker: str, max_segment_s: float = 0.0, pause_cut_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        speaker: str,
+        max_segment_s: float = 0.0,
+        pause_cut_s: float = 0.0,
+        clause_cuts: bool = False,
+        turn_based: bool = False,
+    ) -> None:
         self._speaker = speaker
+        self._clause_cuts = clause_cuts
+        self._turn_based = turn_based  # a cut takes the freshest transcript's words (`turns.py`)
+        self._clause_until: float | None = None  # where the freshest transcript ends, if it ends a clause
         self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
         # 0: segments end at Deepgram's endpointing; else at a pause this long heard here (`loops/pauses.py`)
         policy = PausePolicy.of(pause_cut_s)
@@ -41,6 +64,7 @@ class SegmentCutter:
         self._segment_start = 0.0  # audio time where the segment being heard began (at the latest)
         self.pause_cuts = 0  # segments ended by the ears at a pause (Finalize)
         self.timer_cuts = 0  # segments cut after `max_segment_s` of speech with no pause (Finalize)
+        self.clause_cuts = 0  # ... of which at a clause's end
         self._timeline = 0.0  # audio heard (s)
         self._voiced_until = 0.0  # where the last voiced frame ends on the timeline
         self._finalized_until = 0.0  # where the last final's words end
@@ -86,19 +110,37 @@ class SegmentCutter:
         elapsed = timeline - self._segment_start
         if self._pauses is not None:  # never longer than its speech: the STT's events may come late
             elapsed = min(elapsed, self._pauses.since_speech_s)
+        wait = CLAUSE_WAIT if self._clause_cuts else 0.0
+        at_clause = (
+            self._clause_cuts and elapsed >= CLAUSE_FROM * self._max_segment_s and self._at_clause_end()
+        )
         at_gap = (
             self._pauses is not None
-            and elapsed >= WORD_GAP_FROM * self._max_segment_s
+            and elapsed >= (WORD_GAP_FROM + wait) * self._max_segment_s
             and self._pauses.at_word_gap()
         )
-        hard_at = self._max_segment_s * (HARD_AT if self._pauses is not None else 1.0)
-        if elapsed >= hard_at or at_gap:
+        hard_at = self._max_segment_s * ((HARD_AT if self._pauses is not None else 1.0) + wait)
+        if elapsed >= hard_at or at_gap or at_clause:
             self._requested = True
             self.timer_cuts += 1
+            self.clause_cuts += at_clause
             if self._pauses is not None:
                 self._pauses.cut()  # the next pause ends what is said from here
             logger.debug("long speech cut", extra={"speaker": self._speaker, "at_word_gap": at_gap})
             finalize()
+
+    def _at_clause_end(self) -> bool:
+        """The speaker is between two clauses: pausing, or silent since the freshest transcript's clause
+        mark (a turn-based STT's piece ends at that mark whatever followed)."""
+        if self._pauses is not None and self._pauses.silence_s + 1e-6 >= self._pauses.policy.pause_s:
+            return True
+        until = self._clause_until
+        if until is None or until <= self._segment_start:
+            return False
+        if self._turn_based:
+            return True
+        silent = self._timeline - self._voiced_until + 1e-6 >= CLAUSE_GAP_S
+        return silent and until >= self._voiced_until - FRESH_S
 
     def _cut_at_pause(self, finalize: Callable[[], None]) -> None:
         """The speaker went quiet after speech the STT is hearing: end the segment now, once per pause,
@@ -130,11 +172,13 @@ class SegmentCutter:
         """A new stream hears the replay: no Finalize is pending on it."""
         self._requested = False
 
-    def words(self, start: float | None) -> None:
-        """The STT heard words (an interim); `start`: where they begin on the timeline, if it says."""
+    def words(self, start: float | None, end: float | None = None, text: str = "") -> None:
+        """The STT heard words (an interim); `start` and `end`: where they lie on the timeline, if it says;
+        `text`: what they say (does it end a clause?)."""
         if start is not None and not self._speaking:
             self._segment_start = max(self._segment_start, start)
         self._speaking = True
+        self._clause_until = end if end is not None and ends_clause(text) else None
 
     def speech_started(self, timeline: float) -> None:
         if not self._speaking:  # the event comes a little after the speech began
