@@ -34,8 +34,8 @@ from bench.harness.stats import quantile
 
 # How far before a phrase's end a cut still counts as at its end: the STT's word ends and the ears' spans are
 # not exact (the fake STT's VAD works in 10 ms windows, a timer cut lands on a 20 ms frame, a word end may be
-# a syllable early), and 0.15 s is under half a word (0.4 s at 2.5 words/s): a cut that early leaves a word
-# of the clause to the next piece and is mid-clause.
+# a syllable early), and 0.15 s is under half a word (0.4 s at 2.5 words/s): a cut that late leaves a sliver
+# of the clause to the next piece (which pieces per sentence still counts), one earlier a word or more.
 CLAUSE_END_TOLERANCE_S = 0.15
 # A piece counts for a sentence when it shares more than this of the sentence's span: a span may start or end
 # a 10 ms VAD window off, which is no share of a sentence; 50 ms is an eighth of a word.

@@ -173,6 +173,8 @@ def measure(workload: Workload, run: SessionRun) -> dict[str, Any]:
     figures["speech_end_offset_s"] = _speech_end_offset(run, spans)
     figures["unheard"] = [{"record_id": u.record_id, "reason": u.reason} for u in heard.unheard]
     figures["points"] = [_point(lag) for lag in lags]
+    # the pieces' source spans (s), so the cut figures can be checked against the script
+    figures["pieces"] = sorted([round(start, 3), round(end, 3)] for start, end in spans.values())
     figures["first_audio_points"] = [
         [round(t.end / 60, 4), None if f is None else round(f, 4)]
         for t, f in zip(workload.timeline.turns, firsts, strict=False)
