@@ -310,7 +310,8 @@ def test_measure_joins_captions_and_records_and_counts_what_was_not_heard() -> N
     tracker.complete(["d-1-es"], spoken=False)
     tracker.mark(["d-2-es"], Mark.SPEECH_END, at=T0 + 7.0)
     turns = [Sentence(0.5, 1.5), Sentence(3.0, 4.0), Sentence(6.0, 7.0)]
-    workload = Workload("short", "short", Timeline([], turns, turns, 9.0), 1.1, ("new",), True)
+    voiced = [(0.5, 1.0), (3.0, 1.0), (6.0, 1.0)]
+    workload = Workload("short", "short", Timeline(voiced, turns, turns, 9.0), 1.1, ("new",), True)
 
     f = measure(workload, SessionRun(tracker, captions, T0, audio_t0=T0))
 
@@ -320,3 +321,6 @@ def test_measure_joins_captions_and_records_and_counts_what_was_not_heard() -> N
     assert (f["failed"], f["open"], f["utterances"], f["translations_heard"]) == (1, 1, 3, 1)
     assert f["speech_end_offset_s"]["max"] == pytest.approx(0.0)
     assert f["goals"]["nothing dropped"] is False
+    # the cuts, from the captions' spans against the script: one piece a turn, each ending with its phrase
+    assert (f["cuts"], f["mid_clause_cuts"], f["mid_clause_share"]) == (3, 0, 0.0)
+    assert f["pieces_per_sentence_p50"] == 1 and f["words_per_piece_p50"] == pytest.approx(2.5)

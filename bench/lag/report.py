@@ -1,5 +1,6 @@
-"""What `python -m bench lag` prints and draws: one table of the lags per workload and profile with the goals
-met, the details the table leaves out, and the lags over the speech (lag_sentences.png)."""
+"""What `python -m bench lag` prints and draws: one table of the lags per workload and profile with what the
+cuts did to the sentences and the goals met, the details the table leaves out, and the lags over the speech
+(lag_sentences.png)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.output import pyplot
+from bench.lag.cuts import CLAUSE_END_TOLERANCE_S
 from bench.lag.goals import goals_text
 
 
@@ -18,10 +20,20 @@ def _pair(figures: Mapping[str, Any], key: str) -> str:
     return f"{lo:.2f} / {hi:.2f}"
 
 
+def _cuts(figures: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Pieces per sentence (p50 / mean), words per piece (p50), cuts mid-clause (share, count/cuts)."""
+    p50, mean = figures.get("pieces_per_sentence_p50"), figures.get("pieces_per_sentence_mean")
+    words, share = figures.get("words_per_piece_p50"), figures.get("mid_clause_share")
+    pieces = "–" if p50 is None or mean is None else f"{p50:.0f} / {mean:.1f}"
+    mid = "–" if share is None else f"{share:.0%} ({figures['mid_clause_cuts']}/{figures['cuts']})"
+    return pieces, "–" if words is None else f"{words:.1f}", mid
+
+
 def table(results: Mapping[str, Any]) -> str:
     header = (
         f"{'workload':<22}{'profile':<8}{'start lag p50/p95':>19}{'end lag p50/p95':>17}"
-        f"{'first audio p50/p95':>21}{'sentences':>11}{'failed/merged':>15}  goal met?"
+        f"{'first audio p50/p95':>21}{'sentences':>11}{'failed/merged':>15}"
+        f"{'pieces/sentence':>17}{'words/piece':>13}{'mid-clause cuts':>17}  goal met?"
     )
     lines = [header, "-" * (len(header) + 20)]
     for w in results["workloads"]:
@@ -31,10 +43,16 @@ def table(results: Mapping[str, Any]) -> str:
             verdict = "yes" if not unmet else "no: " + ", ".join(unmet)
             first = _pair(f, "first") if w["turns"] else ""
             dropped = f"{failed}/{f['merged']}"
+            pieces, words, mid = _cuts(f)
             lines.append(
                 f"{w['title']:<22}{profile:<8}{_pair(f, 'start'):>19}{_pair(f, 'end'):>17}{first:>21}"
-                f"{f['sentences']:>11}{dropped:>15}  {verdict}"
+                f"{f['sentences']:>11}{dropped:>15}{pieces:>17}{words:>13}{mid:>17}  {verdict}"
             )
+    lines.append(
+        "pieces/sentence: p50 / mean of the source segments a script sentence was cut into; words/piece: "
+        "p50 of the script's words in a segment;\nmid-clause cuts: segment ends inside a phrase, more than "
+        f"{CLAUSE_END_TOLERANCE_S:g} s before its end (bench/lag/cuts.py)"
+    )
     return "\n".join(lines)
 
 

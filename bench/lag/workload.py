@@ -9,7 +9,8 @@ model (`bench/harness/model.py`, as `python -m bench`), once per profile: `today
 `TODAY`, today's behaviour) and `new` (the defaults), both in `bench/lag/goals.py` with the goals. The
 10-minute monologue (the growth check) runs `new` only unless `--growth-profiles` says otherwise. Per sentence
 of the synthetic speech (`bench/harness/speech.py`) it measures the start lag and the end lag, per short turn
-the first translated audio (`bench/lag/lags.py` says how), prints one table with the goals and writes
+the first translated audio (`bench/lag/lags.py` says how), what the cuts did to the sentences (pieces per
+sentence, words per piece, cuts mid-clause: `bench/lag/cuts.py`), prints one table with the goals and writes
 `lag.json` (and `lag_sentences.png`, `bench/lag/report.py`) to `bench-results/` (`--out DIR`,
 `--write-results` for the committed `bench/results/`).
 """
@@ -39,6 +40,7 @@ from bench.harness.output import write_results
 from bench.harness.session import ENDPOINTING_MS, SessionRun, bench_settings, run_session
 from bench.harness.speech import Timeline, dialogue_timeline, monologue_timeline, short_turns_timeline
 from bench.harness.stats import quantile
+from bench.lag.cuts import cuts, phrase_spans
 from bench.lag.goals import PROFILES, TODAY, evaluate_goals, profile_env
 from bench.lag.lags import (
     SentenceLag,
@@ -115,7 +117,9 @@ async def run_one(
 
 
 def measure(workload: Workload, run: SessionRun) -> dict[str, Any]:
-    """The figures of one session: lags per sentence, first audio per turn, what was not heard, the checks."""
+    """The figures of one session: lags per sentence, first audio per turn, what was not heard, the checks,
+    and what the cuts did to the script's sentences (`bench/lag/cuts.py`: the source captions' spans against
+    the script's phrases and sentences)."""
     source = [
         c for c in run.captions.finals(translated=False) if c.start_s is not None and c.end_s is not None
     ]
@@ -155,6 +159,8 @@ def measure(workload: Workload, run: SessionRun) -> dict[str, Any]:
         "max_overlap_s": max(over, default=0.0),
         "order_breaks": order_breaks(heard.heard),
     }
+    timeline = workload.timeline
+    figures |= cuts(phrase_spans(timeline.voiced), timeline.sentences, list(spans.values())).figures()
     if workload.name == "growth":
         g = growth(lags, minutes=workload.timeline.total_s / 60)
         figures |= {
@@ -167,6 +173,8 @@ def measure(workload: Workload, run: SessionRun) -> dict[str, Any]:
     figures["speech_end_offset_s"] = _speech_end_offset(run, spans)
     figures["unheard"] = [{"record_id": u.record_id, "reason": u.reason} for u in heard.unheard]
     figures["points"] = [_point(lag) for lag in lags]
+    # the pieces' source spans (s), so the cut figures can be checked against the script
+    figures["pieces"] = sorted([round(start, 3), round(end, 3)] for start, end in spans.values())
     figures["first_audio_points"] = [
         [round(t.end / 60, 4), None if f is None else round(f, 4)]
         for t, f in zip(workload.timeline.turns, firsts, strict=False)
