@@ -301,7 +301,8 @@ async def test_room_auto_with_a_model_that_cannot_detect_uses_the_workers_langua
         await h.session.start()
         warnings = json.loads(h.room.local_participant.attributes[ATTR_WARNINGS])
         assert warnings == [
-            "source_language: auto needs DEEPGRAM_MODEL nova-3; the worker's SOURCE_LANGUAGE (en) is used"
+            "source_language: auto needs DEEPGRAM_MODEL nova-3 or flux-general-multi; the worker's "
+            "SOURCE_LANGUAGE (en) is used"
         ]
         alice = h.room.join("alice")
         h.speak(alice, ONE_SENTENCE.wav)

@@ -21,7 +21,7 @@ from agent.language.codes import AUTO, UNDETECTED_FALLBACK, base_language, parti
 from agent.room.attributes import ParticipantAttributes
 from agent.room.auto_language import HeardLanguages
 from agent.room.room_io import ATTR_INTERPRET_TO, ATTR_LANGUAGE, is_speaker
-from agent.settings.config import Settings, can_detect_language
+from agent.settings.config import Settings, can_detect_language, can_hear
 from agent.settings.room_settings import RoomSettings
 
 logger = logging.getLogger("agent.session")
@@ -51,11 +51,14 @@ class LanguageChoice:
     def follow(self, room_settings: RoomSettings) -> list[str]:
         """The room's settings from now on; what of them cannot be followed here, as problems."""
         self._room_settings = room_settings
-        if room_settings.source_language == AUTO and not can_detect_language(self._settings.stt.model):
+        model, source = self._settings.stt.model, room_settings.source_language
+        if source == AUTO and not can_detect_language(model):
             return [
-                f"source_language: auto needs DEEPGRAM_MODEL nova-3; the worker's "
+                f"source_language: auto needs DEEPGRAM_MODEL nova-3 or flux-general-multi; the worker's "
                 f"SOURCE_LANGUAGE ({self._settings.source_language}) is used"
             ]
+        if source and source != AUTO and not can_hear(model, source):
+            return [f"source_language: {source} is not transcribed by DEEPGRAM_MODEL {model}"]
         return []
 
     def default_source(self) -> str:

@@ -29,7 +29,14 @@ from agent.loops.captions import CaptionLog
 from agent.loops.ears.stt_link import SttFailure
 from agent.loops.pipeline import Interpreter, PipelineOptions
 from agent.providers.build import build_providers
-from agent.settings.config import ConfigError, Settings, can_detect_language, load_settings, read_environment
+from agent.settings.config import (
+    ConfigError,
+    Settings,
+    can_detect_language,
+    can_hear,
+    load_settings,
+    read_environment,
+)
 from agent.telemetry.latency import LatencyTracker, format_table
 
 FRAME_S = 0.02
@@ -338,9 +345,11 @@ def _languages(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
     check_language("--target" if args.target else "TARGET_LANGUAGE", target)
     if source == AUTO and not can_detect_language(settings.stt.model):
         raise InputError(
-            "--source auto needs DEEPGRAM_MODEL nova-3 (Deepgram's language=multi), "
+            "--source auto needs DEEPGRAM_MODEL nova-3 or flux-general-multi (they detect the language), "
             f"not {settings.stt.model!r}"
         )
+    if source != AUTO and not can_hear(settings.stt.model, source):
+        raise InputError(f"DEEPGRAM_MODEL {settings.stt.model!r} does not transcribe --source {source}")
     if source != AUTO and base_language(source) == base_language(target):
         raise InputError(
             f"source {source} and target {target} are the same language: nothing would be interpreted"

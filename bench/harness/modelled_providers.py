@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bench.harness.model import CHARS_PER_S, TTS_SECONDS_PER_CHAR, WORD, LatencyModel
 from bench.harness.provider_process import provider_process, serve_main
-from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
+from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM, FluxTiming
 from tests.fakes.llm import last_user_text
 
 SPEECH_RE = re.compile(r"<speech[^>]*>(.*)</speech>", re.S)
@@ -34,21 +34,32 @@ def tagged_freq(transcript: str) -> float:
     return TAG_HZ[int(match.group(1)) % len(TAG_HZ)] if match else OTHER_HZ
 
 
-def words_for() -> Callable[[float], str]:
+class WordsFor:
     """Transcripts for segments of speech: as many characters as the segment takes to say at
     CHARS_PER_S (the last word cut to fit), the first word a unique id. So the length of a text says
-    how long it is spoken, on both sides, and `length_factor` is exactly the translated/original ratio."""
-    ids = itertools.count(1)
+    how long it is spoken, on both sides, and `length_factor` is exactly the translated/original ratio.
+    `preview`: the transcript of the speech so far, without using up its id (Flux's updates)."""
 
-    def make(duration_s: float) -> str:
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._next = next(self._ids)
+
+    def __call__(self, duration_s: float) -> str:
+        text = self.preview(duration_s)
+        self._next = next(self._ids)
+        return text
+
+    def preview(self, duration_s: float) -> str:
         target = max(5, round(duration_s * CHARS_PER_S))
-        words, length = [f"{next(ids):04d}"], 5  # with the final period
+        words, length = [f"{self._next:04d}"], 5  # with the final period
         while length < target:
             words.append(WORD[: max(1, min(len(WORD), target - length - 1))])
             length += len(words[-1]) + 1
         return " ".join(words) + "."
 
-    return make
+
+def words_for() -> WordsFor:
+    return WordsFor()
 
 
 def translator(length_factor: float, concise_factor: float) -> Callable[[list[dict[str, Any]]], str]:
@@ -79,7 +90,11 @@ class Providers:
         self, model: LatencyModel, *, length_factor: float, concise_factor: float, tag_tones: bool = False
     ) -> None:
         self.deepgram = FakeDeepgram(
-            [], transcript_for=words_for(), finalize_delay=model.stt_finalize, seed=model.seed
+            [],
+            transcript_for=words_for(),
+            finalize_delay=model.stt_finalize,
+            seed=model.seed,
+            flux_timing=FluxTiming(eot_delay=model.flux_eot, eager_lead=model.flux_eager_lead),
         )
         self.llm = FakeLLM(
             responder=translator(length_factor, concise_factor),

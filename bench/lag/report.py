@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.harness.output import pyplot
 from bench.lag.cuts import CLAUSE_END_TOLERANCE_S
-from bench.lag.goals import goals_text
+from bench.lag.goals import goals_text, issue_23
 
 
 def _pair(figures: Mapping[str, Any], key: str) -> str:
@@ -31,9 +31,9 @@ def _cuts(figures: Mapping[str, Any]) -> tuple[str, str, str]:
 
 def table(results: Mapping[str, Any]) -> str:
     header = (
-        f"{'workload':<22}{'profile':<8}{'start lag p50/p95':>19}{'end lag p50/p95':>17}"
+        f"{'workload':<22}{'profile':<12}{'start lag p50/p95':>19}{'end lag p50/p95':>17}"
         f"{'first audio p50/p95':>21}{'sentences':>11}{'failed/merged':>15}"
-        f"{'pieces/sentence':>17}{'words/piece':>13}{'mid-clause cuts':>17}  goal met?"
+        f"{'pieces/sentence':>17}{'words/piece':>13}{'mid-clause cuts':>17}{'LLM/utt':>9}  goal met?"
     )
     lines = [header, "-" * (len(header) + 20)]
     for w in results["workloads"]:
@@ -44,14 +44,17 @@ def table(results: Mapping[str, Any]) -> str:
             first = _pair(f, "first") if w["turns"] else ""
             dropped = f"{failed}/{f['merged']}"
             pieces, words, mid = _cuts(f)
+            asked = f.get("llm_requests_per_utterance")
+            per = "–" if asked is None else f"{asked:.2f}"
             lines.append(
-                f"{w['title']:<22}{profile:<8}{_pair(f, 'start'):>19}{_pair(f, 'end'):>17}{first:>21}"
-                f"{f['sentences']:>11}{dropped:>15}{pieces:>17}{words:>13}{mid:>17}  {verdict}"
+                f"{w['title']:<22}{profile:<12}{_pair(f, 'start'):>19}{_pair(f, 'end'):>17}{first:>21}"
+                f"{f['sentences']:>11}{dropped:>15}{pieces:>17}{words:>13}{mid:>17}{per:>9}  {verdict}"
             )
     lines.append(
         "pieces/sentence: p50 / mean of the source segments a script sentence was cut into; words/piece: "
         "p50 of the script's words in a segment;\nmid-clause cuts: segment ends inside a phrase, more than "
-        f"{CLAUSE_END_TOLERANCE_S:g} s before its end (bench/lag/cuts.py)"
+        f"{CLAUSE_END_TOLERANCE_S:g} s before its end (bench/lag/cuts.py); LLM/utt: LLM requests per "
+        "utterance (drafts thrown away cost one each)"
     )
     return "\n".join(lines)
 
@@ -71,6 +74,11 @@ def details(results: Mapping[str, Any]) -> str:
                 f"speech-end mark − (audio start + caption end) p50 "
                 f"{_ms(f['speech_end_offset_s']['p50'])}, max {_ms(f['speech_end_offset_s']['max'])}"
             )
+            if drafts := f.get("drafts"):
+                lines.append(
+                    f"  drafts: used {drafts['used']}, changed {drafts['changed']}, discarded "
+                    f"{drafts['discarded']}; {f['llm_requests']} LLM requests"
+                )
             if "start_slope_s_per_min" in f:
                 first, last = f["first_minute"], f["last_minute"]
                 lines.append(
@@ -90,7 +98,13 @@ def _ms(v: float | None) -> str:
     return "–" if v is None else f"{v * 1000:.0f} ms"
 
 
-COLOURS = {"today": "tab:grey", "new": "tab:blue"}
+COLOURS = {
+    "today": "tab:grey",
+    "new": "tab:blue",
+    "clause": "tab:orange",
+    "flux": "tab:purple",
+    "flux-eager": "tab:red",
+}
 
 
 def draw(results: Mapping[str, Any], out: Path) -> list[str]:
@@ -138,3 +152,7 @@ def report(results: Mapping[str, Any]) -> None:
     print(details(results))
     print()
     print(goals_text())
+    print("issue 23:")
+    for goal, shown, met in issue_23(results):
+        verdict = "–" if met is None else ("met" if met else "not met")
+        print(f"  {goal}: {verdict} ({shown})")

@@ -35,7 +35,7 @@ from bench.harness.cli import (
 )
 from bench.harness.machine import MachineLoad
 from bench.harness.model import LatencyModel
-from bench.harness.modelled_providers import modelled_providers
+from bench.harness.modelled_providers import fetch_records, modelled_providers
 from bench.harness.output import write_results
 from bench.harness.session import ENDPOINTING_MS, SessionRun, bench_settings, run_session
 from bench.harness.speech import Timeline, dialogue_timeline, monologue_timeline, short_turns_timeline
@@ -112,8 +112,32 @@ async def run_one(
     ):
         env = profile_env(profile, {"STT_ENDPOINTING_MS": str(ENDPOINTING_MS), **user})
         settings = bench_settings(urls, **env)
+        drafts = _drafts()
         run = await run_session(settings, pcm, http, workload.name, keep_records=KEEP_RECORDS)
-    return measure(workload, run) | {"settings": env, "machine": load.figures()}
+        asked = len((await fetch_records(urls, http))["llm"])
+    figures = measure(workload, run)
+    figures |= _requests(asked, figures["utterances"], drafts)
+    return figures | {"settings": env, "machine": load.figures()}
+
+
+def _drafts() -> dict[str, float]:
+    """The drafts counted so far in this process, by outcome (`interpreter_drafts_total`)."""
+    from prometheus_client import REGISTRY
+
+    return {
+        outcome: REGISTRY.get_sample_value("interpreter_drafts_total", {"outcome": outcome}) or 0.0
+        for outcome in ("used", "changed", "discarded")
+    }
+
+
+def _requests(asked: int, utterances: int, before: Mapping[str, float]) -> dict[str, Any]:
+    """What drafts cost: the LLM requests the session made, per utterance, and its drafts by outcome."""
+    drafts = {k: round(v - before[k]) for k, v in _drafts().items()}
+    return {
+        "llm_requests": asked,
+        "llm_requests_per_utterance": round(asked / utterances, 3) if utterances else None,
+        "drafts": drafts,
+    }
 
 
 def measure(workload: Workload, run: SessionRun) -> dict[str, Any]:
