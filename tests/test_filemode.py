@@ -13,6 +13,8 @@ import numpy as np
 
 from agent.run.filemode import STT_GIVE_UP_S, read_wav
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
+from tests.fakes import Delay, FluxTiming
+from tests.harness import spoken_text
 from tests.livekit_server import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -345,3 +347,25 @@ async def test_interpret_of_pure_silence_says_no_speech_was_found(one_sentence_f
     assert "Traceback" not in stderr
     assert f"no speech found in {silence}" in stderr, stderr
     assert out.exists()
+
+
+async def test_interpret_on_deepgram_flux_with_drafts(dialogue_fakes: Fakes, tmp_path: Path):
+    """`DEEPGRAM_MODEL=flux-general-en` with eager ends of turn: Flux's turns are the utterances, each
+    translated once (a draft the end of turn confirmed, or its own request), in order."""
+    fake = dialogue_fakes.deepgram
+    fake.flux_timing = FluxTiming(eot_delay=Delay(0.35), eager_lead=Delay(0.2))  # no jitter
+    out, captions = tmp_path / "out.wav", tmp_path / "captions.json"
+    env = dialogue_fakes.env(DEEPGRAM_MODEL="flux-general-en", DEEPGRAM_EAGER_EOT_THRESHOLD="0.5")
+    args = [str(DIALOGUE.wav), "--source", "en", "--target", "es", "--out", str(out)]
+    code, _, stderr = await run_cli([*args, "--captions", str(captions), "--json"], env, tmp_path)
+
+    assert code == 0, stderr
+    assert [c.query.get("model") for c in fake.connections] == ["flux-general-en"]
+    assert [t.transcript for t in fake.flux_turns] == DIALOGUE.transcripts
+    assert fake.flux_eager_sent >= 3
+    written = json.loads(captions.read_text())
+    assert [c["text"] for c in written if c["final"] and not c["translated"]] == DIALOGUE.transcripts
+    translated = [c["text"] for c in written if c["final"] and c["translated"]]
+    assert translated == list(DIALOGUE.translations.values())
+    spoken = [spoken_text(t) for t in dialogue_fakes.cartesia.contexts.values()]
+    assert spoken == list(DIALOGUE.translations.values()), "each translated once, no draft spoken"

@@ -381,7 +381,10 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         _check_arguments(args)
-        settings = load_settings(read_environment(), require_livekit=False)
+        env = read_environment()
+        if args.source:  # the file's language is --source's, whatever SOURCE_LANGUAGE says
+            env["SOURCE_LANGUAGE"] = args.source
+        settings = load_settings(env, require_livekit=False)
         # logs go to stderr, the result to stdout; quiet (warnings and errors) unless LOG_LEVEL says
         logging.basicConfig(
             level=settings.log_level or logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
