@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -16,12 +17,15 @@ from agent.loops.ears.loop import Ears
 from agent.loops.models import Utterance
 from agent.loops.pipeline import Interpreter, PipelineOptions
 from agent.providers.build import build_providers, build_stt
-from agent.run.filemode import Pcm, paced_frames
+from agent.run.filemode import Pcm, paced_frames, read_wav
 from agent.settings.config import Settings, load_settings
 from agent.telemetry.latency import LatencyTracker
+from tests.conftest import DIALOGUE, start_room_fakes, stop_fakes
 from tests.fakes import Delay, FakeCartesia, FakeDeepgram, FakeLLM, FluxTiming, numbered_words
 from tests.harness import spoken_text
-from tests.loopback import LoopbackListener
+from tests.livekit_server import LiveKitServer
+from tests.loopback import LoopbackListener, eventually
+from tests.real_room import real_room
 from tests.test_pause_cut import RATE, Heard, Step, quiet, speaker, tone
 
 # no jitter: Flux's end of turn 0.26 s of audio after the speech, its eager end of turn 0.06 s after it
@@ -179,3 +183,34 @@ async def test_a_withdrawn_draft_is_never_spoken():
     assert len(llm.requests) == 2, "the withdrawn draft's, and the whole turn's (its draft)"
     [context] = tts.context_order
     assert spoken_text(tts.contexts[context]) == f"[translated] {final}"
+
+
+async def test_flux_in_a_real_room_interprets_every_turn_once(livekit_server: LiveKitServer, tmp_path: Path):
+    """The worker on Flux (flux-general-en, eager ends of turn) in a real room: an English speaker's three
+    sentences reach a Spanish listener as three translations, in order, nothing of a draft spoken twice."""
+    fakes = await start_room_fakes()
+    fakes.deepgram.flux_timing = FluxTiming(eot_delay=Delay(0.6), eager_lead=Delay(0.3))  # a busy machine's
+    try:
+        env = {"DEEPGRAM_MODEL": "flux-general-en", "SOURCE_LANGUAGE": "en"}
+        env["DEEPGRAM_EAGER_EOT_THRESHOLD"] = "0.5"
+        async with real_room(livekit_server, fakes, tmp_path, **env) as room:
+            alice = await room.speaker("alice", attributes={"language": "en"}, dispatch=room.dispatch())
+            bob = await room.speaker("bob", attributes={"language": "es"})
+            await room.agent_tracks(alice, "interpretation-es")
+            alice.say(read_wav(DIALOGUE.wav))
+            await eventually(
+                lambda: len(bob.final_captions(translated=True, language="es")) == 3,
+                within_s=40,
+                what="every translated caption",
+            )
+            finals = bob.final_captions(translated=True, language="es")
+            assert [c.text for c in finals] == list(DIALOGUE.translations.values())
+            source = [c.text for c in bob.captions if c.final and not c.translated and c.sender == "alice"]
+            assert source == DIALOGUE.transcripts
+            assert {c.query.get("model") for c in fakes.deepgram.connections} == {"flux-general-en"}
+            assert fakes.deepgram.flux_eager_sent >= 3
+            spoken = [spoken_text(t) for t in fakes.cartesia.contexts.values()]
+            assert spoken == list(DIALOGUE.translations.values())
+            room.check_worker_output()
+    finally:
+        await stop_fakes(fakes)
