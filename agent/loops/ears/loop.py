@@ -37,6 +37,9 @@ from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
 
 logger = logging.getLogger("agent.ears")
+# a turn's audio window runs this long past its speech at most (Flux's end of turn: about 0.26 s at p50); a
+# voice that ended earlier than that before the window's end is a speaker the gate does not hear (quiet)
+TURN_TAIL_S = 1.0
 
 
 class Ears:
@@ -277,11 +280,14 @@ class Ears:
 
     def _span(self, data: stt.SpeechData) -> tuple[float, float]:
         """Where a transcript lies on the speaker's audio timeline. A turn's audio window runs past its
-        speech (Flux's words carry no times): it ends where the speaker's voice last did, if before."""
+        speech (Flux's words carry no times): a piece of it ends where the speaker's voice last did, if
+        before (the last piece of a turn cut in its pause then lies at the end of the speech)."""
         audio_end = self._link.to_timeline(data.end_time) if data.end_time > 0 else self._replay.timeline
         audio_start = self._link.to_timeline(data.start_time) if data.end_time > 0 else audio_end
-        if self._turns is not None and audio_start < self._cutter.voiced_until < audio_end:
-            audio_end = self._cutter.voiced_until
+        voiced_until = self._cutter.voiced_until
+        if self._turns is not None and audio_end - TURN_TAIL_S <= voiced_until < audio_end:
+            audio_end = voiced_until
+            audio_start = min(audio_start, audio_end)
         return audio_start, audio_end
 
     def _preflight(self, data: stt.SpeechData) -> None:

@@ -3,7 +3,9 @@
 Flux ends turns, not clauses, and cannot be asked to finalize: each `Update` carries the whole turn's
 transcript so far, and its `EndOfTurn` the whole turn. A monologue is one long turn, so the ears cut it
 themselves: at a cut (`cut`, when the segment cutter says one is due) the words of the freshest update that
-no piece holds yet become a piece, as a final; the end of the turn gives the words after the last piece.
+no piece holds yet become a piece, as a final, but for its last word, which may still be growing or be
+revised (as an interim's); the end of the turn gives the words after the last piece. (Taking the last word
+too, a turn whose end of turn revised it and added none gave no final at all: its end was never covered.)
 Interims and eager ends of turn (drafts) likewise carry only the words after the last piece, so the
 rest of the ears see Flux as they see nova-3: segments with interims and a final each.
 
@@ -52,22 +54,23 @@ class TurnPieces:
         """A piece of the open turn, as a final: the freshest transcript's words no piece holds yet (None:
         there are none)."""
         latest = self._latest
-        if latest is None:
-            return None
-        rest = self._rest(latest)
+        if latest is None or len(latest.words or []) - 1 <= self._emitted:
+            return None  # no word but the last one is new
+        settled = len(latest.words or []) - 1
+        rest = self._rest(latest, upto=settled)
         if rest is None:
             return None
-        self._emitted = len(latest.words or [])
+        self._emitted = settled
         self._piece_start = latest.end_time
         self.pieces += 1
         return stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives=[rest])
 
-    def _rest(self, data: stt.SpeechData) -> stt.SpeechData | None:
-        """`data` with only the words after the last piece (None: no words left)."""
+    def _rest(self, data: stt.SpeechData, upto: int | None = None) -> stt.SpeechData | None:
+        """`data` with only the words after the last piece (and before word `upto`; None: no words)."""
         words = list(data.words or [])
-        if not self._emitted:
+        if not self._emitted and upto is None:
             return data if words or data.text.strip() else None
-        rest = words[self._emitted :]
+        rest = words[self._emitted : upto]
         if not rest:
             return None
         start = self._piece_start if self._piece_start is not None else data.start_time
