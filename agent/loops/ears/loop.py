@@ -74,10 +74,8 @@ class Ears:
         self._drafts = drafts
         self._draft: Utterance | None = None  # the draft of the segment being heard, if one went out
         # Flux: its turns are cut into pieces here, and its end of turn is the pause cut (ours would cut
-        # before the last words of a pause reached its transcript)
+        # before the last words of a pause reached its transcript: `SegmentCutter(turn_based=True)`)
         self._turns = TurnPieces() if ends_turns(stt) else None
-        if self._turns is not None:
-            pause_cut_s = 0.0
         self._out = out
         self._clock: Clock = tracker.clock
         self.speaker = speaker

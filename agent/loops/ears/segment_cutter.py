@@ -52,7 +52,8 @@ class SegmentCutter:
     ) -> None:
         self._speaker = speaker
         self._clause_cuts = clause_cuts
-        self._turn_based = turn_based  # a cut takes the freshest transcript's words (`turns.py`)
+        # a cut takes the freshest transcript's words (`turns.py`); the STT ends turns itself: no pause cut
+        self._turn_based = turn_based
         self._clause_until: float | None = None  # where the freshest transcript ends, if it ends a clause
         self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
         # 0: segments end at Deepgram's endpointing; else at a pause this long heard here (`loops/pauses.py`)
@@ -96,7 +97,7 @@ class SegmentCutter:
     def check(self, timeline: float, finalize: Callable[[], None]) -> None:
         """A frame went to a live STT stream (`timeline`: seconds of audio received): `finalize` when a
         cut is due, at a pause first, else by the timer."""
-        if self._pauses is not None:
+        if self._pauses is not None and not self._turn_based:
             self._cut_at_pause(finalize)
         if self._max_segment_s:
             self._cut_long_speech(timeline, finalize)
