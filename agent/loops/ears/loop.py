@@ -74,8 +74,11 @@ class Ears:
         self._drafts = drafts
         self._draft: Utterance | None = None  # the draft of the segment being heard, if one went out
         # Flux: its turns are cut into pieces here, and its end of turn is the pause cut (ours would cut
-        # before the last words of a pause reached its transcript: `SegmentCutter(turn_based=True)`)
+        # before the last words of a pause reached its transcript). A piece never splits a word (it is an
+        # update's words), so its timer needs no gap between words: it cuts at STT_MAX_SEGMENT_S
         self._turns = TurnPieces() if ends_turns(stt) else None
+        if self._turns is not None:
+            pause_cut_s = 0.0
         self._out = out
         self._clock: Clock = tracker.clock
         self.speaker = speaker

@@ -38,6 +38,9 @@ CLAUSE_FROM = 0.5
 CLAUSE_WAIT = 0.5
 CLAUSE_GAP_S = 0.06  # silence after the freshest transcript's clause mark: the speaker is between clauses
 FRESH_S = 0.15  # ... whose last word ends this close to the speaker's last voiced audio
+# a turn-based STT (Flux): no timer cut once the speaker has been silent this long (a cut in the pause before
+# its end of turn would only take the turn's words from its end of turn, and from a draft begun on them)
+TURN_SILENT_S = 0.1
 
 
 class SegmentCutter:
@@ -52,8 +55,7 @@ class SegmentCutter:
     ) -> None:
         self._speaker = speaker
         self._clause_cuts = clause_cuts
-        # a cut takes the freshest transcript's words (`turns.py`); the STT ends turns itself: no pause cut
-        self._turn_based = turn_based
+        self._turn_based = turn_based  # a cut takes the freshest transcript's words (`turns.py`)
         self._clause_until: float | None = None  # where the freshest transcript ends, if it ends a clause
         self._max_segment_s = max_segment_s  # 0: segments end only where the speaker pauses
         # 0: segments end at Deepgram's endpointing; else at a pause this long heard here (`loops/pauses.py`)
@@ -97,7 +99,7 @@ class SegmentCutter:
     def check(self, timeline: float, finalize: Callable[[], None]) -> None:
         """A frame went to a live STT stream (`timeline`: seconds of audio received): `finalize` when a
         cut is due, at a pause first, else by the timer."""
-        if self._pauses is not None and not self._turn_based:
+        if self._pauses is not None:
             self._cut_at_pause(finalize)
         if self._max_segment_s:
             self._cut_long_speech(timeline, finalize)
@@ -108,6 +110,8 @@ class SegmentCutter:
         of that span (`WORD_GAP_FROM`) is taken instead of an arbitrary point."""
         if not self._speaking or self._requested:
             return
+        if self._turn_based and self._timeline - self._voiced_until + 1e-6 >= TURN_SILENT_S:
+            return  # the speaker stopped: the STT's end of turn (or its eager one, a draft) is on its way
         elapsed = timeline - self._segment_start
         if self._pauses is not None:  # never longer than its speech: the STT's events may come late
             elapsed = min(elapsed, self._pauses.since_speech_s)
