@@ -40,15 +40,16 @@ def test_a_turn_cut_twice_gives_three_pieces_that_hold_each_word_once() -> None:
     assert texts(interim) == [(Kind.INTERIM_TRANSCRIPT, "like to thank Maria,")]
     assert interim[0].alternatives[0].start_time == 1.5, "a piece starts where the last one ended"
     second = turns.cut()
-    assert second is not None and second.alternatives[0].text == "like to thank"
+    # a clause mark after the last word says it is complete: it goes with the piece
+    assert second is not None and second.alternatives[0].text == "like to thank Maria,"
     assert (second.alternatives[0].start_time, second.alternatives[0].end_time) == (1.5, 2.4)
 
     whole = "I would like to thank Maria, who worked late."
     assert texts(turns.events(turn_event(Kind.PREFLIGHT_TRANSCRIPT, whole, (0.5, 3.6)))) == [
-        (Kind.PREFLIGHT_TRANSCRIPT, "Maria, who worked late.")
+        (Kind.PREFLIGHT_TRANSCRIPT, "who worked late.")
     ]
     end = turns.events(turn_event(Kind.FINAL_TRANSCRIPT, whole, (0.5, 3.7)))
-    assert texts(end) == [(Kind.FINAL_TRANSCRIPT, "Maria, who worked late.")]
+    assert texts(end) == [(Kind.FINAL_TRANSCRIPT, "who worked late.")]
     assert turns.pieces == 2
 
     # the next turn starts from its first word
@@ -58,10 +59,10 @@ def test_a_turn_cut_twice_gives_three_pieces_that_hold_each_word_once() -> None:
 
 
 def test_the_end_of_turn_always_holds_the_last_word_even_when_it_revised_it() -> None:
-    """The update's last word ("wor.") is revised by the end of turn ("word."), which adds no word: it is
+    """The update's last word ("wor") is revised by the end of turn ("word."), which adds no word: it is
     the end of turn's final, so the turn's end is covered by a piece."""
     turns = TurnPieces()
-    turns.events(turn_event(Kind.INTERIM_TRANSCRIPT, "Good morning wor.", (0.2, 1.4)))
+    turns.events(turn_event(Kind.INTERIM_TRANSCRIPT, "Good morning wor", (0.2, 1.4)))
     assert turns.cut() is not None
     end_of_turn = turns.events(turn_event(Kind.FINAL_TRANSCRIPT, "Good morning word.", (0.2, 1.7)))
     assert texts(end_of_turn) == [(Kind.FINAL_TRANSCRIPT, "word.")]

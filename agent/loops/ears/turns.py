@@ -4,7 +4,8 @@ Flux ends turns, not clauses, and cannot be asked to finalize: each `Update` car
 transcript so far, and its `EndOfTurn` the whole turn. A monologue is one long turn, so the ears cut it
 themselves: at a cut (`cut`, when the segment cutter says one is due) the words of the freshest update that
 no piece holds yet become a piece, as a final, but for its last word, which may still be growing or be
-revised (as an interim's); the end of the turn gives the words after the last piece. (Taking the last word
+revised (as an interim's), unless a clause mark ends it; the end of the turn gives the words after the last
+piece. (Taking the last word
 too, a turn whose end of turn revised it and added none gave no final at all: its end was never covered.)
 Interims and eager ends of turn (drafts) likewise carry only the words after the last piece, so the
 rest of the ears see Flux as they see nova-3: segments with interims and a final each.
@@ -18,6 +19,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from livekit.agents import stt
+
+from agent.language.text import ends_clause
 
 _PASSED = (stt.SpeechEventType.START_OF_SPEECH, stt.SpeechEventType.END_OF_SPEECH)
 
@@ -54,9 +57,11 @@ class TurnPieces:
         """A piece of the open turn, as a final: the freshest transcript's words no piece holds yet (None:
         there are none)."""
         latest = self._latest
-        if latest is None or len(latest.words or []) - 1 <= self._emitted:
+        words = list(latest.words or []) if latest is not None else []
+        # the last word waits, unless a clause mark after it says it is complete
+        settled = len(words) if words and ends_clause(str(words[-1])) else len(words) - 1
+        if latest is None or settled <= self._emitted:
             return None  # no word but the last one is new
-        settled = len(latest.words or []) - 1
         rest = self._rest(latest, upto=settled)
         if rest is None:
             return None
