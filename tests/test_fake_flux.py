@@ -181,6 +181,39 @@ async def test_flux_speech_resumed_after_an_eager_end_of_turn_is_one_turn(
     assert set(texts(events, Kind.PREFLIGHT_TRANSCRIPT)) == {"Well, yes."}
 
 
+@pytest.mark.parametrize(
+    ("gap_s", "comma_pause_s", "final", "paused"),
+    [
+        # the pause starts at 1.0 s: after w2 (ends at 0.8 s at 2.5 words/s)
+        (0.1, 0.06, "w1 w2, w3 w4 w5.", ["w1 w2,", "w1 w2, w3 w4 w5,"]),
+        (0.03, 0.06, "w1 w2 w3 w4 w5.", ["w1 w2 w3 w4 w5,"]),  # too brief for a comma
+        (0.1, None, "w1 w2 w3 w4 w5.", []),  # off by default
+    ],
+)
+async def test_flux_punctuates_a_pause_inside_a_turn_with_a_comma(
+    http_session: aiohttp.ClientSession,
+    gap_s: float,
+    comma_pause_s: float | None,
+    final: str,
+    paused: list[str],
+) -> None:
+    pcm = speech(("tone", 1.0), ("silence", gap_s), ("tone", 1.0), ("silence", 0.6))
+    # Updates 0.08 s into the pause (at 1.08 s) and 0.06 s after the speech (2.16 s), each before the eager
+    # end of turn (0.16 s into a pause)
+    timing = FluxTiming(update_every_s=0.27, eot_delay=Delay(0.26), eager_lead=Delay(0.1))
+    async with FakeDeepgram(
+        transcript_for=numbered_words(2.5), flux_timing=timing, comma_pause_s=comma_pause_s
+    ) as fake:
+        events = await recognize(fake, flux(fake, http_session, eager_eot_threshold=0.5), pcm)
+
+    assert texts(events, Kind.FINAL_TRANSCRIPT) == [final]
+    assert texts(events, Kind.PREFLIGHT_TRANSCRIPT)[-1] == final
+    # an Update sent in a pause tells the speech so far, ending with the comma of the pause going on
+    (turn,) = fake.flux_turns
+    updates = [e.transcript for e in turn.events if e.event == "Update"]
+    assert [u for u in updates if u.endswith(",")] == paused
+
+
 async def test_flux_multi_reports_the_language(http_session: aiohttp.ClientSession) -> None:
     pcm = speech(("tone", 0.5), ("silence", 0.6))
     async with FakeDeepgram(["Hola a todos."], languages={"Hola a todos.": "es"}, flux_timing=STEADY) as fake:

@@ -756,6 +756,37 @@ async def test_deepgram_transcript_for_makes_transcripts_once_the_script_is_out(
     assert fake.finals[1].start == pytest.approx(1.4, abs=0.011)
 
 
+@pytest.mark.parametrize(
+    ("gap_s", "comma_pause_s", "final"),
+    [
+        (0.1, 0.06, "w1 w2, w3 w4 w5."),  # the pause starts at 1.0 s: after w2 (ends at 0.8 s at 2.5 words/s)
+        (0.03, 0.06, "w1 w2 w3 w4 w5."),  # too brief for a comma
+        (0.1, None, "w1 w2 w3 w4 w5."),  # off by default
+    ],
+)
+async def test_deepgram_punctuates_a_pause_inside_a_segment_with_a_comma(
+    http_session: aiohttp.ClientSession, gap_s: float, comma_pause_s: float | None, final: str
+) -> None:
+    pcm = speech(("tone", 1.0), ("silence", gap_s), ("tone", 1.0), ("silence", 0.8))
+    async with FakeDeepgram(transcript_for=numbered_words(2.5), comma_pause_s=comma_pause_s) as fake:
+        events = await recognize(fake, make_deepgram(fake, http_session), pcm)
+
+    finals = [f.alternatives[0].text for f in of_type(events, stt.SpeechEventType.FINAL_TRANSCRIPT)]
+    assert finals == [final]
+    interims = [i.alternatives[0].text for i in of_type(events, stt.SpeechEventType.INTERIM_TRANSCRIPT)]
+    # an interim after the pause carries its comma too; those before it none
+    assert [i.count(",") for i in interims] == [0, 0, *[final.count(",")] * (len(interims) - 2)]
+
+
+def test_numbered_words_put_one_comma_after_the_word_before_each_pause() -> None:
+    words = numbered_words(2.5)  # word k ends at (k + 1) / 2.5 s
+    assert words.with_pauses(2.0, [0.1, 0.3], preview=True) == "w1, w2 w3 w4 w5."  # one mark a word
+    assert words.with_pauses(2.1, [0.85, 2.05], preview=True) == "w1 w2, w3 w4 w5."  # not on the last
+    assert words.with_pauses(1.0, [1.0], preview=True) == "w1 w2,"  # pausing now: a comma, not the period
+    assert words.with_pauses(2.0, [0.8]) == "w1 w2, w3 w4 w5."
+    assert words(0.8) == "w6 w7."  # numbers used up by the call, not by the previews
+
+
 async def test_llm_fake_samples_and_records_ttft_and_reply() -> None:
     async with FakeLLM(translations={"Hi": "Hola a todos"}, ttft=Delay(0.05, 0.02), seed=11) as fake:
         model = groq(fake)

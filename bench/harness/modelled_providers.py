@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -19,6 +19,7 @@ from bench.harness.model import CHARS_PER_S, TTS_SECONDS_PER_CHAR, WORD, Latency
 from bench.harness.provider_process import provider_process, serve_main
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM, FluxTiming
 from tests.fakes.llm import last_user_text
+from tests.fakes.punctuation import punctuate
 
 SPEECH_RE = re.compile(r"<speech[^>]*>(.*)</speech>", re.S)
 CONCISE_MARK = "as concise as you can"
@@ -27,6 +28,11 @@ ID_RE = re.compile(r"\s*(\d{4})\b")
 # id word picks, every other clause at OTHER_HZ, so a listener can tell where each utterance starts
 TAG_HZ = tuple(500.0 + 100.0 * i for i in range(8))
 OTHER_HZ = 300.0
+# Deepgram punctuates, with a comma where the speaker pauses briefly between clauses (so the clause cut,
+# CLAUSE_CUTS, has marks to find): the fake STT puts one at every silence this long inside the speech.
+# 60 ms is our assumption, not a published figure (the synthetic speech's breaths are 80-200 ms). A
+# transcription behaviour, not a latency: so not in the LatencyModel.
+COMMA_PAUSE_S = 0.06
 
 
 def tagged_freq(transcript: str) -> float:
@@ -38,24 +44,31 @@ class WordsFor:
     """Transcripts for segments of speech: as many characters as the segment takes to say at
     CHARS_PER_S (the last word cut to fit), the first word a unique id. So the length of a text says
     how long it is spoken, on both sides, and `length_factor` is exactly the translated/original ratio.
-    `preview`: the transcript of the speech so far, without using up its id (Flux's updates)."""
+    `preview`: the transcript of the speech so far, without using up its id (Flux's updates).
+    `with_pauses` (tests/fakes/punctuation.py): a comma after the word before each pause, the words taken
+    as said one after another at CHARS_PER_S, a word and its space (word k, from 0, ends at
+    (k + 1) / WORDS_PER_S s, the last one cut short sooner); a comma adds a character."""
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
         self._next = next(self._ids)
 
     def __call__(self, duration_s: float) -> str:
-        text = self.preview(duration_s)
-        self._next = next(self._ids)
-        return text
+        return self.with_pauses(duration_s, ())
 
     def preview(self, duration_s: float) -> str:
+        return self.with_pauses(duration_s, (), preview=True)
+
+    def with_pauses(self, duration_s: float, pauses_s: Sequence[float], *, preview: bool = False) -> str:
         target = max(5, round(duration_s * CHARS_PER_S))
         words, length = [f"{self._next:04d}"], 5  # with the final period
         while length < target:
             words.append(WORD[: max(1, min(len(WORD), target - length - 1))])
             length += len(words[-1]) + 1
-        return " ".join(words) + "."
+        ends = list(itertools.accumulate((len(w) + 1) / CHARS_PER_S for w in words))
+        if not preview:
+            self._next = next(self._ids)
+        return punctuate(words, ends, pauses_s, duration_s)
 
 
 def words_for() -> WordsFor:
@@ -95,6 +108,7 @@ class Providers:
             finalize_delay=model.stt_finalize,
             seed=model.seed,
             flux_timing=FluxTiming(eot_delay=model.flux_eot, eager_lead=model.flux_eager_lead),
+            comma_pause_s=COMMA_PAUSE_S,
         )
         self.llm = FakeLLM(
             responder=translator(length_factor, concise_factor),

@@ -61,6 +61,12 @@ A segment with no scripted transcript left is ignored, unless `transcript_for(du
 `numbered_words`). Interims need to know the transcript in advance: they come from the script, or from
 `transcript_for.preview(duration_s)` when it has one (as `numbered_words` does), else they carry the
 placeholder `INTERIM_PLACEHOLDER` (their times are right all the same); with neither, none are sent.
+
+Punctuation (`comma_pause_s`, off by default; `tests/fakes/punctuation.py`): Deepgram punctuates, putting a
+comma where the speaker pauses briefly between clauses. With `comma_pause_s` set, the silences of at least
+that long between voiced audio inside a segment are recorded, and a `transcript_for` with `with_pauses` (as
+`numbered_words`) puts a comma after the word before each, in the segment's interims and final alike.
+Scripted transcripts and a timed recognizer's words are not changed.
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -83,6 +89,7 @@ from tests.fakes._server import FakeServer, abort_connection
 from tests.fakes.audio_clock import AudioClock
 from tests.fakes.flux import FluxTiming, FluxTurn
 from tests.fakes.latency_model import Delay
+from tests.fakes.punctuation import PauseLog, make, punctuate, tell
 from tests.fakes.timed_words import TimedRecognizer
 
 logger = logging.getLogger(__name__)
@@ -167,6 +174,7 @@ class _Result:
     due_at: float = 0.0  # finals: loop time when it became due
     endpoint_only: bool = False  # the endpoint of speech already finalized: an empty transcript
     finalized_at: float | None = None  # a Finalize's: where on the timeline it came (all audio sent)
+    pauses: tuple[float, ...] = ()  # where the pauses inside it start, from its start (`comma_pause_s`)
 
 
 @dataclass(frozen=True)
@@ -179,18 +187,12 @@ _Outgoing = _SpeechStarted | _Result | _Close
 TranscriptFor = Callable[[float], str]
 
 
-@runtime_checkable
-class PreviewingTranscriptFor(Protocol):
-    """A `transcript_for` that can also tell, without using it up, what it would answer (for interims)."""
-
-    def __call__(self, duration_s: float) -> str: ...
-
-    def preview(self, duration_s: float) -> str: ...
-
-
 class NumberedWords:
     """Transcripts "w1 w2 w3." of `max(1, round(duration_s * rate_wps))` words, numbered on across calls so
-    every transcript is unique. `preview` tells the next transcript without using the numbers up."""
+    every transcript is unique. `preview` tells the next transcript without using the numbers up.
+    `with_pauses` (`tests/fakes/punctuation.py`) puts a comma at each pause: the words are taken as said
+    one after another at `rate_wps` from the speech's start (word k, from 0, ends at (k + 1) / rate_wps s),
+    and the comma goes after the last word ending at or before the pause's start."""
 
     def __init__(self, rate_wps: float = 2.5) -> None:
         if rate_wps <= 0:
@@ -202,12 +204,17 @@ class NumberedWords:
         return max(1, round(duration_s * self.rate_wps))
 
     def preview(self, duration_s: float) -> str:
-        first = self.next_number
-        return " ".join(f"w{n}" for n in range(first, first + self.count(duration_s))) + "."
+        return self.with_pauses(duration_s, (), preview=True)
 
     def __call__(self, duration_s: float) -> str:
-        text = self.preview(duration_s)
-        self.next_number += self.count(duration_s)
+        return self.with_pauses(duration_s, ())
+
+    def with_pauses(self, duration_s: float, pauses_s: Sequence[float], *, preview: bool = False) -> str:
+        count, first = self.count(duration_s), self.next_number
+        words = [f"w{n}" for n in range(first, first + count)]
+        text = punctuate(words, [(k + 1) / self.rate_wps for k in range(count)], pauses_s, duration_s)
+        if not preview:
+            self.next_number += count
         return text
 
 
@@ -240,6 +247,7 @@ class _Listener(AudioClock):
         max_segment_s: float | None = None,
         final_delay: Callable[[], float] = lambda: 0.0,
         recognizer: TimedRecognizer | None = None,
+        comma_pause_s: float | None = None,
     ) -> None:
         query = record.query
         super().__init__(
@@ -262,6 +270,7 @@ class _Listener(AudioClock):
         # speech since the last endpoint, maybe cut into several segments (by Finalize or max_segment_s)
         self._in_speech = False
         self._voice_end = 0.0
+        self._pauses = PauseLog(comma_pause_s)  # the pauses inside the open segment
 
     def _on_window(self, voiced: bool, start: float, end: float) -> None:
         if voiced:
@@ -287,11 +296,13 @@ class _Listener(AudioClock):
         if self._segment_start is None:
             self._segment_start = start
             self._interims = 0
+            self._pauses.start(start)
             if self.vad_events and not self._in_speech:
                 self.outbox.put_nowait(_SpeechStarted(timestamp=start))
         self._in_speech = True
         self._voice_end = end
         self._segment_end = end
+        self._pauses.voiced(start, end)
         if self._max_segment_s is not None and end - self._segment_start >= self._max_segment_s - _EPS:
             self.finalize(speech_final=False)  # too long: the speech goes on in a new segment
             return
@@ -299,7 +310,13 @@ class _Listener(AudioClock):
         if self.interim_results and end - self._segment_start >= next_interim_at:
             self._interims += 1
             self.outbox.put_nowait(
-                _Result(self._segment_start, end, is_final=False, interim_words=self._interims)
+                _Result(
+                    self._segment_start,
+                    end,
+                    is_final=False,
+                    interim_words=self._interims,
+                    pauses=self._pauses.starts(),
+                )
             )
 
     def finalize(self, *, speech_final: bool, from_finalize: bool = False) -> None:
@@ -315,6 +332,7 @@ class _Listener(AudioClock):
                 delay_s=self._final_delay(),
                 due_at=asyncio.get_running_loop().time(),
                 finalized_at=self._samples / self.sample_rate if from_finalize else None,
+                pauses=self._pauses.starts(),
             )
         )
         self._segment_start = None
@@ -384,6 +402,9 @@ class FakeDeepgram(FakeServer):
     `flux_timing`: when Flux's Updates and ends of turn come (`/v2/listen`, tests/fakes/flux.py); Flux
     connections use the script keyed `en` (flux-general-en) or `multi` (flux-general-multi), else the
     unkeyed one.
+    `comma_pause_s` (None: off): a silence at least this long between voiced audio inside a segment (a
+    turn) is punctuated with a comma in what `transcript_for` makes of it, when it can place commas
+    (`tests/fakes/punctuation.py`).
     """
 
     def __init__(
@@ -402,8 +423,11 @@ class FakeDeepgram(FakeServer):
         languages: Mapping[str, str | Sequence[str]] | None = None,
         default_language: str = "en",
         flux_timing: FluxTiming | None = None,
+        comma_pause_s: float | None = None,
     ) -> None:
         super().__init__()
+        if comma_pause_s is not None and comma_pause_s <= 0:
+            raise ValueError("comma_pause_s must be positive")
         if max_segment_s is not None and max_segment_s <= 0:
             raise ValueError("max_segment_s must be positive")
         self.scripts: dict[str, list[str]] = (
@@ -423,6 +447,7 @@ class FakeDeepgram(FakeServer):
         self.languages = dict(languages or {})
         self.default_language = default_language
         self.flux_timing = flux_timing or FluxTiming()
+        self.comma_pause_s = comma_pause_s
         self.placeholder = INTERIM_PLACEHOLDER  # Flux's Updates when transcript_for cannot preview
         # a timed recognizer for a new connection (None: the script, as ever): see tests/fakes/timed_words.py
         self.recognizer_for: Callable[[DeepgramConnection], TimedRecognizer | None] | None = None
@@ -627,6 +652,7 @@ class FakeDeepgram(FakeServer):
             max_segment_s=self.max_segment_s,
             final_delay=self._sample_final_delay,
             recognizer=self.recognizer_for(record) if self.recognizer_for is not None else None,
+            comma_pause_s=self.comma_pause_s,
         )
         ws = web.WebSocketResponse(timeout=1.0)
         await ws.prepare(request)
@@ -734,9 +760,10 @@ class FakeDeepgram(FakeServer):
             return revisions[min(item.interim_words, len(revisions)) - 1].split() if revisions else []
         if remaining:
             return remaining[0].split()[: item.interim_words]
-        if isinstance(self.transcript_for, PreviewingTranscriptFor):
-            return self.transcript_for.preview(item.end - item.start).split()
-        return [INTERIM_PLACEHOLDER] if self.transcript_for is not None else []
+        if self.transcript_for is None:
+            return []
+        text = tell(self.transcript_for, item.end - item.start, item.pauses)
+        return text.split() if text is not None else [INTERIM_PLACEHOLDER]
 
     async def _send_final(
         self, ws: web.WebSocketResponse, listener: _Listener, item: _Result, request_id: str, delay_s: float
@@ -751,7 +778,7 @@ class FakeDeepgram(FakeServer):
             if remaining:
                 transcript = remaining[0]
             elif self.transcript_for is not None:
-                transcript = self.transcript_for(item.end - item.start)
+                transcript = make(self.transcript_for, item.end - item.start, item.pauses)
             else:
                 logger.info("fake deepgram: script exhausted, ignoring a segment")
                 self.ignored_segments.append(IgnoredSegment(item.start, item.end, index))

@@ -35,6 +35,10 @@ clock, so what is sent is deterministic):
   `transcript_for` or a recognizer the turn's transcript then grows (the next EagerEndOfTurn / EndOfTurn
   carries the whole turn); a scripted turn's transcript is its whole scripted text from the first
   EagerEndOfTurn on (the script cannot tell which of its words were said before the pause);
+- punctuation (`comma_pause_s`, tests/fakes/punctuation.py): a silence at least that long between voiced
+  audio inside the turn is a comma after the word before it in what `transcript_for` makes (Updates,
+  EagerEndOfTurn, EndOfTurn); an Update sent while the speaker pauses tells the speech so far, so a pause
+  going on for `comma_pause_s` already ends it with a comma (the EndOfTurn's last word has the period);
 - between an `EagerEndOfTurn` and what follows it (`TurnResumed` or `EndOfTurn`) no Update is sent (not
   checked against Deepgram);
 - `audio_window_start` is the turn's start, `audio_window_end` the audio heard when the message was due (for
@@ -74,6 +78,7 @@ from aiohttp import WSMsgType, web
 from tests.fakes._server import abort_connection
 from tests.fakes.audio_clock import AudioClock
 from tests.fakes.latency_model import Delay
+from tests.fakes.punctuation import PauseLog, make, tell
 from tests.fakes.timed_words import TimedRecognizer
 
 if TYPE_CHECKING:
@@ -228,6 +233,7 @@ class TurnStep:
     words: int = 0  # Updates: how many of a scripted transcript's words were heard
     trigger: str | None = None
     confidence: float = SPEAKING_CONFIDENCE
+    pauses: tuple[float, ...] = ()  # where the pauses inside the speech start, from `start` (comma_pause_s)
 
 
 @dataclass(frozen=True)
@@ -262,6 +268,7 @@ class FluxTurns(AudioClock):
         timing: FluxTiming,
         sample: Callable[[Delay], float],
         recognizer: TimedRecognizer | None = None,
+        comma_pause_s: float | None = None,
     ) -> None:
         super().__init__(
             record,
@@ -285,6 +292,7 @@ class FluxTurns(AudioClock):
         self._eager_sent = False
         self._eot_at = 0.0
         self._trigger = "model"
+        self._pauses = PauseLog(comma_pause_s)  # the pauses inside the open turn
 
     @property
     def in_turn(self) -> bool:
@@ -292,11 +300,18 @@ class FluxTurns(AudioClock):
 
     def _emit(self, event: str, at: float, **extra: Any) -> None:
         assert self._start is not None
-        step = TurnStep(event, self.turn_index, self._start, self._speech_end, at, self._words, **extra)
+        # an Update in a pause tells the speech so far: the pause going on is in it (once long enough)
+        pauses = self._pauses.starts(now=at if event == "Update" and self._paused else None)
+        step = TurnStep(
+            event, self.turn_index, self._start, self._speech_end, at, self._words, pauses=pauses, **extra
+        )
         self.outbox.put_nowait(step)
 
     def _on_window(self, voiced: bool, start: float, end: float) -> None:
         if voiced:
+            if self._start is None:
+                self._pauses.start(start)
+            self._pauses.voiced(start, end)
             if self._start is None:
                 self._start, self._speech_end = start, end
                 self._updates = self._words = 0
@@ -428,15 +443,17 @@ class _TurnText:
         if transcript_for is None:
             return [], None
         length = step.speech_end - step.start
-        preview = getattr(transcript_for, "preview", None)
-        if step.event in ("StartOfTurn", "Update", "TurnResumed", "EagerEndOfTurn") and preview is not None:
-            text = str(preview(length))  # what transcript_for(length) will answer, not used up
+        told = None
+        if step.event in ("StartOfTurn", "Update", "TurnResumed", "EagerEndOfTurn"):
+            told = tell(transcript_for, length, step.pauses)  # what it will answer, not used up
+        if told is not None:
+            text = told
         elif step.event in ("StartOfTurn", "Update", "TurnResumed"):
             return [self.fake.placeholder], None
         elif self._made is not None and self._made[:2] == (step.turn_index, length):
             text = self._made[2]  # the EndOfTurn after an EagerEndOfTurn: the same transcript
         else:
-            text = transcript_for(length)
+            text = make(transcript_for, length, step.pauses)
             self._made = (step.turn_index, length, text)
         return text.split(), self._languages(text, len(text.split()))
 
@@ -458,6 +475,7 @@ async def serve(fake: FakeDeepgram, request: web.Request) -> web.StreamResponse:
         timing=fake.flux_timing,
         sample=lambda delay: delay.sample(fake.rng),
         recognizer=fake.recognizer_for(record) if fake.recognizer_for is not None else None,
+        comma_pause_s=fake.comma_pause_s,
     )
     ws = web.WebSocketResponse(timeout=1.0)
     await ws.prepare(request)
