@@ -10,8 +10,9 @@ from typing import Any
 # speech, every clause's trailing silence played. Variables a branch does not know are ignored by
 # `load_settings`, so the profile runs on any branch.
 TODAY: dict[str, str] = {"PAUSE_CUT_MS": "0", "STT_MAX_SEGMENT_S": "1.0", "TRIM_SILENCE": "off"}
-PROFILES = ("today", "new", "clause", "flux", "flux-eager")
-# issue 23's: nova-3 with clause cuts, Deepgram Flux, and Flux with drafts on its eager end of turn
+PROFILES = ("today", "new", "clause", "flux", "flux-eager", "flux-clause")
+# issue 23's: nova-3 with clause cuts, Deepgram Flux, Flux with drafts on its eager end of turn, and with
+# clause cuts too
 PROFILE_ENV: dict[str, dict[str, str]] = {
     "clause": {"CLAUSE_CUTS": "on"},
     "flux": {"DEEPGRAM_MODEL": "flux-general-en", "SOURCE_LANGUAGE": "en"},
@@ -19,6 +20,12 @@ PROFILE_ENV: dict[str, dict[str, str]] = {
         "DEEPGRAM_MODEL": "flux-general-en",
         "SOURCE_LANGUAGE": "en",
         "DEEPGRAM_EAGER_EOT_THRESHOLD": "0.5",
+    },
+    "flux-clause": {
+        "DEEPGRAM_MODEL": "flux-general-en",
+        "SOURCE_LANGUAGE": "en",
+        "DEEPGRAM_EAGER_EOT_THRESHOLD": "0.5",
+        "CLAUSE_CUTS": "on",
     },
 }
 
@@ -89,7 +96,7 @@ def goals_text() -> str:
 
 # issue 23: on the Flux model, sooner first audio and end of a dialogue's sentence, and on the monologue
 # at most half of today's (`new`, nova-3's defaults) mid-clause cuts at start and end lag p95 <= 2.0 s
-FLUX_PROFILES = ("flux", "flux-eager")
+FLUX_PROFILES = ("flux", "flux-eager", "flux-clause")
 
 
 def issue_23(results: Mapping[str, Any]) -> list[tuple[str, str, bool | None]]:

@@ -104,6 +104,7 @@ COLOURS = {
     "clause": "tab:orange",
     "flux": "tab:purple",
     "flux-eager": "tab:red",
+    "flux-clause": "tab:green",
 }
 
 

@@ -65,7 +65,8 @@ placeholder `INTERIM_PLACEHOLDER` (their times are right all the same); with nei
 Punctuation (`comma_pause_s`, off by default; `tests/fakes/punctuation.py`): Deepgram punctuates, putting a
 comma where the speaker pauses briefly between clauses. With `comma_pause_s` set, the silences of at least
 that long between voiced audio inside a segment are recorded, and a `transcript_for` with `with_pauses` (as
-`numbered_words`) puts a comma after the word before each, in the segment's interims and final alike.
+`numbered_words`) puts a comma after the word before each, in the segment's interims and final alike; an
+interim then ends with no period (the speech goes on: only a final closes the sentence).
 Scripted transcripts and a timed recognizer's words are not changed.
 """
 
@@ -89,7 +90,7 @@ from tests.fakes._server import FakeServer, abort_connection
 from tests.fakes.audio_clock import AudioClock
 from tests.fakes.flux import FluxTiming, FluxTurn
 from tests.fakes.latency_model import Delay
-from tests.fakes.punctuation import PauseLog, make, punctuate, tell
+from tests.fakes.punctuation import PauseLog, make, punctuate, tell, unfinished
 from tests.fakes.timed_words import TimedRecognizer
 
 logger = logging.getLogger(__name__)
@@ -763,6 +764,8 @@ class FakeDeepgram(FakeServer):
         if self.transcript_for is None:
             return []
         text = tell(self.transcript_for, item.end - item.start, item.pauses)
+        if text is not None and self.comma_pause_s is not None:
+            text = unfinished(text)
         return text.split() if text is not None else [INTERIM_PLACEHOLDER]
 
     async def _send_final(

@@ -38,7 +38,8 @@ clock, so what is sent is deterministic):
 - punctuation (`comma_pause_s`, tests/fakes/punctuation.py): a silence at least that long between voiced
   audio inside the turn is a comma after the word before it in what `transcript_for` makes (Updates,
   EagerEndOfTurn, EndOfTurn); an Update sent while the speaker pauses tells the speech so far, so a pause
-  going on for `comma_pause_s` already ends it with a comma (the EndOfTurn's last word has the period);
+  going on for `comma_pause_s` already ends it with a comma (the EndOfTurn's last word has the period; an
+  Update's never does: the speech goes on);
 - between an `EagerEndOfTurn` and what follows it (`TurnResumed` or `EndOfTurn`) no Update is sent (not
   checked against Deepgram);
 - `audio_window_start` is the turn's start, `audio_window_end` the audio heard when the message was due (for
@@ -78,7 +79,7 @@ from aiohttp import WSMsgType, web
 from tests.fakes._server import abort_connection
 from tests.fakes.audio_clock import AudioClock
 from tests.fakes.latency_model import Delay
-from tests.fakes.punctuation import PauseLog, make, tell
+from tests.fakes.punctuation import PauseLog, make, tell, unfinished
 from tests.fakes.timed_words import TimedRecognizer
 
 if TYPE_CHECKING:
@@ -448,6 +449,8 @@ class _TurnText:
             told = tell(transcript_for, length, step.pauses)  # what it will answer, not used up
         if told is not None:
             text = told
+            if self.fake.comma_pause_s is not None and step.event != "EagerEndOfTurn":
+                text = unfinished(text)
         elif step.event in ("StartOfTurn", "Update", "TurnResumed"):
             return [self.fake.placeholder], None
         elif self._made is not None and self._made[:2] == (step.turn_index, length):

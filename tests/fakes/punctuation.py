@@ -89,6 +89,12 @@ def tell(transcript_for: Callable[[float], str], duration_s: float, pauses_s: Se
     return None
 
 
+def unfinished(text: str) -> str:
+    """An interim's or an update's text: the speech goes on, so no sentence's end closes it (with commas
+    on: a text that ends in its pause's comma keeps it)."""
+    return text[:-1] if text.endswith(".") else text
+
+
 class PauseLog:
     """The pauses of at least `min_s` (None: none are kept) between voiced audio since `start`, on a
     connection's audio timeline. Fed every voiced VAD window; a pause is kept once speech follows it."""
