@@ -110,8 +110,6 @@ class SegmentCutter:
         of that span (`WORD_GAP_FROM`) is taken instead of an arbitrary point."""
         if not self._speaking or self._requested:
             return
-        if self._turn_based and self._timeline - self._voiced_until + 1e-6 >= TURN_SILENT_S:
-            return  # the speaker stopped: the STT's end of turn (or its eager one, a draft) is on its way
         elapsed = timeline - self._segment_start
         if self._pauses is not None:  # never longer than its speech: the STT's events may come late
             elapsed = min(elapsed, self._pauses.since_speech_s)
@@ -125,7 +123,10 @@ class SegmentCutter:
             and self._pauses.at_word_gap()
         )
         hard_at = self._max_segment_s * ((HARD_AT if self._pauses is not None else 1.0) + wait)
-        if elapsed >= hard_at or at_gap or at_clause:
+        # the speaker stopped: a turn-based STT's end of turn (or its eager one, a draft) is on its way, and
+        # only a clause mark in its latest transcript is worth a cut before it
+        silent = self._turn_based and self._timeline - self._voiced_until + 1e-6 >= TURN_SILENT_S
+        if ((elapsed >= hard_at or at_gap) and not silent) or at_clause:
             self._requested = True
             self.timer_cuts += 1
             self.clause_cuts += at_clause
