@@ -601,6 +601,25 @@ class FakeDeepgram(FakeServer):
             return code, reason
         return None
 
+    async def end_on_audio_fault(
+        self,
+        record: DeepgramConnection,
+        request: web.Request,
+        ws: web.WebSocketResponse,
+        sender: asyncio.Task[None],
+    ) -> bool:
+        """Apply a fault due after the audio that arrived (`audio_fault`): True when the connection ended."""
+        fault = self.audio_fault(record)
+        if fault is None:
+            return False
+        sender.cancel()
+        if isinstance(fault, tuple):
+            code, reason = fault
+            await ws.close(code=code, message=reason.encode())
+        else:
+            abort_connection(request)
+        return True
+
     def due_flux_error(self, record: DeepgramConnection) -> tuple[str, str] | None:
         """After audio arrived on a Flux connection: the `(code, description)` of an Error now due."""
         if self._flux_error_after is not None and record.audio_s >= self._flux_error_after[0]:
@@ -665,15 +684,7 @@ class FakeDeepgram(FakeServer):
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:
                     listener.feed(msg.data)
-                    fault = self.audio_fault(record)
-                    if fault == "drop":
-                        sender.cancel()
-                        abort_connection(request)
-                        break
-                    if isinstance(fault, tuple):
-                        code, reason = fault
-                        sender.cancel()
-                        await ws.close(code=code, message=reason.encode())
+                    if await self.end_on_audio_fault(record, request, ws, sender):
                         break
                 elif msg.type == WSMsgType.TEXT:
                     kind = str(json.loads(msg.data).get("type", ""))

@@ -76,7 +76,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes._server import abort_connection
 from tests.fakes.audio_clock import AudioClock
 from tests.fakes.latency_model import Delay
 from tests.fakes.punctuation import PauseLog, make, tell, unfinished
@@ -490,15 +489,7 @@ async def serve(fake: FakeDeepgram, request: web.Request) -> web.StreamResponse:
         async for msg in ws:
             if msg.type == WSMsgType.BINARY:
                 turns.feed(msg.data)
-                fault = fake.audio_fault(record)
-                if fault == "drop":
-                    sender.cancel()
-                    abort_connection(request)
-                    break
-                if isinstance(fault, tuple):
-                    code, reason = fault
-                    sender.cancel()
-                    await ws.close(code=code, message=reason.encode())
+                if await fake.end_on_audio_fault(record, request, ws, sender):
                     break
                 if (error := fake.due_flux_error(record)) is not None:
                     turns.fail(*error)
