@@ -85,3 +85,18 @@ def test_a_turn_based_piece_is_cut_at_the_freshest_clause_mark_without_waiting_f
     cuts.cutter.words(0.2, 1.1, "I would like to thank Maria,")  # an update's words: the piece's
     cuts.speak(0.02)
     assert cuts.cuts == [1.22]
+
+
+def test_a_turn_based_timer_waits_for_the_end_of_turn_once_the_speaker_stopped() -> None:
+    """Flux: a timer cut in the pause before its end of turn would only move the turn's last words out of
+    the end of turn (and throw away the draft begun on its eager one): the timer holds off in silence, but
+    not in speech, and a clause mark is still cut at."""
+    stopped, speaking, marked = (Cuts(clause_cuts=True, turn_based=True) for _ in range(3))
+    stopped.speak(1.8)
+    stopped.speak(1.5, voiced=False)  # the timer (2.0 s + the clause wait: 3.0 s) falls in the pause
+    speaking.speak(3.1)
+    marked.speak(1.8)
+    marked.speak(0.2, voiced=False)
+    marked.cutter.words(0.2, 1.8, "I would like to thank Maria,")  # an update in the pause
+    marked.speak(0.02, voiced=False)
+    assert stopped.cuts == [] and speaking.cuts == [3.0] and marked.cuts == [2.02]
