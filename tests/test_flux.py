@@ -214,3 +214,35 @@ async def test_flux_in_a_real_room_interprets_every_turn_once(livekit_server: Li
             room.check_worker_output()
     finally:
         await stop_fakes(fakes)
+
+
+async def test_flux_multi_detects_each_turns_language():
+    """`flux-general-multi` with `auto`: each turn's language is the one Flux detected (its `languages`)."""
+    fake = FakeDeepgram(
+        {"multi": ["Hola a todos.", "Good morning."]},
+        languages={"Hola a todos.": "es", "Good morning.": "en"},
+        flux_timing=STEADY,
+    )
+    heard = Heard()
+    await fake.start()
+    try:
+        settings = flux_settings(fake, DEEPGRAM_MODEL="flux-general-multi", SOURCE_LANGUAGE="auto")
+        async with aiohttp.ClientSession() as http:
+            stt = build_stt(settings, "auto", http)
+            steps: list[Step] = [quiet(0.3), tone(1.0), quiet(0.8), 1, tone(1.0), quiet(0.8)]
+            ears = Ears(
+                stt=stt,
+                frames=speaker(steps, heard),
+                out=heard,
+                tracker=LatencyTracker(),
+                speaker="ann",
+                language="auto",
+            )
+            try:
+                await asyncio.wait_for(ears.run(), 60.0)
+            finally:
+                await stt.aclose()
+    finally:
+        await fake.aclose()
+    assert [(u.text, u.language) for u in heard] == [("Hola a todos.", "es"), ("Good morning.", "en")]
+    assert {c.query.get("model") for c in fake.connections} == {"flux-general-multi"}
