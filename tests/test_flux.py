@@ -24,7 +24,7 @@ from tests.conftest import DIALOGUE, start_room_fakes, stop_fakes
 from tests.fakes import Delay, FakeCartesia, FakeDeepgram, FakeLLM, FluxTiming, numbered_words
 from tests.harness import spoken_text
 from tests.livekit_server import LiveKitServer
-from tests.loopback import LoopbackListener, eventually
+from tests.loopback import LoopbackListener, eventually, tone_sequence
 from tests.real_room import real_room
 from tests.test_pause_cut import RATE, Heard, Step, quiet, speaker, tone
 
@@ -131,10 +131,19 @@ def counter(outcome: str) -> float:
     return REGISTRY.get_sample_value("interpreter_drafts_total", {"outcome": outcome}) or 0.0
 
 
-async def interpret(steps: list[np.ndarray], **env: str) -> tuple[FakeLLM, FakeCartesia, list[str]]:
-    """The whole interpreter (ears, brain, mouth) on Flux with eager ends of turn, into Spanish."""
+# the fake TTS speaks a draft's short translation ("[translated] w1 w2 w3.") at one tone, a whole turn's at
+# another, so what a listener heard tells them apart
+DRAFT_HZ, TURN_HZ = 700.0, 300.0
+
+
+async def interpret(
+    steps: list[np.ndarray], **env: str
+) -> tuple[FakeLLM, FakeCartesia, list[str], list[float]]:
+    """The whole interpreter (ears, brain, mouth) on Flux with eager ends of turn, into Spanish; the
+    tones the listener heard last."""
     fake = FakeDeepgram([], transcript_for=numbered_words(), flux_timing=STEADY)
-    llm, tts = FakeLLM(), FakeCartesia()
+    llm = FakeLLM()
+    tts = FakeCartesia(freq_for=lambda text: DRAFT_HZ if len(text.split()) <= 5 else TURN_HZ)
     for server in (fake, llm, tts):
         await server.start()
     pcm = Pcm(np.concatenate(steps), RATE)
@@ -157,32 +166,35 @@ async def interpret(steps: list[np.ndarray], **env: str) -> tuple[FakeLLM, FakeC
                 await listener.aclose()
                 await providers.aclose()
         finals = [t.transcript or "" for t in fake.flux_turns]
+        heard = tone_sequence(listener.audio(), listener.sample_rate)
     finally:
         for server in (fake, llm, tts):
             await server.aclose()
-    return llm, tts, finals
+    return llm, tts, finals, heard
 
 
-async def test_a_confirmed_draft_is_spoken_without_asking_the_llm_again():
+async def test_a_confirmed_draft_is_spoken_without_asking_the_llm_or_the_tts_again():
     used = counter("used")
-    llm, tts, [final] = await interpret([quiet(0.3), tone(1.2), quiet(1.0)])
+    llm, tts, [final], heard = await interpret([quiet(0.3), tone(2.4), quiet(1.0)])
 
     assert len(llm.requests) == 1, "the draft's request served the final"
     assert counter("used") == used + 1
-    [context] = tts.context_order
+    [context] = tts.context_order  # its first clause, synthesized ahead, is what was played
     assert spoken_text(tts.contexts[context]) == f"[translated] {final}"
+    assert heard == [TURN_HZ]
 
 
 async def test_a_withdrawn_draft_is_never_spoken():
     """The turn resumed after its eager end: the draft's translation was asked for, but only the whole
     turn's is spoken."""
     discarded = counter("discarded")
-    llm, tts, [final] = await interpret([quiet(0.3), tone(1.2), quiet(0.15), tone(1.2), quiet(1.0)])
+    llm, tts, [final], heard = await interpret([quiet(0.3), tone(1.2), quiet(0.15), tone(1.2), quiet(1.0)])
 
     assert counter("discarded") >= discarded + 1
     assert len(llm.requests) == 2, "the withdrawn draft's, and the whole turn's (its draft)"
-    [context] = tts.context_order
-    assert spoken_text(tts.contexts[context]) == f"[translated] {final}"
+    synthesized = [spoken_text(tts.contexts[c]) for c in tts.context_order]
+    assert synthesized[-1] == f"[translated] {final}" and len(synthesized[0].split()) <= 5
+    assert heard == [TURN_HZ], "the withdrawn draft's audio, synthesized ahead, was never played"
 
 
 async def test_flux_in_a_real_room_interprets_every_turn_once(livekit_server: LiveKitServer, tmp_path: Path):

@@ -4,9 +4,11 @@ Deepgram Flux's eager end of turn (`EagerEndOfTurn`) comes 150-250 ms before its
 transcript the end of turn will most likely have. The brain starts translating that transcript at once (a
 draft), but nothing of it is spoken or captioned: when the final comes with the same text, its translation
 is the draft's (already under way, or done), so the listener waits for no LLM; a final with another text is
-translated anew and the draft thrown away; a turn that resumed withdraws the draft. Synthesis waits for the
-final, so a draft costs an LLM request and never a TTS one. Counted by outcome (`interpreter_drafts_total`):
-used, changed, discarded; the requests drafts cost for nothing are the last two.
+translated anew and the draft thrown away; a turn that resumed withdraws the draft. The draft's first
+clause is synthesized ahead too (`prepare`: `Synthesizer.prepare`), its audio kept until the final takes
+it, so the listener waits for neither the LLM nor the TTS's first audio. A draft thrown away cost an LLM
+request and one clause's synthesis. Counted by outcome (`interpreter_drafts_total`): used, changed,
+discarded; the requests drafts cost for nothing are the last two.
 
 One draft per speaker at most; each holds the translation's clauses as they come, for `clauses` to replay.
 """
@@ -19,6 +21,7 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 
 from agent.loops.brain.prompt import ContextBook
+from agent.loops.brain.synthesis import PreparedClause
 from agent.loops.brain.translate import Translator
 from agent.loops.models import Utterance
 from agent.telemetry import metrics
@@ -37,6 +40,7 @@ class Draft:
         self.error: BaseException | None = None
         self.done = False
         self.on_token: Callable[[], None] | None = None  # once taken: the final's own first-token mark
+        self.prepared: PreparedClause | None = None  # its first clause, synthesized ahead
         self._changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -73,8 +77,14 @@ class Drafts:
     """The drafts of one target language's brain, one per speaker at most."""
 
     def __init__(
-        self, translator: Translator, contexts: ContextBook, clock: Clock, stale_after_s: float
+        self,
+        translator: Translator,
+        contexts: ContextBook,
+        clock: Clock,
+        stale_after_s: float,
+        prepare: Callable[[Utterance, str], PreparedClause] | None = None,
     ) -> None:
+        self._prepare = prepare  # synthesizes a draft's first clause ahead (None: not)
         self._translator = translator
         self._contexts = contexts
         self._clock = clock
@@ -105,6 +115,7 @@ class Drafts:
 
     async def aclose(self) -> None:
         tasks = [d.task for d in self._drafts.values() if d.task is not None]
+        tasks += [d.prepared.task for d in self._drafts.values() if d.prepared and d.prepared.task]
         self._drafts.clear()
         for task in tasks:
             task.cancel()
@@ -117,6 +128,8 @@ class Drafts:
         metrics.DRAFTS.labels(outcome=outcome).inc()
         if draft.task is not None and not draft.task.done():
             draft.task.cancel()
+        if draft.prepared is not None:
+            draft.prepared.cancel()
 
     async def _translate(self, draft: Draft, concise: bool) -> None:
         utterance = draft.utterance
@@ -133,6 +146,8 @@ class Drafts:
             async with contextlib.aclosing(clauses):
                 async for clause in clauses:
                     draft.add(clause)
+                    if draft.prepared is None and self._prepare is not None:
+                        draft.prepared = self._prepare(utterance, clause)
         except asyncio.CancelledError:
             draft.end(asyncio.CancelledError())
             raise

@@ -24,7 +24,7 @@ from livekit.agents import APIError, llm, tts
 
 from agent.loops.brain.drafts import Draft, Drafts
 from agent.loops.brain.prompt import ContextBook, TranslationContext
-from agent.loops.brain.synthesis import EarlyStream, Synthesizer
+from agent.loops.brain.synthesis import EarlyStream, PreparedClause, Synthesizer
 from agent.loops.brain.translate import TranslationAbandoned, TranslationRejected, Translator
 from agent.loops.captions import CaptionSink, translated_caption
 from agent.loops.models import Speech, Utterance
@@ -69,7 +69,13 @@ class Brain:
 
         self.translator = Translator(llm, on_fault=report("llm"), clock=tracker.clock)
         self._synthesizer = Synthesizer(tts, tracker=tracker, on_fault=report("tts"))
-        self.drafts = Drafts(self.translator, contexts, tracker.clock, stale_after_s)
+        self.drafts = Drafts(
+            self.translator,
+            contexts,
+            tracker.clock,
+            stale_after_s,
+            prepare=self._prepare,
+        )
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -81,6 +87,13 @@ class Brain:
     def tasks_in_flight(self) -> int:
         """Utterances being translated and synthesized now (at most `max_in_flight`)."""
         return len(self._tasks)
+
+    def _prepare(self, utterance: Utterance, text: str) -> PreparedClause:
+        """A draft's first clause, synthesized ahead in its speaker's voice."""
+        return self._synthesizer.prepare(text, self._voice_of(utterance.speaker))
+
+    def _voice_of(self, speaker: str) -> str | None:
+        return self._voice_for(speaker) if self._voice_for is not None else None
 
     def draft(self, utterance: Utterance) -> None:
         """An eager end of turn's transcript, to translate ahead of its final; not while utterances wait
@@ -118,7 +131,7 @@ class Brain:
         utterance = speech.utterance
         speech.speed = self._synthesizer.set_speed(self._pace)
         voices: list[asyncio.Task[None]] = []
-        speaker_voice = self._voice_for(utterance.speaker) if self._voice_for is not None else None
+        speaker_voice = self._voice_of(utterance.speaker)
         # a cold TTS socket connects while the LLM thinks
         early = self._synthesizer.early(speaker_voice)
         translated = False
@@ -142,6 +155,8 @@ class Brain:
             await early.aclose()
             if draft is not None and draft.task is not None:
                 draft.task.cancel()  # (done by now, unless this utterance failed)
+            if draft is not None and draft.prepared is not None:
+                draft.prepared.cancel()
             speech.end(failed=not (translated and speech.parts) and not speech.caption_only)
             self._publish_final_caption(speech)
 
@@ -184,13 +199,13 @@ class Brain:
                     self._first_clause(speech)
                 part = speech.add_clause(clause)
                 if not speech.failed and not speech.caption_only:
-                    opened = early.take()
-                    voices.append(
-                        asyncio.create_task(
-                            self._synthesizer.voice(speech, part, len(speech.parts) - 1, voice, opened),
-                            name=f"tts-{utterance.id}-{len(voices)}",
-                        )
-                    )
+                    index = len(speech.parts) - 1
+                    prepared = draft.prepared if draft is not None and index == 0 else None
+                    if prepared is not None and prepared.text == clause:  # synthesized ahead
+                        voicing = self._synthesizer.pour(speech, part, index, voice, prepared)
+                    else:
+                        voicing = self._synthesizer.voice(speech, part, index, voice, early.take())
+                    voices.append(asyncio.create_task(voicing, name=f"tts-{utterance.id}-{len(voices)}"))
 
     def _first_clause(self, speech: Speech) -> None:
         """The translation's first clause came; if that is too late to speak, it is captioned only."""

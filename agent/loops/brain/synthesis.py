@@ -5,14 +5,17 @@ stream that produced no audio (`TTS_CONN_OPTIONS`); a stream that broke off afte
 here, and the mouth skips what the listener already heard. If a clause still fails, the audio of that
 utterance stops there (its caption is still published in full) and the TTS is reported down until a
 clause is spoken again. The first clause's stream is opened while the LLM thinks (`EarlyStream`).
+A draft's first clause (`drafts.py`) is synthesized before its utterance is final (`prepare`): the frames
+wait in a `PreparedClause`, poured into the utterance's speech if the final takes the draft (`pour`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 
+from livekit import rtc
 from livekit.agents import APIError, tts
 
 from agent.loops.faults import FaultFlag
@@ -76,11 +79,7 @@ class Synthesizer:
                 stream.push_text(part.text)
                 stream.end_input()
                 async for audio in stream:
-                    if speech.first_audio_at is None:
-                        speech.first_audio_at = self._tracker.clock()
-                        self._tracker.mark(
-                            speech.utterance.record_ids, Mark.TTS_FIRST_AUDIO, at=speech.first_audio_at
-                        )
+                    self._first_audio(speech)
                     speech.push(part, audio.frame, final=audio.is_final)
                 speech.finish(part)
                 self._fault.set(False)
@@ -103,6 +102,45 @@ class Synthesizer:
                 return
             finally:
                 await close_stream(stream)
+
+    def prepare(self, text: str, voice: str | None) -> PreparedClause:
+        """Synthesize `text` ahead of its utterance (nothing is marked or played until it is poured)."""
+        prepared = PreparedClause(text)
+        prepared.task = asyncio.create_task(self._prepare(prepared, voice), name="tts-ahead")
+        return prepared
+
+    async def _prepare(self, prepared: PreparedClause, voice: str | None) -> None:
+        stream = self._open_stream(voice)
+        try:
+            stream.push_text(prepared.text)
+            stream.end_input()
+            async for audio in stream:
+                prepared.add(audio.frame)
+            prepared.end()
+        except APIError:
+            prepared.end(failed=True)  # the clause is synthesized again when poured
+        finally:
+            await close_stream(stream)
+
+    async def pour(
+        self, speech: Speech, part: ClauseAudio, index: int, voice: str | None, prepared: PreparedClause
+    ) -> None:
+        """Hand a prepared clause's frames to `part` of `speech` as they come; synthesized anew if the
+        preparation failed."""
+        async for frame in prepared.replay():
+            self._first_audio(speech)
+            speech.push(part, frame)
+        if not prepared.failed:
+            speech.finish(part)
+            return
+        if part.frames:
+            speech.restart(part)  # the mouth skips what was already heard
+        await self.voice(speech, part, index, voice)
+
+    def _first_audio(self, speech: Speech) -> None:
+        if speech.first_audio_at is None:
+            speech.first_audio_at = self._tracker.clock()
+            self._tracker.mark(speech.utterance.record_ids, Mark.TTS_FIRST_AUDIO, at=speech.first_audio_at)
 
     def _open_stream(self, voice: str | None) -> tts.SynthesizeStream:
         """A stream speaking with `voice`. The plugin copies its options when a stream is made, so setting
@@ -143,3 +181,39 @@ class EarlyStream:
         self._timer.cancel()
         if self._stream is not None:
             await close_stream(self._stream)
+
+
+class PreparedClause:
+    """A clause synthesized ahead of its utterance: its frames as they come."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.frames: list[rtc.AudioFrame] = []
+        self.done = False
+        self.failed = False
+        self.task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    def add(self, frame: rtc.AudioFrame) -> None:
+        self.frames.append(frame)
+        self._changed.set()
+
+    def end(self, *, failed: bool = False) -> None:
+        self.done, self.failed = True, failed
+        self._changed.set()
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def replay(self) -> AsyncGenerator[rtc.AudioFrame, None]:
+        """Every frame, those made already at once, until the synthesis ended (or failed)."""
+        given = 0
+        while True:
+            while given < len(self.frames):
+                given += 1
+                yield self.frames[given - 1]
+            if self.done:
+                return
+            self._changed.clear()
+            await self._changed.wait()
