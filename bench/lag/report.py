@@ -33,7 +33,8 @@ def table(results: Mapping[str, Any]) -> str:
     header = (
         f"{'workload':<22}{'profile':<12}{'start lag p50/p95':>19}{'end lag p50/p95':>17}"
         f"{'first audio p50/p95':>21}{'sentences':>11}{'failed/merged':>15}"
-        f"{'pieces/sentence':>17}{'words/piece':>13}{'mid-clause cuts':>17}{'LLM/utt':>9}  goal met?"
+        f"{'pieces/sentence':>17}{'words/piece':>13}{'mid-clause cuts':>17}{'LLM/utt':>9}{'TTS/utt':>9}"
+        "  goal met?"
     )
     lines = [header, "-" * (len(header) + 20)]
     for w in results["workloads"]:
@@ -46,15 +47,18 @@ def table(results: Mapping[str, Any]) -> str:
             pieces, words, mid = _cuts(f)
             asked = f.get("llm_requests_per_utterance")
             per = "–" if asked is None else f"{asked:.2f}"
+            synthesized = f.get("tts_contexts_per_utterance")
+            tts = "–" if synthesized is None else f"{synthesized:.2f}"
             lines.append(
                 f"{w['title']:<22}{profile:<12}{_pair(f, 'start'):>19}{_pair(f, 'end'):>17}{first:>21}"
-                f"{f['sentences']:>11}{dropped:>15}{pieces:>17}{words:>13}{mid:>17}{per:>9}  {verdict}"
+                f"{f['sentences']:>11}{dropped:>15}{pieces:>17}{words:>13}{mid:>17}{per:>9}{tts:>9}"
+                f"  {verdict}"
             )
     lines.append(
         "pieces/sentence: p50 / mean of the source segments a script sentence was cut into; words/piece: "
         "p50 of the script's words in a segment;\nmid-clause cuts: segment ends inside a phrase, more than "
-        f"{CLAUSE_END_TOLERANCE_S:g} s before its end (bench/lag/cuts.py); LLM/utt: LLM requests per "
-        "utterance (drafts thrown away cost one each)"
+        f"{CLAUSE_END_TOLERANCE_S:g} s before its end (bench/lag/cuts.py); LLM/utt, TTS/utt: LLM "
+        "requests and TTS contexts per utterance (a draft thrown away cost one of each)"
     )
     return "\n".join(lines)
 
@@ -77,7 +81,8 @@ def details(results: Mapping[str, Any]) -> str:
             if drafts := f.get("drafts"):
                 lines.append(
                     f"  drafts: used {drafts['used']}, changed {drafts['changed']}, discarded "
-                    f"{drafts['discarded']}; {f['llm_requests']} LLM requests"
+                    f"{drafts['discarded']}; {f['llm_requests']} LLM requests, "
+                    f"{f.get('tts_contexts', '–')} TTS contexts"
                 )
             if "start_slope_s_per_min" in f:
                 first, last = f["first_minute"], f["last_minute"]

@@ -114,9 +114,9 @@ async def run_one(
         settings = bench_settings(urls, **env)
         drafts = _drafts()
         run = await run_session(settings, pcm, http, workload.name, keep_records=KEEP_RECORDS)
-        asked = len((await fetch_records(urls, http))["llm"])
+        records = await fetch_records(urls, http)
     figures = measure(workload, run)
-    figures |= _requests(asked, figures["utterances"], drafts)
+    figures |= _requests(len(records["llm"]), len(records["tts"]), figures["utterances"], drafts)
     return figures | {"settings": env, "machine": load.figures()}
 
 
@@ -130,12 +130,15 @@ def _drafts() -> dict[str, float]:
     }
 
 
-def _requests(asked: int, utterances: int, before: Mapping[str, float]) -> dict[str, Any]:
-    """What drafts cost: the LLM requests the session made, per utterance, and its drafts by outcome."""
+def _requests(asked: int, spoken: int, utterances: int, before: Mapping[str, float]) -> dict[str, Any]:
+    """What drafts cost: the LLM requests and TTS contexts the session made, per utterance, and its drafts
+    by outcome (a draft thrown away cost an LLM request and its first clause's synthesis)."""
     drafts = {k: round(v - before[k]) for k, v in _drafts().items()}
     return {
         "llm_requests": asked,
         "llm_requests_per_utterance": round(asked / utterances, 3) if utterances else None,
+        "tts_contexts": spoken,
+        "tts_contexts_per_utterance": round(spoken / utterances, 3) if utterances else None,
         "drafts": drafts,
     }
 
