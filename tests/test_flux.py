@@ -67,17 +67,17 @@ def flux_settings(fake: FakeDeepgram, llm: str = NOWHERE, tts: str = NOWHERE, **
     )
 
 
-async def hear(fake: FakeDeepgram, steps: list[Step], drafts: DraftLog | None = None, **env: str) -> Heard:
+async def hear(fake: FakeDeepgram, steps: list[Step], *, drafts: DraftLog | None = None, **env: str) -> Heard:
     heard = Heard()
     await fake.start()
     try:
         settings = flux_settings(fake, **env)
-        options = PipelineOptions.from_settings(settings)
+        options, language = PipelineOptions.from_settings(settings), settings.source_language
         async with aiohttp.ClientSession() as http:
-            stt = build_stt(settings, "en", http)
+            stt = build_stt(settings, language, http)
             ears = Ears(
                 stt=stt, frames=speaker(steps, heard), out=heard, tracker=LatencyTracker(), speaker="ann",
-                language="en", max_segment_s=options.max_segment_s, pause_cut_s=options.pause_cut_s,
+                language=language, max_segment_s=options.max_segment_s, pause_cut_s=options.pause_cut_s,
                 drafts=drafts,
             )  # fmt: skip
             try:
@@ -114,7 +114,7 @@ async def test_an_eager_end_of_turn_is_a_draft_and_a_resumed_turn_withdraws_it()
     heard = await hear(
         fake,
         [quiet(0.3), tone(1.2), quiet(0.15), tone(1.2), quiet(0.8)],
-        drafts,
+        drafts=drafts,
         STT_MAX_SEGMENT_S="0",
         DEEPGRAM_EAGER_EOT_THRESHOLD="0.5",
     )
@@ -235,26 +235,10 @@ async def test_flux_multi_detects_each_turns_language():
         languages={"Hola a todos.": "es", "Good morning.": "en"},
         flux_timing=STEADY,
     )
-    heard = Heard()
-    await fake.start()
-    try:
-        settings = flux_settings(fake, DEEPGRAM_MODEL="flux-general-multi", SOURCE_LANGUAGE="auto")
-        async with aiohttp.ClientSession() as http:
-            stt = build_stt(settings, "auto", http)
-            steps: list[Step] = [quiet(0.3), tone(1.0), quiet(0.8), 1, tone(1.0), quiet(0.8)]
-            ears = Ears(
-                stt=stt,
-                frames=speaker(steps, heard),
-                out=heard,
-                tracker=LatencyTracker(),
-                speaker="ann",
-                language="auto",
-            )
-            try:
-                await asyncio.wait_for(ears.run(), 60.0)
-            finally:
-                await stt.aclose()
-    finally:
-        await fake.aclose()
+    steps: list[Step] = [quiet(0.3), tone(1.0), quiet(0.8), 1, tone(1.0), quiet(0.8)]
+    heard = await hear(
+        fake, steps, DEEPGRAM_MODEL="flux-general-multi", SOURCE_LANGUAGE="auto", STT_MAX_SEGMENT_S="0"
+    )
+
     assert [(u.text, u.language) for u in heard] == [("Hola a todos.", "es"), ("Good morning.", "en")]
     assert {c.query.get("model") for c in fake.connections} == {"flux-general-multi"}

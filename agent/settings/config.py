@@ -263,15 +263,16 @@ def is_flux(model: str) -> bool:
 
 
 def _flux(r: Reader) -> FluxSettings:
-    def optional(name: str, minimum: float, maximum: float) -> float | None:
-        return r.number(name, 0.0, minimum=minimum, maximum=maximum) if r.raw(name) is not None else None
+    """Flux's end-of-turn settings, each None unless set (Flux's own default then)."""
 
-    timeout = r.raw("DEEPGRAM_EOT_TIMEOUT_MS")
-    limits = {"minimum": 500, "maximum": 10000}
+    def number(name: str, low: float, high: float) -> float | None:
+        return r.number(name, 0.0, minimum=low, maximum=high) if r.raw(name) is not None else None
+
+    timeout = "DEEPGRAM_EOT_TIMEOUT_MS"
     return FluxSettings(
-        eot_threshold=optional("DEEPGRAM_EOT_THRESHOLD", 0.5, 0.9),
-        eager_eot_threshold=optional("DEEPGRAM_EAGER_EOT_THRESHOLD", 0.3, 0.9),
-        eot_timeout_ms=(None if timeout is None else r.integer("DEEPGRAM_EOT_TIMEOUT_MS", 5000, **limits)),
+        eot_threshold=number("DEEPGRAM_EOT_THRESHOLD", 0.5, 0.9),
+        eager_eot_threshold=number("DEEPGRAM_EAGER_EOT_THRESHOLD", 0.3, 0.9),
+        eot_timeout_ms=r.integer(timeout, 0, minimum=500, maximum=10_000) if r.raw(timeout) else None,
     )
 
 

@@ -674,9 +674,7 @@ class FakeDeepgram(FakeServer):
             recognizer=self.recognizer_for(record) if self.recognizer_for is not None else None,
             comma_pause_s=self.comma_pause_s,
         )
-        ws = web.WebSocketResponse(timeout=1.0)
-        await ws.prepare(request)
-        self.track_websocket(ws, True)
+        ws = await self.open_socket(request)
         request_id = str(uuid.uuid4())
         sender = asyncio.create_task(self._send_loop(ws, listener, request_id))
         close_requested = False
@@ -698,18 +696,41 @@ class FakeDeepgram(FakeServer):
                         listener.outbox.put_nowait(_Close())
                         close_requested = True
                         break
+        finally:
+            await self.finish_socket(record, ws, sender, close_requested=close_requested)
+        return ws
+
+    async def open_socket(self, request: web.Request) -> web.WebSocketResponse:
+        """A connection's websocket (v1 or Flux), open and tracked."""
+        ws = web.WebSocketResponse(timeout=1.0)
+        await ws.prepare(request)
+        self.track_websocket(ws, True)
+        return ws
+
+    async def finish_socket(
+        self,
+        record: DeepgramConnection,
+        ws: web.WebSocketResponse,
+        sender: asyncio.Task[None],
+        *,
+        close_requested: bool,
+    ) -> None:
+        """A connection is over: after the client's CloseStream (`close_requested`), what is left to send
+        goes first and the close counts as handled (unless the fake closed it with a code); then the sender
+        stops and the connection is closed in the records."""
+        try:
             if close_requested:
                 with contextlib.suppress(ConnectionError):
                     await sender
-                record.close_stream_handled = True
-                self.close_stream_handled()
+                if record.close_code is None:
+                    record.close_stream_handled = True
+                    self.close_stream_handled()
         finally:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await sender
             self.track_websocket(ws, False)
             record.closed = True
-        return ws
 
     async def wait_close_stream_handled(self) -> None:
         """Wait until a connection was closed after the client's CloseStream, so every final was delivered.

@@ -66,7 +66,6 @@ and the counts `flux_eager_sent`, `flux_resumed_sent`, `flux_end_of_turn_sent`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
@@ -479,9 +478,7 @@ async def serve(fake: FakeDeepgram, request: web.Request) -> web.StreamResponse:
         recognizer=fake.recognizer_for(record) if fake.recognizer_for is not None else None,
         comma_pause_s=fake.comma_pause_s,
     )
-    ws = web.WebSocketResponse(timeout=1.0)
-    await ws.prepare(request)
-    fake.track_websocket(ws, True)
+    ws = await fake.open_socket(request)
     request_id = str(uuid.uuid4())
     sender = asyncio.create_task(_send_loop(fake, ws, turns, request_id))
     close_requested = False
@@ -519,18 +516,8 @@ async def serve(fake: FakeDeepgram, request: web.Request) -> web.StreamResponse:
                     )
                     close_requested = True
                     break
-        if close_requested:
-            with contextlib.suppress(ConnectionError):
-                await sender
-            if record.close_code is None:
-                record.close_stream_handled = True
-                fake.close_stream_handled()
     finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await sender
-        fake.track_websocket(ws, False)
-        record.closed = True
+        await fake.finish_socket(record, ws, sender, close_requested=close_requested)
     return ws
 
 

@@ -10,7 +10,7 @@ it, so the listener waits for neither the LLM nor the TTS's first audio. A draft
 request and one clause's synthesis. Counted by outcome (`interpreter_drafts_total`): used, changed,
 discarded; the requests drafts cost for nothing are the last two.
 
-One draft per speaker at most; each holds the translation's clauses as they come, for `clauses` to replay.
+One draft per speaker at most; each holds the translation's clauses as they come, for the final to replay.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 
 from agent.loops.brain.prompt import ContextBook
 from agent.loops.brain.synthesis import PreparedClause
 from agent.loops.brain.translate import Translator
+from agent.loops.brain.unfolding import Unfolding
 from agent.loops.models import Utterance
 from agent.telemetry import metrics
 from agent.telemetry.latency import Clock
@@ -30,27 +31,15 @@ from agent.telemetry.latency import Clock
 logger = logging.getLogger("agent.brain")
 
 
-class Draft:
-    """One draft translation: its clauses as they come, and how it ended."""
+class Draft(Unfolding[str]):
+    """One draft translation: its clauses as they come (`items`), and how it ended."""
 
     def __init__(self, utterance: Utterance) -> None:
+        super().__init__()
         self.utterance = utterance
-        self.clauses: list[str] = []
         self.first_token_at: float | None = None  # clock time of the LLM's first token
-        self.error: BaseException | None = None
-        self.done = False
         self.on_token: Callable[[], None] | None = None  # once taken: the final's own first-token mark
         self.prepared: PreparedClause | None = None  # its first clause, synthesized ahead
-        self._changed = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    def add(self, clause: str) -> None:
-        self.clauses.append(clause)
-        self._changed.set()
-
-    def end(self, error: BaseException | None = None) -> None:
-        self.done, self.error = True, error
-        self._changed.set()
 
     def token(self, at: float) -> None:
         if self.first_token_at is None:
@@ -58,19 +47,11 @@ class Draft:
             if self.on_token is not None:
                 self.on_token()
 
-    async def replay(self) -> AsyncGenerator[str, None]:
-        """Every clause of the translation, those already made at once; the draft's error at the end."""
-        given = 0
-        while True:
-            while given < len(self.clauses):
-                given += 1
-                yield self.clauses[given - 1]
-            if self.done:
-                if self.error is not None:
-                    raise self.error
-                return
-            self._changed.clear()
-            await self._changed.wait()
+    def cancel(self) -> None:
+        """Stop translating, and synthesizing ahead."""
+        super().cancel()
+        if self.prepared is not None:
+            self.prepared.cancel()
 
 
 class Drafts:
@@ -106,7 +87,7 @@ class Drafts:
         draft = self._drafts.get(utterance.speaker)
         if draft is None:
             return None
-        if draft.utterance.text != utterance.text or (draft.error is not None and not draft.clauses):
+        if draft.utterance.text != utterance.text or (draft.error is not None and not draft.items):
             self._end(utterance.speaker, "changed")
             return None
         del self._drafts[utterance.speaker]
@@ -114,22 +95,19 @@ class Drafts:
         return draft
 
     async def aclose(self) -> None:
-        tasks = [d.task for d in self._drafts.values() if d.task is not None]
-        tasks += [d.prepared.task for d in self._drafts.values() if d.prepared and d.prepared.task]
+        drafts = list(self._drafts.values())
         self._drafts.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for draft in drafts:
+            draft.cancel()
+        made_by = [draft.task for draft in drafts] + [d.prepared.task for d in drafts if d.prepared]
+        await asyncio.gather(*(t for t in made_by if t is not None), return_exceptions=True)
 
     def _end(self, speaker: str, outcome: str) -> None:
         draft = self._drafts.pop(speaker, None)
         if draft is None:
             return
         metrics.DRAFTS.labels(outcome=outcome).inc()
-        if draft.task is not None and not draft.task.done():
-            draft.task.cancel()
-        if draft.prepared is not None:
-            draft.prepared.cancel()
+        draft.cancel()
 
     async def _translate(self, draft: Draft, concise: bool) -> None:
         utterance = draft.utterance

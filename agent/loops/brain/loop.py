@@ -99,10 +99,15 @@ class Brain:
         """An eager end of turn's transcript, to translate ahead of its final; not while utterances wait
         (the final would be folded into them, so the draft would be wasted)."""
         if self._inbox.qsize() == 0:
-            self.drafts.start(utterance, concise=self._pace is not None and self._pace.concise)
+            self.drafts.start(utterance, concise=self._concise)
 
     def withdraw(self, speaker: str) -> None:
         self.drafts.withdraw(speaker)
+
+    @property
+    def _concise(self) -> bool:
+        """Translations are asked to be concise (the mouth runs behind)."""
+        return self._pace is not None and self._pace.concise
 
     async def run(self) -> None:
         try:
@@ -153,10 +158,8 @@ class Brain:
                 voice.cancel()
             await asyncio.gather(*voices, return_exceptions=True)
             await early.aclose()
-            if draft is not None and draft.task is not None:
-                draft.task.cancel()  # (done by now, unless this utterance failed)
-            if draft is not None and draft.prepared is not None:
-                draft.prepared.cancel()
+            if draft is not None:
+                draft.cancel()  # (done by now, unless this utterance failed)
             speech.end(failed=not (translated and speech.parts) and not speech.caption_only)
             self._publish_final_caption(speech)
 
@@ -187,7 +190,7 @@ class Brain:
             clauses = self.translator.clauses(
                 context,
                 utterance.text,
-                concise=self._pace is not None and self._pace.concise,
+                concise=self._concise,
                 on_token=first_token,
                 utterance_id=utterance.id,
                 # an outage lasting until its translation would be too late to speak fails it

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 
 from livekit import rtc
 from livekit.agents import APIError, tts
 
+from agent.loops.brain.unfolding import Unfolding
 from agent.loops.faults import FaultFlag
 from agent.loops.models import ClauseAudio, Speech
 from agent.loops.pace import Pace
@@ -117,8 +118,8 @@ class Synthesizer:
             async for audio in stream:
                 prepared.add(audio.frame)
             prepared.end()
-        except APIError:
-            prepared.end(failed=True)  # the clause is synthesized again when poured
+        except APIError as e:
+            prepared.end(e)  # the clause is synthesized again when poured
         finally:
             await close_stream(stream)
 
@@ -127,15 +128,16 @@ class Synthesizer:
     ) -> None:
         """Hand a prepared clause's frames to `part` of `speech` as they come; synthesized anew if the
         preparation failed."""
-        async for frame in prepared.replay():
-            self._first_audio(speech)
-            speech.push(part, frame)
-        if not prepared.failed:
+        try:
+            async for frame in prepared.replay():
+                self._first_audio(speech)
+                speech.push(part, frame)
+        except APIError:
+            if part.frames:
+                speech.restart(part)  # the mouth skips what was already heard
+            await self.voice(speech, part, index, voice)
+        else:
             speech.finish(part)
-            return
-        if part.frames:
-            speech.restart(part)  # the mouth skips what was already heard
-        await self.voice(speech, part, index, voice)
 
     def _first_audio(self, speech: Speech) -> None:
         if speech.first_audio_at is None:
@@ -183,37 +185,9 @@ class EarlyStream:
             await close_stream(self._stream)
 
 
-class PreparedClause:
-    """A clause synthesized ahead of its utterance: its frames as they come."""
+class PreparedClause(Unfolding[rtc.AudioFrame]):
+    """A clause synthesized ahead of its utterance: its frames as they come (`Synthesizer.prepare`)."""
 
     def __init__(self, text: str) -> None:
+        super().__init__()
         self.text = text
-        self.frames: list[rtc.AudioFrame] = []
-        self.done = False
-        self.failed = False
-        self.task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
-
-    def add(self, frame: rtc.AudioFrame) -> None:
-        self.frames.append(frame)
-        self._changed.set()
-
-    def end(self, *, failed: bool = False) -> None:
-        self.done, self.failed = True, failed
-        self._changed.set()
-
-    def cancel(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-
-    async def replay(self) -> AsyncGenerator[rtc.AudioFrame, None]:
-        """Every frame, those made already at once, until the synthesis ended (or failed)."""
-        given = 0
-        while True:
-            while given < len(self.frames):
-                given += 1
-                yield self.frames[given - 1]
-            if self.done:
-                return
-            self._changed.clear()
-            await self._changed.wait()
