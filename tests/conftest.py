@@ -167,6 +167,9 @@ class Fakes:
             # nor cut at short pauses: through the loopback track a loaded machine may add 100+ ms of
             # silence mid-sentence (tests/harness.py); the pause cut is tested in tests/test_pause_cut.py
             "PAUSE_CUT_MS": "0",
+            # the scenarios are about what is spoken, whoever listens; listener-driven synthesis is tested
+            # apart (tests/test_audience.py)
+            "SYNTHESIS": "always",
             **overrides,
         }
 

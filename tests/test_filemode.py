@@ -10,8 +10,10 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from agent.run.filemode import STT_GIVE_UP_S, read_wav
+from agent.settings.prices import load_prices
 from tests.conftest import DIALOGUE, ONE_SENTENCE, Fakes
 from tests.fakes import Delay, FluxTiming
 from tests.harness import spoken_text
@@ -80,6 +82,25 @@ async def test_interpret_writes_an_aligned_interpretation(dialogue_fakes: Fakes,
     assert [c["text"] for c in written if c["final"] and not c["translated"]] == DIALOGUE.transcripts
     translated = [c["text"] for c in written if c["final"] and c["translated"]]
     assert translated == list(DIALOGUE.translations.values())
+
+    # what it cost: each provider's usage as the fakes took and reported it, priced by the bundled table
+    usage = {(line["provider"], line["item"]): line for line in result["usage"]["lines"]}
+    sent = sum(c.audio_s for c in dialogue_fakes.deepgram.connections)
+    assert usage[("deepgram", "audio_seconds")]["amount"] == pytest.approx(sent, abs=0.01)
+    reported = dialogue_fakes.cerebras.usage_sent
+    assert len(reported) == 3
+    assert usage[("cerebras", "input_tokens")]["amount"] == sum(u["prompt_tokens"] for u in reported)
+    assert usage[("cerebras", "output_tokens")]["amount"] == sum(u["completion_tokens"] for u in reported)
+    assert usage[("cerebras", "input_tokens")]["language"] == "es"
+    # (the text of each clause; the plugin adds a space after it, and a space to end the context)
+    sent_text = [text.strip() for texts in dialogue_fakes.cartesia.contexts.values() for text in texts]
+    assert usage[("cartesia", "characters")]["amount"] == sum(map(len, sent_text)) > 0
+    prices = load_prices()
+    expected = sum(
+        prices.cost(line["provider"], line["model"], line["item"], line["amount"]) for line in usage.values()
+    )
+    assert result["usage"]["cost_usd"] == pytest.approx(expected, rel=1e-3) and expected > 0
+    assert result["usage"]["prices_date"] == prices.date
 
 
 async def test_interpret_names_every_missing_key(tmp_path: Path):

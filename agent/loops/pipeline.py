@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 from livekit import rtc
 from livekit.agents import llm, tts
@@ -30,6 +31,7 @@ from agent.loops.queues import UtteranceQueue
 from agent.providers.build import Providers
 from agent.settings.config import Settings
 from agent.telemetry.latency import LatencyTracker, Mark
+from agent.telemetry.usage import METER, Meter, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,14 @@ class PipelineOptions:
         )
 
 
+class Demand(Enum):
+    """What a target language's channel does, by who is in the room (`agent/room/audience.py`)."""
+
+    SPEAK = "speak"  # someone hears it: translated, spoken and captioned
+    CAPTION = "caption"  # someone only reads it: translated and captioned, nothing synthesized
+    NONE = "none"  # nobody hears or reads it: nothing at all (its track stays, silent, to be picked)
+
+
 def same_language(a: str, b: str) -> bool:
     """'en' and 'en-GB' are the same language: speech is never interpreted into its own language."""
     return LanguageCode(a).language == LanguageCode(b).language
@@ -84,9 +94,13 @@ class Channel:
         on_fault: Callable[[str, bool], None] | None = None,
         voice_for: VoiceFor | None = None,
         wait_turn: Callable[[], Awaitable[None]] | None = None,
+        meter: Meter | None = None,
+        is_clone: Callable[[str], bool] | None = None,
     ) -> None:
         opts = options or PipelineOptions()
         self.language = language
+        self.demand = Demand.SPEAK  # the room sets it as people come, go and say what they hear
+        self._meter = meter
         self.tts = tts
         self._tracker = tracker
         self.inbox = UtteranceQueue(opts.utterance_queue_size)
@@ -105,6 +119,9 @@ class Channel:
             on_fault=on_fault,
             stale_after_s=opts.stale_after_s,
             voice_for=voice_for,
+            speaks=lambda: self.demand is Demand.SPEAK,
+            meter=meter,
+            is_clone=is_clone,
         )
         self.mouth = Mouth(
             output=output,
@@ -140,25 +157,27 @@ class Channel:
         self.inbox.close()
 
     async def run(self) -> None:
+        METER.set(self._meter)  # this task's, and the tasks it makes: its LLM requests are counted here
         async with asyncio.TaskGroup() as group:
             group.create_task(self.brain.run(), name=f"brain-{self.language}")
             group.create_task(self.mouth.run(), name=f"mouth-{self.language}")
 
 
 class Router:
-    """Hands each utterance (and draft) to every channel of another language."""
+    """Hands each utterance to every channel of another language that someone hears or reads, and each
+    draft to those that someone hears (a draft is there to speak sooner)."""
 
     def __init__(self) -> None:
         self.channels: dict[str, Channel] = {}
 
     def put_nowait(self, utterance: Utterance) -> None:
         for language, channel in self.channels.items():
-            if not same_language(language, utterance.language):
+            if not same_language(language, utterance.language) and channel.demand is not Demand.NONE:
                 channel.put_nowait(utterance)
 
     def draft(self, utterance: Utterance) -> None:
         for language, channel in self.channels.items():
-            if not same_language(language, utterance.language):
+            if not same_language(language, utterance.language) and channel.demand is Demand.SPEAK:
                 channel.draft(utterance)
 
     def withdraw(self, speaker: str) -> None:
@@ -182,6 +201,7 @@ class Interpreter:
         captions: CaptionSink | None = None,
         options: PipelineOptions | None = None,
         on_fault: Callable[[str, bool], None] | None = None,
+        usage: Usage | None = None,
     ) -> None:
         opts = options or PipelineOptions()
         self.channel = Channel(
@@ -193,6 +213,7 @@ class Interpreter:
             captions=captions,
             options=options,
             on_fault=on_fault,
+            meter=None if usage is None else usage.meter(target_language),
         )
         self.router = Router()
         self.router.channels[target_language] = self.channel
@@ -210,6 +231,7 @@ class Interpreter:
             on_fault=None if on_fault is None else lambda down: on_fault("stt", down),
             give_up_after_s=opts.stt_give_up_after_s,
             drafts=self.router,
+            usage=usage,
         )
 
     @property

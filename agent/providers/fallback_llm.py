@@ -38,6 +38,7 @@ from livekit.agents import (
 
 from agent.providers.llm_replies import describe_error
 from agent.telemetry import metrics
+from agent.telemetry.usage import count_llm
 
 logger = logging.getLogger("agent.providers")
 
@@ -121,6 +122,12 @@ class FallbackLLM(llm.LLM[Literal["llm_availability_changed"]]):
     def attempt(self, i: int, chat_ctx: llm.ChatContext) -> llm.LLMStream:
         return self.instances[i].chat(chat_ctx=chat_ctx, conn_options=self._attempt)
 
+    def count(self, i: int, chunk: llm.ChatChunk) -> None:
+        """LLM `i`'s usage, as its provider reported it (its last chunk), in the channel asking."""
+        if chunk.usage is not None:
+            usage = chunk.usage
+            count_llm(self.names[i], self.instances[i].model, usage.prompt_tokens, usage.completion_tokens)
+
     def answered(self, i: int) -> None:
         self.last_errors.pop(i, None)
         if not self.available[i]:
@@ -151,8 +158,8 @@ class FallbackLLM(llm.LLM[Literal["llm_availability_changed"]]):
     async def _probe(self, i: int, chat_ctx: llm.ChatContext) -> None:
         try:
             async with self.attempt(i, chat_ctx) as stream:
-                async for _ in stream:
-                    pass
+                async for chunk in stream:
+                    self.count(i, chunk)  # a probe is billed too
         except Exception as e:  # still failing (noted); the next request that skips it probes again
             self.last_errors[i] = e
             return
@@ -204,6 +211,7 @@ class _FallbackStream(llm.LLMStream):
                 async with fallback.attempt(i, self._chat_ctx) as stream:
                     async for chunk in stream:
                         replied = replied or chunk.has_response()
+                        fallback.count(i, chunk)
                         self._event_ch.send_nowait(chunk)
             except Exception as e:
                 if not _is_provider_error(e):

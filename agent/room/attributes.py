@@ -21,11 +21,11 @@ from types import MappingProxyType
 from typing import Any
 
 from agent.room.cloning import ATTR_VOICE
-from agent.room.room_io import ATTR_INTERPRET_TO, ATTR_LANGUAGE
+from agent.room.room_io import ATTR_INTERPRET_TO, ATTR_LANGUAGE, ATTR_LISTENING_TO
 
 logger = logging.getLogger("agent.session")
 
-READ = (ATTR_LANGUAGE, ATTR_INTERPRET_TO, ATTR_VOICE)
+READ = (ATTR_LANGUAGE, ATTR_INTERPRET_TO, ATTR_VOICE, ATTR_LISTENING_TO)
 MAX_VALUE_CHARS = 256  # far more than `interpret_to` at its cap ("zh-Hant-TW,pt-BR" is 16)
 SETTLE_S = 1.0  # a participant's changes apply at most once a second
 STORM_LOG_AT = 10  # changes coalesced in one window before it is logged

@@ -42,6 +42,7 @@ from agent.room.voices import VoiceBook
 from agent.settings.config import TtsSettings
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
+from agent.telemetry.usage import TTS, Usage
 
 logger = logging.getLogger("agent.cloning")
 
@@ -107,6 +108,7 @@ class VoiceCloner:
         self.deleted = 0
         self.delete_failures = 0
         self.first_word_to_own_voice_s: list[float] = []
+        self.usage: Usage | None = None  # the room's: every clone and delete call is counted
 
     @classmethod
     def for_tts(cls, tts: TtsSettings, http: aiohttp.ClientSession, on_clone: OnClone) -> VoiceCloner:
@@ -198,6 +200,7 @@ class VoiceCloner:
         form.add_field("description", CLONE_TAG)
         form.add_field("language", language.split("-")[0])
         url = f"{self._base_url}/voices/clone"
+        self._count("clones")
         async with self._http.post(url, data=form, headers=self._headers()) as response:
             if response.status >= 400:
                 raise _StatusError(response.status)
@@ -206,6 +209,10 @@ class VoiceCloner:
         if not isinstance(voice_id, str) or not voice_id:
             raise ValueError("no voice id in the answer")
         return voice_id
+
+    def _count(self, item: str) -> None:
+        if self.usage is not None:
+            self.usage.add(TTS, "", item, 1)
 
     def _delete_later(self, voice_id: str) -> None:
         task = asyncio.create_task(self._delete(voice_id), name="voice-delete")
@@ -221,6 +228,7 @@ class VoiceCloner:
                 return  # deleted meanwhile by another attempt
             try:
                 url = f"{self._base_url}/voices/{voice_id}"
+                self._count("clone_deletes")
                 timeout = aiohttp.ClientTimeout(total=_REQUEST_TIMEOUT_S)
                 async with self._http.delete(url, headers=self._headers(), timeout=timeout) as response:
                     ok = response.status < 300 or response.status == 404  # 404: already gone

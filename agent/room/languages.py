@@ -113,9 +113,19 @@ class LanguageChoice:
         self._asked_at = {code: self._asked_at.get(code, next(self._asks)) for code in asked}
         return wanted + sorted(asked, key=self._asked_at.__getitem__)
 
+    def asks(self, participant: Any) -> list[str]:
+        """The languages one participant asks for (base codes, their first MAX_ASKED_PER_PARTICIPANT)."""
+        return self._read_asks(participant)[0]
+
     def _asked_by(self, participant: Any) -> list[str]:
-        """The languages one participant asks for (base codes, their first MAX_ASKED_PER_PARTICIPANT);
-        counts them in `_over_cap` / `_bad_codes` when they ask for more, or for what is not a language."""
+        """`asks`, counted in `_over_cap` / `_bad_codes` when they ask for more, or for what is not a
+        language."""
+        languages, bad, over_cap = self._read_asks(participant)
+        self._bad_codes += bad
+        self._over_cap += over_cap
+        return languages
+
+    def _read_asks(self, participant: Any) -> tuple[list[str], bool, bool]:
         attributes = self.attributes.of(participant)
         codes = attributes.get(ATTR_INTERPRET_TO, "")
         if not codes.strip() and self.spoken_language(participant, warn=False) == AUTO:
@@ -127,9 +137,8 @@ class LanguageChoice:
         bad = len(raw) > len([code for code in raw if participant_language(code)])
         spoken = attributes.get(ATTR_LANGUAGE, "")
         bad_spoken = spoken.strip().lower() not in ("", AUTO) and not participant_language(spoken)
-        self._bad_codes += bad or bad_spoken
-        self._over_cap += len(languages) > MAX_ASKED_PER_PARTICIPANT
-        return languages[:MAX_ASKED_PER_PARTICIPANT]
+        over_cap = len(languages) > MAX_ASKED_PER_PARTICIPANT
+        return languages[:MAX_ASKED_PER_PARTICIPANT], bad or bad_spoken, over_cap
 
     def capped(self, participants: Iterable[Any]) -> tuple[list[str], bool]:
         """The languages that get a track (the first MAX_LANGUAGES wanted), and whether what is reported

@@ -19,7 +19,7 @@ from livekit.agents import llm, tts
 
 from agent.loops.brain.prompt import Instructions
 from agent.loops.mouth.loop import OUTPUT_QUEUE_MS
-from agent.loops.pipeline import Channel, PipelineOptions, Router
+from agent.loops.pipeline import Channel, Demand, PipelineOptions, Router
 from agent.room.room_io import RoomPublisher, track_name, unless_gone
 from agent.room.running import STOP_TIMEOUT_S, Running, finish
 from agent.room.status import AgentStatus
@@ -27,6 +27,7 @@ from agent.room.voices import VoiceBook
 from agent.settings.room_settings import RoomSettings
 from agent.telemetry import metrics
 from agent.telemetry.latency import LatencyTracker
+from agent.telemetry.usage import Usage
 
 logger = logging.getLogger("agent.session")
 
@@ -73,8 +74,10 @@ class Outputs(Running[Output]):
         status: AgentStatus,
         voices: VoiceBook,
         router: Router,
+        usage: Usage | None = None,
     ) -> None:
         super().__init__()
+        self._usage = usage
         self._room = room
         self._sample_rate = sample_rate
         self._llm = llm
@@ -110,7 +113,14 @@ class Outputs(Running[Output]):
             fixed=tuple(s.glossary.fixed_for(language)), keep=s.glossary.keep, formality=s.formality
         )
 
-    async def open(self, language: str) -> None:
+    def set_demand(self, language: str, demand: Demand) -> None:
+        """What `language`'s channel does from its next utterance on (`agent/room/audience.py`)."""
+        channel = self._running[language].channel
+        if channel.demand is not demand:
+            channel.demand = demand
+            logger.info("interpretation demand changed", extra={"language": language, "demand": demand.value})
+
+    async def open(self, language: str, demand: Demand = Demand.SPEAK) -> None:
         source = rtc.AudioSource(self._sample_rate, 1, queue_size_ms=OUTPUT_QUEUE_MS)
         track = rtc.LocalAudioTrack.create_audio_track(track_name(language), source)
         options = interpretation_publish_options()
@@ -133,7 +143,10 @@ class Outputs(Running[Output]):
             on_fault=lambda kind, active: self._status.set_fault(kind, f"channel-{language}", active),
             voice_for=lambda speaker: self._voices.voice_for(speaker, language),
             wait_turn=None if (turn := self.wait_turn) is None else (lambda: turn(language)),
+            meter=None if self._usage is None else self._usage.meter(language),
+            is_clone=self._voices.is_clone,
         )
+        channel.demand = demand
         task = asyncio.create_task(channel.run(), name=f"channel-{language}")
         self._running[language] = Output(channel, task, source, publication.sid)
         self._publisher.language_tracks[language] = publication.sid

@@ -37,6 +37,8 @@ logger = logging.getLogger("agent.room")
 STT_SAMPLE_RATE = 16000
 ATTR_LANGUAGE = "language"
 ATTR_INTERPRET_TO = "interpret_to"
+# a listener's: the language(s) of the interpretation tracks it is subscribed to and plays ("": none)
+ATTR_LISTENING_TO = "listening_to"
 ATTR_LANGUAGES = "interpreter.languages"
 ATTR_WARNINGS = "interpreter.warnings"
 ATTR_FAULTS = "interpreter.faults"  # providers failing right now: "llm", "stt", "tts" (comma-separated)

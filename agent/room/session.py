@@ -26,6 +26,7 @@ from agent.loops.echo import EchoBook
 from agent.loops.pipeline import PipelineOptions, Router
 from agent.loops.queues import StepQueue
 from agent.room.attributes import ParticipantAttributes
+from agent.room.audience import Audience
 from agent.room.auto_language import HeardLanguages
 from agent.room.cloning import OnClone, VoiceCloner, deleted_first, own_voice_handler
 from agent.room.handover import Takeover
@@ -41,6 +42,7 @@ from agent.settings.config import Settings
 from agent.settings.room_settings import RoomSettings, parse_room_settings
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker
+from agent.telemetry.usage import Usage
 
 logger = logging.getLogger("agent.session")
 
@@ -62,8 +64,11 @@ class RoomSession:
         cloner: ClonerFactory | None = None,
         handover_from: str | None = None,
         attributes: ParticipantAttributes | None = None,
+        usage: Usage | None = None,
     ) -> None:
         self._room = room
+        self._always_speak = settings.synthesis == "always"
+        self.usage = usage or Usage(settings.prices)
         self._job_metadata = job_metadata
         self.clock = tracker.clock
         options = PipelineOptions.from_settings(settings)
@@ -83,17 +88,20 @@ class RoomSession:
         # own voice, for speakers who consent (`interpreter.voice` = `own`), unless VOICE_CLONING=off
         on_clone = own_voice_handler(self.voices, self.publisher)  # the book, and who is heard in their own
         self.cloner = cloner(on_clone) if cloner is not None and settings.voice_cloning else None
+        if self.cloner is not None:
+            self.cloner.usage = self.usage
         router = Router()
         self.outputs = Outputs(
             room=room, sample_rate=settings.tts.sample_rate, llm=llm, tts_factory=tts_factory,
             tracker=tracker, options=options, publisher=self.publisher, status=self.status,
-            voices=self.voices, router=router,
+            voices=self.voices, router=router, usage=self.usage,
         )  # fmt: skip
         self.speakers = Speakers(
             stt=stt, frames_for=frames_for, tracker=tracker, options=options, publisher=self.publisher,
             status=self.status, languages=self.languages, heard=self.heard, voices=self.voices,
             cloner=self.cloner, router=router, on_heard_changed=self._sync_soon, echo=self.echo,
             segment_tag=own_segment_tag(room, settings.agent_name, taking_over=handover_from is not None),
+            usage=self.usage,
         )  # fmt: skip
         self.takeover = None if handover_from is None else Takeover(
             room=room, speakers=self.speakers, outputs=self.outputs, publisher=self.publisher,
@@ -236,9 +244,13 @@ class RoomSession:
         for language in list(self.outputs):
             if language not in wanted:
                 await self.outputs.close(language)
+        audience = Audience(self._room.remote_participants.values(), self.attributes.of, self.languages.asks)
         for language in wanted:
+            demand = audience.demand(language, always=self._always_speak)
             if language not in self.outputs:
-                await self.outputs.open(language)
+                await self.outputs.open(language, demand)
+            else:
+                self.outputs.set_demand(language, demand)
         self.publisher.set_attributes(**{ATTR_LANGUAGES: ",".join(sorted(map(base_language, self.outputs)))})
 
     def _publish_warnings(self) -> None:

@@ -34,6 +34,7 @@ from agent.room.status import AgentStatus
 from agent.room.voices import VoiceBook
 from agent.telemetry import metrics
 from agent.telemetry.latency import LatencyTracker
+from agent.telemetry.usage import Usage
 
 logger = logging.getLogger("agent.session")
 
@@ -70,8 +71,10 @@ class Speakers(Running[Speaker]):
         on_heard_changed: Callable[[], None],
         segment_tag: str | None = None,
         echo: EchoBook | None = None,
+        usage: Usage | None = None,
     ) -> None:
         super().__init__()
+        self._usage = usage
         self._stt = stt
         self._frames_for = frames_for
         self._tracker = tracker
@@ -176,6 +179,7 @@ class Speakers(Running[Speaker]):
             standby=self.holding,
             echo=self._echo,
             drafts=self.router,
+            usage=self._usage,
         )
         task = asyncio.create_task(ears.run(), name=f"ears-{identity}")
         task.add_done_callback(lambda t: self._on_ears_ended(identity, t))

@@ -79,6 +79,10 @@ class VoiceBook:
         else:
             self._clones[identity] = voice_id
 
+    def is_clone(self, voice_id: str) -> bool:
+        """Whether `voice_id` is a speaker's own (cloned) voice."""
+        return voice_id in self._clones.values()
+
     def cloned(self) -> list[str]:
         """The speakers heard in their own voice now, sorted."""
         return sorted(self._clones)

@@ -17,8 +17,9 @@ import sys
 import time
 import wave
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -38,6 +39,7 @@ from agent.settings.config import (
     read_environment,
 )
 from agent.telemetry.latency import LatencyTracker, format_table
+from agent.telemetry.usage import Usage
 
 FRAME_S = 0.02
 # How long the file mode waits for speech recognition that is down (unreachable, or failing) before it
@@ -225,6 +227,7 @@ class FileResult:
     failed: int
     latency_ms: dict[str, dict[str, float | int]]
     stt_failure: SttFailure | None = None  # speech recognition refused, or down too long
+    usage: dict[str, Any] = field(default_factory=dict)  # what the providers were asked for, and its cost
 
 
 async def interpret_file(
@@ -240,6 +243,7 @@ async def interpret_file(
 ) -> FileResult:
     pcm = read_wav(in_path)
     tracker = tracker or LatencyTracker()
+    usage = Usage(settings.prices)
     captions = CaptionLog()
     started: asyncio.Future[float] = asyncio.get_running_loop().create_future()
     output = RecordingOutput(settings.tts.sample_rate, started)
@@ -258,6 +262,7 @@ async def interpret_file(
             target_language=target,
             captions=captions,
             options=replace(PipelineOptions.from_settings(settings), stt_give_up_after_s=STT_GIVE_UP_S),
+            usage=usage,
         )
         try:
             await interpreter.run()
@@ -283,6 +288,7 @@ async def interpret_file(
         failed=tracker.failed,
         latency_ms=tracker.summary_ms(),
         stt_failure=interpreter.ears.failure,
+        usage=usage.summary(),
     )
 
 
@@ -369,6 +375,8 @@ def _report(result: FileResult, args: argparse.Namespace) -> int:
             + ("" if failure is None else f"; speech recognition failed ({failure.cause})")
         )
         print(format_table(result.latency_ms))
+        usage = result.usage
+        print(f"cost: ${usage['cost_usd']:.4f} by the price table of {usage['prices_date']}")
     if result.stt_failure is not None:
         return 1  # the ears logged why (provider and status or error), once
     if result.utterances == 0:

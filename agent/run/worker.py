@@ -34,6 +34,7 @@ from agent.settings.config import ServerSettings, Settings, load_settings, read_
 from agent.telemetry import metrics
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker
+from agent.telemetry.usage import Usage
 
 logger = logging.getLogger("agent.worker")
 
@@ -91,6 +92,7 @@ class _Job:
         self.session: RoomSession | None = None
         self.presence: Presence | None = None
         self.tracker: LatencyTracker | None = None
+        self.usage: Usage | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.leaving = False  # another interpreter stays in the room: this one goes, at once
         self._shutdown = shutdown
@@ -120,6 +122,8 @@ class _Job:
             await self.presence.aclose()
         if self.tracker is not None:
             self.tracker.log_summary("job end")
+        if self.usage is not None:
+            self.usage.log(logger, "room usage at job end")
 
     async def close(self) -> None:
         drain = self.drain()  # already done when `on_session_end` ran
@@ -164,6 +168,7 @@ async def entrypoint(ctx: JobContext) -> None:
         return
     presence.start()
     job.tracker = tracker = LatencyTracker(on_complete=metrics.observe_record)
+    job.usage = usage = Usage(settings.prices)
     job.session = session = RoomSession(
         room=ctx.room,
         settings=settings,
@@ -176,6 +181,7 @@ async def entrypoint(ctx: JobContext) -> None:
             settings.tts, utils.http_context.http_session(), on_clone
         ),
         handover_from=handover_from,
+        usage=usage,
     )
     metrics.ACTIVE_SESSIONS.inc()
     job.tasks = [

@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from dotenv import dotenv_values
 
 from agent.language.codes import AUTO, DETECTED_LANGUAGES, base_language
+from agent.settings.prices import Prices, PricesError, load_prices
 
 T = TypeVar("T")
 
@@ -29,6 +31,7 @@ DEFAULT_CARTESIA_URL = "https://api.cartesia.ai"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # target languages (tracks) one room gets at most: each costs a TTS stream and an LLM call per utterance
 DEFAULT_MAX_LANGUAGES = 4
+SYNTHESIS_MODES = ("listeners", "always")
 
 
 class ConfigError(ValueError):
@@ -118,6 +121,9 @@ class Settings:
     max_languages: int  # interpretation tracks per room at most (each a TTS and an LLM call per utterance)
     voice_cloning: bool = True  # VOICE_CLONING: a consenting speaker may be interpreted in their own voice
     trim_silence: bool = True  # TRIM_SILENCE: silence at clause boundaries beyond a short gap is not played
+    # SYNTHESIS: "listeners" (speech into a language only while a human hears it) or "always"
+    synthesis: str = "listeners"
+    prices: Prices = field(default_factory=Prices)  # PRICES_FILE: what the providers charge (prices.toml)
 
 
 class Reader:
@@ -346,6 +352,8 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
         max_languages=r.integer("MAX_LANGUAGES", DEFAULT_MAX_LANGUAGES, minimum=1, maximum=16),
         voice_cloning=r.choice("VOICE_CLONING", "on", ("on", "off")) == "on",
         trim_silence=r.choice("TRIM_SILENCE", "on", ("on", "off")) == "on",
+        synthesis=r.choice("SYNTHESIS", "listeners", SYNTHESIS_MODES),
+        prices=_prices(r),
     )
     if settings.source_language == AUTO and not can_detect_language(stt.model):
         r.problems.append(
@@ -361,6 +369,15 @@ def load_settings(env: Mapping[str, str | None], *, require_livekit: bool = True
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+def _prices(r: Reader) -> Prices:
+    path = r.raw("PRICES_FILE")
+    try:
+        return load_prices(Path(path) if path else None)
+    except PricesError as e:
+        r.problems.append(str(e))
+        return Prices()
 
 
 def can_detect_language(model: str) -> bool:

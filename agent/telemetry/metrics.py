@@ -112,3 +112,20 @@ FIRST_WORD_TO_OWN_VOICE = Histogram(
     "From a consenting speaker's first word to their clone being ready (their own voice speaks from then)",
     buckets=(1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0),
 )
+USAGE = Counter(
+    "interpreter_usage",
+    "What the providers were asked for, as they bill it, by provider, model, item (audio_seconds sent to "
+    "speech-to-text; input_tokens and output_tokens of the LLMs' own usage; characters and "
+    "clone_characters synthesized; clones and clone_deletes) and language",
+    ["provider", "model", "item", "language"],
+)
+COST = Counter(
+    "interpreter_cost_usd",
+    "What that usage costs by the price table (agent/settings/prices.toml, or PRICES_FILE), by provider",
+    ["provider"],
+)
+ROOM_COST = Histogram(
+    "interpreter_room_cost_usd",
+    "What one room cost, by the price table, observed when its job ends",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0),
+)

@@ -154,6 +154,7 @@ class FakeLLM(FakeServer):
         self.max_tokens: int | None = None  # when set, replies stop after this many content pieces ("length")
         self.max_token_chars = max_token_chars
         self.requests: list[LLMRequest] = []
+        self.usage_sent: list[dict[str, Any]] = []  # the token counts of every usage field sent (billed)
         self._faults: deque[_Fault] = deque()
 
     def _setup(self, app: web.Application) -> None:
@@ -380,6 +381,7 @@ class FakeLLM(FakeServer):
         prompt_tokens = sum(len(message_text(m).split()) for m in body.get("messages", []))
         reasoning_tokens = len(split_tokens(self.reasoning, self.max_token_chars)) if self.reasoning else 0
         completion_tokens += reasoning_tokens
+        self.usage_sent.append({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
         return {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,

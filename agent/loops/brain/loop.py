@@ -32,6 +32,7 @@ from agent.loops.pace import Pace
 from agent.loops.queues import UtteranceQueue
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker, Mark
+from agent.telemetry.usage import Meter
 
 logger = logging.getLogger("agent.brain")
 
@@ -54,8 +55,12 @@ class Brain:
         on_fault: Callable[[str, bool], None] | None = None,
         stale_after_s: float = 20.0,
         voice_for: VoiceFor | None = None,
+        speaks: Callable[[], bool] | None = None,
+        meter: Meter | None = None,
+        is_clone: Callable[[str], bool] | None = None,
     ) -> None:
         self._voice_for = voice_for
+        self._speaks = speaks  # False: nobody hears this language now; its translations are captioned only
         self._stale_after_s = stale_after_s
         self._inbox = inbox
         self._outbox = outbox
@@ -68,7 +73,9 @@ class Brain:
             return None if on_fault is None else lambda down: on_fault(kind, down)
 
         self.translator = Translator(llm, on_fault=report("llm"), clock=tracker.clock)
-        self._synthesizer = Synthesizer(tts, tracker=tracker, on_fault=report("tts"))
+        self._synthesizer = Synthesizer(
+            tts, tracker=tracker, on_fault=report("tts"), meter=meter, is_clone=is_clone
+        )
         self.drafts = Drafts(
             self.translator,
             contexts,
@@ -97,8 +104,8 @@ class Brain:
 
     def draft(self, utterance: Utterance) -> None:
         """An eager end of turn's transcript, to translate ahead of its final; not while utterances wait
-        (the final would be folded into them, so the draft would be wasted)."""
-        if self._inbox.qsize() == 0:
+        (the final would be folded into them, so the draft would be wasted), nor while nobody hears it."""
+        if self._inbox.qsize() == 0 and (self._speaks is None or self._speaks()):
             self.drafts.start(utterance, concise=self._concise)
 
     def withdraw(self, speaker: str) -> None:
@@ -139,6 +146,9 @@ class Brain:
         speaker_voice = self._voice_of(utterance.speaker)
         # a cold TTS socket connects while the LLM thinks
         early = self._synthesizer.early(speaker_voice)
+        if self._speaks is not None and not self._speaks():  # decided as it starts: no backlog is spoken
+            speech.caption_only = True
+            early.take()  # (so it never opens)
         translated = False
         context = self.contexts.for_speaker(utterance.speaker, utterance.language)
         draft = self.drafts.take(utterance)

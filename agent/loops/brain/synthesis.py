@@ -25,6 +25,7 @@ from agent.loops.pace import Pace
 from agent.providers.build import TTS_CONN_OPTIONS, close_stream
 from agent.telemetry import metrics
 from agent.telemetry.latency import LatencyTracker, Mark
+from agent.telemetry.usage import Meter
 
 logger = logging.getLogger("agent.brain")  # the brain's logger: the brain speaks through its synthesizer
 
@@ -38,9 +39,17 @@ class Synthesizer:
     """One channel's TTS: a stream per clause, in the speaker's voice, at the pace's speaking rate."""
 
     def __init__(
-        self, tts: tts.TTS, *, tracker: LatencyTracker, on_fault: Callable[[bool], None] | None = None
+        self,
+        tts: tts.TTS,
+        *,
+        tracker: LatencyTracker,
+        on_fault: Callable[[bool], None] | None = None,
+        meter: Meter | None = None,
+        is_clone: Callable[[str], bool] | None = None,
     ) -> None:
         self._tts = tts
+        self._meter = meter  # every character sent is counted, as Cartesia bills it (a retry's too)
+        self._is_clone = is_clone  # whether a voice id is a speaker's own (cloned) voice
         self._tracker = tracker
         self._fault = FaultFlag(on_fault)  # down since a clause failed, up when one is spoken again
         self.speed = 1.0  # the speaking rate asked of the TTS
@@ -77,8 +86,7 @@ class Synthesizer:
                 return
             stream, opened = opened or self._open_stream(voice), None
             try:
-                stream.push_text(part.text)
-                stream.end_input()
+                self._send(stream, part.text, voice)
                 async for audio in stream:
                     self._first_audio(speech)
                     speech.push(part, audio.frame, final=audio.is_final)
@@ -113,8 +121,7 @@ class Synthesizer:
     async def _prepare(self, prepared: PreparedClause, voice: str | None) -> None:
         stream = self._open_stream(voice)
         try:
-            stream.push_text(prepared.text)
-            stream.end_input()
+            self._send(stream, prepared.text, voice)
             async for audio in stream:
                 prepared.add(audio.frame)
             prepared.end()
@@ -138,6 +145,14 @@ class Synthesizer:
             await self.voice(speech, part, index, voice)
         else:
             speech.finish(part)
+
+    def _send(self, stream: tts.SynthesizeStream, text: str, voice: str | None) -> None:
+        """A clause's whole text into its stream, counted."""
+        stream.push_text(text)
+        stream.end_input()
+        if self._meter is not None:
+            clone = voice is not None and self._is_clone is not None and self._is_clone(voice)
+            self._meter.tts(self._tts.model, len(text), clone=clone)
 
     def _first_audio(self, speech: Speech) -> None:
         if speech.first_audio_at is None:

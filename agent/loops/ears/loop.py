@@ -35,6 +35,7 @@ from agent.loops.queues import DraftSink, UtteranceSink
 from agent.providers.build import ends_turns
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import Clock, LatencyTracker
+from agent.telemetry.usage import Usage
 
 logger = logging.getLogger("agent.ears")
 # a turn's audio window runs this long past its speech at most (Flux's end of turn: about 0.26 s at p50); a
@@ -69,6 +70,7 @@ class Ears:
         echo: EchoCheck | None = None,
         drafts: DraftSink | None = None,
         clause_cuts: bool = False,
+        usage: Usage | None = None,
     ) -> None:
         self._frames = frames
         self._drafts = drafts
@@ -110,6 +112,7 @@ class Ears:
             drain_idle_s=drain_idle_s,
             give_up_after_s=give_up_after_s,
             on_fault=on_fault,
+            on_sent=None if usage is None else (lambda s: usage.stt(speaker, stt.model, s, language)),
         )
         self._intake_task: asyncio.Task[None] | None = None
         self._stopped = False

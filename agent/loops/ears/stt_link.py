@@ -143,6 +143,7 @@ class SttLink:
         drain_idle_s: float = 1.5,
         give_up_after_s: float | None = None,
         on_fault: Callable[[bool], None] | None = None,
+        on_sent: Callable[[float], None] | None = None,
     ) -> None:
         self._stt = stt
         self._language = language
@@ -152,6 +153,7 @@ class SttLink:
         self._backoff = backoff or Backoff()
         self._drain_idle_s = drain_idle_s
         self._give_up_after_s = give_up_after_s  # None: never give up on an outage while audio flows
+        self._on_sent = on_sent  # told the seconds of every frame sent (usage)
         self._provider = ""
         self._failures = 0  # failures in a row
         self._down_since: float | None = None  # clock time of the first failure in a row
@@ -182,7 +184,7 @@ class SttLink:
             # a closing stream refuses it; the frame stays pending for the next stream
             with contextlib.suppress(RuntimeError):
                 self._stream.push_frame(sent)
-                self.times.sent(sent)
+                self._sent(sent)
         return True
 
     def to_timeline(self, stream_t: float) -> float:
@@ -303,6 +305,12 @@ class SttLink:
             message, *args, extra={"speaker": self._speaker, "failures": self._failures, **failure.fields}
         )
 
+    def _sent(self, frame: rtc.AudioFrame) -> None:
+        """A frame went to the STT (a replayed one too: it is billed again)."""
+        self.times.sent(frame)
+        if self._on_sent is not None:
+            self._on_sent(frame.samples_per_channel / frame.sample_rate)
+
     def _open(self) -> SpeechStream:
         stream = self._stt.stream(language=stt_language(self._language), conn_options=STT_CONN_OPTIONS)
         # replay what was not finalized (and what arrived while the link was down), then go live
@@ -310,7 +318,7 @@ class SttLink:
         self.dropouts.forget()
         for frame in self._replay.frames():
             stream.push_frame(frame)
-            self.times.sent(frame)
+            self._sent(frame)
         if self.input_done.is_set():
             stream.end_input()
         self._stream = stream
