@@ -2,11 +2,11 @@
 human participant hears it, caption while someone only reads it, nothing while neither.
 
 LiveKit does not tell a publisher who is subscribed to its tracks, so a listener says what it plays: its
-`listening_to` attribute names the languages of the `interpretation-<lang>` tracks it is subscribed to ("":
-none; the page keeps it true). A participant that never sets it is taken to hear what it asks for
-(`interpret_to`, else `language`), as every client did before there was a way to say. Everyone reads what
-they ask for. Agents and recorders (egress) are nobody here: a room recorded with its interpretation needs
-SYNTHESIS=always, which speaks every language all the time.
+`listening_to` attribute names the languages of the `interpretation-<lang>` tracks it is subscribed to, or
+`none` (LiveKit deletes an attribute set to ""); the page keeps it true. A participant that never sets it
+is taken to hear what it asks for (`interpret_to`, else `language`), as every client did before there was
+a way to say. Everyone reads what they ask for. Agents and recorders (egress) are nobody here: a room
+recorded with its interpretation needs SYNTHESIS=always, which speaks every language all the time.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from livekit import rtc
 from agent.language.codes import base_language, participant_language
 from agent.loops.pipeline import Demand
 from agent.room.room_io import ATTR_LISTENING_TO
+
+NOT_LISTENING = "none"  # a listener's `listening_to` while it plays no interpretation
 
 _NOT_PEOPLE = (rtc.ParticipantKind.PARTICIPANT_KIND_AGENT, rtc.ParticipantKind.PARTICIPANT_KIND_EGRESS)
 
@@ -50,4 +52,6 @@ class Audience:
 
 
 def _codes(value: str) -> set[str]:
+    if value.strip().lower() == NOT_LISTENING:
+        return set()
     return {code for code in map(participant_language, value.split(",")) if code}

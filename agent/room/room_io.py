@@ -37,7 +37,7 @@ logger = logging.getLogger("agent.room")
 STT_SAMPLE_RATE = 16000
 ATTR_LANGUAGE = "language"
 ATTR_INTERPRET_TO = "interpret_to"
-# a listener's: the language(s) of the interpretation tracks it is subscribed to and plays ("": none)
+# a listener's: the language(s) of the interpretation tracks it is subscribed to and plays ("none": none)
 ATTR_LISTENING_TO = "listening_to"
 ATTR_LANGUAGES = "interpreter.languages"
 ATTR_WARNINGS = "interpreter.warnings"
