@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from livekit import api
+from livekit import api, rtc
 
 from agent.room.presence import STALE_S
 from tests.browser import (
@@ -43,6 +43,7 @@ from tests.conftest import ARTIFACTS, DIALOGUE, ONE_SENTENCE, SPANISH, Fakes, st
 from tests.fakes import FakeCartesia, FakeDeepgram, FakeLLM
 from tests.livekit_server import LiveKitServer
 from tests.loopback import eventually
+from tests.participants import Participant
 from tests.real_room import RealRoom, real_room
 from tests.room_worker import WorkerProcess
 
@@ -72,6 +73,9 @@ AGENT_PRESENT = (
     "() => { const el = document.querySelector('#agent-state');"
     " return !!el && !!el.dataset.state && !['waiting', 'reconnecting'].includes(el.dataset.state); }"
 )
+# what a page sets on its participant: the interpretation it receives, or none (web/src/agent.ts)
+LISTENING_TO = "listening_to"
+LISTENING_NONE = "none"
 # True once the heartbeat (`interpreter.alive`, another part of issue 20) is merged: then an interpreter that
 # does not beat fails the lost-interpreter test, instead of the test removing it through the API
 HEARTBEAT_MERGED = True
@@ -159,6 +163,35 @@ async def job_started(room: RealRoom) -> None:
     raise AssertionError("the worker never got the page's room")
 
 
+class Declared:
+    """The `listening_to` of a page's participant (found by its name), as another participant in the room sees
+    it: its value now, and the values it took while watched."""
+
+    def __init__(self, observer: Participant, name: str) -> None:
+        self.observer = observer
+        self.name = name
+        self.values: list[str] = []
+        observer.room.on("participant_attributes_changed", self._changed)
+
+    def _changed(self, changed: dict[str, str], participant: rtc.Participant) -> None:
+        if participant.name == self.name and LISTENING_TO in changed:
+            self.values.append(changed[LISTENING_TO])
+
+    async def now_is(self, value: str) -> bool:
+        participants = self.observer.room.remote_participants.values()
+        return any(p.name == self.name and p.attributes.get(LISTENING_TO) == value for p in participants)
+
+
+async def server_has(server: LiveKitServer, room: str, name: str, listening_to: str) -> bool:
+    """The server has the participant named `name` with this `listening_to` (its API, no participant)."""
+    lk = server.api()
+    try:
+        found = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+    finally:
+        await lk.aclose()
+    return any(p.name == name and p.attributes.get(LISTENING_TO) == listening_to for p in found.participants)
+
+
 async def dom_captions(page: Page) -> list[CaptionState]:
     """The captions on screen now, in document order."""
     states = await page.evaluate(
@@ -233,6 +266,12 @@ async def test_a_listener_reads_and_hears_spanish_then_switches_to_french(
         # the listener subscribes to the Spanish interpretation only (English is published too: alice's own)
         await until(lambda: _subscribed_is(listener, {"interpretation-es"}), what="only the Spanish track")
         before = (await agent_tracks(listener))["interpretation-es"]
+        # each page tells the room which interpretation it receives (the interpreter synthesizes for it)
+        observer = Participant("observer")
+        await room.join(observer)
+        lena, alice = Declared(observer, "Lena"), Declared(observer, "Alice")
+        await until(lambda: lena.now_is("es"), what="the listener's page to declare Spanish")
+        await until(lambda: alice.now_is("en"), what="the speaker's page to declare English")
 
         await say(room, *SAID)
         spanish = [TRANSLATIONS["Good morning"]["Spanish"], TRANSLATIONS["camera"]["Spanish"]]
@@ -269,9 +308,14 @@ async def test_a_listener_reads_and_hears_spanish_then_switches_to_french(
 
         await screenshots(listener)
 
-        # switching to French mid-meeting: the French track comes, the Spanish one is let go
+        # switching to French mid-meeting: the French track comes, the Spanish one is let go; until the
+        # interpreter published French, the page receives no interpretation and says so
+        switched = len(lena.values)
         await listener.select_option("#language-switch", "fr")
         await until(lambda: _subscribed_is(listener, {"interpretation-fr"}), what="only the French track")
+        await until(lambda: lena.now_is("fr"), what="the listener's page to declare French")
+        declared = lena.values[switched:]
+        assert declared[0] == LISTENING_NONE and declared[-1] == "fr", declared
         await say(room, "Please turn on your camera.")
         french = TRANSLATIONS["camera"]["French"]
 
@@ -341,6 +385,8 @@ async def test_a_listener_waits_for_an_interpreter_and_gets_another_when_it_is_l
         # no worker is registered: the page's token dispatch found none
         await wait_state(listener, "#agent-state", "waiting")
         assert (await listener.inner_text("#agent-state")).startswith("Waiting for an interpreter")
+        # no interpretation track to receive: the page says so from the start
+        await until(lambda: server_has(livekit_server, name, "Lena", LISTENING_NONE), what="Lena's `none`")
         await first.worker.start()
         await agent_in_room(first, listener, wait_ms=5_000)
 
@@ -391,6 +437,7 @@ async def test_a_listener_waits_for_an_interpreter_and_gets_another_when_it_is_l
         assert set(agents) == {new}, agents
         tracks = agents[new]["tracks"]
         assert {n for n, t in tracks.items() if t["subscribed"]} == {"interpretation-es"}, tracks
+        await until(lambda: server_has(livekit_server, name, "Lena", "es"), what="Lena's Spanish again")
         # the line never flaps: an interpreter is taken for lost only when the page saw its beats lapse past
         # STALE_S (a starved machine can hold one back: then the page is right to say so) or it left
         log = await agent_state_log(listener)

@@ -1,4 +1,4 @@
-// The attributes an interpreter sets on itself, and reading them.
+// The attributes an interpreter sets on itself, and reading them; and the one the page sets on itself for it.
 import type { Participant } from 'livekit-client';
 import { canonicalLanguage } from './language';
 
@@ -12,6 +12,9 @@ export const ATTR_STARTED_AT = 'interpreter.started_at'; // unix ms its worker a
 export const ATTR_DRAINING = 'interpreter.draining'; // "true": its worker stops, it hands the room over
 export const ATTR_STANDBY = 'interpreter.standby'; // "true": taking a room over, listening, not interpreting yet
 export const TRACK_PREFIX = 'interpretation-';
+// the page's own: the interpretation it plays (docs/room-contract.md), or LISTENING_TO_NONE
+export const ATTR_LISTENING_TO = 'listening_to';
+export const LISTENING_TO_NONE = 'none'; // not "": LiveKit deletes an attribute set to "" (= never declared)
 
 /** Whether an attribute change is only a heartbeat (every second, per interpreter): nothing to show. */
 export function onlyHeartbeat(changed: Record<string, string>): boolean {

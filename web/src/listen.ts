@@ -2,7 +2,8 @@
 // every live interpreter of ours (two only during a handover, and they never speak at once); speakers who
 // already speak that language (their `language` attribute, or for those whose language the interpreter
 // detects, the language of their latest caption) at full volume; the others only when the listener asks for
-// the original underneath, at that volume, ducked while the interpretation plays.
+// the original underneath, at that volume, ducked while the interpretation plays. What it receives of the
+// interpretation it tells the interpreter (declare.ts).
 import {
   RemoteAudioTrack,
   type RemoteParticipant,
@@ -13,6 +14,7 @@ import {
   Track,
 } from 'livekit-client';
 import { onlyHeartbeat, TRACK_PREFIX } from './agent';
+import { ListeningDeclaration } from './declare';
 import type { Interpreters } from './interpreters';
 import { sameLanguage } from './language';
 
@@ -23,6 +25,7 @@ export class Listening {
   private language: string;
   private originalVolume = 0; // 0..1; 0 = the original speakers are not received at all
   private readonly detected = new Map<string, string>(); // identity -> the language of their latest caption
+  private readonly declaration: ListeningDeclaration;
 
   constructor(
     private readonly room: Room,
@@ -33,6 +36,7 @@ export class Listening {
     language: string,
   ) {
     this.language = language;
+    this.declaration = new ListeningDeclaration(room);
     room
       .on(RoomEvent.TrackPublished, () => this.reconcile())
       .on(RoomEvent.TrackUnpublished, () => this.reconcile())
@@ -90,16 +94,19 @@ export class Listening {
     this.showHearing();
   }
 
-  /** Whether the chosen language's interpretation is coming in, about to, or not published (yet). */
+  /** Whether the chosen language's interpretation is coming in, about to, or not published (yet); and the
+   * room told whether it comes in. */
   private showHearing(): void {
     const name = this.nameOf(this.language);
     const track = `${TRACK_PREFIX}${this.language}`;
     const publications = this.interpreters.live.flatMap((agent) =>
       [...agent.trackPublications.values()].filter((p) => p.trackName === track),
     );
+    const receiving = publications.some((publication) => publication.isSubscribed);
+    this.declaration.playing(receiving ? this.language : undefined);
     let state: string;
     let text: string;
-    if (publications.some((publication) => publication.isSubscribed)) {
+    if (receiving) {
       [state, text] = ['receiving', `${name} interpretation`];
     } else if (publications.length > 0) {
       [state, text] = ['starting', `${name} interpretation (starting…)`];
