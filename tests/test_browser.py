@@ -18,6 +18,7 @@ import pytest
 from livekit import api, rtc
 
 from agent.room.presence import STALE_S
+from agent.room.room_io import ATTR_LISTENING_TO, NOT_LISTENING
 from tests.browser import (
     AGENT_STATE_RECORDER,
     BEAT_RECORDER,
@@ -74,8 +75,6 @@ AGENT_PRESENT = (
     " return !!el && !!el.dataset.state && !['waiting', 'reconnecting'].includes(el.dataset.state); }"
 )
 # what a page sets on its participant: the interpretation it receives, or none (web/src/agent.ts)
-LISTENING_TO = "listening_to"
-LISTENING_NONE = "none"
 # True once the heartbeat (`interpreter.alive`, another part of issue 20) is merged: then an interpreter that
 # does not beat fails the lost-interpreter test, instead of the test removing it through the API
 HEARTBEAT_MERGED = True
@@ -174,12 +173,12 @@ class Declared:
         observer.room.on("participant_attributes_changed", self._changed)
 
     def _changed(self, changed: dict[str, str], participant: rtc.Participant) -> None:
-        if participant.name == self.name and LISTENING_TO in changed:
-            self.values.append(changed[LISTENING_TO])
+        if participant.name == self.name and ATTR_LISTENING_TO in changed:
+            self.values.append(changed[ATTR_LISTENING_TO])
 
     async def now_is(self, value: str) -> bool:
         participants = self.observer.room.remote_participants.values()
-        return any(p.name == self.name and p.attributes.get(LISTENING_TO) == value for p in participants)
+        return any(p.name == self.name and p.attributes.get(ATTR_LISTENING_TO) == value for p in participants)
 
 
 async def server_has(server: LiveKitServer, room: str, name: str, listening_to: str) -> bool:
@@ -189,7 +188,9 @@ async def server_has(server: LiveKitServer, room: str, name: str, listening_to: 
         found = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
     finally:
         await lk.aclose()
-    return any(p.name == name and p.attributes.get(LISTENING_TO) == listening_to for p in found.participants)
+    return any(
+        p.name == name and p.attributes.get(ATTR_LISTENING_TO) == listening_to for p in found.participants
+    )
 
 
 async def dom_captions(page: Page) -> list[CaptionState]:
@@ -315,7 +316,7 @@ async def test_a_listener_reads_and_hears_spanish_then_switches_to_french(
         await until(lambda: _subscribed_is(listener, {"interpretation-fr"}), what="only the French track")
         await until(lambda: lena.now_is("fr"), what="the listener's page to declare French")
         declared = lena.values[switched:]
-        assert declared[0] == LISTENING_NONE and declared[-1] == "fr", declared
+        assert declared[0] == NOT_LISTENING and declared[-1] == "fr", declared
         await say(room, "Please turn on your camera.")
         french = TRANSLATIONS["camera"]["French"]
 
@@ -386,7 +387,7 @@ async def test_a_listener_waits_for_an_interpreter_and_gets_another_when_it_is_l
         await wait_state(listener, "#agent-state", "waiting")
         assert (await listener.inner_text("#agent-state")).startswith("Waiting for an interpreter")
         # no interpretation track to receive: the page says so from the start
-        await until(lambda: server_has(livekit_server, name, "Lena", LISTENING_NONE), what="Lena's `none`")
+        await until(lambda: server_has(livekit_server, name, "Lena", NOT_LISTENING), what="Lena's `none`")
         await first.worker.start()
         await agent_in_room(first, listener, wait_ms=5_000)
 

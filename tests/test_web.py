@@ -25,6 +25,7 @@ from livekit import api, rtc
 from livekit.rtc.participant import PublishTrackError
 
 from agent.language.codes import SUPPORTED_LANGUAGES
+from agent.room.room_io import ATTR_LISTENING_TO, NOT_LISTENING
 from agent.run.filemode import read_wav
 from agent.run.web import MAX_BODY_BYTES, WEB_APP, create_app, new_identity
 from agent.run.web_limits import CODE_TRIES, CODE_TRIES_PER_HOUR, REQUEST_BURST, REQUESTS_PER_MIN, Limits
@@ -34,6 +35,9 @@ from tests.livekit_server import API_KEY, API_SECRET, LiveKitServer, free_port
 from tests.loopback import eventually
 from tests.participants import Listener, Speaker
 from tests.real_room import real_room
+
+# every page token says its participant plays no interpretation yet (the page says when it does)
+UNHEARD = {ATTR_LISTENING_TO: NOT_LISTENING}
 
 ROOT = Path(__file__).parent.parent
 LIVEKIT = {
@@ -258,8 +262,11 @@ async def test_tokens_carry_the_roles_grants_attributes_ttl_and_the_interpreters
     assert heard.video is not None and said.video is not None and hosted.video is not None
     assert (heard.identity, heard.name) == (listener["identity"], "Ana María")
     assert (said.identity, said.name) == (speaker["identity"], "Bo")  # the display name, trimmed
-    assert heard.attributes == {"interpret_to": "es"} and said.attributes == {"language": "en"}
-    assert hosted.attributes == {"interpret_to": "de"}
+    assert heard.attributes == {**UNHEARD, "interpret_to": "es"} and said.attributes == {
+        "listening_to": "none",
+        "language": "en",
+    }
+    assert hosted.attributes == {**UNHEARD, "interpret_to": "de"}
     for grants in (heard.video, said.video, hosted.video):
         assert grants.room_join and grants.room == "interp-" + GOOD["room"] and grants.can_subscribe
         assert grants.can_update_own_metadata and not grants.can_publish_data
@@ -286,9 +293,15 @@ async def test_a_language_in_any_spelling_is_the_interpreters_one_in_the_token()
             client, {**GOOD, "role": "speaker", "language": "pt_br", "hear": "FR-ca"}
         )
     assert (
-        claims(spanish["token"]).attributes == claims(mexican["token"]).attributes == {"interpret_to": "es"}
+        claims(spanish["token"]).attributes
+        == claims(mexican["token"]).attributes
+        == {**UNHEARD, "interpret_to": "es"}
     )
-    assert claims(speaker["token"]).attributes == {"language": "pt", "interpret_to": "fr"}
+    assert claims(speaker["token"]).attributes == {
+        "listening_to": "none",
+        "language": "pt",
+        "interpret_to": "fr",
+    }
 
 
 async def test_a_speaker_who_picks_detect_gets_no_language_attribute_and_hears_their_choice() -> None:
@@ -298,10 +311,14 @@ async def test_a_speaker_who_picks_detect_gets_no_language_attribute_and_hears_t
         _, fixed = await post_token(client, {**GOOD, "role": "speaker", "language": "en", "hear": "de"})
         handlers = client.app[WEB_APP]
     # no `language`: the interpreter detects it; `interpret_to`: what they chose to hear
-    assert claims(detected["token"]).attributes == {"interpret_to": "fr"}
+    assert claims(detected["token"]).attributes == {**UNHEARD, "interpret_to": "fr"}
     # nothing chosen to hear: no attribute at all (they hear the language detected)
-    assert not claims(detected_own["token"]).attributes
-    assert claims(fixed["token"]).attributes == {"language": "en", "interpret_to": "de"}
+    assert claims(detected_own["token"]).attributes == UNHEARD
+    assert claims(fixed["token"]).attributes == {
+        "listening_to": "none",
+        "language": "en",
+        "interpret_to": "de",
+    }
     said = claims(detected["token"]).video
     assert said is not None and said.can_publish and said.can_publish_sources == ["microphone"]
     assert handlers.tokens_issued == 3 and handlers.refused == {}
@@ -363,7 +380,10 @@ async def test_config_says_whether_the_interpreter_detects_a_speakers_language(
     covered = ["en", "es", "fr", "de", "hi", "ru", "pt", "ja", "it", "nl"]  # nova-3 multi's and Flux multi's
     assert config["detected_languages"] == (covered if detects else [])
     if detects:
-        assert status == 200 and claims(answer["token"]).attributes == {"interpret_to": "es"}
+        assert status == 200 and claims(answer["token"]).attributes == {
+            "listening_to": "none",
+            "interpret_to": "es",
+        }
     else:  # a page that offers no detect gets no token for it either
         assert status == 400 and answer["error"].startswith("language 'auto' is not available"), answer
         assert handlers.refused == {"auto unavailable": 1}
@@ -567,7 +587,7 @@ async def test_a_listener_token_cannot_publish_audio_and_a_speakers_can(
             )
         assert await sources(as_listener["identity"]) == [], str(refused.value)
         info = await participant_info(livekit_server, room, as_listener["identity"])
-        assert info.name == GOOD["name"] and dict(info.attributes) == {"interpret_to": "es"}
+        assert info.name == GOOD["name"] and dict(info.attributes) == {**UNHEARD, "interpret_to": "es"}
         assert info.permission.can_publish is False and info.permission.can_subscribe is True
     finally:
         await listener.aclose()

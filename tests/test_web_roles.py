@@ -18,6 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from livekit import api
 
+from agent.room.room_io import ATTR_LISTENING_TO, NOT_LISTENING
 from agent.run.invites import HOST_PURPOSE, INVITE_PURPOSE, Invite, derive_key, in_prefix, sign
 from agent.run.keeper import Keeper
 from agent.run.web import WEB_APP
@@ -29,6 +30,9 @@ from tests.loopback import eventually, eventually_async
 from tests.participants import Participant
 from tests.real_room import real_room
 from tests.test_web import GOOD, claims, post_token, server_settings, serving, settings
+
+# every page token says its participant plays no interpretation yet (the page says when it does)
+UNHEARD = {ATTR_LISTENING_TO: NOT_LISTENING}
 
 CODE = "host-code-1234"
 ROOM = "interp-board-meeting_2"
@@ -101,7 +105,10 @@ async def test_a_hosts_links_join_in_their_role_and_room_and_nobody_else_needs_t
         status, answer = await post_token(
             client, {"invite": links["listener", "es"], **JOIN, "language": "fr"}
         )
-        assert status == 200 and claims(answer["token"]).attributes == {"interpret_to": "fr"}
+        assert status == 200 and claims(answer["token"]).attributes == {
+            "listening_to": "none",
+            "interpret_to": "fr",
+        }
         # the same room named, or the same role asked for, is fine
         same = {"invite": links["speaker", None], **JOIN, "room": "board-meeting_2", "role": "speaker"}
         assert (await post_token(client, same))[0] == 200

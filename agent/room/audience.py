@@ -18,9 +18,7 @@ from livekit import rtc
 
 from agent.language.codes import base_language, participant_language
 from agent.loops.pipeline import Demand
-from agent.room.room_io import ATTR_LISTENING_TO
-
-NOT_LISTENING = "none"  # a listener's `listening_to` while it plays no interpretation
+from agent.room.room_io import ATTR_LISTENING_TO, NOT_LISTENING
 
 _NOT_PEOPLE = (rtc.ParticipantKind.PARTICIPANT_KIND_AGENT, rtc.ParticipantKind.PARTICIPANT_KIND_EGRESS)
 

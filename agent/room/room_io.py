@@ -39,6 +39,9 @@ ATTR_LANGUAGE = "language"
 ATTR_INTERPRET_TO = "interpret_to"
 # a listener's: the language(s) of the interpretation tracks it is subscribed to and plays ("none": none)
 ATTR_LISTENING_TO = "listening_to"
+NOT_LISTENING = (
+    "none"  # `listening_to` while it plays no interpretation (LiveKit deletes an attribute set to "")
+)
 ATTR_LANGUAGES = "interpreter.languages"
 ATTR_WARNINGS = "interpreter.warnings"
 ATTR_FAULTS = "interpreter.faults"  # providers failing right now: "llm", "stt", "tts" (comma-separated)
@@ -52,6 +55,8 @@ ATTR_ALIVE = "interpreter.alive"
 ATTR_DRAINING = "interpreter.draining"  # "true": its worker shuts down; it hands the room over
 ATTR_CUT_AT = "interpreter.cut_at"  # JSON {speaker identity: unix ms}: where the one handing over stops
 ATTR_HANDOVER_FROM = "interpreter.handover_from"  # set on the one taking over: the other's identity
+# while the room's budget for this hour is spent: when interpreting resumes (unix ms); absent otherwise
+ATTR_BUDGET_REACHED = "interpreter.budget_reached"
 ATTR_STANDBY = "interpreter.standby"  # "true" while the one taking over listens, interpreting nothing yet
 ATTR_SENTENCE = "interpreter.sentence"  # on captions: the sentence a piece belongs to (docs/room-contract.md)
 GONE_GRACE_S = 1.0

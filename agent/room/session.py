@@ -23,18 +23,19 @@ from livekit.agents import llm, stt
 
 from agent.language.codes import base_language
 from agent.loops.echo import EchoBook
-from agent.loops.pipeline import PipelineOptions, Router
+from agent.loops.pipeline import Demand, PipelineOptions, Router
 from agent.loops.queues import StepQueue
 from agent.room.attributes import ParticipantAttributes
 from agent.room.audience import Audience
 from agent.room.auto_language import HeardLanguages
+from agent.room.budget import Budget
 from agent.room.cloning import OnClone, VoiceCloner, deleted_first, own_voice_handler
 from agent.room.handover import Takeover
 from agent.room.languages import LanguageChoice
 from agent.room.names import SpeakerNames
 from agent.room.outputs import Outputs, TtsFactory
 from agent.room.presence import own_segment_tag
-from agent.room.room_io import ATTR_LANGUAGES, RoomPublisher, track_frames
+from agent.room.room_io import ATTR_BUDGET_REACHED, ATTR_LANGUAGES, RoomPublisher, track_frames
 from agent.room.speakers import FramesFor, Speakers
 from agent.room.status import AgentStatus
 from agent.room.voices import VoiceBook
@@ -69,6 +70,8 @@ class RoomSession:
         self._room = room
         self._always_speak = settings.synthesis == "always"
         self.usage = usage or Usage(settings.prices)
+        self.budget = Budget(self._budget_changed)  # the room's optional limit per hour
+        self.usage.on_spent = self.budget.spent
         self._job_metadata = job_metadata
         self.clock = tracker.clock
         options = PipelineOptions.from_settings(settings)
@@ -167,6 +170,7 @@ class RoomSession:
             if event != "disconnected":  # the room may still close while what was heard is finished
                 self._room.off(event, handler)
         self.attributes.close()
+        self.budget.cancel()
         if self.takeover is not None:
             await self.takeover.aclose()
         if self._control_task is not None:
@@ -218,6 +222,7 @@ class RoomSession:
         self._settings_problems = problems
         self._publish_warnings()
         self.outputs.follow(self.room_settings)
+        self.budget.follow(self.room_settings.budget_usd_per_hour)
         # voices (`voices`, `speaker_voices`) need nothing here: the brain asks the book for each stream
         await self._sync_room()  # the default spoken language may have changed
 
@@ -246,12 +251,20 @@ class RoomSession:
                 await self.outputs.close(language)
         audience = Audience(self._room.remote_participants.values(), self.attributes.of, self.languages.asks)
         for language in wanted:
-            demand = audience.demand(language, always=self._always_speak)
+            demand = (
+                Demand.NONE if self.budget.reached else audience.demand(language, always=self._always_speak)
+            )
             if language not in self.outputs:
                 await self.outputs.open(language, demand)
             else:
                 self.outputs.set_demand(language, demand)
         self.publisher.set_attributes(**{ATTR_LANGUAGES: ",".join(sorted(map(base_language, self.outputs)))})
+
+    def _budget_changed(self) -> None:
+        """The hour's budget was reached, or a new hour began: the room is told, the channels follow."""
+        until = str(int(self.budget.resumes_at * 1000)) if self.budget.reached else ""
+        self.publisher.set_attributes(**{ATTR_BUDGET_REACHED: until})
+        self._sync_soon()
 
     def _publish_warnings(self) -> None:
         """`interpreter.warnings`: the room settings' problems, then the languages past the cap."""

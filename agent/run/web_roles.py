@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from livekit import api
 
 from agent.language.codes import AUTO
+from agent.room.room_io import ATTR_LISTENING_TO, NOT_LISTENING
 from agent.run.invites import (
     HOST_KEY_TTL_S,
     HOST_PURPOSE,
@@ -134,16 +135,18 @@ def grants_for(role: Role, room: str) -> api.VideoGrants:
         can_publish=publishes,
         can_publish_data=False,
         can_publish_sources=["microphone"] if publishes else None,
-        can_update_own_metadata=True,  # a listener's `interpret_to`; a speaker's `language` too
+        # a listener's `interpret_to` and `listening_to`; a speaker's `language` too
+        can_update_own_metadata=True,
     )
 
 
 def mint_token(settings: WebSettings, request: TokenRequest, identity: str) -> str:
     """A join token for `request.room` with the role's grants (`grants_for`) and attributes: a listener's
     `interpret_to`; a speaker's (a host's) `language` unless detected, and `interpret_to` when they chose
-    what to hear. It carries the interpreter's dispatch, which LiveKit acts on when the room starts (the
-    first person joining), once."""
-    attributes: dict[str, str] = {}
+    what to hear; everyone's `listening_to` as `none` until the page plays an interpretation (nothing is
+    synthesized for a page not subscribed yet). It carries the interpreter's dispatch, which LiveKit acts
+    on when the room starts (the first person joining), once."""
+    attributes: dict[str, str] = {ATTR_LISTENING_TO: NOT_LISTENING}
     if request.role not in PUBLISHING_ROLES:
         attributes["interpret_to"] = request.language
     else:

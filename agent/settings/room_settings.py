@@ -79,6 +79,8 @@ class RoomSettings:
     formality: Formality = "neutral"
     # participant identity -> {language, or ALL_LANGUAGES -> voice id}
     speaker_voices: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    # US dollars the room may spend in each hour of its meeting, by the price table (None: no limit)
+    budget_usd_per_hour: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target_languages", tuple(self.target_languages))
@@ -299,6 +301,13 @@ def _formality(p: _Problems, value: object) -> Any:
     return cast(Formality, value.lower())
 
 
+def _budget(p: _Problems, value: object) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e6:
+        p.add("budget_usd_per_hour", "expected a number of US dollars above 0")
+        return _SKIP
+    return float(value)
+
+
 _FIELDS = {
     "source_language": _source_language,
     "target_languages": _target_languages,
@@ -306,6 +315,7 @@ _FIELDS = {
     "voices": _voices,
     "formality": _formality,
     "speaker_voices": _speaker_voices,
+    "budget_usd_per_hour": _budget,
 }
 _DEFAULTS = {name: getattr(RoomSettings(), name) for name in _FIELDS}
 

@@ -26,11 +26,32 @@ from collections import defaultdict
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Protocol
 
-from agent.settings.prices import Prices
 from agent.telemetry import metrics
 
 STT, TTS = "deepgram", "cartesia"  # the providers of speech-to-text and of speech (LLMs go by their names)
+
+
+class PriceTable(Protocol):
+    """What the usage is priced by (`agent.settings.prices.Prices`)."""
+
+    @property
+    def date(self) -> str: ...
+
+    def price(self, provider: str, model: str, item: str) -> object | None: ...
+
+    def cost(self, provider: str, model: str, item: str, amount: float) -> float: ...
+
+
+class _Unpriced:
+    date = ""
+
+    def price(self, provider: str, model: str, item: str) -> object | None:
+        return None
+
+    def cost(self, provider: str, model: str, item: str, amount: float) -> float:
+        return 0.0
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -43,9 +64,9 @@ class Line:
 
 class Usage:
     def __init__(
-        self, prices: Prices | None = None, *, on_spent: Callable[[float], None] | None = None
+        self, prices: PriceTable | None = None, *, on_spent: Callable[[float], None] | None = None
     ) -> None:
-        self.prices = prices or Prices()
+        self.prices: PriceTable = prices or _Unpriced()
         self.amounts: dict[Line, float] = defaultdict(float)
         self.cost_usd = 0.0
         self._streams: dict[str, float] = defaultdict(float)  # speaker stream → audio seconds sent
