@@ -346,9 +346,23 @@ async def test_a_listener_reads_and_hears_spanish_then_switches_to_french(
         log = await caption_log(listener)
         assert [s.text for s in finals(log, "translation", "es")] == spanish  # no Spanish after the switch
         assert room.fakes.deepgram.remaining_for("en") == []
+
+        # the room's budget for this hour, set mid-meeting below what it spent already: the page says so
+        lk = room.server.api()
+        try:
+            spent = json.dumps({"budget_usd_per_hour": 0.000001})
+            await lk.room.update_room_metadata(api.UpdateRoomMetadataRequest(room=room.name, metadata=spent))
+        finally:
+            await lk.aclose()
+        await until(lambda: _budget_shown(listener), what="the page to say the budget is spent")
     except BaseException:
         await keep_artifacts(request, chromium, room, web)
         raise
+
+
+async def _budget_shown(page: Page) -> bool:
+    text = await page.text_content("#budget") or ""
+    return await page.is_visible("#budget") and "budget for this hour is spent" in text
 
 
 async def _source_lines(page: Page, last: list[str]) -> bool:

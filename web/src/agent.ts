@@ -11,6 +11,7 @@ export const ATTR_ALIVE = 'interpreter.alive'; // unix ms, rewritten every secon
 export const ATTR_STARTED_AT = 'interpreter.started_at'; // unix ms its worker accepted the job
 export const ATTR_DRAINING = 'interpreter.draining'; // "true": its worker stops, it hands the room over
 export const ATTR_STANDBY = 'interpreter.standby'; // "true": taking a room over, listening, not interpreting yet
+export const ATTR_BUDGET_REACHED = 'interpreter.budget_reached'; // unix ms interpreting resumes: the hour's budget is spent
 export const TRACK_PREFIX = 'interpretation-';
 // the page's own: the interpretation it plays (docs/room-contract.md), or LISTENING_TO_NONE
 export const ATTR_LISTENING_TO = 'listening_to';
@@ -32,6 +33,14 @@ export function interpretedLanguages(agents: readonly Participant[]): Set<string
         .filter((code): code is string => code !== undefined),
     ),
   );
+}
+
+/** While the room's budget for this hour is spent (`interpreter.budget_reached`), what to tell the listener. */
+export function describeBudget(value: string | undefined): string {
+  const resumes = Number(value);
+  if (value === undefined || value.trim() === '' || !Number.isFinite(resumes)) return '';
+  const at = new Date(resumes).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return `The room's interpretation budget for this hour is spent: interpretation resumes at ${at}. Captions of what is said go on.`;
 }
 
 /** `interpreter.warnings` is a JSON list of problems; anything else is shown as it is. */

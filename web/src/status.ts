@@ -1,8 +1,16 @@
 // What the listener sees of the machinery: the connection and its reconnects, the interpreter's state (or
-// that the room waits for one, or lost the one it had and is getting another), faults and warnings, and the
-// button the browser's autoplay policy may require before audio plays.
+// that the room waits for one, or lost the one it had and is getting another), faults, warnings, a spent
+// budget, and the button the browser's autoplay policy may require before audio plays.
 import { ConnectionState, type Room, RoomEvent } from 'livekit-client';
-import { ATTR_AGENT_STATE, ATTR_FAULTS, ATTR_WARNINGS, describeFaults, parseWarnings } from './agent';
+import {
+  ATTR_AGENT_STATE,
+  ATTR_BUDGET_REACHED,
+  ATTR_FAULTS,
+  ATTR_WARNINGS,
+  describeBudget,
+  describeFaults,
+  parseWarnings,
+} from './agent';
 import { byId, show } from './dom';
 import type { Interpreters } from './interpreters';
 
@@ -27,6 +35,7 @@ export class StatusView {
   private readonly agentState = byId('agent-state', HTMLElement);
   private readonly faults = byId('faults', HTMLElement);
   private readonly warnings = byId('warnings', HTMLElement);
+  private readonly budget = byId('budget', HTMLElement);
   private readonly startAudio = byId('start-audio', HTMLButtonElement);
   private reconnects = 0;
 
@@ -64,6 +73,8 @@ export class StatusView {
     const warnings = parseWarnings(agent?.attributes[ATTR_WARNINGS]);
     this.warnings.textContent = warnings.length > 0 ? `Note: ${warnings.join('; ')}` : '';
     show(this.warnings, warnings.length > 0);
+    this.budget.textContent = describeBudget(agent?.attributes[ATTR_BUDGET_REACHED]);
+    show(this.budget, this.budget.textContent !== '');
   }
 
   showAudioGate(): void {
