@@ -347,6 +347,16 @@ async def test_a_consenting_speaker_is_heard_in_the_preset_then_their_own_voice_
     await session.settled()
     await eventually(lambda: h.fakes.cartesia.deleted_voices == [request.voice_id], what="deleted on leave")
     assert session.voices.voice_for("alice", "es") == PLUGIN_DEFAULT_VOICE
+    # counted as Cartesia bills it: the clone and delete calls, the characters spoken in each kind of voice
+    cartesia, usage = h.fakes.cartesia, session.usage
+
+    def characters(own: bool) -> int:
+        contexts = [c for c, v in cartesia.voice_by_context.items() if (v == request.voice_id) == own]
+        return sum(len(text.strip()) for c in contexts for text in cartesia.contexts[c])
+
+    assert usage.total("clones") == 1 and usage.total("clone_deletes") == 1
+    assert usage.total("clone_characters") == characters(own=True) > 0
+    assert usage.total("characters") == characters(own=False) > 0
 
 
 @pytest.mark.parametrize("room", [{"cloner": {"min_speech_s": 3.0}}], indirect=True)

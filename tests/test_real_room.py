@@ -454,6 +454,12 @@ async def test_the_room_closing_with_utterances_in_flight_ends_the_job_cleanly(r
     assert errors == [], "\n".join(errors)  # e.g. on_session_end timing out, utterances lost as a fault
     assert "did not drain in time" not in output
     assert "the room closed before every utterance was spoken" in output  # they were in flight
+    # the job's last word on the room: what it cost, by provider and item, with nobody named in it
+    line = next(line for line in output.splitlines() if "room usage at job end" in line)
+    record = json.loads(line[line.index("{") :])
+    items = {(u["provider"], u["item"]) for u in record["usage"]}
+    assert {("deepgram", "audio_seconds"), ("cerebras", "input_tokens")} <= items, record
+    assert record["cost_usd"] > 0 and "alice" not in line and "bob" not in line
     for participant in list(room.participants):
         await room.leave(participant)
 
