@@ -1,6 +1,6 @@
 """What a meeting costs, today's behaviour against listener-driven synthesis: `python -m bench cost`.
 
-    uv run python -m bench cost                              # today, new, one-language (about 12 minutes)
+    uv run python -m bench cost                              # today, new, one-language (about 8 minutes)
     uv run python -m bench cost --minutes 1 --one-language-minutes 0.5     # a smoke run
     uv run python -m bench cost today new                    # some of the runs
 
