@@ -42,6 +42,9 @@ COMMANDS = {
     "fleet": Command(
         "bench.fleet.workload", "rooms keep their interpreter: a burst, a worker killed, a deploy (issue 20)"
     ),
+    "cost": Command(
+        "bench.cost.workload", "what a meeting costs: every language spoken always, against only while heard"
+    ),
     "soak": Command(
         "bench.soak.run", "an hour of simulated speech through a room session, faster than real time"
     ),

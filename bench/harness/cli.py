@@ -70,10 +70,12 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def output_dir(args: argparse.Namespace) -> Path:
+def output_dir(args: argparse.Namespace, committed: Path = COMMITTED) -> Path:
+    """Where the results go: `--out`, `committed` with `--write-results` (a workload may keep its own
+    folder in bench/results/), else bench-results/."""
     if args.out is not None and args.write_results:
         raise SystemExit("--out and --write-results name two folders: give one")
-    out: Path = args.out if args.out is not None else COMMITTED if args.write_results else SCRATCH
+    out: Path = args.out if args.out is not None else committed if args.write_results else SCRATCH
     out.mkdir(parents=True, exist_ok=True)
     print(f"results go to {out}", flush=True)
     return out

@@ -48,14 +48,15 @@ class BenchSpeaker(Participant):
 
 
 class BenchListener(Listener):
-    """Subscribes to the interpretation track only (not the speaker's microphone)."""
+    """Subscribes to one interpretation track only (`track`; not the speaker's microphone)."""
 
-    def __init__(self, identity: str) -> None:
+    def __init__(self, identity: str, track: str = TRACK) -> None:
         super().__init__(identity)
+        self.track = track
         self.room.on("track_published", self._on_published)
 
     def _on_published(self, publication: rtc.RemoteTrackPublication, _: rtc.RemoteParticipant) -> None:
-        if publication.name == TRACK:
+        if publication.name == self.track:
             publication.set_subscribed(True)
 
     def subscribe_published(self) -> None:

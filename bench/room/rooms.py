@@ -12,6 +12,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from bench.room.analysis import RunResult, analyse
 from bench.room.meter import Meter, tree
 from bench.room.participants import AGENT_NAME, TARGET, TRACK, BenchListener, BenchRoom, BenchSpeaker
 from tests.livekit_server import LiveKitServer
+from tests.participants import Participant
 from tests.room_worker import WorkerProcess
 
 HOOK = Path(__file__).parent / "hook"
@@ -253,8 +255,15 @@ def dispatch_figures(rooms: list[BenchRoom], live: list[BenchRoom], requested: i
 
 async def close_all(ctx: Context, rooms: list[BenchRoom], *workers: WorkerProcess) -> None:
     """The participants out, every room deleted, the workers stopped and any job process they left killed."""
+    await close_participants(ctx, [p for r in rooms for p in (r.speaker, r.listener)], *workers)
+
+
+async def close_participants(
+    ctx: Context, participants: Iterable[Participant], *workers: WorkerProcess
+) -> None:
+    """`close_all` for participants in rooms of any shape (`python -m bench cost`'s meetings)."""
     await asyncio.gather(  # bounded: a participant whose connection broke may never finish leaving
-        *(asyncio.wait_for(p.aclose(), 15) for r in rooms for p in (r.speaker, r.listener)),
+        *(asyncio.wait_for(p.aclose(), 15) for p in participants),
         return_exceptions=True,
     )
     with contextlib.suppress(Exception):
