@@ -355,6 +355,11 @@ async def test_a_listener_reads_and_hears_spanish_then_switches_to_french(
         finally:
             await lk.aclose()
         await until(lambda: _budget_shown(listener), what="the page to say the budget is spent")
+
+        # leaving, the page says at once that it plays nothing any more (its leaving reaches the interpreter
+        # only with the server's next batch of a listener's updates)
+        await listener.click("#leave")
+        await until(lambda: lena.now_is(NOT_LISTENING), what="the leaving page to declare none")
     except BaseException:
         await keep_artifacts(request, chromium, room, web)
         raise

@@ -1,7 +1,8 @@
 """A room's optional spending limit (`budget_usd_per_hour` in its metadata): at most that much, by the price
 table, in each hour of the meeting (hours counted from when the interpreter joined). When an hour's spend
 reaches it, the room is told (`interpreter.budget_reached`: when spending resumes, unix ms) and nothing new
-is translated or spoken until the next hour begins; what was already heard is still interpreted, and the
+is translated or spoken until the next hour begins. What was already heard is not dropped: an utterance
+being spoken is finished, one waiting for its turn is translated and captioned (not spoken); and the
 speakers' own captions go on (speech-to-text, a few percent of the cost, keeps running).
 
 The clock is passed in, and `check` is all a timer does, so the rules are tested without waiting.

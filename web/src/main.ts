@@ -1,6 +1,13 @@
 // Wiring: the join form, then one room session with its views (status, captions, listening, speaking).
-import { type Participant, type Room as RoomType, Room, RoomEvent, type TextStreamReader } from 'livekit-client';
-import { interpretedLanguages, onlyHeartbeat } from './agent';
+import {
+  ConnectionState,
+  type Participant,
+  type Room as RoomType,
+  Room,
+  RoomEvent,
+  type TextStreamReader,
+} from 'livekit-client';
+import { ATTR_LISTENING_TO, interpretedLanguages, LISTENING_TO_NONE, onlyHeartbeat } from './agent';
 import { ApiError, DETECT, fetchConfig, type Language, type Role, requestToken } from './api';
 import { CaptionList } from './captions';
 import { OwnVoice } from './consent';
@@ -358,7 +365,7 @@ function endSession(): void {
     ended.host?.close();
     ended.ownVoice.close();
     ended.room.removeAllListeners();
-    void ended.room.disconnect();
+    void stopListening(ended.room).then(() => ended.room.disconnect());
   }
   byId('audio', HTMLElement).replaceChildren();
   show(byId('mic-field', HTMLElement), false);
@@ -366,7 +373,18 @@ function endSession(): void {
   show(form, true);
 }
 
+/** Tell the room at once that this page plays nothing any more (its leaving reaches the interpreter only with
+ * the server's next batch of a listener's updates, up to 3 s later), within half a second. */
+async function stopListening(room: RoomType): Promise<void> {
+  if (room.state !== ConnectionState.Connected) return;
+  const said = room.localParticipant.setAttributes({ [ATTR_LISTENING_TO]: LISTENING_TO_NONE }).catch(() => {});
+  await Promise.race([said, new Promise((resolve) => setTimeout(resolve, 500))]);
+}
+
 window.addEventListener('resize', () => captions.relayout());
+window.addEventListener('pagehide', () => {
+  if (current !== undefined) void stopListening(current.room); // a closed tab: sent if the socket still can
+});
 roleSelect.addEventListener('change', () => fillJoinLanguages());
 languageSelect.addEventListener('change', () => {
   if (languageSelect.value !== DETECT) chosenLanguage = languageSelect.value;
