@@ -89,6 +89,8 @@ def run_figures(run: Mapping[str, Any], prices: Prices) -> dict[str, Any]:
         "meeting_minutes": run["meeting_s"] / 60,
         "per_minute": per_minute(end, minutes, prices, run["languages"]),
         "usd": sum(costs(end, prices).values()),
+        # an hour of such a meeting (its turn changes and pauses included)
+        "usd_per_meeting_hour": sum(costs(end, prices).values()) / run["meeting_s"] * 3600,
         "worker_usd": sum(run["counters"].get("end", {}).get("cost_usd", {}).values()),
         "unpriced": unpriced(end, prices),
     }

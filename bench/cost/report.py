@@ -18,11 +18,12 @@ def print_report(results: Mapping[str, Any]) -> None:
 def usage_table(results: Mapping[str, Any]) -> str:
     prices = results["prices"]
     lines = [
-        f"Per interpreted minute (a minute of speech said), priced by {prices['file']} of {prices['date']}:",
+        f"Per interpreted minute (a minute of speech said), priced by {prices['file']} of {prices['date']}; "
+        "USD/hour: an hour of such a meeting, pauses and turn changes included:",
         f"{'run':<14}{'synthesis':<11}{'speech/meeting min':>19}{'STT min':>9}{'LLM in':>8}{'LLM out':>8}"
         f"{'TTS characters per language':>31}"
         + "".join(f"{p:>10}" for p in PROVIDERS)
-        + f"{'USD/min':>9}{'run USD':>9}",
+        + f"{'USD/min':>9}{'run USD':>9}{'USD/hour':>10}",
     ]
     for label, run in results["runs"].items():
         f = run["figures"]
@@ -34,7 +35,7 @@ def usage_table(results: Mapping[str, Any]) -> str:
             f"{pm['stt_audio_minutes']:>9.2f}{pm['llm_input_tokens']:>8.0f}{pm['llm_output_tokens']:>8.0f}"
             f"{tts:>31}"
             + "".join(f"{pm['usd'].get(p, 0.0):>10.4f}" for p in PROVIDERS)
-            + f"{pm['usd_total']:>9.4f}{f['usd']:>9.4f}"
+            + f"{pm['usd_total']:>9.4f}{f['usd']:>9.4f}{f['usd_per_meeting_hour']:>10.2f}"
         )
     for label, run in results["runs"].items():
         f = run["figures"]

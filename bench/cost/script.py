@@ -28,13 +28,13 @@ class Plan:
 
 
 def plans(minutes: float, one_language_minutes: float) -> dict[str, Plan]:
-    """The three runs: the meeting today and new (fr, de, es; es loses its listener halfway), and one
-    speaker into one language, to price one interpreted minute into one language."""
+    """The three runs: the meeting today and new (fr, de, es; es loses its listener halfway), and the same
+    two speakers into one language, to price one interpreted minute (and a typical hour) into one language."""
     meeting = ("fr", "de", "es")
     return {
         "today": Plan("today", "always", meeting, 2, minutes, leaver="es"),
         "new": Plan("new", "listeners", meeting, 2, minutes, leaver="es"),
-        "one-language": Plan("one-language", "listeners", ("es",), 1, one_language_minutes),
+        "one-language": Plan("one-language", "listeners", ("es",), 2, one_language_minutes),
     }
 
 

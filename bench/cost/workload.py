@@ -13,8 +13,9 @@ fresh worker and room per run:
   fr, de and es; two English speakers taking turns (`--minutes` of the bench's synthetic speech, the same
   script in both runs); a listener per language (`interpret_to` and `listening_to` its language, subscribed
   to its track); halfway through, the es listener leaves the room;
-- `one-language`: one speaker, target language es, one es listener, the new behaviour
-  (`--one-language-minutes`): what one interpreted minute into one language costs.
+- `one-language`: the same two speakers, target language es, one es listener, the new behaviour
+  (`--one-language-minutes`): what one interpreted minute, and an hour of such a meeting, into one language
+  costs.
 
 Measured from the worker's own counts: its Prometheus endpoint (`interpreter_usage_total`,
 `interpreter_cost_usd_total`, `interpreter_utterances_total`) read just as the es listener leaves and once
