@@ -20,6 +20,7 @@ from agent.providers.build import build_providers, build_stt
 from agent.run.filemode import Pcm, paced_frames, read_wav
 from agent.settings.config import Settings, load_settings
 from agent.telemetry.latency import LatencyTracker
+from agent.telemetry.usage import Usage
 from tests.conftest import DIALOGUE, start_room_fakes, stop_fakes
 from tests.fakes import Delay, FakeCartesia, FakeDeepgram, FakeLLM, FluxTiming, numbered_words
 from tests.harness import spoken_text
@@ -137,7 +138,7 @@ DRAFT_HZ, TURN_HZ = 700.0, 300.0
 
 
 async def interpret(
-    steps: list[np.ndarray], **env: str
+    steps: list[np.ndarray], usage: Usage | None = None, **env: str
 ) -> tuple[FakeLLM, FakeCartesia, list[str], list[float]]:
     """The whole interpreter (ears, brain, mouth) on Flux with eager ends of turn, into Spanish; the
     tones the listener heard last."""
@@ -158,7 +159,7 @@ async def interpret(
             interpreter = Interpreter(
                 providers=providers, frames=paced_frames(pcm), output=listener.source,
                 tracker=LatencyTracker(), speaker="ann", source_language="en", target_language="es",
-                options=PipelineOptions.from_settings(settings),
+                options=PipelineOptions.from_settings(settings), usage=usage,
             )  # fmt: skip
             try:
                 await asyncio.wait_for(interpreter.run(), 60.0)
@@ -188,13 +189,19 @@ async def test_a_withdrawn_draft_is_never_spoken():
     """The turn resumed after its eager end: the draft's translation was asked for, but only the whole
     turn's is spoken."""
     discarded = counter("discarded")
-    llm, tts, [final], heard = await interpret([quiet(0.3), tone(1.2), quiet(0.15), tone(1.2), quiet(1.0)])
+    usage = Usage()
+    steps = [quiet(0.3), tone(1.2), quiet(0.15), tone(1.2), quiet(1.0)]
+    llm, tts, [final], heard = await interpret(steps, usage)
 
     assert counter("discarded") >= discarded + 1
     assert len(llm.requests) == 2, "the withdrawn draft's, and the whole turn's (its draft)"
     synthesized = [spoken_text(tts.contexts[c]) for c in tts.context_order]
     assert synthesized[-1] == f"[translated] {final}" and len(synthesized[0].split()) <= 5
     assert heard == [TURN_HZ], "the withdrawn draft's audio, synthesized ahead, was never played"
+    # what the drafts cost, counted in their channel's language like any request (made from the ears' task)
+    assert usage.total("input_tokens", language="es") == sum(u["prompt_tokens"] for u in llm.usage_sent)
+    synthesized_characters = sum(len(text.strip()) for c in tts.context_order for text in tts.contexts[c])
+    assert usage.total("characters", language="es") == synthesized_characters
 
 
 async def test_flux_in_a_real_room_interprets_every_turn_once(livekit_server: LiveKitServer, tmp_path: Path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Callable
 
@@ -32,7 +33,7 @@ from agent.loops.pace import Pace
 from agent.loops.queues import UtteranceQueue
 from agent.telemetry.errors import log_unexpected
 from agent.telemetry.latency import LatencyTracker, Mark
-from agent.telemetry.usage import Meter
+from agent.telemetry.usage import METER, Meter
 
 logger = logging.getLogger("agent.brain")
 
@@ -83,6 +84,9 @@ class Brain:
             stale_after_s,
             prepare=self._prepare,
         )
+        # drafts are started from the ears' task: their LLM requests run in this context, counted here
+        self._draft_context = contextvars.copy_context()
+        self._draft_context.run(METER.set, meter)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -106,7 +110,7 @@ class Brain:
         """An eager end of turn's transcript, to translate ahead of its final; not while utterances wait
         (the final would be folded into them, so the draft would be wasted), nor while nobody hears it."""
         if self._inbox.qsize() == 0 and (self._speaks is None or self._speaks()):
-            self.drafts.start(utterance, concise=self._concise)
+            self._draft_context.run(self.drafts.start, utterance, concise=self._concise)
 
     def withdraw(self, speaker: str) -> None:
         self.drafts.withdraw(speaker)
