@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from livekit import api
 
 from agent.language.codes import AUTO
-from agent.room.room_io import ATTR_LISTENING_TO, NOT_LISTENING
 from agent.run.invites import (
     HOST_KEY_TTL_S,
     HOST_PURPOSE,
@@ -146,7 +145,9 @@ def mint_token(settings: WebSettings, request: TokenRequest, identity: str) -> s
     what to hear; everyone's `listening_to` as `none` until the page plays an interpretation (nothing is
     synthesized for a page not subscribed yet). It carries the interpreter's dispatch, which LiveKit acts
     on when the room starts (the first person joining), once."""
-    attributes: dict[str, str] = {ATTR_LISTENING_TO: NOT_LISTENING}
+    # (the names as the room contract spells them: the page's process imports nothing of agent.room, whose
+    # modules load the job's Prometheus metrics)
+    attributes: dict[str, str] = {"listening_to": "none"}
     if request.role not in PUBLISHING_ROLES:
         attributes["interpret_to"] = request.language
     else:
