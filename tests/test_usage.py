@@ -109,3 +109,18 @@ async def test_llm_usage_is_counted_by_the_llm_that_answered_a_fallbacks_and_a_p
             for line, amount in usage.amounts.items()
         )
     ) and usage.cost_usd > priced.cost("groq", "", "input_tokens", groq_in)
+
+
+def test_audio_sent_is_counted_a_second_at_a_time_and_all_of_it_when_read():
+    usage = Usage(load_prices())
+    for _ in range(49):  # 0.98 s in 20 ms frames: nothing counted yet (the ears' loop stays light)
+        usage.stt("ann", "nova-3", 0.02, "en")
+    assert usage.cost_usd == 0 and not usage.amounts
+    usage.stt("ann", "nova-3", 0.02, "en")  # a second: counted, and priced
+    assert usage.cost_usd == pytest.approx(0.0077 / 60)
+    for _ in range(10):
+        usage.stt("ann", "nova-3", 0.02, "en")
+    assert usage.total("audio_seconds", language="en") == pytest.approx(
+        1.2
+    )  # what was left, counted when read
+    assert usage.summary()["stt_stream_seconds"] == [1.2]

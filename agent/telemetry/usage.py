@@ -31,6 +31,8 @@ from typing import Protocol
 from agent.telemetry import metrics
 
 STT, TTS = "deepgram", "cartesia"  # the providers of speech-to-text and of speech (LLMs go by their names)
+# audio sent is counted a second at a time, not per 20 ms frame: the ears' loop stays as light as it was
+STT_COUNT_EVERY_S = 1.0
 
 
 class PriceTable(Protocol):
@@ -70,6 +72,8 @@ class Usage:
         self.amounts: dict[Line, float] = defaultdict(float)
         self.cost_usd = 0.0
         self._streams: dict[str, float] = defaultdict(float)  # speaker stream → audio seconds sent
+        # (speaker stream, model, language) → audio seconds sent and not counted yet (under a second)
+        self._stt_pending: dict[tuple[str, str, str], float] = {}
         self.on_spent = on_spent  # told the room's cost after each count that cost something
 
     def add(self, provider: str, model: str, item: str, amount: float, language: str = "") -> None:
@@ -86,14 +90,29 @@ class Usage:
                 self.on_spent(self.cost_usd)
 
     def stt(self, stream: str, model: str, seconds: float, language: str) -> None:
-        """`seconds` of audio sent to speech-to-text on `stream` (one per speaker track)."""
+        """`seconds` of audio sent to speech-to-text on `stream` (one per speaker track): counted once a
+        second's worth has gathered (`STT_COUNT_EVERY_S`), and whatever is left when the totals are read."""
+        key = (stream, model, language)
+        pending = self._stt_pending.get(key, 0.0) + seconds
+        self._stt_pending[key] = pending
+        if pending >= STT_COUNT_EVERY_S:
+            self._count_stt(key)
+
+    def _count_stt(self, key: tuple[str, str, str]) -> None:
+        stream, model, language = key
+        seconds = self._stt_pending.pop(key, 0.0)
         self._streams[stream] += seconds
         self.add(STT, model, "audio_seconds", seconds, language)
+
+    def _count_pending(self) -> None:
+        for key in list(self._stt_pending):
+            self._count_stt(key)
 
     def meter(self, language: str) -> Meter:
         return Meter(self, language)
 
     def total(self, item: str, *, provider: str | None = None, language: str | None = None) -> float:
+        self._count_pending()
         return sum(
             amount
             for line, amount in self.amounts.items()
@@ -109,6 +128,7 @@ class Usage:
 
     def summary(self) -> dict[str, object]:
         """The totals as logged and printed: every line, the cost, the speaker streams' seconds."""
+        self._count_pending()
         return {
             "lines": [
                 {
@@ -129,8 +149,9 @@ class Usage:
 
     def log(self, logger: logging.Logger, message: str) -> None:
         """The room's usage and cost, in one line (ids and counts only)."""
+        lines = self.summary()["lines"]  # (what was pending counted first)
         metrics.ROOM_COST.observe(self.cost_usd)
-        logger.info(message, extra={"usage": self.summary()["lines"], "cost_usd": round(self.cost_usd, 6)})
+        logger.info(message, extra={"usage": lines, "cost_usd": round(self.cost_usd, 6)})
 
 
 def _key(line: Line) -> tuple[str, str, str]:
@@ -156,12 +177,10 @@ class Meter:
 METER: ContextVar[Meter | None] = ContextVar("interpreter_usage_meter", default=None)
 
 
+# what no room's channel asked for (the process-wide counters still see it)
+_OUTSIDE_ROOMS = Meter(Usage(), language="")
+
+
 def count_llm(provider: str, model: str, input_tokens: int, output_tokens: int) -> None:
-    """An LLM's reported usage, in the channel it serves (the process-wide counters only, outside one)."""
-    meter = METER.get()
-    if meter is not None:
-        meter.llm(provider, model, input_tokens, output_tokens)
-    else:
-        for item, amount in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
-            if amount > 0:
-                metrics.USAGE.labels(provider=provider, model=model, item=item, language="").inc(amount)
+    """An LLM's reported usage, in the channel it serves."""
+    (METER.get() or _OUTSIDE_ROOMS).llm(provider, model, input_tokens, output_tokens)

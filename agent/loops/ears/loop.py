@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterable, Callable
 
@@ -102,6 +103,8 @@ class Ears:
         )
         self._tap = tap  # sees every frame received (the own-voice cloner: `agent/room/cloning.py`)
         self._replay = ReplayBuffer(replay_limit_s, speaker=speaker)  # the timeline, what is not finalized
+        # the audio sent, counted as Deepgram bills it (per speaker stream)
+        sent = None if usage is None else functools.partial(usage.stt, speaker, stt.model, language=language)
         self._link = SttLink(
             stt=stt,
             language=language,
@@ -112,7 +115,7 @@ class Ears:
             drain_idle_s=drain_idle_s,
             give_up_after_s=give_up_after_s,
             on_fault=on_fault,
-            on_sent=None if usage is None else (lambda s: usage.stt(speaker, stt.model, s, language)),
+            on_sent=sent,
         )
         self._intake_task: asyncio.Task[None] | None = None
         self._stopped = False
