@@ -1,9 +1,10 @@
 """What the providers are asked for, counted where it happens, and what it costs by the price table.
 
 One `Usage` per room (per file in the file mode). Each provider call is counted as the provider bills it:
-- speech-to-text: the audio seconds sent, per speaker stream, counted as the ears send each frame (a replay
-  after a reconnect too). (The Deepgram plugin's own usage events report a connection's lifetime instead,
-  which runs on while the ears drain a closing stream: 10.0 s for 8.5 s sent, in tests/test_filemode.py.)
+- speech-to-text: the audio seconds sent, per speaker stream, counted as the ears send it, a second at a
+  time (a replay after a reconnect too). (The Deepgram plugin's own usage events report a connection's
+  lifetime instead, which runs on while the ears drain a closing stream: 10.0 s for 8.5 s sent, in
+  tests/test_filemode.py.)
 - LLM: the input and output tokens of the provider's own usage field, by provider (a fallback's and a
   probe's too), counted by `FallbackLLM` where it knows which LLM answered;
 - TTS: the characters sent to be synthesized, a clause's retry included, by voice kind (a preset voice, or a
